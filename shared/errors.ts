@@ -1,0 +1,85 @@
+/**
+ * One error type for the whole system, with a stable string `code`.
+ * Codes are part of the public contract (HTTP bodies, MQTT event payloads, socket API):
+ * never rename one; add new ones. Documented in docs/errors.md.
+ * The HTTP status mapping lives in `http-status.ts`, the only place that knows it.
+ */
+export const ERROR_CODES = [
+  // input validation
+  "BAD_REQUEST",
+  "VALIDATION_FAILED",
+  "PAYLOAD_TOO_LARGE",
+  "NOT_FOUND",
+  "CONFLICT",
+  "UNAUTHORIZED",
+  "FORBIDDEN",
+  "RANGE_NOT_SATISFIABLE",
+  // trust (DESIGN §3)
+  "SIGNATURE_THRESHOLD_NOT_MET",
+  "UNKNOWN_ROLE",
+  "WRONG_DEVICE",
+  "SEQ_REPLAYED",
+  "EXPIRED",
+  "RELEASE_COUNTER_ROLLBACK",
+  "MANIFEST_MISMATCH",
+  // bundles (DESIGN §2)
+  "BUNDLE_HASH_MISMATCH",
+  "BUNDLE_SIZE_MISMATCH",
+  "BUNDLE_UNSAFE_ENTRY",
+  "BUNDLE_UNLISTED_ENTRY",
+  "BUNDLE_MISSING_FILE",
+  "BUNDLE_TOO_LARGE",
+  "BUNDLE_MARKED_BAD",
+  "INCOMPATIBLE",
+  // download / transport
+  "DOWNLOAD_FAILED",
+  "CHUNK_INVALID",
+  "TIMEOUT",
+  "NOT_CONNECTED",
+  // runtime
+  "MODEL_LOAD_FAILED",
+  "MODEL_NOT_READY",
+  "INFERENCE_FAILED",
+  "SMOKE_TEST_FAILED",
+  "HOST_CRASHED",
+  "INVALID_TENSOR",
+  // generic
+  "INTERNAL",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface ErrorJson {
+  code: ErrorCode;
+  message: string;
+  details?: unknown;
+}
+
+export class EdgeFleetError extends Error {
+  readonly code: ErrorCode;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, details?: unknown, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "EdgeFleetError";
+    this.code = code;
+    this.details = details;
+  }
+
+  toJSON(): ErrorJson {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** Any thrown value to an EdgeFleetError; unknown errors become INTERNAL, keeping the cause. */
+export function toEdgeFleetError(err: unknown, fallback: ErrorCode = "INTERNAL"): EdgeFleetError {
+  if (err instanceof EdgeFleetError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new EdgeFleetError(fallback, message, undefined, { cause: err });
+}
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return (ERROR_CODES as readonly string[]).includes(value);
+}

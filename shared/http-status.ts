@@ -1,0 +1,24 @@
+import type { ErrorCode } from "./errors.js";
+
+/** The single mapping from error codes to HTTP status, used by the fleet server API and the agent socket. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  BAD_REQUEST: 400,
+  VALIDATION_FAILED: 400,
+  INVALID_TENSOR: 400,
+  PAYLOAD_TOO_LARGE: 413,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  RANGE_NOT_SATISFIABLE: 416,
+  MODEL_NOT_READY: 503,
+  NOT_CONNECTED: 503,
+  TIMEOUT: 504,
+  INCOMPATIBLE: 422,
+  MODEL_LOAD_FAILED: 422,
+  SMOKE_TEST_FAILED: 422,
+};
+
+export function httpStatusFor(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}

@@ -1,0 +1,52 @@
+import { z } from "zod";
+import { DeviceIdSchema, IsoTimeSchema, ModelNameSchema, Sha256Schema } from "./common.js";
+import { SignedManifestSchema } from "./manifest.js";
+import { envelopeSchema } from "./trust.js";
+
+export const StrategySchema = z.discriminatedUnion("mode", [
+  z.object({ mode: z.literal("active") }),
+  z.object({ mode: z.literal("shadow"), sampleRate: z.number().min(0).max(1).default(1) }),
+  z.object({ mode: z.literal("ab"), weight: z.number().min(0).max(1) }),
+]);
+
+export const HealthPolicySchema = z.object({
+  probationSeconds: z.number().min(0).default(30),
+  probationRequests: z.number().int().min(0).default(0),
+  maxErrorRatePercent: z.number().min(0).max(100).default(5),
+  maxP95LatencyRatio: z.number().min(1).default(3),
+  maxHostRestarts: z.number().int().min(0).default(2),
+});
+export type HealthPolicy = z.infer<typeof HealthPolicySchema>;
+
+export const AssignmentSchema = z.object({
+  model: ModelNameSchema,
+  bundle: z.object({ sha256: Sha256Schema, size: z.number().int().min(1) }),
+  releaseCounter: z.number().int().min(1),
+  strategy: StrategySchema.default({ mode: "active" }),
+  /** The release-signed manifest, carried here so the agent can check compatibility before downloading. */
+  manifest: SignedManifestSchema,
+});
+export type Assignment = z.infer<typeof AssignmentSchema>;
+
+export const DesiredStateSchema = z.object({
+  _type: z.literal("desired"),
+  deviceId: DeviceIdSchema,
+  seq: z.number().int().min(1),
+  issuedAt: IsoTimeSchema,
+  expires: IsoTimeSchema,
+  assignments: z.array(AssignmentSchema).max(16),
+  healthPolicy: HealthPolicySchema.default({
+    probationSeconds: 30,
+    probationRequests: 0,
+    maxErrorRatePercent: 5,
+    maxP95LatencyRatio: 3,
+    maxHostRestarts: 2,
+  }),
+  rollout: z
+    .object({ id: z.string().min(1).max(64), stage: z.number().int().min(0) })
+    .nullable()
+    .default(null),
+});
+export type DesiredState = z.infer<typeof DesiredStateSchema>;
+export const SignedDesiredStateSchema = envelopeSchema(DesiredStateSchema);
+export type SignedDesiredState = z.infer<typeof SignedDesiredStateSchema>;

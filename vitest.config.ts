@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    // Integration and e2e tests start real processes; two cores are the norm here.
+    fileParallelism: true,
+    maxWorkers: 2,
+    pool: "forks",
+  },
+});
