@@ -1,0 +1,177 @@
+import { EdgeFleetError } from "./errors.js";
+import type { Datatype } from "./schemas/common.js";
+import type { JsonTensor } from "./schemas/tensor.js";
+
+/**
+ * Conversions between Open Inference Protocol tensors (JSON, flattened row-major) and the
+ * typed arrays onnxruntime uses. Shared by the server (recording sample outputs) and the
+ * agent (socket API, model hosts). No onnxruntime import here: callers build `ort.Tensor`
+ * from `{ type, data, dims }`.
+ */
+export type OrtTensorType =
+  | "bool"
+  | "uint8"
+  | "uint16"
+  | "uint32"
+  | "uint64"
+  | "int8"
+  | "int16"
+  | "int32"
+  | "int64"
+  | "float16"
+  | "float32"
+  | "float64"
+  | "string";
+
+export type TensorData =
+  | Uint8Array
+  | Uint16Array
+  | Uint32Array
+  | BigUint64Array
+  | Int8Array
+  | Int16Array
+  | Int32Array
+  | BigInt64Array
+  | Float32Array
+  | Float64Array
+  | string[];
+
+export interface RawTensor {
+  type: OrtTensorType;
+  data: TensorData;
+  dims: number[];
+}
+
+const TO_ORT: Record<Datatype, OrtTensorType> = {
+  BOOL: "bool",
+  UINT8: "uint8",
+  UINT16: "uint16",
+  UINT32: "uint32",
+  UINT64: "uint64",
+  INT8: "int8",
+  INT16: "int16",
+  INT32: "int32",
+  INT64: "int64",
+  FP16: "float16",
+  FP32: "float32",
+  FP64: "float64",
+  BYTES: "string",
+};
+const FROM_ORT = Object.fromEntries(Object.entries(TO_ORT).map(([k, v]) => [v, k])) as Record<OrtTensorType, Datatype>;
+
+export function ortTypeOf(datatype: Datatype): OrtTensorType {
+  return TO_ORT[datatype];
+}
+
+export function datatypeOf(type: string): Datatype {
+  const dt = FROM_ORT[type as OrtTensorType];
+  if (!dt) throw new EdgeFleetError("INVALID_TENSOR", `unsupported tensor element type: ${type}`);
+  return dt;
+}
+
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function numbers(t: JsonTensor, name: string): number[] {
+  const out = new Array<number>(t.data.length);
+  for (let i = 0; i < t.data.length; i++) {
+    const v = t.data[i];
+    if (typeof v === "number") out[i] = v;
+    else if (typeof v === "boolean") out[i] = v ? 1 : 0;
+    else throw new EdgeFleetError("INVALID_TENSOR", `tensor ${name}: element ${i} must be a number`);
+  }
+  return out;
+}
+
+function integers(t: JsonTensor, name: string): number[] {
+  const out = numbers(t, name);
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isInteger(out[i])) {
+      throw new EdgeFleetError("INVALID_TENSOR", `tensor ${name}: element ${i} must be an integer for ${t.datatype}`);
+    }
+  }
+  return out;
+}
+
+/** JSON tensor → typed array. Throws INVALID_TENSOR when data length and shape disagree. */
+export function jsonToRaw(name: string, t: JsonTensor): RawTensor {
+  const count = elementCount(t.shape);
+  if (t.data.length !== count) {
+    throw new EdgeFleetError(
+      "INVALID_TENSOR",
+      `tensor ${name}: shape [${t.shape.join(",")}] needs ${count} elements, got ${t.data.length}`,
+    );
+  }
+  const type = ortTypeOf(t.datatype);
+  const dims = [...t.shape];
+  switch (t.datatype) {
+    case "BOOL":
+      return { type, dims, data: Uint8Array.from(t.data.map((v) => (v === true || v === 1 ? 1 : 0))) };
+    case "UINT8":
+      return { type, dims, data: Uint8Array.from(integers(t, name)) };
+    case "UINT16":
+      return { type, dims, data: Uint16Array.from(integers(t, name)) };
+    case "UINT32":
+      return { type, dims, data: Uint32Array.from(integers(t, name)) };
+    case "UINT64":
+      return { type, dims, data: BigUint64Array.from(integers(t, name).map(BigInt)) };
+    case "INT8":
+      return { type, dims, data: Int8Array.from(integers(t, name)) };
+    case "INT16":
+      return { type, dims, data: Int16Array.from(integers(t, name)) };
+    case "INT32":
+      return { type, dims, data: Int32Array.from(integers(t, name)) };
+    case "INT64":
+      return { type, dims, data: BigInt64Array.from(integers(t, name).map(BigInt)) };
+    case "FP16":
+      // FP16 travels as raw uint16 bit patterns inside onnxruntime-node.
+      return { type, dims, data: Uint16Array.from(numbers(t, name).map(toHalfBits)) };
+    case "FP32":
+      return { type, dims, data: Float32Array.from(numbers(t, name)) };
+    case "FP64":
+      return { type, dims, data: Float64Array.from(numbers(t, name)) };
+    case "BYTES":
+      return { type, dims, data: t.data.map((v) => String(v)) };
+  }
+}
+
+/** Typed array → JSON tensor. BigInt values become numbers (exact up to 2^53). */
+export function rawToJson(raw: RawTensor): JsonTensor {
+  const datatype = datatypeOf(raw.type);
+  let data: (number | boolean | string)[];
+  if (Array.isArray(raw.data)) data = raw.data;
+  else if (raw.data instanceof BigInt64Array || raw.data instanceof BigUint64Array) {
+    data = Array.from(raw.data, (v) => Number(v));
+  } else if (datatype === "BOOL") data = Array.from(raw.data as Uint8Array, (v) => v !== 0);
+  else if (datatype === "FP16") data = Array.from(raw.data as Uint16Array, fromHalfBits);
+  else data = Array.from(raw.data as ArrayLike<number>);
+  return { datatype, shape: [...raw.dims], data };
+}
+
+function toHalfBits(value: number): number {
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  f32[0] = value;
+  const x = u32[0]!;
+  const sign = (x >> 16) & 0x8000;
+  const exp = ((x >> 23) & 0xff) - 127 + 15;
+  const mant = x & 0x7fffff;
+  if (((x >> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  if (exp >= 0x1f) return sign | 0x7c00;
+  if (exp <= 0) {
+    if (exp < -10) return sign;
+    const m = (mant | 0x800000) >> (1 - exp);
+    return sign | ((m + 0x1000) >> 13);
+  }
+  return sign | (exp << 10) | ((mant + 0x1000) >> 13);
+}
+
+function fromHalfBits(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * 2 ** -14 * (mant / 1024);
+  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * 2 ** (exp - 15) * (1 + mant / 1024);
+}

@@ -1,0 +1,28 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { EdgeFleetError, ERROR_CODES, toEdgeFleetError } from "../../../shared/errors.js";
+import { httpStatusFor } from "../../../shared/http-status.js";
+
+describe("error codes", () => {
+  it("every code is documented in docs/errors.md", () => {
+    const doc = readFileSync(new URL("../../../docs/errors.md", import.meta.url), "utf8");
+    const missing = ERROR_CODES.filter((c) => !doc.includes(`\`${c}\``));
+    expect(missing).toEqual([]);
+  });
+
+  it("maps client errors to 4xx and unknown failures to 500", () => {
+    expect(httpStatusFor("VALIDATION_FAILED")).toBe(400);
+    expect(httpStatusFor("NOT_FOUND")).toBe(404);
+    expect(httpStatusFor("PAYLOAD_TOO_LARGE")).toBe(413);
+    expect(httpStatusFor("INTERNAL")).toBe(500);
+  });
+
+  it("wraps foreign errors as INTERNAL keeping the cause", () => {
+    const cause = new RangeError("boom");
+    const err = toEdgeFleetError(cause);
+    expect(err).toBeInstanceOf(EdgeFleetError);
+    expect(err.code).toBe("INTERNAL");
+    expect(err.cause).toBe(cause);
+    expect(err.toJSON()).toEqual({ code: "INTERNAL", message: "boom" });
+  });
+});
