@@ -3,4 +3,4 @@
 import { register } from "tsx/esm/api";
 
 register();
-await import("../fleet-server/main.ts");
+await import("../fleet-server/cli.ts");

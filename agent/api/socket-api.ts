@@ -1,0 +1,182 @@
+import { unlink } from "node:fs/promises";
+import Fastify, { type FastifyInstance } from "fastify";
+import { EdgeFleetError } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
+import type { LoadedVersion } from "../runtime/model-runtime.js";
+import type { AgentModelRuntime } from "../runtime/runtime.js";
+import { apiErrorReply } from "./api-errors.js";
+import { modelMetadata } from "./model-metadata.js";
+import { removeStaleSocket, restrictSocket } from "./socket-file.js";
+import { parseInferBody } from "./v2-body.js";
+
+/** The parts of the runtime the API reads. */
+export type SocketApiRuntime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf">;
+
+export interface SocketApiDeps {
+  log: Logger;
+  runtime: SocketApiRuntime;
+  /** Body of `GET /v1/status` (built by the composition root: update state, profile, models). */
+  status: () => unknown;
+  socketPath: string;
+  /** Agent version for `GET /v2`. */
+  version: string;
+  /** Max request body in bytes (default 16 MiB); larger bodies get 413. */
+  bodyLimit?: number;
+  /**
+   * Whether the agent is ready to serve. The updater knows which models *should* serve (committed
+   * ones may still be loading at boot); default: every loaded model has a healthy serving version.
+   */
+  ready?: () => boolean;
+  /** Prometheus text for `GET /metrics`, when the agent has metrics. */
+  metrics?: () => string | Promise<string>;
+}
+
+export interface SocketApi {
+  listen(): Promise<void>;
+  close(): Promise<void>;
+  /** For tests and in-process callers (fastify inject). */
+  readonly server: FastifyInstance;
+}
+
+interface ModelParams {
+  model: string;
+  version?: string;
+}
+
+/** Versions a request may address explicitly: loaded or serving, not draining or dead. */
+function addressable(runtime: SocketApiRuntime, model: string): LoadedVersion[] {
+  return runtime
+    .loaded()
+    .filter((v) => v.installed.model === model && ["loaded", "serving"].includes(runtime.stateOf(v)));
+}
+
+function findVersion(runtime: SocketApiRuntime, p: ModelParams): LoadedVersion {
+  const all = runtime.loaded().filter((v) => v.installed.model === p.model);
+  if (all.length === 0) throw new EdgeFleetError("NOT_FOUND", `unknown model ${p.model}`);
+  if (p.version === undefined) {
+    const serving = runtime.serving().get(p.model);
+    // Metadata stays available while a model is loaded but not yet serving.
+    const v = serving ?? addressable(runtime, p.model).at(-1) ?? all.at(-1);
+    return v!;
+  }
+  const serving = runtime.serving().get(p.model);
+  if (serving?.installed.version === p.version) return serving;
+  const v = addressable(runtime, p.model).find((x) => x.installed.version === p.version);
+  if (!v) throw new EdgeFleetError("NOT_FOUND", `model ${p.model} has no version ${p.version}`);
+  return v;
+}
+
+function isReady(runtime: SocketApiRuntime, v: LoadedVersion): boolean {
+  const state = runtime.stateOf(v);
+  return state === "serving" || state === "loaded";
+}
+
+function defaultReady(runtime: SocketApiRuntime): boolean {
+  const models = new Set(runtime.loaded().map((v) => v.installed.model));
+  const serving = runtime.serving();
+  for (const m of models) {
+    const v = serving.get(m);
+    if (!v || runtime.stateOf(v) !== "serving") return false;
+  }
+  return true;
+}
+
+/**
+ * The agent's local HTTP API on a Unix socket (DESIGN §5): Open Inference Protocol v2 + status.
+ * Every error leaves through one handler as `{ error, code }`; no input can crash the process.
+ */
+export function createSocketApi(deps: SocketApiDeps): SocketApi {
+  const { runtime } = deps;
+  const log = deps.log.child({ component: "socket-api" });
+  const ready = deps.ready ?? (() => defaultReady(runtime));
+  const server = Fastify({ logger: false, bodyLimit: deps.bodyLimit ?? 16 * 1024 * 1024 });
+
+  server.setErrorHandler((err, req, reply) => {
+    const r = apiErrorReply(err);
+    if (r.serverFault) log.error({ err, url: req.url }, "request failed");
+    else log.debug({ code: r.body.code, url: req.url, message: r.body.error }, "request rejected");
+    void reply.code(r.status).send(r.body);
+  });
+  server.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: `no route ${req.method} ${req.url}`, code: "NOT_FOUND" });
+  });
+
+  server.get("/v2", async () => ({ name: "edgefleet-agent", version: deps.version, extensions: [] }));
+  server.get("/v2/health/live", async () => ({ live: true }));
+  server.get("/v2/health/ready", async () => {
+    if (!ready()) throw new EdgeFleetError("MODEL_NOT_READY", "not every model has a serving version");
+    return { ready: true };
+  });
+
+  const metadata = async (req: { params: ModelParams }) => {
+    const v = findVersion(runtime, req.params);
+    const versions = addressable(runtime, req.params.model).map((x) => x.installed.version);
+    return modelMetadata(v, versions.length > 0 ? versions : [v.installed.version]);
+  };
+  server.get<{ Params: ModelParams }>("/v2/models/:model", metadata);
+  server.get<{ Params: ModelParams }>("/v2/models/:model/versions/:version", metadata);
+
+  const modelReady = async (req: { params: ModelParams }) => {
+    const v = findVersion(runtime, req.params);
+    const serving = runtime.serving().get(req.params.model);
+    const ok =
+      req.params.version === undefined ? serving === v && runtime.stateOf(v) === "serving" : isReady(runtime, v);
+    if (!ok) throw new EdgeFleetError("MODEL_NOT_READY", `model ${req.params.model} is not ready`);
+    return { name: req.params.model, ready: true };
+  };
+  server.get<{ Params: ModelParams }>("/v2/models/:model/ready", modelReady);
+  server.get<{ Params: ModelParams }>("/v2/models/:model/versions/:version/ready", modelReady);
+
+  const infer = async (req: { params: ModelParams; body: unknown }) => {
+    const body = parseInferBody(req.body);
+    const { model, version } = req.params;
+    const res = await runtime.infer({
+      model,
+      ...(version !== undefined ? { version } : {}),
+      inputs: body.inputs,
+      ...(body.outputs ? { outputs: body.outputs } : {}),
+    });
+    return {
+      model_name: res.model,
+      model_version: res.version,
+      ...(body.id !== undefined ? { id: body.id } : {}),
+      outputs: Object.entries(res.outputs).map(([name, t]) => ({
+        name,
+        shape: t.shape,
+        datatype: t.datatype,
+        data: t.data,
+      })),
+    };
+  };
+  server.post<{ Params: ModelParams }>("/v2/models/:model/infer", infer);
+  server.post<{ Params: ModelParams }>("/v2/models/:model/versions/:version/infer", infer);
+
+  server.get("/v1/status", async () => deps.status());
+  if (deps.metrics) {
+    const metrics = deps.metrics;
+    server.get("/metrics", async (_req, reply) => {
+      void reply.type("text/plain; version=0.0.4");
+      return metrics();
+    });
+  }
+
+  let listening = false;
+  return {
+    server,
+    async listen() {
+      await removeStaleSocket(deps.socketPath);
+      await server.listen({ path: deps.socketPath });
+      listening = true;
+      await restrictSocket(deps.socketPath);
+      log.info({ socketPath: deps.socketPath }, "socket API listening");
+    },
+    async close() {
+      await server.close();
+      if (listening) {
+        listening = false;
+        // Fastify/net usually unlinks it; make sure a restart never sees a stale file.
+        await unlink(deps.socketPath).catch(() => undefined);
+      }
+    },
+  };
+}

@@ -1,0 +1,81 @@
+import { z } from "zod";
+import { EdgeFleetError } from "../../shared/errors.js";
+import { DatatypeSchema } from "../../shared/schemas/common.js";
+import type { JsonTensor } from "../../shared/schemas/tensor.js";
+
+type Scalar = number | boolean | string;
+
+/**
+ * Open Inference Protocol `data`: row-major, either flat or nested arrays (v2 allows both).
+ * Flattens depth-first; rejects objects, nulls and ragged nesting depth (a mix of arrays and scalars at one level).
+ * Pure; unit-tested.
+ */
+export function flattenData(data: unknown, name: string): Scalar[] {
+  if (!Array.isArray(data)) {
+    // A bare scalar is a valid rank-0 payload for some clients.
+    if (typeof data === "number" || typeof data === "boolean" || typeof data === "string") return [data];
+    throw new EdgeFleetError("INVALID_TENSOR", `input "${name}": data must be an array`);
+  }
+  const out: Scalar[] = [];
+  const walk = (level: unknown[], depth: number): void => {
+    let arrays = 0;
+    for (const v of level) {
+      if (Array.isArray(v)) {
+        arrays++;
+        walk(v, depth + 1);
+      } else if (typeof v === "number" || typeof v === "boolean" || typeof v === "string") out.push(v);
+      else
+        throw new EdgeFleetError(
+          "INVALID_TENSOR",
+          `input "${name}": data element at depth ${depth} is ${v === null ? "null" : typeof v}`,
+        );
+    }
+    if (arrays > 0 && arrays !== level.length) {
+      throw new EdgeFleetError("INVALID_TENSOR", `input "${name}": data mixes arrays and scalars at depth ${depth}`);
+    }
+  };
+  walk(data, 0);
+  return out;
+}
+
+const ParametersSchema = z.record(z.string(), z.unknown()).optional();
+
+export const V2InputSchema = z.object({
+  name: z.string().min(1),
+  shape: z.array(z.number().int().min(0)),
+  datatype: DatatypeSchema,
+  data: z.unknown(),
+  parameters: ParametersSchema,
+});
+
+export const V2InferRequestSchema = z.object({
+  id: z.string().max(256).optional(),
+  parameters: ParametersSchema,
+  inputs: z.array(V2InputSchema).min(1),
+  outputs: z.array(z.object({ name: z.string().min(1), parameters: ParametersSchema })).optional(),
+});
+export type V2InferRequest = z.infer<typeof V2InferRequestSchema>;
+
+export interface ParsedInferBody {
+  id?: string;
+  inputs: Record<string, JsonTensor>;
+  outputs?: string[];
+}
+
+/** Request body → runtime inputs. Schema problems are BAD_REQUEST, tensor problems INVALID_TENSOR (both 400). */
+export function parseInferBody(body: unknown): ParsedInferBody {
+  const parsed = V2InferRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
+    throw new EdgeFleetError("BAD_REQUEST", `invalid inference request: ${issues.join("; ")}`, { issues });
+  }
+  const inputs: Record<string, JsonTensor> = {};
+  for (const input of parsed.data.inputs) {
+    if (inputs[input.name]) throw new EdgeFleetError("INVALID_TENSOR", `input "${input.name}" given twice`);
+    inputs[input.name] = { datatype: input.datatype, shape: input.shape, data: flattenData(input.data, input.name) };
+  }
+  const result: ParsedInferBody = { inputs };
+  if (parsed.data.id !== undefined) result.id = parsed.data.id;
+  if (parsed.data.outputs) result.outputs = parsed.data.outputs.map((o) => o.name);
+  return result;
+}

@@ -1,0 +1,205 @@
+import { type ChildProcess, fork } from "node:child_process";
+import { createRequire } from "node:module";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import type { Clock } from "../../shared/clock.js";
+import { EdgeFleetError, type ErrorJson, isErrorCode } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
+import type { RawTensor } from "../../shared/tensors.js";
+import type { HostMetadata, HostRequest, HostResponse, HostResult } from "./host-protocol.js";
+import type { HostSessionOptions } from "./session-options.js";
+
+export interface ModelHostDeps {
+  log: Logger;
+  clock: Clock;
+  /** Host entry file; defaults to model-host-main next to this module, with this module's extension. */
+  entry?: string;
+  /** Node flags for the host; defaults to ours, plus the tsx loader when the entry is TypeScript. */
+  execArgv?: string[];
+  /** How long session creation may take before the host is killed (default 60 s). */
+  loadTimeoutMs?: number;
+  /** How long a stopping host may take to exit before SIGKILL (default 5 s). */
+  stopTimeoutMs?: number;
+}
+
+export interface SpawnOptions {
+  modelPath: string;
+  options: HostSessionOptions;
+  /** For logs: "model@version". */
+  label: string;
+}
+
+export interface HostExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when we asked it to stop; false means it crashed or was killed from outside. */
+  expected: boolean;
+}
+
+export interface ModelHost {
+  readonly pid: number;
+  readonly metadata: HostMetadata;
+  alive(): boolean;
+  run(feeds: Record<string, RawTensor>, outputs?: string[]): Promise<Record<string, RawTensor>>;
+  rss(): Promise<number | null>;
+  /** Graceful stop (releases the session), SIGKILL after the stop timeout. Idempotent. */
+  stop(): Promise<void>;
+  /** Resolves once when the process has exited, for any reason. */
+  readonly exited: Promise<HostExit>;
+}
+
+/** `Omit` distributed over the union, so each request variant keeps its own fields. */
+type RequestBody = HostRequest extends infer T ? (T extends HostRequest ? Omit<T, "id"> : never) : never;
+
+interface Pending {
+  resolve(r: HostResult): void;
+  reject(e: EdgeFleetError): void;
+}
+
+function defaultEntry(): string {
+  const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
+  return fileURLToPath(new URL(`./model-host-main${ext}`, import.meta.url));
+}
+
+/**
+ * Forked children inherit our execArgv; under `node --import tsx` that already loads tsx. Under other
+ * TypeScript runners (vitest) it does not, so add tsx's loader, resolved from this package rather than
+ * from the working directory.
+ */
+function defaultExecArgv(entry: string): string[] {
+  const argv = [...process.execArgv];
+  if (entry.endsWith(".ts") && !argv.some((a) => a.includes("tsx"))) {
+    const loader = createRequire(import.meta.url).resolve("tsx");
+    argv.push("--import", pathToFileURL(loader).href);
+  }
+  return argv;
+}
+
+function fromJson(e: ErrorJson): EdgeFleetError {
+  return new EdgeFleetError(isErrorCode(e.code) ? e.code : "INTERNAL", e.message, e.details);
+}
+
+/**
+ * Forks a host, creates the session in it and resolves once it is ready.
+ *
+ * Invariants: every request id is in `pending` until its response arrives or the child exits;
+ * on exit every pending call is rejected with HOST_CRASHED (or MODEL_NOT_READY after a requested stop),
+ * and later calls fail fast — nothing waits on a dead process.
+ */
+export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): Promise<ModelHost> {
+  const log = deps.log.child({ host: spawn.label });
+  const entry = deps.entry ?? defaultEntry();
+  const child: ChildProcess = fork(entry, [], {
+    serialization: "advanced",
+    execArgv: deps.execArgv ?? defaultExecArgv(entry),
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const pending = new Map<number, Pending>();
+  let nextId = 1;
+  let stopping = false;
+  let exitInfo: HostExit | null = null;
+
+  const exited = new Promise<HostExit>((resolve) => {
+    child.once("exit", (code, signal) => {
+      exitInfo = { code, signal, expected: stopping };
+      const err = stopping
+        ? new EdgeFleetError("MODEL_NOT_READY", `model host ${spawn.label} was stopped`)
+        : new EdgeFleetError(
+            "HOST_CRASHED",
+            `model host ${spawn.label} (pid ${child.pid}) exited (code ${code}, signal ${signal})`,
+          );
+      if (!stopping) log.error({ code, signal, pending: pending.size }, "model host exited unexpectedly");
+      for (const p of pending.values()) p.reject(err);
+      pending.clear();
+      resolve(exitInfo);
+    });
+  });
+  // A spawn failure (ENOENT, EAGAIN) is followed by no "exit" in some cases; make it one.
+  child.once("error", (err) => {
+    log.error({ err }, "model host process error");
+    if (exitInfo === null && child.exitCode === null) child.kill("SIGKILL");
+  });
+  child.on("message", (msg: HostResponse) => {
+    const p = pending.get(msg.id);
+    if (!p) return;
+    pending.delete(msg.id);
+    if (msg.ok) p.resolve(msg.result);
+    else p.reject(fromJson(msg.error));
+  });
+
+  function call(req: RequestBody): Promise<HostResult> {
+    if (exitInfo !== null || !child.connected) {
+      return Promise.reject(
+        stopping
+          ? new EdgeFleetError("MODEL_NOT_READY", `model host ${spawn.label} was stopped`)
+          : new EdgeFleetError("HOST_CRASHED", `model host ${spawn.label} is not running`),
+      );
+    }
+    const id = nextId++;
+    return new Promise<HostResult>((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      child.send({ ...req, id } as HostRequest, (err) => {
+        if (err && pending.delete(id))
+          reject(new EdgeFleetError("HOST_CRASHED", `send to model host failed: ${err.message}`));
+      });
+    });
+  }
+
+  let stopPromise: Promise<void> | null = null;
+  function stop(): Promise<void> {
+    stopPromise ??= (async () => {
+      stopping = exitInfo === null ? true : stopping;
+      if (exitInfo !== null) return;
+      const timeout = deps.clock.setTimeout(() => child.kill("SIGKILL"), deps.stopTimeoutMs ?? 5_000);
+      call({ type: "stop" }).catch(() => child.kill("SIGKILL"));
+      await exited;
+      timeout.cancel();
+    })();
+    return stopPromise;
+  }
+
+  const loadTimeoutMs = deps.loadTimeoutMs ?? 60_000;
+  let metadata: HostMetadata;
+  let timedOut = false;
+  const timer = deps.clock.setTimeout(() => {
+    timedOut = true;
+    log.error({ loadTimeoutMs }, "model load timed out; killing host");
+    child.kill("SIGKILL");
+  }, loadTimeoutMs);
+  try {
+    const res = await call({ type: "load", modelPath: spawn.modelPath, options: spawn.options });
+    if (res.type !== "load") throw new EdgeFleetError("INTERNAL", "unexpected host response to load");
+    metadata = res.metadata;
+  } catch (err) {
+    const e = err instanceof EdgeFleetError ? err : new EdgeFleetError("MODEL_LOAD_FAILED", String(err));
+    await stop();
+    if (timedOut)
+      throw new EdgeFleetError("MODEL_LOAD_FAILED", `loading ${spawn.label} timed out after ${loadTimeoutMs} ms`);
+    throw e.code === "MODEL_LOAD_FAILED"
+      ? e
+      : new EdgeFleetError("MODEL_LOAD_FAILED", `loading ${spawn.label}: ${e.message}`, { cause: e.code });
+  } finally {
+    timer.cancel();
+  }
+  log.debug({ pid: child.pid }, "model host ready");
+
+  return {
+    pid: child.pid ?? -1,
+    metadata,
+    exited,
+    alive: () => exitInfo === null && !stopping,
+    async run(feeds, outputs) {
+      const res = await call(outputs ? { type: "run", feeds, outputs } : { type: "run", feeds });
+      if (res.type !== "run") throw new EdgeFleetError("INTERNAL", "unexpected host response to run");
+      return res.outputs;
+    },
+    async rss() {
+      try {
+        const res = await call({ type: "rss" });
+        return res.type === "rss" ? res.rss : null;
+      } catch {
+        return null;
+      }
+    },
+    stop,
+  };
+}

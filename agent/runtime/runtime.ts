@@ -1,0 +1,331 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import type { Clock } from "../../shared/clock.js";
+import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
+import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
+import { type JsonTensor, type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
+import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
+import { type HostExit, type ModelHost, type ModelHostDeps, spawnModelHost } from "./model-host.js";
+import type {
+  InferRequest,
+  InferResult,
+  InstalledModel,
+  LoadedVersion,
+  ModelRuntime,
+  SmokeResult,
+} from "./model-runtime.js";
+import { sessionOptionsFromProfile } from "./session-options.js";
+import { validateInputs, validateOutputNames, zerosFor } from "./tensor-validation.js";
+import { compareTensors } from "./tolerance.js";
+
+export interface ModelRuntimeDeps {
+  log: Logger;
+  clock: Clock;
+  profile: DeviceProfile;
+  /** Host process options (entry, execArgv, load/stop timeouts). */
+  host?: Omit<ModelHostDeps, "log" | "clock">;
+  /** How long `activate`/`unload` wait for in-flight requests before stopping a host anyway (default 30 s). */
+  drainTimeoutMs?: number;
+  /** Called when a host exits without being asked to (crash, OOM kill); the health monitor counts these. */
+  onHostExit?: (installed: InstalledModel, exit: HostExit) => void;
+}
+
+export type VersionState = "loaded" | "serving" | "retiring" | "stopped" | "crashed";
+
+/** What the runtime adds to the `ModelRuntime` contract, for the socket API, status and metrics. */
+export interface AgentModelRuntime extends ModelRuntime {
+  /** Every version with a live or crashed host (not stopped ones), in load order. */
+  loaded(): LoadedVersion[];
+  stateOf(loaded: LoadedVersion): VersionState;
+  /** Requests currently running on this version's host. */
+  inFlight(loaded: LoadedVersion): number;
+  /** OS pid of the version's host process. */
+  hostPid(loaded: LoadedVersion): number;
+}
+
+/**
+ * One loaded model version and its host. `inFlight` counts requests between routing and reply.
+ * `onIdle` is called by whichever request brings `inFlight` to 0 while the version is retiring.
+ */
+interface Version extends LoadedVersion {
+  readonly host: ModelHost;
+  state: VersionState;
+  inFlight: number;
+  onIdle: (() => void) | null;
+  /** Set by the first `retire`, so concurrent unload/activate/close share one drain. */
+  retiring: Promise<void> | null;
+}
+
+const label = (i: InstalledModel): string => `${i.model}@${i.version}`;
+
+async function readSamples(dir: string): Promise<SamplesFile | null> {
+  try {
+    return SamplesFileSchema.parse(JSON.parse(await readFile(path.join(dir, "samples.json"), "utf8")));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The agent's model runtime (DESIGN §5): one host process per loaded version, atomic hot swap.
+ *
+ * Concurrency invariants (single-threaded event loop, so "atomic" = "no await in between"):
+ * - `infer` picks its target version and increments that version's `inFlight` in the same synchronous
+ *   section; `activate` replaces the serving pointer synchronously. So every request is counted on exactly
+ *   the version it was routed to, and a retiring version's count only goes down.
+ * - A retiring version is never picked again, so once its count reaches 0 it stays 0 and its host can be
+ *   stopped without failing a request.
+ */
+export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
+  const log = deps.log.child({ component: "runtime" });
+  const hostDeps: ModelHostDeps = { ...deps.host, log: deps.log, clock: deps.clock };
+  const sessionOptions = sessionOptionsFromProfile(deps.profile);
+  const drainTimeoutMs = deps.drainTimeoutMs ?? 30_000;
+  /** Every version whose host is not stopped, in load order. */
+  const versions = new Set<Version>();
+  const servingByModel = new Map<string, Version>();
+
+  function own(loaded: LoadedVersion): Version {
+    const v = loaded as Version;
+    if (!versions.has(v)) {
+      throw new EdgeFleetError("NOT_FOUND", `${label(loaded.installed)} is not loaded in this runtime`);
+    }
+    return v;
+  }
+
+  /** Synchronous on purpose: see the invariants above. */
+  function pick(model: string, version?: string): Version {
+    if (version === undefined) {
+      const v = servingByModel.get(model);
+      if (v) return v;
+      const known = [...versions].some((x) => x.installed.model === model);
+      if (known) throw new EdgeFleetError("MODEL_NOT_READY", `model ${model} has no serving version`);
+      throw new EdgeFleetError("NOT_FOUND", `unknown model ${model}`);
+    }
+    // The serving one first, in case the same version is loaded twice (reinstall).
+    const serving = servingByModel.get(model);
+    if (serving?.installed.version === version) return serving;
+    for (const v of versions) {
+      if (v.installed.model === model && v.installed.version === version && v.state === "loaded") return v;
+    }
+    if (![...versions].some((x) => x.installed.model === model)) {
+      throw new EdgeFleetError("NOT_FOUND", `unknown model ${model}`);
+    }
+    throw new EdgeFleetError("NOT_FOUND", `model ${model} has no loaded version ${version}`);
+  }
+
+  /** Validates, converts and runs on `v`, keeping `inFlight` exact. Sync until `host.run`. */
+  async function runOn(
+    v: Version,
+    inputs: Record<string, JsonTensor>,
+    outputs?: string[],
+  ): Promise<Record<string, JsonTensor>> {
+    const manifest = v.installed.manifest;
+    validateInputs(manifest.inputs, inputs);
+    const wanted = validateOutputNames(manifest.outputs, outputs);
+    const feeds: Record<string, RawTensor> = {};
+    for (const [name, t] of Object.entries(inputs)) feeds[name] = jsonToRaw(name, t);
+    v.inFlight++;
+    try {
+      const raw = await v.host.run(feeds, wanted);
+      const out: Record<string, JsonTensor> = {};
+      for (const [name, t] of Object.entries(raw)) out[name] = rawToJson(t);
+      return out;
+    } catch (err) {
+      throw toEdgeFleetError(err, "INFERENCE_FAILED");
+    } finally {
+      v.inFlight--;
+      if (v.inFlight === 0) v.onIdle?.();
+    }
+  }
+
+  /** Waits until no request runs on `v` (or the drain timeout), then stops its host. Idempotent. */
+  function retire(v: Version, why: string): Promise<void> {
+    v.retiring ??= drainAndStop(v, why);
+    return v.retiring;
+  }
+
+  async function drainAndStop(v: Version, why: string): Promise<void> {
+    if (v.state !== "crashed") v.state = "retiring";
+    if (v.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = deps.clock.setTimeout(() => {
+          log.warn({ version: label(v.installed), inFlight: v.inFlight }, "drain timed out; stopping host anyway");
+          resolve();
+        }, drainTimeoutMs);
+        v.onIdle = () => {
+          timer.cancel();
+          resolve();
+        };
+      });
+      v.onIdle = null;
+    }
+    await v.host.stop();
+    v.state = "stopped";
+    versions.delete(v);
+    log.info({ version: label(v.installed), why }, "model host stopped");
+  }
+
+  /**
+   * One run so the first real request does not pay for lazy allocations. With a golden sample a failure
+   * is fatal (the bundle's own input does not run). Without one we guess zeros with dynamic dims = 1,
+   * which some models legitimately refuse (e.g. a minimum frame length), so that failure is only logged.
+   */
+  async function warm(v: Version): Promise<void> {
+    const samples = await readSamples(v.installed.dir);
+    const first = samples?.samples[0];
+    if (first) {
+      await runOn(v, first.inputs);
+      return;
+    }
+    const inputs: Record<string, JsonTensor> = {};
+    for (const spec of v.installed.manifest.inputs) inputs[spec.name] = zerosFor(spec);
+    try {
+      await runOn(v, inputs);
+    } catch (err) {
+      if (!v.host.alive()) throw err;
+      log.warn(
+        { version: label(v.installed), err: toEdgeFleetError(err).message },
+        "warm-up with zeros failed; continuing",
+      );
+    }
+  }
+
+  const runtime: AgentModelRuntime = {
+    profile: deps.profile,
+
+    async load(installed) {
+      const host = await spawnModelHost(hostDeps, {
+        modelPath: path.join(installed.dir, "model.onnx"),
+        options: sessionOptions,
+        label: label(installed),
+      });
+      const v: Version = {
+        installed,
+        host,
+        state: "loaded",
+        inFlight: 0,
+        onIdle: null,
+        retiring: null,
+        rss: () => host.rss(),
+      };
+      versions.add(v);
+      void host.exited.then((exit) => {
+        if (exit.expected) return;
+        v.state = "crashed";
+        deps.onHostExit?.(installed, exit);
+      });
+      try {
+        const sessionInputs = new Set(host.metadata.inputs.map((i) => i.name));
+        const missing = installed.manifest.inputs.filter((s) => !sessionInputs.has(s.name)).map((s) => s.name);
+        if (missing.length > 0 || sessionInputs.size !== installed.manifest.inputs.length) {
+          throw new EdgeFleetError(
+            "MODEL_LOAD_FAILED",
+            `manifest inputs [${installed.manifest.inputs.map((s) => s.name).join(",")}] do not match the model's [${[...sessionInputs].join(",")}]`,
+          );
+        }
+        await warm(v);
+      } catch (err) {
+        await retire(v, "load failed");
+        const e = toEdgeFleetError(err, "MODEL_LOAD_FAILED");
+        throw e.code === "MODEL_LOAD_FAILED"
+          ? e
+          : new EdgeFleetError("MODEL_LOAD_FAILED", `warm-up of ${label(installed)} failed: ${e.message}`, e.toJSON());
+      }
+      log.info({ version: label(installed), pid: host.pid }, "model version loaded");
+      return v;
+    },
+
+    async smokeTest(loaded, samples) {
+      const v = own(loaded);
+      const results: SmokeResult["samples"] = [];
+      for (const [i, sample] of samples.samples.entries()) {
+        const name = sample.name ?? `sample-${i}`;
+        try {
+          const actual = await runOn(v, sample.inputs);
+          let maxAbsError = 0;
+          const reasons: string[] = [];
+          for (const [out, expected] of Object.entries(sample.outputs)) {
+            const got = actual[out];
+            if (!got) {
+              reasons.push(`output ${out} missing`);
+              maxAbsError = Number.POSITIVE_INFINITY;
+              continue;
+            }
+            const cmp = compareTensors(got, expected, sample.tolerance);
+            maxAbsError = Math.max(maxAbsError, cmp.maxAbsError);
+            if (!cmp.ok) reasons.push(`output ${out}: ${cmp.reason}`);
+          }
+          if (reasons.length === 0) results.push({ name, ok: true, maxAbsError });
+          else {
+            const error = new EdgeFleetError("SMOKE_TEST_FAILED", `${name}: ${reasons.join("; ")}`).toJSON();
+            results.push({ name, ok: false, maxAbsError, error });
+          }
+        } catch (err) {
+          results.push({
+            name,
+            ok: false,
+            maxAbsError: Number.POSITIVE_INFINITY,
+            error: toEdgeFleetError(err).toJSON(),
+          });
+        }
+      }
+      return { ok: results.every((r) => r.ok), samples: results };
+    },
+
+    async activate(loaded) {
+      const next = own(loaded);
+      if (!next.host.alive()) {
+        throw new EdgeFleetError("MODEL_NOT_READY", `${label(next.installed)} has no running host (${next.state})`);
+      }
+      const model = next.installed.model;
+      const prev = servingByModel.get(model);
+      if (prev === next) return;
+      // The swap itself: synchronous, so no request can observe a model without a serving version.
+      servingByModel.set(model, next);
+      next.state = "serving";
+      log.info(
+        { model, from: prev?.installed.version ?? null, to: next.installed.version },
+        "serving version switched",
+      );
+      if (prev) await retire(prev, `replaced by ${next.installed.version}`);
+    },
+
+    async unload(loaded) {
+      const v = loaded as Version;
+      if (!versions.has(v)) return;
+      if (servingByModel.get(v.installed.model) === v) servingByModel.delete(v.installed.model);
+      await retire(v, "unloaded");
+    },
+
+    serving() {
+      return new Map(servingByModel);
+    },
+
+    async infer(req: InferRequest): Promise<InferResult> {
+      const v = pick(req.model, req.version);
+      const outputs = await runOn(v, req.inputs, req.outputs);
+      return { model: v.installed.model, version: v.installed.version, outputs };
+    },
+
+    async close() {
+      servingByModel.clear();
+      await Promise.all([...versions].map((v) => retire(v, "runtime closing")));
+    },
+
+    loaded() {
+      return [...versions];
+    },
+    stateOf(loaded) {
+      return (loaded as Version).state;
+    },
+    inFlight(loaded) {
+      return (loaded as Version).inFlight;
+    },
+    hostPid(loaded) {
+      return (loaded as Version).host.pid;
+    },
+  };
+  return runtime;
+}

@@ -1,0 +1,69 @@
+import { EdgeFleetError } from "../../shared/errors.js";
+import type { JsonTensor, TensorSpec } from "../../shared/schemas/tensor.js";
+
+/** A dim in a manifest spec is fixed when it is a non-negative number; -1 and names are dynamic. */
+function isFixed(dim: number | string): dim is number {
+  return typeof dim === "number" && dim >= 0;
+}
+
+export function formatShape(shape: readonly (number | string)[]): string {
+  return `[${shape.map((d) => (isFixed(d) ? String(d) : typeof d === "string" && d !== "" ? d : "?")).join(",")}]`;
+}
+
+/**
+ * Checks request inputs against the manifest's input specs before anything reaches a host, so a bad
+ * request costs no IPC and gets a precise INVALID_TENSOR message. Data length vs shape is checked by
+ * `jsonToRaw`. Pure.
+ */
+export function validateInputs(specs: readonly TensorSpec[], inputs: Record<string, JsonTensor>): void {
+  const known = new Set(specs.map((s) => s.name));
+  for (const name of Object.keys(inputs)) {
+    if (!known.has(name)) {
+      throw new EdgeFleetError("INVALID_TENSOR", `unknown input "${name}"; expected: ${[...known].join(", ")}`);
+    }
+  }
+  for (const spec of specs) {
+    const t = inputs[spec.name];
+    if (!t) throw new EdgeFleetError("INVALID_TENSOR", `missing input "${spec.name}"`);
+    if (t.datatype !== spec.datatype) {
+      throw new EdgeFleetError(
+        "INVALID_TENSOR",
+        `input "${spec.name}": datatype ${t.datatype}, expected ${spec.datatype}`,
+      );
+    }
+    if (t.shape.length !== spec.shape.length) {
+      throw new EdgeFleetError(
+        "INVALID_TENSOR",
+        `input "${spec.name}": rank ${t.shape.length} (shape [${t.shape.join(",")}]), expected rank ${spec.shape.length} ${formatShape(spec.shape)}`,
+      );
+    }
+    spec.shape.forEach((dim, i) => {
+      if (isFixed(dim) && t.shape[i] !== dim) {
+        throw new EdgeFleetError(
+          "INVALID_TENSOR",
+          `input "${spec.name}": dim ${i} is ${t.shape[i]}, expected ${dim} (shape [${t.shape.join(",")}] vs ${formatShape(spec.shape)})`,
+        );
+      }
+    });
+  }
+}
+
+/** Requested output names must exist; returns them deduplicated (undefined = all). Pure. */
+export function validateOutputNames(specs: readonly TensorSpec[], requested?: readonly string[]): string[] | undefined {
+  if (!requested) return undefined;
+  const known = new Set(specs.map((s) => s.name));
+  for (const name of requested) {
+    if (!known.has(name)) {
+      throw new EdgeFleetError("INVALID_TENSOR", `unknown output "${name}"; available: ${[...known].join(", ")}`);
+    }
+  }
+  return [...new Set(requested)];
+}
+
+/** A tensor of zeros matching a spec (dynamic dims become 1), used to warm a session when no sample exists. */
+export function zerosFor(spec: TensorSpec): JsonTensor {
+  const shape = spec.shape.map((d) => (isFixed(d) ? d : 1));
+  const count = shape.reduce((a, b) => a * b, 1);
+  const zero = spec.datatype === "BOOL" ? false : spec.datatype === "BYTES" ? "" : 0;
+  return { datatype: spec.datatype, shape, data: new Array(count).fill(zero) };
+}

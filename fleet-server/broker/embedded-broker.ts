@@ -1,0 +1,103 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer, type Server } from "node:net";
+import { Aedes, type AuthenticateError, type Client } from "aedes";
+import type { Logger } from "../../shared/logger.js";
+import type { Topics } from "../../shared/topics.js";
+import { type Identity, isValidDeviceUsername, mayPublish, maySubscribe } from "./acl.js";
+
+export interface EmbeddedBrokerOptions {
+  host: string;
+  port: number;
+  topics: Topics;
+  log: Logger;
+  server: { username: string; password: string };
+  /** Device credential check (scrypt hash in the store). */
+  authenticateDevice(deviceId: string, password: string): Promise<boolean>;
+}
+
+export interface EmbeddedBroker {
+  port: number;
+  close(): Promise<void>;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  // Hash first so timingSafeEqual gets equal lengths and the length itself leaks nothing.
+  return timingSafeEqual(createHash("sha256").update(a).digest(), createHash("sha256").update(b).digest());
+}
+
+function authError(message: string): AuthenticateError {
+  // 4 = BAD_USERNAME_OR_PASSWORD (const enum in aedes' typings, not importable as a value).
+  return Object.assign(new Error(message), { returnCode: 4 }) as AuthenticateError;
+}
+
+export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  const { topics, log } = opts;
+  const identities = new WeakMap<Client, Identity>();
+
+  const aedes = await Aedes.createBroker({
+    // Device ids may be up to 128 characters and the client id must equal the device id.
+    maxClientsIdLength: 160,
+    authenticate(client, username, password, done) {
+      const pw = password?.toString("utf8") ?? "";
+      if (username === undefined) return done(authError("username required"), false);
+      if (username === opts.server.username) {
+        if (!sameSecret(pw, opts.server.password)) return done(authError("bad credentials"), false);
+        identities.set(client, { kind: "server" });
+        return done(null, true);
+      }
+      if (!isValidDeviceUsername(username) || client.id !== username) {
+        log.warn({ clientId: client.id }, "mqtt connect refused: client id must equal a valid device id");
+        return done(authError("client id must equal username"), false);
+      }
+      opts.authenticateDevice(username, pw).then(
+        (ok) => {
+          if (!ok) {
+            log.warn({ deviceId: username }, "mqtt connect refused: bad credentials");
+            return done(authError("bad credentials"), false);
+          }
+          identities.set(client, { kind: "device", deviceId: username });
+          done(null, true);
+        },
+        (err: unknown) => {
+          log.error({ err }, "device authentication failed");
+          done(authError("authentication error"), false);
+        },
+      );
+    },
+    authorizePublish(client, packet, callback) {
+      // client is null for wills of clients gone before a restart; in-memory persistence has none.
+      const who = client ? identities.get(client) : undefined;
+      if (who && mayPublish(topics, who, packet.topic)) return callback(null);
+      log.warn({ clientId: client?.id, topic: packet.topic }, "mqtt publish refused by ACL");
+      // MQTT 3.1.1 has no negative PUBACK: aedes closes the connection (MQTT-3.3.5-2).
+      callback(new Error(`publish to ${packet.topic} not allowed`));
+    },
+    authorizeSubscribe(client, sub, callback) {
+      const who = identities.get(client);
+      if (who && maySubscribe(topics, who, sub.topic)) return callback(null, sub);
+      log.warn({ clientId: client.id, topic: sub.topic }, "mqtt subscribe refused by ACL");
+      // null → SUBACK return code 128 (failure) for this filter; the connection stays up.
+      callback(null, null);
+    },
+  });
+
+  const server: Server = createServer(aedes.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const addr = server.address();
+  const port = typeof addr === "object" && addr ? addr.port : opts.port;
+  log.info({ host: opts.host, port }, "embedded mqtt broker listening");
+
+  return {
+    port,
+    async close() {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import mqtt, { type MqttClient } from "mqtt";
+import type { Logger } from "../../shared/logger.js";
+
+export type MessageHandler = (topic: string, payload: Buffer) => void;
+
+/** The server's only view of MQTT, the same for the embedded and an external broker. */
+export interface Transport {
+  publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain: boolean }): Promise<void>;
+  subscribe(filter: string, handler: MessageHandler): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** MQTT topic filter match (`+` one level, `#` the rest). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length) return false;
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
+}
+
+export async function connectTransport(opts: {
+  url: string;
+  username?: string;
+  password?: string;
+  clientId: string;
+  log: Logger;
+}): Promise<Transport> {
+  const { log } = opts;
+  const client: MqttClient = mqtt.connect(opts.url, {
+    clientId: opts.clientId,
+    username: opts.username,
+    password: opts.password,
+    protocolVersion: 4,
+    clean: true,
+    reconnectPeriod: 1000,
+    connectTimeout: 10_000,
+  });
+  const handlers: { filter: string; handler: MessageHandler }[] = [];
+  client.on("message", (topic, payload) => {
+    for (const h of handlers) {
+      if (!topicMatches(h.filter, topic)) continue;
+      try {
+        h.handler(topic, payload);
+      } catch (err) {
+        // A handler bug must not take the connection (and every other device) down with it.
+        log.error({ err, topic }, "mqtt handler threw");
+      }
+    }
+  });
+  client.on("error", (err) => log.warn({ err: err.message }, "mqtt client error"));
+  client.on("reconnect", () => log.info("mqtt reconnecting"));
+
+  await new Promise<void>((resolve, reject) => {
+    const onConnect = () => {
+      client.off("error", onError);
+      resolve();
+    };
+    const onError = (err: Error) => {
+      client.off("connect", onConnect);
+      client.end(true);
+      reject(err);
+    };
+    client.once("connect", onConnect);
+    client.once("error", onError);
+  });
+  log.info({ url: opts.url }, "mqtt connected");
+
+  return {
+    publish(topic, payload, { qos, retain }) {
+      return new Promise((resolve, reject) => {
+        client.publish(topic, payload, { qos, retain }, (err) => (err ? reject(err) : resolve()));
+      });
+    },
+    subscribe(filter, handler) {
+      handlers.push({ filter, handler });
+      return new Promise((resolve, reject) => {
+        client.subscribe(filter, { qos: 1 }, (err, granted) => {
+          if (err) return reject(err);
+          if (granted?.some((g) => g.qos === 128)) return reject(new Error(`subscription to ${filter} refused`));
+          resolve();
+        });
+      });
+    },
+    close() {
+      return new Promise((resolve) => client.end(false, {}, () => resolve()));
+    },
+  };
+}

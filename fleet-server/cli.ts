@@ -1,0 +1,65 @@
+import { Command, InvalidArgumentError } from "commander";
+import { createLogger } from "../shared/logger.js";
+import { startFleetServer } from "./main.js";
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError("must be a port number 0-65535");
+  return n;
+}
+
+/** `fleet-server` command: flags → startFleetServer, and a clean stop on SIGINT/SIGTERM. */
+export async function runCli(argv: readonly string[]): Promise<void> {
+  const program = new Command("fleet-server")
+    .description("EdgeFleet fleet server: model registry, signed bundles, rollouts over MQTT")
+    .requiredOption("--data-dir <dir>", "directory for the database, keys and bundles", process.env.EDGEFLEET_DATA_DIR)
+    .option("--http-port <port>", "HTTP API port (0 = random)", port, 8080)
+    .option("--http-host <host>", "HTTP API bind address", "127.0.0.1")
+    .option("--mqtt-port <port>", "embedded MQTT broker port (0 = random)", port, 1883)
+    .option("--mqtt-url <url>", "use this external MQTT broker instead of the embedded one")
+    .option("--mqtt-username <name>", "username for the external broker")
+    .option("--mqtt-password <password>", "password for the external broker (or EDGEFLEET_MQTT_PASSWORD)")
+    .option("--topic-prefix <prefix>", "MQTT topic prefix", "fleet/v1");
+  program.parse([...argv]);
+  const o = program.opts<{
+    dataDir: string;
+    httpPort: number;
+    httpHost: string;
+    mqttPort: number;
+    mqttUrl?: string;
+    mqttUsername?: string;
+    mqttPassword?: string;
+    topicPrefix: string;
+  }>();
+  const log = createLogger({ name: "fleet-server" });
+  const password = o.mqttPassword ?? process.env.EDGEFLEET_MQTT_PASSWORD;
+  const server = await startFleetServer({
+    dataDir: o.dataDir,
+    httpPort: o.httpPort,
+    httpHost: o.httpHost,
+    mqttPort: o.mqttPort,
+    topicPrefix: o.topicPrefix,
+    ...(o.mqttUrl !== undefined ? { mqttUrl: o.mqttUrl } : {}),
+    ...(o.mqttUsername !== undefined ? { mqttUsername: o.mqttUsername } : {}),
+    ...(password !== undefined ? { mqttPassword: password } : {}),
+    log,
+  });
+  log.info({ adminTokenFile: `${o.dataDir}/admin-token`, rootJson: server.rootJsonPath }, "ready");
+  const stop = (signal: string) => {
+    log.info({ signal }, "shutting down");
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGINT", () => stop("SIGINT"));
+  process.once("SIGTERM", () => stop("SIGTERM"));
+}
+
+await runCli(process.argv).catch((err: unknown) => {
+  console.error(`fleet-server: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,128 @@
+import type { Clock } from "../../shared/clock.js";
+import { EdgeFleetError } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
+import { DeviceEventSchema, PresenceSchema, ReportedStateSchema } from "../../shared/schemas/device-state.js";
+import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
+import { generatePassword, hashPassword, verifyPassword } from "./password.js";
+
+export interface DeviceDeps {
+  log: Logger;
+  clock: Clock;
+  devices: DeviceRepo;
+}
+
+const RECENT_EVENTS = 50;
+
+export function deviceSummary(d: DeviceRow) {
+  return {
+    id: d.id,
+    tags: d.tags,
+    profile: d.profile,
+    presence: d.presence,
+    lastSeen: d.lastSeen,
+    createdAt: d.createdAt,
+    desiredSeq: d.desiredSeq,
+  };
+}
+
+/** Parses a presence payload: plain `online`/`offline`, or the same as a JSON string. */
+function parsePresence(payload: Buffer): "online" | "offline" | null {
+  let text = payload.toString("utf8").trim();
+  if (text.startsWith('"')) {
+    try {
+      text = JSON.parse(text) as string;
+    } catch {
+      return null;
+    }
+  }
+  const r = PresenceSchema.safeParse(text);
+  return r.success ? r.data : null;
+}
+
+function parseJson(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+export function createDeviceService(deps: DeviceDeps) {
+  const { log, clock, devices } = deps;
+  const nowIso = () => new Date(clock.now()).toISOString();
+
+  return {
+    async enroll(input: { id: string; tags?: Record<string, string>; profile?: string }) {
+      if (devices.get(input.id)) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
+      const password = generatePassword();
+      const passwordHash = await hashPassword(password);
+      const ok = devices.insert({
+        id: input.id,
+        passwordHash,
+        tags: input.tags ?? {},
+        profile: input.profile ?? null,
+        now: nowIso(),
+      });
+      if (!ok) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
+      log.info({ deviceId: input.id }, "device enrolled");
+      return { id: input.id, password };
+    },
+
+    list() {
+      return devices.list().map(deviceSummary);
+    },
+
+    get(id: string) {
+      const d = devices.get(id);
+      if (!d) throw new EdgeFleetError("NOT_FOUND", `device ${id} not found`);
+      return {
+        ...deviceSummary(d),
+        reported: d.reported,
+        events: devices.recentEvents(id, RECENT_EVENTS).map((e) => e.body),
+      };
+    },
+
+    /** Checks device credentials; unknown device and wrong password look the same to the caller. */
+    async authenticate(id: string, password: string): Promise<boolean> {
+      const d = devices.get(id);
+      if (!d) return false;
+      return verifyPassword(password, d.passwordHash);
+    },
+
+    /** Inbound MQTT from a device topic. Bad payloads are logged and dropped: a device must never crash us. */
+    onPresence(deviceId: string, payload: Buffer): void {
+      const presence = parsePresence(payload);
+      if (!presence) return void log.warn({ deviceId }, "presence payload invalid; dropped");
+      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "presence from unknown device; dropped");
+      devices.setPresence(deviceId, presence, nowIso());
+    },
+
+    onReported(deviceId: string, payload: Buffer): void {
+      const parsed = ReportedStateSchema.safeParse(parseJson(payload));
+      if (!parsed.success) {
+        return void log.warn(
+          { deviceId, issues: parsed.error.issues.slice(0, 5) },
+          "reported payload invalid; dropped",
+        );
+      }
+      if (parsed.data.deviceId !== deviceId) {
+        return void log.warn({ deviceId, claimed: parsed.data.deviceId }, "reported deviceId mismatch; dropped");
+      }
+      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "reported from unknown device; dropped");
+      devices.setReported(deviceId, parsed.data, nowIso());
+    },
+
+    onEvent(deviceId: string, payload: Buffer): void {
+      const parsed = DeviceEventSchema.safeParse(parseJson(payload));
+      if (!parsed.success) {
+        return void log.warn({ deviceId, issues: parsed.error.issues.slice(0, 5) }, "event payload invalid; dropped");
+      }
+      if (parsed.data.deviceId !== deviceId) {
+        return void log.warn({ deviceId, claimed: parsed.data.deviceId }, "event deviceId mismatch; dropped");
+      }
+      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "event from unknown device; dropped");
+      devices.insertEvent(deviceId, parsed.data, nowIso());
+    },
+  };
+}
+export type DeviceService = ReturnType<typeof createDeviceService>;

@@ -1,0 +1,78 @@
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import { EdgeFleetError } from "../../shared/errors.js";
+import { ModelNameSchema, SemverSchema, Sha256Schema } from "../../shared/schemas/common.js";
+import { assignedBundles } from "../bundles/chunk-server.js";
+import { parseRange } from "../bundles/range.js";
+import { CreateModelRequestSchema } from "../registry/model-service.js";
+import type { CallerOf, HttpDeps } from "./app.js";
+import { parseInput } from "./validate.js";
+
+const NameParams = z.object({ name: ModelNameSchema });
+const VersionParams = z.object({ name: ModelNameSchema, version: SemverSchema });
+const BundleParams = z.object({ sha256: Sha256Schema });
+
+export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, callerOf: CallerOf): void {
+  app.post("/v1/uploads", async (req, reply) => {
+    if (!req.headers["content-type"]?.startsWith("application/octet-stream")) {
+      throw new EdgeFleetError("BAD_REQUEST", "uploads need Content-Type: application/octet-stream");
+    }
+    const body = req.body as Readable | undefined;
+    if (!body || typeof (body as Readable).pipe !== "function") {
+      throw new EdgeFleetError("VALIDATION_FAILED", "upload body is empty");
+    }
+    const declared = req.headers["content-length"] ? Number(req.headers["content-length"]) : undefined;
+    const result = await deps.blobs.receiveUpload(body, deps.maxUploadBytes, declared);
+    return reply.status(201).send(result);
+  });
+
+  app.post("/v1/models", async (req, reply) => {
+    const body = parseInput(CreateModelRequestSchema, req.body, "body");
+    return reply.status(201).send(await deps.models.create(body));
+  });
+  app.get("/v1/models", async () => deps.models.list());
+  app.get("/v1/models/:name", async (req) => deps.models.get(parseInput(NameParams, req.params, "params").name));
+  app.get("/v1/models/:name/versions/:version", async (req) => {
+    const p = parseInput(VersionParams, req.params, "params");
+    return deps.models.getVersion(p.name, p.version);
+  });
+
+  app.route({
+    method: ["GET", "HEAD"],
+    url: "/v1/bundles/:sha256",
+    exposeHeadRoute: false,
+    handler: async (req, reply) => {
+      const { sha256 } = parseInput(BundleParams, req.params, "params");
+      const caller = callerOf(req);
+      if (caller.kind === "device") {
+        const device = deps.deviceRepo.get(caller.deviceId);
+        if (!device || !assignedBundles(device.desired).has(sha256)) {
+          throw new EdgeFleetError("FORBIDDEN", `bundle ${sha256} is not assigned to device ${caller.deviceId}`);
+        }
+      }
+      if (!(await deps.blobs.bundleExists(sha256))) throw new EdgeFleetError("NOT_FOUND", `bundle ${sha256} not found`);
+      const path = deps.blobs.bundlePath(sha256);
+      const size = (await stat(path)).size;
+      const range = parseRange(req.headers.range, size);
+      // Bundles are immutable (content-addressed), so the hash is a perfect strong ETag.
+      reply
+        .header("Accept-Ranges", "bytes")
+        .header("ETag", `"${sha256}"`)
+        .header("Cache-Control", "private, max-age=31536000, immutable")
+        .type("application/octet-stream");
+      if (range) {
+        reply
+          .status(206)
+          .header("Content-Range", `bytes ${range.start}-${range.end}/${size}`)
+          .header("Content-Length", range.end - range.start + 1);
+      } else {
+        reply.status(200).header("Content-Length", size);
+      }
+      if (req.method === "HEAD") return reply.send();
+      return reply.send(createReadStream(path, range ? { start: range.start, end: range.end } : {}));
+    },
+  });
+}

@@ -1,0 +1,113 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { EdgeFleetError } from "../../shared/errors.js";
+import type { Envelope } from "../../shared/schemas/trust.js";
+import { type Root, SignedRootSchema } from "../../shared/schemas/trust.js";
+import { signEnvelope } from "../../shared/trust/envelope.js";
+import { generateKeyPair, type KeyPair, keyPairFromSecretHex } from "../../shared/trust/keys.js";
+
+/** Everything secret or trust-related the server needs, loaded (or created on first start) from dataDir. */
+export interface ServerKeys {
+  release: KeyPair;
+  director: KeyPair;
+  root: Root;
+  signedRoot: Envelope<Root>;
+  rootJsonPath: string;
+  adminToken: string;
+  serverMqtt: { username: string; password: string };
+}
+
+/** Not a valid device id (DeviceIdSchema forbids a leading `$`), so no device can impersonate it. */
+export const SERVER_MQTT_USERNAME = "$fleet-server";
+const ROOT_VALIDITY_MS = 10 * 365 * 24 * 3600 * 1000;
+
+const ServerMqttSchema = z.object({ username: z.string().min(1), password: z.string().min(16) });
+
+/** Writes a secret atomically with mode 0600 (chmod too: the umask may have widened nothing, but a
+ * pre-existing file from an older run might carry looser bits). */
+function writeSecret(path: string, content: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, content, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, path);
+}
+
+function loadOrCreateKey(path: string): KeyPair {
+  if (existsSync(path)) {
+    try {
+      return keyPairFromSecretHex(readFileSync(path, "utf8").trim());
+    } catch (err) {
+      throw new EdgeFleetError("INTERNAL", `key file ${path} is unreadable: ${(err as Error).message}`);
+    }
+  }
+  const kp = generateKeyPair();
+  writeSecret(path, `${kp.secretKeyHex}\n`);
+  return kp;
+}
+
+function loadOrCreateSecret(path: string): string {
+  if (existsSync(path)) return readFileSync(path, "utf8").trim();
+  const value = randomBytes(32).toString("base64url");
+  writeSecret(path, `${value}\n`);
+  return value;
+}
+
+export function loadOrCreateKeys(dataDir: string, now: Date): ServerKeys {
+  const keysDir = join(dataDir, "keys");
+  const rootDir = join(keysDir, "root");
+  // The root key is the offline trust anchor: it lives in its own 0700 directory so an operator
+  // can move it off the machine without touching the online release/director keys.
+  mkdirSync(rootDir, { recursive: true, mode: 0o700 });
+  chmodSync(keysDir, 0o700);
+  chmodSync(rootDir, 0o700);
+
+  const release = loadOrCreateKey(join(keysDir, "release.key"));
+  const director = loadOrCreateKey(join(keysDir, "director.key"));
+  const rootJsonPath = join(dataDir, "root.json");
+
+  let signedRoot: Envelope<Root>;
+  if (existsSync(rootJsonPath)) {
+    const parsed = SignedRootSchema.safeParse(JSON.parse(readFileSync(rootJsonPath, "utf8")));
+    if (!parsed.success) throw new EdgeFleetError("INTERNAL", `root.json invalid: ${parsed.error.message}`);
+    signedRoot = parsed.data;
+  } else {
+    const rootKey = loadOrCreateKey(join(rootDir, "root.key"));
+    const root: Root = {
+      _type: "root",
+      version: 1,
+      expires: new Date(now.getTime() + ROOT_VALIDITY_MS).toISOString(),
+      keys: {
+        [rootKey.keyid]: rootKey.publicKey,
+        [release.keyid]: release.publicKey,
+        [director.keyid]: director.publicKey,
+      },
+      roles: {
+        root: { keyids: [rootKey.keyid], threshold: 1 },
+        release: { keyids: [release.keyid], threshold: 1 },
+        director: { keyids: [director.keyid], threshold: 1 },
+      },
+    };
+    signedRoot = signEnvelope(root, [rootKey]);
+    // root.json is public (devices pin it at provisioning), so ordinary permissions.
+    writeFileSync(rootJsonPath, `${JSON.stringify(signedRoot, null, 2)}\n`, { mode: 0o644 });
+  }
+  if (!signedRoot.signed.roles.release.keyids.includes(release.keyid)) {
+    throw new EdgeFleetError("INTERNAL", "release key on disk is not named by root.json");
+  }
+  if (!signedRoot.signed.roles.director.keyids.includes(director.keyid)) {
+    throw new EdgeFleetError("INTERNAL", "director key on disk is not named by root.json");
+  }
+
+  const adminToken = loadOrCreateSecret(join(dataDir, "admin-token"));
+  const mqttPath = join(dataDir, "server-mqtt.json");
+  let serverMqtt: { username: string; password: string };
+  if (existsSync(mqttPath)) {
+    serverMqtt = ServerMqttSchema.parse(JSON.parse(readFileSync(mqttPath, "utf8")));
+  } else {
+    serverMqtt = { username: SERVER_MQTT_USERNAME, password: randomBytes(32).toString("base64url") };
+    writeSecret(mqttPath, `${JSON.stringify(serverMqtt)}\n`);
+  }
+  return { release, director, root: signedRoot.signed, signedRoot, rootJsonPath, adminToken, serverMqtt };
+}

@@ -1,0 +1,183 @@
+import { randomBytes } from "node:crypto";
+import { systemClock } from "../shared/clock.js";
+import { EdgeFleetError } from "../shared/errors.js";
+import { createLogger } from "../shared/logger.js";
+import { createTopics } from "../shared/topics.js";
+import { startEmbeddedBroker } from "./broker/embedded-broker.js";
+import { connectTransport, type Transport } from "./broker/transport.js";
+import { createBlobStore } from "./bundles/bundle-store.js";
+import { createChunkServer } from "./bundles/chunk-server.js";
+import { dialHost, FleetServerConfigSchema, type FleetServerOptions } from "./config.js";
+import { createDeviceService } from "./devices/device-service.js";
+import { buildHttpApp } from "./http/app.js";
+import { describeIssues } from "./http/validate.js";
+import { loadOrCreateKeys } from "./keys/key-store.js";
+import { createModelService } from "./registry/model-service.js";
+import { createRolloutService } from "./rollout/rollout-service.js";
+import { openDatabase } from "./store/db.js";
+import { createDeviceRepo } from "./store/device-repo.js";
+import { createModelRepo } from "./store/model-repo.js";
+import { createRolloutRepo } from "./store/rollout-repo.js";
+
+export type { FleetServerOptions } from "./config.js";
+
+export interface FleetServer {
+  /** Base URL of the HTTP API, e.g. `http://127.0.0.1:41234`. */
+  httpUrl: string;
+  /** The broker URL agents should use. */
+  mqttUrl: string;
+  adminToken: string;
+  rootJsonPath: string;
+  dataDir: string;
+  topicPrefix: string;
+  stats: {
+    /** Bundle payload bytes served to a device over MQTT chunks since start. */
+    chunkBytesServed(deviceId: string): number;
+  };
+  close(): Promise<void>;
+}
+
+/** Composition root: builds every part and wires them with explicit dependencies. */
+export async function startFleetServer(options: FleetServerOptions): Promise<FleetServer> {
+  const { log: givenLog, ...rest } = options;
+  const parsed = FleetServerConfigSchema.safeParse(rest);
+  if (!parsed.success) throw new EdgeFleetError("VALIDATION_FAILED", describeIssues("options", parsed.error));
+  const config = parsed.data;
+  const log = givenLog ?? createLogger({ name: "fleet-server" });
+  const clock = systemClock;
+  const topics = createTopics(config.topicPrefix);
+
+  // Everything started so far, closed in reverse if a later step fails or on close().
+  const closers: (() => Promise<void> | void)[] = [];
+  const closeAll = async () => {
+    for (const c of closers.splice(0).reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.warn({ err }, "error during shutdown");
+      }
+    }
+  };
+
+  try {
+    const keys = loadOrCreateKeys(config.dataDir, new Date(clock.now()));
+    const db = openDatabase(config.dataDir);
+    closers.push(() => {
+      db.close();
+    });
+    const deviceRepo = createDeviceRepo(db);
+    const blobs = await createBlobStore(config.dataDir);
+    const devices = createDeviceService({ log: log.child({ component: "devices" }), clock, devices: deviceRepo });
+
+    let mqttUrl: string;
+    let transport: Transport;
+    const clientId = `fleet-server-${randomBytes(6).toString("hex")}`;
+    if (config.mqttUrl === undefined) {
+      const host = config.mqttHost ?? config.httpHost;
+      const broker = await startEmbeddedBroker({
+        host,
+        port: config.mqttPort,
+        topics,
+        log: log.child({ component: "broker" }),
+        server: keys.serverMqtt,
+        authenticateDevice: devices.authenticate,
+      });
+      closers.push(() => broker.close());
+      mqttUrl = `mqtt://${dialHost(host)}:${broker.port}`;
+      transport = await connectTransport({
+        url: mqttUrl,
+        username: keys.serverMqtt.username,
+        password: keys.serverMqtt.password,
+        clientId,
+        log: log.child({ component: "mqtt" }),
+      });
+    } else {
+      mqttUrl = config.mqttUrl;
+      transport = await connectTransport({
+        url: mqttUrl,
+        ...(config.mqttUsername !== undefined ? { username: config.mqttUsername } : {}),
+        ...(config.mqttPassword !== undefined ? { password: config.mqttPassword } : {}),
+        clientId,
+        log: log.child({ component: "mqtt" }),
+      });
+    }
+    closers.push(() => transport.close());
+
+    // The trust root chain (oldest first), retained so a device can walk rotations (DESIGN §3).
+    await transport.publish(topics.trustRoot(), JSON.stringify([keys.signedRoot]), { qos: 1, retain: true });
+
+    const chunks = createChunkServer({
+      log: log.child({ component: "chunks" }),
+      clock,
+      topics,
+      transport,
+      blobs,
+      devices: deviceRepo,
+    });
+    closers.push(() => chunks.close());
+    const models = createModelService({
+      log: log.child({ component: "registry" }),
+      clock,
+      models: createModelRepo(db),
+      blobs,
+      releaseKey: keys.release,
+    });
+    const rollouts = createRolloutService({
+      log: log.child({ component: "rollouts" }),
+      clock,
+      topics,
+      transport,
+      devices: deviceRepo,
+      rollouts: createRolloutRepo(db),
+      models,
+      director: keys.director,
+    });
+
+    const route = (handler: (deviceId: string, payload: Buffer) => void) => (topic: string, payload: Buffer) => {
+      const t = topics.parse(topic);
+      if (t) handler(t.deviceId, payload);
+    };
+    await transport.subscribe(topics.allDevices("reported"), route(devices.onReported));
+    await transport.subscribe(topics.allDevices("presence"), route(devices.onPresence));
+    await transport.subscribe(topics.allDevices("events"), route(devices.onEvent));
+    await transport.subscribe(topics.allDevices("chunks/req"), route(chunks.handle));
+    // The embedded broker keeps retained messages in memory only, so after a restart the
+    // desired documents must be retained again. Same seq: agents that already hold them see no change.
+    if (config.mqttUrl === undefined) await rollouts.republishDesired();
+
+    const app = await buildHttpApp({
+      log,
+      adminToken: keys.adminToken,
+      maxUploadBytes: config.maxUploadBytes,
+      blobs,
+      devices,
+      deviceRepo,
+      models,
+      rollouts,
+    });
+    await app.listen({ port: config.httpPort, host: config.httpHost });
+    closers.push(() => app.close());
+    const addr = app.server.address();
+    const httpPort = typeof addr === "object" && addr ? addr.port : config.httpPort;
+    const httpUrl = `http://${dialHost(config.httpHost)}:${httpPort}`;
+    log.info({ httpUrl, mqttUrl, dataDir: config.dataDir }, "fleet server started");
+
+    let closing: Promise<void> | null = null;
+    return {
+      httpUrl,
+      mqttUrl,
+      adminToken: keys.adminToken,
+      rootJsonPath: keys.rootJsonPath,
+      dataDir: config.dataDir,
+      topicPrefix: config.topicPrefix,
+      stats: { chunkBytesServed: (id) => chunks.bytesServed(id) },
+      close() {
+        closing ??= closeAll().then(() => log.info("fleet server stopped"));
+        return closing;
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,138 @@
+import type { SignedManifest } from "../../shared/schemas/manifest.js";
+import type { Db } from "./db.js";
+
+export interface BundleRow {
+  sha256: string;
+  size: number;
+  name: string;
+  version: string;
+  variant: string;
+  releaseCounter: number;
+  manifest: SignedManifest;
+  createdAt: string;
+}
+
+export interface ModelVersionRow {
+  name: string;
+  version: string;
+  lineage: Record<string, unknown>;
+  samplesCount: number;
+  modelSha256: string;
+  createdAt: string;
+}
+
+interface RawBundle {
+  sha256: string;
+  size: number;
+  name: string;
+  version: string;
+  variant: string;
+  release_counter: number;
+  manifest: string;
+  created_at: string;
+}
+interface RawVersion {
+  name: string;
+  version: string;
+  lineage: string;
+  samples_count: number;
+  model_sha256: string;
+  created_at: string;
+}
+
+const bundleRow = (r: RawBundle): BundleRow => ({
+  sha256: r.sha256,
+  size: r.size,
+  name: r.name,
+  version: r.version,
+  variant: r.variant,
+  releaseCounter: r.release_counter,
+  manifest: JSON.parse(r.manifest) as SignedManifest,
+  createdAt: r.created_at,
+});
+const versionRow = (r: RawVersion): ModelVersionRow => ({
+  name: r.name,
+  version: r.version,
+  lineage: JSON.parse(r.lineage) as Record<string, unknown>,
+  samplesCount: r.samples_count,
+  modelSha256: r.model_sha256,
+  createdAt: r.created_at,
+});
+
+export function createModelRepo(db: Db) {
+  return {
+    /** Release counters are per model name and never reused: next = max existing + 1. */
+    nextReleaseCounter(name: string): number {
+      const r = db.prepare("SELECT MAX(release_counter) AS m FROM bundles WHERE name = ?").get(name) as {
+        m: number | null;
+      };
+      return (r.m ?? 0) + 1;
+    },
+    hasVersion(name: string, version: string): boolean {
+      return db.prepare("SELECT 1 FROM model_versions WHERE name = ? AND version = ?").get(name, version) !== undefined;
+    },
+    /** Inserts a version with its bundles atomically; false when name+version exists. */
+    insertVersion(v: ModelVersionRow, bundles: BundleRow[]): boolean {
+      return db.transaction(() => {
+        const res = db
+          .prepare(
+            "INSERT OR IGNORE INTO model_versions (name, version, lineage, samples_count, model_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+          )
+          .run(v.name, v.version, JSON.stringify(v.lineage), v.samplesCount, v.modelSha256, v.createdAt);
+        if (res.changes !== 1) return false;
+        const ins = db.prepare(
+          "INSERT INTO bundles (sha256, size, name, version, variant, release_counter, manifest, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        for (const b of bundles) {
+          ins.run(
+            b.sha256,
+            b.size,
+            b.name,
+            b.version,
+            b.variant,
+            b.releaseCounter,
+            JSON.stringify(b.manifest),
+            b.createdAt,
+          );
+        }
+        return true;
+      })();
+    },
+    listNames(): { name: string; versions: number; latestVersion: string; latestReleaseCounter: number }[] {
+      return db
+        .prepare(
+          `SELECT b.name AS name, COUNT(DISTINCT b.version) AS versions, MAX(b.release_counter) AS latest,
+             (SELECT version FROM bundles WHERE name = b.name ORDER BY release_counter DESC LIMIT 1) AS latestVersion
+           FROM bundles b GROUP BY b.name ORDER BY b.name`,
+        )
+        .all()
+        .map((r) => {
+          const x = r as { name: string; versions: number; latest: number; latestVersion: string };
+          return { name: x.name, versions: x.versions, latestVersion: x.latestVersion, latestReleaseCounter: x.latest };
+        });
+    },
+    versionsOf(name: string): ModelVersionRow[] {
+      return (
+        db.prepare("SELECT * FROM model_versions WHERE name = ? ORDER BY created_at, version").all(name) as RawVersion[]
+      ).map(versionRow);
+    },
+    getVersion(name: string, version: string): ModelVersionRow | null {
+      const r = db.prepare("SELECT * FROM model_versions WHERE name = ? AND version = ?").get(name, version) as
+        | RawVersion
+        | undefined;
+      return r ? versionRow(r) : null;
+    },
+    bundlesOf(name: string, version: string): BundleRow[] {
+      return (
+        db
+          .prepare("SELECT * FROM bundles WHERE name = ? AND version = ? ORDER BY release_counter")
+          .all(name, version) as RawBundle[]
+      ).map(bundleRow);
+    },
+    bundle(sha256: string): BundleRow | null {
+      const r = db.prepare("SELECT * FROM bundles WHERE sha256 = ?").get(sha256) as RawBundle | undefined;
+      return r ? bundleRow(r) : null;
+    },
+  };
+}
+export type ModelRepo = ReturnType<typeof createModelRepo>;

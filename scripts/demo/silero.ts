@@ -1,0 +1,39 @@
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import type { JsonTensor, SampleInput } from "../../shared/schemas/tensor.js";
+
+/**
+ * Silero VAD v5, shipped inside the @ricky0123/vad-web npm package (DESIGN §8: real models
+ * come from npm packages, never from a hub). Inputs: `input` float32 [1,512] audio at 16 kHz,
+ * `state` float32 [2,1,128], `sr` int64 scalar. Outputs: `output` [1,1] speech probability,
+ * `stateN` [2,1,128].
+ */
+export function sileroModelPath(version: "v5" | "legacy" = "v5"): string {
+  const require = createRequire(import.meta.url);
+  const pkg = require.resolve("@ricky0123/vad-web/package.json");
+  return join(dirname(pkg), "dist", version === "v5" ? "silero_vad_v5.onnx" : "silero_vad_legacy.onnx");
+}
+
+/** A deterministic 512-sample frame: a tone of `hz` plus a little deterministic noise. */
+export function sileroInputs(hz = 440, amplitude = 0.3): Record<string, JsonTensor> {
+  const audio: number[] = [];
+  let seed = 12345;
+  for (let i = 0; i < 512; i++) {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    const noise = (seed / 2147483648 - 0.5) * 0.02;
+    audio.push(Math.fround(amplitude * Math.sin((2 * Math.PI * hz * i) / 16000) + noise));
+  }
+  return {
+    input: { datatype: "FP32", shape: [1, 512], data: audio },
+    state: { datatype: "FP32", shape: [2, 1, 128], data: new Array(256).fill(0) },
+    sr: { datatype: "INT64", shape: [], data: [16000] },
+  };
+}
+
+export function sileroSamples(): SampleInput[] {
+  return [
+    { name: "tone-440", inputs: sileroInputs(440) },
+    { name: "tone-1000-quiet", inputs: sileroInputs(1000, 0.05) },
+    { name: "silence", inputs: sileroInputs(0, 0) },
+  ];
+}

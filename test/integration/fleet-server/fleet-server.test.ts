@@ -1,0 +1,367 @@
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FleetServer, startFleetServer } from "../../../fleet-server/main.js";
+import { decodeChunkFrame } from "../../../shared/chunk-frame.js";
+import { createLogger } from "../../../shared/logger.js";
+import { SignedDesiredStateSchema } from "../../../shared/schemas/desired-state.js";
+import type { ReportedState } from "../../../shared/schemas/device-state.js";
+import { SignedRootSchema } from "../../../shared/schemas/trust.js";
+import { createTopics } from "../../../shared/topics.js";
+import { verifyRoleSignatures } from "../../../shared/trust/envelope.js";
+import { connectDevice, eventually, nextMessage, publish, subscribeGranted } from "./device-client.js";
+
+type ErrBody = { error: { code: string } };
+
+const MODEL = "node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx";
+const topics = createTopics();
+
+const vadSample = {
+  name: "silence",
+  inputs: {
+    input: { datatype: "FP32", shape: [1, 512], data: Array.from({ length: 512 }, (_, i) => Math.sin(i / 8) * 0.1) },
+    state: { datatype: "FP32", shape: [2, 1, 128], data: new Array(256).fill(0) },
+    sr: { datatype: "INT64", shape: [], data: [16000] },
+  },
+};
+
+let dir: string;
+let server: FleetServer;
+const clients: MqttClient[] = [];
+
+async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const init: RequestInit = { method, headers: { authorization: `Bearer ${server.adminToken}`, ...headers } };
+  if (body instanceof Uint8Array) {
+    init.body = body;
+    (init.headers as Record<string, string>)["content-type"] = "application/octet-stream";
+  } else if (typeof body === "string") {
+    init.body = body;
+    (init.headers as Record<string, string>)["content-type"] = "application/json";
+  } else if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    (init.headers as Record<string, string>)["content-type"] = "application/json";
+  }
+  const res = await fetch(`${server.httpUrl}${path}`, init);
+  const text = await res.text();
+  // biome-ignore lint/suspicious/noExplicitAny: response bodies are asserted field by field below
+  let json: any = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = text;
+  }
+  return { status: res.status, body: json, headers: res.headers };
+}
+
+async function device(id: string, password: string) {
+  const c = await connectDevice(server.mqttUrl, id, password);
+  clients.push(c);
+  return c;
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "fleet-server-it-"));
+  server = await startFleetServer({
+    dataDir: dir,
+    httpPort: 0,
+    mqttPort: 0,
+    log: createLogger({ name: "fleet-server-test", level: "silent", pretty: false }),
+  });
+});
+
+afterAll(async () => {
+  for (const c of clients) c.end(true);
+  await server?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () => {
+  const passwords: Record<string, string> = {};
+  let bundle: { sha256: string; size: number };
+  let rolloutId: string;
+
+  it("serves /healthz openly and refuses /v1 without a token", async () => {
+    expect((await fetch(`${server.httpUrl}/healthz`)).status).toBe(200);
+    const res = await fetch(`${server.httpUrl}/v1/devices`);
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as ErrBody).error.code).toBe("UNAUTHORIZED");
+  });
+
+  it("enrolls devices", async () => {
+    for (const id of ["dev-a", "dev-b"]) {
+      const r = await api("POST", "/v1/devices", { id, tags: { site: "lab" } });
+      expect(r.status).toBe(201);
+      expect(r.body.id).toBe(id);
+      passwords[id] = r.body.password;
+    }
+    const dup = await api("POST", "/v1/devices", { id: "dev-a" });
+    expect(dup.status).toBe(409);
+    expect(dup.body.error.code).toBe("CONFLICT");
+    const bad = await api("POST", "/v1/devices", { id: "bad/id" });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.code).toBe("VALIDATION_FAILED");
+    expect(bad.body.error.message).toContain("body.id");
+  });
+
+  it("uploads a model and registers a version with a signed fp32 bundle", async () => {
+    const bytes = readFileSync(MODEL);
+    const up = await api("POST", "/v1/uploads", new Uint8Array(bytes));
+    expect(up.status).toBe(201);
+    expect(up.body).toEqual({ sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length });
+
+    const r = await api("POST", "/v1/models", {
+      name: "vad",
+      version: "1.0.0",
+      upload: up.body.sha256,
+      samples: [vadSample],
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body.variants).toHaveLength(1);
+    expect(r.body.variants[0].variant).toBe("fp32");
+    expect(r.body.variants[0].releaseCounter).toBe(1);
+    bundle = r.body.variants[0].bundle;
+    expect(r.body.manifest.signed.inputs.map((i: { name: string }) => i.name)).toEqual(["input", "state", "sr"]);
+    expect(r.body.manifest.signed.opset).toBeGreaterThan(1);
+
+    const again = await api("POST", "/v1/models", {
+      name: "vad",
+      version: "1.0.0",
+      upload: up.body.sha256,
+      samples: [vadSample],
+    });
+    expect(again.status).toBe(409);
+    const list = await api("GET", "/v1/models");
+    expect(list.body.models[0]).toMatchObject({ name: "vad", latestVersion: "1.0.0" });
+    const v = await api("GET", "/v1/models/vad/versions/1.0.0");
+    expect(v.body.samplesCount).toBe(1);
+  });
+
+  it("rejects bad model requests precisely", async () => {
+    const malformed = await api("POST", "/v1/models", "{not json");
+    expect(malformed.status).toBe(400);
+    expect(malformed.body.error.code).toBe("BAD_REQUEST");
+    const invalid = await api("POST", "/v1/models", { name: "Vad!", version: "x", upload: "abc", samples: [] });
+    expect(invalid.status).toBe(400);
+    expect(invalid.body.error.code).toBe("VALIDATION_FAILED");
+    const unknown = await api("POST", "/v1/models", {
+      name: "vad",
+      version: "2.0.0",
+      upload: "0".repeat(64),
+      samples: [vadSample],
+    });
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.error.code).toBe("NOT_FOUND");
+    const junk = await api("POST", "/v1/uploads", new Uint8Array(Buffer.from("this is not an onnx model")));
+    const notOnnx = await api("POST", "/v1/models", {
+      name: "junk",
+      version: "1.0.0",
+      upload: junk.body.sha256,
+      samples: [vadSample],
+    });
+    expect(notOnnx.status).toBe(422);
+    expect(notOnnx.body.error.code).toBe("MODEL_LOAD_FAILED");
+  });
+
+  it("rolls out: the device gets a director-signed desired state and pulls the bundle in chunks", async () => {
+    const root = SignedRootSchema.parse(JSON.parse(readFileSync(server.rootJsonPath, "utf8"))).signed;
+    const r = await api("POST", "/v1/rollouts", { model: "vad", version: "1.0.0", target: { deviceIds: ["dev-a"] } });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    rolloutId = r.body.id;
+    expect(r.body.status).toBe("running");
+    expect(r.body.counts).toMatchObject({ total: 1, pending: 1 });
+
+    const a = await device("dev-a", passwords["dev-a"]!);
+    const raw = await nextMessage(a, topics.device("dev-a", "desired"));
+    const desired = SignedDesiredStateSchema.parse(JSON.parse(raw.toString("utf8")));
+    expect(() => verifyRoleSignatures(desired, root, "director")).not.toThrow();
+    expect(desired.signed.deviceId).toBe("dev-a");
+    expect(desired.signed.seq).toBe(1);
+    const assignment = desired.signed.assignments[0]!;
+    expect(assignment.bundle).toEqual(bundle);
+    expect(() => verifyRoleSignatures(assignment.manifest, root, "release")).not.toThrow();
+
+    // Pull the bundle in 256 KiB chunks; the first half, then "resume" for the rest.
+    const resTopic = topics.device("dev-a", "chunks/res");
+    const parts: Buffer[] = [];
+    const CHUNK = 256 * 1024;
+    for (let offset = 0; offset < bundle.size; offset += CHUNK) {
+      const res = nextMessage(a, resTopic);
+      const reqId = `r${offset}`;
+      await publish(
+        a,
+        topics.device("dev-a", "chunks/req"),
+        JSON.stringify({ bundle: bundle.sha256, offset, length: CHUNK, reqId }),
+      );
+      const frame = decodeChunkFrame(await res);
+      expect(frame.header.reqId).toBe(reqId);
+      expect(frame.header.error).toBeUndefined();
+      expect(frame.header.size).toBe(bundle.size);
+      parts.push(frame.bytes);
+    }
+    const whole = Buffer.concat(parts);
+    expect(createHash("sha256").update(whole).digest("hex")).toBe(bundle.sha256);
+    expect(server.stats.chunkBytesServed("dev-a")).toBe(bundle.size);
+
+    // Offset past the end and an unassigned bundle come back as error frames.
+    let res = nextMessage(a, resTopic);
+    await publish(
+      a,
+      topics.device("dev-a", "chunks/req"),
+      JSON.stringify({ bundle: bundle.sha256, offset: bundle.size, length: 10, reqId: "past" }),
+    );
+    let frame = decodeChunkFrame(await res);
+    expect(frame.header.length).toBe(0);
+    expect(frame.header.error?.code).toBe("RANGE_NOT_SATISFIABLE");
+    res = nextMessage(a, resTopic);
+    await publish(
+      a,
+      topics.device("dev-a", "chunks/req"),
+      JSON.stringify({ bundle: "f".repeat(64), offset: 0, length: 10, reqId: "other" }),
+    );
+    frame = decodeChunkFrame(await res);
+    expect(frame.header.error?.code).toBe("FORBIDDEN");
+  });
+
+  it("serves bundles over HTTP with Range", async () => {
+    const full = await fetch(`${server.httpUrl}/v1/bundles/${bundle.sha256}`, {
+      headers: { authorization: `Bearer ${server.adminToken}` },
+    });
+    expect(full.status).toBe(200);
+    const all = Buffer.from(await full.arrayBuffer());
+    expect(all.length).toBe(bundle.size);
+    const part = await fetch(`${server.httpUrl}/v1/bundles/${bundle.sha256}`, {
+      headers: { authorization: `Bearer ${server.adminToken}`, range: "bytes=0-99" },
+    });
+    expect(part.status).toBe(206);
+    expect(part.headers.get("content-range")).toBe(`bytes 0-99/${bundle.size}`);
+    expect(Buffer.from(await part.arrayBuffer())).toEqual(all.subarray(0, 100));
+    const beyond = await api("GET", `/v1/bundles/${bundle.sha256}`, undefined, { range: `bytes=${bundle.size}-` });
+    expect(beyond.status).toBe(416);
+    expect(beyond.body.error.code).toBe("RANGE_NOT_SATISFIABLE");
+    const head = await api("HEAD", `/v1/bundles/${bundle.sha256}`);
+    expect(head.status).toBe(200);
+    expect(head.headers.get("accept-ranges")).toBe("bytes");
+    expect((await api("GET", `/v1/bundles/${"0".repeat(64)}`)).status).toBe(404);
+    // Device basic auth: allowed for its assigned bundle, refused for another device's view of it.
+    const basic = (id: string) => `Basic ${Buffer.from(`${id}:${passwords[id]}`).toString("base64")}`;
+    const asA = await fetch(`${server.httpUrl}/v1/bundles/${bundle.sha256}`, {
+      method: "HEAD",
+      headers: { authorization: basic("dev-a") },
+    });
+    expect(asA.status).toBe(200);
+    const asB = await fetch(`${server.httpUrl}/v1/bundles/${bundle.sha256}`, {
+      method: "HEAD",
+      headers: { authorization: basic("dev-b") },
+    });
+    expect(asB.status).toBe(403);
+  });
+
+  it("tracks reported state and completes the rollout", async () => {
+    const a = clients[0]!;
+    await publish(a, topics.device("dev-a", "presence"), "online", true);
+    const reported: ReportedState = {
+      deviceId: "dev-a",
+      agentVersion: "0.1.0",
+      profile: "generic",
+      arch: "x64",
+      ts: new Date().toISOString(),
+      lastDesiredSeq: 1,
+      models: [
+        {
+          model: "vad",
+          state: "committed",
+          committed: { version: "1.0.0", variant: "fp32", sha256: bundle.sha256, releaseCounter: 1 },
+          candidate: null,
+          rolloutId,
+        },
+      ],
+    };
+    await publish(a, topics.device("dev-a", "reported"), JSON.stringify(reported), true);
+    const status = await eventually(async () => {
+      const r = await api("GET", `/v1/rollouts/${rolloutId}`);
+      return r.body.status === "completed" ? r.body : undefined;
+    });
+    expect(status.counts).toMatchObject({ total: 1, committed: 1, failed: 0 });
+    expect(status.devices[0]).toMatchObject({ deviceId: "dev-a", state: "committed" });
+    const dev = await api("GET", "/v1/devices/dev-a");
+    expect(dev.body.presence).toBe("online");
+    expect(dev.body.reported.models[0].state).toBe("committed");
+    const list = await api("GET", "/v1/rollouts");
+    expect(list.body.rollouts[0]).toMatchObject({ id: rolloutId, status: "completed" });
+  });
+
+  it("enforces the broker ACL", async () => {
+    await expect(connectDevice(server.mqttUrl, "dev-b", "wrong-password")).rejects.toThrow();
+    await expect(connectDevice(server.mqttUrl, "dev-a-impostor", passwords["dev-a"]!)).rejects.toThrow();
+    const b = await device("dev-b", passwords["dev-b"]!);
+    expect(await subscribeGranted(b, topics.device("dev-a", "desired"))).toBe(128);
+    expect(await subscribeGranted(b, topics.allDevices("desired"))).toBe(128);
+    expect(await subscribeGranted(b, "$SYS/#")).toBe(128);
+    expect(await subscribeGranted(b, topics.trustRoot())).toBe(1);
+    expect(await subscribeGranted(b, topics.device("dev-b", "desired"))).toBe(1);
+
+    // dev-b forging dev-a's reported state: the broker drops it (and closes dev-b's connection).
+    const forged = {
+      deviceId: "dev-a",
+      agentVersion: "0.1.0",
+      profile: "x",
+      arch: "x64",
+      ts: new Date().toISOString(),
+      lastDesiredSeq: 0,
+      models: [],
+    };
+    b.publish(topics.device("dev-a", "reported"), JSON.stringify(forged), { qos: 1 });
+    await new Promise<void>((resolve) => b.once("close", () => resolve()));
+    const dev = await api("GET", "/v1/devices/dev-a");
+    expect(dev.body.reported.models).toHaveLength(1);
+  });
+});
+
+describe("limits and restarts", () => {
+  it("refuses uploads over the cap with 413 and keeps rollouts and keys across a restart", async () => {
+    const d = mkdtempSync(join(tmpdir(), "fleet-server-it2-"));
+    const log = createLogger({ name: "fleet-server-test", level: "silent", pretty: false });
+    try {
+      let s = await startFleetServer({ dataDir: d, httpPort: 0, mqttPort: 0, maxUploadBytes: 1000, log });
+      const auth = { authorization: `Bearer ${s.adminToken}` };
+      const big = await fetch(`${s.httpUrl}/v1/uploads`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/octet-stream" },
+        body: new Uint8Array(5000),
+      });
+      expect(big.status).toBe(413);
+      expect(((await big.json()) as ErrBody).error.code).toBe("PAYLOAD_TOO_LARGE");
+      const wrongType = await fetch(`${s.httpUrl}/v1/models`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "text/plain" },
+        body: "hi",
+      });
+      expect(wrongType.status).toBe(400);
+      expect(((await wrongType.json()) as ErrBody).error.code).toBe("BAD_REQUEST");
+      const enrolled = await fetch(`${s.httpUrl}/v1/devices`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json" },
+        body: JSON.stringify({ id: "keep-me", tags: { a: "b" } }),
+      });
+      expect(enrolled.status).toBe(201);
+      const { password } = (await enrolled.json()) as { password: string };
+      const token = s.adminToken;
+      const root = readFileSync(s.rootJsonPath, "utf8");
+      await s.close();
+
+      s = await startFleetServer({ dataDir: d, httpPort: 0, mqttPort: 0, log });
+      expect(s.adminToken).toBe(token);
+      expect(readFileSync(s.rootJsonPath, "utf8")).toBe(root);
+      const dev = await fetch(`${s.httpUrl}/v1/devices/keep-me`, { headers: { authorization: `Bearer ${token}` } });
+      expect(((await dev.json()) as { tags: unknown }).tags).toEqual({ a: "b" });
+      const c = await connectDevice(s.mqttUrl, "keep-me", password);
+      c.end(true);
+      await s.close();
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
