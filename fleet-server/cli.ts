@@ -19,7 +19,8 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--mqtt-url <url>", "use this external MQTT broker instead of the embedded one")
     .option("--mqtt-username <name>", "username for the external broker")
     .option("--mqtt-password <password>", "password for the external broker (or EDGEFLEET_MQTT_PASSWORD)")
-    .option("--topic-prefix <prefix>", "MQTT topic prefix", "fleet/v1");
+    .option("--topic-prefix <prefix>", "MQTT topic prefix", "fleet/v1")
+    .option("--device-bandwidth <bytesPerSec>", "cap on bundle bytes/s served to each device over MQTT", Number);
   program.parse([...argv]);
   const o = program.opts<{
     dataDir: string;
@@ -30,6 +31,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     mqttUsername?: string;
     mqttPassword?: string;
     topicPrefix: string;
+    deviceBandwidth?: number;
   }>();
   const log = createLogger({ name: "fleet-server" });
   const password = o.mqttPassword ?? process.env.EDGEFLEET_MQTT_PASSWORD;
@@ -42,6 +44,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.mqttUrl !== undefined ? { mqttUrl: o.mqttUrl } : {}),
     ...(o.mqttUsername !== undefined ? { mqttUsername: o.mqttUsername } : {}),
     ...(password !== undefined ? { mqttPassword: password } : {}),
+    ...(o.deviceBandwidth !== undefined ? { deviceBandwidthBytesPerSec: o.deviceBandwidth } : {}),
     log,
   });
   log.info({ adminTokenFile: `${o.dataDir}/admin-token`, rootJson: server.rootJsonPath }, "ready");

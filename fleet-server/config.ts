@@ -19,6 +19,11 @@ export const FleetServerConfigSchema = z.object({
   mqttUsername: z.string().min(1).optional(),
   mqttPassword: z.string().optional(),
   topicPrefix: z.string().min(1).default(DEFAULT_TOPIC_PREFIX),
+  /**
+   * Cap on bundle bytes served per second to one device over MQTT chunks (metered cellular
+   * links, shared broker bandwidth). Unset = unlimited.
+   */
+  deviceBandwidthBytesPerSec: z.number().int().min(1024).optional(),
   /** Upper bound for `POST /v1/uploads`. */
   maxUploadBytes: z
     .number()

@@ -113,6 +113,9 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       transport,
       blobs,
       devices: deviceRepo,
+      ...(config.deviceBandwidthBytesPerSec !== undefined
+        ? { bandwidthBytesPerSec: config.deviceBandwidthBytesPerSec }
+        : {}),
     });
     closers.push(() => chunks.close());
     const models = createModelService({

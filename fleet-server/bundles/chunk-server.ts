@@ -15,6 +15,8 @@ export interface ChunkServerDeps {
   transport: Transport;
   blobs: BlobStore;
   devices: DeviceRepo;
+  /** Per-device bandwidth cap for chunk replies; undefined = unlimited. */
+  bandwidthBytesPerSec?: number;
 }
 
 /** How long an idle bundle fd stays open: long enough to span one download's request window. */
@@ -42,6 +44,19 @@ export function createChunkServer(deps: ChunkServerDeps) {
   const { log, clock, topics, transport, blobs, devices } = deps;
   const fds = new Map<string, OpenBundle>();
   const served = new Map<string, number>();
+  /** Per device: the time its link is next free under the bandwidth cap (a simple pacing schedule). */
+  const linkFreeAt = new Map<string, number>();
+
+  /** Resolves when `bytes` may be sent to `deviceId` without exceeding its bandwidth cap. */
+  function pace(deviceId: string, bytes: number): Promise<void> {
+    const rate = deps.bandwidthBytesPerSec;
+    if (rate === undefined) return Promise.resolve();
+    const now = clock.now();
+    const start = Math.max(now, linkFreeAt.get(deviceId) ?? now);
+    linkFreeAt.set(deviceId, start + (bytes / rate) * 1000);
+    const wait = start - now;
+    return wait <= 0 ? Promise.resolve() : new Promise((resolve) => clock.setTimeout(resolve, wait));
+  }
 
   function acquire(sha256: string): Promise<{ fh: FileHandle; size: number }> {
     let entry = fds.get(sha256);
@@ -88,6 +103,7 @@ export function createChunkServer(deps: ChunkServerDeps) {
     const buf = Buffer.alloc(length);
     const { bytesRead } = await fh.read(buf, 0, length, req.offset);
     const bytes = buf.subarray(0, bytesRead);
+    await pace(deviceId, bytes.length);
     served.set(deviceId, (served.get(deviceId) ?? 0) + bytes.length);
     await reply(
       deviceId,

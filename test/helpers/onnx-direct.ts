@@ -6,8 +6,9 @@ import { jsonToRaw, type OrtTensorType, rawToJson } from "../../shared/tensors.j
 export async function runDirect(
   modelPath: string,
   inputs: Record<string, JsonTensor>,
+  options: ort.InferenceSession.SessionOptions = {},
 ): Promise<Record<string, JsonTensor>> {
-  const session = await ort.InferenceSession.create(modelPath);
+  const session = await ort.InferenceSession.create(modelPath, options);
   try {
     const feeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(inputs)) {

@@ -1,0 +1,100 @@
+import { readFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { EdgeFleetError } from "../../shared/errors.js";
+import { DeviceIdSchema } from "../../shared/schemas/common.js";
+import { DEFAULT_TOPIC_PREFIX } from "../../shared/topics.js";
+
+/** Agent configuration: a JSON file (`--config`) merged with flags; flags win. */
+export const AgentConfigSchema = z
+  .object({
+    deviceId: DeviceIdSchema,
+    mqttUrl: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "mqttUrl must be an mqtt://, mqtts://, ws:// or wss:// URL"),
+    password: z.string().min(1).optional(),
+    passwordFile: z.string().min(1).optional(),
+    dataDir: z.string().min(1),
+    socketPath: z.string().min(1).optional(),
+    rootPath: z.string().min(1),
+    /** Device profile id or path to a profile file; auto-detected when absent. */
+    profile: z.string().min(1).optional(),
+    profilesDir: z.string().min(1).optional(),
+    topicPrefix: z.string().min(1).default(DEFAULT_TOPIC_PREFIX),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+    download: z
+      .object({
+        chunkSize: z
+          .number()
+          .int()
+          .min(64 * 1024)
+          .max(256 * 1024)
+          .default(128 * 1024),
+        window: z.number().int().min(1).max(16).default(4),
+        timeoutMs: z.number().int().min(100).default(10_000),
+        maxTries: z.number().int().min(1).default(5),
+      })
+      .strict()
+      .default({ chunkSize: 128 * 1024, window: 4, timeoutMs: 10_000, maxTries: 5 }),
+  })
+  .strict()
+  .refine((c) => c.password !== undefined || c.passwordFile !== undefined, "password or passwordFile is required");
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+
+/** Config with defaults and paths resolved, the password read. */
+export interface AgentConfig extends Omit<z.infer<typeof AgentConfigSchema>, "passwordFile"> {
+  password: string;
+  socketPath: string;
+  profilesDir: string;
+}
+
+/** The repository's `device-profiles/`, found relative to this file rather than the cwd. */
+export function defaultProfilesDir(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "device-profiles");
+}
+
+/** Validates and completes a config object; throws VALIDATION_FAILED with every problem listed. */
+export async function resolveAgentConfig(input: unknown): Promise<AgentConfig> {
+  const parsed = AgentConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);
+    throw new EdgeFleetError("VALIDATION_FAILED", `invalid agent config:\n  ${problems.join("\n  ")}`, { problems });
+  }
+  const { passwordFile, ...c } = parsed.data;
+  let password = c.password;
+  if (password === undefined && passwordFile) {
+    try {
+      password = (await readFile(passwordFile, "utf8")).trim();
+    } catch (err) {
+      throw new EdgeFleetError(
+        "VALIDATION_FAILED",
+        `cannot read passwordFile ${passwordFile}: ${(err as Error).message}`,
+      );
+    }
+  }
+  const dataDir = resolve(c.dataDir);
+  return {
+    ...c,
+    password: password!,
+    dataDir,
+    rootPath: resolve(c.rootPath),
+    socketPath: resolve(c.socketPath ?? join(dataDir, "agent.sock")),
+    profilesDir: resolve(c.profilesDir ?? defaultProfilesDir()),
+  };
+}
+
+/** Reads `--config` (if any) and overlays flags that were given. */
+export async function loadAgentConfig(
+  configPath: string | undefined,
+  flags: Record<string, unknown>,
+): Promise<AgentConfig> {
+  let file: Record<string, unknown> = {};
+  if (configPath) {
+    try {
+      file = JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>;
+    } catch (err) {
+      throw new EdgeFleetError("VALIDATION_FAILED", `cannot read config ${configPath}: ${(err as Error).message}`);
+    }
+  }
+  const given = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined));
+  return resolveAgentConfig({ ...file, ...given });
+}

@@ -1,0 +1,171 @@
+import { mkdir, readFile } from "node:fs/promises";
+import { arch } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { type Clock, systemClock } from "../shared/clock.js";
+import { createLogger, type Logger } from "../shared/logger.js";
+import type { DeviceProfile } from "../shared/schemas/device-profile.js";
+import { type Root, RootSchema } from "../shared/schemas/trust.js";
+import { createTopics } from "../shared/topics.js";
+import { createSocketApi } from "./api/socket-api.js";
+import type { AgentConfig } from "./config/agent-config.js";
+import { resolveProfile } from "./profile/load-profiles.js";
+import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
+import { openAgentStore } from "./store/agent-store.js";
+import { mqttChunkChannel } from "./transport/chunk-channel.js";
+import { createMqttLink } from "./transport/mqtt-link.js";
+import { applyRootChain, loadPinnedRoot } from "./trust/pinned-root.js";
+import { createUpdater, type Updater } from "./updater/updater.js";
+
+/** Optional overrides, mainly for tests; everything else is built here (DESIGN §1 composition root). */
+export interface AgentDeps {
+  log?: Logger;
+  clock?: Clock;
+  random?: () => number;
+  /** Builds the runtime; defaults to the real one (model host processes). */
+  createRuntime?: (args: {
+    log: Logger;
+    clock: Clock;
+    profile: DeviceProfile;
+    onHostExit: (installed: Parameters<Updater["hostExited"]>[0]) => void;
+  }) => AgentModelRuntime;
+}
+
+export interface RunningAgent {
+  updater: Updater;
+  close(): Promise<void>;
+}
+
+const ROOT_KEY = "trusted_root";
+
+async function agentVersion(): Promise<string> {
+  const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "package.json");
+  return (JSON.parse(await readFile(pkg, "utf8")) as { version: string }).version;
+}
+
+/**
+ * Starts the agent. Order matters (DESIGN §5 "inference works with no network at all"): the
+ * committed models are loaded and the socket API listens before MQTT is even attempted.
+ */
+export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Promise<RunningAgent> {
+  const log = deps.log ?? createLogger({ name: "edge-agent", level: config.logLevel });
+  const clock = deps.clock ?? systemClock;
+  const dirs = {
+    downloads: join(config.dataDir, "downloads"),
+    models: join(config.dataDir, "models"),
+    staging: join(config.dataDir, "staging"),
+  };
+  for (const d of [config.dataDir, ...Object.values(dirs)]) await mkdir(d, { recursive: true, mode: 0o700 });
+
+  const pinned = await loadPinnedRoot(config.rootPath);
+  const store = openAgentStore(join(config.dataDir, "agent.db"), clock.now);
+  // A root rotated over MQTT earlier supersedes the pinned one (it chains from it, DESIGN §3).
+  const saved = store.getKv(ROOT_KEY);
+  let root: Root = saved ? RootSchema.parse(JSON.parse(saved)) : pinned;
+  if (root.version < pinned.version) root = pinned;
+
+  const { profile } = await resolveProfile({ override: config.profile, dir: config.profilesDir });
+  const version = await agentVersion();
+  const topics = createTopics(config.topicPrefix);
+  const t = (k: Parameters<typeof topics.device>[1]) => topics.device(config.deviceId, k);
+
+  let updater: Updater | null = null;
+  const runtimeArgs = {
+    log: log.child({ c: "runtime" }),
+    clock,
+    profile,
+    onHostExit: (installed: Parameters<Updater["hostExited"]>[0]) => updater?.hostExited(installed),
+  };
+  const runtime = deps.createRuntime ? deps.createRuntime(runtimeArgs) : createModelRuntime(runtimeArgs);
+
+  const link = createMqttLink({
+    url: config.mqttUrl,
+    deviceId: config.deviceId,
+    password: config.password,
+    topics,
+    subscriptions: [t("desired"), t("chunks/res"), t("telemetry/ack"), topics.trustRoot()],
+    log: log.child({ c: "mqtt" }),
+    clock,
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+
+  const up = createUpdater({
+    log: log.child({ c: "updater" }),
+    clock,
+    store,
+    runtime,
+    channel: mqttChunkChannel(link, topics, config.deviceId),
+    publish: {
+      event: (e) => link.publish(t("events"), JSON.stringify(e), { qos: 1 }),
+      reported: (r) => link.publish(t("reported"), JSON.stringify(r), { qos: 1, retain: true }),
+    },
+    root: () => root,
+    dirs,
+    identity: { deviceId: config.deviceId, agentVersion: version, profile: profile.id, arch: arch() },
+    facts: { arch: arch(), memoryBudgetMB: profile.memoryBudgetMB },
+    download: config.download,
+  });
+  updater = up;
+  await up.start();
+
+  const status = () => {
+    const r = up.reported();
+    return {
+      deviceId: config.deviceId,
+      profile: profile.id,
+      agentVersion: version,
+      connection: link.state(),
+      lastDesiredSeq: r.lastDesiredSeq,
+      models: r.models,
+    };
+  };
+  const api = createSocketApi({
+    log: log.child({ c: "api" }),
+    runtime,
+    status,
+    socketPath: config.socketPath,
+    version,
+  });
+  await api.listen();
+
+  link.onState((s) => s === "connected" && up.publishReported());
+  link.onMessage((topic, payload) => {
+    if (topic === t("desired")) {
+      if (payload.length === 0) return; // retained message cleared
+      let json: unknown;
+      try {
+        json = JSON.parse(payload.toString("utf8"));
+      } catch {
+        log.warn("desired state is not JSON");
+        return;
+      }
+      up.onDesired(json);
+    } else if (topic === topics.trustRoot()) {
+      try {
+        const next = applyRootChain(root, JSON.parse(payload.toString("utf8")));
+        if (next.version > root.version) {
+          store.setKv(ROOT_KEY, JSON.stringify(next));
+          root = next;
+          log.info({ version: root.version }, "trusted root rotated");
+        }
+      } catch (err) {
+        log.warn({ err }, "root chain rejected");
+      }
+    }
+  });
+
+  let closing: Promise<void> | null = null;
+  return {
+    updater: up,
+    close() {
+      closing ??= (async () => {
+        await up.close();
+        await link.close(); // publishes `offline` presence
+        await api.close();
+        await runtime.close();
+        store.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,176 @@
+import Database from "better-sqlite3";
+import type { ErrorJson } from "../../shared/errors.js";
+import type { InstalledRef, UpdateState } from "../../shared/schemas/device-state.js";
+
+/** One model's persisted update record (DESIGN §5). */
+export interface ModelRecord {
+  model: string;
+  state: UpdateState;
+  committed: InstalledRef | null;
+  candidate: InstalledRef | null;
+  error: ErrorJson | null;
+  rolloutId: string | null;
+  /** Agent restarts seen while this candidate was in probation (crash-loop guard, DESIGN §5). */
+  probationRestarts: number;
+}
+
+export interface AgentStore {
+  lastDesired(): { seq: number; document: unknown } | null;
+  acceptDesired(seq: number, document: unknown): void;
+  models(): ModelRecord[];
+  model(name: string): ModelRecord | null;
+  /** Persists a model record and allocates the event sequence number for its transition, atomically. */
+  saveModel(record: ModelRecord): number;
+  nextEventSeq(): number;
+  highestCounters(): Map<string, number>;
+  raiseCounter(model: string, counter: number): void;
+  badBundles(): Set<string>;
+  markBad(sha256: string, model: string, reason: string): void;
+  downloadProgress(sha256: string): number | null;
+  setDownloadProgress(sha256: string, size: number, contiguous: number): void;
+  clearDownload(sha256: string): void;
+  getKv(key: string): string | null;
+  setKv(key: string, value: string): void;
+  close(): void;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS desired (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, document TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+  model TEXT PRIMARY KEY, state TEXT NOT NULL, committed TEXT, candidate TEXT, error TEXT,
+  rollout_id TEXT, probation_restarts INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS release_counters (model TEXT PRIMARY KEY, highest INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bad_bundles (sha256 TEXT PRIMARY KEY, model TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS downloads (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, contiguous INTEGER NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`;
+
+interface ModelRow {
+  model: string;
+  state: string;
+  committed: string | null;
+  candidate: string | null;
+  error: string | null;
+  rollout_id: string | null;
+  probation_restarts: number;
+}
+
+const parseJson = <T>(s: string | null): T | null => (s === null ? null : (JSON.parse(s) as T));
+
+function toRecord(r: ModelRow): ModelRecord {
+  return {
+    model: r.model,
+    state: r.state as UpdateState,
+    committed: parseJson<InstalledRef>(r.committed),
+    candidate: parseJson<InstalledRef>(r.candidate),
+    error: parseJson<ErrorJson>(r.error),
+    rolloutId: r.rollout_id,
+    probationRestarts: r.probation_restarts,
+  };
+}
+
+/**
+ * `{dataDir}/agent.db`: WAL + synchronous=FULL, so a transition that returned is on disk even
+ * if power is cut right after (DESIGN §5: every transition is persisted before it is published).
+ * better-sqlite3 is synchronous; each method is one statement or one transaction.
+ */
+export function openAgentStore(path: string, now: () => number = Date.now): AgentStore {
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("busy_timeout = 5000");
+  db.exec(SCHEMA);
+  const iso = () => new Date(now()).toISOString();
+
+  const bumpEventSeq = db.prepare(
+    "INSERT INTO counters (name, value) VALUES ('event_seq', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+  );
+  const upsertModel =
+    db.prepare(`INSERT INTO models (model, state, committed, candidate, error, rollout_id, probation_restarts, updated_at)
+    VALUES (@model, @state, @committed, @candidate, @error, @rolloutId, @probationRestarts, @at)
+    ON CONFLICT(model) DO UPDATE SET state = excluded.state, committed = excluded.committed, candidate = excluded.candidate,
+      error = excluded.error, rollout_id = excluded.rollout_id, probation_restarts = excluded.probation_restarts, updated_at = excluded.updated_at`);
+  const nextEventSeq = () => (bumpEventSeq.get() as { value: number }).value;
+  const saveModel = db.transaction((r: ModelRecord): number => {
+    upsertModel.run({
+      model: r.model,
+      state: r.state,
+      committed: r.committed ? JSON.stringify(r.committed) : null,
+      candidate: r.candidate ? JSON.stringify(r.candidate) : null,
+      error: r.error ? JSON.stringify(r.error) : null,
+      rolloutId: r.rolloutId,
+      probationRestarts: r.probationRestarts,
+      at: iso(),
+    });
+    return nextEventSeq();
+  });
+
+  return {
+    lastDesired() {
+      const row = db.prepare("SELECT seq, document FROM desired WHERE id = 1").get() as
+        | { seq: number; document: string }
+        | undefined;
+      return row ? { seq: row.seq, document: JSON.parse(row.document) } : null;
+    },
+    acceptDesired(seq, document) {
+      db.prepare(
+        "INSERT INTO desired (id, seq, document) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, document = excluded.document",
+      ).run(seq, JSON.stringify(document));
+    },
+    models: () => (db.prepare("SELECT * FROM models ORDER BY model").all() as ModelRow[]).map(toRecord),
+    model(name) {
+      const row = db.prepare("SELECT * FROM models WHERE model = ?").get(name) as ModelRow | undefined;
+      return row ? toRecord(row) : null;
+    },
+    saveModel: (r) => saveModel(r),
+    nextEventSeq: () => db.transaction(nextEventSeq)(),
+    highestCounters() {
+      const rows = db.prepare("SELECT model, highest FROM release_counters").all() as {
+        model: string;
+        highest: number;
+      }[];
+      return new Map(rows.map((r) => [r.model, r.highest]));
+    },
+    raiseCounter(model, counter) {
+      db.prepare(
+        "INSERT INTO release_counters (model, highest) VALUES (?, ?) ON CONFLICT(model) DO UPDATE SET highest = max(highest, excluded.highest)",
+      ).run(model, counter);
+    },
+    badBundles: () =>
+      new Set((db.prepare("SELECT sha256 FROM bad_bundles").all() as { sha256: string }[]).map((r) => r.sha256)),
+    markBad(sha256, model, reason) {
+      db.prepare("INSERT OR IGNORE INTO bad_bundles (sha256, model, reason, at) VALUES (?, ?, ?, ?)").run(
+        sha256,
+        model,
+        reason,
+        iso(),
+      );
+    },
+    downloadProgress(sha256) {
+      const row = db.prepare("SELECT contiguous FROM downloads WHERE sha256 = ?").get(sha256) as
+        | { contiguous: number }
+        | undefined;
+      return row ? row.contiguous : null;
+    },
+    setDownloadProgress(sha256, size, contiguous) {
+      db.prepare(
+        "INSERT INTO downloads (sha256, size, contiguous, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET size = excluded.size, contiguous = excluded.contiguous, updated_at = excluded.updated_at",
+      ).run(sha256, size, contiguous, iso());
+    },
+    clearDownload(sha256) {
+      db.prepare("DELETE FROM downloads WHERE sha256 = ?").run(sha256);
+    },
+    getKv(key) {
+      const row = db.prepare("SELECT value FROM kv WHERE key = ?").get(key) as { value: string } | undefined;
+      return row?.value ?? null;
+    },
+    setKv(key, value) {
+      db.prepare("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(
+        key,
+        value,
+      );
+    },
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,137 @@
+import mqtt, { type MqttClient } from "mqtt";
+import type { Clock } from "../../shared/clock.js";
+import type { Logger } from "../../shared/logger.js";
+import type { Topics } from "../../shared/topics.js";
+import { type BackoffOptions, DEFAULT_BACKOFF, fullJitterDelay } from "./backoff.js";
+
+export type ConnectionState = "connecting" | "connected" | "disconnected" | "closed";
+
+export interface MqttLinkOptions {
+  url: string;
+  deviceId: string;
+  password: string;
+  topics: Topics;
+  /** Topics subscribed (QoS 1) on every connect; the session is clean, so we always resubscribe. */
+  subscriptions: readonly string[];
+  log: Logger;
+  clock: Clock;
+  random?: () => number;
+  backoff?: BackoffOptions;
+  connectTimeoutMs?: number;
+}
+
+export interface MqttLink {
+  state(): ConnectionState;
+  publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain?: boolean }): void;
+  onMessage(cb: (topic: string, payload: Buffer) => void): () => void;
+  onState(cb: (state: ConnectionState) => void): () => void;
+  /** Publishes `offline` presence (when connected) and disconnects for good. */
+  close(): Promise<void>;
+}
+
+/**
+ * The agent's MQTT connection (DESIGN §4). mqtt.js's fixed `reconnectPeriod` is disabled; we
+ * reconnect ourselves with full-jitter exponential backoff on the same client, so publishes made
+ * while offline stay queued in mqtt.js and go out after the reconnect.
+ * Invariant: at most one reconnect timer is pending; none after close().
+ */
+export function createMqttLink(opts: MqttLinkOptions): MqttLink {
+  const { log, clock, topics, deviceId } = opts;
+  const random = opts.random ?? Math.random;
+  const presence = topics.device(deviceId, "presence");
+  const messageListeners = new Set<(topic: string, payload: Buffer) => void>();
+  const stateListeners = new Set<(state: ConnectionState) => void>();
+  let state: ConnectionState = "connecting";
+  let attempt = 0;
+  let timer: { cancel(): void } | null = null;
+  let closing = false;
+
+  const setState = (next: ConnectionState) => {
+    if (next === state) return;
+    state = next;
+    for (const cb of stateListeners) cb(next);
+  };
+
+  const client: MqttClient = mqtt.connect(opts.url, {
+    clientId: deviceId,
+    username: deviceId,
+    password: opts.password,
+    protocolVersion: 4,
+    clean: true,
+    reconnectPeriod: 0,
+    resubscribe: false,
+    connectTimeout: opts.connectTimeoutMs ?? 10_000,
+    will: { topic: presence, payload: Buffer.from("offline"), qos: 1, retain: true },
+  });
+
+  client.on("connect", () => {
+    attempt = 0;
+    log.info({ url: opts.url }, "mqtt connected");
+    client.subscribe(
+      opts.subscriptions.map((t) => t),
+      { qos: 1 },
+      (err) => {
+        if (err) log.warn({ err }, "mqtt subscribe failed");
+      },
+    );
+    client.publish(presence, "online", { qos: 1, retain: true });
+    setState("connected");
+  });
+  client.on("message", (topic, payload) => {
+    for (const cb of messageListeners) {
+      try {
+        cb(topic, payload);
+      } catch (err) {
+        log.error({ err, topic }, "mqtt message handler threw");
+      }
+    }
+  });
+  client.on("error", (err) => log.warn({ err: err.message }, "mqtt error"));
+  client.on("close", () => {
+    if (closing) return;
+    setState("disconnected");
+    if (timer) return;
+    const delay = fullJitterDelay(attempt, random, opts.backoff ?? DEFAULT_BACKOFF);
+    attempt += 1;
+    log.debug({ delay, attempt }, "mqtt reconnect scheduled");
+    timer = clock.setTimeout(() => {
+      timer = null;
+      if (closing) return;
+      setState("connecting");
+      client.reconnect();
+    }, delay);
+  });
+
+  return {
+    state: () => state,
+    publish(topic, payload, o) {
+      client.publish(topic, payload, { qos: o.qos, retain: o.retain ?? false }, (err) => {
+        if (err && !closing) log.debug({ err: err.message, topic }, "mqtt publish not delivered yet");
+      });
+    },
+    onMessage(cb) {
+      messageListeners.add(cb);
+      return () => messageListeners.delete(cb);
+    },
+    onState(cb) {
+      stateListeners.add(cb);
+      return () => stateListeners.delete(cb);
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      timer?.cancel();
+      timer = null;
+      // Bounded: a PUBACK that never comes (link dropping right now) must not hang shutdown;
+      // the broker publishes the LWT `offline` in that case anyway.
+      const bounded = <T>(p: Promise<T>) =>
+        Promise.race([p.catch(() => undefined), new Promise<void>((r) => clock.setTimeout(r, 2000))]);
+      if (client.connected) {
+        await bounded(client.publishAsync(presence, "offline", { qos: 1, retain: true }));
+        await bounded(client.endAsync());
+      }
+      await bounded(client.endAsync(true));
+      setState("closed");
+    },
+  };
+}

@@ -1,0 +1,151 @@
+import { z } from "zod";
+import { EdgeFleetError, type ErrorJson } from "../../shared/errors.js";
+import { type DesiredState, DesiredStateSchema } from "../../shared/schemas/desired-state.js";
+import { type Manifest, ManifestSchema } from "../../shared/schemas/manifest.js";
+import { type Envelope, type Root, SignatureSchema } from "../../shared/schemas/trust.js";
+import { verifyRoleSignatures } from "../../shared/trust/envelope.js";
+
+/** Device facts the compatibility check needs (DESIGN §2 manifest `compatibility`). */
+export interface DeviceFacts {
+  arch: string;
+  memoryBudgetMB: number;
+}
+
+export interface VerifyContext {
+  root: Root;
+  deviceId: string;
+  /** Last accepted `seq`; 0 when none was ever accepted. */
+  lastSeq: number;
+  /** Epoch ms. */
+  now: number;
+  /** Highest release counter installed (committed) per model. */
+  highestCounters: ReadonlyMap<string, number>;
+  /** SHA-256 of bundles marked bad (never retried, DESIGN §5). */
+  badBundles: ReadonlySet<string>;
+  facts: DeviceFacts;
+}
+
+/**
+ * A verified desired state. `raw` is the document exactly as signed: signatures and the bundle's
+ * `manifest.json` comparison are over the raw JSON, because zod fills defaults and strips keys,
+ * which would change the canonical bytes.
+ */
+export interface VerifiedDesired {
+  desired: DesiredState;
+  raw: Envelope<unknown>;
+  /** Raw signed manifest envelope per assignment, same order as `desired.assignments`. */
+  rawManifests: Envelope<unknown>[];
+}
+
+export type VerifyResult = { ok: true; value: VerifiedDesired } | { ok: false; error: ErrorJson; seq: number | null };
+
+const RawEnvelopeSchema = z.object({ signed: z.unknown(), signatures: z.array(SignatureSchema).max(32) });
+
+/**
+ * Decides whether a desired-state document may be accepted (DESIGN §3). Pure: no clock, no I/O;
+ * every rejection is a result with a stable error code, and the caller leaves its state unchanged.
+ * Order matters: nothing in the document is trusted (not even its seq for replay bookkeeping)
+ * before the director signatures check out.
+ */
+export function verifyDesiredState(input: unknown, ctx: VerifyContext): VerifyResult {
+  try {
+    return { ok: true, value: verifyOrThrow(input, ctx) };
+  } catch (err) {
+    const e = err instanceof EdgeFleetError ? err : new EdgeFleetError("VALIDATION_FAILED", String(err));
+    const seq = seqOf(input);
+    return { ok: false, error: e.toJSON(), seq };
+  }
+}
+
+function seqOf(input: unknown): number | null {
+  const s = (input as { signed?: { seq?: unknown } } | null)?.signed?.seq;
+  return typeof s === "number" && Number.isInteger(s) ? s : null;
+}
+
+function verifyOrThrow(input: unknown, ctx: VerifyContext): VerifiedDesired {
+  const env = RawEnvelopeSchema.safeParse(input);
+  if (!env.success)
+    throw new EdgeFleetError("VALIDATION_FAILED", `desired state envelope invalid: ${env.error.message}`);
+  const raw = env.data as Envelope<unknown>;
+  verifyRoleSignatures(raw, ctx.root, "director");
+
+  const parsed = DesiredStateSchema.safeParse(raw.signed);
+  if (!parsed.success) throw new EdgeFleetError("VALIDATION_FAILED", `desired state invalid: ${parsed.error.message}`);
+  const desired = parsed.data;
+
+  if (desired.deviceId !== ctx.deviceId) {
+    throw new EdgeFleetError("WRONG_DEVICE", `desired state is for ${desired.deviceId}, not ${ctx.deviceId}`);
+  }
+  if (desired.seq <= ctx.lastSeq) {
+    throw new EdgeFleetError("SEQ_REPLAYED", `seq ${desired.seq} is not greater than accepted ${ctx.lastSeq}`, {
+      seq: desired.seq,
+      lastSeq: ctx.lastSeq,
+    });
+  }
+  if (Date.parse(desired.expires) <= ctx.now) {
+    throw new EdgeFleetError("EXPIRED", `desired state expired at ${desired.expires}`);
+  }
+  const models = new Set<string>();
+  const rawAssignments = (raw.signed as { assignments: { manifest: unknown }[] }).assignments;
+  const rawManifests = desired.assignments.map((a, i) => {
+    if (models.has(a.model)) throw new EdgeFleetError("VALIDATION_FAILED", `model ${a.model} assigned twice`);
+    models.add(a.model);
+    const rawManifest = RawEnvelopeSchema.parse(rawAssignments[i]?.manifest) as Envelope<unknown>;
+    verifyAssignment(a, rawManifest, ctx);
+    return rawManifest;
+  });
+  return { desired, raw, rawManifests };
+}
+
+function verifyAssignment(a: DesiredState["assignments"][number], rawManifest: Envelope<unknown>, ctx: VerifyContext) {
+  try {
+    verifyRoleSignatures(rawManifest, ctx.root, "release");
+  } catch (err) {
+    if (err instanceof EdgeFleetError) {
+      throw new EdgeFleetError(err.code, `manifest of ${a.model}: ${err.message}`, err.details);
+    }
+    throw err;
+  }
+  const manifest: Manifest = ManifestSchema.parse(rawManifest.signed);
+  if (manifest.model.name !== a.model) {
+    throw new EdgeFleetError(
+      "MANIFEST_MISMATCH",
+      `assignment for ${a.model} carries a manifest of ${manifest.model.name}`,
+    );
+  }
+  if (manifest.releaseCounter !== a.releaseCounter) {
+    throw new EdgeFleetError(
+      "MANIFEST_MISMATCH",
+      `assignment release counter ${a.releaseCounter} differs from manifest's ${manifest.releaseCounter}`,
+    );
+  }
+  const highest = ctx.highestCounters.get(a.model) ?? 0;
+  if (a.releaseCounter < highest) {
+    throw new EdgeFleetError(
+      "RELEASE_COUNTER_ROLLBACK",
+      `${a.model}: release counter ${a.releaseCounter} is lower than installed ${highest}`,
+      { model: a.model, releaseCounter: a.releaseCounter, highest },
+    );
+  }
+  if (ctx.badBundles.has(a.bundle.sha256)) {
+    throw new EdgeFleetError("BUNDLE_MARKED_BAD", `${a.model}: bundle ${a.bundle.sha256} is marked bad on this device`);
+  }
+  checkCompatibility(manifest, ctx.facts);
+}
+
+/** Throws INCOMPATIBLE when this device cannot run the release (DESIGN §2 manifest compatibility). */
+export function checkCompatibility(manifest: Manifest, facts: DeviceFacts): void {
+  const { arch, minMemoryMB } = manifest.compatibility;
+  if (arch.length > 0 && !arch.includes(facts.arch)) {
+    throw new EdgeFleetError(
+      "INCOMPATIBLE",
+      `${manifest.model.name}: built for ${arch.join(", ")}, device is ${facts.arch}`,
+    );
+  }
+  if (minMemoryMB > facts.memoryBudgetMB) {
+    throw new EdgeFleetError(
+      "INCOMPATIBLE",
+      `${manifest.model.name}: needs ${minMemoryMB} MB, profile budget is ${facts.memoryBudgetMB} MB`,
+    );
+  }
+}

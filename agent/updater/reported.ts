@@ -1,0 +1,41 @@
+import type { ErrorJson } from "../../shared/errors.js";
+import type { ReportedModel, ReportedState } from "../../shared/schemas/device-state.js";
+import type { ModelRecord } from "../store/agent-store.js";
+
+export interface ReportedInputs {
+  deviceId: string;
+  agentVersion: string;
+  profile: string;
+  arch: string;
+  now: number;
+  lastDesiredSeq: number;
+  models: readonly ModelRecord[];
+  /** Live download progress per model (only meaningful while `downloading`). */
+  progress: ReadonlyMap<string, { bytes: number; total: number }>;
+}
+
+/** The retained `reported` document (DESIGN §4/§5): always the current truth, built from the store. Pure. */
+export function buildReported(i: ReportedInputs): ReportedState {
+  const models = i.models.slice(0, 16).map((m): ReportedModel => {
+    const out: ReportedModel = {
+      model: m.model,
+      state: m.state,
+      committed: m.committed,
+      candidate: m.candidate,
+      rolloutId: m.rolloutId,
+    };
+    const p = i.progress.get(m.model);
+    if (m.state === "downloading" && p) out.progress = p;
+    if (m.error) out.error = m.error as ErrorJson;
+    return out;
+  });
+  return {
+    deviceId: i.deviceId,
+    agentVersion: i.agentVersion,
+    profile: i.profile,
+    arch: i.arch,
+    ts: new Date(i.now).toISOString(),
+    lastDesiredSeq: i.lastDesiredSeq,
+    models,
+  };
+}
