@@ -43,6 +43,11 @@ export const ERROR_CODES = [
   "SMOKE_TEST_FAILED",
   "HOST_CRASHED",
   "INVALID_TENSOR",
+  // probation verdicts (DESIGN §5)
+  "LATENCY_REGRESSION",
+  "ERROR_RATE_EXCEEDED",
+  "NON_FINITE_OUTPUT",
+  "MEMORY_BUDGET_EXCEEDED",
   // generic
   "INTERNAL",
 ] as const;

@@ -35,6 +35,42 @@ export const InstalledRefSchema = z.object({
 });
 export type InstalledRef = z.infer<typeof InstalledRefSchema>;
 
+/**
+ * What a device measured for one model version over a window (probation, or the committed
+ * version's baseline). The rollout gates judge these per device (issue 4), so they travel in
+ * `reported` and in `probation.verdict` events without waiting for the telemetry pipeline.
+ */
+export const HealthSummarySchema = z.object({
+  version: SemverSchema,
+  sha256: Sha256Schema,
+  requests: z.number().int().min(0),
+  errors: z.number().int().min(0),
+  nonFinite: z.number().int().min(0),
+  p50Ms: z.number().min(0).nullable(),
+  p95Ms: z.number().min(0).nullable(),
+  hostRestarts: z.number().int().min(0),
+  rssBytes: z.number().int().min(0).nullable(),
+  /** Share of shadow comparisons that agreed, when the version ran as a shadow. */
+  shadowAgreementPercent: z.number().min(0).max(100).nullable().default(null),
+});
+export type HealthSummary = z.infer<typeof HealthSummarySchema>;
+
+export const ProbationVerdictSchema = z.enum(["pending", "passed", "failed"]);
+
+/** The probation of a candidate: running, or its final verdict with the reason code when it failed. */
+export const ProbationReportSchema = z.object({
+  verdict: ProbationVerdictSchema,
+  /** Error code of the failed check (e.g. SMOKE_TEST_FAILED, HOST_CRASHED, LATENCY_REGRESSION). */
+  reason: z.string().optional(),
+  message: z.string().optional(),
+  startedAt: IsoTimeSchema,
+  endedAt: IsoTimeSchema.optional(),
+  candidate: HealthSummarySchema,
+  /** The previously committed version over the same kind of window; null on a first install. */
+  baseline: HealthSummarySchema.nullable(),
+});
+export type ProbationReport = z.infer<typeof ProbationReportSchema>;
+
 export const ReportedModelSchema = z.object({
   model: ModelNameSchema,
   state: UpdateStateSchema,
@@ -44,6 +80,8 @@ export const ReportedModelSchema = z.object({
   progress: z.object({ bytes: z.number().int().min(0), total: z.number().int().min(0) }).optional(),
   error: ErrorPayloadSchema.optional(),
   rolloutId: z.string().nullable().default(null),
+  /** The current or last probation of this model on the device (issue 3/4). */
+  probation: ProbationReportSchema.optional(),
 });
 export type ReportedModel = z.infer<typeof ReportedModelSchema>;
 
@@ -81,7 +119,22 @@ export const DesiredRejectedEventSchema = z.object({
   seq: z.number().int().nullable(),
   error: ErrorPayloadSchema,
 });
-export const DeviceEventSchema = z.discriminatedUnion("type", [UpdateEventSchema, DesiredRejectedEventSchema]);
+/** `probation.verdict`: emitted once when a candidate's probation ends, pass or fail. */
+export const ProbationEventSchema = z.object({
+  type: z.literal("probation.verdict"),
+  deviceId: DeviceIdSchema,
+  ts: IsoTimeSchema,
+  eventSeq: z.number().int().min(0),
+  model: ModelNameSchema,
+  bundle: Sha256Schema,
+  rolloutId: z.string().nullable(),
+  report: ProbationReportSchema,
+});
+export const DeviceEventSchema = z.discriminatedUnion("type", [
+  UpdateEventSchema,
+  DesiredRejectedEventSchema,
+  ProbationEventSchema,
+]);
 export type DeviceEvent = z.infer<typeof DeviceEventSchema>;
 
 export const PresenceSchema = z.enum(["online", "offline"]);
