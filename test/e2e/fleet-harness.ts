@@ -21,8 +21,6 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-const passwords = new Map<string, string>();
-
 export async function startHarness(
   root: string,
   opts: { mqttUrl?: string; deviceBandwidthBytesPerSec?: number } = {},
@@ -39,6 +37,7 @@ export async function startHarness(
   });
   const api = new ApiClient({ baseUrl: server.httpUrl, token: server.adminToken });
   const agents = new Map<string, AgentProcess>();
+  const passwords = new Map<string, string>();
   const configs = new Map<string, Parameters<typeof spawnAgent>[0] & Record<string, unknown>>();
 
   const h: Harness = {

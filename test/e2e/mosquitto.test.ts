@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SocketClient } from "../../agent/client/socket-client.js";
+import { sileroInputs, sileroModelPath } from "../../scripts/demo/silero.js";
+import { findMosquitto, type MosquittoHandle, startMosquitto } from "../helpers/mosquitto.js";
+import { runDirect } from "../helpers/onnx-direct.js";
+import { makeTempDir } from "../helpers/temp-dir.js";
+import { type Harness, startHarness } from "./fleet-harness.js";
+
+/**
+ * The foundation flow against Mosquitto as the external broker (`--mqtt-url`). CI installs
+ * Mosquitto and sets EDGEFLEET_REQUIRE_MOSQUITTO=1, so there a missing binary fails the suite
+ * instead of skipping it.
+ */
+const available = findMosquitto() !== null;
+if (!available && process.env.EDGEFLEET_REQUIRE_MOSQUITTO === "1") {
+  throw new Error("EDGEFLEET_REQUIRE_MOSQUITTO=1 but mosquitto is not installed");
+}
+
+describe.skipIf(!available)("foundation flow with Mosquitto as the external broker", () => {
+  let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  let mosquitto: MosquittoHandle;
+  let h: Harness;
+
+  beforeAll(async () => {
+    tmp = await makeTempDir("ef-mq-");
+    mosquitto = await startMosquitto(tmp.path);
+    h = await startHarness(tmp.path, { mqttUrl: mosquitto.url });
+    await h.startAgent("mq-a", "generic-x64");
+    await h.startAgent("mq-b", "generic-arm64");
+    await h.pushSilero();
+  });
+
+  afterAll(async () => {
+    await h?.close();
+    await mosquitto?.stop();
+    await tmp?.cleanup();
+  });
+
+  it("rolls out over Mosquitto; every agent commits and answers exactly like onnxruntime-node", async () => {
+    expect(h.server.mqttUrl).toBe(mosquitto.url);
+    const rollout = await h.api.createRollout({
+      model: "silero-vad",
+      version: "5.0.0",
+      target: { deviceIds: ["mq-a", "mq-b"] },
+      healthPolicy: { probationSeconds: 1 },
+    });
+    const final = await h.api.waitForRollout(rollout.id, { timeoutMs: 120_000 });
+    expect(final.status, JSON.stringify(final.devices)).toBe("completed");
+    expect(final.counts.committed).toBe(2);
+
+    const inputs = sileroInputs(523, 0.25);
+    const expected = await runDirect(sileroModelPath(), inputs, { intraOpNumThreads: 1 });
+    for (const id of ["mq-a", "mq-b"]) {
+      const res = await new SocketClient(h.agents.get(id)!.config.socketPath).inferTensors("silero-vad", inputs);
+      expect(res.model_version).toBe("5.0.0");
+      const out = res.outputs.find((o) => o.name === "output")!;
+      // Different thread counts may reorder float sums; the VAD probability agrees to float32 precision.
+      expect(out.data[0] as number).toBeCloseTo(expected.output!.data[0] as number, 5);
+    }
+    const devices = await h.api.listDevices();
+    expect(devices.devices.filter((d) => d.presence === "online").map((d) => d.id)).toEqual(
+      expect.arrayContaining(["mq-a", "mq-b"]),
+    );
+  });
+});
