@@ -13,6 +13,18 @@ export interface DeviceDeps {
 
 const RECENT_EVENTS = 50;
 
+/** One line per model for fleet listings: what runs and what is happening, from the last reported state. */
+function modelSummaries(reported: unknown) {
+  const parsed = ReportedStateSchema.safeParse(reported);
+  if (!parsed.success) return [];
+  return parsed.data.models.map((m) => ({
+    model: m.model,
+    state: m.state,
+    committedVersion: m.committed?.version ?? null,
+    candidateVersion: m.candidate?.version ?? null,
+  }));
+}
+
 export function deviceSummary(d: DeviceRow) {
   return {
     id: d.id,
@@ -22,6 +34,7 @@ export function deviceSummary(d: DeviceRow) {
     lastSeen: d.lastSeen,
     createdAt: d.createdAt,
     desiredSeq: d.desiredSeq,
+    models: modelSummaries(d.reported),
   };
 }
 

@@ -158,11 +158,8 @@ export function buildProgram(): Command {
         return;
       }
       for (const d of list) {
-        const reported = d.reported as {
-          models?: { model: string; state: string; committed?: { version: string } | null }[];
-        } | null;
-        const models = (reported?.models ?? [])
-          .map((m) => `${m.model}@${m.committed?.version ?? "-"} ${m.state}`)
+        const models = ((d.models ?? []) as { model: string; state: string; committedVersion: string | null }[])
+          .map((m) => `${m.model}@${m.committedVersion ?? "-"} ${m.state}`)
           .join(", ");
         console.log(
           `${String(d.id).padEnd(24)} ${String(d.presence ?? "unknown").padEnd(8)} ${String(d.profile ?? "").padEnd(16)} ${models}`,

@@ -1,0 +1,93 @@
+import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
+import { makeTempDir } from "../helpers/temp-dir.js";
+import { type Harness, startHarness } from "./fleet-harness.js";
+
+const run = promisify(execFile);
+const FLEETCTL = fileURLToPath(new URL("../../bin/fleetctl.js", import.meta.url));
+
+/** The operator's CLI as a real process against a real server and agent. */
+describe("fleetctl", () => {
+  let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  let h: Harness;
+  const cli = (...args: string[]) =>
+    run(process.execPath, [FLEETCTL, "--server", h.server.httpUrl, ...args], {
+      env: { ...process.env, EDGEFLEET_TOKEN: h.server.adminToken },
+    });
+
+  beforeAll(async () => {
+    tmp = await makeTempDir("ef-cli-");
+    h = await startHarness(tmp.path);
+  });
+  afterAll(async () => {
+    await h?.close();
+    await tmp?.cleanup();
+  });
+
+  it("pushes a model with upload progress, rolls it out with --wait, lists devices", async () => {
+    await h.startAgent("cli-1", "generic-x64");
+    const samples = join(tmp.path, "samples.json");
+    await writeFile(samples, JSON.stringify(sileroSamples()));
+
+    const push = await cli(
+      "models",
+      "push",
+      sileroModelPath(),
+      "--name",
+      "vad",
+      "--version",
+      "1.0.0",
+      "--samples",
+      samples,
+    );
+    expect(push.stderr).toMatch(/uploading \[#+/);
+    expect(push.stderr).toContain("model vad@1.0.0 registered");
+    const created = JSON.parse(push.stdout) as { name: string; variants: { variant: string }[] };
+    expect(created.name).toBe("vad");
+    expect(created.variants.map((v) => v.variant)).toContain("fp32");
+
+    const rollout = await cli(
+      "rollouts",
+      "create",
+      "--model",
+      "vad",
+      "--version",
+      "1.0.0",
+      "--devices",
+      "cli-1",
+      "--probation-seconds",
+      "1",
+      "--wait",
+    );
+    expect(rollout.stdout).toMatch(/completed/);
+    expect(rollout.stdout).toMatch(/cli-1\s+committed/);
+
+    const list = await cli("devices", "list");
+    expect(list.stdout).toMatch(/cli-1\s+online\s+generic-x64\s+vad@1\.0\.0 committed/);
+  });
+
+  it("reports API errors with their code and a non-zero exit", async () => {
+    const err = await cli("rollouts", "status", "r-does-not-exist").then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(err?.code).toBe(1);
+    expect(err?.stderr).toContain("error NOT_FOUND");
+  });
+
+  it("refuses to run without a token", async () => {
+    const err = await run(process.execPath, [FLEETCTL, "--server", h.server.httpUrl, "devices", "list"], {
+      env: { ...process.env, EDGEFLEET_TOKEN: "" },
+    }).then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(err?.code).toBe(2);
+    expect(err?.stderr).toContain("no API token");
+  });
+});
