@@ -13,7 +13,10 @@ import { buildHttpApp } from "./http/app.js";
 import { describeIssues } from "./http/validate.js";
 import { loadOrCreateKeys } from "./keys/key-store.js";
 import { createModelService } from "./registry/model-service.js";
+import { createReReleaser } from "./registry/re-release.js";
+import { createRolloutExecutor } from "./rollout/executor.js";
 import { createRolloutService } from "./rollout/rollout-service.js";
+import { createRolloutScheduler } from "./rollout/scheduler.js";
 import { openDatabase } from "./store/db.js";
 import { createDeviceRepo } from "./store/device-repo.js";
 import { createModelRepo } from "./store/model-repo.js";
@@ -118,35 +121,59 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
         : {}),
     });
     closers.push(() => chunks.close());
+    const modelRepo = createModelRepo(db);
     const models = createModelService({
       log: log.child({ component: "registry" }),
       clock,
-      models: createModelRepo(db),
+      models: modelRepo,
       blobs,
       releaseKey: keys.release,
     });
-    const rollouts = createRolloutService({
-      log: log.child({ component: "rollouts" }),
+    const rolloutRepo = createRolloutRepo(db);
+    const rolloutLog = log.child({ component: "rollouts" });
+    const executor = createRolloutExecutor({
+      log: rolloutLog,
       clock,
       topics,
       transport,
       devices: deviceRepo,
-      rollouts: createRolloutRepo(db),
-      models,
+      rollouts: rolloutRepo,
+      models: modelRepo,
+      reRelease: createReReleaser({ log: rolloutLog, clock, models: modelRepo, blobs, releaseKey: keys.release }),
       director: keys.director,
+    });
+    const scheduler = createRolloutScheduler({ log: rolloutLog, clock, rollouts: rolloutRepo, executor });
+    const rollouts = createRolloutService({
+      log: rolloutLog,
+      clock,
+      topics,
+      transport,
+      devices: deviceRepo,
+      rollouts: rolloutRepo,
+      models: modelRepo,
+      executor,
+      scheduler,
     });
 
     const route = (handler: (deviceId: string, payload: Buffer) => void) => (topic: string, payload: Buffer) => {
       const t = topics.parse(topic);
       if (t) handler(t.deviceId, payload);
     };
-    await transport.subscribe(topics.allDevices("reported"), route(devices.onReported));
+    // Device news may move a rollout on (a verdict, a failure): plan right away, not at the next tick.
+    const thenPlan = (handler: (deviceId: string, payload: Buffer) => void) => (deviceId: string, payload: Buffer) => {
+      handler(deviceId, payload);
+      scheduler.poke();
+    };
+    await transport.subscribe(topics.allDevices("reported"), route(thenPlan(devices.onReported)));
     await transport.subscribe(topics.allDevices("presence"), route(devices.onPresence));
-    await transport.subscribe(topics.allDevices("events"), route(devices.onEvent));
+    await transport.subscribe(topics.allDevices("events"), route(thenPlan(devices.onEvent)));
     await transport.subscribe(topics.allDevices("chunks/req"), route(chunks.handle));
     // The embedded broker keeps retained messages in memory only, so after a restart the
     // desired documents must be retained again. Same seq: agents that already hold them see no change.
     if (config.mqttUrl === undefined) await rollouts.republishDesired();
+    // Rollouts resume from what SQLite holds: the planner has no other memory.
+    scheduler.start();
+    closers.push(() => scheduler.stop());
 
     const app = await buildHttpApp({
       log,

@@ -1,4 +1,5 @@
-import { readFile, rm } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { z } from "zod";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
@@ -9,8 +10,17 @@ import { type Sample, SampleInputSchema } from "../../shared/schemas/tensor.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 import { buildBundle } from "../bundles/bundle-builder.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
+import { AccuracyPolicySchema } from "../quantize/compare.js";
+import { decodeModel } from "../quantize/onnx-model.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
-import { inspectModel, type ModelInspection } from "./onnx-inspect.js";
+import { buildInt8Variant } from "./int8-variant.js";
+import { inspectModel } from "./onnx-inspect.js";
+
+/**
+ * What POST /v1/models does when `quantize` is omitted: build and validate the int8 variant too
+ * (issue 5: quantization is on by default); `"none"` opts out.
+ */
+export const DEFAULT_API_QUANTIZE = "int8" as const;
 
 export const CreateModelRequestSchema = z.object({
   name: ModelNameSchema,
@@ -23,6 +33,12 @@ export const CreateModelRequestSchema = z.object({
     .max(256 * 1024)
     .optional(),
   compatibility: CompatibilitySchema.partial().optional(),
+  /** Build an int8 variant beside fp32 (validated against it; published only if it passes). */
+  quantize: z.enum(["int8", "none"]).default(DEFAULT_API_QUANTIZE),
+  /** Overrides of the default accuracy policy for the int8 variant. */
+  accuracyPolicy: AccuracyPolicySchema.partial().optional(),
+  /** Extra inputs used only to validate int8 against fp32 (not stored in the bundle). */
+  calibration: z.array(SampleInputSchema).max(256).optional(),
 });
 export type CreateModelRequest = z.infer<typeof CreateModelRequestSchema>;
 
@@ -34,23 +50,33 @@ export interface ModelDeps {
   releaseKey: KeyPair;
 }
 
-/**
- * How each variant's model file is produced from the uploaded fp32 model. fp32 is the upload
- * itself; int8 (our own graph transform) will be added here as another entry.
- */
-interface VariantRecipe {
+/** A variant ready to be bundled: its model file, golden samples and quantization report. */
+interface PreparedVariant {
   variant: Variant;
-  produce(ctx: { uploadPath: string; inspection: ModelInspection }): Promise<{ modelPath: string; samples: Sample[] }>;
+  modelPath: string;
+  samples: Sample[];
+  quantization: Manifest["quantization"];
 }
-const RECIPES: readonly VariantRecipe[] = [
-  {
-    variant: "fp32",
-    produce: async ({ uploadPath, inspection }) => ({ modelPath: uploadPath, samples: inspection.samples }),
-  },
-];
+
+/**
+ * int8 variants whose validation failed are stored (for inspection) but must never be rolled
+ * out. Exported so the rollout side can apply the same rule when it picks bundles itself.
+ */
+export function isVariantPublished(b: Pick<BundleRow, "manifest">): boolean {
+  const validation = (b.manifest.signed.quantization as { validation?: { passed?: boolean } } | null)?.validation;
+  return validation?.passed !== false;
+}
 
 function variantView(b: BundleRow) {
-  return { variant: b.variant, bundle: { sha256: b.sha256, size: b.size }, releaseCounter: b.releaseCounter };
+  const quantization = b.manifest.signed.quantization as ({ validation?: unknown } & Record<string, unknown>) | null;
+  return {
+    variant: b.variant,
+    bundle: { sha256: b.sha256, size: b.size },
+    releaseCounter: b.releaseCounter,
+    published: isVariantPublished(b),
+    validation: quantization?.validation ?? null,
+    quantization,
+  };
 }
 
 export function createModelService(deps: ModelDeps) {
@@ -64,66 +90,118 @@ export function createModelService(deps: ModelDeps) {
       throw new EdgeFleetError("CONFLICT", `model ${req.name} version ${req.version} already exists`);
     }
     const uploadPath = await blobs.uploadPath(req.upload);
-    const inspection = await inspectModel(await readFile(uploadPath), req.samples);
+    const fp32Bytes = await readFile(uploadPath);
+    // Protobuf first, for precise refusals (not ONNX, truncated, external data); then onnxruntime.
+    decodeModel(fp32Bytes);
+    const inspection = await inspectModel(fp32Bytes, req.samples);
     const createdAt = new Date(clock.now()).toISOString();
     const compatibility = CompatibilitySchema.parse(req.compatibility ?? {});
     const lineage = req.lineage ?? {};
-    let releaseCounter = models.nextReleaseCounter(req.name);
-    const bundles: BundleRow[] = [];
-    for (const recipe of RECIPES) {
-      const workDir = await blobs.makeTempDir(`build-${recipe.variant}`);
-      try {
-        const produced = await recipe.produce({ uploadPath, inspection });
-        const manifest: Omit<Manifest, "files"> = {
-          _type: "manifest",
-          model: { name: req.name, version: req.version, variant: recipe.variant },
-          releaseCounter,
-          createdAt,
-          inputs: inspection.inputs,
-          outputs: inspection.outputs,
-          opset: inspection.opset,
-          compatibility,
-          lineage,
-          quantization: null,
-        };
-        const built = await buildBundle({
-          manifest,
-          modelPath: produced.modelPath,
-          samples: { samples: produced.samples },
-          ...(req.modelCard !== undefined ? { modelCard: req.modelCard } : {}),
-          releaseKey,
-          workDir,
+    const prepared: PreparedVariant[] = [
+      { variant: "fp32", modelPath: uploadPath, samples: inspection.samples, quantization: null },
+    ];
+    const notBuilt: { variant: Variant; reason: string }[] = [];
+    const scratch = await blobs.makeTempDir("variants");
+    try {
+      // Everything that can refuse the upload runs before any bundle is committed, so a refused
+      // upload leaves nothing behind.
+      if (req.quantize === "int8") {
+        const int8 = await buildInt8Variant({
+          fp32Bytes,
+          fp32Samples: inspection.samples,
+          calibration: req.calibration ?? [],
+          policy: AccuracyPolicySchema.parse(req.accuracyPolicy ?? {}),
         });
-        await blobs.commitBundle(built.path, built.sha256);
-        bundles.push({
-          sha256: built.sha256,
-          size: built.size,
+        if (int8.built) {
+          const modelPath = join(scratch, "model-int8.onnx");
+          await writeFile(modelPath, int8.modelBytes);
+          prepared.push({ variant: "int8", modelPath, samples: int8.samples, quantization: int8.report });
+          const v = int8.report.validation;
+          log.info(
+            { model: req.name, version: req.version, passed: v.passed, sizeRatio: v.sizeRatio, failures: v.failures },
+            "int8 variant validated",
+          );
+        } else {
+          notBuilt.push({ variant: "int8", reason: int8.reason });
+          log.warn({ model: req.name, version: req.version, reason: int8.reason }, "int8 variant not built");
+        }
+      }
+      // One counter for every variant of a version: variants are the same release in different
+      // encodings, so a device may move between them (anti-rollback compares counters, DESIGN §3),
+      // and any newer version's variants outrank all of them.
+      const releaseCounter = models.nextReleaseCounter(req.name);
+      const bundles: BundleRow[] = [];
+      for (const p of prepared) {
+        const workDir = await blobs.makeTempDir(`build-${p.variant}`);
+        try {
+          const manifest: Omit<Manifest, "files"> = {
+            _type: "manifest",
+            model: { name: req.name, version: req.version, variant: p.variant },
+            releaseCounter,
+            createdAt,
+            inputs: inspection.inputs,
+            outputs: inspection.outputs,
+            opset: inspection.opset,
+            compatibility,
+            lineage,
+            quantization: p.quantization,
+          };
+          const built = await buildBundle({
+            manifest,
+            modelPath: p.modelPath,
+            samples: { samples: p.samples },
+            ...(req.modelCard !== undefined ? { modelCard: req.modelCard } : {}),
+            releaseKey,
+            workDir,
+          });
+          await blobs.commitBundle(built.path, built.sha256);
+          bundles.push({
+            sha256: built.sha256,
+            size: built.size,
+            name: req.name,
+            version: req.version,
+            variant: p.variant,
+            releaseCounter,
+            manifest: built.manifest,
+            createdAt,
+          });
+        } finally {
+          await rm(workDir, { recursive: true, force: true });
+        }
+      }
+      const inserted = models.insertVersion(
+        {
           name: req.name,
           version: req.version,
-          variant: recipe.variant,
-          releaseCounter,
-          manifest: built.manifest,
+          lineage,
+          samplesCount: inspection.samples.length,
+          modelSha256: req.upload,
           createdAt,
-        });
-        releaseCounter += 1;
-      } finally {
-        await rm(workDir, { recursive: true, force: true });
-      }
+        },
+        bundles,
+      );
+      if (!inserted) throw new EdgeFleetError("CONFLICT", `model ${req.name} version ${req.version} already exists`);
+      log.info({ model: req.name, version: req.version, variants: bundles.map((b) => b.variant) }, "model registered");
+      const view = versionView(req.name, req.version);
+      // A variant that could not be produced at all has no bundle; the response still says why.
+      return {
+        ...view,
+        variants: [
+          ...view.variants,
+          ...notBuilt.map((n) => ({
+            variant: n.variant,
+            bundle: null,
+            releaseCounter: null,
+            published: false,
+            validation: null,
+            quantization: null,
+            reason: n.reason,
+          })),
+        ],
+      };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
     }
-    const inserted = models.insertVersion(
-      {
-        name: req.name,
-        version: req.version,
-        lineage,
-        samplesCount: inspection.samples.length,
-        modelSha256: req.upload,
-        createdAt,
-      },
-      bundles,
-    );
-    if (!inserted) throw new EdgeFleetError("CONFLICT", `model ${req.name} version ${req.version} already exists`);
-    log.info({ model: req.name, version: req.version, variants: bundles.map((b) => b.variant) }, "model registered");
-    return versionView(req.name, req.version);
   }
 
   function versionView(name: string, version: string) {
@@ -169,6 +247,13 @@ export function createModelService(deps: ModelDeps) {
     bundleFor(name: string, version: string, variant: Variant): BundleRow {
       const b = models.bundlesOf(name, version).find((x) => x.variant === variant);
       if (!b) throw new EdgeFleetError("NOT_FOUND", `model ${name} version ${version} has no ${variant} bundle`);
+      if (!isVariantPublished(b)) {
+        throw new EdgeFleetError(
+          "CONFLICT",
+          `model ${name} version ${version}: the ${variant} variant failed validation and is not published`,
+          { validation: (b.manifest.signed.quantization as { validation?: unknown } | null)?.validation },
+        );
+      }
       return b;
     },
   };

@@ -28,6 +28,28 @@ export function mergeAssignments(previous: readonly Assignment[], next: NewAssig
   return [...kept, added].sort((a, b) => a.model.localeCompare(b.model));
 }
 
+/**
+ * Like `mergeAssignments`, for a rollout's serving mode: `active` replaces the model's assignment;
+ * `shadow` and `ab` keep the device's current active assignment and add the new bundle beside it
+ * with its strategy (the agent runs both; DESIGN §3 "the strategy for each").
+ */
+export function assignmentsForMode(
+  previous: readonly Assignment[],
+  next: NewAssignment,
+  mode: { mode: "active" } | { mode: "shadow"; sampleRate: number } | { mode: "ab"; weight: number },
+): Assignment[] {
+  if (mode.mode === "active") return mergeAssignments(previous, next);
+  const kept = previous.filter((a) => a.model !== next.model);
+  const active = previous.filter((a) => a.model === next.model && a.strategy.mode === "active").slice(0, 1);
+  const added: Assignment = { ...next, strategy: mode };
+  return [...kept, ...active, added].sort((a, b) => a.model.localeCompare(b.model));
+}
+
+/** Drops a model's assignments (rollback of a device that had no previous version). */
+export function withoutModel(previous: readonly Assignment[], model: string): Assignment[] {
+  return previous.filter((a) => a.model !== model);
+}
+
 export function buildDesiredState(input: {
   deviceId: string;
   seq: number;

@@ -1,35 +1,21 @@
 import { randomBytes } from "node:crypto";
-import { z } from "zod";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
-import { DeviceIdSchema, ModelNameSchema, SemverSchema, VariantSchema } from "../../shared/schemas/common.js";
-import { type Assignment, HealthPolicySchema, SignedDesiredStateSchema } from "../../shared/schemas/desired-state.js";
-import { ReportedStateSchema } from "../../shared/schemas/device-state.js";
 import type { Topics } from "../../shared/topics.js";
-import type { KeyPair } from "../../shared/trust/keys.js";
 import type { Transport } from "../broker/transport.js";
-import type { ModelService } from "../registry/model-service.js";
-import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
+import { isVariantPublished } from "../registry/model-service.js";
+import type { DeviceRepo } from "../store/device-repo.js";
+import type { ModelRepo } from "../store/model-repo.js";
 import type { RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
-import { buildDesiredState, mergeAssignments, signDesiredState } from "./desired-state.js";
-import { countStates, deviceRolloutStatus, rolloutStatus } from "./status.js";
+import { type CreateRolloutRequest, matchesSelector, normalizeDefinition } from "./definition.js";
+import { engineOf, type RolloutExecutor } from "./executor.js";
+import { type EngineState, IN_FLIGHT_STATUSES, type RolloutStatus, stageTarget } from "./planner.js";
+import type { RolloutScheduler } from "./scheduler.js";
+import { rolloutView } from "./view.js";
 
-export const CreateRolloutRequestSchema = z.object({
-  model: ModelNameSchema,
-  version: SemverSchema,
-  variant: VariantSchema.default("fp32"),
-  target: z
-    .object({
-      deviceIds: z.array(DeviceIdSchema).max(10_000).optional(),
-      tags: z.record(z.string(), z.string()).optional(),
-    })
-    .refine((t) => (t.deviceIds?.length ?? 0) > 0 || Object.keys(t.tags ?? {}).length > 0, {
-      message: "target needs deviceIds or tags",
-    }),
-  healthPolicy: HealthPolicySchema.partial().optional(),
-});
-export type CreateRolloutRequest = z.infer<typeof CreateRolloutRequestSchema>;
+export type { CreateRolloutRequest } from "./definition.js";
+export { CreateRolloutRequestSchema } from "./definition.js";
 
 export interface RolloutDeps {
   log: Logger;
@@ -38,116 +24,202 @@ export interface RolloutDeps {
   transport: Transport;
   devices: DeviceRepo;
   rollouts: RolloutRepo;
-  models: ModelService;
-  director: KeyPair;
+  models: ModelRepo;
+  executor: RolloutExecutor;
+  scheduler: RolloutScheduler;
 }
 
-const EVENTS_FOR_STATUS = 200;
+export type RolloutCommand = "pause" | "resume" | "abort" | "rollback" | "promote";
 
-/** Devices matching the selector: listed ids, and/or devices carrying every given tag (AND). */
-export function selectDevices(all: readonly DeviceRow[], target: CreateRolloutRequest["target"]): DeviceRow[] {
-  const ids = target.deviceIds ? new Set(target.deviceIds) : null;
-  const tags = Object.entries(target.tags ?? {});
-  return all.filter((d) => (ids === null || ids.has(d.id)) && tags.every(([k, v]) => d.tags[k] === v));
-}
+/** Which statuses each operator command accepts (anything else is a 409 with the reason). */
+const COMMAND_FROM: Record<RolloutCommand, readonly RolloutStatus[]> = {
+  pause: ["running"],
+  resume: ["paused"],
+  abort: ["running", "paused", "completed"],
+  rollback: ["running", "paused", "completed", "aborted"],
+  promote: ["running", "paused", "completed"],
+};
 
-function previousAssignments(desired: unknown): Assignment[] {
-  const parsed = SignedDesiredStateSchema.safeParse(desired);
-  return parsed.success ? parsed.data.signed.assignments : [];
-}
+const invalid = (message: string, path: string) =>
+  new EdgeFleetError("VALIDATION_FAILED", message, { issues: [{ path: path.split("."), message }] });
 
+/**
+ * Rollout commands and queries. Every state change runs on the scheduler's chain, so it never
+ * interleaves with a planning step; the planner then takes it from there.
+ */
 export function createRolloutService(deps: RolloutDeps) {
-  const { log, clock, topics, transport, devices, rollouts, models, director } = deps;
+  const { log, clock, topics, transport, devices, rollouts, models, executor, scheduler } = deps;
+  const view = rolloutView({ rollouts, devices, executor });
+  const iso = (t: number) => new Date(t).toISOString();
 
-  function view(r: RolloutRow) {
-    const rows = rollouts.devices(r.id);
-    const perDevice = rows.map((rd) => {
-      const dev = devices.get(rd.deviceId);
-      const reported = ReportedStateSchema.safeParse(dev?.reported);
-      const events = devices.recentEvents(rd.deviceId, EVENTS_FOR_STATUS).map((e) => e.body);
-      const st = deviceRolloutStatus({
-        model: r.model,
-        bundle: r.bundleSha256,
-        desiredSeq: rd.desiredSeq,
-        reported: reported.success ? reported.data : null,
-        events,
-      });
-      return { deviceId: rd.deviceId, ...st, updatedAt: dev?.lastSeen ?? rd.assignedAt };
+  /** Checks against the registry and the fleet; nothing is stored or published before they pass. */
+  function validateAgainstWorld(req: CreateRolloutRequest, id: string) {
+    if (!models.hasVersion(req.model, req.version)) {
+      throw invalid(`model ${req.model} version ${req.version} is not in the registry`, "version");
+    }
+    const bundle = models.bundlesOf(req.model, req.version).find((b) => b.variant === req.variant);
+    if (!bundle) throw invalid(`model ${req.model} ${req.version} has no ${req.variant} bundle`, "variant");
+    // An int8 variant that failed its accuracy policy is kept for inspection, never shipped (issue 5).
+    if (!isVariantPublished(bundle)) {
+      throw invalid(`${req.model} ${req.version} ${req.variant} failed validation and is not published`, "variant");
+    }
+    const all = devices.list();
+    const known = new Set(all.map((d) => d.id));
+    const unknown = (req.target.deviceIds ?? []).filter((d) => !known.has(d));
+    if (unknown.length > 0) throw invalid(`unknown device(s): ${unknown.join(", ")}`, "target.deviceIds");
+    const def = normalizeDefinition(req);
+    const matched = all.filter((d) => matchesSelector(d, def.target));
+    if (matched.length === 0) throw invalid("target matches no devices", "target");
+    def.stages.forEach((s, i) => {
+      const covered = stageTarget(matched.length, s.percent);
+      if (s.gates.minDevices > covered) {
+        throw invalid(
+          `stages[${i}].gates.minDevices ${s.gates.minDevices} can never be met: stage ${i + 1} (${s.percent}%) covers ${covered} of the ${matched.length} matched device(s)`,
+          `stages.${i}.gates.minDevices`,
+        );
+      }
     });
-    const counts = countStates(perDevice.map((d) => d.state));
-    return {
-      id: r.id,
-      model: r.model,
-      version: r.version,
-      variant: r.variant,
-      bundle: r.bundleSha256,
-      target: r.target,
-      healthPolicy: r.healthPolicy,
-      status: rolloutStatus(counts),
-      createdAt: r.createdAt,
-      devices: perDevice,
-      counts,
-    };
+    if (def.abort.maxFailedPercent !== undefined && def.abort.minExecuted > matched.length) {
+      throw invalid(
+        `abort.minExecuted ${def.abort.minExecuted} exceeds the ${matched.length} matched device(s)`,
+        "abort.minExecuted",
+      );
+    }
+
+    // One active rollout per model per device: an in-flight one must be superseded by name.
+    const supersedes = new Set(req.supersedes ?? []);
+    for (const sid of supersedes) {
+      const other = rollouts.get(sid);
+      if (!other || other.model !== req.model || !["running", "paused", "completed"].includes(other.status ?? "")) {
+        throw invalid(`supersedes: ${sid} is not a running, paused or completed rollout of ${req.model}`, "supersedes");
+      }
+    }
+    const matchedIds = new Set(matched.map((d) => d.id));
+    const replaced: RolloutRow[] = [];
+    for (const other of rollouts.listByStatus(["running", "paused", "completed"])) {
+      if (other.model !== req.model || other.id === id) continue;
+      const oe = engineOf(other);
+      const overlap = all.filter(
+        (d) =>
+          matchedIds.has(d.id) &&
+          (rollouts.devices(other.id).some((m) => m.deviceId === d.id) ||
+            (oe && matchesSelector(d, oe.definition.target))),
+      );
+      if (overlap.length === 0) continue;
+      const inFlight = IN_FLIGHT_STATUSES.includes(other.status as RolloutStatus);
+      if (inFlight && !supersedes.has(other.id)) {
+        throw new EdgeFleetError(
+          "CONFLICT",
+          `rollout ${other.id} (${other.status}) already rolls out ${req.model} to ${overlap
+            .slice(0, 5)
+            .map((d) => d.id)
+            .join(", ")}${overlap.length > 5 ? ", …" : ""}; name it in "supersedes" to replace it`,
+          { conflicting: other.id },
+        );
+      }
+      replaced.push(other); // completed ones are superseded implicitly: they have nothing in flight
+    }
+    return { def, bundle, replaced };
+  }
+
+  function command(id: string, cmd: RolloutCommand) {
+    return scheduler.serialize(async () => {
+      const row = rollouts.get(id);
+      if (!row) throw new EdgeFleetError("NOT_FOUND", `rollout ${id} not found`);
+      const engine = engineOf(row);
+      if (!engine) throw new EdgeFleetError("CONFLICT", `rollout ${id} predates staged rollouts and cannot be ${cmd}d`);
+      if (!COMMAND_FROM[cmd].includes(engine.status)) {
+        throw new EdgeFleetError("CONFLICT", `cannot ${cmd} rollout ${id}: it is ${engine.status}`, {
+          status: engine.status,
+        });
+      }
+      const now = clock.now();
+      const s: EngineState = { ...engine.state };
+      switch (cmd) {
+        case "pause":
+          executor.setState(row, "paused", { ...s, reason: "paused by operator" }, "paused", { by: "operator" });
+          break;
+        case "resume": {
+          // Resuming means "go on despite the failures so far": they stop counting against gates.
+          const acknowledged = rollouts.acknowledgeFailures(id);
+          executor.setState(row, "running", { ...s, reason: null }, "resumed", { acknowledged });
+          break;
+        }
+        case "abort":
+          executor.setState(row, "aborted", { ...s, reason: "aborted by operator" }, "aborted", { by: "operator" });
+          break;
+        case "rollback":
+          executor.setState(row, "rolling-back", { ...s, reason: "rollback by operator" }, "rollback-started", {
+            by: "operator",
+          });
+          await executor.rollback(row);
+          break;
+        case "promote": {
+          const acknowledged = rollouts.acknowledgeFailures(id);
+          const last = engine.definition.stages.length - 1;
+          const modeChanged = s.servingMode !== "active";
+          const next: EngineState = {
+            ...s,
+            stage: last,
+            stageStartedAt: now,
+            soakStartedAt: null,
+            reason: null,
+            servingMode: "active",
+          };
+          executor.setState(row, engine.status === "completed" ? "completed" : "running", next, "promoted", {
+            from: { stage: s.stage, servingMode: s.servingMode },
+            acknowledged,
+          });
+          if (modeChanged) await executor.republishMembers(row);
+          break;
+        }
+      }
+      log.info({ rollout: id, cmd }, "rollout command");
+      await executor.step(row);
+      return view(rollouts.get(id)!);
+    });
   }
 
   return {
-    async create(req: CreateRolloutRequest) {
-      const bundle = models.bundleFor(req.model, req.version, req.variant);
-      const all = devices.list();
-      if (req.target.deviceIds) {
-        const known = new Set(all.map((d) => d.id));
-        const unknown = req.target.deviceIds.filter((id) => !known.has(id));
-        if (unknown.length > 0) {
-          throw new EdgeFleetError("NOT_FOUND", `unknown device(s): ${unknown.join(", ")}`, { unknown });
-        }
-      }
-      const targeted = selectDevices(all, req.target);
-      if (targeted.length === 0) throw new EdgeFleetError("VALIDATION_FAILED", "target matches no devices");
-
-      const healthPolicy = HealthPolicySchema.parse(req.healthPolicy ?? {});
-      const id = `r-${randomBytes(8).toString("hex")}`;
-      const now = clock.now();
-      const createdAt = new Date(now).toISOString();
-      rollouts.insert({
-        id,
-        model: req.model,
-        version: req.version,
-        variant: req.variant,
-        bundleSha256: bundle.sha256,
-        target: req.target,
-        healthPolicy,
-        createdAt,
+    create(req: CreateRolloutRequest) {
+      return scheduler.serialize(async () => {
+        const id = `r-${randomBytes(8).toString("hex")}`;
+        const { def, bundle, replaced } = validateAgainstWorld(req, id);
+        const now = clock.now();
+        const state: EngineState = {
+          stage: 0,
+          stageStartedAt: now,
+          soakStartedAt: null,
+          servingMode: def.strategy === "shadow" ? "shadow" : def.strategy === "ab" ? "ab" : "active",
+          reason: null,
+        };
+        rollouts.transaction(() => {
+          rollouts.insert({
+            id,
+            model: def.model,
+            version: def.version,
+            variant: def.variant,
+            bundleSha256: bundle.sha256,
+            target: def.target,
+            healthPolicy: def.healthPolicy,
+            createdAt: iso(now),
+            definition: def,
+            status: "running",
+            state,
+          });
+          rollouts.addEvent(id, iso(now), "created", { strategy: def.strategy, stages: def.stages.length });
+          for (const old of replaced) {
+            const oe = engineOf(old);
+            rollouts.setState(old.id, "superseded", { ...(oe?.state ?? {}), reason: `superseded by ${id}` });
+            rollouts.addEvent(old.id, iso(now), "superseded", { by: id });
+          }
+        });
+        log.info({ rollout: id, model: def.model, version: def.version, strategy: def.strategy }, "rollout created");
+        // The first stage is assigned before answering, so the caller sees who got it.
+        const row = rollouts.get(id)!;
+        await executor.step(row);
+        return view(rollouts.get(id)!);
       });
-      for (const target of targeted) {
-        // Re-read: another rollout may have changed this device's desired state while we awaited
-        // a publish. From here to setDesired nothing awaits, so read-merge-write is atomic.
-        const device = devices.get(target.id) ?? target;
-        const seq = devices.nextSeq(device.id);
-        const assignments = mergeAssignments(previousAssignments(device.desired), {
-          model: req.model,
-          bundle: { sha256: bundle.sha256, size: bundle.size },
-          releaseCounter: bundle.releaseCounter,
-          manifest: bundle.manifest,
-        });
-        const doc = buildDesiredState({
-          deviceId: device.id,
-          seq,
-          now,
-          assignments,
-          healthPolicy,
-          rollout: { id, stage: 0 },
-        });
-        const signed = signDesiredState(doc, director);
-        // Persist before publishing: the chunk server authorizes pulls from the stored document,
-        // and a crash between the two only means the retained message is re-sent later.
-        devices.setDesired(device.id, signed);
-        rollouts.addDevice(id, { deviceId: device.id, desiredSeq: seq, assignedAt: createdAt });
-        await transport.publish(topics.device(device.id, "desired"), JSON.stringify(signed), { qos: 1, retain: true });
-      }
-      log.info({ rolloutId: id, model: req.model, version: req.version, devices: targeted.length }, "rollout created");
-      const row = rollouts.get(id);
-      if (!row) throw new EdgeFleetError("INTERNAL", `rollout ${id} vanished`);
-      return view(row);
     },
     get(id: string) {
       const r = rollouts.get(id);
@@ -164,13 +236,20 @@ export function createRolloutService(deps: RolloutDeps) {
             version: v.version,
             variant: v.variant,
             status: v.status,
+            strategy: v.strategy,
+            ...("stage" in v ? { stage: v.stage } : {}),
             createdAt: v.createdAt,
             counts: v.counts,
           };
         }),
       };
     },
-    /** Re-publishes every device's last desired state (retained), e.g. to a fresh external broker. */
+    pause: (id: string) => command(id, "pause"),
+    resume: (id: string) => command(id, "resume"),
+    abort: (id: string) => command(id, "abort"),
+    rollback: (id: string) => command(id, "rollback"),
+    promote: (id: string) => command(id, "promote"),
+    /** Re-publishes every device's last desired state (retained), e.g. to a fresh broker after a restart. */
     async republishDesired(): Promise<void> {
       for (const d of devices.list()) {
         if (d.desired === null) continue;

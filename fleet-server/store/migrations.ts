@@ -68,4 +68,44 @@ CREATE TABLE device_events (
 );
 `,
   },
+  {
+    // Issue 4: staged rollouts. The definition and engine state of a rollout, each device's
+    // membership (stage, phase clock, sticky outcome, what it ran before), an audit trail of
+    // transitions, and re-releases (old bytes under a new release counter, DESIGN §3).
+    version: 2,
+    sql: `
+ALTER TABLE rollouts ADD COLUMN definition TEXT;
+ALTER TABLE rollouts ADD COLUMN status TEXT NOT NULL DEFAULT 'legacy';
+ALTER TABLE rollouts ADD COLUMN state TEXT;
+ALTER TABLE rollout_devices ADD COLUMN stage INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollout_devices ADD COLUMN previous TEXT;
+ALTER TABLE rollout_devices ADD COLUMN phase TEXT NOT NULL DEFAULT 'download';
+ALTER TABLE rollout_devices ADD COLUMN phase_since TEXT;
+ALTER TABLE rollout_devices ADD COLUMN outcome TEXT;
+ALTER TABLE rollout_devices ADD COLUMN outcome_reason TEXT;
+ALTER TABLE rollout_devices ADD COLUMN acknowledged INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rollout_devices ADD COLUMN rollback_sha256 TEXT;
+CREATE INDEX rollouts_by_model_status ON rollouts(model, status);
+CREATE TABLE rollout_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+  ts TEXT NOT NULL,
+  type TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX rollout_events_by_rollout ON rollout_events(rollout_id, seq);
+CREATE TABLE re_releases (
+  sha256 TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  release_counter INTEGER NOT NULL,
+  manifest TEXT NOT NULL,
+  origin_sha256 TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX re_releases_by_model ON re_releases(name, release_counter);
+`,
+  },
 ];

@@ -63,10 +63,37 @@ export function createModelRepo(db: Db) {
   return {
     /** Release counters are per model name and never reused: next = max existing + 1. */
     nextReleaseCounter(name: string): number {
-      const r = db.prepare("SELECT MAX(release_counter) AS m FROM bundles WHERE name = ?").get(name) as {
-        m: number | null;
-      };
+      // Re-releases (rollbacks, see registry/re-release.ts) consume counters of the same sequence.
+      const r = db
+        .prepare(
+          `SELECT MAX(m) AS m FROM (
+             SELECT MAX(release_counter) AS m FROM bundles WHERE name = ?
+             UNION ALL SELECT MAX(release_counter) AS m FROM re_releases WHERE name = ?)`,
+        )
+        .get(name, name) as { m: number | null };
       return (r.m ?? 0) + 1;
+    },
+    /** A re-release: existing bytes under a new release counter (DESIGN §3 fleet rollback). */
+    insertReRelease(b: BundleRow, originSha256: string): void {
+      db.prepare(
+        "INSERT INTO re_releases (sha256, size, name, version, variant, release_counter, manifest, origin_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(
+        b.sha256,
+        b.size,
+        b.name,
+        b.version,
+        b.variant,
+        b.releaseCounter,
+        JSON.stringify(b.manifest),
+        originSha256,
+        b.createdAt,
+      );
+    },
+    /** A bundle by hash, whether built on upload or re-released. */
+    anyBundle(sha256: string): BundleRow | null {
+      const r = (db.prepare("SELECT * FROM bundles WHERE sha256 = ?").get(sha256) ??
+        db.prepare("SELECT * FROM re_releases WHERE sha256 = ?").get(sha256)) as RawBundle | undefined;
+      return r ? bundleRow(r) : null;
     },
     hasVersion(name: string, version: string): boolean {
       return db.prepare("SELECT 1 FROM model_versions WHERE name = ? AND version = ?").get(name, version) !== undefined;

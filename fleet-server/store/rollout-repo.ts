@@ -9,12 +9,35 @@ export interface RolloutRow {
   target: unknown;
   healthPolicy: unknown;
   createdAt: string;
+  /** Validated `RolloutDefinition` (null for rollouts created before migration 2). */
+  definition?: unknown | null;
+  /** Engine status, a column so "which rollouts are active" is one indexed query. */
+  status?: string;
+  /** Engine state besides the status (stage, soak clock, reason, serving mode). */
+  state?: unknown | null;
 }
 
 export interface RolloutDeviceRow {
   deviceId: string;
   desiredSeq: number;
   assignedAt: string;
+  stage?: number;
+  /** What the device ran for the model before this rollout assigned it (for rollback). */
+  previous?: unknown | null;
+  phase?: string;
+  phaseSince?: string | null;
+  outcome?: "passed" | "failed" | null;
+  outcomeReason?: string | null;
+  /** Failure acknowledged by an operator's resume: no longer counted by the gates. */
+  acknowledged?: boolean;
+  rollbackSha256?: string | null;
+}
+
+export interface RolloutEventRow {
+  seq: number;
+  ts: string;
+  type: string;
+  detail: Record<string, unknown>;
 }
 
 interface RawRollout {
@@ -26,7 +49,26 @@ interface RawRollout {
   target: string;
   health_policy: string;
   created_at: string;
+  definition: string | null;
+  status: string;
+  state: string | null;
 }
+interface RawMember {
+  device_id: string;
+  desired_seq: number;
+  assigned_at: string;
+  stage: number;
+  previous: string | null;
+  phase: string;
+  phase_since: string | null;
+  outcome: string | null;
+  outcome_reason: string | null;
+  acknowledged: number;
+  rollback_sha256: string | null;
+}
+
+const parseOrNull = (s: string | null): unknown => (s === null ? null : JSON.parse(s));
+
 const toRow = (r: RawRollout): RolloutRow => ({
   id: r.id,
   model: r.model,
@@ -36,13 +78,32 @@ const toRow = (r: RawRollout): RolloutRow => ({
   target: JSON.parse(r.target),
   healthPolicy: JSON.parse(r.health_policy),
   createdAt: r.created_at,
+  definition: parseOrNull(r.definition),
+  status: r.status,
+  state: parseOrNull(r.state),
 });
+
+const toMember = (r: RawMember): Required<RolloutDeviceRow> => ({
+  deviceId: r.device_id,
+  desiredSeq: r.desired_seq,
+  assignedAt: r.assigned_at,
+  stage: r.stage,
+  previous: parseOrNull(r.previous),
+  phase: r.phase,
+  phaseSince: r.phase_since,
+  outcome: r.outcome === "passed" || r.outcome === "failed" ? r.outcome : null,
+  outcomeReason: r.outcome_reason,
+  acknowledged: r.acknowledged === 1,
+  rollbackSha256: r.rollback_sha256,
+});
+
+export type MemberRow = ReturnType<typeof toMember>;
 
 export function createRolloutRepo(db: Db) {
   return {
     insert(r: RolloutRow): void {
       db.prepare(
-        "INSERT INTO rollouts (id, model, version, variant, bundle_sha256, target, health_policy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO rollouts (id, model, version, variant, bundle_sha256, target, health_policy, created_at, definition, status, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ).run(
         r.id,
         r.model,
@@ -52,12 +113,60 @@ export function createRolloutRepo(db: Db) {
         JSON.stringify(r.target),
         JSON.stringify(r.healthPolicy),
         r.createdAt,
+        r.definition === undefined || r.definition === null ? null : JSON.stringify(r.definition),
+        r.status ?? "legacy",
+        r.state === undefined || r.state === null ? null : JSON.stringify(r.state),
       );
+    },
+    setState(id: string, status: string, state: unknown): void {
+      db.prepare("UPDATE rollouts SET status = ?, state = ? WHERE id = ?").run(status, JSON.stringify(state), id);
     },
     addDevice(rolloutId: string, d: RolloutDeviceRow): void {
       db.prepare(
-        "INSERT INTO rollout_devices (rollout_id, device_id, desired_seq, assigned_at) VALUES (?, ?, ?, ?)",
-      ).run(rolloutId, d.deviceId, d.desiredSeq, d.assignedAt);
+        "INSERT INTO rollout_devices (rollout_id, device_id, desired_seq, assigned_at, stage, previous, phase, phase_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(
+        rolloutId,
+        d.deviceId,
+        d.desiredSeq,
+        d.assignedAt,
+        d.stage ?? 0,
+        d.previous === undefined || d.previous === null ? null : JSON.stringify(d.previous),
+        d.phase ?? "download",
+        d.phaseSince ?? d.assignedAt,
+      );
+    },
+    setPhase(rolloutId: string, deviceId: string, phase: string, since: string): void {
+      db.prepare("UPDATE rollout_devices SET phase = ?, phase_since = ? WHERE rollout_id = ? AND device_id = ?").run(
+        phase,
+        since,
+        rolloutId,
+        deviceId,
+      );
+    },
+    /** Outcomes are sticky: the first one recorded wins, so a device is counted once. */
+    setOutcome(rolloutId: string, deviceId: string, outcome: "passed" | "failed", reason: string, at: string): void {
+      db.prepare(
+        "UPDATE rollout_devices SET outcome = ?, outcome_reason = ?, phase = 'done', phase_since = ? WHERE rollout_id = ? AND device_id = ? AND outcome IS NULL",
+      ).run(outcome, reason, at, rolloutId, deviceId);
+    },
+    acknowledgeFailures(rolloutId: string): number {
+      return db
+        .prepare(
+          "UPDATE rollout_devices SET acknowledged = 1 WHERE rollout_id = ? AND outcome = 'failed' AND acknowledged = 0",
+        )
+        .run(rolloutId).changes;
+    },
+    setRollback(rolloutId: string, deviceId: string, sha256: string, desiredSeq: number): void {
+      db.prepare(
+        "UPDATE rollout_devices SET rollback_sha256 = ?, desired_seq = ? WHERE rollout_id = ? AND device_id = ?",
+      ).run(sha256, desiredSeq, rolloutId, deviceId);
+    },
+    setDesiredSeq(rolloutId: string, deviceId: string, desiredSeq: number): void {
+      db.prepare("UPDATE rollout_devices SET desired_seq = ? WHERE rollout_id = ? AND device_id = ?").run(
+        desiredSeq,
+        rolloutId,
+        deviceId,
+      );
     },
     get(id: string): RolloutRow | null {
       const r = db.prepare("SELECT * FROM rollouts WHERE id = ?").get(id) as RawRollout | undefined;
@@ -66,14 +175,53 @@ export function createRolloutRepo(db: Db) {
     list(): RolloutRow[] {
       return (db.prepare("SELECT * FROM rollouts ORDER BY created_at DESC, id").all() as RawRollout[]).map(toRow);
     },
-    devices(rolloutId: string): RolloutDeviceRow[] {
+    /** Rollouts in one of `statuses`, oldest first (the order the scheduler plans them in). */
+    listByStatus(statuses: readonly string[]): RolloutRow[] {
+      const marks = statuses.map(() => "?").join(", ");
+      return (
+        db
+          .prepare(`SELECT * FROM rollouts WHERE status IN (${marks}) ORDER BY created_at, id`)
+          .all(...statuses) as RawRollout[]
+      ).map(toRow);
+    },
+    devices(rolloutId: string): MemberRow[] {
+      return (
+        db
+          .prepare("SELECT * FROM rollout_devices WHERE rollout_id = ? ORDER BY device_id")
+          .all(rolloutId) as RawMember[]
+      ).map(toMember);
+    },
+    /** Which rollout (in one of `statuses`) holds each device for `model`. */
+    holders(model: string, statuses: readonly string[]): { deviceId: string; rolloutId: string }[] {
+      const marks = statuses.map(() => "?").join(", ");
       return (
         db
           .prepare(
-            "SELECT device_id, desired_seq, assigned_at FROM rollout_devices WHERE rollout_id = ? ORDER BY device_id",
+            `SELECT rd.device_id AS deviceId, r.id AS rolloutId FROM rollout_devices rd
+             JOIN rollouts r ON r.id = rd.rollout_id WHERE r.model = ? AND r.status IN (${marks})`,
           )
-          .all(rolloutId) as { device_id: string; desired_seq: number; assigned_at: string }[]
-      ).map((r) => ({ deviceId: r.device_id, desiredSeq: r.desired_seq, assignedAt: r.assigned_at }));
+          .all(model, ...statuses) as { deviceId: string; rolloutId: string }[]
+      ).map((x) => ({ deviceId: x.deviceId, rolloutId: x.rolloutId }));
+    },
+    addEvent(rolloutId: string, ts: string, type: string, detail: Record<string, unknown>): void {
+      db.prepare("INSERT INTO rollout_events (rollout_id, ts, type, detail) VALUES (?, ?, ?, ?)").run(
+        rolloutId,
+        ts,
+        type,
+        JSON.stringify(detail),
+      );
+    },
+    events(rolloutId: string, limit: number): RolloutEventRow[] {
+      return (
+        db
+          .prepare("SELECT seq, ts, type, detail FROM rollout_events WHERE rollout_id = ? ORDER BY seq DESC LIMIT ?")
+          .all(rolloutId, limit) as { seq: number; ts: string; type: string; detail: string }[]
+      )
+        .map((r) => ({ seq: r.seq, ts: r.ts, type: r.type, detail: JSON.parse(r.detail) as Record<string, unknown> }))
+        .reverse();
+    },
+    transaction<T>(fn: () => T): T {
+      return db.transaction(fn)();
     },
   };
 }

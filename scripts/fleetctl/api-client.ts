@@ -31,20 +31,58 @@ export interface UploadProgress {
 export interface RolloutDeviceStatus {
   deviceId: string;
   state: string;
+  /** Stage index (0-based) the device was assigned in. */
+  stage?: number;
+  outcome?: "passed" | "failed" | null;
+  reason?: string | null;
   progress?: { bytes: number; total: number };
   error?: { code: string; message: string };
+  rollback?: { bundle: string | null; state: string; error?: { code: string; message: string } } | null;
   updatedAt?: string;
 }
+
+export type DisplayCounts = Record<
+  "total" | "pending" | "downloading" | "installing" | "probation" | "committed" | "failed" | "reverted",
+  number
+>;
 
 export interface RolloutStatus {
   id: string;
   model: string;
   version: string;
   variant: string;
+  /** running | paused | completed | aborted | rolling-back | rolled-back | superseded (legacy: failed). */
   status: string;
+  strategy?: string;
+  reason?: string | null;
   createdAt: string;
+  bundle?: string;
+  stage?: {
+    index: number;
+    number: number;
+    of: number;
+    percent: number;
+    soakSeconds: number;
+    startedAt: string;
+    soakStartedAt: string | null;
+  };
+  stages?: { index: number; percent: number; soakSeconds: number; counts: DisplayCounts }[];
+  gates?: {
+    executed: number;
+    failed: number;
+    failedPercent: number | null;
+    breached: string | null;
+    waitingFor: string | null;
+  };
+  history?: { seq: number; ts: string; type: string; detail: Record<string, unknown> }[];
   devices: RolloutDeviceStatus[];
-  counts: { total: number; committed: number; failed: number; inProgress: number; pending: number };
+  counts: {
+    total: number;
+    committed: number;
+    failed: number;
+    inProgress: number;
+    pending: number;
+  } & Partial<DisplayCounts>;
 }
 
 export interface CreateModelBody {
@@ -54,15 +92,53 @@ export interface CreateModelBody {
   samples: unknown[];
   lineage?: Record<string, unknown>;
   modelCard?: string;
+  /** Compatibility overrides (arch, minMemoryMB, executionProviders, minAgentVersion). */
+  compatibility?: Record<string, unknown>;
+  /** Build a validated int8 variant beside fp32 (server default: "none"). */
+  quantize?: "int8" | "none";
+  /** Overrides of the int8 accuracy policy (maxAbsError, maxRelError, minTop1Agreement, ...). */
+  accuracyPolicy?: Record<string, unknown>;
+  /** Extra inputs used only to validate int8 against fp32. */
+  calibration?: unknown[];
 }
 
+export interface RolloutStageBody {
+  percent: number;
+  soakSeconds?: number;
+  gates?: {
+    minDevices?: number;
+    maxFailedPercent?: number;
+    maxP95LatencyRatio?: number;
+    maxErrorRatePercent?: number;
+    minShadowAgreementPercent?: number;
+    minRequestsPerDevice?: number;
+  };
+}
+
+/** `POST /v1/rollouts` (see fleet-server/rollout/definition.ts for the full schema). */
 export interface CreateRolloutBody {
   model: string;
   version: string;
   variant?: string;
-  target: { deviceIds?: string[]; tags?: Record<string, string> };
+  target: { deviceIds?: string[]; tags?: Record<string, string> | string[]; profiles?: string[] };
+  strategy?: "canary" | "all-at-once" | "shadow" | "ab";
+  stages?: RolloutStageBody[];
+  abWeight?: number;
+  shadowSampleRate?: number;
+  rate?:
+    | { maxPerMinute: number }
+    | { exponential: { base: number; factor: number; afterSuccesses: number; maxPerMinute?: number } };
+  abort?: { action?: "pause" | "rollback"; maxFailedPercent?: number; minExecuted?: number };
+  deadlines?: { downloadSeconds?: number; installSeconds?: number; probationSeconds?: number };
+  maintenanceWindow?: { cron: string; durationMinutes: number; timeZone?: string };
   healthPolicy?: Record<string, number>;
+  supersedes?: string[];
 }
+
+export type RolloutCommand = "pause" | "resume" | "abort" | "rollback" | "promote";
+
+/** Statuses in which a rollout still changes by itself (the rest wait for an operator). */
+export const ROLLOUT_MOVING = new Set(["running", "rolling-back"]);
 
 export class ApiClient {
   constructor(private readonly opts: ApiClientOptions) {}
@@ -145,18 +221,33 @@ export class ApiClient {
   listRollouts(): Promise<{ rollouts: RolloutStatus[] }> {
     return this.request("GET", "/v1/rollouts");
   }
+  /** `POST /v1/rollouts/{id}/{pause|resume|abort|rollback|promote}`. */
+  rolloutCommand(id: string, cmd: RolloutCommand): Promise<RolloutStatus> {
+    return this.request("POST", `/v1/rollouts/${encodeURIComponent(id)}/${cmd}`);
+  }
 
-  /** Polls a rollout until it is no longer running, calling `onUpdate` on every poll. */
+  /**
+   * Polls a rollout until `until` holds (default: it is no longer `running` or `rolling-back`),
+   * calling `onUpdate` on every poll.
+   */
   async waitForRollout(
     id: string,
-    opts: { intervalMs?: number; timeoutMs?: number; onUpdate?: (s: RolloutStatus) => void } = {},
+    opts: {
+      intervalMs?: number;
+      timeoutMs?: number;
+      onUpdate?: (s: RolloutStatus) => void;
+      until?: (s: RolloutStatus) => boolean;
+    } = {},
   ): Promise<RolloutStatus> {
     const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
+    const until = opts.until ?? ((s: RolloutStatus) => !ROLLOUT_MOVING.has(s.status));
     for (;;) {
       const status = await this.getRollout(id);
       opts.onUpdate?.(status);
-      if (status.status !== "running") return status;
-      if (Date.now() > deadline) throw new ApiError(0, "TIMEOUT", `rollout ${id} still running after timeout`);
+      if (until(status)) return status;
+      if (Date.now() > deadline) {
+        throw new ApiError(0, "TIMEOUT", `rollout ${id} still ${status.status} after timeout`, status);
+      }
       await new Promise((r) => setTimeout(r, opts.intervalMs ?? 500));
     }
   }

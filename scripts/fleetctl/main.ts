@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { Command, InvalidArgumentError } from "commander";
-import { ApiClient, ApiError, type RolloutStatus } from "./api-client.js";
+import { ApiClient, ApiError } from "./api-client.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
+import { registerRolloutCommands } from "./rollout-commands.js";
 
 /**
  * fleetctl: the operator's command line for the fleet server's HTTP API.
@@ -24,27 +25,65 @@ function parseTag(value: string, previous: Record<string, string> = {}): Record<
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
 }
 
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, ...value.split(",").filter((s) => s.length > 0)];
+function parseQuantize(value: string): "int8" | "none" {
+  if (value !== "int8" && value !== "none")
+    throw new InvalidArgumentError(`--quantize must be int8 or none, got "${value}"`);
+  return value;
 }
 
-function printRollout(s: RolloutStatus): void {
-  const c = s.counts;
-  console.log(`rollout ${s.id}  ${s.model}@${s.version} (${s.variant})  ${s.status}`);
-  console.log(
-    `  devices: ${c.total}  committed: ${c.committed}  in progress: ${c.inProgress}  pending: ${c.pending}  failed: ${c.failed}`,
-  );
-  for (const d of s.devices) {
-    const prog = d.progress ? `  ${formatBytes(d.progress.bytes)}/${formatBytes(d.progress.total)}` : "";
-    const err = d.error ? `  ${d.error.code}: ${d.error.message}` : "";
-    console.log(`  ${d.deviceId.padEnd(24)} ${d.state.padEnd(14)}${prog}${err}`);
+interface VariantView {
+  variant: string;
+  bundle: { sha256: string; size: number } | null;
+  releaseCounter: number | null;
+  published: boolean;
+  reason?: string;
+  validation: {
+    passed: boolean;
+    sizeRatio: number;
+    top1Agreement: number | null;
+    latency: { fp32Ms: number; int8Ms: number; ratio: number };
+    outputs: { output: string; maxAbsError: number; maxRelError: number; pass: boolean; ignored?: boolean }[];
+    failures: string[];
+  } | null;
+  quantization: { totals?: { dynamicNodes: number; weightOnlyNodes: number }; nodes?: { action: string }[] } | null;
+}
+interface VersionView {
+  name: string;
+  version: string;
+  variants: VariantView[];
+}
+
+/** The end-of-push report: one block per variant, the int8 validation in plain words. */
+function printVariants(v: VersionView): void {
+  console.log(`${v.name}@${v.version}`);
+  for (const x of v.variants) {
+    const where = x.bundle ? `bundle ${x.bundle.sha256.slice(0, 12)}… ${formatBytes(x.bundle.size)}` : "no bundle";
+    const status = x.published ? "published" : "NOT published";
+    console.log(
+      `  ${x.variant.padEnd(5)} ${status.padEnd(14)} ${where}${x.releaseCounter ? `  release ${x.releaseCounter}` : ""}`,
+    );
+    if (x.reason) console.log(`        ${x.reason}`);
+    const q = x.quantization;
+    if (q?.totals) {
+      const skipped = (q.nodes ?? []).filter((n) => n.action === "skipped").length;
+      console.log(
+        `        nodes: ${q.totals.dynamicNodes} dynamic int8 MatMul, ${q.totals.weightOnlyNodes} int8 weight-only, ${skipped} kept fp32`,
+      );
+    }
+    const val = x.validation;
+    if (!val) continue;
+    const top1 = val.top1Agreement === null ? "" : `, top-1 agreement ${(val.top1Agreement * 100).toFixed(1)}%`;
+    console.log(
+      `        size ${(val.sizeRatio * 100).toFixed(1)}% of fp32, latency x${val.latency.ratio} on the server (${val.latency.int8Ms} vs ${val.latency.fp32Ms} ms)${top1}`,
+    );
+    for (const o of val.outputs) {
+      const mark = o.ignored ? "ignored" : o.pass ? "ok" : "FAIL";
+      console.log(
+        `        output ${o.output}: max abs err ${o.maxAbsError.toPrecision(3)}, rel ${o.maxRelError.toPrecision(3)}  ${mark}`,
+      );
+    }
+    for (const f of val.failures) console.log(`        failed: ${f}`);
   }
-}
-
-function rolloutLine(s: RolloutStatus): string {
-  const c = s.counts;
-  const frac = c.total === 0 ? 0 : (c.committed + c.failed) / c.total;
-  return `rollout ${s.id} ${bar(frac)} committed ${c.committed}/${c.total}, failed ${c.failed}, in progress ${c.inProgress}`;
 }
 
 export function buildProgram(): Command {
@@ -63,6 +102,9 @@ export function buildProgram(): Command {
     .requiredOption("--samples <file>", "JSON file: array of { inputs: { name: { datatype, shape, data } } }")
     .option("--lineage <file>", "JSON file with lineage metadata")
     .option("--model-card <file>", "Markdown model card")
+    .option("--quantize <mode>", "also build a validated int8 variant: int8 | none", parseQuantize, "int8")
+    .option("--accuracy-policy <file>", "JSON file overriding the int8 accuracy policy")
+    .option("--calibration <file>", "JSON file: extra inputs to validate int8 against fp32 (same format as samples)")
     .action(async (file: string, o: Record<string, string>, cmd: Command) => {
       const api = client(cmd);
       const samples = JSON.parse(await readFile(o.samples!, "utf8")) as unknown[];
@@ -70,6 +112,11 @@ export function buildProgram(): Command {
         ? (JSON.parse(await readFile(o.lineage, "utf8")) as Record<string, unknown>)
         : undefined;
       const modelCard = o.modelCard ? await readFile(o.modelCard, "utf8") : undefined;
+      const accuracyPolicy = o.accuracyPolicy
+        ? (JSON.parse(await readFile(o.accuracyPolicy, "utf8")) as Record<string, unknown>)
+        : undefined;
+      const calibration = o.calibration ? (JSON.parse(await readFile(o.calibration, "utf8")) as unknown[]) : undefined;
+      const quantize = o.quantize as "int8" | "none";
       const line = createProgressLine();
       const up = await api.upload(file, (p) =>
         line.update(
@@ -78,17 +125,41 @@ export function buildProgram(): Command {
         ),
       );
       line.done(`uploaded ${formatBytes(up.size)} sha256 ${up.sha256.slice(0, 12)}…`);
-      line.update("validating model, recording sample outputs, building signed bundles…");
-      const created = await api.createModel({
-        name: o.name!,
-        version: o.version!,
-        upload: up.sha256,
-        samples,
-        lineage,
-        modelCard,
-      });
-      line.done(`model ${o.name}@${o.version} registered`);
-      console.log(JSON.stringify(created, null, 2));
+      // The server answers once every variant is built; until then, say which phase it is likely in.
+      const phases =
+        quantize === "int8"
+          ? [
+              "validating model, recording sample outputs",
+              "quantizing to int8",
+              "validating int8 against fp32",
+              "building signed bundles",
+            ]
+          : ["validating model, recording sample outputs", "building signed bundles"];
+      const started = Date.now();
+      const ticker = setInterval(() => {
+        const s = Math.floor((Date.now() - started) / 1000);
+        line.update(`${phases[Math.min(phases.length - 1, Math.floor(s / 2))]}… ${s}s`);
+      }, 500);
+      line.update(`${phases[0]}…`);
+      let created: Record<string, unknown>;
+      try {
+        created = await api.createModel({
+          name: o.name!,
+          version: o.version!,
+          upload: up.sha256,
+          samples,
+          lineage,
+          modelCard,
+          quantize,
+          accuracyPolicy,
+          calibration,
+        });
+      } finally {
+        clearInterval(ticker);
+      }
+      line.done(`model ${o.name}@${o.version} registered in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+      if (isJson(cmd)) console.log(JSON.stringify(created, null, 2));
+      else printVariants(created as unknown as VersionView);
     });
   models
     .command("list")
@@ -97,55 +168,7 @@ export function buildProgram(): Command {
       console.log(JSON.stringify(await client(cmd).listModels(), null, 2));
     });
 
-  const rollouts = program.command("rollouts").description("rollouts of model versions to devices");
-  rollouts
-    .command("create")
-    .description("roll a model version out to devices")
-    .requiredOption("--model <name>")
-    .requiredOption("--version <semver>")
-    .option("--variant <variant>", "bundle variant", "fp32")
-    .option("--devices <ids>", "comma-separated device ids", collect)
-    .option("--tag <key=value>", "target devices with this tag (repeatable)", parseTag)
-    .option("--probation-seconds <n>", "probation window on each device", Number)
-    .option("--wait", "follow the rollout until it ends")
-    .action(async (o: Record<string, unknown>, cmd: Command) => {
-      const api = client(cmd);
-      const healthPolicy =
-        o.probationSeconds === undefined ? undefined : { probationSeconds: o.probationSeconds as number };
-      const created = await api.createRollout({
-        model: o.model as string,
-        version: o.version as string,
-        variant: o.variant as string,
-        target: { deviceIds: o.devices as string[] | undefined, tags: o.tag as Record<string, string> | undefined },
-        healthPolicy,
-      });
-      if (!o.wait) {
-        if (isJson(cmd)) console.log(JSON.stringify(created, null, 2));
-        else printRollout(created);
-        return;
-      }
-      const line = createProgressLine();
-      const final = await api.waitForRollout(created.id, {
-        onUpdate: (s) =>
-          line.update(rolloutLine(s), s.counts.total ? (s.counts.committed + s.counts.failed) / s.counts.total : 0),
-      });
-      line.done(rolloutLine(final));
-      if (isJson(cmd)) console.log(JSON.stringify(final, null, 2));
-      else printRollout(final);
-      if (final.status !== "completed") process.exitCode = 1;
-    });
-  rollouts
-    .command("status <id>")
-    .description("show a rollout and its devices")
-    .option("--watch", "follow until the rollout ends")
-    .action(async (id: string, o: { watch?: boolean }, cmd: Command) => {
-      const api = client(cmd);
-      const s = o.watch
-        ? await api.waitForRollout(id, { onUpdate: (x) => createProgressLine().update(rolloutLine(x)) })
-        : await api.getRollout(id);
-      if (isJson(cmd)) console.log(JSON.stringify(s, null, 2));
-      else printRollout(s);
-    });
+  registerRolloutCommands(program, { client, isJson });
 
   const devices = program.command("devices").description("enrolled devices");
   devices

@@ -35,6 +35,7 @@ describe("fleetctl", () => {
     await writeFile(samples, JSON.stringify(sileroSamples()));
 
     const push = await cli(
+      "--json",
       "models",
       "push",
       sileroModelPath(),
@@ -49,7 +50,7 @@ describe("fleetctl", () => {
     expect(push.stderr).toContain("model vad@1.0.0 registered");
     const created = JSON.parse(push.stdout) as { name: string; variants: { variant: string }[] };
     expect(created.name).toBe("vad");
-    expect(created.variants.map((v) => v.variant)).toContain("fp32");
+    expect(created.variants.map((v) => v.variant)).toEqual(["fp32", "int8"]);
 
     const rollout = await cli(
       "rollouts",

@@ -119,8 +119,8 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
       samples: [vadSample],
     });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
-    expect(r.body.variants).toHaveLength(1);
-    expect(r.body.variants[0].variant).toBe("fp32");
+    // int8 is built by default (issue 5): fp32 first, then the validated int8 variant.
+    expect(r.body.variants.map((v: { variant: string }) => v.variant)).toEqual(["fp32", "int8"]);
     expect(r.body.variants[0].releaseCounter).toBe(1);
     bundle = r.body.variants[0].bundle;
     expect(r.body.manifest.signed.inputs.map((i: { name: string }) => i.name)).toEqual(["input", "state", "sr"]);

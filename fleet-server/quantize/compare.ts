@@ -1,0 +1,153 @@
+import { z } from "zod";
+import type { JsonTensor } from "../../shared/schemas/tensor.js";
+
+const OutputPolicySchema = z.object({
+  maxAbsError: z.number().min(0).optional(),
+  maxRelError: z.number().min(0).optional(),
+  /** Leave this output out of the verdict (still measured and reported). */
+  ignore: z.boolean().optional(),
+});
+
+/**
+ * What an int8 variant must achieve against fp32 on the samples (and calibration inputs) to be
+ * published. An output passes when its max abs error is within `maxAbsError` OR its error
+ * relative to the output's largest fp32 magnitude is within `maxRelError` (element-wise relative
+ * error explodes near zero, so it is normalised by the output's range instead).
+ */
+export const AccuracyPolicySchema = z
+  .object({
+    maxAbsError: z.number().min(0).default(0.05),
+    maxRelError: z.number().min(0).default(0.1),
+    /** Fraction of classifier rows whose argmax must match fp32. */
+    minTop1Agreement: z.number().min(0).max(1).default(1),
+    /** Output names to treat as classifiers; default: float outputs of shape [N, C] with C >= 2. */
+    classifierOutputs: z.array(z.string()).optional(),
+    /** int8 bundle size / fp32 bundle size must not exceed this (unset: reported only). */
+    maxSizeRatio: z.number().positive().optional(),
+    /** int8 / fp32 latency on the server must not exceed this (unset: reported only, since devices differ). */
+    maxLatencyRatio: z.number().positive().optional(),
+    outputs: z.record(z.string(), OutputPolicySchema).optional(),
+  })
+  .strict();
+export type AccuracyPolicy = z.infer<typeof AccuracyPolicySchema>;
+
+export interface OutputComparison {
+  output: string;
+  maxAbsError: number;
+  /** max |int8 - fp32| / max |fp32| over all samples. */
+  maxRelError: number;
+  nonFinite: number;
+  top1?: { agree: number; total: number };
+  pass: boolean;
+  ignored?: boolean;
+}
+
+export interface ComparisonResult {
+  outputs: OutputComparison[];
+  top1Agreement: number | null;
+  failures: string[];
+}
+
+const FLOAT_TYPES = new Set(["FP32", "FP64", "FP16"]);
+
+function isClassifier(name: string, t: JsonTensor, policy: AccuracyPolicy): boolean {
+  if (policy.classifierOutputs) return policy.classifierOutputs.includes(name);
+  return FLOAT_TYPES.has(t.datatype) && t.shape.length === 2 && (t.shape[1] ?? 0) >= 2;
+}
+
+function argmaxRows(data: readonly number[], width: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r * width < data.length; r++) {
+    let best = 0;
+    for (let c = 1; c < width; c++) if (data[r * width + c]! > data[r * width + best]!) best = c;
+    out.push(best);
+  }
+  return out;
+}
+
+/**
+ * Compares the int8 variant's outputs with fp32's, sample by sample, and applies the policy.
+ * Pure: both sides are given as recorded JSON tensors.
+ */
+export function compareOutputs(
+  reference: Record<string, JsonTensor>[],
+  candidate: Record<string, JsonTensor>[],
+  policy: AccuracyPolicy,
+): ComparisonResult {
+  const failures: string[] = [];
+  const byName = new Map<string, OutputComparison & { absMax: number }>();
+  let agree = 0;
+  let rows = 0;
+  reference.forEach((ref, i) => {
+    for (const [name, r] of Object.entries(ref)) {
+      const c = candidate[i]?.[name];
+      const acc = byName.get(name) ?? {
+        output: name,
+        maxAbsError: 0,
+        maxRelError: 0,
+        nonFinite: 0,
+        pass: true,
+        absMax: 0,
+      };
+      byName.set(name, acc);
+      if (!c || c.shape.join(",") !== r.shape.join(",")) {
+        acc.pass = false;
+        failures.push(`sample #${i}: output ${name} has shape [${c?.shape ?? "missing"}], fp32 has [${r.shape}]`);
+        continue;
+      }
+      if (!FLOAT_TYPES.has(r.datatype)) {
+        // Integer/bool outputs (indices, masks) carry no tolerance: they must match exactly.
+        const diff = r.data.findIndex((v, k) => v !== c.data[k]);
+        if (diff >= 0) {
+          acc.pass = false;
+          failures.push(`sample #${i}: ${r.datatype} output ${name} differs at element ${diff}`);
+        }
+        continue;
+      }
+      for (let k = 0; k < r.data.length; k++) {
+        const a = r.data[k] as number;
+        const b = c.data[k] as number;
+        if (Number.isFinite(a) && !Number.isFinite(b)) acc.nonFinite++;
+        else if (Number.isFinite(a)) acc.maxAbsError = Math.max(acc.maxAbsError, Math.abs(a - b));
+        if (Number.isFinite(a)) acc.absMax = Math.max(acc.absMax, Math.abs(a));
+      }
+      if (isClassifier(name, r, policy) && !policy.outputs?.[name]?.ignore) {
+        const width = r.shape[r.shape.length - 1] ?? 1;
+        const ra = argmaxRows(r.data as number[], width);
+        const ca = argmaxRows(c.data as number[], width);
+        const same = ra.filter((v, k) => v === ca[k]).length;
+        acc.top1 = { agree: (acc.top1?.agree ?? 0) + same, total: (acc.top1?.total ?? 0) + ra.length };
+        agree += same;
+        rows += ra.length;
+      }
+    }
+  });
+  const outputs: OutputComparison[] = [];
+  for (const acc of byName.values()) {
+    const { absMax, ...cmp } = acc;
+    cmp.maxRelError = absMax > 0 ? cmp.maxAbsError / absMax : cmp.maxAbsError === 0 ? 0 : Number.POSITIVE_INFINITY;
+    const own = policy.outputs?.[cmp.output] ?? {};
+    const maxAbs = own.maxAbsError ?? policy.maxAbsError;
+    const maxRel = own.maxRelError ?? policy.maxRelError;
+    if (own.ignore) cmp.ignored = true;
+    else if (cmp.nonFinite > 0) {
+      cmp.pass = false;
+      failures.push(`output ${cmp.output}: ${cmp.nonFinite} non-finite values where fp32 is finite`);
+    } else if (cmp.pass && cmp.maxAbsError > maxAbs && cmp.maxRelError > maxRel) {
+      cmp.pass = false;
+      failures.push(
+        `output ${cmp.output}: max abs error ${fmt(cmp.maxAbsError)} > ${maxAbs} and relative ${fmt(cmp.maxRelError)} > ${maxRel}`,
+      );
+    }
+    outputs.push(cmp);
+  }
+  const top1Agreement = rows > 0 ? agree / rows : null;
+  if (top1Agreement !== null && top1Agreement < policy.minTop1Agreement) {
+    failures.push(`top-1 agreement ${fmt(top1Agreement)} < ${policy.minTop1Agreement} (${agree}/${rows} rows)`);
+  }
+  return { outputs, top1Agreement, failures };
+}
+
+export function fmt(x: number): string {
+  return Number.isFinite(x) ? Number(x.toPrecision(3)).toString() : String(x);
+}

@@ -1,0 +1,324 @@
+import type { Clock } from "../../shared/clock.js";
+import type { Logger } from "../../shared/logger.js";
+import { type Assignment, SignedDesiredStateSchema } from "../../shared/schemas/desired-state.js";
+import { ReportedStateSchema } from "../../shared/schemas/device-state.js";
+import type { Topics } from "../../shared/topics.js";
+import type { KeyPair } from "../../shared/trust/keys.js";
+import type { Transport } from "../broker/transport.js";
+import type { ReReleaser } from "../registry/re-release.js";
+import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
+import type { BundleRow, ModelRepo } from "../store/model-repo.js";
+import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
+import { matchesSelector, type RolloutDefinition } from "./definition.js";
+import { assignmentsForMode, buildDesiredState, signDesiredState, withoutModel } from "./desired-state.js";
+import { type Observation, observeDevice } from "./observe.js";
+import {
+  type EngineState,
+  HOLDING_STATUSES,
+  type Phase,
+  type PlannerDevice,
+  type PlannerRollout,
+  planRolloutStep,
+  type RolloutAction,
+  type RolloutStatus,
+} from "./planner.js";
+
+export interface ExecutorDeps {
+  log: Logger;
+  clock: Clock;
+  topics: Topics;
+  transport: Transport;
+  devices: DeviceRepo;
+  rollouts: RolloutRepo;
+  models: ModelRepo;
+  reRelease: ReReleaser;
+  director: KeyPair;
+}
+
+/** What a device ran for the model before a rollout assigned it: the rollback target. */
+export interface PreviousRef {
+  sha256: string;
+  version: string;
+  variant: string;
+  releaseCounter: number;
+}
+
+const EVENTS_PER_DEVICE = 200;
+/** rollback_sha256 of a device that had no previous version: its assignment was removed. */
+export const ROLLBACK_REMOVED = "removed";
+
+export function engineOf(row: RolloutRow): PlannerRollout | null {
+  if (row.definition === null || row.definition === undefined || row.state === null || row.state === undefined) {
+    return null;
+  }
+  return {
+    id: row.id,
+    status: row.status as RolloutStatus,
+    definition: row.definition as RolloutDefinition,
+    state: row.state as EngineState,
+  };
+}
+
+export function currentAssignments(desired: unknown): Assignment[] {
+  const parsed = SignedDesiredStateSchema.safeParse(desired);
+  return parsed.success ? parsed.data.signed.assignments : [];
+}
+
+/**
+ * Applies planner actions: signs and publishes desired state, records transitions. Every
+ * database change is committed before the matching publish, so a crash in between at worst
+ * leaves a retained message to re-send (the server republishes on start), never a device the
+ * rollout forgot it assigned.
+ */
+export function createRolloutExecutor(deps: ExecutorDeps) {
+  const { log, clock, topics, transport, devices, rollouts, models, reRelease, director } = deps;
+  const iso = (t: number) => new Date(t).toISOString();
+
+  function observe(row: RolloutRow, m: MemberRow, device: DeviceRow | null, bundle = row.bundleSha256): Observation {
+    const reported = ReportedStateSchema.safeParse(device?.reported);
+    return observeDevice({
+      model: row.model,
+      bundle,
+      desiredSeq: m.desiredSeq,
+      reported: reported.success ? reported.data : null,
+      events: devices.recentEvents(m.deviceId, EVENTS_PER_DEVICE).map((e) => e.body),
+    });
+  }
+
+  function plannerDevices(row: RolloutRow, engine: PlannerRollout): PlannerDevice[] {
+    const members = new Map(rollouts.devices(row.id).map((m) => [m.deviceId, m]));
+    const heldBy = new Map<string, string>();
+    for (const h of rollouts.holders(row.model, HOLDING_STATUSES)) {
+      if (h.rolloutId !== row.id) heldBy.set(h.deviceId, h.rolloutId);
+    }
+    const all = devices.list();
+    const byId = new Map(all.map((d) => [d.id, d]));
+    const out: PlannerDevice[] = all.map((d) => {
+      const m = members.get(d.id);
+      return {
+        deviceId: d.id,
+        matches: matchesSelector(d, engine.definition.target),
+        heldBy: heldBy.get(d.id) ?? null,
+        member: m
+          ? {
+              stage: m.stage,
+              assignedAt: Date.parse(m.assignedAt),
+              phase: m.phase as Phase,
+              phaseSince: Date.parse(m.phaseSince ?? m.assignedAt),
+              outcome: m.outcome,
+              acknowledged: m.acknowledged,
+            }
+          : null,
+        observation: m ? observe(row, m, byId.get(d.id) ?? null) : null,
+      };
+    });
+    return out;
+  }
+
+  function previousOf(device: DeviceRow, model: string): PreviousRef | null {
+    const reported = ReportedStateSchema.safeParse(device.reported);
+    const committed = reported.success ? reported.data.models.find((m) => m.model === model)?.committed : null;
+    if (committed) return { ...committed };
+    const a = currentAssignments(device.desired).find((x) => x.model === model && x.strategy.mode === "active");
+    if (!a) return null;
+    const m = a.manifest.signed;
+    return {
+      sha256: a.bundle.sha256,
+      version: m.model.version,
+      variant: m.model.variant,
+      releaseCounter: a.releaseCounter,
+    };
+  }
+
+  /** Signs the device's next desired state; `persist` runs in the same transaction as the seq. */
+  async function publishDesired(
+    deviceId: string,
+    engine: PlannerRollout,
+    next: (previous: Assignment[]) => Assignment[],
+    persist: (seq: number, device: DeviceRow) => void,
+  ): Promise<void> {
+    const now = clock.now();
+    const signed = rollouts.transaction(() => {
+      const device = devices.get(deviceId);
+      if (!device) return null;
+      const seq = devices.nextSeq(deviceId);
+      const doc = buildDesiredState({
+        deviceId,
+        seq,
+        now,
+        assignments: next(currentAssignments(device.desired)),
+        healthPolicy: engine.definition.healthPolicy,
+        rollout: { id: engine.id, stage: engine.state.stage },
+      });
+      const env = signDesiredState(doc, director);
+      devices.setDesired(deviceId, env);
+      persist(seq, device);
+      return env;
+    });
+    if (signed)
+      await transport.publish(topics.device(deviceId, "desired"), JSON.stringify(signed), { qos: 1, retain: true });
+  }
+
+  function servingMode(engine: PlannerRollout) {
+    const d = engine.definition;
+    if (engine.state.servingMode === "shadow") return { mode: "shadow" as const, sampleRate: d.shadowSampleRate };
+    if (engine.state.servingMode === "ab") return { mode: "ab" as const, weight: d.abWeight };
+    return { mode: "active" as const };
+  }
+
+  function newAssignment(bundle: BundleRow) {
+    return {
+      model: bundle.name,
+      bundle: { sha256: bundle.sha256, size: bundle.size },
+      releaseCounter: bundle.releaseCounter,
+      manifest: bundle.manifest,
+    };
+  }
+
+  async function assign(row: RolloutRow, engine: PlannerRollout, deviceId: string, stage: number): Promise<void> {
+    const bundle = models.bundle(row.bundleSha256);
+    if (!bundle) throw new Error(`bundle ${row.bundleSha256} vanished`);
+    await publishDesired(
+      deviceId,
+      engine,
+      (prev) => assignmentsForMode(prev, newAssignment(bundle), servingMode(engine)),
+      (seq, device) => {
+        const at = iso(clock.now());
+        rollouts.addDevice(row.id, {
+          deviceId,
+          desiredSeq: seq,
+          assignedAt: at,
+          stage,
+          previous: previousOf(device, row.model),
+        });
+      },
+    );
+  }
+
+  function setState(row: RolloutRow, status: RolloutStatus, state: EngineState, event: string, detail = {}): void {
+    rollouts.transaction(() => {
+      rollouts.setState(row.id, status, state);
+      rollouts.addEvent(row.id, iso(clock.now()), event, { stage: state.stage, ...detail });
+    });
+    row.status = status;
+    row.state = state;
+  }
+
+  async function apply(row: RolloutRow, engine: PlannerRollout, actions: readonly RolloutAction[]): Promise<void> {
+    const now = clock.now();
+    let state = { ...engine.state };
+    for (const a of actions) {
+      switch (a.kind) {
+        case "device-phase":
+          rollouts.setPhase(row.id, a.deviceId, a.phase, iso(now));
+          break;
+        case "device-outcome":
+          rollouts.setOutcome(row.id, a.deviceId, a.outcome, a.reason, iso(now));
+          if (a.outcome === "failed") {
+            rollouts.addEvent(row.id, iso(now), "device-failed", {
+              deviceId: a.deviceId,
+              reason: a.reason,
+              message: a.message,
+            });
+          }
+          break;
+        case "assign":
+          await assign(row, { ...engine, state }, a.deviceId, a.stage);
+          break;
+        case "start-soak":
+          state = { ...state, soakStartedAt: now };
+          setState(row, engine.status, state, "soak-started");
+          break;
+        case "advance-stage":
+          state = { ...state, stage: a.to, stageStartedAt: now, soakStartedAt: null };
+          setState(row, "running", state, "stage-advanced");
+          break;
+        case "complete":
+          setState(row, "completed", { ...state, soakStartedAt: null }, "completed");
+          break;
+        case "pause":
+          log.warn({ rollout: row.id, reason: a.reason }, "rollout paused");
+          setState(row, "paused", { ...state, reason: a.reason }, "paused", { reason: a.reason });
+          break;
+        case "rollback":
+          log.warn({ rollout: row.id, reason: a.reason }, "rollout rolling back");
+          setState(row, "rolling-back", { ...state, reason: a.reason }, "rollback-started", { reason: a.reason });
+          await rollback(row);
+          break;
+      }
+    }
+  }
+
+  /**
+   * Every touched device back to what it ran before, as a re-release with a higher counter
+   * (one re-release per previous bundle). Resumable: devices already handled are skipped, so a
+   * restart during `rolling-back` finishes the job. Ignores rate limits and windows on purpose.
+   */
+  async function rollback(row: RolloutRow): Promise<void> {
+    const engine = engineOf(row);
+    if (!engine) return;
+    const released = new Map<string, BundleRow>();
+    for (const m of rollouts.devices(row.id)) {
+      if (m.rollbackSha256 !== null) continue;
+      const prev = m.previous as PreviousRef | null;
+      if (prev === null) {
+        await publishDesired(
+          m.deviceId,
+          engine,
+          (a) => withoutModel(a, row.model),
+          (seq) => rollouts.setRollback(row.id, m.deviceId, ROLLBACK_REMOVED, seq),
+        );
+        continue;
+      }
+      let target = released.get(prev.sha256);
+      if (!target) {
+        target = await reRelease(prev.sha256);
+        released.set(prev.sha256, target);
+      }
+      const t = target;
+      await publishDesired(
+        m.deviceId,
+        engine,
+        (a) => assignmentsForMode(a, newAssignment(t), { mode: "active" }),
+        (seq) => rollouts.setRollback(row.id, m.deviceId, t.sha256, seq),
+      );
+    }
+    setState(row, "rolled-back", engine.state, "rolled-back", {
+      reReleases: [...released.values()].map((b) => ({
+        sha256: b.sha256,
+        version: b.version,
+        releaseCounter: b.releaseCounter,
+      })),
+    });
+  }
+
+  return {
+    observe,
+    setState,
+    rollback,
+    /** One planning step for one rollout: plan from persisted state, apply, persist. */
+    async step(row: RolloutRow): Promise<void> {
+      if (row.status === "rolling-back") return rollback(row);
+      const engine = engineOf(row);
+      if (!engine) return;
+      const actions = planRolloutStep(engine, plannerDevices(row, engine), clock.now());
+      if (actions.length > 0) await apply(row, engine, actions);
+    },
+    /** Re-issues every member's assignment in the current serving mode (promote of shadow/ab). */
+    async republishMembers(row: RolloutRow): Promise<void> {
+      const engine = engineOf(row);
+      const bundle = models.bundle(row.bundleSha256);
+      if (!engine || !bundle) return;
+      for (const m of rollouts.devices(row.id)) {
+        if (m.outcome === "failed") continue;
+        await publishDesired(
+          m.deviceId,
+          engine,
+          (prev) => assignmentsForMode(prev, newAssignment(bundle), servingMode(engine)),
+          (seq) => rollouts.setDesiredSeq(row.id, m.deviceId, seq),
+        );
+      }
+    },
+  };
+}
+export type RolloutExecutor = ReturnType<typeof createRolloutExecutor>;

@@ -1,0 +1,122 @@
+import type { HealthSummary, ProbationReport } from "../../shared/schemas/device-state.js";
+import type { Gates } from "./definition.js";
+
+/** One device as the gates see it: its sticky outcome and, when reported, its probation numbers. */
+export interface GateInput {
+  outcome: "passed" | "failed" | null;
+  probation: ProbationReport | null;
+}
+
+export interface GateEvaluation {
+  /** Devices with a known outcome (passed or failed). */
+  executed: number;
+  failed: number;
+  failedPercent: number | null;
+  /** Median per-device candidate/baseline p95 ratio, over devices with enough samples. */
+  p95LatencyRatio: number | null;
+  latencyDevices: number;
+  /** Pooled candidate error rate, over devices with enough samples. */
+  errorRatePercent: number | null;
+  errorDevices: number;
+  shadowAgreementPercent: number | null;
+  shadowDevices: number;
+  /** A gate is tripped: the rollout must stop (the abort action applies). */
+  breached: string | null;
+  /** Every gate passes now. */
+  passing: boolean;
+  /** Why it is not passing yet, when neither passing nor breached. */
+  waitingFor: string | null;
+}
+
+function median(xs: number[]): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const enough = (h: HealthSummary | null | undefined, min: number): h is HealthSummary =>
+  h !== null && h !== undefined && h.requests >= min;
+
+/**
+ * Pure gate evaluation (DESIGN §6): failures counted once per device, metric gates from the
+ * devices' probation reports (candidate against the device's own baseline), each device counted
+ * only with `minRequestsPerDevice` samples. Nothing trips or passes below `minDevices`.
+ */
+export function evaluateGates(gates: Gates, devices: readonly GateInput[]): GateEvaluation {
+  const executed = devices.filter((d) => d.outcome !== null).length;
+  const failed = devices.filter((d) => d.outcome === "failed").length;
+  const failedPercent = executed === 0 ? null : (failed / executed) * 100;
+  const min = gates.minRequestsPerDevice;
+
+  const ratios: number[] = [];
+  let errReq = 0;
+  let errCount = 0;
+  let errorDevices = 0;
+  const agreements: number[] = [];
+  for (const d of devices) {
+    const p = d.probation;
+    if (!p || !enough(p.candidate, min)) continue;
+    errorDevices++;
+    errReq += p.candidate.requests;
+    errCount += p.candidate.errors;
+    if (p.candidate.shadowAgreementPercent !== null) agreements.push(p.candidate.shadowAgreementPercent);
+    const base = p.baseline;
+    if (enough(base, min) && base.p95Ms !== null && base.p95Ms > 0 && p.candidate.p95Ms !== null) {
+      ratios.push(p.candidate.p95Ms / base.p95Ms);
+    }
+  }
+  const p95LatencyRatio = median(ratios);
+  const errorRatePercent = errReq === 0 ? null : (errCount / errReq) * 100;
+  const shadowAgreementPercent =
+    agreements.length === 0 ? null : agreements.reduce((a, b) => a + b, 0) / agreements.length;
+
+  const base = {
+    executed,
+    failed,
+    failedPercent,
+    p95LatencyRatio,
+    latencyDevices: ratios.length,
+    errorRatePercent,
+    errorDevices,
+    shadowAgreementPercent,
+    shadowDevices: agreements.length,
+  };
+  const pct = (x: number) => `${Math.round(x * 10) / 10}%`;
+  const breach: string[] = [];
+  const waiting: string[] = [];
+
+  if (executed < gates.minDevices) waiting.push(`${executed}/${gates.minDevices} devices executed`);
+  else if (failedPercent !== null && failedPercent > gates.maxFailedPercent) {
+    breach.push(`failed ${pct(failedPercent)} of ${executed} devices > maxFailedPercent ${gates.maxFailedPercent}`);
+  }
+  if (gates.maxP95LatencyRatio !== undefined) {
+    if (ratios.length < gates.minDevices) {
+      waiting.push(`latency from ${ratios.length}/${gates.minDevices} devices with ≥${min} requests`);
+    } else if (p95LatencyRatio !== null && p95LatencyRatio > gates.maxP95LatencyRatio) {
+      breach.push(`p95 latency ratio ${p95LatencyRatio.toFixed(2)} > maxP95LatencyRatio ${gates.maxP95LatencyRatio}`);
+    }
+  }
+  if (gates.maxErrorRatePercent !== undefined) {
+    if (errorDevices < gates.minDevices) {
+      waiting.push(`error rate from ${errorDevices}/${gates.minDevices} devices with ≥${min} requests`);
+    } else if (errorRatePercent !== null && errorRatePercent > gates.maxErrorRatePercent) {
+      breach.push(`error rate ${pct(errorRatePercent)} > maxErrorRatePercent ${gates.maxErrorRatePercent}`);
+    }
+  }
+  if (gates.minShadowAgreementPercent !== undefined) {
+    if (agreements.length < gates.minDevices) {
+      waiting.push(`shadow agreement from ${agreements.length}/${gates.minDevices} devices`);
+    } else if (shadowAgreementPercent !== null && shadowAgreementPercent < gates.minShadowAgreementPercent) {
+      breach.push(
+        `shadow agreement ${pct(shadowAgreementPercent)} < minShadowAgreementPercent ${gates.minShadowAgreementPercent}`,
+      );
+    }
+  }
+  return {
+    ...base,
+    breached: breach.length > 0 ? breach.join("; ") : null,
+    passing: breach.length === 0 && waiting.length === 0,
+    waitingFor: waiting.length > 0 ? waiting.join("; ") : null,
+  };
+}

@@ -1,0 +1,79 @@
+import type { DeviceEvent, ProbationReport, ReportedState, UpdateState } from "../../shared/schemas/device-state.js";
+
+/** What an operator sees per device: the agent's update state, collapsed for display. */
+export type DisplayState = "pending" | "downloading" | "installing" | "probation" | "committed" | "failed" | "reverted";
+
+export interface Observation {
+  /** The agent's update state for this bundle, or `pending` when the device has not started. */
+  state: UpdateState | "pending";
+  display: DisplayState;
+  progress?: { bytes: number; total: number };
+  error?: { code: string; message: string };
+  /** The device's probation report for this bundle, when the agent sends one (issue 3). */
+  probation: ProbationReport | null;
+}
+
+const INSTALLING: ReadonlySet<string> = new Set(["staging", "loading", "smoke-testing", "swapping"]);
+
+export function displayOf(state: UpdateState | "pending"): DisplayState {
+  if (state === "committed" || state === "probation" || state === "downloading") return state;
+  if (state === "failed") return "failed";
+  if (state === "reverting" || state === "reverted") return "reverted";
+  if (INSTALLING.has(state)) return "installing";
+  return "pending"; // pending, idle, verifying
+}
+
+/**
+ * Pure: where one device stands with `bundle` of `model`, from its retained `reported` document
+ * and its recent events (newest first). Committed wins; a failure counts only when it concerns
+ * this bundle or a rejection of a desired document at or after `desiredSeq` (SEQ_REPLAYED only
+ * means the device already holds the document, e.g. re-retained after a server restart).
+ */
+export function observeDevice(input: {
+  model: string;
+  bundle: string;
+  desiredSeq: number;
+  reported: ReportedState | null;
+  events: readonly DeviceEvent[];
+}): Observation {
+  const rm = input.reported?.models.find((m) => m.model === input.model);
+  let probation: ProbationReport | null = rm?.probation?.candidate.sha256 === input.bundle ? rm.probation : null;
+  if (probation === null) {
+    for (const ev of input.events) {
+      if (ev.type === "probation.verdict" && ev.bundle === input.bundle) {
+        probation = ev.report;
+        break;
+      }
+    }
+  }
+  const make = (state: UpdateState | "pending", extra: Partial<Observation> = {}): Observation => ({
+    state,
+    display: displayOf(state),
+    probation,
+    ...extra,
+  });
+
+  if (rm?.committed?.sha256 === input.bundle) return make("committed");
+  if (rm?.candidate?.sha256 === input.bundle) {
+    const failed = rm.state === "failed" || rm.state === "reverting" || rm.state === "reverted";
+    if (failed)
+      return make(rm.state, { error: rm.error ?? { code: "INTERNAL", message: `device reported ${rm.state}` } });
+    return make(rm.state, rm.progress ? { progress: rm.progress } : {});
+  }
+  for (const ev of input.events) {
+    if (ev.type === "update.transition" && ev.bundle === input.bundle) {
+      if (ev.to === "failed" || ev.to === "reverted" || ev.to === "reverting") {
+        return make(ev.to, { error: ev.error ?? { code: "INTERNAL", message: `device went to ${ev.to}` } });
+      }
+    }
+    if (
+      ev.type === "desired.rejected" &&
+      ev.seq !== null &&
+      ev.seq >= input.desiredSeq &&
+      ev.error.code !== "SEQ_REPLAYED"
+    ) {
+      return make("failed", { error: { code: ev.error.code, message: ev.error.message } });
+    }
+  }
+  return make("pending");
+}

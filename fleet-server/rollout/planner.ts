@@ -1,0 +1,225 @@
+import { createHash } from "node:crypto";
+import type { RolloutDefinition } from "./definition.js";
+import { evaluateGates, type GateEvaluation } from "./gates.js";
+import { isWindowOpen } from "./maintenance-window.js";
+import type { Observation } from "./observe.js";
+
+/**
+ * The rollout planner (issue 4, DESIGN §6): a pure function from the rollout's persisted state,
+ * what each device reports, and the time, to the actions that move the rollout on. No I/O and
+ * no clock of its own, so every rule below is unit-tested with plain data; `scheduler.ts`
+ * applies the actions and persists them.
+ */
+
+export const ROLLOUT_STATUSES = [
+  "running",
+  "paused",
+  "completed",
+  "aborted",
+  "rolling-back",
+  "rolled-back",
+  "superseded",
+] as const;
+export type RolloutStatus = (typeof ROLLOUT_STATUSES)[number];
+/** Statuses whose devices belong to the rollout (one rollout per model per device). */
+export const HOLDING_STATUSES: readonly RolloutStatus[] = ["running", "paused", "completed", "rolling-back"];
+/** Statuses a newer rollout may only replace by naming them in `supersedes`. */
+export const IN_FLIGHT_STATUSES: readonly RolloutStatus[] = ["running", "paused", "rolling-back"];
+
+export interface EngineState {
+  stage: number;
+  stageStartedAt: number;
+  /** When every device of the current stage had a verdict; the soak runs from here. */
+  soakStartedAt: number | null;
+  /** How assignments are served; `promote` turns shadow/ab into active. */
+  servingMode: "active" | "shadow" | "ab";
+  /** Why the rollout is paused, aborted or rolled back. */
+  reason: string | null;
+}
+
+export interface PlannerRollout {
+  id: string;
+  status: RolloutStatus;
+  definition: RolloutDefinition;
+  state: EngineState;
+}
+
+export type Phase = "download" | "install" | "probation" | "done";
+
+export interface PlannerMember {
+  stage: number;
+  assignedAt: number;
+  phase: Phase;
+  phaseSince: number;
+  outcome: "passed" | "failed" | null;
+  /** A failure the operator acknowledged by resuming: not counted by the gates any more. */
+  acknowledged: boolean;
+}
+
+export interface PlannerDevice {
+  deviceId: string;
+  /** Matches the selector now (devices enrolled or re-tagged later join at the current stage). */
+  matches: boolean;
+  /** Another holding rollout of the same model that owns this device, if any. */
+  heldBy: string | null;
+  member: PlannerMember | null;
+  /** What the device reports about this rollout's bundle (members only). */
+  observation: Observation | null;
+}
+
+export type RolloutAction =
+  | { kind: "assign"; deviceId: string; stage: number }
+  | { kind: "device-phase"; deviceId: string; phase: Exclude<Phase, "done"> }
+  | { kind: "device-outcome"; deviceId: string; outcome: "passed" | "failed"; reason: string; message: string }
+  | { kind: "start-soak" }
+  | { kind: "advance-stage"; to: number }
+  | { kind: "complete" }
+  | { kind: "pause"; reason: string }
+  | { kind: "rollback"; reason: string };
+
+const MINUTE = 60_000;
+const INSTALLING: ReadonlySet<string> = new Set(["staging", "loading", "smoke-testing", "swapping"]);
+
+/** Deterministic cohort order: hash of rollout id and device id (DESIGN §6). */
+export function cohortKey(rolloutId: string, deviceId: string): string {
+  return createHash("sha256").update(`${rolloutId}\n${deviceId}`).digest("hex");
+}
+
+/** How many of `n` devices a stage of `percent` covers (at least one once percent > 0). */
+export function stageTarget(n: number, percent: number): number {
+  return Math.min(n, Math.ceil((n * percent) / 100 - 1e-9));
+}
+
+type Verdict = { outcome: "passed" | "failed"; reason: string; message: string } | { phase: Exclude<Phase, "done"> };
+
+/** A device's verdict from its observation: committed / probation passed, or any failure. */
+export function judge(o: Observation): Verdict {
+  if (o.probation?.verdict === "failed") {
+    const reason = o.probation.reason ?? "PROBATION_FAILED";
+    return { outcome: "failed", reason, message: o.probation.message ?? `probation failed: ${reason}` };
+  }
+  if (o.display === "failed" || o.display === "reverted") {
+    return { outcome: "failed", reason: o.error?.code ?? "INTERNAL", message: o.error?.message ?? o.state };
+  }
+  if (o.state === "committed") return { outcome: "passed", reason: "COMMITTED", message: "committed" };
+  if (o.probation?.verdict === "passed") {
+    return { outcome: "passed", reason: "PROBATION_PASSED", message: "probation passed" };
+  }
+  if (o.state === "probation") return { phase: "probation" };
+  if (INSTALLING.has(o.state)) return { phase: "install" };
+  return { phase: "download" };
+}
+
+/** Devices per minute now allowed by the rollout's rate (exponential grows with successes). */
+export function ratePerMinute(def: RolloutDefinition, passed: number): number {
+  const rate = def.rate;
+  if (rate === null) return Number.POSITIVE_INFINITY;
+  if ("maxPerMinute" in rate) return rate.maxPerMinute;
+  const e = rate.exponential;
+  const grown = Math.floor(e.base * e.factor ** Math.floor(passed / e.afterSuccesses));
+  return Math.min(grown, e.maxPerMinute ?? Number.POSITIVE_INFINITY);
+}
+
+function deadlineSeconds(def: RolloutDefinition, phase: Exclude<Phase, "done">): number {
+  if (phase === "download") return def.deadlines.downloadSeconds;
+  if (phase === "install") return def.deadlines.installSeconds;
+  return def.deadlines.probationSeconds;
+}
+
+/** The gates of the current stage over every counted device of the rollout so far. */
+export function currentGates(rollout: PlannerRollout, devices: readonly PlannerDevice[]): GateEvaluation {
+  const stage = rollout.definition.stages[Math.min(rollout.state.stage, rollout.definition.stages.length - 1)]!;
+  const counted = devices.filter((d) => d.member !== null && !d.member.acknowledged);
+  return evaluateGates(
+    stage.gates,
+    counted.map((d) => ({ outcome: d.member!.outcome, probation: d.observation?.probation ?? null })),
+  );
+}
+
+export function planRolloutStep(
+  rollout: PlannerRollout,
+  devices: readonly PlannerDevice[],
+  now: number,
+): RolloutAction[] {
+  const { definition: def, state, status } = rollout;
+  if (status !== "running" && status !== "paused" && status !== "completed") return [];
+  const actions: RolloutAction[] = [];
+
+  // 1. Per-device bookkeeping: verdicts, phase clocks and deadlines (also while paused, so the
+  //    status stays true and no device waits forever unnoticed).
+  const view: PlannerDevice[] = devices.map((d) => {
+    const m = d.member;
+    if (m === null || m.outcome !== null || d.observation === null) return d;
+    const v = judge(d.observation);
+    if ("outcome" in v) {
+      actions.push({ kind: "device-outcome", deviceId: d.deviceId, ...v });
+      return { ...d, member: { ...m, outcome: v.outcome, phase: "done" } };
+    }
+    const since = v.phase === m.phase ? m.phaseSince : now;
+    if (v.phase !== m.phase) actions.push({ kind: "device-phase", deviceId: d.deviceId, phase: v.phase });
+    const limit = deadlineSeconds(def, v.phase);
+    if (now - since >= limit * 1000) {
+      actions.push({
+        kind: "device-outcome",
+        deviceId: d.deviceId,
+        outcome: "failed",
+        reason: "TIMEOUT",
+        message: `${v.phase} deadline of ${limit}s passed`,
+      });
+      return { ...d, member: { ...m, outcome: "failed", phase: "done" } };
+    }
+    return { ...d, member: { ...m, phase: v.phase, phaseSince: since } };
+  });
+  if (status === "paused") return actions;
+
+  const members = view.filter((d) => d.member !== null);
+  const counted = members.filter((d) => !d.member!.acknowledged);
+
+  // 2. Stop conditions: the rollout-wide abort threshold, then the current stage's gates.
+  if (status === "running") {
+    const abort = def.abort;
+    if (abort.maxFailedPercent !== undefined) {
+      const executed = counted.filter((d) => d.member!.outcome !== null).length;
+      const failed = counted.filter((d) => d.member!.outcome === "failed").length;
+      if (executed >= abort.minExecuted && (failed / executed) * 100 > abort.maxFailedPercent) {
+        const reason = `abort threshold: ${failed}/${executed} devices failed > ${abort.maxFailedPercent}%`;
+        actions.push({ kind: abort.action, reason });
+        return actions;
+      }
+    }
+    const gates = currentGates(rollout, view);
+    if (gates.breached !== null) {
+      actions.push({ kind: abort.action, reason: `stage ${state.stage + 1} gate: ${gates.breached}` });
+      return actions;
+    }
+  }
+
+  // 3. Assignments: fill the current stage's cohort in hash order, within rate and window.
+  const stageIndex = status === "completed" ? def.stages.length - 1 : state.stage;
+  const stage = def.stages[stageIndex]!;
+  const eligible = view.filter((d) => d.member === null && d.matches && d.heldBy === null);
+  const target = stageTarget(members.length + eligible.length, stage.percent);
+  const need = Math.max(0, target - members.length);
+  const passed = members.filter((d) => d.member!.outcome === "passed").length;
+  const recent = members.filter((d) => d.member!.assignedAt > now - MINUTE).length;
+  const budget = Math.max(0, ratePerMinute(def, passed) - recent);
+  const windowOpen = def.maintenanceWindow === null || isWindowOpen(def.maintenanceWindow, now);
+  const assignable = windowOpen ? Math.min(need, budget) : 0;
+  const chosen = eligible
+    .map((d) => ({ d, key: cohortKey(rollout.id, d.deviceId) }))
+    .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+    .slice(0, assignable);
+  for (const { d } of chosen) actions.push({ kind: "assign", deviceId: d.deviceId, stage: stageIndex });
+  if (status === "completed") return actions;
+
+  // 4. Stage end: cohort full, every device has a verdict, gates pass, soak elapsed.
+  const settled = need === 0 && members.every((d) => d.member!.outcome !== null);
+  if (!settled) return actions;
+  const soakStart = state.soakStartedAt ?? now;
+  if (state.soakStartedAt === null) actions.push({ kind: "start-soak" });
+  if (now - soakStart < stage.soakSeconds * 1000) return actions;
+  if (!currentGates(rollout, view).passing) return actions;
+  if (state.stage + 1 < def.stages.length) actions.push({ kind: "advance-stage", to: state.stage + 1 });
+  else actions.push({ kind: "complete" });
+  return actions;
+}

@@ -1,0 +1,136 @@
+import type { DeviceRepo } from "../store/device-repo.js";
+import type { RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
+import type { RolloutDefinition } from "./definition.js";
+import { engineOf, ROLLBACK_REMOVED, type RolloutExecutor } from "./executor.js";
+import type { DisplayState } from "./observe.js";
+import { currentGates, type PlannerDevice } from "./planner.js";
+import { rolloutStatus } from "./status.js";
+
+export type DisplayCounts = Record<DisplayState, number> & { total: number };
+
+const HISTORY = 100;
+
+function emptyCounts(): DisplayCounts {
+  return { total: 0, pending: 0, downloading: 0, installing: 0, probation: 0, committed: 0, failed: 0, reverted: 0 };
+}
+
+/**
+ * The operator's view of a rollout (`GET /v1/rollouts/{id}`): status, current stage, per-stage
+ * progress by display state, the current gate evaluation, each device, and the history.
+ * `counts` keeps the shape of the first API version (total/committed/failed/inProgress/pending).
+ */
+export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; executor: RolloutExecutor }) {
+  const { rollouts, devices, executor } = deps;
+
+  return function view(row: RolloutRow) {
+    const engine = engineOf(row);
+    const members = rollouts.devices(row.id);
+    const perDevice = members.map((m) => {
+      const dev = devices.get(m.deviceId);
+      const obs = executor.observe(row, m, dev);
+      let display: DisplayState = obs.display;
+      if (m.outcome === "failed" && display !== "failed" && display !== "reverted") display = "failed";
+      let rollback: { bundle: string | null; state: DisplayState; error?: { code: string; message: string } } | null =
+        null;
+      if (m.rollbackSha256 === ROLLBACK_REMOVED) rollback = { bundle: null, state: "committed" };
+      else if (m.rollbackSha256 !== null) {
+        const back = executor.observe(row, m, dev, m.rollbackSha256);
+        rollback = { bundle: m.rollbackSha256, state: back.display, ...(back.error ? { error: back.error } : {}) };
+      }
+      return {
+        deviceId: m.deviceId,
+        stage: m.stage,
+        state: display,
+        agentState: obs.state,
+        outcome: m.outcome,
+        reason: m.outcomeReason,
+        acknowledged: m.acknowledged,
+        assignedAt: m.assignedAt,
+        previous: m.previous,
+        ...(obs.progress ? { progress: obs.progress } : {}),
+        ...(obs.error
+          ? { error: obs.error }
+          : m.outcome === "failed" && m.outcomeReason === "TIMEOUT"
+            ? { error: { code: "TIMEOUT", message: "deadline passed" } }
+            : {}),
+        ...(obs.probation ? { probation: obs.probation } : {}),
+        rollback,
+        updatedAt: dev?.lastSeen ?? m.assignedAt,
+      };
+    });
+
+    const all = emptyCounts();
+    for (const d of perDevice) {
+      all.total++;
+      all[d.state]++;
+    }
+    // `failed` counts reverted devices too (the first API's meaning); `reverted` says how many.
+    const counts = {
+      ...all,
+      failed: all.failed + all.reverted,
+      inProgress: all.downloading + all.installing + all.probation,
+    };
+    const base = {
+      id: row.id,
+      model: row.model,
+      version: row.version,
+      variant: row.variant,
+      bundle: row.bundleSha256,
+      target: row.target,
+      healthPolicy: row.healthPolicy,
+      createdAt: row.createdAt,
+      devices: perDevice,
+      counts,
+    };
+    if (!engine) {
+      // Created before staged rollouts existed: all-at-once, status from device states only.
+      return { ...base, status: rolloutStatus(counts), strategy: "all-at-once", legacy: true };
+    }
+    const def: RolloutDefinition = engine.definition;
+    const plannerDevices: PlannerDevice[] = members.map((m, i) => ({
+      deviceId: m.deviceId,
+      matches: true,
+      heldBy: null,
+      member: {
+        stage: m.stage,
+        assignedAt: Date.parse(m.assignedAt),
+        phase: "done",
+        phaseSince: 0,
+        outcome: m.outcome,
+        acknowledged: m.acknowledged,
+      },
+      observation: perDevice[i]?.probation
+        ? { state: "pending", display: "pending", probation: perDevice[i]!.probation! }
+        : null,
+    }));
+    const stageIndex = Math.min(engine.state.stage, def.stages.length - 1);
+    const stage = def.stages[stageIndex]!;
+    return {
+      ...base,
+      status: engine.status,
+      reason: engine.state.reason,
+      strategy: def.strategy,
+      servingMode: engine.state.servingMode,
+      stage: {
+        index: stageIndex,
+        number: stageIndex + 1,
+        of: def.stages.length,
+        percent: stage.percent,
+        soakSeconds: stage.soakSeconds,
+        startedAt: new Date(engine.state.stageStartedAt).toISOString(),
+        soakStartedAt: engine.state.soakStartedAt === null ? null : new Date(engine.state.soakStartedAt).toISOString(),
+      },
+      stages: def.stages.map((s, i) => {
+        const c = emptyCounts();
+        for (const d of perDevice.filter((x) => x.stage === i)) {
+          c.total++;
+          c[d.state]++;
+        }
+        return { index: i, percent: s.percent, soakSeconds: s.soakSeconds, gates: s.gates, counts: c };
+      }),
+      gates: currentGates(engine, plannerDevices),
+      definition: def,
+      history: rollouts.events(row.id, HISTORY),
+    };
+  };
+}

@@ -1,0 +1,227 @@
+import { readFile } from "node:fs/promises";
+import { type Command, InvalidArgumentError } from "commander";
+import {
+  type ApiClient,
+  type CreateRolloutBody,
+  ROLLOUT_MOVING,
+  type RolloutCommand,
+  type RolloutStatus,
+} from "./api-client.js";
+import { bar, formatBytes } from "./progress.js";
+
+/**
+ * `fleetctl rollouts ...`: create (flags and/or a JSON file), list, status [--watch] and the
+ * operator commands. YAML files are not supported (no YAML parser among our dependencies);
+ * JSON is the same document, see docs/operations.md "Rollouts".
+ */
+export interface RolloutCommandDeps {
+  client(cmd: Command): ApiClient;
+  isJson(cmd: Command): boolean;
+}
+
+const STATES = ["pending", "downloading", "installing", "probation", "committed", "failed", "reverted"] as const;
+
+function num(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`not a number: "${value}"`);
+  return n;
+}
+
+/** `--stage 10:300` = 10% with a 300 s soak (repeatable, in order). */
+function parseStage(value: string, previous: { percent: number; soakSeconds?: number }[] = []) {
+  const [p, s] = value.split(":");
+  const percent = Number(p);
+  const soakSeconds = s === undefined ? undefined : Number(s);
+  if (!Number.isFinite(percent) || (soakSeconds !== undefined && !Number.isFinite(soakSeconds))) {
+    throw new InvalidArgumentError(`stage must be percent[:soakSeconds], got "${value}"`);
+  }
+  return [...previous, soakSeconds === undefined ? { percent } : { percent, soakSeconds }];
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(",").filter((s) => s.length > 0)];
+}
+
+/** Builds the create body: the file (if any) first, flags on top. */
+export function rolloutBodyFromFlags(
+  o: Record<string, unknown>,
+  file: Partial<CreateRolloutBody> = {},
+): CreateRolloutBody {
+  const body: Record<string, unknown> = { ...file };
+  const set = (k: string, v: unknown) => {
+    if (v !== undefined) body[k] = v;
+  };
+  set("model", o.model);
+  set("version", o.version);
+  set("variant", o.variant);
+  set("strategy", o.strategy);
+  if (o.devices || o.tag || o.profile) {
+    body.target = {
+      ...((file.target as object | undefined) ?? {}),
+      ...(o.devices ? { deviceIds: o.devices } : {}),
+      ...(o.tag ? { tags: o.tag } : {}),
+      ...(o.profile ? { profiles: o.profile } : {}),
+    };
+  }
+  const gates: Record<string, number> = {};
+  if (o.minDevices !== undefined) gates.minDevices = o.minDevices as number;
+  if (o.maxFailedPercent !== undefined) gates.maxFailedPercent = o.maxFailedPercent as number;
+  if (o.maxP95LatencyRatio !== undefined) gates.maxP95LatencyRatio = o.maxP95LatencyRatio as number;
+  if (o.maxErrorRatePercent !== undefined) gates.maxErrorRatePercent = o.maxErrorRatePercent as number;
+  const stages = (o.stage as { percent: number }[] | undefined) ?? (body.stages as { percent: number }[] | undefined);
+  // Flag gates apply to every stage (per-stage gates need a file).
+  if (stages) body.stages = stages.map((s) => (Object.keys(gates).length ? { ...s, gates: { ...gates } } : s));
+  else if (Object.keys(gates).length) body.stages = [{ percent: 100, gates }];
+  if (o.abortAction !== undefined) body.abort = { ...((file.abort as object) ?? {}), action: o.abortAction };
+  if (o.maxPerMinute !== undefined) body.rate = { maxPerMinute: o.maxPerMinute as number };
+  if (o.windowCron !== undefined) {
+    body.maintenanceWindow = {
+      cron: o.windowCron,
+      durationMinutes: (o.windowMinutes as number | undefined) ?? 60,
+      ...(o.windowTz ? { timeZone: o.windowTz } : {}),
+    };
+  }
+  if (o.probationSeconds !== undefined) {
+    body.healthPolicy = { ...((file.healthPolicy as object) ?? {}), probationSeconds: o.probationSeconds };
+  }
+  if (o.supersedes) body.supersedes = o.supersedes;
+  return body as unknown as CreateRolloutBody;
+}
+
+function countsLine(c: Partial<Record<(typeof STATES)[number] | "total", number>>): string {
+  return STATES.map((s) => `${s} ${c[s] ?? 0}`).join("  ");
+}
+
+/** Pure: the status display, one string per line (used by `status` and its `--watch`). */
+export function formatRollout(s: RolloutStatus): string[] {
+  const lines: string[] = [];
+  const stage = s.stage ? `  stage ${s.stage.number}/${s.stage.of} (${s.stage.percent}%)` : "";
+  lines.push(`rollout ${s.id}  ${s.model}@${s.version} (${s.variant})  ${s.strategy ?? ""}  ${s.status}${stage}`);
+  if (s.reason) lines.push(`  reason: ${s.reason}`);
+  for (const st of s.stages ?? []) {
+    const c = st.counts;
+    const done = c.total === 0 ? 0 : (c.committed + c.failed + c.reverted) / c.total;
+    const mark = s.stage?.index === st.index ? ">" : " ";
+    const soak = st.soakSeconds > 0 ? ` soak ${st.soakSeconds}s` : "";
+    lines.push(
+      `${mark} stage ${st.index + 1} ${String(st.percent).padStart(3)}%${soak} ${bar(done, 16)} ${countsLine(c)}`,
+    );
+  }
+  if (!s.stages) lines.push(`  ${countsLine(s.counts)}`);
+  if (s.stage?.soakStartedAt) lines.push(`  soaking since ${s.stage.soakStartedAt}`);
+  if (s.gates) {
+    const g = s.gates;
+    const failed = g.failedPercent === null ? "-" : `${g.failedPercent.toFixed(1)}%`;
+    const state = g.breached ? `TRIPPED: ${g.breached}` : g.waitingFor ? `waiting: ${g.waitingFor}` : "passing";
+    lines.push(`  gates: executed ${g.executed}, failed ${g.failed} (${failed}) — ${state}`);
+  }
+  for (const d of s.devices) {
+    const prog = d.progress ? `  ${formatBytes(d.progress.bytes)}/${formatBytes(d.progress.total)}` : "";
+    const err = d.error ? `  ${d.error.code}: ${d.error.message}` : "";
+    const back = d.rollback ? `  rollback: ${d.rollback.state}` : "";
+    const st = d.stage === undefined ? "" : `s${d.stage + 1} `;
+    lines.push(`  ${st}${d.deviceId.padEnd(24)} ${d.state.padEnd(12)}${prog}${err}${back}`);
+  }
+  return lines;
+}
+
+function print(s: RolloutStatus, json: boolean): void {
+  console.log(json ? JSON.stringify(s, null, 2) : formatRollout(s).join("\n"));
+}
+
+/** Redraws the display in place on a terminal; elsewhere prints it when it changed. */
+async function watch(api: ApiClient, id: string): Promise<RolloutStatus> {
+  const tty = process.stdout.isTTY === true;
+  let last = "";
+  return api.waitForRollout(id, {
+    intervalMs: 1000,
+    timeoutMs: 7 * 24 * 3600 * 1000,
+    onUpdate: (s) => {
+      const text = formatRollout(s).join("\n");
+      if (text === last) return;
+      last = text;
+      process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);
+    },
+  });
+}
+
+export function registerRolloutCommands(program: Command, deps: RolloutCommandDeps): void {
+  const rollouts = program.command("rollouts").description("staged rollouts of model versions to devices");
+  rollouts
+    .command("create")
+    .description("roll a model version out (flags, or --file rollout.json with flags on top)")
+    .option("--file <path>", "JSON rollout definition (YAML is not supported)")
+    .option("--model <name>")
+    .option("--version <semver>")
+    .option("--variant <variant>", "bundle variant (fp32, int8)")
+    .option("--strategy <name>", "canary | all-at-once | shadow | ab")
+    .option("--devices <ids>", "comma-separated device ids", collect)
+    .option("--tag <key=value>", "devices with this tag (repeatable, all must match)", collect)
+    .option("--profile <profile>", "devices with this profile (repeatable)", collect)
+    .option("--stage <percent[:soakSeconds]>", "a canary stage (repeatable, in order)", parseStage)
+    .option("--min-devices <n>", "gate: executed devices before gates decide", num)
+    .option("--max-failed-percent <n>", "gate: failed devices", num)
+    .option("--max-p95-latency-ratio <n>", "gate: median candidate/baseline p95", num)
+    .option("--max-error-rate-percent <n>", "gate: pooled candidate error rate", num)
+    .option("--abort-action <action>", "pause | rollback when a gate trips")
+    .option("--max-per-minute <n>", "rate: new devices per minute", num)
+    .option("--window-cron <cron>", "maintenance window start (node-cron syntax)")
+    .option("--window-minutes <n>", "maintenance window length", num)
+    .option("--window-tz <zone>", "maintenance window time zone (IANA)")
+    .option("--probation-seconds <n>", "probation window on each device", num)
+    .option("--supersedes <ids>", "in-flight rollouts this one replaces", collect)
+    .option("--watch", "follow the rollout with a live display")
+    .option("--wait", "same as --watch")
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const api = deps.client(cmd);
+      const file = o.file ? (JSON.parse(await readFile(o.file as string, "utf8")) as Partial<CreateRolloutBody>) : {};
+      const created = await api.createRollout(rolloutBodyFromFlags(o, file));
+      const follow = o.watch === true || o.wait === true;
+      const final = follow ? await watch(api, created.id) : created;
+      print(final, deps.isJson(cmd));
+      if (follow && final.status !== "completed") process.exitCode = 1;
+    });
+  rollouts
+    .command("list")
+    .description("list rollouts")
+    .action(async (_o: unknown, cmd: Command) => {
+      const { rollouts: list } = await deps.client(cmd).listRollouts();
+      if (deps.isJson(cmd)) return void console.log(JSON.stringify(list, null, 2));
+      for (const r of list) {
+        const stage = r.stage ? `stage ${r.stage.number}/${r.stage.of}` : "";
+        const c = r.counts;
+        console.log(
+          `${r.id}  ${`${r.model}@${r.version}`.padEnd(24)} ${String(r.status).padEnd(12)} ${stage.padEnd(11)} committed ${c.committed}/${c.total} failed ${c.failed}`,
+        );
+      }
+    });
+  rollouts
+    .command("status <id>")
+    .description("show a rollout: stages, gates and devices")
+    .option("--watch", "live per-stage progress until the rollout stops moving")
+    .action(async (id: string, o: { watch?: boolean }, cmd: Command) => {
+      const api = deps.client(cmd);
+      if (o.watch) {
+        const s = await watch(api, id);
+        if (deps.isJson(cmd)) print(s, true);
+        if (ROLLOUT_MOVING.has(s.status)) process.exitCode = 1;
+        return;
+      }
+      print(await api.getRollout(id), deps.isJson(cmd));
+    });
+  const commands: [RolloutCommand, string][] = [
+    ["pause", "stop assigning devices (devices already assigned carry on)"],
+    ["resume", "continue a paused rollout; failures so far stop counting against the gates"],
+    ["abort", "stop for good, leaving devices as they are"],
+    ["rollback", "move every touched device back to its previous version (re-released)"],
+    ["promote", "skip to the last stage (shadow/ab: serve the new version as active)"],
+  ];
+  for (const [name, description] of commands) {
+    rollouts
+      .command(`${name} <id>`)
+      .description(description)
+      .action(async (id: string, _o: unknown, cmd: Command) => {
+        print(await deps.client(cmd).rolloutCommand(id, name), deps.isJson(cmd));
+      });
+  }
+}
