@@ -15,7 +15,8 @@ import { openAgentStore } from "./store/agent-store.js";
 import { mqttChunkChannel } from "./transport/chunk-channel.js";
 import { createMqttLink } from "./transport/mqtt-link.js";
 import { applyRootChain, loadPinnedRoot } from "./trust/pinned-root.js";
-import { createUpdater, type Updater } from "./updater/updater.js";
+import { createUpdater, type Updater, type UpdaterDeps } from "./updater/updater.js";
+import { PIPELINE, type PipelineStep } from "./updater/verdicts.js";
 
 /** Optional overrides, mainly for tests; everything else is built here (DESIGN §1 composition root). */
 export interface AgentDeps {
@@ -41,6 +42,23 @@ const ROOT_KEY = "trusted_root";
 async function agentVersion(): Promise<string> {
   const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "package.json");
   return (JSON.parse(await readFile(pkg, "utf8")) as { version: string }).version;
+}
+
+/**
+ * `EDGEFLEET_FAULT_PAUSE_BEFORE_STEP=loading:8000,probation:5000`: crash-safety tests pause the
+ * updater before a step so they can SIGKILL the agent there. Loudly logged; never for production.
+ */
+function faultInjection(spec: string | undefined, log: Logger): Pick<UpdaterDeps, "pauseBeforeStep"> {
+  if (!spec) return {};
+  const pauseBeforeStep: Partial<Record<PipelineStep, number>> = {};
+  for (const part of spec.split(",")) {
+    const [step, ms] = part.split(":");
+    if (step && (PIPELINE as readonly string[]).includes(step) && Number(ms) > 0) {
+      pauseBeforeStep[step as PipelineStep] = Number(ms);
+    }
+  }
+  log.warn({ pauseBeforeStep }, "FAULT INJECTION enabled: updater pauses before steps (testing only)");
+  return { pauseBeforeStep };
 }
 
 /**
@@ -102,8 +120,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     root: () => root,
     dirs,
     identity: { deviceId: config.deviceId, agentVersion: version, profile: profile.id, arch: arch() },
-    facts: { arch: arch(), memoryBudgetMB: profile.memoryBudgetMB },
+    facts: {
+      arch: arch(),
+      memoryBudgetMB: profile.memoryBudgetMB,
+      agentVersion: version,
+      executionProviders: profile.session.executionProviders,
+    },
+    limits: { memoryBudgetMB: profile.memoryBudgetMB, maxLoadedModels: profile.maxLoadedModels },
     download: config.download,
+    ...faultInjection(process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, log),
   });
   updater = up;
   await up.start();
@@ -117,6 +142,16 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       connection: link.state(),
       lastDesiredSeq: r.lastDesiredSeq,
       models: r.models,
+      // One entry per model host process: what operators (and tests) need to see isolation at work.
+      hosts: runtime.loaded().map((l) => ({
+        model: l.installed.model,
+        version: l.installed.version,
+        sha256: l.installed.sha256,
+        state: runtime.stateOf(l),
+        pid: runtime.hostPid(l),
+        restarts: runtime.restarts(l),
+        inFlight: runtime.inFlight(l),
+      })),
     };
   };
   const api = createSocketApi({

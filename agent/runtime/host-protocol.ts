@@ -28,7 +28,8 @@ export interface HostMetadata {
 
 export type HostResult =
   | { type: "load"; metadata: HostMetadata }
-  | { type: "run"; outputs: Record<string, RawTensor> }
+  /** `computeMs`: time inside `session.run` in the host, excluding IPC and queueing (the model's own latency). */
+  | { type: "run"; outputs: Record<string, RawTensor>; computeMs: number }
   | { type: "rss"; rss: number }
   | { type: "stop" };
 

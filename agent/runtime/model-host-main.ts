@@ -71,14 +71,16 @@ async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
         feeds[name] = new Tensor(raw.type, raw.data as Tensor.DataType, raw.dims);
       }
       let results: InferenceSession.ReturnType;
+      const started = performance.now();
       try {
         results = req.outputs ? await session.run(feeds, req.outputs) : await session.run(feeds);
       } catch (err) {
         throw toEdgeFleetError(err, "INFERENCE_FAILED");
       }
+      const computeMs = performance.now() - started;
       const outputs: Record<string, RawTensor> = {};
       for (const [name, value] of Object.entries(results)) outputs[name] = toRaw(value as Tensor);
-      return { type: "run", outputs };
+      return { type: "run", outputs, computeMs };
     }
     case "rss":
       return { type: "rss", rss: process.memoryUsage.rss() };

@@ -35,11 +35,17 @@ export interface HostExit {
   expected: boolean;
 }
 
+export interface HostRun {
+  outputs: Record<string, RawTensor>;
+  /** Time spent in `session.run` inside the host (ms). */
+  computeMs: number;
+}
+
 export interface ModelHost {
   readonly pid: number;
   readonly metadata: HostMetadata;
   alive(): boolean;
-  run(feeds: Record<string, RawTensor>, outputs?: string[]): Promise<Record<string, RawTensor>>;
+  run(feeds: Record<string, RawTensor>, outputs?: string[]): Promise<HostRun>;
   rss(): Promise<number | null>;
   /** Graceful stop (releases the session), SIGKILL after the stop timeout. Idempotent. */
   stop(): Promise<void>;
@@ -186,11 +192,12 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     pid: child.pid ?? -1,
     metadata,
     exited,
-    alive: () => exitInfo === null && !stopping,
+    // The IPC channel closes before "exit" fires: a disconnected child is as good as dead.
+    alive: () => exitInfo === null && !stopping && child.connected,
     async run(feeds, outputs) {
       const res = await call(outputs ? { type: "run", feeds, outputs } : { type: "run", feeds });
       if (res.type !== "run") throw new EdgeFleetError("INTERNAL", "unexpected host response to run");
-      return res.outputs;
+      return { outputs: res.outputs, computeMs: res.computeMs };
     },
     async rss() {
       try {

@@ -1,4 +1,4 @@
-import type { ErrorJson } from "../../shared/errors.js";
+import type { ErrorCode, ErrorJson } from "../../shared/errors.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { JsonTensor, SamplesFile } from "../../shared/schemas/tensor.js";
@@ -47,6 +47,35 @@ export interface InferResult {
   outputs: Record<string, JsonTensor>;
 }
 
+/**
+ * One inference as the runtime saw it, for the health monitor (probation verdicts, baselines).
+ * Emitted for every request that reached a host (client input errors are not the model's fault and
+ * are not recorded).
+ */
+export interface InferRecord {
+  installed: InstalledModel;
+  /** Epoch ms when the reply (or failure) came back. */
+  at: number;
+  /** Time inside `session.run` in the host: the model's own latency, independent of queueing. Null on failure. */
+  computeMs: number | null;
+  /** Routing to reply, including IPC and waiting behind other requests on the same host. */
+  totalMs: number;
+  ok: boolean;
+  errorCode?: ErrorCode;
+  /** NaN/Inf elements in the outputs (0 when the run failed). */
+  nonFinite: number;
+  /** A synthetic probe from the bundle's samples rather than a client request. */
+  probe: boolean;
+}
+
+export interface ActivateOptions {
+  /**
+   * Keep the previous serving version's host running as a warm standby (blue-green) instead of
+   * stopping it after its in-flight requests drain. It no longer receives default-routed requests.
+   */
+  keepPrevious?: boolean;
+}
+
 export interface ModelRuntime {
   /** Spawns a host for this version, creates the session with the profile's options, warms it. */
   load(installed: InstalledModel): Promise<LoadedVersion>;
@@ -56,12 +85,22 @@ export interface ModelRuntime {
    * Atomically makes `loaded` the serving version of its model. New requests go to it at once;
    * requests in flight on the previous version finish there; then the previous host is stopped.
    */
-  activate(loaded: LoadedVersion): Promise<void>;
+  activate(loaded: LoadedVersion, opts?: ActivateOptions): Promise<void>;
   /** Stops a loaded version's host (no-op if already stopped). */
   unload(loaded: LoadedVersion): Promise<void>;
   /** The version serving each model right now. */
   serving(): Map<string, LoadedVersion>;
   infer(req: InferRequest): Promise<InferResult>;
+  /** Runs a synthetic probe on this exact version (recorded with `probe: true`). */
+  probe(loaded: LoadedVersion, inputs: Record<string, JsonTensor>): Promise<InferResult>;
+  /** Subscribes to every inference record; returns the unsubscribe function. */
+  observe(listener: (r: InferRecord) => void): () => void;
+  /** How many times this version's host crashed and was restarted (or is being restarted). */
+  restarts(loaded: LoadedVersion): number;
+  /** Whether the version still has a host (running, or crashed and being restarted); false once stopped. */
+  isLoaded(loaded: LoadedVersion): boolean;
+  /** Every version with a host, all models, in load order. */
+  loaded(): LoadedVersion[];
   /** Stops every host. */
   close(): Promise<void>;
   readonly profile: DeviceProfile;

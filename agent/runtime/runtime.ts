@@ -6,18 +6,19 @@ import type { Logger } from "../../shared/logger.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import { type JsonTensor, type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
-import { type HostExit, type ModelHost, type ModelHostDeps, spawnModelHost } from "./model-host.js";
+import { bounded, cancellableSleep, countNonFinite, restartDelayMs } from "./host-health.js";
+import { type HostExit, type ModelHost, type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
 import type {
+  InferRecord,
   InferRequest,
   InferResult,
   InstalledModel,
   LoadedVersion,
   ModelRuntime,
-  SmokeResult,
 } from "./model-runtime.js";
 import { sessionOptionsFromProfile } from "./session-options.js";
+import { runSmokeTest } from "./smoke-test.js";
 import { validateInputs, validateOutputNames, zerosFor } from "./tensor-validation.js";
-import { compareTensors } from "./tolerance.js";
 
 export interface ModelRuntimeDeps {
   log: Logger;
@@ -29,14 +30,14 @@ export interface ModelRuntimeDeps {
   drainTimeoutMs?: number;
   /** Called when a host exits without being asked to (crash, OOM kill); the health monitor counts these. */
   onHostExit?: (installed: InstalledModel, exit: HostExit) => void;
+  /** How long a request routed to a crashed version waits for its restarted host (default 15 s). */
+  restartWaitMs?: number;
 }
 
 export type VersionState = "loaded" | "serving" | "retiring" | "stopped" | "crashed";
 
 /** What the runtime adds to the `ModelRuntime` contract, for the socket API, status and metrics. */
 export interface AgentModelRuntime extends ModelRuntime {
-  /** Every version with a live or crashed host (not stopped ones), in load order. */
-  loaded(): LoadedVersion[];
   stateOf(loaded: LoadedVersion): VersionState;
   /** Requests currently running on this version's host. */
   inFlight(loaded: LoadedVersion): number;
@@ -49,14 +50,24 @@ export interface AgentModelRuntime extends ModelRuntime {
  * `onIdle` is called by whichever request brings `inFlight` to 0 while the version is retiring.
  */
 interface Version extends LoadedVersion {
-  readonly host: ModelHost;
+  /** Replaced by a restart after a crash; requests always use the current one. */
+  host: ModelHost;
+  readonly spawn: SpawnOptions;
   state: VersionState;
+  /** Crashes restarted (or being restarted) so far, and when they happened (for the backoff). */
+  restarts: number;
+  crashTimes: number[];
+  /** Set while a crashed host is being restarted; resolves when a new host runs or the version retires. */
+  restarting: Promise<void> | null;
+  /** Cuts the restart backoff short when the version retires. */
+  cancelBackoff: (() => void) | null;
   inFlight: number;
   onIdle: (() => void) | null;
   /** Set by the first `retire`, so concurrent unload/activate/close share one drain. */
   retiring: Promise<void> | null;
 }
 
+const noop = () => undefined;
 const label = (i: InstalledModel): string => `${i.model}@${i.version}`;
 
 async function readSamples(dir: string): Promise<SamplesFile | null> {
@@ -76,6 +87,9 @@ async function readSamples(dir: string): Promise<SamplesFile | null> {
  *   the version it was routed to, and a retiring version's count only goes down.
  * - A retiring version is never picked again, so once its count reaches 0 it stays 0 and its host can be
  *   stopped without failing a request.
+ * - A crashed host is restarted with backoff unless its version is retiring; requests routed to a crashed
+ *   version wait (bounded) for the new host instead of failing. `retire` waits for a restart in progress,
+ *   so no host outlives its version.
  */
 export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
   const log = deps.log.child({ component: "runtime" });
@@ -85,6 +99,63 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
   /** Every version whose host is not stopped, in load order. */
   const versions = new Set<Version>();
   const servingByModel = new Map<string, Version>();
+  const listeners = new Set<(r: InferRecord) => void>();
+  const restartWaitMs = deps.restartWaitMs ?? 15_000;
+
+  const emit = (r: InferRecord) => {
+    for (const l of listeners) {
+      try {
+        l(r);
+      } catch (err) {
+        log.error({ err }, "inference record listener failed");
+      }
+    }
+  };
+
+  const sleep = (v: Version, ms: number) =>
+    cancellableSleep(deps.clock, ms, (cancel) => {
+      v.cancelBackoff = cancel;
+    });
+
+  /** Subscribes to unexpected exits of `host` while it is `v`'s current host. */
+  function watch(v: Version, host: ModelHost): void {
+    void host.exited.then((exit) => {
+      if (exit.expected || v.host !== host) return;
+      v.state = "crashed";
+      deps.onHostExit?.(v.installed, exit);
+      if (v.retiring) return;
+      v.restarts++;
+      v.crashTimes.push(deps.clock.now());
+      v.restarting = restartLoop(v);
+    });
+  }
+
+  /** Restarts `v`'s host with backoff until one runs or `v` retires (a serving model must keep serving). */
+  async function restartLoop(v: Version): Promise<void> {
+    for (;;) {
+      const delay = restartDelayMs(v.crashTimes.slice(0, -1), deps.clock.now());
+      log.warn({ version: label(v.installed), delayMs: delay, restarts: v.restarts }, "restarting crashed model host");
+      await sleep(v, delay);
+      v.cancelBackoff = null;
+      if (v.retiring) break;
+      try {
+        const host = await spawnModelHost(hostDeps, v.spawn);
+        if (v.retiring) {
+          await host.stop();
+          break;
+        }
+        v.host = host;
+        watch(v, host);
+        v.state = servingByModel.get(v.installed.model) === v ? "serving" : "loaded";
+        log.info({ version: label(v.installed), pid: host.pid }, "model host restarted");
+        break;
+      } catch (err) {
+        v.crashTimes.push(deps.clock.now());
+        log.error({ err, version: label(v.installed) }, "model host restart failed");
+      }
+    }
+    v.restarting = null;
+  }
 
   function own(loaded: LoadedVersion): Version {
     const v = loaded as Version;
@@ -115,11 +186,12 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     throw new EdgeFleetError("NOT_FOUND", `model ${model} has no loaded version ${version}`);
   }
 
-  /** Validates, converts and runs on `v`, keeping `inFlight` exact. Sync until `host.run`. */
+  /** Validates, converts and runs on `v`, keeping `inFlight` exact. Sync until the first await. */
   async function runOn(
     v: Version,
     inputs: Record<string, JsonTensor>,
     outputs?: string[],
+    probe = false,
   ): Promise<Record<string, JsonTensor>> {
     const manifest = v.installed.manifest;
     validateInputs(manifest.inputs, inputs);
@@ -127,13 +199,40 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     const feeds: Record<string, RawTensor> = {};
     for (const [name, t] of Object.entries(inputs)) feeds[name] = jsonToRaw(name, t);
     v.inFlight++;
+    const started = performance.now();
     try {
-      const raw = await v.host.run(feeds, wanted);
+      // A host that just died (IPC closed, exit not yet seen) is about to be restarted: wait for that too.
+      if (!v.restarting && !v.retiring && !v.host.alive()) await bounded(deps.clock, v.host.exited.then(noop), 2_000);
+      if (v.restarting) await bounded(deps.clock, v.restarting, restartWaitMs);
+      const res = await v.host.run(feeds, wanted);
+      const nonFinite = countNonFinite(res.outputs);
       const out: Record<string, JsonTensor> = {};
-      for (const [name, t] of Object.entries(raw)) out[name] = rawToJson(t);
+      for (const [name, t] of Object.entries(res.outputs)) out[name] = rawToJson(t);
+      const totalMs = performance.now() - started;
+      emit({
+        installed: v.installed,
+        at: deps.clock.now(),
+        computeMs: res.computeMs,
+        totalMs,
+        ok: true,
+        nonFinite,
+        probe,
+      });
       return out;
     } catch (err) {
-      throw toEdgeFleetError(err, "INFERENCE_FAILED");
+      const e = toEdgeFleetError(err, "INFERENCE_FAILED");
+      const totalMs = performance.now() - started;
+      emit({
+        installed: v.installed,
+        at: deps.clock.now(),
+        computeMs: null,
+        totalMs,
+        ok: false,
+        errorCode: e.code,
+        nonFinite: 0,
+        probe,
+      });
+      throw e;
     } finally {
       v.inFlight--;
       if (v.inFlight === 0) v.onIdle?.();
@@ -161,6 +260,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       });
       v.onIdle = null;
     }
+    v.cancelBackoff?.();
+    if (v.restarting) await v.restarting;
     await v.host.stop();
     v.state = "stopped";
     versions.delete(v);
@@ -196,26 +297,28 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     profile: deps.profile,
 
     async load(installed) {
-      const host = await spawnModelHost(hostDeps, {
+      const spawn: SpawnOptions = {
         modelPath: path.join(installed.dir, "model.onnx"),
         options: sessionOptions,
         label: label(installed),
-      });
+      };
+      const host = await spawnModelHost(hostDeps, spawn);
       const v: Version = {
         installed,
         host,
+        spawn,
         state: "loaded",
+        restarts: 0,
+        crashTimes: [],
+        restarting: null,
+        cancelBackoff: null,
         inFlight: 0,
         onIdle: null,
         retiring: null,
-        rss: () => host.rss(),
+        rss: () => v.host.rss(),
       };
       versions.add(v);
-      void host.exited.then((exit) => {
-        if (exit.expected) return;
-        v.state = "crashed";
-        deps.onHostExit?.(installed, exit);
-      });
+      watch(v, host);
       try {
         const sessionInputs = new Set(host.metadata.inputs.map((i) => i.name));
         const missing = installed.manifest.inputs.filter((s) => !sessionInputs.has(s.name)).map((s) => s.name);
@@ -237,46 +340,14 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       return v;
     },
 
-    async smokeTest(loaded, samples) {
+    smokeTest(loaded, samples) {
       const v = own(loaded);
-      const results: SmokeResult["samples"] = [];
-      for (const [i, sample] of samples.samples.entries()) {
-        const name = sample.name ?? `sample-${i}`;
-        try {
-          const actual = await runOn(v, sample.inputs);
-          let maxAbsError = 0;
-          const reasons: string[] = [];
-          for (const [out, expected] of Object.entries(sample.outputs)) {
-            const got = actual[out];
-            if (!got) {
-              reasons.push(`output ${out} missing`);
-              maxAbsError = Number.POSITIVE_INFINITY;
-              continue;
-            }
-            const cmp = compareTensors(got, expected, sample.tolerance);
-            maxAbsError = Math.max(maxAbsError, cmp.maxAbsError);
-            if (!cmp.ok) reasons.push(`output ${out}: ${cmp.reason}`);
-          }
-          if (reasons.length === 0) results.push({ name, ok: true, maxAbsError });
-          else {
-            const error = new EdgeFleetError("SMOKE_TEST_FAILED", `${name}: ${reasons.join("; ")}`).toJSON();
-            results.push({ name, ok: false, maxAbsError, error });
-          }
-        } catch (err) {
-          results.push({
-            name,
-            ok: false,
-            maxAbsError: Number.POSITIVE_INFINITY,
-            error: toEdgeFleetError(err).toJSON(),
-          });
-        }
-      }
-      return { ok: results.every((r) => r.ok), samples: results };
+      return runSmokeTest(samples, (inputs) => runOn(v, inputs));
     },
 
-    async activate(loaded) {
+    async activate(loaded, opts = {}) {
       const next = own(loaded);
-      if (!next.host.alive()) {
+      if (next.retiring || (!next.host.alive() && !next.restarting)) {
         throw new EdgeFleetError("MODEL_NOT_READY", `${label(next.installed)} has no running host (${next.state})`);
       }
       const model = next.installed.model;
@@ -289,7 +360,13 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         { model, from: prev?.installed.version ?? null, to: next.installed.version },
         "serving version switched",
       );
-      if (prev) await retire(prev, `replaced by ${next.installed.version}`);
+      if (!prev) return;
+      if (opts.keepPrevious && !prev.retiring) {
+        // Blue-green: the previous host stays up, unrouted, for an instant revert.
+        if (prev.state === "serving") prev.state = "loaded";
+        return;
+      }
+      await retire(prev, `replaced by ${next.installed.version}`);
     },
 
     async unload(loaded) {
@@ -307,6 +384,26 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       const v = pick(req.model, req.version);
       const outputs = await runOn(v, req.inputs, req.outputs);
       return { model: v.installed.model, version: v.installed.version, outputs };
+    },
+
+    async probe(loaded, inputs) {
+      const v = own(loaded);
+      const outputs = await runOn(v, inputs, undefined, true);
+      return { model: v.installed.model, version: v.installed.version, outputs };
+    },
+
+    observe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+
+    restarts(loaded) {
+      return (loaded as Version).restarts;
+    },
+
+    isLoaded(loaded) {
+      const v = loaded as Version;
+      return versions.has(v) && !v.retiring;
     },
 
     async close() {

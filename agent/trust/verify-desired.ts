@@ -1,3 +1,4 @@
+import semver from "semver";
 import { z } from "zod";
 import { EdgeFleetError, type ErrorJson } from "../../shared/errors.js";
 import { type DesiredState, DesiredStateSchema } from "../../shared/schemas/desired-state.js";
@@ -9,7 +10,19 @@ import { verifyRoleSignatures } from "../../shared/trust/envelope.js";
 export interface DeviceFacts {
   arch: string;
   memoryBudgetMB: number;
+  /** This agent's own version (semver). */
+  agentVersion: string;
+  /** Execution providers the device profile configures (onnxruntime names, e.g. "cpu"). */
+  executionProviders: readonly string[];
 }
+
+/**
+ * Memory a model host needs beyond its weights: node + onnxruntime + IPC, measured at ~45-60 MB RSS
+ * for a host with a tiny model on x64 and arm64 (docs/operations.md).
+ */
+export const HOST_OVERHEAD_MB = 64;
+/** Weights are held once by the session and once more while the graph is optimized at load time. */
+export const WEIGHT_FACTOR = 2;
 
 export interface VerifyContext {
   root: Root;
@@ -22,7 +35,6 @@ export interface VerifyContext {
   highestCounters: ReadonlyMap<string, number>;
   /** SHA-256 of bundles marked bad (never retried, DESIGN §5). */
   badBundles: ReadonlySet<string>;
-  facts: DeviceFacts;
 }
 
 /**
@@ -68,6 +80,11 @@ function verifyOrThrow(input: unknown, ctx: VerifyContext): VerifiedDesired {
     throw new EdgeFleetError("VALIDATION_FAILED", `desired state envelope invalid: ${env.error.message}`);
   const raw = env.data as Envelope<unknown>;
   verifyRoleSignatures(raw, ctx.root, "director");
+  // Freeze attack (TUF 5.3.10): an expired trusted root means we can no longer know which keys are
+  // current, so nothing new is accepted until a fresh root arrives; the committed model keeps serving.
+  if (Date.parse(ctx.root.expires) <= ctx.now) {
+    throw new EdgeFleetError("EXPIRED", `trusted root v${ctx.root.version} expired at ${ctx.root.expires}`);
+  }
 
   const parsed = DesiredStateSchema.safeParse(raw.signed);
   if (!parsed.success) throw new EdgeFleetError("VALIDATION_FAILED", `desired state invalid: ${parsed.error.message}`);
@@ -130,22 +147,52 @@ function verifyAssignment(a: DesiredState["assignments"][number], rawManifest: E
   if (ctx.badBundles.has(a.bundle.sha256)) {
     throw new EdgeFleetError("BUNDLE_MARKED_BAD", `${a.model}: bundle ${a.bundle.sha256} is marked bad on this device`);
   }
-  checkCompatibility(manifest, ctx.facts);
+  // Compatibility is not a trust question: an incompatible assignment is accepted and refused per model
+  // by the updater before download (`checkCompatibility`), so the refusal shows in `reported`.
 }
 
-/** Throws INCOMPATIBLE when this device cannot run the release (DESIGN §2 manifest compatibility). */
+/**
+ * Throws INCOMPATIBLE, with a message an operator can act on, when this device cannot run the
+ * release (DESIGN §2 manifest compatibility): wrong arch, agent too old, an execution provider the
+ * profile does not configure, or more memory than the profile's budget — the manifest's declared
+ * minimum, and our estimate from the model file's size. Pure.
+ */
 export function checkCompatibility(manifest: Manifest, facts: DeviceFacts): void {
-  const { arch, minMemoryMB } = manifest.compatibility;
+  const name = `${manifest.model.name}@${manifest.model.version}`;
+  const refuse = (why: string, details: Record<string, unknown>) => {
+    throw new EdgeFleetError("INCOMPATIBLE", `${name}: ${why}`, details);
+  };
+  const { arch, minMemoryMB, minAgentVersion, executionProviders } = manifest.compatibility;
   if (arch.length > 0 && !arch.includes(facts.arch)) {
-    throw new EdgeFleetError(
-      "INCOMPATIBLE",
-      `${manifest.model.name}: built for ${arch.join(", ")}, device is ${facts.arch}`,
-    );
+    refuse(`built for ${arch.join(", ")}, device is ${facts.arch}`, { check: "arch", arch, device: facts.arch });
+  }
+  if (minAgentVersion && semver.lt(facts.agentVersion, minAgentVersion)) {
+    refuse(`needs agent ${minAgentVersion} or later, this agent is ${facts.agentVersion}`, {
+      check: "agentVersion",
+      minAgentVersion,
+      agentVersion: facts.agentVersion,
+    });
+  }
+  const missing = executionProviders.filter((p) => !facts.executionProviders.includes(p));
+  if (missing.length > 0) {
+    refuse(`needs execution provider(s) ${missing.join(", ")}; profile has ${facts.executionProviders.join(", ")}`, {
+      check: "executionProviders",
+      missing,
+    });
   }
   if (minMemoryMB > facts.memoryBudgetMB) {
-    throw new EdgeFleetError(
-      "INCOMPATIBLE",
-      `${manifest.model.name}: needs ${minMemoryMB} MB, profile budget is ${facts.memoryBudgetMB} MB`,
+    refuse(`needs ${minMemoryMB} MB, profile budget is ${facts.memoryBudgetMB} MB`, {
+      check: "memory",
+      minMemoryMB,
+      memoryBudgetMB: facts.memoryBudgetMB,
+    });
+  }
+  const modelBytes = manifest.files.find((f) => f.path === "model.onnx")?.size ?? 0;
+  const estimateMB = Math.ceil(HOST_OVERHEAD_MB + (WEIGHT_FACTOR * modelBytes) / 2 ** 20);
+  if (estimateMB > facts.memoryBudgetMB) {
+    refuse(
+      `model file of ${Math.round(modelBytes / 2 ** 20)} MB needs about ${estimateMB} MB to run, profile budget is ${facts.memoryBudgetMB} MB`,
+      { check: "memory", estimateMB, memoryBudgetMB: facts.memoryBudgetMB },
     );
   }
 }

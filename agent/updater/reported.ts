@@ -1,5 +1,5 @@
 import type { ErrorJson } from "../../shared/errors.js";
-import type { ReportedModel, ReportedState } from "../../shared/schemas/device-state.js";
+import type { ProbationReport, ReportedModel, ReportedState } from "../../shared/schemas/device-state.js";
 import type { ModelRecord } from "../store/agent-store.js";
 
 export interface ReportedInputs {
@@ -12,6 +12,8 @@ export interface ReportedInputs {
   models: readonly ModelRecord[];
   /** Live download progress per model (only meaningful while `downloading`). */
   progress: ReadonlyMap<string, { bytes: number; total: number }>;
+  /** The current or last probation report per model. */
+  probation?: ReadonlyMap<string, ProbationReport>;
 }
 
 /** The retained `reported` document (DESIGN §4/§5): always the current truth, built from the store. Pure. */
@@ -27,6 +29,8 @@ export function buildReported(i: ReportedInputs): ReportedState {
     const p = i.progress.get(m.model);
     if (m.state === "downloading" && p) out.progress = p;
     if (m.error) out.error = m.error as ErrorJson;
+    const probation = i.probation?.get(m.model);
+    if (probation) out.probation = probation;
     return out;
   });
   return {

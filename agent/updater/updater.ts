@@ -1,23 +1,30 @@
-import { readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { canonicalJson } from "../../shared/canonical-json.js";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorJson, toEdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
-import { type DesiredState, DesiredStateSchema, type HealthPolicy } from "../../shared/schemas/desired-state.js";
-import type { DeviceEvent, InstalledRef, ReportedState, UpdateState } from "../../shared/schemas/device-state.js";
-import { type Manifest, ManifestSchema } from "../../shared/schemas/manifest.js";
-import { SamplesFileSchema } from "../../shared/schemas/tensor.js";
+import { type DesiredState, DesiredStateSchema } from "../../shared/schemas/desired-state.js";
+import type {
+  DeviceEvent,
+  InstalledRef,
+  ProbationReport,
+  ReportedState,
+  UpdateState,
+} from "../../shared/schemas/device-state.js";
+import { ManifestSchema } from "../../shared/schemas/manifest.js";
 import type { Envelope, Root } from "../../shared/schemas/trust.js";
-import { extractBundle } from "../bundle/safe-extract.js";
-import type { InstalledModel, LoadedVersion, ModelRuntime } from "../runtime/model-runtime.js";
+import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
-import { type DeviceFacts, verifyDesiredState } from "../trust/verify-desired.js";
-import { startDownload } from "./downloader.js";
+import { checkCompatibility, type DeviceFacts, verifyDesiredState } from "../trust/verify-desired.js";
+import { summarize } from "./health-summary.js";
+import { createPipelineSteps, type Job } from "./pipeline-steps.js";
 import { planUpdate } from "./plan-update.js";
+import { createHealthRecorder, type MonitorDeps } from "./probation-monitor.js";
+import { createProbationReports } from "./probation-reports.js";
 import { buildReported } from "./reported.js";
-import { judgeProbation, marksBundleBad, PIPELINE, type PipelineStep, planResume } from "./verdicts.js";
+import { marksBundleBad, PIPELINE, type PipelineStep, planResume } from "./verdicts.js";
 
 export interface UpdaterDeps {
   log: Logger;
@@ -31,6 +38,15 @@ export interface UpdaterDeps {
   identity: { deviceId: string; agentVersion: string; profile: string; arch: string };
   facts: DeviceFacts;
   download?: { chunkSize?: number; window?: number; timeoutMs?: number; maxTries?: number };
+  /** The profile's limits: memory budget (probation verdict, blue-green) and how many hosts may run. */
+  limits: { memoryBudgetMB: number; maxLoadedModels: number };
+  /** Probation monitor cadence (tests shorten it). */
+  monitor?: Pick<MonitorDeps, "tickMs" | "probeIdleMs">;
+  /**
+   * Fault injection for crash-safety tests only: pause this long before entering a step, so a test can
+   * SIGKILL the agent at a known step. Never set in production (see docs/operations.md).
+   */
+  pauseBeforeStep?: Partial<Record<PipelineStep, number>>;
 }
 
 export interface Updater {
@@ -45,18 +61,6 @@ export interface Updater {
   /** Resolves when no update work is queued (tests, shutdown). */
   idle(): Promise<void>;
   close(): Promise<void>;
-}
-
-interface Job {
-  model: string;
-  ref: InstalledRef;
-  /** Size of the whole bundle file, from the signed assignment. */
-  size: number;
-  manifest: Manifest;
-  rawManifest: Envelope<unknown>;
-  policy: HealthPolicy;
-  rolloutId: string | null;
-  loaded: LoadedVersion | null;
 }
 
 const IDLE = (model: string): ModelRecord => ({
@@ -78,8 +82,16 @@ const IDLE = (model: string): ModelRecord => ({
 export function createUpdater(deps: UpdaterDeps): Updater {
   const { log, clock, store, runtime } = deps;
   const progress = new Map<string, { bytes: number; total: number }>();
-  const crashes = new Map<string, number>(); // by bundle sha256, for the probation verdict
-  const probationWaiters = new Set<() => void>();
+  const recorder = createHealthRecorder(runtime);
+  const monitorDeps: MonitorDeps = { log, clock, runtime, recorder, ...deps.monitor };
+  const reports = createProbationReports({
+    store,
+    clock,
+    deviceId: deps.identity.deviceId,
+    publishEvent: (e) => deps.publish.event(e),
+  });
+  const budgetBytes = deps.limits.memoryBudgetMB * 2 ** 20;
+  const pauseWaiters = new Set<() => void>();
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
   let abortDownload: (() => Promise<void>) | null = null;
@@ -102,6 +114,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       lastDesiredSeq: store.lastDesired()?.seq ?? 0,
       models: store.models(),
       progress,
+      probation: reports.all(),
     });
   const publishReported = () => deps.publish.reported(reported());
 
@@ -163,85 +176,38 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       policy: acc.desired.healthPolicy,
       rolloutId,
       loaded: null,
+      samples: null,
+      previous: null,
+      baseline: null,
+      priorRestarts: store.model(model)?.probationRestarts ?? 0,
+      report: null,
     };
   };
 
-  const steps: Record<PipelineStep, (job: Job) => Promise<void>> = {
-    downloading: async (job) => {
-      const dl = startDownload({
-        sha256: job.ref.sha256,
-        size: job.size,
-        dir: deps.dirs.downloads,
-        store,
-        channel: deps.channel,
-        clock,
-        log,
-        ...deps.download,
-        onProgress: (bytes, total) => {
-          progress.set(job.model, { bytes, total });
-          publishReported();
-        },
-      });
-      abortDownload = dl.close;
-      try {
-        await dl.done;
-      } finally {
-        abortDownload = null;
-        progress.delete(job.model);
-      }
+  const steps = createPipelineSteps({
+    deps,
+    recorder,
+    monitorDeps,
+    reports,
+    budgetBytes,
+    progress,
+    publishReported,
+    installedOf,
+    isClosed: () => closed,
+    setAbortDownload: (abort) => {
+      abortDownload = abort;
     },
-    staging: async (job) => {
-      const dest = join(deps.dirs.models, job.model, job.ref.sha256);
-      if (await exists(dest)) return; // renamed into place only after every check passed
-      await extractBundle({
-        bundlePath: join(deps.dirs.downloads, `${job.ref.sha256}.bundle`),
-        rawManifest: job.rawManifest,
-        manifest: job.manifest,
-        stagingParent: deps.dirs.staging,
-        destDir: dest,
-      });
-    },
-    loading: async (job) => {
-      job.loaded = await runtime.load(await installedOf(job.model, job.ref));
-    },
-    "smoke-testing": async (job) => {
-      if (!job.loaded) job.loaded = await runtime.load(await installedOf(job.model, job.ref));
-      const dir = join(deps.dirs.models, job.model, job.ref.sha256);
-      const samples = SamplesFileSchema.parse(JSON.parse(await readFile(join(dir, "samples.json"), "utf8")));
-      const result = await runtime.smokeTest(job.loaded, samples);
-      if (!result.ok) {
-        throw new EdgeFleetError("SMOKE_TEST_FAILED", `smoke test failed for ${job.model}@${job.ref.version}`, {
-          samples: result.samples.filter((s) => !s.ok),
-        });
-      }
-    },
-    swapping: async (job) => {
-      if (!job.loaded) throw new EdgeFleetError("INTERNAL", "swap without a loaded candidate");
-      await runtime.activate(job.loaded);
-    },
-    probation: async (job) => {
-      crashes.set(job.ref.sha256, 0);
-      await waitProbation(job.policy.probationSeconds * 1000);
-      if (closed) throw new EdgeFleetError("INTERNAL", "agent closing during probation");
-      const verdict = judgeProbation({
-        candidateSha: job.ref.sha256,
-        servingSha: runtime.serving().get(job.model)?.installed.sha256 ?? null,
-        hostCrashes: crashes.get(job.ref.sha256) ?? 0,
-        maxHostRestarts: 0,
-      });
-      if (!verdict.ok) throw new EdgeFleetError(verdict.code, verdict.reason);
-    },
-  };
+  });
 
-  const waitProbation = (ms: number) =>
+  const pause = (ms: number) =>
     new Promise<void>((resolve) => {
       const done = () => {
         timer.cancel();
-        probationWaiters.delete(done);
+        pauseWaiters.delete(done);
         resolve();
       };
       const timer = clock.setTimeout(done, ms);
-      probationWaiters.add(done); // a crash or close() ends the window early
+      pauseWaiters.add(done); // close() ends it early
     });
 
   /** Runs the pipeline from `from`; failures before the swap leave the committed version serving. */
@@ -250,37 +216,70 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     try {
       for (const step of PIPELINE.slice(PIPELINE.indexOf(from))) {
         transition(job.model, step);
+        const hold = deps.pauseBeforeStep?.[step];
+        if (hold) await pause(hold);
+        if (closed) throw new EdgeFleetError("INTERNAL", "agent closing");
         await steps[step](job);
         if (step === "swapping") swapped = true;
       }
     } catch (err) {
       const e = toEdgeFleetError(err);
       if (closed) return; // shutdown interrupts; the persisted state resumes on the next start
-      if (swapped) return revert(job.model, e.toJSON());
+      if (swapped) return revert(job.model, e.toJSON(), job);
       if (job.loaded) await runtime.unload(job.loaded).catch(() => undefined);
       if (marksBundleBad(e.code)) store.markBad(job.ref.sha256, job.model, e.code);
+      if (job.report) reports.final(job.model, job.ref.sha256, job.rolloutId, job.report);
       transition(job.model, "failed", {}, e.toJSON());
       return;
     }
+    // Commit: the candidate is the rollback point now; the warm previous host is no longer needed.
+    if (job.previous) await runtime.unload(job.previous).catch(() => undefined);
     store.raiseCounter(job.model, job.ref.releaseCounter);
+    if (job.report) reports.final(job.model, job.ref.sha256, job.rolloutId, job.report);
     transition(job.model, "committed", { committed: job.ref, candidate: null, probationRestarts: 0 });
   };
 
-  /** Back to the last committed version (DESIGN §5); the candidate is marked bad, never retried. */
-  const revert = async (model: string, error: ErrorJson) => {
+  /**
+   * Back to the last committed version (DESIGN §5); the candidate is marked bad, never retried.
+   * With a warm previous host (blue-green) the revert is one atomic switch; otherwise the committed
+   * version is loaded again first. Either way the candidate keeps serving until the switch, so no
+   * request fails because of the revert.
+   */
+  const revert = async (model: string, error: ErrorJson, job?: Job) => {
     const rec = store.model(model) ?? IDLE(model);
     transition(model, "reverting", {}, error);
     if (rec.candidate) store.markBad(rec.candidate.sha256, model, error.code);
     try {
-      if (rec.committed) {
-        const loaded = await runtime.load(await installedOf(model, rec.committed));
-        await runtime.activate(loaded);
-      } else {
-        const serving = runtime.serving().get(model);
-        if (serving) await runtime.unload(serving);
+      const serving = runtime.serving().get(model);
+      if (job?.previous && runtime.isLoaded(job.previous)) {
+        await runtime.activate(job.previous);
+      } else if (rec.committed && serving?.installed.sha256 !== rec.committed.sha256) {
+        await runtime.activate(await runtime.load(await installedOf(model, rec.committed)));
+      } else if (!rec.committed && serving) {
+        await runtime.unload(serving);
       }
+      if (job?.loaded) await runtime.unload(job.loaded);
     } catch (err) {
       log.error({ err, model }, "revert could not restore the committed version");
+    }
+    if (rec.candidate) {
+      const now = new Date(clock.now()).toISOString();
+      const report: ProbationReport = job?.report ?? {
+        verdict: "failed",
+        startedAt: now,
+        candidate: summarize(rec.candidate, [], {
+          hostRestarts: job?.loaded ? runtime.restarts(job.loaded) + job.priorRestarts : rec.probationRestarts,
+          rssBytes: null,
+        }),
+        baseline: job?.baseline ?? null,
+      };
+      reports.final(model, rec.candidate.sha256, rec.rolloutId, {
+        ...report,
+        verdict: "failed",
+        reason: error.code,
+        message: error.message,
+        endedAt: report.endedAt ?? now,
+      });
     }
     transition(model, "reverted", { probationRestarts: 0 }, error);
   };
@@ -292,6 +291,14 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       return;
     }
     transition(job.model, "verifying", { candidate: job.ref, rolloutId: job.rolloutId, probationRestarts: 0 });
+    job.priorRestarts = 0;
+    try {
+      // Before a single byte is downloaded (DESIGN §5): a device that cannot run it says so and stops.
+      checkCompatibility(job.manifest, deps.facts);
+    } catch (err) {
+      transition(job.model, "failed", {}, toEdgeFleetError(err).toJSON());
+      return;
+    }
     await runPipeline(job, "downloading");
   };
 
@@ -323,6 +330,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
         const action = planResume(rec.state, restarts, policy);
         if (action.kind === "none") continue;
         if (rec.state === "probation") store.saveModel({ ...rec, probationRestarts: restarts });
+        if (job) job.priorRestarts = restarts;
         if (action.kind === "revert" || !job) {
           const err =
             action.kind === "revert" ? action : { code: "INTERNAL" as const, reason: "assignment no longer known" };
@@ -342,7 +350,6 @@ export function createUpdater(deps: UpdaterDeps): Updater {
         now: clock.now(),
         highestCounters: store.highestCounters(),
         badBundles: store.badBundles(),
-        facts: deps.facts,
       });
       if (!result.ok) {
         log.warn({ error: result.error, seq: result.seq }, "desired state rejected");
@@ -361,24 +368,18 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       enqueue("reconcile", reconcile);
     },
     hostExited(installed) {
-      crashes.set(installed.sha256, (crashes.get(installed.sha256) ?? 0) + 1);
-      for (const wake of [...probationWaiters]) wake();
+      // The runtime restarts the host and counts it; the probation monitor reads that count.
+      log.warn({ model: installed.model, version: installed.version }, "model host crashed");
     },
     reported,
     publishReported,
     idle: () => queue,
     async close() {
       closed = true;
-      for (const wake of [...probationWaiters]) wake();
+      for (const wake of [...pauseWaiters]) wake();
+      recorder.close();
       await abortDownload?.();
       await queue;
     },
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }

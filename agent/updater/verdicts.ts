@@ -1,5 +1,6 @@
 import type { ErrorCode } from "../../shared/errors.js";
-import type { UpdateState } from "../../shared/schemas/device-state.js";
+import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
+import type { HealthSummary, UpdateState } from "../../shared/schemas/device-state.js";
 
 /** Pipeline steps that can be (re)started, in order (DESIGN §5). */
 export const PIPELINE = ["downloading", "staging", "loading", "smoke-testing", "swapping", "probation"] as const;
@@ -41,28 +42,101 @@ export function planResume(state: UpdateState, restarts: number, maxHostRestarts
   }
 }
 
-export interface ProbationObservation {
-  candidateSha: string;
-  /** SHA-256 of the version serving the model when the window closed (null: nothing serves). */
-  servingSha: string | null;
-  hostCrashes: number;
-  maxHostRestarts: number;
+/** What the monitor measured on the candidate so far (DESIGN §5 probation). */
+export interface ProbationStats {
+  /** Epoch ms when the candidate started serving. */
+  startedAt: number;
+  /** The candidate over the window; `hostRestarts` includes agent restarts during its probation. */
+  candidate: HealthSummary;
+  /** False when the candidate no longer serves its model (replaced or unloaded behind our back). */
+  serving: boolean;
+  /** The profile's memory budget; the candidate's host RSS must stay below it. */
+  memoryBudgetBytes: number;
 }
 
-export type ProbationVerdict = { ok: true } | { ok: false; code: ErrorCode; reason: string };
+/** Noise guards of the latency verdict (not in the health policy: they are about measuring, not about taste). */
+export interface JudgeLimits {
+  /**
+   * Absolute slack added to `ratio × baseline p95`. Tiny models run in tens of microseconds, where
+   * scheduler jitter alone exceeds any ratio; a regression must also be worth a millisecond.
+   */
+  latencyFloorMs: number;
+  /** Fewer successful runs than this say nothing about a p95. */
+  minLatencySamples: number;
+}
+export const DEFAULT_JUDGE_LIMITS: JudgeLimits = { latencyFloorMs: 1, minLatencySamples: 10 };
+
+export type ProbationJudgement =
+  | { verdict: "pending" }
+  | { verdict: "passed" }
+  | { verdict: "failed"; code: ErrorCode; reason: string };
+
+/** Whether the window (duration and/or request count, DESIGN §5) has closed. Pure. */
+export function windowComplete(stats: ProbationStats, policy: HealthPolicy, now: number): boolean {
+  return (
+    now - stats.startedAt >= policy.probationSeconds * 1000 && stats.candidate.requests >= policy.probationRequests
+  );
+}
 
 /**
- * Probation verdict (DESIGN §5). For now: the candidate must still be serving and its host must not
- * have crashed more than the policy allows. Error rate, latency and memory verdicts come later.
+ * Probation verdict (DESIGN §5), pure (`now` is passed in). Order of checks:
+ * 1. Conditions that fail at once, whatever the window: crashes beyond `maxHostRestarts`, any non-finite
+ *    output, host RSS above the profile budget, the candidate no longer serving.
+ * 2. Until the window closes: pending.
+ * 3. At the close: error rate (percent of requests that failed), then p95 model latency against the
+ *    previous version's (`maxP95LatencyRatio`; skipped without a baseline or with too few samples).
  */
-export function judgeProbation(o: ProbationObservation): ProbationVerdict {
-  if (o.hostCrashes > o.maxHostRestarts) {
-    return { ok: false, code: "HOST_CRASHED", reason: `candidate host crashed ${o.hostCrashes} times` };
+export function judgeProbation(
+  stats: ProbationStats,
+  policy: HealthPolicy,
+  baseline: HealthSummary | null,
+  now: number,
+  limits: JudgeLimits = DEFAULT_JUDGE_LIMITS,
+): ProbationJudgement {
+  const c = stats.candidate;
+  if (c.hostRestarts > policy.maxHostRestarts) {
+    return {
+      verdict: "failed",
+      code: "HOST_CRASHED",
+      reason: `candidate host restarted ${c.hostRestarts} times (max ${policy.maxHostRestarts})`,
+    };
   }
-  if (o.servingSha !== o.candidateSha) {
-    return { ok: false, code: "HOST_CRASHED", reason: "candidate is no longer serving" };
+  if (c.nonFinite > 0) {
+    return { verdict: "failed", code: "NON_FINITE_OUTPUT", reason: `${c.nonFinite} responses contained NaN or Inf` };
   }
-  return { ok: true };
+  if (c.rssBytes !== null && c.rssBytes > stats.memoryBudgetBytes) {
+    const mb = (b: number) => Math.round(b / 2 ** 20);
+    return {
+      verdict: "failed",
+      code: "MEMORY_BUDGET_EXCEEDED",
+      reason: `candidate host RSS ${mb(c.rssBytes)} MB exceeds the profile budget of ${mb(stats.memoryBudgetBytes)} MB`,
+    };
+  }
+  if (!stats.serving) return { verdict: "failed", code: "HOST_CRASHED", reason: "candidate is no longer serving" };
+  if (!windowComplete(stats, policy, now)) return { verdict: "pending" };
+
+  if (c.requests > 0) {
+    const rate = (c.errors / c.requests) * 100;
+    if (rate > policy.maxErrorRatePercent) {
+      return {
+        verdict: "failed",
+        code: "ERROR_RATE_EXCEEDED",
+        reason: `${c.errors}/${c.requests} requests failed (${rate.toFixed(1)}% > ${policy.maxErrorRatePercent}%)`,
+      };
+    }
+  }
+  const successes = c.requests - c.errors;
+  if (baseline?.p95Ms != null && c.p95Ms !== null && successes >= limits.minLatencySamples) {
+    const limit = policy.maxP95LatencyRatio * baseline.p95Ms + limits.latencyFloorMs;
+    if (c.p95Ms > limit) {
+      return {
+        verdict: "failed",
+        code: "LATENCY_REGRESSION",
+        reason: `p95 ${c.p95Ms} ms > ${policy.maxP95LatencyRatio} x previous ${baseline.p95Ms} ms (+${limits.latencyFloorMs} ms)`,
+      };
+    }
+  }
+  return { verdict: "passed" };
 }
 
 /** Failures that condemn the bundle itself (never retried) rather than the circumstances. */
@@ -78,5 +152,9 @@ export function marksBundleBad(code: ErrorCode): boolean {
     "MODEL_LOAD_FAILED",
     "SMOKE_TEST_FAILED",
     "HOST_CRASHED",
+    "LATENCY_REGRESSION",
+    "ERROR_RATE_EXCEEDED",
+    "NON_FINITE_OUTPUT",
+    "MEMORY_BUDGET_EXCEEDED",
   ].includes(code);
 }

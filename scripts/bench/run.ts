@@ -1,5 +1,8 @@
 import { cpus, totalmem } from "node:os";
+import { benchEventLoop } from "./event-loop.js";
 import { benchInferOverhead } from "./infer-overhead.js";
+import { benchQuantize } from "./quantize.js";
+import { benchSwapUnderLoad } from "./swap-under-load.js";
 
 /**
  * `npm run bench`: each scenario prints one JSON line with its figure and an anchor measured
@@ -7,6 +10,9 @@ import { benchInferOverhead } from "./infer-overhead.js";
  */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "local-infer-overhead": () => benchInferOverhead(Number(process.env.BENCH_N ?? 1000)),
+  "quantize-int8": () => benchQuantize(),
+  "swap-under-load": () => benchSwapUnderLoad(),
+  "event-loop-responsiveness": () => benchEventLoop(),
 };
 
 const only = process.argv.slice(2);

@@ -6,6 +6,15 @@ import { systemClock } from "../../../shared/clock.js";
 import { EdgeFleetError } from "../../../shared/errors.js";
 import { sileroInputs, type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
 
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 describe("hot swap and host crashes", () => {
   let models: TempModels;
   let runtime: AgentModelRuntime;
@@ -76,7 +85,7 @@ describe("hot swap and host crashes", () => {
     expect(exits).toEqual([]);
   });
 
-  it("a host killed with SIGKILL rejects its in-flight calls with HOST_CRASHED; the runtime carries on", async () => {
+  it("a host killed with SIGKILL rejects its in-flight calls with HOST_CRASHED, and is restarted", async () => {
     const serving = runtime.serving().get("vad")!;
     const pid = runtime.hostPid(serving);
     const calls = Array.from({ length: 8 }, (_, i) =>
@@ -93,14 +102,21 @@ describe("hot swap and host crashes", () => {
     await expect.poll(() => exits.length).toBe(1);
     expect(exits[0]?.installed.version).toBe("2.0.0");
     expect(exits[0]?.exit.signal).toBe("SIGKILL");
-    expect(runtime.stateOf(serving)).toBe("crashed");
-    const after = await runtime.infer({ model: "vad", inputs: sileroInputs(1) }).catch((e: unknown) => e);
-    expect((after as EdgeFleetError).code).toBe("HOST_CRASHED");
+    expect(runtime.restarts(serving)).toBe(1);
 
-    // Recovery: load a replacement and swap to it; the crashed one is cleaned up.
+    // The serving version is restarted (with backoff); a request routed meanwhile waits for the new host.
+    const after = await runtime.infer({ model: "vad", inputs: sileroInputs(1) });
+    expect(after.version).toBe("2.0.0");
+    expect(runtime.stateOf(serving)).toBe("serving");
+    const newPid = runtime.hostPid(serving);
+    expect(newPid).not.toBe(pid);
+    expect(() => process.kill(pid, 0)).toThrow(); // the old process is gone
+
+    // Swapping away from a restarted version still works and stops its new host.
     const v3 = await runtime.load(await models.install("3.0.0"));
     await runtime.activate(v3);
     expect((await runtime.infer({ model: "vad", inputs: sileroInputs(1) })).version).toBe("3.0.0");
     expect(runtime.loaded()).toEqual([v3]);
+    await expect.poll(() => alive(newPid)).toBe(false);
   });
 });

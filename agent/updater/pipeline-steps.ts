@@ -1,0 +1,165 @@
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { EdgeFleetError } from "../../shared/errors.js";
+import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
+import type { HealthSummary, InstalledRef, ProbationReport } from "../../shared/schemas/device-state.js";
+import type { Manifest } from "../../shared/schemas/manifest.js";
+import { type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
+import type { Envelope } from "../../shared/schemas/trust.js";
+import { extractBundle } from "../bundle/safe-extract.js";
+import type { InstalledModel, LoadedVersion } from "../runtime/model-runtime.js";
+import { startDownload } from "./downloader.js";
+import { summarize } from "./health-summary.js";
+import { type HealthRecorder, type MonitorDeps, measureBaseline, runProbation } from "./probation-monitor.js";
+import type { ProbationReports } from "./probation-reports.js";
+import type { UpdaterDeps } from "./updater.js";
+import type { PipelineStep } from "./verdicts.js";
+
+/** One candidate going through the pipeline; steps fill in what later steps need. */
+export interface Job {
+  model: string;
+  ref: InstalledRef;
+  /** Size of the whole bundle file, from the signed assignment. */
+  size: number;
+  manifest: Manifest;
+  rawManifest: Envelope<unknown>;
+  policy: HealthPolicy;
+  rolloutId: string | null;
+  loaded: LoadedVersion | null;
+  samples: SamplesFile | null;
+  /** The previously serving version, kept warm during probation when the budget allows (blue-green). */
+  previous: LoadedVersion | null;
+  baseline: HealthSummary | null;
+  /** Agent restarts already spent in this candidate's probation. */
+  priorRestarts: number;
+  /** The final probation report when the candidate failed it (attached to the revert). */
+  report: ProbationReport | null;
+}
+
+export interface StepContext {
+  deps: UpdaterDeps;
+  recorder: HealthRecorder;
+  monitorDeps: MonitorDeps;
+  reports: ProbationReports;
+  budgetBytes: number;
+  progress: Map<string, { bytes: number; total: number }>;
+  publishReported(): void;
+  installedOf(model: string, ref: InstalledRef): Promise<InstalledModel>;
+  isClosed(): boolean;
+  setAbortDownload(abort: (() => Promise<void>) | null): void;
+}
+
+/**
+ * The I/O of each pipeline step (DESIGN §5), run in order by the updater's executor, which owns the
+ * transitions, failures and reverts. A step throws to fail; it never transitions by itself.
+ */
+export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job: Job) => Promise<void>> {
+  const { deps, recorder, monitorDeps, reports, budgetBytes, progress, publishReported, installedOf } = ctx;
+  const { log, clock, store, runtime } = deps;
+  return {
+    downloading: async (job) => {
+      const dl = startDownload({
+        sha256: job.ref.sha256,
+        size: job.size,
+        dir: deps.dirs.downloads,
+        store,
+        channel: deps.channel,
+        clock,
+        log,
+        ...deps.download,
+        onProgress: (bytes, total) => {
+          progress.set(job.model, { bytes, total });
+          publishReported();
+        },
+      });
+      ctx.setAbortDownload(dl.close);
+      try {
+        await dl.done;
+      } finally {
+        ctx.setAbortDownload(null);
+        progress.delete(job.model);
+      }
+    },
+    staging: async (job) => {
+      const dest = join(deps.dirs.models, job.model, job.ref.sha256);
+      if (await exists(dest)) return; // renamed into place only after every check passed
+      await extractBundle({
+        bundlePath: join(deps.dirs.downloads, `${job.ref.sha256}.bundle`),
+        rawManifest: job.rawManifest,
+        manifest: job.manifest,
+        stagingParent: deps.dirs.staging,
+        destDir: dest,
+      });
+    },
+    loading: async (job) => {
+      job.loaded = await runtime.load(await installedOf(job.model, job.ref));
+    },
+    "smoke-testing": async (job) => {
+      if (!job.loaded) job.loaded = await runtime.load(await installedOf(job.model, job.ref));
+      const dir = join(deps.dirs.models, job.model, job.ref.sha256);
+      job.samples = SamplesFileSchema.parse(JSON.parse(await readFile(join(dir, "samples.json"), "utf8")));
+      const result = await runtime.smokeTest(job.loaded, job.samples);
+      if (!result.ok) {
+        const failed = result.samples.filter((s) => !s.ok);
+        const now = new Date(clock.now()).toISOString();
+        job.report = {
+          verdict: "failed",
+          reason: "SMOKE_TEST_FAILED",
+          message: failed.map((f) => f.error?.message ?? f.name).join("; "),
+          startedAt: now,
+          endedAt: now,
+          candidate: summarize(job.ref, recorder.since(job.ref.sha256, 0), {
+            hostRestarts: runtime.restarts(job.loaded),
+            rssBytes: await job.loaded.rss(),
+          }),
+          baseline: null,
+        };
+        throw new EdgeFleetError("SMOKE_TEST_FAILED", `smoke test failed for ${job.model}@${job.ref.version}`, {
+          samples: failed,
+        });
+      }
+    },
+    swapping: async (job) => {
+      if (!job.loaded || !job.samples) throw new EdgeFleetError("INTERNAL", "swap without a smoke-tested candidate");
+      const prev = runtime.serving().get(job.model) ?? null;
+      job.baseline = prev ? await measureBaseline(monitorDeps, prev, job.samples) : null;
+      // Blue-green only when both hosts fit the profile's memory budget and host count.
+      const rss = (await Promise.all(runtime.loaded().map((l) => l.rss()))).reduce<number>((a, b) => a + (b ?? 0), 0);
+      const keepPrevious =
+        prev !== null && rss <= budgetBytes && runtime.loaded().length <= deps.limits.maxLoadedModels;
+      log.info({ model: job.model, keepPrevious, rssBytes: rss }, "swapping to candidate");
+      await runtime.activate(job.loaded, { keepPrevious });
+      job.previous = keepPrevious ? prev : null;
+    },
+    probation: async (job) => {
+      if (!job.loaded || !job.samples) throw new EdgeFleetError("INTERNAL", "probation without a serving candidate");
+      const { model } = job;
+      const outcome = await runProbation(monitorDeps, {
+        candidate: job.loaded,
+        samples: job.samples,
+        policy: job.policy,
+        baseline: job.baseline,
+        priorRestarts: job.priorRestarts,
+        memoryBudgetBytes: budgetBytes,
+        startedAt: clock.now(),
+        onProgress: (r) => {
+          reports.pending(model, r);
+          publishReported();
+        },
+        closed: ctx.isClosed,
+      });
+      if (!outcome) throw new EdgeFleetError("INTERNAL", "agent closing during probation");
+      job.report = outcome.report;
+      if (outcome.judgement.verdict === "failed") {
+        throw new EdgeFleetError(outcome.judgement.code, outcome.judgement.reason);
+      }
+    },
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
