@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { EdgeFleetError } from "../shared/errors.js";
 import { loadAgentConfig } from "./config/agent-config.js";
+import { runEnrollCli } from "./enroll/enroll-cli.js";
 import { startAgent } from "./main.js";
 
 const int = (v: string) => {
@@ -11,6 +12,7 @@ const int = (v: string) => {
 
 /** `edge-agent` entry point: flags → config → startAgent; exit code 2 on invalid config. */
 export async function runCli(argv: readonly string[]): Promise<void> {
+  if (argv[2] === "enroll") return runEnrollCli([argv[0]!, argv[1]!, ...argv.slice(3)]);
   const program = new Command("edge-agent")
     .description("EdgeFleet on-device agent")
     .option("-c, --config <file>", "JSON config file (flags override it)")

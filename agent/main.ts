@@ -8,13 +8,20 @@ import type { DeviceProfile } from "../shared/schemas/device-profile.js";
 import { type Root, RootSchema } from "../shared/schemas/trust.js";
 import { createTopics } from "../shared/topics.js";
 import { createSocketApi } from "./api/socket-api.js";
+import { prepareSocketDir } from "./api/socket-dir.js";
 import type { AgentConfig } from "./config/agent-config.js";
+import { createJobScheduler } from "./jobs/job-scheduler.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
+import { createServingLayer } from "./serving/serving-layer.js";
+import { registerServingRoutes } from "./serving/serving-routes.js";
+import { createLockManager } from "./serving/update-locks.js";
 import { openAgentStore } from "./store/agent-store.js";
+import { createTelemetryService } from "./telemetry/telemetry-service.js";
 import { mqttChunkChannel } from "./transport/chunk-channel.js";
 import { createMqttLink } from "./transport/mqtt-link.js";
-import { applyRootChain, loadPinnedRoot } from "./trust/pinned-root.js";
+import { checkTlsUrl, loadTlsOptions } from "./transport/tls.js";
+import { applyRootPayload, loadPinnedRoot } from "./trust/pinned-root.js";
 import { createUpdater, type Updater, type UpdaterDeps } from "./updater/updater.js";
 import { PIPELINE, type PipelineStep } from "./updater/verdicts.js";
 
@@ -38,6 +45,8 @@ export interface RunningAgent {
 }
 
 const ROOT_KEY = "trusted_root";
+/** Desired states are a few KiB (manifests included); 4 MiB is far beyond any honest one. */
+const MAX_DESIRED_BYTES = 4 * 1024 * 1024;
 
 async function agentVersion(): Promise<string> {
   const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "package.json");
@@ -75,6 +84,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   };
   for (const d of [config.dataDir, ...Object.values(dirs)]) await mkdir(d, { recursive: true, mode: 0o700 });
 
+  checkTlsUrl(config.mqttUrl, config.tls);
   const pinned = await loadPinnedRoot(config.rootPath);
   const store = openAgentStore(join(config.dataDir, "agent.db"), clock.now);
   // A root rotated over MQTT earlier supersedes the pinned one (it chains from it, DESIGN §3).
@@ -105,8 +115,37 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     log: log.child({ c: "mqtt" }),
     clock,
     ...(deps.random ? { random: deps.random } : {}),
+    ...(config.tls ? { tls: await loadTlsOptions(config.tls) } : {}),
   });
+  // Telemetry before the updater starts, so startup events and warm-up inferences are buffered too.
+  const telemetry = createTelemetryService({
+    log: log.child({ c: "telemetry" }),
+    clock,
+    dataDir: config.dataDir,
+    deviceId: config.deviceId,
+    profile,
+    config: config.telemetry,
+    connected: () => link.state() === "connected",
+    publish: (payload) => link.publish(t("telemetry"), payload, { qos: 1 }),
+  });
+  runtime.observe((r) => telemetry.onInference(r));
 
+  const tapped = telemetry.tap(runtime);
+  // Strategies, batching and cache between the API and the runtime (agent/serving, issue 8). JSON
+  // requests without batching/cache go through the telemetry tap; typed ones use the runtime's raw path.
+  // Built before the updater: it attaches side candidates (shadow / A-B) and serving options.
+  const serving = createServingLayer({
+    log: log.child({ c: "serving" }),
+    backend: {
+      inferRaw: (r) => runtime.inferRaw(r),
+      infer: (r) => tapped.infer(r),
+      serving: () => runtime.serving(),
+      loaded: () => runtime.loaded(),
+      stateOf: (v) => runtime.stateOf(v),
+    },
+  });
+  // Apps' update locks (issue 8): the updater's swap step waits for them.
+  const locks = createLockManager({ log: log.child({ c: "locks" }), clock });
   const up = createUpdater({
     log: log.child({ c: "updater" }),
     clock,
@@ -114,7 +153,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     runtime,
     channel: mqttChunkChannel(link, topics, config.deviceId),
     publish: {
-      event: (e) => link.publish(t("events"), JSON.stringify(e), { qos: 1 }),
+      event: (e) => {
+        link.publish(t("events"), JSON.stringify(e), { qos: 1 });
+        telemetry.recordEvent(e); // the live topic may drop while offline; the buffer does not
+      },
       reported: (r) => link.publish(t("reported"), JSON.stringify(r), { qos: 1, retain: true }),
     },
     root: () => root,
@@ -128,6 +170,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     },
     limits: { memoryBudgetMB: profile.memoryBudgetMB, maxLoadedModels: profile.maxLoadedModels },
     download: config.download,
+    locks,
+    serving,
     ...faultInjection(process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, log),
   });
   updater = up;
@@ -156,17 +200,39 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   };
   const api = createSocketApi({
     log: log.child({ c: "api" }),
-    runtime,
+    runtime: tapped,
     status,
     socketPath: config.socketPath,
     version,
+    metrics: () => telemetry.metrics.text(),
+    serving,
+    registerRoutes: (server) => registerServingRoutes(server, { locks, serving }),
   });
+  telemetry.registerRoutes(api.server);
+  // Scheduled batch jobs (issue 8): offline runs against the runtime, resumed after a restart.
+  const jobs = createJobScheduler({
+    log: log.child({ c: "jobs" }),
+    clock,
+    dataDir: config.dataDir,
+    jobs: config.jobs,
+    infer: (r) => runtime.infer(r),
+    report: (r) => telemetry.recordJobProgress(r),
+  });
+  jobs.registerRoutes(api.server);
+  await prepareSocketDir({ socketPath: config.socketPath, dataDir: config.dataDir, group: config.socketGroup, log });
   await api.listen();
+  jobs.start();
 
   link.onState((s) => s === "connected" && up.publishReported());
+  link.onState((s) => telemetry.onConnection(s));
   link.onMessage((topic, payload) => {
-    if (topic === t("desired")) {
+    if (topic === t("telemetry/ack")) {
+      telemetry.onAck(payload);
+    } else if (topic === t("desired")) {
       if (payload.length === 0) return; // retained message cleared
+      // Size cap before parsing (issue 7): a hostile broker must not make us parse a huge document.
+      if (payload.length > MAX_DESIRED_BYTES)
+        return void log.warn({ bytes: payload.length }, "desired state too large");
       let json: unknown;
       try {
         json = JSON.parse(payload.toString("utf8"));
@@ -177,7 +243,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       up.onDesired(json);
     } else if (topic === topics.trustRoot()) {
       try {
-        const next = applyRootChain(root, JSON.parse(payload.toString("utf8")));
+        const next = applyRootPayload(root, payload);
         if (next.version > root.version) {
           store.setKv(ROOT_KEY, JSON.stringify(next));
           root = next;
@@ -194,10 +260,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     updater: up,
     close() {
       closing ??= (async () => {
+        locks.close(); // first: a swap waiting for a lock must not hold up the shutdown
         await up.close();
         await link.close(); // publishes `offline` presence
         await api.close();
+        await jobs.close(); // stops between chunks; an unfinished run resumes at the next start
+        serving.close();
         await runtime.close();
+        await telemetry.close();
         store.close();
       })();
       return closing;

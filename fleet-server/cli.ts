@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from "commander";
 import { createLogger } from "../shared/logger.js";
+import { runBrokerConfigCli } from "./broker/broker-config.js";
 import { startFleetServer } from "./main.js";
 
 function port(value: string): number {
@@ -10,6 +11,7 @@ function port(value: string): number {
 
 /** `fleet-server` command: flags → startFleetServer, and a clean stop on SIGINT/SIGTERM. */
 export async function runCli(argv: readonly string[]): Promise<void> {
+  if (argv[2] === "broker-config") return runBrokerConfigCli([argv[0]!, argv[1]!, ...argv.slice(3)]);
   const program = new Command("fleet-server")
     .description("EdgeFleet fleet server: model registry, signed bundles, rollouts over MQTT")
     .requiredOption("--data-dir <dir>", "directory for the database, keys and bundles", process.env.EDGEFLEET_DATA_DIR)
@@ -20,7 +22,11 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--mqtt-username <name>", "username for the external broker")
     .option("--mqtt-password <password>", "password for the external broker (or EDGEFLEET_MQTT_PASSWORD)")
     .option("--topic-prefix <prefix>", "MQTT topic prefix", "fleet/v1")
-    .option("--device-bandwidth <bytesPerSec>", "cap on bundle bytes/s served to each device over MQTT", Number);
+    .option("--tls-cert <file>", "PEM certificate: serve HTTPS and mqtts:// (with --tls-key)")
+    .option("--tls-key <file>", "PEM private key for --tls-cert")
+    .option("--tls-ca <file>", "PEM CA bundle the server trusts for its own MQTT connection")
+    .option("--device-bandwidth <bytesPerSec>", "cap on bundle bytes/s served to each device over MQTT", Number)
+    .option("--profiles-dir <dir>", "device profiles used to choose each device's variant (default: bundled)");
   program.parse([...argv]);
   const o = program.opts<{
     dataDir: string;
@@ -32,6 +38,10 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     mqttPassword?: string;
     topicPrefix: string;
     deviceBandwidth?: number;
+    profilesDir?: string;
+    tlsCert?: string;
+    tlsKey?: string;
+    tlsCa?: string;
   }>();
   const log = createLogger({ name: "fleet-server" });
   const password = o.mqttPassword ?? process.env.EDGEFLEET_MQTT_PASSWORD;
@@ -45,6 +55,10 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.mqttUsername !== undefined ? { mqttUsername: o.mqttUsername } : {}),
     ...(password !== undefined ? { mqttPassword: password } : {}),
     ...(o.deviceBandwidth !== undefined ? { deviceBandwidthBytesPerSec: o.deviceBandwidth } : {}),
+    ...(o.profilesDir !== undefined ? { profilesDir: o.profilesDir } : {}),
+    ...(o.tlsCert !== undefined ? { tlsCertPath: o.tlsCert } : {}),
+    ...(o.tlsKey !== undefined ? { tlsKeyPath: o.tlsKey } : {}),
+    ...(o.tlsCa !== undefined ? { tlsCaPath: o.tlsCa } : {}),
     log,
   });
   log.info({ adminTokenFile: `${o.dataDir}/admin-token`, rootJson: server.rootJsonPath }, "ready");

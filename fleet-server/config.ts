@@ -1,8 +1,15 @@
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import type { Logger } from "../shared/logger.js";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/topics.js";
+import { ServerTelemetryConfigSchema } from "./telemetry/telemetry-config.js";
 
 const Port = z.number().int().min(0).max(65535);
+
+/** The repository's `device-profiles/`, found relative to this file rather than the cwd. */
+export function defaultProfilesDir(): string {
+  return fileURLToPath(new URL("../device-profiles/", import.meta.url));
+}
 
 /** Options of `startFleetServer` (and, via the CLI, of the `fleet-server` command). */
 export const FleetServerConfigSchema = z.object({
@@ -24,12 +31,30 @@ export const FleetServerConfigSchema = z.object({
    * links, shared broker bandwidth). Unset = unlimited.
    */
   deviceBandwidthBytesPerSec: z.number().int().min(1024).optional(),
+  /**
+   * Operator-supplied PEM certificate and key: HTTPS for the API and `mqtts://` for the embedded
+   * broker (docs/security.md "TLS"). Both or neither.
+   */
+  tlsCertPath: z.string().min(1).optional(),
+  tlsKeyPath: z.string().min(1).optional(),
+  /** CA bundle (PEM) the server trusts for its own MQTT connection (its broker or an external one). */
+  tlsCaPath: z.string().min(1).optional(),
   /** Upper bound for `POST /v1/uploads`. */
   maxUploadBytes: z
     .number()
     .int()
     .min(1)
     .default(1024 ** 3),
+  /**
+   * Device profiles (`device-profiles/*.json`): each device's bundle variant is chosen from its
+   * profile's `preferredVariants` and `memoryBudgetMB` (issue 5). Read once at start.
+   */
+  profilesDir: z
+    .string()
+    .min(1)
+    .default(() => defaultProfilesDir()),
+  /** Telemetry retention and drift alert thresholds (issue 6). */
+  telemetry: ServerTelemetryConfigSchema,
 });
 export type FleetServerConfig = z.infer<typeof FleetServerConfigSchema>;
 export type FleetServerOptions = z.input<typeof FleetServerConfigSchema> & { log?: Logger };

@@ -1,8 +1,12 @@
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { systemClock } from "../shared/clock.js";
 import { EdgeFleetError } from "../shared/errors.js";
 import { createLogger } from "../shared/logger.js";
+import { loadProfiles } from "../shared/profiles/load-profiles.js";
 import { createTopics } from "../shared/topics.js";
+import { createSecurityRepo } from "./auth/security-repo.js";
+import { createSecurityService } from "./auth/security-service.js";
 import { startEmbeddedBroker } from "./broker/embedded-broker.js";
 import { connectTransport, type Transport } from "./broker/transport.js";
 import { createBlobStore } from "./bundles/bundle-store.js";
@@ -17,10 +21,14 @@ import { createReReleaser } from "./registry/re-release.js";
 import { createRolloutExecutor } from "./rollout/executor.js";
 import { createRolloutService } from "./rollout/rollout-service.js";
 import { createRolloutScheduler } from "./rollout/scheduler.js";
+import { createVariantAssignment } from "./rollout/variant-assignment.js";
+import { createVariantRecorder } from "./rollout/variant-recorder.js";
 import { openDatabase } from "./store/db.js";
 import { createDeviceRepo } from "./store/device-repo.js";
 import { createModelRepo } from "./store/model-repo.js";
 import { createRolloutRepo } from "./store/rollout-repo.js";
+import { createVariantMeasurementRepo } from "./store/variant-measurement-repo.js";
+import { createTelemetryIngest } from "./telemetry/telemetry-service.js";
 
 export type { FleetServerOptions } from "./config.js";
 
@@ -69,8 +77,32 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       db.close();
     });
     const deviceRepo = createDeviceRepo(db);
+    // Per-device variant choice (issue 5): the profiles, and what devices measured per variant.
+    const measurementRepo = createVariantMeasurementRepo(db);
+    const profiles = await loadProfiles(config.profilesDir);
     const blobs = await createBlobStore(config.dataDir);
-    const devices = createDeviceService({ log: log.child({ component: "devices" }), clock, devices: deviceRepo });
+    const security = createSecurityService({
+      log: log.child({ component: "security" }),
+      clock,
+      repo: createSecurityRepo(db),
+      topics,
+      bootstrapAdminToken: keys.adminToken,
+    });
+    const devices = createDeviceService({
+      log: log.child({ component: "devices" }),
+      clock,
+      devices: deviceRepo,
+      isRevoked: security.isRevoked,
+      onEnrolled: security.onEnrolled,
+      variantMeasurements: (id) => measurementRepo.forDevice(id),
+    });
+    if ((config.tlsCertPath === undefined) !== (config.tlsKeyPath === undefined)) {
+      throw new EdgeFleetError("VALIDATION_FAILED", "tlsCertPath and tlsKeyPath go together");
+    }
+    const tls = config.tlsCertPath
+      ? { cert: readFileSync(config.tlsCertPath), key: readFileSync(config.tlsKeyPath!) }
+      : undefined;
+    const tlsCa = config.tlsCaPath ? readFileSync(config.tlsCaPath) : tls?.cert;
 
     let mqttUrl: string;
     let transport: Transport;
@@ -84,11 +116,14 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
         log: log.child({ component: "broker" }),
         server: keys.serverMqtt,
         authenticateDevice: devices.authenticate,
+        ...(tls ? { tls } : {}),
       });
       closers.push(() => broker.close());
-      mqttUrl = `mqtt://${dialHost(host)}:${broker.port}`;
+      security.attachBroker(broker.disconnect);
+      mqttUrl = `${tls ? "mqtts" : "mqtt"}://${dialHost(host)}:${broker.port}`;
       transport = await connectTransport({
         url: mqttUrl,
+        ...(tlsCa ? { ca: tlsCa } : {}),
         username: keys.serverMqtt.username,
         password: keys.serverMqtt.password,
         clientId,
@@ -100,14 +135,16 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
         url: mqttUrl,
         ...(config.mqttUsername !== undefined ? { username: config.mqttUsername } : {}),
         ...(config.mqttPassword !== undefined ? { password: config.mqttPassword } : {}),
+        ...(tlsCa ? { ca: tlsCa } : {}),
         clientId,
         log: log.child({ component: "mqtt" }),
       });
     }
     closers.push(() => transport.close());
+    security.attachTransport(transport);
 
     // The trust root chain (oldest first), retained so a device can walk rotations (DESIGN §3).
-    await transport.publish(topics.trustRoot(), JSON.stringify([keys.signedRoot]), { qos: 1, retain: true });
+    await transport.publish(topics.trustRoot(), JSON.stringify(keys.rootChain), { qos: 1, retain: true });
 
     const chunks = createChunkServer({
       log: log.child({ component: "chunks" }),
@@ -141,6 +178,14 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       models: modelRepo,
       reRelease: createReReleaser({ log: rolloutLog, clock, models: modelRepo, blobs, releaseKey: keys.release }),
       director: keys.director,
+      variants: createVariantAssignment({ models: modelRepo, measurements: measurementRepo, profiles }),
+    });
+    const variantRecorder = createVariantRecorder({
+      log: rolloutLog,
+      clock,
+      devices: deviceRepo,
+      models: modelRepo,
+      measurements: measurementRepo,
     });
     const scheduler = createRolloutScheduler({ log: rolloutLog, clock, rollouts: rolloutRepo, executor });
     const rollouts = createRolloutService({
@@ -159,15 +204,41 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       const t = topics.parse(topic);
       if (t) handler(t.deviceId, payload);
     };
+    // Probation reports also feed the per-device variant measurements (issue 5).
+    const alsoTo =
+      (...handlers: ((deviceId: string, payload: Buffer) => void)[]) =>
+      (deviceId: string, payload: Buffer) => {
+        for (const h of handlers) h(deviceId, payload);
+      };
     // Device news may move a rollout on (a verdict, a failure): plan right away, not at the next tick.
     const thenPlan = (handler: (deviceId: string, payload: Buffer) => void) => (deviceId: string, payload: Buffer) => {
       handler(deviceId, payload);
       scheduler.poke();
     };
-    await transport.subscribe(topics.allDevices("reported"), route(thenPlan(devices.onReported)));
+    await transport.subscribe(
+      topics.allDevices("reported"),
+      route(thenPlan(alsoTo(devices.onReported, variantRecorder.onReported))),
+    );
     await transport.subscribe(topics.allDevices("presence"), route(devices.onPresence));
-    await transport.subscribe(topics.allDevices("events"), route(thenPlan(devices.onEvent)));
+    await transport.subscribe(
+      topics.allDevices("events"),
+      route(thenPlan(alsoTo(devices.onEvent, variantRecorder.onEvent))),
+    );
     await transport.subscribe(topics.allDevices("chunks/req"), route(chunks.handle));
+    const telemetry = createTelemetryIngest({
+      log: log.child({ component: "telemetry" }),
+      clock,
+      db,
+      topics,
+      transport,
+      knownDevice: (id) => deviceRepo.get(id) !== null && !security.isRevoked(id),
+      thresholds: config.telemetry.drift,
+      retention: {
+        maxRows: config.telemetry.retentionMaxRows,
+        maxAgeMs: config.telemetry.retentionDays * 86_400_000,
+      },
+    });
+    await transport.subscribe(topics.allDevices("telemetry"), route(telemetry.onTelemetry));
     // The embedded broker keeps retained messages in memory only, so after a restart the
     // desired documents must be retained again. Same seq: agents that already hold them see no change.
     if (config.mqttUrl === undefined) await rollouts.republishDesired();
@@ -184,12 +255,19 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       deviceRepo,
       models,
       rollouts,
+      security,
+      ...(tls ? { https: tls } : {}),
+      telemetry: {
+        ingest: telemetry,
+        deviceExists: (id) => deviceRepo.get(id) !== null,
+        metrics: () => telemetry.metricsText(),
+      },
     });
     await app.listen({ port: config.httpPort, host: config.httpHost });
     closers.push(() => app.close());
     const addr = app.server.address();
     const httpPort = typeof addr === "object" && addr ? addr.port : config.httpPort;
-    const httpUrl = `http://${dialHost(config.httpHost)}:${httpPort}`;
+    const httpUrl = `${tls ? "https" : "http"}://${dialHost(config.httpHost)}:${httpPort}`;
     log.info({ httpUrl, mqttUrl, dataDir: config.dataDir }, "fleet server started");
 
     let closing: Promise<void> | null = null;

@@ -4,13 +4,15 @@ import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { LoadedVersion } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime } from "../runtime/runtime.js";
+import type { ServingLayer } from "../serving/serving-layer.js";
 import { apiErrorReply } from "./api-errors.js";
 import { modelMetadata } from "./model-metadata.js";
 import { removeStaleSocket, restrictSocket } from "./socket-file.js";
-import { parseInferBody } from "./v2-body.js";
+import { defaultServingLayer, registerBinaryParsers, registerV2InferRoutes } from "./v2-routes.js";
 
 /** The parts of the runtime the API reads. */
-export type SocketApiRuntime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf">;
+export type SocketApiRuntime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf"> &
+  Partial<Pick<AgentModelRuntime, "inferRaw">>;
 
 export interface SocketApiDeps {
   log: Logger;
@@ -29,6 +31,10 @@ export interface SocketApiDeps {
   ready?: () => boolean;
   /** Prometheus text for `GET /metrics`, when the agent has metrics. */
   metrics?: () => string | Promise<string>;
+  /** Strategies, batching and cache between the API and the runtime (agent/serving); a plain one by default. */
+  serving?: ServingLayer;
+  /** More routes before listening (update locks, batch jobs: agent/serving). */
+  registerRoutes?: (server: FastifyInstance) => void;
 }
 
 export interface SocketApi {
@@ -101,7 +107,11 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
     void reply.code(404).send({ error: `no route ${req.method} ${req.url}`, code: "NOT_FOUND" });
   });
 
-  server.get("/v2", async () => ({ name: "edgefleet-agent", version: deps.version, extensions: [] }));
+  server.get("/v2", async () => ({
+    name: "edgefleet-agent",
+    version: deps.version,
+    extensions: ["binary_tensor_data", "parameters", "model_repository"],
+  }));
   server.get("/v2/health/live", async () => ({ live: true }));
   server.get("/v2/health/ready", async () => {
     if (!ready()) throw new EdgeFleetError("MODEL_NOT_READY", "not every model has a serving version");
@@ -127,29 +137,10 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
   server.get<{ Params: ModelParams }>("/v2/models/:model/ready", modelReady);
   server.get<{ Params: ModelParams }>("/v2/models/:model/versions/:version/ready", modelReady);
 
-  const infer = async (req: { params: ModelParams; body: unknown }) => {
-    const body = parseInferBody(req.body);
-    const { model, version } = req.params;
-    const res = await runtime.infer({
-      model,
-      ...(version !== undefined ? { version } : {}),
-      inputs: body.inputs,
-      ...(body.outputs ? { outputs: body.outputs } : {}),
-    });
-    return {
-      model_name: res.model,
-      model_version: res.version,
-      ...(body.id !== undefined ? { id: body.id } : {}),
-      outputs: Object.entries(res.outputs).map(([name, t]) => ({
-        name,
-        shape: t.shape,
-        datatype: t.datatype,
-        data: t.data,
-      })),
-    };
-  };
-  server.post<{ Params: ModelParams }>("/v2/models/:model/infer", infer);
-  server.post<{ Params: ModelParams }>("/v2/models/:model/versions/:version/infer", infer);
+  // Infer (JSON + binary extension), GET /v2/models, repository index, strategies: agent/api/v2-routes.ts.
+  registerBinaryParsers(server);
+  registerV2InferRoutes(server, { runtime, serving: deps.serving ?? defaultServingLayer(log, runtime) });
+  deps.registerRoutes?.(server);
 
   server.get("/v1/status", async () => deps.status());
   if (deps.metrics) {

@@ -6,6 +6,15 @@ import type { JsonTensor } from "../../shared/schemas/tensor.js";
 type Scalar = number | boolean | string;
 
 /**
+ * Caps on what one local request may make us allocate or recurse into (issue 7, agent surface):
+ * tensors have at most 8 dimensions in every model we ship, so 32 levels of nesting is generous;
+ * 16M elements is 64 MiB of float32, beyond the socket's 16 MiB body limit in JSON anyway.
+ */
+export const MAX_DATA_DEPTH = 32;
+export const MAX_TENSOR_ELEMENTS = 16 * 1024 * 1024;
+export const MAX_INPUTS = 64;
+
+/**
  * Open Inference Protocol `data`: row-major, either flat or nested arrays (v2 allows both).
  * Flattens depth-first; rejects objects, nulls and ragged nesting depth (a mix of arrays and scalars at one level).
  * Pure; unit-tested.
@@ -18,6 +27,12 @@ export function flattenData(data: unknown, name: string): Scalar[] {
   }
   const out: Scalar[] = [];
   const walk = (level: unknown[], depth: number): void => {
+    if (depth > MAX_DATA_DEPTH) {
+      throw new EdgeFleetError("INVALID_TENSOR", `input "${name}": data nested deeper than ${MAX_DATA_DEPTH}`);
+    }
+    if (out.length + level.length > MAX_TENSOR_ELEMENTS) {
+      throw new EdgeFleetError("INVALID_TENSOR", `input "${name}": more than ${MAX_TENSOR_ELEMENTS} elements`);
+    }
     let arrays = 0;
     for (const v of level) {
       if (Array.isArray(v)) {
@@ -44,14 +59,15 @@ export const V2InputSchema = z.object({
   name: z.string().min(1),
   shape: z.array(z.number().int().min(0)),
   datatype: DatatypeSchema,
-  data: z.unknown(),
+  // Absent when the tensor travels as binary data (`parameters.binary_data_size`).
+  data: z.unknown().optional(),
   parameters: ParametersSchema,
 });
 
 export const V2InferRequestSchema = z.object({
   id: z.string().max(256).optional(),
   parameters: ParametersSchema,
-  inputs: z.array(V2InputSchema).min(1),
+  inputs: z.array(V2InputSchema).min(1).max(MAX_INPUTS),
   outputs: z.array(z.object({ name: z.string().min(1), parameters: ParametersSchema })).optional(),
 });
 export type V2InferRequest = z.infer<typeof V2InferRequestSchema>;
@@ -71,6 +87,10 @@ export function parseInferBody(body: unknown): ParsedInferBody {
   }
   const inputs: Record<string, JsonTensor> = {};
   for (const input of parsed.data.inputs) {
+    const declared = input.shape.reduce((a, b) => a * b, 1);
+    if (input.shape.length > MAX_DATA_DEPTH || declared > MAX_TENSOR_ELEMENTS) {
+      throw new EdgeFleetError("INVALID_TENSOR", `input "${input.name}": shape over the element cap`);
+    }
     if (inputs[input.name]) throw new EdgeFleetError("INVALID_TENSOR", `input "${input.name}" given twice`);
     inputs[input.name] = { datatype: input.datatype, shape: input.shape, data: flattenData(input.data, input.name) };
   }

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createReadStream } from "node:fs";
-import { type FileHandle, mkdir, mkdtemp, open, rename, rm, stat } from "node:fs/promises";
+import { type FileHandle, mkdir, mkdtemp, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { createGunzip } from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
@@ -17,6 +17,7 @@ import {
   MANIFEST_ENTRY,
   newTally,
 } from "./entry-checks.js";
+import { checkExternalData } from "./onnx-external-data.js";
 
 export interface ExtractOptions {
   /** The downloaded bundle, already verified against its SHA-256 and size. */
@@ -47,6 +48,7 @@ export async function extractBundle(opts: ExtractOptions): Promise<string> {
   const staging = await mkdtemp(join(opts.stagingParent, "stage-")); // mkdtemp creates mode 0700
   try {
     await extractInto(staging, opts, effective);
+    await scanModels(staging, opts.manifest);
     await fsyncPath(staging);
     await mkdir(dirname(opts.destDir), { recursive: true, mode: 0o755 });
     await rename(staging, opts.destDir);
@@ -55,6 +57,14 @@ export async function extractBundle(opts: ExtractOptions): Promise<string> {
   } catch (err) {
     await rm(staging, { recursive: true, force: true });
     throw toEdgeFleetError(err);
+  }
+}
+
+/** ONNX external data must name a file of the bundle (issue 7); refused here, before anything is installed. */
+async function scanModels(staging: string, manifest: Manifest): Promise<void> {
+  const listed = new Set(manifest.files.map((f) => f.path));
+  for (const f of manifest.files) {
+    if (f.path.endsWith(".onnx")) checkExternalData(await readFile(join(staging, f.path)), listed);
   }
 }
 

@@ -5,6 +5,9 @@ import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { DeviceIdSchema } from "../../shared/schemas/common.js";
 import { DEFAULT_TOPIC_PREFIX } from "../../shared/topics.js";
+import { JobsConfigSchema } from "../jobs/job-config.js";
+import { TelemetryConfigSchema } from "../telemetry/telemetry-config.js";
+import { AgentTlsSchema } from "../transport/tls.js";
 
 /** Agent configuration: a JSON file (`--config`) merged with flags; flags win. */
 export const AgentConfigSchema = z
@@ -35,6 +38,14 @@ export const AgentConfigSchema = z
       })
       .strict()
       .default({ chunkSize: 128 * 1024, window: 4, timeoutMs: 10_000, maxTries: 5 }),
+    /** Telemetry buffer and flush (issue 6; docs/operations.md "Telemetry buffer durability"). */
+    telemetry: TelemetryConfigSchema,
+    /** mqtts:// with a pinned CA, optional client certificate (issue 7, agent/transport/tls.ts). */
+    tls: AgentTlsSchema.optional(),
+    /** Group (name or gid) owning the socket's 0750 directory (issue 7, agent/api/socket-dir.ts). */
+    socketGroup: z.union([z.string().min(1).max(64), z.number().int().min(0)]).optional(),
+    /** Scheduled batch jobs (issue 8, agent/jobs/job-config.ts; docs/operations.md "Batch jobs"). */
+    jobs: JobsConfigSchema,
   })
   .strict()
   .refine((c) => c.password !== undefined || c.passwordFile !== undefined, "password or passwordFile is required");

@@ -1,50 +1,13 @@
-import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { EdgeFleetError } from "../../shared/errors.js";
-import { type DeviceProfile, DeviceProfileSchema } from "../../shared/schemas/device-profile.js";
+import { loadProfileFile, loadProfiles } from "../../shared/profiles/load-profiles.js";
+import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import { type DeviceFacts, detectProfile } from "./detect-profile.js";
 import { readDeviceFacts } from "./device-facts.js";
 
-/** The generated JSON Schema lives next to the profiles and is not a profile itself. */
-const SCHEMA_FILE = "schema.json";
-
-/** Parses one profile file; any problem is VALIDATION_FAILED naming the file. */
-export async function loadProfileFile(file: string): Promise<DeviceProfile> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(file, "utf8"));
-  } catch (err) {
-    throw new EdgeFleetError("VALIDATION_FAILED", `device profile ${file}: ${(err as Error).message}`, undefined, {
-      cause: err,
-    });
-  }
-  const parsed = DeviceProfileSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new EdgeFleetError("VALIDATION_FAILED", `device profile ${file}: ${issues.join("; ")}`, { issues });
-  }
-  return parsed.data;
-}
-
-/** Loads every `*.json` profile in `dir` (except schema.json), sorted by id; duplicate ids are rejected. */
-export async function loadProfiles(dir: string): Promise<DeviceProfile[]> {
-  const names = (await readdir(dir)).filter((n) => n.endsWith(".json") && n !== SCHEMA_FILE).sort();
-  const profiles: DeviceProfile[] = [];
-  const seen = new Map<string, string>();
-  for (const name of names) {
-    const file = path.join(dir, name);
-    const profile = await loadProfileFile(file);
-    const other = seen.get(profile.id);
-    if (other)
-      throw new EdgeFleetError(
-        "VALIDATION_FAILED",
-        `device profile ${file}: id ${profile.id} already used by ${other}`,
-      );
-    seen.set(profile.id, file);
-    profiles.push(profile);
-  }
-  return profiles.sort((a, b) => a.id.localeCompare(b.id));
-}
+// Profile file parsing moved to shared/ so the fleet server reads the same files (issue 5);
+// re-exported here so agent imports keep working.
+export { loadProfileFile, loadProfiles };
 
 export interface ResolveProfileOptions {
   /** A profile id from `dir`, or a path to a profile file (contains "/" or ends in .json). */

@@ -18,7 +18,7 @@ import type {
 } from "./model-runtime.js";
 import { sessionOptionsFromProfile } from "./session-options.js";
 import { runSmokeTest } from "./smoke-test.js";
-import { validateInputs, validateOutputNames, zerosFor } from "./tensor-validation.js";
+import { validateInputs, validateOutputNames, validateRawInputs, zerosFor } from "./tensor-validation.js";
 
 export interface ModelRuntimeDeps {
   log: Logger;
@@ -43,6 +43,23 @@ export interface AgentModelRuntime extends ModelRuntime {
   inFlight(loaded: LoadedVersion): number;
   /** OS pid of the version's host process. */
   hostPid(loaded: LoadedVersion): number;
+  /** `infer` on typed arrays (binary extension, batching, jobs); same routing, records and validation. */
+  inferRaw(req: RawInferRequest): Promise<RawInferResult>;
+}
+
+export interface RawInferRequest {
+  model: string;
+  version?: string;
+  inputs: Record<string, RawTensor>;
+  outputs?: string[];
+}
+
+export interface RawInferResult {
+  model: string;
+  version: string;
+  /** Bundle hash of the version that ran (response-cache keys, shadow reports). */
+  sha256: string;
+  outputs: Record<string, RawTensor>;
 }
 
 /**
@@ -193,11 +210,29 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     outputs?: string[],
     probe = false,
   ): Promise<Record<string, JsonTensor>> {
-    const manifest = v.installed.manifest;
-    validateInputs(manifest.inputs, inputs);
-    const wanted = validateOutputNames(manifest.outputs, outputs);
+    validateInputs(v.installed.manifest.inputs, inputs);
     const feeds: Record<string, RawTensor> = {};
     for (const [name, t] of Object.entries(inputs)) feeds[name] = jsonToRaw(name, t);
+    const raw = await runRawOn(v, feeds, outputs, probe);
+    const out: Record<string, JsonTensor> = {};
+    for (const [name, t] of Object.entries(raw)) out[name] = rawToJson(t);
+    return out;
+  }
+
+  /**
+   * Typed-array path (binary tensor extension, dynamic batching, batch jobs): no JSON arrays are
+   * built, so a 1×3×640×640 tensor crosses from the socket to the host without a per-element copy
+   * into JS numbers. Sync until the first await, like `runOn`.
+   */
+  async function runRawOn(
+    v: Version,
+    feeds: Record<string, RawTensor>,
+    outputs?: string[],
+    probe = false,
+  ): Promise<Record<string, RawTensor>> {
+    const manifest = v.installed.manifest;
+    validateRawInputs(manifest.inputs, feeds);
+    const wanted = validateOutputNames(manifest.outputs, outputs);
     v.inFlight++;
     const started = performance.now();
     try {
@@ -206,8 +241,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       if (v.restarting) await bounded(deps.clock, v.restarting, restartWaitMs);
       const res = await v.host.run(feeds, wanted);
       const nonFinite = countNonFinite(res.outputs);
-      const out: Record<string, JsonTensor> = {};
-      for (const [name, t] of Object.entries(res.outputs)) out[name] = rawToJson(t);
+      const out = res.outputs;
       const totalMs = performance.now() - started;
       emit({
         installed: v.installed,
@@ -384,6 +418,12 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       const v = pick(req.model, req.version);
       const outputs = await runOn(v, req.inputs, req.outputs);
       return { model: v.installed.model, version: v.installed.version, outputs };
+    },
+
+    async inferRaw(req: RawInferRequest): Promise<RawInferResult> {
+      const v = pick(req.model, req.version);
+      const outputs = await runRawOn(v, req.inputs, req.outputs);
+      return { model: v.installed.model, version: v.installed.version, sha256: v.installed.sha256, outputs };
     },
 
     async probe(loaded, inputs) {

@@ -1,5 +1,6 @@
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { JsonTensor, TensorSpec } from "../../shared/schemas/tensor.js";
+import { datatypeOf, elementCount, type RawTensor } from "../../shared/tensors.js";
 
 /** A dim in a manifest spec is fixed when it is a non-negative number; -1 and names are dynamic. */
 function isFixed(dim: number | string): dim is number {
@@ -66,4 +67,20 @@ export function zerosFor(spec: TensorSpec): JsonTensor {
   const count = shape.reduce((a, b) => a * b, 1);
   const zero = spec.datatype === "BOOL" ? false : spec.datatype === "BYTES" ? "" : 0;
   return { datatype: spec.datatype, shape, data: new Array(count).fill(zero) };
+}
+
+/** `validateInputs` for typed-array inputs, plus the element count against the dims. Pure. */
+export function validateRawInputs(specs: readonly TensorSpec[], inputs: Record<string, RawTensor>): void {
+  const asJson: Record<string, JsonTensor> = {};
+  for (const [name, t] of Object.entries(inputs)) {
+    const count = elementCount(t.dims);
+    if (t.data.length !== count) {
+      throw new EdgeFleetError(
+        "INVALID_TENSOR",
+        `input "${name}": shape [${t.dims.join(",")}] needs ${count} elements, got ${t.data.length}`,
+      );
+    }
+    asJson[name] = { datatype: datatypeOf(t.type), shape: t.dims, data: [] };
+  }
+  validateInputs(specs, asJson);
 }

@@ -3,6 +3,7 @@ import type { Clock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
 import type { Topics } from "../../shared/topics.js";
 import { type BackoffOptions, DEFAULT_BACKOFF, fullJitterDelay } from "./backoff.js";
+import type { TlsClientOptions } from "./tls.js";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected" | "closed";
 
@@ -18,6 +19,8 @@ export interface MqttLinkOptions {
   random?: () => number;
   backoff?: BackoffOptions;
   connectTimeoutMs?: number;
+  /** Pinned CA (and optional client certificate) for mqtts:// / wss:// (agent/transport/tls.ts). */
+  tls?: TlsClientOptions;
 }
 
 export interface MqttLink {
@@ -62,6 +65,7 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
     resubscribe: false,
     connectTimeout: opts.connectTimeoutMs ?? 10_000,
     will: { topic: presence, payload: Buffer.from("offline"), qos: 1, retain: true },
+    ...(opts.tls ?? {}),
   });
 
   client.on("connect", () => {

@@ -41,3 +41,20 @@ export function applyRootChain(trusted: Root, payload: unknown): Root {
   });
   return walkRootChain(trusted, chain);
 }
+
+/** Caps for what arrives on the trust topic (issue 7): a chain longer than MAX_ROOT_CHAIN is refused too. */
+export const MAX_TRUST_PAYLOAD_BYTES = 1024 * 1024;
+
+/** The raw retained trust-topic payload → newest reachable root; size-capped before parsing. */
+export function applyRootPayload(trusted: Root, payload: Buffer): Root {
+  if (payload.length > MAX_TRUST_PAYLOAD_BYTES) {
+    throw new EdgeFleetError("PAYLOAD_TOO_LARGE", `root chain payload of ${payload.length} bytes`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString("utf8"));
+  } catch {
+    throw new EdgeFleetError("VALIDATION_FAILED", "root chain payload is not JSON");
+  }
+  return applyRootChain(trusted, json);
+}

@@ -105,8 +105,13 @@ function verifyOrThrow(input: unknown, ctx: VerifyContext): VerifiedDesired {
   const models = new Set<string>();
   const rawAssignments = (raw.signed as { assignments: { manifest: unknown }[] }).assignments;
   const rawManifests = desired.assignments.map((a, i) => {
-    if (models.has(a.model)) throw new EdgeFleetError("VALIDATION_FAILED", `model ${a.model} assigned twice`);
-    models.add(a.model);
+    // One active assignment per model, plus at most one side (shadow / A-B) candidate of another bundle.
+    const slot = `${a.model}#${a.strategy.mode === "active" ? "active" : "side"}`;
+    const twice =
+      models.has(slot) ||
+      desired.assignments.some((o, j) => j < i && o.model === a.model && o.bundle.sha256 === a.bundle.sha256);
+    if (twice) throw new EdgeFleetError("VALIDATION_FAILED", `model ${a.model} assigned twice`);
+    models.add(slot);
     const rawManifest = RawEnvelopeSchema.parse(rawAssignments[i]?.manifest) as Envelope<unknown>;
     verifyAssignment(a, rawManifest, ctx);
     return rawManifest;

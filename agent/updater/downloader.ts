@@ -166,7 +166,14 @@ export function startDownload(opts: DownloadOptions): Download {
       return;
     }
     if (header.size !== size) {
-      void finish(new EdgeFleetError("BUNDLE_SIZE_MISMATCH", `server says ${header.size} bytes, expected ${size}`));
+      // The server is not serving the signed bundle: nothing of what we hold of it can be trusted,
+      // so the partial file and its progress go too (issue 7: "partial file removed").
+      void finish(
+        new EdgeFleetError("BUNDLE_SIZE_MISMATCH", `server says ${header.size} bytes, expected ${size}`),
+      ).then(async () => {
+        await rm(part, { force: true });
+        opts.store.clearDownload(sha256);
+      });
       return;
     }
     if (header.offset !== p.offset || header.length !== p.length) {

@@ -2,12 +2,13 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
-import type { HealthSummary, InstalledRef, ProbationReport } from "../../shared/schemas/device-state.js";
+import type { HealthSummary, InstalledRef, ProbationReport, ReportedModel } from "../../shared/schemas/device-state.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
 import { type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
 import type { Envelope } from "../../shared/schemas/trust.js";
 import { extractBundle } from "../bundle/safe-extract.js";
 import type { InstalledModel, LoadedVersion } from "../runtime/model-runtime.js";
+import { waitForUpdateLocks } from "../serving/swap-gate.js";
 import { startDownload } from "./downloader.js";
 import { summarize } from "./health-summary.js";
 import { type HealthRecorder, type MonitorDeps, measureBaseline, runProbation } from "./probation-monitor.js";
@@ -43,6 +44,8 @@ export interface StepContext {
   reports: ProbationReports;
   budgetBytes: number;
   progress: Map<string, { bytes: number; total: number }>;
+  /** Swaps waiting for update locks (reported as `deferring`). */
+  deferring: Map<string, NonNullable<ReportedModel["deferring"]>>;
   publishReported(): void;
   installedOf(model: string, ref: InstalledRef): Promise<InstalledModel>;
   isClosed(): boolean;
@@ -92,6 +95,8 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
       });
     },
     loading: async (job) => {
+      // A promoted side candidate (shadow / A-B) arrives already loaded and running: no second host.
+      if (job.loaded && runtime.isLoaded(job.loaded)) return;
       job.loaded = await runtime.load(await installedOf(job.model, job.ref));
     },
     "smoke-testing": async (job) => {
@@ -127,6 +132,21 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
       const rss = (await Promise.all(runtime.loaded().map((l) => l.rss()))).reduce<number>((a, b) => a + (b ?? 0), 0);
       const keepPrevious =
         prev !== null && rss <= budgetBytes && runtime.loaded().length <= deps.limits.maxLoadedModels;
+      // Apps' update locks (issue 8): wait here, with the candidate warm and smoke-tested, so the swap
+      // itself stays one atomic switch the moment the last lock goes.
+      if (deps.locks) {
+        await waitForUpdateLocks({
+          locks: deps.locks,
+          clock,
+          maxWaitSeconds: job.policy.maxLockWaitSeconds,
+          onDefer: (d) => {
+            ctx.deferring.set(job.model, d);
+            publishReported();
+          },
+        });
+        if (ctx.deferring.delete(job.model)) publishReported();
+        if (ctx.isClosed()) throw new EdgeFleetError("INTERNAL", "agent closing while waiting for update locks");
+      }
       log.info({ model: job.model, keepPrevious, rssBytes: rss }, "swapping to candidate");
       await runtime.activate(job.loaded, { keepPrevious });
       job.previous = keepPrevious ? prev : null;

@@ -1,5 +1,5 @@
 import type { ErrorJson } from "../../shared/errors.js";
-import type { ProbationReport, ReportedModel, ReportedState } from "../../shared/schemas/device-state.js";
+import type { ProbationReport, ReportedModel, ReportedSide, ReportedState } from "../../shared/schemas/device-state.js";
 import type { ModelRecord } from "../store/agent-store.js";
 
 export interface ReportedInputs {
@@ -14,6 +14,10 @@ export interface ReportedInputs {
   progress: ReadonlyMap<string, { bytes: number; total: number }>;
   /** The current or last probation report per model. */
   probation?: ReadonlyMap<string, ProbationReport>;
+  /** Swaps currently waiting for update locks, per model. */
+  deferring?: ReadonlyMap<string, NonNullable<ReportedModel["deferring"]>>;
+  /** Side candidates (shadow / A-B) per model, with their live health. */
+  sides?: ReadonlyMap<string, ReportedSide>;
 }
 
 /** The retained `reported` document (DESIGN §4/§5): always the current truth, built from the store. Pure. */
@@ -31,6 +35,10 @@ export function buildReported(i: ReportedInputs): ReportedState {
     if (m.error) out.error = m.error as ErrorJson;
     const probation = i.probation?.get(m.model);
     if (probation) out.probation = probation;
+    const deferring = i.deferring?.get(m.model);
+    if (deferring && m.state === "swapping") out.deferring = deferring;
+    const side = i.sides?.get(m.model);
+    if (side) out.side = side;
     return out;
   });
   return {

@@ -1,10 +1,8 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { canonicalJson } from "../../shared/canonical-json.js";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorJson, toEdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
-import { type DesiredState, DesiredStateSchema } from "../../shared/schemas/desired-state.js";
 import type {
   DeviceEvent,
   InstalledRef,
@@ -12,18 +10,22 @@ import type {
   ReportedState,
   UpdateState,
 } from "../../shared/schemas/device-state.js";
-import { ManifestSchema } from "../../shared/schemas/manifest.js";
-import type { Envelope, Root } from "../../shared/schemas/trust.js";
+import type { Root } from "../../shared/schemas/trust.js";
+import { INTEGRITY_CODES, reverifyInstalled } from "../bundle/reverify.js";
 import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
+import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
 import { checkCompatibility, type DeviceFacts, verifyDesiredState } from "../trust/verify-desired.js";
+import { createJobSource, manifestKey } from "./assignment-jobs.js";
 import { summarize } from "./health-summary.js";
 import { createPipelineSteps, type Job } from "./pipeline-steps.js";
-import { planUpdate } from "./plan-update.js";
+import { activeAssignments } from "./plan-side.js";
+import { IN_PROGRESS_STATES, planUpdate } from "./plan-update.js";
 import { createHealthRecorder, type MonitorDeps } from "./probation-monitor.js";
 import { createProbationReports } from "./probation-reports.js";
 import { buildReported } from "./reported.js";
+import { createSideCandidates, type SideServing } from "./side-candidates.js";
 import { marksBundleBad, PIPELINE, type PipelineStep, planResume } from "./verdicts.js";
 
 export interface UpdaterDeps {
@@ -47,6 +49,10 @@ export interface UpdaterDeps {
    * SIGKILL the agent at a known step. Never set in production (see docs/operations.md).
    */
   pauseBeforeStep?: Partial<Record<PipelineStep, number>>;
+  /** Apps' update locks (issue 8): the swap step waits for them up to the policy's lock deadline. */
+  locks?: Pick<LockManager, "waitForSwap">;
+  /** The serving layer (issue 8): side candidates (shadow / A-B) and per-model serving options. */
+  serving?: SideServing;
 }
 
 export interface Updater {
@@ -82,6 +88,7 @@ const IDLE = (model: string): ModelRecord => ({
 export function createUpdater(deps: UpdaterDeps): Updater {
   const { log, clock, store, runtime } = deps;
   const progress = new Map<string, { bytes: number; total: number }>();
+  const deferring = new Map<string, NonNullable<ReportedState["models"][number]["deferring"]>>();
   const recorder = createHealthRecorder(runtime);
   const monitorDeps: MonitorDeps = { log, clock, runtime, recorder, ...deps.monitor };
   const reports = createProbationReports({
@@ -115,6 +122,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       models: store.models(),
       progress,
       probation: reports.all(),
+      deferring,
+      sides: sides.reported(),
     });
   const publishReported = () => deps.publish.reported(reported());
 
@@ -141,48 +150,15 @@ export function createUpdater(deps: UpdaterDeps): Updater {
 
   const installedOf = async (model: string, ref: InstalledRef): Promise<InstalledModel> => {
     const dir = join(deps.dirs.models, model, ref.sha256);
-    const env = JSON.parse(await readFile(join(dir, "manifest.json"), "utf8")) as Envelope<unknown>;
-    return { model, ...ref, dir, manifest: ManifestSchema.parse(env.signed) };
-  };
-
-  /** The accepted desired state and, per model, its assignment's raw manifest. */
-  const accepted = (): { desired: DesiredState; rawManifests: Map<string, Envelope<unknown>> } | null => {
-    const last = store.lastDesired();
-    if (!last) return null;
-    const raw = last.document as Envelope<{ assignments: { model: string; manifest: Envelope<unknown> }[] }>;
-    const desired = DesiredStateSchema.parse(raw.signed);
-    return { desired, rawManifests: new Map(raw.signed.assignments.map((a) => [a.model, a.manifest])) };
-  };
-
-  const jobFor = (model: string, sha256: string): Job | null => {
+    // Before every load (issue 7): a local process may have changed the files since they were verified.
     const acc = accepted();
-    const a = acc?.desired.assignments.find((x) => x.model === model && x.bundle.sha256 === sha256);
-    const rawManifest = acc?.rawManifests.get(model);
-    if (!acc || !a || !rawManifest) return null;
-    const manifest = ManifestSchema.parse(rawManifest.signed);
-    const ref: InstalledRef = {
-      version: manifest.model.version,
-      variant: manifest.model.variant,
-      sha256,
-      releaseCounter: a.releaseCounter,
-    };
-    const rolloutId = acc.desired.rollout?.id ?? null;
-    return {
-      model,
-      ref,
-      size: a.bundle.size,
-      manifest,
-      rawManifest,
-      policy: acc.desired.healthPolicy,
-      rolloutId,
-      loaded: null,
-      samples: null,
-      previous: null,
-      baseline: null,
-      priorRestarts: store.model(model)?.probationRestarts ?? 0,
-      report: null,
-    };
+    const assigned = acc?.desired.assignments.some((a) => a.model === model && a.bundle.sha256 === ref.sha256);
+    const trusted = (assigned && acc?.rawManifests.get(manifestKey(model, ref.sha256))) || null;
+    const manifest = await reverifyInstalled({ dir, model, ref, trusted, root: deps.root() });
+    return { model, ...ref, dir, manifest };
   };
+
+  const { accepted, jobFor } = createJobSource(store);
 
   const steps = createPipelineSteps({
     deps,
@@ -191,12 +167,29 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     reports,
     budgetBytes,
     progress,
+    deferring,
     publishReported,
     installedOf,
     isClosed: () => closed,
     setAbortDownload: (abort) => {
       abortDownload = abort;
     },
+  });
+  const sides = createSideCandidates({
+    log,
+    clock,
+    store,
+    runtime,
+    serving: deps.serving,
+    facts: deps.facts,
+    deviceId: deps.identity.deviceId,
+    recorder,
+    steps,
+    jobFor,
+    installedOf,
+    publishEvent: (e) => deps.publish.event(e),
+    publishReported,
+    isClosed: () => closed,
   });
 
   const pause = (ms: number) =>
@@ -305,12 +298,16 @@ export function createUpdater(deps: UpdaterDeps): Updater {
   const reconcile = async () => {
     const acc = accepted();
     if (!acc) return;
-    for (const action of planUpdate(store.models(), acc.desired)) {
+    // Side candidates (shadow / A-B) the desired state dropped go first; a promoted one is taken over.
+    await sides.reconcile(acc.desired, "remove");
+    for (const action of planUpdate(store.models(), activeAssignments(acc.desired))) {
       if (closed) return;
       if (action.kind !== "install") continue;
       const job = jobFor(action.model, action.assignment.bundle.sha256);
+      if (job) job.loaded = sides.takeForPromotion(job.model, job.ref.sha256);
       if (job) await install(job);
     }
+    await sides.reconcile(acc.desired, "apply");
   };
 
   return {
@@ -321,8 +318,15 @@ export function createUpdater(deps: UpdaterDeps): Updater {
           await runtime.activate(await runtime.load(await installedOf(rec.model, rec.committed)));
         } catch (err) {
           log.error({ err, model: rec.model }, "could not load the committed model");
+          // Tampered files on disk (issue 7): not served, and reported rather than only logged.
+          const e = toEdgeFleetError(err);
+          if (INTEGRITY_CODES.has(e.code) && !IN_PROGRESS_STATES.has(rec.state)) {
+            const where = `committed ${rec.model}@${rec.committed.version}`;
+            transition(rec.model, "failed", {}, { code: e.code, message: `${where}: ${e.message}` });
+          }
         }
       }
+      await sides.restore();
       for (const rec of store.models()) {
         const restarts = rec.state === "probation" ? rec.probationRestarts + 1 : rec.probationRestarts;
         const job = rec.candidate ? jobFor(rec.model, rec.candidate.sha256) : null;
@@ -378,6 +382,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       closed = true;
       for (const wake of [...pauseWaiters]) wake();
       recorder.close();
+      sides.close();
       await abortDownload?.();
       await queue;
     },

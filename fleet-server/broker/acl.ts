@@ -23,3 +23,18 @@ export function maySubscribe(topics: Topics, who: Identity, filter: string): boo
   if (filter === topics.trustRoot()) return true;
   return DEVICE_SUBSCRIBES.some((kind) => topics.device(who.deviceId, kind) === filter);
 }
+
+/**
+ * A Last Will is a publish the broker makes on the client's behalf later, so it needs the same
+ * right as a publish *and* is narrower: a device's will may only say `offline` on its own
+ * presence topic (DESIGN §4). Checked at CONNECT so a forbidden will never gets stored.
+ */
+export function mayWill(topics: Topics, who: Identity, topic: string): boolean {
+  if (who.kind === "server") return mayPublish(topics, who, topic);
+  return topic === topics.device(who.deviceId, "presence");
+}
+
+/** MQTT wildcards and the level separator have no place in an identity (issue 7). */
+export function hasTopicMetacharacters(value: string): boolean {
+  return /[+#/]/.test(value) || value.includes("\u0000");
+}

@@ -1,9 +1,17 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Logger } from "../../shared/logger.js";
 import type { Topics } from "../../shared/topics.js";
-import { type Identity, isValidDeviceUsername, mayPublish, maySubscribe } from "./acl.js";
+import {
+  hasTopicMetacharacters,
+  type Identity,
+  isValidDeviceUsername,
+  mayPublish,
+  maySubscribe,
+  mayWill,
+} from "./acl.js";
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -13,10 +21,14 @@ export interface EmbeddedBrokerOptions {
   server: { username: string; password: string };
   /** Device credential check (scrypt hash in the store). */
   authenticateDevice(deviceId: string, password: string): Promise<boolean>;
+  /** Operator-supplied certificate and key (PEM): serve MQTT over TLS (`mqtts://`) only. */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export interface EmbeddedBroker {
   port: number;
+  /** Drops a device's live connection (revocation); its Will is not published. */
+  disconnect(deviceId: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -25,9 +37,14 @@ function sameSecret(a: string, b: string): boolean {
   return timingSafeEqual(createHash("sha256").update(a).digest(), createHash("sha256").update(b).digest());
 }
 
-function authError(message: string): AuthenticateError {
-  // 4 = BAD_USERNAME_OR_PASSWORD (const enum in aedes' typings, not importable as a value).
-  return Object.assign(new Error(message), { returnCode: 4 }) as AuthenticateError;
+function authError(message: string, returnCode = 4): AuthenticateError {
+  // 4 = BAD_USERNAME_OR_PASSWORD, 2 = IDENTIFIER_REJECTED (const enum in aedes' typings, not importable as a value).
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+/** The Will of the CONNECT being authenticated (aedes sets `_will` before calling authenticate). */
+function pendingWillTopic(client: Client): string | undefined {
+  return (client as unknown as { _will?: { topic?: string } | null })._will?.topic ?? undefined;
 }
 
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
@@ -40,8 +57,16 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     authenticate(client, username, password, done) {
       const pw = password?.toString("utf8") ?? "";
       if (username === undefined) return done(authError("username required"), false);
+      if (hasTopicMetacharacters(client.id)) {
+        log.warn({ clientId: client.id }, "mqtt connect refused: client id holds + # or /");
+        return done(authError("client id may not hold + # /", 2), false);
+      }
+      const will = pendingWillTopic(client);
       if (username === opts.server.username) {
         if (!sameSecret(pw, opts.server.password)) return done(authError("bad credentials"), false);
+        if (will !== undefined && !mayWill(topics, { kind: "server" }, will)) {
+          return done(authError("will topic not allowed", 5), false);
+        }
         identities.set(client, { kind: "server" });
         return done(null, true);
       }
@@ -55,7 +80,13 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
             log.warn({ deviceId: username }, "mqtt connect refused: bad credentials");
             return done(authError("bad credentials"), false);
           }
-          identities.set(client, { kind: "device", deviceId: username });
+          const who: Identity = { kind: "device", deviceId: username };
+          if (will !== undefined && !mayWill(topics, who, will)) {
+            log.warn({ deviceId: username, will }, "mqtt connect refused: will outside own presence topic");
+            // 5 = NOT_AUTHORIZED: the credentials are fine, the request is not.
+            return done(authError("will topic not allowed", 5), false);
+          }
+          identities.set(client, who);
           done(null, true);
         },
         (err: unknown) => {
@@ -81,7 +112,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
   });
 
-  const server: Server = createServer(aedes.handle);
+  const server: Server = opts.tls
+    ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: "TLSv1.2" }, aedes.handle)
+    : createServer(aedes.handle);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.port, opts.host, () => {
@@ -95,6 +128,13 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
 
   return {
     port,
+    async disconnect(deviceId) {
+      const client = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[deviceId];
+      if (!client) return;
+      // Clear the will first: a revoked device must not get one last retained `offline` in.
+      (client as unknown as { will: unknown }).will = null;
+      await new Promise<void>((resolve) => client.close(() => resolve()));
+    },
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise<void>((resolve) => server.close(() => resolve()));

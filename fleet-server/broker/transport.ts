@@ -28,6 +28,8 @@ export async function connectTransport(opts: {
   password?: string;
   clientId: string;
   log: Logger;
+  /** CA bundle to verify an `mqtts://` broker against (pinning; system CAs are not consulted). */
+  ca?: Buffer;
 }): Promise<Transport> {
   const { log } = opts;
   const client: MqttClient = mqtt.connect(opts.url, {
@@ -38,6 +40,7 @@ export async function connectTransport(opts: {
     clean: true,
     reconnectPeriod: 1000,
     connectTimeout: 10_000,
+    ...(opts.ca ? { ca: opts.ca, rejectUnauthorized: true } : {}),
   });
   const handlers: { filter: string; handler: MessageHandler }[] = [];
   client.on("message", (topic, payload) => {

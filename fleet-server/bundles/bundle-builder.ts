@@ -22,6 +22,8 @@ export interface BundleInput {
   modelPath: string;
   samples: SamplesFile;
   modelCard?: string;
+  /** Drift baseline (shared/schemas/baseline.ts), written as `baseline.json`. */
+  baseline?: unknown;
   releaseKey: KeyPair;
   /** Private, empty working directory; the builder leaves only the bundle file in it. */
   workDir: string;
@@ -52,6 +54,10 @@ export async function buildBundle(input: BundleInput): Promise<BuiltBundle> {
   if (input.modelCard !== undefined) {
     await writeFile(join(dir, "MODEL_CARD.md"), input.modelCard);
     payload.push("MODEL_CARD.md");
+  }
+  if (input.baseline !== undefined) {
+    await writeFile(join(dir, "baseline.json"), `${JSON.stringify(input.baseline)}\n`);
+    payload.push("baseline.json");
   }
   const files: ManifestFile[] = [];
   for (const path of payload) {

@@ -9,6 +9,12 @@ export interface DeviceDeps {
   log: Logger;
   clock: Clock;
   devices: DeviceRepo;
+  /** Revoked devices never authenticate again, over MQTT or HTTP (issue 7). */
+  isRevoked?: (deviceId: string) => boolean;
+  /** Sees the plaintext password once, to store the Mosquitto-format hash (broker-config). */
+  onEnrolled?: (deviceId: string, password: string) => void;
+  /** What the device measured per model and variant (issue 5), shown in `GET /v1/devices/{id}`. */
+  variantMeasurements?: (deviceId: string) => unknown[];
 }
 
 const RECENT_EVENTS = 50;
@@ -77,6 +83,7 @@ export function createDeviceService(deps: DeviceDeps) {
         now: nowIso(),
       });
       if (!ok) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
+      deps.onEnrolled?.(input.id, password);
       log.info({ deviceId: input.id }, "device enrolled");
       return { id: input.id, password };
     },
@@ -92,13 +99,14 @@ export function createDeviceService(deps: DeviceDeps) {
         ...deviceSummary(d),
         reported: d.reported,
         events: devices.recentEvents(id, RECENT_EVENTS).map((e) => e.body),
+        variantMeasurements: deps.variantMeasurements?.(id) ?? [],
       };
     },
 
     /** Checks device credentials; unknown device and wrong password look the same to the caller. */
     async authenticate(id: string, password: string): Promise<boolean> {
       const d = devices.get(id);
-      if (!d) return false;
+      if (!d || deps.isRevoked?.(id)) return false;
       return verifyPassword(password, d.passwordHash);
     },
 

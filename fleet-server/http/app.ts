@@ -1,19 +1,22 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { EdgeFleetError, type ErrorCode } from "../../shared/errors.js";
 import { httpStatusFor } from "../../shared/http-status.js";
 import type { Logger } from "../../shared/logger.js";
+import { isPublicRoute, registerSecurityRoutes } from "../auth/routes-security.js";
+import type { Principal, SecurityService } from "../auth/security-service.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import type { DeviceService } from "../devices/device-service.js";
 import type { ModelService } from "../registry/model-service.js";
 import type { RolloutService } from "../rollout/rollout-service.js";
 import type { DeviceRepo } from "../store/device-repo.js";
+import { registerTelemetryRoutes, type TelemetryHttpDeps } from "../telemetry/http-routes.js";
 import { registerDeviceRoutes } from "./routes-devices.js";
 import { registerModelRoutes } from "./routes-models.js";
 import { registerRolloutRoutes } from "./routes-rollouts.js";
 
 export interface HttpDeps {
   log: Logger;
+  /** The bootstrap admin token; checked by `security.authorizeBearer`. */
   adminToken: string;
   maxUploadBytes: number;
   blobs: BlobStore;
@@ -21,6 +24,12 @@ export interface HttpDeps {
   deviceRepo: DeviceRepo;
   models: ModelService;
   rollouts: RolloutService;
+  /** Tokens with roles, audit log, enrollment tokens, revocation (issue 7, docs/security.md). */
+  security: SecurityService;
+  /** Operator-supplied certificate and key: serve HTTPS only. */
+  https?: { cert: Buffer; key: Buffer };
+  /** Telemetry reads, version health, drift alerts and `GET /metrics` (issue 6). */
+  telemetry?: TelemetryHttpDeps;
 }
 
 /** Who made an authenticated request; devices only reach bundle downloads. */
@@ -28,10 +37,6 @@ export type Caller = { kind: "admin" } | { kind: "device"; deviceId: string };
 export type CallerOf = (req: FastifyRequest) => Caller;
 
 const JSON_BODY_LIMIT = 8 * 1024 * 1024;
-
-function sameSecret(a: string, b: string): boolean {
-  return timingSafeEqual(createHash("sha256").update(a).digest(), createHash("sha256").update(b).digest());
-}
 
 /** Maps anything thrown (ours, fastify's, a bug) to our error type. */
 function toApiError(err: unknown): EdgeFleetError {
@@ -54,9 +59,12 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     // pino's Logger and fastify's logger type differ only in generics; the instance is the same.
     loggerInstance: log.child({ component: "http" }) as unknown as FastifyBaseLogger,
     bodyLimit: JSON_BODY_LIMIT,
-  });
+    // fastify types an HTTPS instance differently; routes and hooks are the same.
+    ...(deps.https ? { https: { ...deps.https, minVersion: "TLSv1.2" as const } } : {}),
+  }) as unknown as FastifyInstance;
   const callers = new WeakMap<FastifyRequest, Caller>();
   const callerOf: CallerOf = (req) => callers.get(req) ?? { kind: "admin" };
+  const principals = new WeakMap<FastifyRequest, Principal>();
 
   // JSON routes take JSON only: without this, fastify's built-in text/plain parser would hand a
   // string to the zod schemas and the caller would get a confusing validation message.
@@ -81,17 +89,21 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
 
   app.addHook("onRequest", async (req) => {
-    if (!req.url.startsWith("/v1/")) return;
+    if (!req.url.startsWith("/v1/") || isPublicRoute(req.method, req.url)) return;
     const auth = req.headers.authorization ?? "";
     if (auth.startsWith("Bearer ")) {
-      if (sameSecret(auth.slice(7).trim(), deps.adminToken)) return void callers.set(req, { kind: "admin" });
-      throw new EdgeFleetError("UNAUTHORIZED", "invalid bearer token");
+      // Role check here, before the body is read: a viewer's upload is refused without being stored.
+      const principal = deps.security.authenticateBearer(auth.slice(7).trim());
+      principals.set(req, principal); // set before the role check, so a refusal is audited with its actor
+      deps.security.authorize(principal, req.method, req.url);
+      return void callers.set(req, { kind: "admin" });
     }
     // Devices may fetch bundles over HTTP with their MQTT credentials (DESIGN §4), nothing else.
     if (auth.startsWith("Basic ") && req.url.startsWith("/v1/bundles/")) {
       const decoded = Buffer.from(auth.slice(6).trim(), "base64").toString("utf8");
       const colon = decoded.indexOf(":");
       const id = colon > 0 ? decoded.slice(0, colon) : "";
+      if (req.method !== "GET" && req.method !== "HEAD") throw new EdgeFleetError("FORBIDDEN", "devices may only read");
       if (id && (await deps.devices.authenticate(id, decoded.slice(colon + 1)))) {
         return void callers.set(req, { kind: "device", deviceId: id });
       }
@@ -104,5 +116,15 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   registerModelRoutes(app, deps, callerOf);
   registerDeviceRoutes(app, deps);
   registerRolloutRoutes(app, deps);
+  if (deps.telemetry) registerTelemetryRoutes(app, deps.telemetry);
+  registerSecurityRoutes(app, {
+    security: deps.security,
+    devices: deps.devices,
+    principalOf: (req) => principals.get(req),
+    deviceOf: (req) => {
+      const c = callers.get(req);
+      return c?.kind === "device" ? c.deviceId : undefined;
+    },
+  });
   return app;
 }

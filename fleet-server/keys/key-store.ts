@@ -7,6 +7,7 @@ import type { Envelope } from "../../shared/schemas/trust.js";
 import { type Root, SignedRootSchema } from "../../shared/schemas/trust.js";
 import { signEnvelope } from "../../shared/trust/envelope.js";
 import { generateKeyPair, type KeyPair, keyPairFromSecretHex } from "../../shared/trust/keys.js";
+import { walkRootChain } from "../../shared/trust/root-chain.js";
 
 /** Everything secret or trust-related the server needs, loaded (or created on first start) from dataDir. */
 export interface ServerKeys {
@@ -14,6 +15,11 @@ export interface ServerKeys {
   director: KeyPair;
   root: Root;
   signedRoot: Envelope<Root>;
+  /**
+   * Every root version, oldest first, ending with `signedRoot`: what the retained trust topic
+   * carries so a device pinned to any older version can walk forward (DESIGN §3, TUF 5.3).
+   */
+  rootChain: Envelope<Root>[];
   rootJsonPath: string;
   adminToken: string;
   serverMqtt: { username: string; password: string };
@@ -93,6 +99,7 @@ export function loadOrCreateKeys(dataDir: string, now: Date): ServerKeys {
     // root.json is public (devices pin it at provisioning), so ordinary permissions.
     writeFileSync(rootJsonPath, `${JSON.stringify(signedRoot, null, 2)}\n`, { mode: 0o644 });
   }
+  const rootChain = loadRootChain(join(dataDir, ROOT_CHAIN_FILE), signedRoot);
   if (!signedRoot.signed.roles.release.keyids.includes(release.keyid)) {
     throw new EdgeFleetError("INTERNAL", "release key on disk is not named by root.json");
   }
@@ -109,5 +116,30 @@ export function loadOrCreateKeys(dataDir: string, now: Date): ServerKeys {
     serverMqtt = { username: SERVER_MQTT_USERNAME, password: randomBytes(32).toString("base64url") };
     writeSecret(mqttPath, `${JSON.stringify(serverMqtt)}\n`);
   }
-  return { release, director, root: signedRoot.signed, signedRoot, rootJsonPath, adminToken, serverMqtt };
+  return { release, director, root: signedRoot.signed, signedRoot, rootChain, rootJsonPath, adminToken, serverMqtt };
+}
+
+/** Written by `fleetctl keys rotate` / `fleetctl root publish`; absent until the first rotation. */
+export const ROOT_CHAIN_FILE = "root-chain.json";
+
+/**
+ * Reads `root-chain.json` and checks that it really chains, version by version, from its first
+ * entry to the current root.json; a server must never publish a chain its own devices would refuse.
+ */
+function loadRootChain(path: string, current: Envelope<Root>): Envelope<Root>[] {
+  if (!existsSync(path)) return [current];
+  const parsed = z
+    .array(SignedRootSchema)
+    .min(1)
+    .safeParse(JSON.parse(readFileSync(path, "utf8")));
+  if (!parsed.success) throw new EdgeFleetError("INTERNAL", `${ROOT_CHAIN_FILE} invalid: ${parsed.error.message}`);
+  const chain = parsed.data;
+  const reached = walkRootChain(chain[0]!.signed, chain.slice(1));
+  if (reached.version !== current.signed.version) {
+    throw new EdgeFleetError(
+      "INTERNAL",
+      `${ROOT_CHAIN_FILE} ends at root v${reached.version} but root.json is v${current.signed.version}`,
+    );
+  }
+  return chain;
 }

@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
+import { BaselineSchema } from "../../shared/schemas/baseline.js";
 import { ModelNameSchema, SemverSchema, Sha256Schema, type Variant } from "../../shared/schemas/common.js";
 import { CompatibilitySchema, LineageSchema, type Manifest } from "../../shared/schemas/manifest.js";
 import { type Sample, SampleInputSchema } from "../../shared/schemas/tensor.js";
@@ -39,6 +40,8 @@ export const CreateModelRequestSchema = z.object({
   accuracyPolicy: AccuracyPolicySchema.partial().optional(),
   /** Extra inputs used only to validate int8 against fp32 (not stored in the bundle). */
   calibration: z.array(SampleInputSchema).max(256).optional(),
+  /** Drift baseline put in every variant's bundle as `baseline.json` (issue 6). */
+  baseline: BaselineSchema.optional(),
 });
 export type CreateModelRequest = z.infer<typeof CreateModelRequestSchema>;
 
@@ -151,6 +154,7 @@ export function createModelService(deps: ModelDeps) {
             modelPath: p.modelPath,
             samples: { samples: p.samples },
             ...(req.modelCard !== undefined ? { modelCard: req.modelCard } : {}),
+            ...(req.baseline !== undefined ? { baseline: req.baseline } : {}),
             releaseKey,
             workDir,
           });

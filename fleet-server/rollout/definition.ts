@@ -114,6 +114,9 @@ export const MaintenanceWindowSchema = z.strictObject({
 });
 export type MaintenanceWindow = z.infer<typeof MaintenanceWindowSchema>;
 
+/** A rollout without a fixed variant: chosen per device from its profile and measurements. */
+export const AUTO_VARIANT = "auto";
+
 export const STRATEGIES = ["canary", "all-at-once", "shadow", "ab"] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
@@ -121,7 +124,11 @@ export const CreateRolloutRequestSchema = z
   .strictObject({
     model: ModelNameSchema,
     version: SemverSchema,
-    variant: VariantSchema.default("fp32"),
+    /**
+     * One variant for every device, or `auto` (the default): each device gets the variant its
+     * profile prefers among those published that fit its memory budget (`choose-variant.ts`).
+     */
+    variant: z.union([VariantSchema, z.literal(AUTO_VARIANT)]).default(AUTO_VARIANT),
     target: SelectorSchema,
     strategy: z.enum(STRATEGIES).optional(),
     stages: z.array(StageSchema).min(1).max(20).optional(),
@@ -190,7 +197,8 @@ export type CreateRolloutRequest = z.infer<typeof CreateRolloutRequestSchema>;
 export interface RolloutDefinition {
   model: string;
   version: string;
-  variant: z.infer<typeof VariantSchema>;
+  /** `auto` = per device (issue 5); stored definitions from before it hold `fp32` or `int8`. */
+  variant: z.infer<typeof VariantSchema> | typeof AUTO_VARIANT;
   target: { deviceIds?: string[]; tags?: Record<string, string>; profiles?: string[] };
   strategy: StrategyName;
   stages: Stage[];

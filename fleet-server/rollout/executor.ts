@@ -22,6 +22,7 @@ import {
   type RolloutAction,
   type RolloutStatus,
 } from "./planner.js";
+import { memberBundleSha, type VariantAssignment } from "./variant-assignment.js";
 
 export interface ExecutorDeps {
   log: Logger;
@@ -33,6 +34,8 @@ export interface ExecutorDeps {
   models: ModelRepo;
   reRelease: ReReleaser;
   director: KeyPair;
+  /** Which bundle (variant) of the rollout's version each device gets (issue 5). */
+  variants: VariantAssignment;
 }
 
 /** What a device ran for the model before a rollout assigned it: the rollback target. */
@@ -71,10 +74,16 @@ export function currentAssignments(desired: unknown): Assignment[] {
  * rollout forgot it assigned.
  */
 export function createRolloutExecutor(deps: ExecutorDeps) {
-  const { log, clock, topics, transport, devices, rollouts, models, reRelease, director } = deps;
+  const { log, clock, topics, transport, devices, rollouts, models, reRelease, director, variants } = deps;
   const iso = (t: number) => new Date(t).toISOString();
 
-  function observe(row: RolloutRow, m: MemberRow, device: DeviceRow | null, bundle = row.bundleSha256): Observation {
+  /** Where the device stands with its own bundle of the rollout (or `bundle`, e.g. a rollback's). */
+  function observe(
+    row: RolloutRow,
+    m: MemberRow,
+    device: DeviceRow | null,
+    bundle = memberBundleSha(row, m),
+  ): Observation {
     const reported = ReportedStateSchema.safeParse(device?.reported);
     return observeDevice({
       model: row.model,
@@ -176,12 +185,15 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   }
 
   async function assign(row: RolloutRow, engine: PlannerRollout, deviceId: string, stage: number): Promise<void> {
-    const bundle = models.bundle(row.bundleSha256);
-    if (!bundle) throw new Error(`bundle ${row.bundleSha256} vanished`);
+    const device = devices.get(deviceId);
+    if (!device) return;
+    // Chosen once, at assignment, and stored with the member: a later measurement or profile
+    // change applies to the next rollout, never to a device already on its way.
+    const chosen = variants.pick(row, device);
     await publishDesired(
       deviceId,
       engine,
-      (prev) => assignmentsForMode(prev, newAssignment(bundle), servingMode(engine)),
+      (prev) => assignmentsForMode(prev, newAssignment(chosen.bundle), servingMode(engine)),
       (seq, device) => {
         const at = iso(clock.now());
         rollouts.addDevice(row.id, {
@@ -190,6 +202,9 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           assignedAt: at,
           stage,
           previous: previousOf(device, row.model),
+          bundleSha256: chosen.bundle.sha256,
+          variant: chosen.variant,
+          variantReason: chosen.reason,
         });
       },
     );
@@ -307,10 +322,11 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     /** Re-issues every member's assignment in the current serving mode (promote of shadow/ab). */
     async republishMembers(row: RolloutRow): Promise<void> {
       const engine = engineOf(row);
-      const bundle = models.bundle(row.bundleSha256);
-      if (!engine || !bundle) return;
+      if (!engine) return;
       for (const m of rollouts.devices(row.id)) {
         if (m.outcome === "failed") continue;
+        const bundle = models.bundle(memberBundleSha(row, m));
+        if (!bundle) continue;
         await publishDesired(
           m.deviceId,
           engine,

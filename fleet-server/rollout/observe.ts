@@ -54,6 +54,20 @@ export function observeDevice(input: {
   });
 
   if (rm?.committed?.sha256 === input.bundle) return make("committed");
+  // A side candidate (shadow / A-B, issue 4/8) runs beside the active version and is never the
+  // model's candidate until promoted: its live health (shadow agreement, latency against the active
+  // version as baseline) is this bundle's probation report, passed once it runs (`committed`).
+  const side = rm?.side?.sha256 === input.bundle && rm.candidate?.sha256 !== input.bundle ? rm.side : null;
+  if (side && input.reported) {
+    const verdict = side.state === "committed" ? "passed" : side.state === "failed" ? "failed" : "pending";
+    probation = { verdict, startedAt: input.reported.ts, candidate: side.health, baseline: side.baseline };
+    if (side.state === "failed") {
+      const error = side.error ?? { code: "INTERNAL", message: "side candidate failed" };
+      probation = { ...probation, reason: error.code, message: error.message };
+      return make("failed", { error });
+    }
+    return make(side.state);
+  }
   if (rm?.candidate?.sha256 === input.bundle) {
     const failed = rm.state === "failed" || rm.state === "reverting" || rm.state === "reverted";
     if (failed)

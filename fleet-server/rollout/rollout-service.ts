@@ -8,7 +8,7 @@ import { isVariantPublished } from "../registry/model-service.js";
 import type { DeviceRepo } from "../store/device-repo.js";
 import type { ModelRepo } from "../store/model-repo.js";
 import type { RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
-import { type CreateRolloutRequest, matchesSelector, normalizeDefinition } from "./definition.js";
+import { AUTO_VARIANT, type CreateRolloutRequest, matchesSelector, normalizeDefinition } from "./definition.js";
 import { engineOf, type RolloutExecutor } from "./executor.js";
 import { type EngineState, IN_FLIGHT_STATUSES, type RolloutStatus, stageTarget } from "./planner.js";
 import type { RolloutScheduler } from "./scheduler.js";
@@ -57,8 +57,11 @@ export function createRolloutService(deps: RolloutDeps) {
     if (!models.hasVersion(req.model, req.version)) {
       throw invalid(`model ${req.model} version ${req.version} is not in the registry`, "version");
     }
-    const bundle = models.bundlesOf(req.model, req.version).find((b) => b.variant === req.variant);
-    if (!bundle) throw invalid(`model ${req.model} ${req.version} has no ${req.variant} bundle`, "variant");
+    // `auto` chooses per device at assignment (variant-assignment.ts); the rollout's own bundle is
+    // then fp32, the variant every version has and the fallback of the choice.
+    const variant = req.variant === AUTO_VARIANT ? "fp32" : req.variant;
+    const bundle = models.bundlesOf(req.model, req.version).find((b) => b.variant === variant);
+    if (!bundle) throw invalid(`model ${req.model} ${req.version} has no ${variant} bundle`, "variant");
     // An int8 variant that failed its accuracy policy is kept for inspection, never shipped (issue 5).
     if (!isVariantPublished(bundle)) {
       throw invalid(`${req.model} ${req.version} ${req.variant} failed validation and is not published`, "variant");

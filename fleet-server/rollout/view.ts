@@ -5,6 +5,7 @@ import { engineOf, ROLLBACK_REMOVED, type RolloutExecutor } from "./executor.js"
 import type { DisplayState } from "./observe.js";
 import { currentGates, type PlannerDevice } from "./planner.js";
 import { rolloutStatus } from "./status.js";
+import { memberBundleSha } from "./variant-assignment.js";
 
 export type DisplayCounts = Record<DisplayState, number> & { total: number };
 
@@ -40,6 +41,10 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       return {
         deviceId: m.deviceId,
         stage: m.stage,
+        // Each device's own bundle: with `variant: auto` they differ by profile (issue 5).
+        variant: m.variant ?? row.variant,
+        bundle: memberBundleSha(row, m),
+        variantReason: m.variantReason ?? "explicit",
         state: display,
         agentState: obs.state,
         outcome: m.outcome,

@@ -1,3 +1,7 @@
+import { SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
+import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
+import { VARIANT_MIGRATION_SQL } from "./variant-measurement-repo.js";
+
 /**
  * Numbered, append-only schema migrations. Never edit a released migration: add a new one.
  * JSON columns hold documents that are validated with zod on the way in, so SQLite only stores them.
@@ -108,4 +112,13 @@ CREATE TABLE re_releases (
 CREATE INDEX re_releases_by_model ON re_releases(name, release_counter);
 `,
   },
+  // 3: telemetry (issue 6): records de-duplicated by (device, seq), ingest counters, drift state and
+  // alerts. See fleet-server/telemetry/telemetry-schema.ts.
+  { version: 3, sql: TELEMETRY_MIGRATION_SQL },
+  // 4: security (issue 7) — API tokens, append-only audit log, one-time enrollment tokens,
+  // device revocations, Mosquitto-format credential hashes. See fleet-server/auth/security-repo.ts.
+  { version: 4, sql: SECURITY_MIGRATION_SQL },
+  // 5: variants per device (issue 5) — each rollout member's own bundle and variant, and what
+  // devices measured per variant. See fleet-server/store/variant-measurement-repo.ts.
+  { version: 5, sql: VARIANT_MIGRATION_SQL },
 ];

@@ -31,6 +31,14 @@ export interface RolloutDeviceRow {
   /** Failure acknowledged by an operator's resume: no longer counted by the gates. */
   acknowledged?: boolean;
   rollbackSha256?: string | null;
+  /**
+   * The bundle this device was assigned (migration 5): its variant may differ from the rollout's
+   * default bundle when the rollout chooses per device. Null = the rollout's `bundleSha256`.
+   */
+  bundleSha256?: string | null;
+  variant?: string | null;
+  /** Why this variant (`VariantChoiceReason`, or `explicit` when the rollout fixed one). */
+  variantReason?: string | null;
 }
 
 export interface RolloutEventRow {
@@ -65,6 +73,9 @@ interface RawMember {
   outcome_reason: string | null;
   acknowledged: number;
   rollback_sha256: string | null;
+  bundle_sha256: string | null;
+  variant: string | null;
+  variant_reason: string | null;
 }
 
 const parseOrNull = (s: string | null): unknown => (s === null ? null : JSON.parse(s));
@@ -95,6 +106,9 @@ const toMember = (r: RawMember): Required<RolloutDeviceRow> => ({
   outcomeReason: r.outcome_reason,
   acknowledged: r.acknowledged === 1,
   rollbackSha256: r.rollback_sha256,
+  bundleSha256: r.bundle_sha256,
+  variant: r.variant,
+  variantReason: r.variant_reason,
 });
 
 export type MemberRow = ReturnType<typeof toMember>;
@@ -123,7 +137,7 @@ export function createRolloutRepo(db: Db) {
     },
     addDevice(rolloutId: string, d: RolloutDeviceRow): void {
       db.prepare(
-        "INSERT INTO rollout_devices (rollout_id, device_id, desired_seq, assigned_at, stage, previous, phase, phase_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO rollout_devices (rollout_id, device_id, desired_seq, assigned_at, stage, previous, phase, phase_since, bundle_sha256, variant, variant_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ).run(
         rolloutId,
         d.deviceId,
@@ -133,6 +147,9 @@ export function createRolloutRepo(db: Db) {
         d.previous === undefined || d.previous === null ? null : JSON.stringify(d.previous),
         d.phase ?? "download",
         d.phaseSince ?? d.assignedAt,
+        d.bundleSha256 ?? null,
+        d.variant ?? null,
+        d.variantReason ?? null,
       );
     },
     setPhase(rolloutId: string, deviceId: string, phase: string, since: string): void {

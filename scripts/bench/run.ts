@@ -2,17 +2,27 @@ import { cpus, totalmem } from "node:os";
 import { benchEventLoop } from "./event-loop.js";
 import { benchInferOverhead } from "./infer-overhead.js";
 import { benchQuantize } from "./quantize.js";
+import { benchServingBatching } from "./serving-batching.js";
+import { benchServingBinary } from "./serving-binary.js";
+import { benchServingShadow } from "./serving-shadow.js";
 import { benchSwapUnderLoad } from "./swap-under-load.js";
+import { benchTelemetryFlush } from "./telemetry-flush.js";
+import { benchTelemetryIngest } from "./telemetry-ingest.js";
 
 /**
  * `npm run bench`: each scenario prints one JSON line with its figure and an anchor measured
  * in the same run (DESIGN §9). `npm run bench -- <scenario>` runs one.
  */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
+  "telemetry-ingest": () => benchTelemetryIngest(),
+  "telemetry-flush": () => benchTelemetryFlush(),
   "local-infer-overhead": () => benchInferOverhead(Number(process.env.BENCH_N ?? 1000)),
   "quantize-int8": () => benchQuantize(),
   "swap-under-load": () => benchSwapUnderLoad(),
   "event-loop-responsiveness": () => benchEventLoop(),
+  "serving-binary-vs-json": () => benchServingBinary(),
+  "serving-dynamic-batching": () => benchServingBatching(),
+  "serving-shadow-latency": () => benchServingShadow(),
 };
 
 const only = process.argv.slice(2);

@@ -1,8 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { Command, InvalidArgumentError } from "commander";
 import { ApiClient, ApiError } from "./api-client.js";
+import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
 import { registerRolloutCommands } from "./rollout-commands.js";
+import { registerTokenCommands } from "./token-commands.js";
 
 /**
  * fleetctl: the operator's command line for the fleet server's HTTP API.
@@ -169,6 +171,8 @@ export function buildProgram(): Command {
     });
 
   registerRolloutCommands(program, { client, isJson });
+  registerTokenCommands(program);
+  registerKeysCommands(program);
 
   const devices = program.command("devices").description("enrolled devices");
   devices

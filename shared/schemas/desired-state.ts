@@ -15,6 +15,11 @@ export const HealthPolicySchema = z.object({
   maxErrorRatePercent: z.number().min(0).max(100).default(5),
   maxP95LatencyRatio: z.number().min(1).default(3),
   maxHostRestarts: z.number().int().min(0).default(2),
+  /**
+   * How long a swap may wait for apps' update locks before it proceeds anyway (issue 8). Optional;
+   * the agent uses 300 s when absent. The rollout's per-step deadline should exceed it.
+   */
+  maxLockWaitSeconds: z.number().min(0).optional(),
 });
 export type HealthPolicy = z.infer<typeof HealthPolicySchema>;
 
@@ -25,6 +30,24 @@ export const AssignmentSchema = z.object({
   strategy: StrategySchema.default({ mode: "active" }),
   /** The release-signed manifest, carried here so the agent can check compatibility before downloading. */
   manifest: SignedManifestSchema,
+  /**
+   * Per-model serving options on the device (issue 8: dynamic batching, response cache). Optional;
+   * absent means plain serving. Shape: agent/serving/serving-config.ts (checked by the agent).
+   */
+  serving: z
+    .object({
+      dynamicBatching: z
+        .object({
+          maxBatchSize: z.number().int().min(1).max(1024).optional(),
+          preferredBatchSizes: z.array(z.number().int().min(1)).max(16).optional(),
+          maxQueueDelayMicros: z.number().int().min(0).max(1_000_000).optional(),
+        })
+        .optional(),
+      cache: z
+        .object({ maxEntries: z.number().int().min(1).optional(), maxBytes: z.number().int().min(1024).optional() })
+        .optional(),
+    })
+    .optional(),
 });
 export type Assignment = z.infer<typeof AssignmentSchema>;
 

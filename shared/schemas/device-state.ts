@@ -71,6 +71,24 @@ export const ProbationReportSchema = z.object({
 });
 export type ProbationReport = z.infer<typeof ProbationReportSchema>;
 
+/**
+ * A side candidate (issue 4/8 `shadow` / `ab`) running beside the model's active version. `state`
+ * uses the update machine's names: pipeline steps while installing, `committed` once running
+ * beside the active version, `failed` with `error`. `health` is measured since it started running;
+ * `shadowAgreementPercent` there is what the rollout gate `minShadowAgreementPercent` judges.
+ * `baseline` is the active version over the same window (A/B control arm).
+ */
+export const ReportedSideSchema = z.object({
+  mode: z.enum(["shadow", "ab"]),
+  version: SemverSchema,
+  sha256: Sha256Schema,
+  state: UpdateStateSchema,
+  health: HealthSummarySchema,
+  baseline: HealthSummarySchema.nullable().default(null),
+  error: ErrorPayloadSchema.optional(),
+});
+export type ReportedSide = z.infer<typeof ReportedSideSchema>;
+
 export const ReportedModelSchema = z.object({
   model: ModelNameSchema,
   state: UpdateStateSchema,
@@ -82,6 +100,20 @@ export const ReportedModelSchema = z.object({
   rolloutId: z.string().nullable().default(null),
   /** The current or last probation of this model on the device (issue 3/4). */
   probation: ProbationReportSchema.optional(),
+  /**
+   * Set while a swap waits for apps' update locks (issue 8): until when at most (the rollout's
+   * lock deadline), and how many locks are held. Optional; absent when nothing waits.
+   */
+  deferring: z
+    .object({
+      reason: z.literal("update-lock"),
+      since: IsoTimeSchema,
+      until: IsoTimeSchema,
+      locks: z.number().int().min(0),
+    })
+    .optional(),
+  /** The side candidate of this model, when the desired state assigns one (optional field). */
+  side: ReportedSideSchema.optional(),
 });
 export type ReportedModel = z.infer<typeof ReportedModelSchema>;
 

@@ -29,6 +29,8 @@ describe("foundation: a model travels from the fleet server to devices and answe
     const rollout = await h.api.createRollout({
       model: "silero-vad",
       version: "5.0.0",
+      // Compared exactly with fp32 below; without it the Pi 4 profile would get int8 (issue 5).
+      variant: "fp32",
       target: { deviceIds: Object.keys(PROFILES) },
       healthPolicy: { probationSeconds: 1 },
     });

@@ -41,6 +41,8 @@ describe.skipIf(!available)("foundation flow with Mosquitto as the external brok
     const rollout = await h.api.createRollout({
       model: "silero-vad",
       version: "5.0.0",
+      // Compared with fp32 below; without it the arm64 profile would get int8 (issue 5).
+      variant: "fp32",
       target: { deviceIds: ["mq-a", "mq-b"] },
       healthPolicy: { probationSeconds: 1 },
     });

@@ -59,6 +59,8 @@ describe("staged rollouts across ten real agents", () => {
       const created = await h.api.createRollout({
         model: "silero-vad",
         version: "5.0.0",
+        // One bundle for all: the rollback below expects one re-release (variants: rollout-variants).
+        variant: "fp32",
         target: { tags: ["suite=e2e"] },
         strategy: "canary",
         stages: [
@@ -89,6 +91,7 @@ describe("staged rollouts across ten real agents", () => {
       const created = await h.api.createRollout({
         model: "silero-vad",
         version: "5.1.0",
+        variant: "fp32",
         target: { tags: { suite: "e2e" } },
         stages: [{ percent: 20, gates: { minDevices: 2, maxFailedPercent: 0 } }, { percent: 50 }, { percent: 100 }],
         abort: { action: "rollback" },

@@ -75,6 +75,10 @@ export interface Adversary {
   desired(bundles: readonly ServedBundle[], opts?: DesiredOptions): Envelope<DesiredState>;
   /** Publishes any document on the device's desired topic, retained, QoS 1. */
   publishDesired(doc: unknown): Promise<void>;
+  /** Publishes any payload on the retained trust-root topic (a root chain, oldest first). */
+  publishRootChain(chain: unknown): Promise<void>;
+  /** The self-signed root v1 the device pins. */
+  readonly signedRoot: Envelope<Root>;
   waitForEvent(what: string, pred: (e: SeenEvent) => boolean, timeoutMs?: number): Promise<SeenEvent>;
   waitForReported(what: string, pred: (r: SeenReported) => boolean, timeoutMs?: number): Promise<SeenReported>;
   /** Resolves with the rejection event for `seq`, or `accepted` once the device reports that seq (a bug). */
@@ -111,7 +115,8 @@ export async function startAdversary(dir: string, deviceId: string): Promise<Adv
     },
   };
   const rootJsonPath = join(dir, "root.json");
-  await writeFile(rootJsonPath, `${JSON.stringify(signEnvelope(root, [keys.root]), null, 2)}\n`);
+  const signedRoot = signEnvelope(root, [keys.root]);
+  await writeFile(rootJsonPath, `${JSON.stringify(signedRoot, null, 2)}\n`);
 
   const client: MqttClient = await mqtt.connectAsync(mqttUrl, {
     clientId: `adversary-${process.pid}-${deviceId}`,
@@ -217,6 +222,11 @@ export async function startAdversary(dir: string, deviceId: string): Promise<Adv
         rollout: null,
       };
       return signEnvelope(doc, opts.signers ?? [keys.director]);
+    },
+    signedRoot,
+    async publishRootChain(chain) {
+      const payload = typeof chain === "string" || Buffer.isBuffer(chain) ? chain : JSON.stringify(chain);
+      await client.publishAsync(topics.trustRoot(), payload, { qos: 1, retain: true });
     },
     async publishDesired(doc) {
       await client.publishAsync(topics.device(deviceId, "desired"), JSON.stringify(doc), { qos: 1, retain: true });

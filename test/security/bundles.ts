@@ -94,7 +94,8 @@ export async function buildValidBundle(
 /** One raw tar entry. `type` is the ustar typeflag: "0" file, "2" symlink, "5" directory. */
 export interface TarEntry {
   name: string;
-  type?: "0" | "1" | "2" | "5";
+  /** Also "6" FIFO and "x" a PAX extended header (its `data` holds the records). */
+  type?: "0" | "1" | "2" | "5" | "6" | "x";
   data?: Buffer;
   linkname?: string;
 }
@@ -176,4 +177,13 @@ export function tampered(bytes: Buffer): Buffer {
   const at = Math.floor(copy.length / 2);
   copy[at] = (copy[at]! ^ 0xff) & 0xff;
   return copy;
+}
+
+/** A PAX extended header setting `path` for the next entry (names longer than ustar's 100 bytes, NULs). */
+export function paxPath(path: string): TarEntry {
+  const body = ` path=${path}\n`;
+  // The record length counts its own digits: find the fixed point.
+  let len = body.length + 1;
+  while (`${len}${body}`.length !== len) len = `${len}${body}`.length;
+  return { name: "PaxHeader", type: "x", data: Buffer.from(`${len}${body}`, "latin1") };
 }

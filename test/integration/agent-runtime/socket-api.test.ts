@@ -90,7 +90,14 @@ describe("socket API over a real Unix socket", () => {
   it("serves server metadata, liveness, and a 0660 socket", async () => {
     expect((await stat(sock)).mode & 0o777).toBe(0o660);
     const root = await call(sock, "GET", "/v2");
-    expect(root).toMatchObject({ status: 200, body: { name: "edgefleet-agent", version: "0.1.0", extensions: [] } });
+    expect(root).toMatchObject({
+      status: 200,
+      body: {
+        name: "edgefleet-agent",
+        version: "0.1.0",
+        extensions: ["binary_tensor_data", "parameters", "model_repository"],
+      },
+    });
     expect((await call(sock, "GET", "/v2/health/live")).status).toBe(200);
     // Nothing loaded, nothing that should serve: ready.
     expect((await call(sock, "GET", "/v2/health/ready")).status).toBe(200);

@@ -82,7 +82,9 @@ export function makeKeys(): TestKeys {
   return { root, rootKey, release, director };
 }
 
-export const MODEL_BYTES = Buffer.from("not really onnx, but bytes with a hash");
+/** A syntactically valid ModelProto (ir_version, producer_name) without a graph: the agent scans models for external data. */
+const PRODUCER = Buffer.from("not really onnx, but bytes with a hash");
+export const MODEL_BYTES = Buffer.concat([Buffer.from([0x08, 0x08, 0x12, PRODUCER.length]), PRODUCER]);
 export const SAMPLES_BYTES = Buffer.from(
   JSON.stringify({
     samples: [

@@ -101,4 +101,23 @@ describe("verifyDesiredState", () => {
     expect(codeOf(signEnvelope(doc({}, m), [keys.director]))).toBe("MANIFEST_MISMATCH");
   });
   it("rejects garbage", () => expect(codeOf({ hello: 1 })).toBe("VALIDATION_FAILED"));
+  it("accepts one active and one side (shadow / A-B) assignment of a model, not two of either", () => {
+    const base = doc().assignments[0]!;
+    const side = (sha: string, strategy: Record<string, unknown>) => ({
+      ...base,
+      bundle: { sha256: sha, size: 1000 },
+      strategy,
+    });
+    const other = sha256Hex("other");
+    const pair = doc({ assignments: [base, side(other, { mode: "shadow", sampleRate: 0.5 })] });
+    expect(codeOf(signEnvelope(pair, [keys.director]))).toBe("OK");
+    const twoSides = doc({
+      assignments: [base, side(other, { mode: "ab", weight: 0.5 }), side(sha256Hex("third"), { mode: "shadow" })],
+    });
+    expect(codeOf(signEnvelope(twoSides, [keys.director]))).toBe("VALIDATION_FAILED");
+    const twoActive = doc({ assignments: [base, side(other, { mode: "active" })] });
+    expect(codeOf(signEnvelope(twoActive, [keys.director]))).toBe("VALIDATION_FAILED");
+    const sameBundle = doc({ assignments: [base, side(SHA, { mode: "ab", weight: 0.5 })] });
+    expect(codeOf(signEnvelope(sameBundle, [keys.director]))).toBe("VALIDATION_FAILED");
+  });
 });

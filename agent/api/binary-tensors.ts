@@ -1,0 +1,128 @@
+import { EdgeFleetError } from "../../shared/errors.js";
+import type { Datatype } from "../../shared/schemas/common.js";
+import { elementCount, ortTypeOf, type RawTensor, type TensorData } from "../../shared/tensors.js";
+
+/**
+ * The Open Inference Protocol's binary tensor data extension: a request or response body is a JSON
+ * header of `Inference-Header-Content-Length` bytes followed by the raw tensor bytes, in the order of
+ * the tensors that carry `parameters.binary_data_size`. Tensors are row-major, little-endian; BOOL is
+ * one byte per element; BYTES elements are each a 4-byte little-endian length followed by the bytes.
+ * Pure.
+ */
+export const HEADER_LENGTH = "inference-header-content-length";
+
+const WIDTH: Record<Exclude<Datatype, "BYTES">, number> = {
+  BOOL: 1,
+  UINT8: 1,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 2,
+  FP16: 2,
+  UINT32: 4,
+  INT32: 4,
+  FP32: 4,
+  UINT64: 8,
+  INT64: 8,
+  FP64: 8,
+};
+
+/** Splits a body at the header length; throws BAD_REQUEST when the length is not a valid offset. */
+export function splitBody(body: Buffer, headerLength: string | undefined): { header: Buffer; binary: Buffer } {
+  const n = Number(headerLength);
+  if (!Number.isInteger(n) || n < 0 || n > body.length) {
+    throw new EdgeFleetError(
+      "BAD_REQUEST",
+      `Inference-Header-Content-Length ${headerLength} is not within the body (${body.length} bytes)`,
+    );
+  }
+  return { header: body.subarray(0, n), binary: body.subarray(n) };
+}
+
+function typedView(datatype: Exclude<Datatype, "BYTES">, bytes: Buffer, count: number): TensorData {
+  // Copy into an aligned buffer: a subarray of the request body may start at any offset.
+  const buf = new ArrayBuffer(bytes.length);
+  new Uint8Array(buf).set(bytes);
+  switch (datatype) {
+    case "BOOL":
+    case "UINT8":
+      return new Uint8Array(buf, 0, count);
+    case "INT8":
+      return new Int8Array(buf, 0, count);
+    case "UINT16":
+    case "FP16":
+      return new Uint16Array(buf, 0, count);
+    case "INT16":
+      return new Int16Array(buf, 0, count);
+    case "UINT32":
+      return new Uint32Array(buf, 0, count);
+    case "INT32":
+      return new Int32Array(buf, 0, count);
+    case "FP32":
+      return new Float32Array(buf, 0, count);
+    case "UINT64":
+      return new BigUint64Array(buf, 0, count);
+    case "INT64":
+      return new BigInt64Array(buf, 0, count);
+    case "FP64":
+      return new Float64Array(buf, 0, count);
+  }
+}
+
+/** Raw little-endian bytes of one tensor → typed tensor. Checks the size against the shape. */
+export function tensorFromBytes(name: string, datatype: Datatype, shape: number[], bytes: Buffer): RawTensor {
+  const count = elementCount(shape);
+  const type = ortTypeOf(datatype);
+  if (datatype === "BYTES") {
+    const data: string[] = [];
+    let at = 0;
+    while (at < bytes.length) {
+      if (at + 4 > bytes.length) throw new EdgeFleetError("INVALID_TENSOR", `input "${name}": truncated BYTES length`);
+      const len = bytes.readUInt32LE(at);
+      at += 4;
+      if (at + len > bytes.length)
+        throw new EdgeFleetError("INVALID_TENSOR", `input "${name}": truncated BYTES element`);
+      data.push(bytes.toString("utf8", at, at + len));
+      at += len;
+    }
+    if (data.length !== count) {
+      throw new EdgeFleetError(
+        "INVALID_TENSOR",
+        `input "${name}": shape [${shape.join(",")}] needs ${count} elements, got ${data.length}`,
+      );
+    }
+    return { type, dims: [...shape], data };
+  }
+  const expected = count * WIDTH[datatype];
+  if (bytes.length !== expected) {
+    throw new EdgeFleetError(
+      "INVALID_TENSOR",
+      `input "${name}": binary_data_size ${bytes.length} does not match ${datatype} shape [${shape.join(",")}] (${expected} bytes)`,
+    );
+  }
+  return { type, dims: [...shape], data: typedView(datatype, bytes, count) };
+}
+
+/** Typed tensor → raw bytes (zero-copy view for numeric types on little-endian hosts). */
+export function tensorToBytes(t: RawTensor): Buffer {
+  if (Array.isArray(t.data)) {
+    const parts: Buffer[] = [];
+    for (const s of t.data) {
+      const b = Buffer.from(s, "utf8");
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(b.length);
+      parts.push(len, b);
+    }
+    return Buffer.concat(parts);
+  }
+  if (t.type === "bool") {
+    // ORT may hand BOOL back as any non-zero byte; the protocol wants 0/1.
+    return Buffer.from(Uint8Array.from(t.data as Uint8Array, (v) => (v ? 1 : 0)));
+  }
+  return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+}
+
+/** JSON header + binary parts → one body, with the header length for the response header. */
+export function joinBody(header: unknown, parts: readonly Buffer[]): { body: Buffer; headerLength: number } {
+  const json = Buffer.from(JSON.stringify(header), "utf8");
+  return { body: Buffer.concat([json, ...parts]), headerLength: json.length };
+}

@@ -1,0 +1,130 @@
+import { EdgeFleetError } from "../../shared/errors.js";
+import type { JsonTensor } from "../../shared/schemas/tensor.js";
+import { datatypeOf, jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
+import type { ServeResult } from "../serving/serving-layer.js";
+import { tensorFromBytes, tensorToBytes } from "./binary-tensors.js";
+import { flattenData, V2InferRequestSchema } from "./v2-body.js";
+
+/**
+ * Open Inference Protocol infer request/response, JSON and binary tensor extension (issue 8). Pure:
+ * bytes and objects in, objects and bytes out; the routes do the HTTP.
+ */
+export interface DecodedInfer {
+  id?: string;
+  parameters: Record<string, unknown>;
+  /** Set when every input came as JSON `data` (keeps the JSON path and its telemetry). */
+  json?: Record<string, JsonTensor>;
+  /** Set when at least one input came as binary data (then every input is typed). */
+  raw?: Record<string, RawTensor>;
+  outputs?: string[];
+  /** Which outputs go back as binary data. */
+  binaryOutput: (name: string) => boolean;
+  /** Sticky A/B key from `parameters.ab_key`. */
+  abKey?: string;
+}
+
+const str = (v: unknown) => (typeof v === "string" || typeof v === "number" ? String(v) : undefined);
+
+export function decodeInferRequest(body: unknown, binary: Buffer | null): DecodedInfer {
+  const parsed = V2InferRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
+    throw new EdgeFleetError("BAD_REQUEST", `invalid inference request: ${issues.join("; ")}`, { issues });
+  }
+  const req = parsed.data;
+  const parameters = req.parameters ?? {};
+  // Extensions we do not implement are refused rather than silently ignored (Triton does the same).
+  for (const p of ["classification", "sequence_id", "shared_memory_region"]) {
+    if (p in parameters) throw new EdgeFleetError("BAD_REQUEST", `parameter "${p}" is not supported`);
+  }
+  const seen = new Set<string>();
+  const json: Record<string, JsonTensor> = {};
+  const raw: Record<string, RawTensor> = {};
+  let anyBinary = false;
+  let at = 0;
+  for (const input of req.inputs) {
+    if (seen.has(input.name)) throw new EdgeFleetError("INVALID_TENSOR", `input "${input.name}" given twice`);
+    seen.add(input.name);
+    const size = input.parameters?.binary_data_size;
+    if (size !== undefined) {
+      if (!binary)
+        throw new EdgeFleetError(
+          "BAD_REQUEST",
+          `input "${input.name}" has binary_data_size but the request has no binary part`,
+        );
+      if (typeof size !== "number" || !Number.isInteger(size) || size < 0 || at + size > binary.length) {
+        throw new EdgeFleetError(
+          "BAD_REQUEST",
+          `input "${input.name}": binary_data_size ${String(size)} exceeds the binary part`,
+        );
+      }
+      if (input.data !== undefined)
+        throw new EdgeFleetError("BAD_REQUEST", `input "${input.name}" has both data and binary_data_size`);
+      raw[input.name] = tensorFromBytes(input.name, input.datatype, input.shape, binary.subarray(at, at + size));
+      at += size;
+      anyBinary = true;
+    } else {
+      if (input.data === undefined) throw new EdgeFleetError("BAD_REQUEST", `input "${input.name}" has no data`);
+      json[input.name] = { datatype: input.datatype, shape: input.shape, data: flattenData(input.data, input.name) };
+    }
+  }
+  if (binary && at !== binary.length) {
+    throw new EdgeFleetError("BAD_REQUEST", `binary part has ${binary.length - at} bytes no input claims`);
+  }
+  const allBinary = parameters.binary_data_output === true;
+  const explicit = new Map<string, boolean>();
+  for (const o of req.outputs ?? []) {
+    const b = o.parameters?.binary_data;
+    if (typeof b === "boolean") explicit.set(o.name, b);
+  }
+  const out: DecodedInfer = {
+    parameters,
+    binaryOutput: (name) => explicit.get(name) ?? allBinary,
+  };
+  if (req.id !== undefined) out.id = req.id;
+  if (req.outputs) out.outputs = req.outputs.map((o) => o.name);
+  const key = str(parameters.ab_key);
+  if (key !== undefined) out.abKey = key;
+  if (anyBinary) {
+    for (const [n, t] of Object.entries(json)) raw[n] = jsonToRaw(n, t);
+    out.raw = raw;
+  } else out.json = json;
+  return out;
+}
+
+export interface EncodedInfer {
+  header: Record<string, unknown>;
+  /** Binary parts in output order; empty for a pure JSON response. */
+  parts: Buffer[];
+}
+
+/** The v2 response for a served request; outputs in the requested order, else the model's. */
+export function encodeInferResponse(res: ServeResult, req: DecodedInfer): EncodedInfer {
+  const names = req.outputs ?? Object.keys(res.outputs);
+  const parts: Buffer[] = [];
+  const outputs = names
+    .filter((n) => res.outputs[n] !== undefined)
+    .map((name) => {
+      const t = res.outputs[name]!;
+      if (req.binaryOutput(name)) {
+        const bytes = tensorToBytes(t);
+        parts.push(bytes);
+        return {
+          name,
+          datatype: datatypeOf(t.type),
+          shape: [...t.dims],
+          parameters: { binary_data_size: bytes.length },
+        };
+      }
+      const j = res.json?.[name] ?? rawToJson(t);
+      return { name, datatype: j.datatype, shape: j.shape, data: j.data };
+    });
+  const header: Record<string, unknown> = { model_name: res.model, model_version: res.version };
+  if (req.id !== undefined) header.id = req.id;
+  const parameters: Record<string, unknown> = {};
+  if (res.arm) parameters.ab_arm = res.arm;
+  if (res.cached) parameters.cached = true;
+  if (Object.keys(parameters).length > 0) header.parameters = parameters;
+  header.outputs = outputs;
+  return { header, parts };
+}

@@ -1,0 +1,164 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { z } from "zod";
+import { EdgeFleetError } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
+import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
+import type { InferRequest, InferResult } from "../runtime/model-runtime.js";
+import type { AgentModelRuntime, RawInferRequest, RawInferResult } from "../runtime/runtime.js";
+import { createServingLayer, type ServingLayer } from "../serving/serving-layer.js";
+import { HEADER_LENGTH, joinBody, splitBody } from "./binary-tensors.js";
+import { decodeInferRequest, encodeInferResponse } from "./v2-infer.js";
+
+export type V2Runtime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf"> &
+  Partial<Pick<AgentModelRuntime, "inferRaw">>;
+
+interface ModelParams {
+  model: string;
+  version?: string;
+}
+
+/** A body kept as bytes: binary-extension requests, and anything that is not JSON. */
+interface BinaryBody {
+  binaryBody: Buffer;
+}
+
+const RepositoryIndexSchema = z.object({ ready: z.boolean().optional() }).strict().optional();
+
+/** Without `inferRaw` (a runtime wrapped by telemetry), typed tensors take the JSON path. */
+function rawVia(runtime: V2Runtime): (req: RawInferRequest) => Promise<RawInferResult> {
+  if (runtime.inferRaw) return runtime.inferRaw.bind(runtime);
+  return async (req) => {
+    const inputs: InferRequest["inputs"] = {};
+    for (const [n, t] of Object.entries(req.inputs)) inputs[n] = rawToJson(t);
+    const res: InferResult = await runtime.infer({ ...req, inputs });
+    const outputs: Record<string, RawTensor> = {};
+    for (const [n, t] of Object.entries(res.outputs)) outputs[n] = jsonToRaw(n, t);
+    const sha = runtime.loaded().find((v) => v.installed.model === res.model && v.installed.version === res.version);
+    return { ...res, outputs, sha256: sha?.installed.sha256 ?? "" };
+  };
+}
+
+export function defaultServingLayer(log: Logger, runtime: V2Runtime): ServingLayer {
+  return createServingLayer({
+    log,
+    backend: {
+      inferRaw: rawVia(runtime),
+      infer: (r) => runtime.infer(r),
+      serving: () => runtime.serving(),
+      loaded: () => runtime.loaded(),
+      stateOf: (v) => runtime.stateOf(v),
+    },
+  });
+}
+
+/**
+ * Body parsing for the binary tensor extension. A request that carries `Inference-Header-Content-Length`
+ * is kept as bytes whatever its content type (clients send it as application/json or
+ * application/octet-stream); any other JSON body goes through fastify's own JSON parser (with its
+ * prototype-poisoning protection).
+ */
+export function registerBinaryParsers(server: FastifyInstance): void {
+  const json = server.getDefaultJsonParser("error", "error");
+  server.removeContentTypeParser("application/json");
+  server.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
+    if (req.headers[HEADER_LENGTH] !== undefined) return done(null, { binaryBody: body as Buffer });
+    json(req, (body as Buffer).toString("utf8"), done);
+  });
+  server.addContentTypeParser(["application/octet-stream", "*"], { parseAs: "buffer" }, (_req, body, done) =>
+    done(null, { binaryBody: body as Buffer }),
+  );
+}
+
+function bodyParts(req: FastifyRequest): { header: unknown; binary: Buffer | null } {
+  const b = req.body as Partial<BinaryBody> | undefined;
+  const hl = req.headers[HEADER_LENGTH];
+  if (b && Buffer.isBuffer(b.binaryBody)) {
+    if (hl === undefined) {
+      // A non-JSON content type without the header: the whole body must still be JSON.
+      try {
+        return { header: JSON.parse(b.binaryBody.toString("utf8")), binary: null };
+      } catch {
+        throw new EdgeFleetError("BAD_REQUEST", "body is neither JSON nor a binary-extension request");
+      }
+    }
+    const { header, binary } = splitBody(b.binaryBody, Array.isArray(hl) ? hl[0] : hl);
+    try {
+      return { header: JSON.parse(header.toString("utf8")), binary };
+    } catch {
+      throw new EdgeFleetError("BAD_REQUEST", "inference header is not valid JSON");
+    }
+  }
+  return { header: req.body, binary: null };
+}
+
+/**
+ * `POST /v2/models/{m}[/versions/{v}]/infer` (JSON and binary), `GET /v2/models` (our extension:
+ * every model with its versions, the serving one and its strategy) and `POST /v2/repository/index`.
+ */
+export function registerV2InferRoutes(
+  server: FastifyInstance,
+  deps: { runtime: V2Runtime; serving: ServingLayer },
+): void {
+  const { runtime, serving } = deps;
+
+  const infer = async (req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) => {
+    const { header, binary } = bodyParts(req);
+    const decoded = decodeInferRequest(header, binary);
+    const hdrKey = req.headers["x-ab-key"];
+    const key = decoded.abKey ?? (typeof hdrKey === "string" ? hdrKey : undefined);
+    const res = await serving.serve({
+      model: req.params.model,
+      ...(req.params.version !== undefined ? { version: req.params.version } : {}),
+      ...(decoded.json ? { json: decoded.json } : {}),
+      ...(decoded.raw ? { inputs: decoded.raw } : {}),
+      ...(decoded.outputs ? { outputs: decoded.outputs } : {}),
+      ...(key !== undefined ? { key } : {}),
+    });
+    // Shadow work starts only once the caller's reply is on the wire (issue 8: never affects the caller).
+    if (res.afterResponse) reply.raw.once("finish", res.afterResponse);
+    if (res.arm) void reply.header("x-ab-arm", res.arm);
+    const enc = encodeInferResponse(res, decoded);
+    if (enc.parts.length === 0) return enc.header;
+    const { body, headerLength } = joinBody(enc.header, enc.parts);
+    void reply.header("inference-header-content-length", String(headerLength)).type("application/octet-stream");
+    return body;
+  };
+  server.post<{ Params: ModelParams }>("/v2/models/:model/infer", infer);
+  server.post<{ Params: ModelParams }>("/v2/models/:model/versions/:version/infer", infer);
+
+  server.get("/v2/models", async () => {
+    const byModel = new Map<string, string[]>();
+    for (const v of runtime.loaded()) {
+      const list = byModel.get(v.installed.model) ?? [];
+      list.push(v.installed.version);
+      byModel.set(v.installed.model, list);
+    }
+    const servingNow = runtime.serving();
+    return {
+      models: [...byModel].map(([name, versions]) => ({
+        name,
+        versions: [...new Set(versions)],
+        serving_version: servingNow.get(name)?.installed.version ?? null,
+        strategy: serving.strategy(name),
+      })),
+    };
+  });
+
+  server.post("/v2/repository/index", async (req) => {
+    const parsed = RepositoryIndexSchema.safeParse(req.body ?? undefined);
+    if (!parsed.success)
+      throw new EdgeFleetError("BAD_REQUEST", `invalid repository index request: ${parsed.error.message}`);
+    const onlyReady = parsed.data?.ready === true;
+    const rows = runtime.loaded().map((v) => {
+      const s = runtime.stateOf(v);
+      const state = s === "serving" || s === "loaded" ? "READY" : s === "retiring" ? "UNLOADING" : "UNAVAILABLE";
+      return {
+        name: v.installed.model,
+        version: v.installed.version,
+        state,
+        reason: s === "crashed" ? "host crashed; restarting" : "",
+      };
+    });
+    return onlyReady ? rows.filter((r) => r.state === "READY") : rows;
+  });
+}

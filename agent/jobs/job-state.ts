@@ -1,0 +1,101 @@
+import Database from "better-sqlite3";
+import type { ErrorJson } from "../../shared/errors.js";
+
+/** Runs of batch jobs in `{dataDir}/jobs.db`: what is running (to resume after a restart) and history. */
+
+export type RunState = "running" | "completed" | "failed";
+
+export interface JobRun {
+  job: string;
+  runId: string;
+  state: RunState;
+  model: string;
+  version: string | null;
+  total: number;
+  done: number;
+  failed: number;
+  /** Times the run was picked up again after the agent restarted. */
+  resumes: number;
+  startedAt: number;
+  finishedAt: number | null;
+  error: ErrorJson | null;
+}
+
+export interface JobStateStore {
+  begin(run: Pick<JobRun, "job" | "runId" | "model" | "version" | "startedAt">): void;
+  /** The run of `job` left `running` by a previous process, if any. */
+  unfinished(job: string): JobRun | null;
+  markResumed(job: string, runId: string): void;
+  progress(job: string, runId: string, p: Pick<JobRun, "total" | "done" | "failed">): void;
+  finish(job: string, runId: string, state: Exclude<RunState, "running">, at: number, error?: ErrorJson): void;
+  recent(job: string, limit: number): JobRun[];
+  /** Runs started so far (for unique run ids). */
+  count(): number;
+  close(): void;
+}
+
+interface Row {
+  job: string;
+  run_id: string;
+  state: RunState;
+  model: string;
+  version: string | null;
+  total: number;
+  done: number;
+  failed: number;
+  resumes: number;
+  started_at: number;
+  finished_at: number | null;
+  error: string | null;
+}
+
+const fromRow = (r: Row): JobRun => ({
+  job: r.job,
+  runId: r.run_id,
+  state: r.state,
+  model: r.model,
+  version: r.version,
+  total: r.total,
+  done: r.done,
+  failed: r.failed,
+  resumes: r.resumes,
+  startedAt: r.started_at,
+  finishedAt: r.finished_at,
+  error: r.error ? (JSON.parse(r.error) as ErrorJson) : null,
+});
+
+export function openJobState(path: string): JobStateStore {
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("busy_timeout = 5000");
+  db.exec(`CREATE TABLE IF NOT EXISTS job_runs (
+    job TEXT NOT NULL, run_id TEXT NOT NULL, state TEXT NOT NULL, model TEXT NOT NULL, version TEXT,
+    total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    resumes INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
+    PRIMARY KEY (job, run_id))`);
+  const begin = db.prepare(
+    "INSERT INTO job_runs (job, run_id, state, model, version, started_at) VALUES (?, ?, 'running', ?, ?, ?)",
+  );
+  const unfinished = db.prepare(
+    "SELECT * FROM job_runs WHERE job = ? AND state = 'running' ORDER BY started_at DESC, run_id DESC LIMIT 1",
+  );
+  const resumed = db.prepare("UPDATE job_runs SET resumes = resumes + 1 WHERE job = ? AND run_id = ?");
+  const progress = db.prepare("UPDATE job_runs SET total = ?, done = ?, failed = ? WHERE job = ? AND run_id = ?");
+  const finish = db.prepare("UPDATE job_runs SET state = ?, finished_at = ?, error = ? WHERE job = ? AND run_id = ?");
+  const recent = db.prepare("SELECT * FROM job_runs WHERE job = ? ORDER BY started_at DESC, run_id DESC LIMIT ?");
+  const count = db.prepare("SELECT COUNT(*) FROM job_runs").pluck();
+  return {
+    begin: (r) => void begin.run(r.job, r.runId, r.model, r.version, r.startedAt),
+    unfinished(job) {
+      const row = unfinished.get(job) as Row | undefined;
+      return row ? fromRow(row) : null;
+    },
+    markResumed: (job, runId) => void resumed.run(job, runId),
+    progress: (job, runId, p) => void progress.run(p.total, p.done, p.failed, job, runId),
+    finish: (job, runId, state, at, error) =>
+      void finish.run(state, at, error ? JSON.stringify(error) : null, job, runId),
+    recent: (job, limit) => (recent.all(job, limit) as Row[]).map(fromRow),
+    count: () => count.get() as number,
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,277 @@
+import { statSync } from "node:fs";
+import Database from "better-sqlite3";
+import type { Logger } from "../../shared/logger.js";
+import { TELEMETRY_MAX_RECORD_BYTES, type UnsequencedRecord } from "../../shared/schemas/telemetry.js";
+import { evictionProbe, overCaps, type RingCaps, rowCost, rowsToEvict, walBudget } from "./ring-accounting.js";
+
+export type Durability = "full" | "normal";
+
+export interface TelemetryBufferOptions {
+  /** `{dataDir}/telemetry.db`: its own file, so telemetry I/O never contends with update state. */
+  path: string;
+  durability: Durability;
+  caps: RingCaps;
+  log: Logger;
+  /** `normal` mode: records are committed at most this long after they were appended. */
+  commitIntervalMs?: number;
+}
+
+export interface BufferedRow {
+  seq: number;
+  /** The record's JSON with `seq` spliced in, ready to be put in a batch. */
+  json: string;
+}
+
+export interface BufferStats {
+  rows: number;
+  /** Accounted payload bytes. */
+  bytes: number;
+  /** Rows evicted by the ring before they were acknowledged (cumulative, persisted). */
+  dropped: number;
+  /** Rows removed because the server rejected their batch (cumulative, persisted). */
+  rejected: number;
+  /** Appended but not yet committed to SQLite. */
+  pending: number;
+  /** Database + WAL file size. */
+  fileBytes: number;
+  lastSeq: number;
+}
+
+export interface TelemetryBuffer {
+  /** Queues a record; it gets its sequence number when committed. Never throws. */
+  append(record: UnsequencedRecord): void;
+  /** Commits everything queued in one transaction (evicting the oldest rows if over the caps). */
+  commit(): void;
+  /** Resolves once every record appended before the call is committed (`full`), or at once (`normal`). */
+  durable(): Promise<void>;
+  /** Up to `limit` committed rows with seq > `afterSeq`, oldest first. */
+  readAfter(afterSeq: number, limit: number): BufferedRow[];
+  /** Deletes rows with seq in [first, last] (the server acknowledged them). */
+  remove(first: number, last: number, reason: "acked" | "rejected"): number;
+  stats(): BufferStats;
+  close(): void;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, cost INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+`;
+/** Committing in slices keeps one transaction (and so the WAL) small even after a long stall. */
+const COMMIT_SLICE = 500;
+const MAX_PENDING = 20_000;
+
+/**
+ * The device's telemetry ring (DESIGN §5): SQLite in WAL mode, appends batched into one
+ * transaction per event-loop turn (`full`) or per `commitIntervalMs` (`normal`).
+ *
+ * Invariants (better-sqlite3 is synchronous and this object is the only writer, so each method
+ * runs to completion without interleaving):
+ * - `rows`/`bytes` in memory always equal COUNT/SUM(cost) of the table after each method.
+ * - A sequence number is assigned once, at commit, strictly increasing, never reused
+ *   (AUTOINCREMENT keeps the high-water mark even when the table is emptied).
+ * - A row leaves the table only by ack, by rejection, or by eviction; evictions are counted in
+ *   the same transaction that deletes them, so the count survives any crash.
+ */
+export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuffer {
+  const { log, caps } = opts;
+  const db = new Database(opts.path);
+  // auto_vacuum must be chosen before the first table exists; INCREMENTAL lets us give freed pages back.
+  db.pragma("auto_vacuum = INCREMENTAL");
+  db.pragma("journal_mode = WAL");
+  db.pragma(`synchronous = ${opts.durability === "full" ? "FULL" : "NORMAL"}`);
+  const wal = walBudget(caps.maxBytes);
+  db.pragma(`wal_autocheckpoint = ${wal.pages}`);
+  db.pragma(`journal_size_limit = ${wal.bytes}`);
+  db.exec(SCHEMA);
+
+  const insert = db.prepare("INSERT INTO records (seq, kind, cost, body) VALUES (?, ?, ?, ?)");
+  const oldest = db.prepare("SELECT seq, cost FROM records ORDER BY seq LIMIT ?");
+  const deleteUpTo = db.prepare("DELETE FROM records WHERE seq <= ?");
+  const deleteRange = db.prepare("DELETE FROM records WHERE seq BETWEEN ? AND ? RETURNING cost");
+  const after = db.prepare("SELECT seq, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
+  const getMeta = db.prepare("SELECT value FROM meta WHERE key = ?");
+  const addMeta = db.prepare(
+    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+  );
+  const meta = (k: string) => (getMeta.get(k) as { value: number } | undefined)?.value ?? 0;
+
+  const totals = db.prepare("SELECT COUNT(*) AS n, COALESCE(SUM(cost), 0) AS b FROM records").get() as {
+    n: number;
+    b: number;
+  };
+  const state = { rows: totals.n, bytes: totals.b };
+  let dropped = meta("dropped");
+  let rejected = meta("rejected");
+  const seqRow = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'records'").get() as
+    | { seq: number }
+    | undefined;
+  let lastSeq = seqRow?.seq ?? 0;
+
+  let pending: { kind: string; body: string }[] = [];
+  let waiters: (() => void)[] = [];
+  let scheduled: { cancel(): void } | null = null;
+  let closed = false;
+
+  const evict = () => {
+    let evicted = 0;
+    while (overCaps(state, caps)) {
+      const rows = oldest.all(evictionProbe(state, caps)) as { seq: number; cost: number }[];
+      if (rows.length === 0) break;
+      const n = rowsToEvict(
+        state,
+        caps,
+        rows.map((r) => r.cost),
+      );
+      if (n === 0) break;
+      deleteUpTo.run(rows[n - 1]!.seq);
+      for (let i = 0; i < n; i++) state.bytes -= rows[i]!.cost;
+      state.rows -= n;
+      evicted += n;
+    }
+    if (evicted > 0) {
+      addMeta.run("dropped", evicted);
+      dropped += evicted;
+    }
+    return evicted;
+  };
+
+  const commitSlice = db.transaction((slice: { kind: string; body: string }[]) => {
+    for (const r of slice) {
+      const cost = rowCost(Buffer.byteLength(r.body));
+      lastSeq += 1;
+      insert.run(lastSeq, r.kind, cost, r.body);
+      state.rows += 1;
+      state.bytes += cost;
+    }
+    return evict();
+  });
+
+  const schedule = () => {
+    if (scheduled || closed) return;
+    if (opts.durability === "full") {
+      // Group commit: everything appended in this event-loop turn shares one fsync.
+      const t = setImmediate(() => {
+        scheduled = null;
+        commitNow();
+      });
+      scheduled = { cancel: () => clearImmediate(t) };
+    } else {
+      const t = setTimeout(() => {
+        scheduled = null;
+        commitNow();
+      }, opts.commitIntervalMs ?? 200);
+      t.unref();
+      scheduled = { cancel: () => clearTimeout(t) };
+    }
+  };
+
+  function commitNow(): void {
+    if (closed) return;
+    const snapshot = pending;
+    pending = [];
+    const done = waiters;
+    waiters = [];
+    try {
+      for (let i = 0; i < snapshot.length; i += COMMIT_SLICE) {
+        const evicted = commitSlice(snapshot.slice(i, i + COMMIT_SLICE));
+        if (evicted > 0) log.debug({ evicted, dropped }, "telemetry ring full; oldest rows dropped");
+      }
+    } catch (err) {
+      // Disk full or I/O error: these records are lost; count them so the loss is visible.
+      const lost = snapshot.length;
+      dropped += lost;
+      log.error({ err, lost }, "telemetry commit failed; records dropped");
+      try {
+        addMeta.run("dropped", lost);
+      } catch {
+        /* the same disk problem; the in-memory count still reports it until restart */
+      }
+    }
+    for (const w of done) w();
+  }
+
+  return {
+    append(record) {
+      if (closed) return;
+      let body = JSON.stringify(record);
+      if (Buffer.byteLength(body) > TELEMETRY_MAX_RECORD_BYTES) {
+        log.warn({ kind: record.kind, bytes: body.length }, "telemetry record over the size cap; dropped");
+        body = "";
+      }
+      if (body === "" || pending.length >= MAX_PENDING) {
+        dropped += 1;
+        try {
+          addMeta.run("dropped", 1);
+        } catch {
+          /* counted in memory at least */
+        }
+        return;
+      }
+      pending.push({ kind: record.kind, body });
+      if (opts.durability === "normal" && pending.length >= COMMIT_SLICE) {
+        scheduled?.cancel();
+        scheduled = null;
+        commitNow();
+        return;
+      }
+      schedule();
+    },
+    commit() {
+      scheduled?.cancel();
+      scheduled = null;
+      commitNow();
+    },
+    durable() {
+      if (opts.durability === "normal" || (pending.length === 0 && waiters.length === 0) || closed) {
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        schedule();
+      });
+    },
+    readAfter(afterSeq, limit) {
+      const rows = after.all(afterSeq, limit) as { seq: number; body: string }[];
+      // Bodies are stored without `seq` (it is assigned at commit); splice it in as the first key.
+      return rows.map((r) => ({ seq: r.seq, json: `{"seq":${r.seq},${r.body.slice(1)}` }));
+    },
+    remove(first, last, reason) {
+      const costs = db.transaction(() => {
+        const removed = deleteRange.all(first, last) as { cost: number }[];
+        if (reason === "rejected" && removed.length > 0) addMeta.run("rejected", removed.length);
+        return removed;
+      })();
+      for (const r of costs) state.bytes -= r.cost;
+      state.rows -= costs.length;
+      if (reason === "rejected") rejected += costs.length;
+      // Freed pages are reused by later appends; once the ring is empty give them back to the disk.
+      if (state.rows === 0) db.pragma("incremental_vacuum");
+      return costs.length;
+    },
+    stats() {
+      const size = (p: string) => {
+        try {
+          return statSync(p).size;
+        } catch {
+          return 0;
+        }
+      };
+      return {
+        rows: state.rows,
+        bytes: state.bytes,
+        dropped,
+        rejected,
+        pending: pending.length,
+        fileBytes: size(opts.path) + size(`${opts.path}-wal`),
+        lastSeq,
+      };
+    },
+    close() {
+      if (closed) return;
+      commitNow();
+      closed = true;
+      scheduled?.cancel();
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,79 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { z } from "zod";
+import { EdgeFleetError } from "../../shared/errors.js";
+import { createTopics, DEFAULT_TOPIC_PREFIX } from "../../shared/topics.js";
+import { createSecurityRepo } from "../auth/security-repo.js";
+import { openDatabase } from "../store/db.js";
+import { mosquittoHash, writeMosquittoConfig } from "./mosquitto-config.js";
+
+const ServerMqttSchema = z.object({ username: z.string().min(1), password: z.string().min(16) });
+
+/**
+ * `fleet-server broker-config --mosquitto <dir>`: Mosquitto password, ACL and config files from the
+ * server's data dir (the server's own MQTT credentials and every non-revoked device's `$7$` hash).
+ * Run it again after enrolling or revoking devices, then `kill -HUP` Mosquitto to reload.
+ */
+export function generateMosquittoFiles(opts: {
+  dataDir: string;
+  outDir: string;
+  topicPrefix?: string;
+  listener?: { port: number; host: string };
+}) {
+  const mqttPath = join(opts.dataDir, "server-mqtt.json");
+  if (!existsSync(mqttPath)) {
+    throw new EdgeFleetError("NOT_FOUND", `${mqttPath} missing: start the fleet server once to create it`);
+  }
+  const server = ServerMqttSchema.parse(JSON.parse(readFileSync(mqttPath, "utf8")));
+  const db = openDatabase(opts.dataDir);
+  try {
+    const devices = createSecurityRepo(db)
+      .activeBrokerCredentials()
+      .map((c) => ({ username: c.deviceId, hash: c.mosquittoHash }));
+    const paths = writeMosquittoConfig({
+      dir: opts.outDir,
+      topics: createTopics(opts.topicPrefix ?? DEFAULT_TOPIC_PREFIX),
+      server: { username: server.username, hash: mosquittoHash(server.password) },
+      devices,
+      ...(opts.listener ? { listener: opts.listener } : {}),
+    });
+    return { ...paths, devices: devices.length, server: { username: server.username, password: server.password } };
+  } finally {
+    db.close();
+  }
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError("must be a port number 1-65535");
+  return n;
+}
+
+export async function runBrokerConfigCli(argv: readonly string[]): Promise<void> {
+  const program = new Command("fleet-server broker-config")
+    .description("generate external-broker credentials and ACLs with the embedded broker's rules")
+    .requiredOption("--data-dir <dir>", "the fleet server's data directory", process.env.EDGEFLEET_DATA_DIR)
+    .requiredOption("--mosquitto <dir>", "write passwd, acl and mosquitto.conf into this directory")
+    .option("--topic-prefix <prefix>", "MQTT topic prefix", DEFAULT_TOPIC_PREFIX)
+    .option("--listener-port <port>", "also emit a `listener` line for this port", port)
+    .option("--listener-host <host>", "listener bind address", "0.0.0.0");
+  program.parse([...argv]);
+  const o = program.opts<{
+    dataDir: string;
+    mosquitto: string;
+    topicPrefix: string;
+    listenerPort?: number;
+    listenerHost: string;
+  }>();
+  const r = generateMosquittoFiles({
+    dataDir: o.dataDir,
+    outDir: o.mosquitto,
+    topicPrefix: o.topicPrefix,
+    ...(o.listenerPort ? { listener: { port: o.listenerPort, host: o.listenerHost } } : {}),
+  });
+  console.log(`wrote ${r.passwd} (${r.devices} devices + ${r.server.username}), ${r.acl}, ${r.conf}`);
+  console.log(
+    `point the server at the broker with --mqtt-username '${r.server.username}' and the password in server-mqtt.json`,
+  );
+}

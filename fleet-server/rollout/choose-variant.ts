@@ -1,0 +1,110 @@
+import type { Variant } from "../../shared/schemas/common.js";
+import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
+import { isVariantPublished } from "../registry/model-service.js";
+import type { BundleRow } from "../store/model-repo.js";
+
+/**
+ * Which bundle variant a device gets when a rollout leaves `variant` out (issue 5, DESIGN §5/§6).
+ * Pure: the executor gathers the version's variants, the device's profile and what the device
+ * measured, and applies the answer.
+ */
+
+/** One variant of the version being rolled out, as far as the choice is concerned. */
+export interface VariantCandidate {
+  variant: Variant;
+  /** False for an int8 variant that failed its accuracy policy: never shipped. */
+  published: boolean;
+  /** The manifest's `compatibility.minMemoryMB`. */
+  minMemoryMB: number;
+  /** Size of `model.onnx` in the bundle: the session holds at least the weights in memory. */
+  modelBytes: number;
+}
+
+/** What one device measured for one variant of the model (recorded from probation reports). */
+export interface VariantMeasurement {
+  variant: Variant;
+  p50Ms: number | null;
+  requests: number;
+}
+
+export type VariantProfile = Pick<DeviceProfile, "id" | "preferredVariants" | "memoryBudgetMB">;
+
+export type VariantChoiceReason =
+  /** First variant of the profile's `preferredVariants` that is published and fits. */
+  | "profile"
+  /** Both variants were measured on this device with enough requests; this one was faster. */
+  | "measured-faster"
+  /** No preferred variant is published and fits: fp32, the variant every version has. */
+  | "fallback"
+  /** The device has no profile, or one the server does not know: fp32. */
+  | "unknown-profile";
+
+export interface VariantChoice {
+  variant: Variant;
+  reason: VariantChoiceReason;
+}
+
+/**
+ * Requests each of two variants must have been measured with on a device before their p50s are
+ * compared. A probation p50 over a handful of requests is mostly warm-up noise; 50 is enough for
+ * a median to be stable on an idle edge CPU and is reached by a typical probation window.
+ */
+export const MIN_MEASURED_REQUESTS = 50;
+
+const MIB = 1024 * 1024;
+
+/** A variant the device may run: published, and within the profile's memory budget. */
+export function variantFits(c: VariantCandidate, profile: VariantProfile): boolean {
+  return c.published && c.minMemoryMB <= profile.memoryBudgetMB && c.modelBytes <= profile.memoryBudgetMB * MIB;
+}
+
+/**
+ * The variant for one device:
+ * 1. unknown profile → fp32;
+ * 2. among the profile's `preferredVariants` that are published and fit its `memoryBudgetMB`
+ *    (manifest `minMemoryMB` and model size), the one this device measured faster (lower p50),
+ *    when at least two of them were measured there with `minRequests` requests each — what the
+ *    device saw beats what the profile guessed for its class;
+ * 3. else the first of them in the profile's order;
+ * 4. else fp32.
+ */
+export function chooseVariant(
+  variants: readonly VariantCandidate[],
+  profile: VariantProfile | null,
+  measured: readonly VariantMeasurement[],
+  minRequests = MIN_MEASURED_REQUESTS,
+): VariantChoice {
+  if (profile === null) return { variant: "fp32", reason: "unknown-profile" };
+  const eligible = profile.preferredVariants
+    .map((v) => variants.find((c) => c.variant === v))
+    .filter((c): c is VariantCandidate => c !== undefined && variantFits(c, profile));
+  if (eligible.length === 0) return { variant: "fp32", reason: "fallback" };
+
+  const timed = eligible
+    .map((c) => ({ variant: c.variant, p50: measuredP50(measured, c.variant, minRequests) }))
+    .filter((t): t is { variant: Variant; p50: number } => t.p50 !== null);
+  if (timed.length >= 2) {
+    // Stable sort keeps the profile's order on equal p50s: a tie is no reason to switch.
+    const fastest = [...timed].sort((a, b) => a.p50 - b.p50)[0]!;
+    if (fastest.variant !== eligible[0]!.variant) return { variant: fastest.variant, reason: "measured-faster" };
+  }
+  return { variant: eligible[0]!.variant, reason: "profile" };
+}
+
+function measuredP50(measured: readonly VariantMeasurement[], variant: Variant, minRequests: number): number | null {
+  const m = measured.find((x) => x.variant === variant);
+  return m && m.p50Ms !== null && m.requests >= minRequests ? m.p50Ms : null;
+}
+
+/** The registry's bundles of one version as candidates (pure: reads the signed manifests). */
+export function candidatesOf(bundles: readonly BundleRow[]): VariantCandidate[] {
+  return bundles.map((b) => {
+    const m = b.manifest.signed;
+    return {
+      variant: b.variant as Variant,
+      published: isVariantPublished(b),
+      minMemoryMB: m.compatibility.minMemoryMB,
+      modelBytes: m.files.find((f) => f.path === "model.onnx")?.size ?? 0,
+    };
+  });
+}

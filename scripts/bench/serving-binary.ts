@@ -1,0 +1,50 @@
+import * as ort from "onnxruntime-node";
+import { sessionOptionsFromProfile } from "../../agent/runtime/session-options.js";
+import { reluModel, startServingFixture } from "./serving-fixture.js";
+import { ratio, summarize, timeSequential } from "./stats.js";
+
+/**
+ * Scenario "serving-binary-vs-json" (issue 8): one 1×3×640×640 FP32 tensor (4.9 MB) through a
+ * nearly free model (Relu), so the transport is what is measured:
+ *   anchor — onnxruntime-node in-process session.run, same session options;
+ *   binary — Unix socket, v2 binary tensor extension (input and output as raw bytes);
+ *   json   — Unix socket, v2 JSON tensors (1.2 M numbers each way).
+ */
+export async function benchServingBinary(n = 40): Promise<Record<string, unknown>> {
+  const fx = await startServingFixture();
+  try {
+    const dims = [1, 3, 640, 640];
+    const size = dims.reduce((a, b) => a * b, 1);
+    const data = Float32Array.from({ length: size }, (_, i) => ((i % 255) - 127) / 127);
+    const bytes = reluModel();
+
+    const session = await ort.InferenceSession.create(bytes, sessionOptionsFromProfile(fx.profile));
+    const feeds = { x: new ort.Tensor("float32", data, dims) };
+    const anchor = summarize(await timeSequential(n, 5, () => session.run(feeds)));
+    await session.release();
+
+    await fx.install("relu640", "1.0.0", bytes, dims);
+    const binary = summarize(
+      await timeSequential(n, 5, () => fx.client.inferBinary("relu640", { x: { type: "float32", data, dims } })),
+    );
+    const asArray = Array.from(data);
+    const json = summarize(
+      await timeSequential(Math.max(5, Math.floor(n / 4)), 2, () =>
+        fx.client.inferTensors("relu640", { x: { datatype: "FP32", shape: dims, data: asArray } }),
+      ),
+    );
+    const perSec = (ms: number) => Math.round((1000 / ms) * 10) / 10;
+    return {
+      scenario: "serving-binary-vs-json",
+      tensor: "FP32 1x3x640x640 (4.9 MB) in and out, Relu",
+      anchor: { what: "in-process onnxruntime-node session.run", ...anchor, inferPerSec: perSec(anchor.meanMs) },
+      figure: { what: "Unix socket v2 binary extension", ...binary, inferPerSec: perSec(binary.meanMs) },
+      json: { what: "Unix socket v2 JSON tensors", ...json, inferPerSec: perSec(json.meanMs) },
+      ratioBinaryToAnchorP50: ratio(binary.p50Ms, anchor.p50Ms),
+      ratioJsonToAnchorP50: ratio(json.p50Ms, anchor.p50Ms),
+      speedupBinaryOverJson: ratio(json.p50Ms, binary.p50Ms),
+    };
+  } finally {
+    await fx.close();
+  }
+}

@@ -1,0 +1,51 @@
+import { matmulModel, startServingFixture } from "./serving-fixture.js";
+import { ratio, summarize, timeSequential } from "./stats.js";
+
+/**
+ * Scenario "serving-shadow-latency" (issue 8): caller latency over the socket (JSON, y = x·W,
+ * K = 256) with no strategy (the anchor) and with a shadow candidate at sampleRate 1 (every request
+ * is re-run on the candidate after the response is sent). Runs alternate in blocks so drift in the
+ * machine's load hits both sides.
+ */
+export async function benchServingShadow(n = 2000): Promise<Record<string, unknown>> {
+  const K = 256;
+  const fx = await startServingFixture();
+  try {
+    await fx.install("mm", "1.0.0", matmulModel(K), [1, K]);
+    const cand = await fx.install("mm", "2.0.0", matmulModel(K), [1, K], { activate: false });
+    const inputs = {
+      x: { datatype: "FP32" as const, shape: [1, K], data: Array.from({ length: K }, (_, i) => Math.sin(i)) },
+    };
+    const send = () => fx.client.inferTensors("mm", inputs);
+    const shadow = {
+      mode: "shadow" as const,
+      sampleRate: 1,
+      candidate: { version: "2.0.0", sha256: cand.installed.sha256 },
+    };
+    const off: number[] = [];
+    const on: number[] = [];
+    await timeSequential(0, 100, send);
+    const blocks = 10;
+    for (let b = 0; b < blocks; b++) {
+      fx.serving.setStrategy("mm", null);
+      off.push(...(await timeSequential(n / blocks, 5, send)));
+      fx.serving.setStrategy("mm", shadow);
+      on.push(...(await timeSequential(n / blocks, 5, send)));
+    }
+    const figures = fx.serving.figuresFor(cand.installed.sha256);
+    fx.serving.setStrategy("mm", null);
+    const a = summarize(off);
+    const f = summarize(on);
+    return {
+      scenario: "serving-shadow-latency",
+      model: `MatMul [1,${K}]x[${K},${K}] FP32, JSON over the socket`,
+      anchor: { what: "no shadow", ...a },
+      figure: { what: "shadow at sampleRate 1", ...f },
+      shadowCompared: figures ? (figures as unknown as { compared?: number }).compared : null,
+      ratioP50: ratio(f.p50Ms, a.p50Ms),
+      ratioP99: ratio(f.p99Ms, a.p99Ms),
+    };
+  } finally {
+    await fx.close();
+  }
+}

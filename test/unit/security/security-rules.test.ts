@@ -1,0 +1,128 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mayCall } from "../../../fleet-server/auth/roles.js";
+import { hasTopicMetacharacters, mayWill } from "../../../fleet-server/broker/acl.js";
+import { mosquittoHash, renderAclFile, verifyMosquittoHash } from "../../../fleet-server/broker/mosquitto-config.js";
+import { keysInit, keysRotate } from "../../../scripts/fleetctl/keys-commands.js";
+import { SignedRootSchema } from "../../../shared/schemas/trust.js";
+import { createTopics } from "../../../shared/topics.js";
+import { walkRootChain } from "../../../shared/trust/root-chain.js";
+import { makeTempDir } from "../../helpers/temp-dir.js";
+
+const topics = createTopics();
+
+describe("API roles (pure)", () => {
+  it("viewer reads only; operator changes fleet state; tokens and audit are admin-only", () => {
+    expect(mayCall("viewer", "GET", "/v1/devices")).toBe(true);
+    expect(mayCall("viewer", "POST", "/v1/devices")).toBe(false);
+    expect(mayCall("viewer", "DELETE", "/v1/rollouts/x")).toBe(false);
+    expect(mayCall("operator", "POST", "/v1/rollouts")).toBe(true);
+    expect(mayCall("operator", "GET", "/v1/audit?after=3")).toBe(false);
+    expect(mayCall("operator", "POST", "/v1/tokens")).toBe(false);
+    expect(mayCall("operator", "GET", "/v1/tokensX")).toBe(true); // prefix means a path segment
+    expect(mayCall("admin", "DELETE", "/v1/tokens/abc")).toBe(true);
+  });
+});
+
+describe("broker rules (pure)", () => {
+  it("a device's will only on its own presence topic; identities without + # / or NUL", () => {
+    const dev = { kind: "device" as const, deviceId: "a" };
+    expect(mayWill(topics, dev, topics.device("a", "presence"))).toBe(true);
+    expect(mayWill(topics, dev, topics.device("b", "presence"))).toBe(false);
+    expect(mayWill(topics, dev, topics.device("a", "reported"))).toBe(false);
+    for (const bad of ["a+", "#", "a/b", "x\u0000"]) expect(hasTopicMetacharacters(bad)).toBe(true);
+    expect(hasTopicMetacharacters("dev-1.x:y_z")).toBe(false);
+  });
+
+  it("Mosquitto ACL: %u patterns for exactly the device topics, server on the prefix, nothing for $SYS", () => {
+    const acl = renderAclFile(topics, "$fleet-server");
+    expect(acl).toContain("pattern write fleet/v1/d/%u/reported");
+    expect(acl).toContain("pattern read fleet/v1/d/%u/desired");
+    expect(acl).toContain("pattern read fleet/v1/trust/root");
+    expect(acl).not.toMatch(/pattern (read|write|readwrite) .*[#+]/);
+    const rules = acl.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#"));
+    expect(rules.filter((l) => l.includes("$SYS"))).toEqual([]);
+  });
+
+  it("$7$ hashes: ours verify, and mosquitto_passwd's own hashes verify with our checker", async () => {
+    const h = mosquittoHash("s3cret-password");
+    expect(h).toMatch(/^\$7\$101\$[A-Za-z0-9+/=]{16}\$[A-Za-z0-9+/=]{88}$/);
+    expect(verifyMosquittoHash("s3cret-password", h)).toBe(true);
+    expect(verifyMosquittoHash("wrong", h)).toBe(false);
+    if (!existsSync("/usr/bin/mosquitto_passwd")) return;
+    const tmp = await makeTempDir("ef-pw-");
+    try {
+      const file = join(tmp.path, "pw");
+      execFileSync("mosquitto_passwd", ["-b", "-c", file, "dev", "s3cret-password"]);
+      const theirs = readFileSync(file, "utf8").trim().split(":")[1]!;
+      expect(verifyMosquittoHash("s3cret-password", theirs)).toBe(true);
+    } finally {
+      await tmp.cleanup();
+    }
+  });
+});
+
+describe("fleetctl keys: init (k-of-n), rotate, chain", () => {
+  let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  beforeAll(async () => {
+    tmp = await makeTempDir("ef-keys-");
+  });
+  afterAll(async () => {
+    await tmp.cleanup();
+  });
+
+  it("init writes 0600 keys in 0700 dirs and a 2-of-3 root; rotations chain version by version", () => {
+    const dataDir = join(tmp.path, "d");
+    const rootKeys = join(tmp.path, "offline");
+    const v1 = keysInit({ dataDir, rootKeysDir: rootKeys, rootCount: 3, rootThreshold: 2, validityDays: 30 });
+    expect(v1.roles.root).toMatchObject({ threshold: 2 });
+    expect(v1.roles.root.keyids).toHaveLength(3);
+    expect(statSync(rootKeys).mode & 0o777).toBe(0o700);
+    expect(statSync(join(rootKeys, "root-v1-1.key")).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dataDir, "keys", "director.key")).mode & 0o777).toBe(0o600);
+    expect(() =>
+      keysInit({ dataDir, rootKeysDir: rootKeys, rootCount: 1, rootThreshold: 1, validityDays: 1 }),
+    ).toThrow();
+
+    const v2 = keysRotate({
+      dataDir,
+      rootKeysDir: rootKeys,
+      role: "director",
+      count: 1,
+      threshold: 1,
+      validityDays: 30,
+    });
+    expect(v2.version).toBe(2);
+    expect(v2.roles.director.keyids).not.toEqual(v1.roles.director.keyids);
+    const v3 = keysRotate({ dataDir, rootKeysDir: rootKeys, role: "root", count: 2, threshold: 2, validityDays: 30 });
+    expect(v3.version).toBe(3);
+    const chain = (JSON.parse(readFileSync(join(dataDir, "root-chain.json"), "utf8")) as unknown[]).map((e) =>
+      SignedRootSchema.parse(e),
+    );
+    expect(chain.map((e) => e.signed.version)).toEqual([1, 2, 3]);
+    // A device pinned to v1 walks to v3.
+    expect(walkRootChain(chain[0]!.signed, chain.slice(1)).version).toBe(3);
+    // The old root keys were retired; a rotation needs the new ones.
+    expect(existsSync(join(rootKeys, "retired", "root-v1-1.key"))).toBe(true);
+  });
+
+  it("a rotation without a threshold of the old root keys is refused and changes nothing", () => {
+    const dataDir = join(tmp.path, "e");
+    keysInit({ dataDir, rootKeysDir: join(tmp.path, "off2"), rootCount: 2, rootThreshold: 2, validityDays: 30 });
+    const before = readFileSync(join(dataDir, "root.json"), "utf8");
+    // Only an empty key directory at hand: no old root key can sign.
+    expect(() =>
+      keysRotate({
+        dataDir,
+        rootKeysDir: join(tmp.path, "nothing"),
+        role: "release",
+        count: 1,
+        threshold: 1,
+        validityDays: 30,
+      }),
+    ).toThrow(/threshold/);
+    expect(readFileSync(join(dataDir, "root.json"), "utf8")).toBe(before);
+  });
+});
