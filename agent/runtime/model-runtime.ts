@@ -103,5 +103,12 @@ export interface ModelRuntime {
   loaded(): LoadedVersion[];
   /** Stops every host. */
   close(): Promise<void>;
+  /**
+   * OS scheduling priority (nice) of a version's host, kept across host restarts. Shadow
+   * candidates run at a lower priority so they yield the CPU to the serving host (issue 8:
+   * shadow must not slow the caller). Lowering always works; raising it back needs privileges,
+   * so it returns false when the OS refuses.
+   */
+  setPriority?(loaded: LoadedVersion, nice: number): boolean;
   readonly profile: DeviceProfile;
 }

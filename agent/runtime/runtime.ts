@@ -1,88 +1,25 @@
 import { readFile } from "node:fs/promises";
+import { setPriority } from "node:os";
 import path from "node:path";
-import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
-import type { Logger } from "../../shared/logger.js";
-import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import { type JsonTensor, type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
 import { bounded, cancellableSleep, countNonFinite, restartDelayMs } from "./host-health.js";
-import { type HostExit, type ModelHost, type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
-import type {
-  InferRecord,
-  InferRequest,
-  InferResult,
-  InstalledModel,
-  LoadedVersion,
-  ModelRuntime,
-} from "./model-runtime.js";
+import { type ModelHost, type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
+import type { InferRecord, InferRequest, InferResult, InstalledModel, LoadedVersion } from "./model-runtime.js";
+import { routeVersion } from "./route-version.js";
+import type { AgentModelRuntime, ModelRuntimeDeps, RawInferRequest, RawInferResult, Version } from "./runtime-types.js";
 import { sessionOptionsFromProfile } from "./session-options.js";
 import { runSmokeTest } from "./smoke-test.js";
 import { validateInputs, validateOutputNames, validateRawInputs, zerosFor } from "./tensor-validation.js";
 
-export interface ModelRuntimeDeps {
-  log: Logger;
-  clock: Clock;
-  profile: DeviceProfile;
-  /** Host process options (entry, execArgv, load/stop timeouts). */
-  host?: Omit<ModelHostDeps, "log" | "clock">;
-  /** How long `activate`/`unload` wait for in-flight requests before stopping a host anyway (default 30 s). */
-  drainTimeoutMs?: number;
-  /** Called when a host exits without being asked to (crash, OOM kill); the health monitor counts these. */
-  onHostExit?: (installed: InstalledModel, exit: HostExit) => void;
-  /** How long a request routed to a crashed version waits for its restarted host (default 15 s). */
-  restartWaitMs?: number;
-}
-
-export type VersionState = "loaded" | "serving" | "retiring" | "stopped" | "crashed";
-
-/** What the runtime adds to the `ModelRuntime` contract, for the socket API, status and metrics. */
-export interface AgentModelRuntime extends ModelRuntime {
-  stateOf(loaded: LoadedVersion): VersionState;
-  /** Requests currently running on this version's host. */
-  inFlight(loaded: LoadedVersion): number;
-  /** OS pid of the version's host process. */
-  hostPid(loaded: LoadedVersion): number;
-  /** `infer` on typed arrays (binary extension, batching, jobs); same routing, records and validation. */
-  inferRaw(req: RawInferRequest): Promise<RawInferResult>;
-}
-
-export interface RawInferRequest {
-  model: string;
-  version?: string;
-  inputs: Record<string, RawTensor>;
-  outputs?: string[];
-}
-
-export interface RawInferResult {
-  model: string;
-  version: string;
-  /** Bundle hash of the version that ran (response-cache keys, shadow reports). */
-  sha256: string;
-  outputs: Record<string, RawTensor>;
-}
-
-/**
- * One loaded model version and its host. `inFlight` counts requests between routing and reply.
- * `onIdle` is called by whichever request brings `inFlight` to 0 while the version is retiring.
- */
-interface Version extends LoadedVersion {
-  /** Replaced by a restart after a crash; requests always use the current one. */
-  host: ModelHost;
-  readonly spawn: SpawnOptions;
-  state: VersionState;
-  /** Crashes restarted (or being restarted) so far, and when they happened (for the backoff). */
-  restarts: number;
-  crashTimes: number[];
-  /** Set while a crashed host is being restarted; resolves when a new host runs or the version retires. */
-  restarting: Promise<void> | null;
-  /** Cuts the restart backoff short when the version retires. */
-  cancelBackoff: (() => void) | null;
-  inFlight: number;
-  onIdle: (() => void) | null;
-  /** Set by the first `retire`, so concurrent unload/activate/close share one drain. */
-  retiring: Promise<void> | null;
-}
+export type {
+  AgentModelRuntime,
+  ModelRuntimeDeps,
+  RawInferRequest,
+  RawInferResult,
+  VersionState,
+} from "./runtime-types.js";
 
 const noop = () => undefined;
 const label = (i: InstalledModel): string => `${i.model}@${i.version}`;
@@ -162,6 +99,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
           break;
         }
         v.host = host;
+        if (v.nice !== undefined) applyNice(v, v.nice);
         watch(v, host);
         v.state = servingByModel.get(v.installed.model) === v ? "serving" : "loaded";
         log.info({ version: label(v.installed), pid: host.pid }, "model host restarted");
@@ -182,26 +120,19 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     return v;
   }
 
-  /** Synchronous on purpose: see the invariants above. */
-  function pick(model: string, version?: string): Version {
-    if (version === undefined) {
-      const v = servingByModel.get(model);
-      if (v) return v;
-      const known = [...versions].some((x) => x.installed.model === model);
-      if (known) throw new EdgeFleetError("MODEL_NOT_READY", `model ${model} has no serving version`);
-      throw new EdgeFleetError("NOT_FOUND", `unknown model ${model}`);
+  /** Applies `nice` to `v`'s current host; false when the OS refuses (raising needs privileges). */
+  function applyNice(v: Version, nice: number): boolean {
+    try {
+      setPriority(v.host.pid, nice);
+      return true;
+    } catch (err) {
+      log.warn({ err, version: label(v.installed), nice }, "could not change model host priority");
+      return false;
     }
-    // The serving one first, in case the same version is loaded twice (reinstall).
-    const serving = servingByModel.get(model);
-    if (serving?.installed.version === version) return serving;
-    for (const v of versions) {
-      if (v.installed.model === model && v.installed.version === version && v.state === "loaded") return v;
-    }
-    if (![...versions].some((x) => x.installed.model === model)) {
-      throw new EdgeFleetError("NOT_FOUND", `unknown model ${model}`);
-    }
-    throw new EdgeFleetError("NOT_FOUND", `model ${model} has no loaded version ${version}`);
   }
+
+  /** Synchronous on purpose: see the invariants above. */
+  const pick = (model: string, version?: string): Version => routeVersion(versions, servingByModel, model, version);
 
   /** Validates, converts and runs on `v`, keeping `inFlight` exact. Sync until the first await. */
   async function runOn(
@@ -460,6 +391,12 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     inFlight(loaded) {
       return (loaded as Version).inFlight;
     },
+    setPriority(loaded, nice) {
+      const v = own(loaded);
+      v.nice = nice;
+      return applyNice(v, nice);
+    },
+
     hostPid(loaded) {
       return (loaded as Version).host.pid;
     },

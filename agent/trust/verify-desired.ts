@@ -162,6 +162,12 @@ function verifyAssignment(a: DesiredState["assignments"][number], rawManifest: E
  * profile does not configure, or more memory than the profile's budget — the manifest's declared
  * minimum, and our estimate from the model file's size. Pure.
  */
+/** Rough resident need of one model host: fixed runtime overhead plus twice the weights. */
+export function estimateHostMB(manifest: Pick<Manifest, "files">): number {
+  const modelBytes = manifest.files.find((f) => f.path === "model.onnx")?.size ?? 0;
+  return Math.ceil(HOST_OVERHEAD_MB + (WEIGHT_FACTOR * modelBytes) / 2 ** 20);
+}
+
 export function checkCompatibility(manifest: Manifest, facts: DeviceFacts): void {
   const name = `${manifest.model.name}@${manifest.model.version}`;
   const refuse = (why: string, details: Record<string, unknown>) => {
@@ -193,7 +199,7 @@ export function checkCompatibility(manifest: Manifest, facts: DeviceFacts): void
     });
   }
   const modelBytes = manifest.files.find((f) => f.path === "model.onnx")?.size ?? 0;
-  const estimateMB = Math.ceil(HOST_OVERHEAD_MB + (WEIGHT_FACTOR * modelBytes) / 2 ** 20);
+  const estimateMB = estimateHostMB(manifest);
   if (estimateMB > facts.memoryBudgetMB) {
     refuse(
       `model file of ${Math.round(modelBytes / 2 ** 20)} MB needs about ${estimateMB} MB to run, profile budget is ${facts.memoryBudgetMB} MB`,

@@ -113,8 +113,12 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
     ticker = clock.setTimeout(tick, deps.reportEveryMs ?? 2000);
   };
 
+  /** Shadow work must never slow the caller: its host yields the CPU (nice 10) to the serving one. */
+  const SHADOW_NICE = 10;
+
   const attach = (rec: SideRecord, version: LoadedVersion) => {
     loaded.set(rec.model, version);
+    if (rec.strategy.mode === "shadow") runtime.setPriority?.(version, SHADOW_NICE);
     deps.serving?.setStrategy(rec.model, strategyOf(rec));
     ticker ??= clock.setTimeout(tick, deps.reportEveryMs ?? 2000);
   };
@@ -215,6 +219,12 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
       loaded.delete(model);
       write(rec, "idle");
       store.setKv(KEY(model), "null");
+      // A shadow host runs at a lower priority; it may only serve if that can be undone (raising
+      // priority needs privileges). Otherwise the pipeline loads a fresh host and this one stops.
+      if (rec.strategy.mode === "shadow" && runtime.setPriority && !runtime.setPriority(version, 0)) {
+        void runtime.unload(version).catch(() => undefined);
+        return null;
+      }
       return version;
     },
     reported() {

@@ -16,8 +16,9 @@ import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
-import { checkCompatibility, type DeviceFacts, verifyDesiredState } from "../trust/verify-desired.js";
+import { checkCompatibility, type DeviceFacts, estimateHostMB, verifyDesiredState } from "../trust/verify-desired.js";
 import { createJobSource, manifestKey } from "./assignment-jobs.js";
+import { checkCapacity, installedEstimates } from "./capacity.js";
 import { summarize } from "./health-summary.js";
 import { createPipelineSteps, type Job } from "./pipeline-steps.js";
 import { activeAssignments } from "./plan-side.js";
@@ -288,6 +289,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     try {
       // Before a single byte is downloaded (DESIGN §5): a device that cannot run it says so and stops.
       checkCompatibility(job.manifest, deps.facts);
+      const installed = await installedEstimates(store, deps.dirs.models);
+      checkCapacity(job.model, estimateHostMB(job.manifest), installed, deps.limits);
     } catch (err) {
       transition(job.model, "failed", {}, toEdgeFleetError(err).toJSON());
       return;

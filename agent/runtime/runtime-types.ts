@@ -1,0 +1,74 @@
+import type { Clock } from "../../shared/clock.js";
+import type { Logger } from "../../shared/logger.js";
+import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
+import type { RawTensor } from "../../shared/tensors.js";
+import type { HostExit, ModelHost, ModelHostDeps, SpawnOptions } from "./model-host.js";
+import type { InstalledModel, LoadedVersion, ModelRuntime } from "./model-runtime.js";
+
+/** Types of the agent's model runtime (`runtime.ts`), kept apart so the implementation stays readable. */
+export interface ModelRuntimeDeps {
+  log: Logger;
+  clock: Clock;
+  profile: DeviceProfile;
+  /** Host process options (entry, execArgv, load/stop timeouts). */
+  host?: Omit<ModelHostDeps, "log" | "clock">;
+  /** How long `activate`/`unload` wait for in-flight requests before stopping a host anyway (default 30 s). */
+  drainTimeoutMs?: number;
+  /** Called when a host exits without being asked to (crash, OOM kill); the health monitor counts these. */
+  onHostExit?: (installed: InstalledModel, exit: HostExit) => void;
+  /** How long a request routed to a crashed version waits for its restarted host (default 15 s). */
+  restartWaitMs?: number;
+}
+
+export type VersionState = "loaded" | "serving" | "retiring" | "stopped" | "crashed";
+
+/** What the runtime adds to the `ModelRuntime` contract, for the socket API, status and metrics. */
+export interface AgentModelRuntime extends ModelRuntime {
+  stateOf(loaded: LoadedVersion): VersionState;
+  /** Requests currently running on this version's host. */
+  inFlight(loaded: LoadedVersion): number;
+  setPriority(loaded: LoadedVersion, nice: number): boolean;
+  /** OS pid of the version's host process. */
+  hostPid(loaded: LoadedVersion): number;
+  /** `infer` on typed arrays (binary extension, batching, jobs); same routing, records and validation. */
+  inferRaw(req: RawInferRequest): Promise<RawInferResult>;
+}
+
+export interface RawInferRequest {
+  model: string;
+  version?: string;
+  inputs: Record<string, RawTensor>;
+  outputs?: string[];
+}
+
+export interface RawInferResult {
+  model: string;
+  version: string;
+  /** Bundle hash of the version that ran (response-cache keys, shadow reports). */
+  sha256: string;
+  outputs: Record<string, RawTensor>;
+}
+
+/**
+ * One loaded model version and its host. `inFlight` counts requests between routing and reply.
+ * `onIdle` is called by whichever request brings `inFlight` to 0 while the version is retiring.
+ */
+export interface Version extends LoadedVersion {
+  /** Replaced by a restart after a crash; requests always use the current one. */
+  host: ModelHost;
+  readonly spawn: SpawnOptions;
+  state: VersionState;
+  /** Crashes restarted (or being restarted) so far, and when they happened (for the backoff). */
+  restarts: number;
+  crashTimes: number[];
+  /** Set while a crashed host is being restarted; resolves when a new host runs or the version retires. */
+  restarting: Promise<void> | null;
+  /** Cuts the restart backoff short when the version retires. */
+  cancelBackoff: (() => void) | null;
+  inFlight: number;
+  onIdle: (() => void) | null;
+  /** Scheduling priority to (re)apply to every host of this version; undefined = inherited. */
+  nice?: number;
+  /** Set by the first `retire`, so concurrent unload/activate/close share one drain. */
+  retiring: Promise<void> | null;
+}
