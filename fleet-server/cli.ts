@@ -26,7 +26,8 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--tls-key <file>", "PEM private key for --tls-cert")
     .option("--tls-ca <file>", "PEM CA bundle the server trusts for its own MQTT connection")
     .option("--device-bandwidth <bytesPerSec>", "cap on bundle bytes/s served to each device over MQTT", Number)
-    .option("--profiles-dir <dir>", "device profiles used to choose each device's variant (default: bundled)");
+    .option("--profiles-dir <dir>", "device profiles used to choose each device's variant (default: bundled)")
+    .option("--offline-release", "hold no release key: releases wait for signatures made with fleetctl release sign");
   program.parse([...argv]);
   const o = program.opts<{
     dataDir: string;
@@ -42,6 +43,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     tlsCert?: string;
     tlsKey?: string;
     tlsCa?: string;
+    offlineRelease?: boolean;
   }>();
   const log = createLogger({ name: "fleet-server" });
   const password = o.mqttPassword ?? process.env.EDGEFLEET_MQTT_PASSWORD;
@@ -59,6 +61,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.tlsCert !== undefined ? { tlsCertPath: o.tlsCert } : {}),
     ...(o.tlsKey !== undefined ? { tlsKeyPath: o.tlsKey } : {}),
     ...(o.tlsCa !== undefined ? { tlsCaPath: o.tlsCa } : {}),
+    offlineRelease: o.offlineRelease === true,
     log,
   });
   log.info({ adminTokenFile: `${o.dataDir}/admin-token`, rootJson: server.rootJsonPath }, "ready");

@@ -53,6 +53,12 @@ export const FleetServerConfigSchema = z.object({
     .string()
     .min(1)
     .default(() => defaultProfilesDir()),
+  /**
+   * Offline release signing (docs/security.md "Offline release signing"): the server holds no
+   * release key; uploads and re-releases wait as pending releases until an operator uploads a
+   * threshold of release signatures made with `fleetctl release sign`.
+   */
+  offlineRelease: z.boolean().default(false),
   /** Telemetry retention and drift alert thresholds (issue 6). */
   telemetry: ServerTelemetryConfigSchema,
 });

@@ -18,6 +18,7 @@ import { describeIssues } from "./http/validate.js";
 import { loadOrCreateKeys } from "./keys/key-store.js";
 import { createModelService } from "./registry/model-service.js";
 import { createReReleaser } from "./registry/re-release.js";
+import { createReleaseSigning } from "./registry/release-signing.js";
 import { createRolloutExecutor } from "./rollout/executor.js";
 import { createRolloutService } from "./rollout/rollout-service.js";
 import { createRolloutScheduler } from "./rollout/scheduler.js";
@@ -26,6 +27,7 @@ import { createVariantRecorder } from "./rollout/variant-recorder.js";
 import { openDatabase } from "./store/db.js";
 import { createDeviceRepo } from "./store/device-repo.js";
 import { createModelRepo } from "./store/model-repo.js";
+import { createPendingReleaseRepo } from "./store/pending-release-repo.js";
 import { createRolloutRepo } from "./store/rollout-repo.js";
 import { createVariantMeasurementRepo } from "./store/variant-measurement-repo.js";
 import { createTelemetryIngest } from "./telemetry/telemetry-service.js";
@@ -71,7 +73,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
   };
 
   try {
-    const keys = loadOrCreateKeys(config.dataDir, new Date(clock.now()));
+    const keys = loadOrCreateKeys(config.dataDir, new Date(clock.now()), { offlineRelease: config.offlineRelease });
     const db = openDatabase(config.dataDir);
     closers.push(() => {
       db.close();
@@ -159,10 +161,21 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     });
     closers.push(() => chunks.close());
     const modelRepo = createModelRepo(db);
+    const pendingRepo = createPendingReleaseRepo(db);
+    const registryLog = log.child({ component: "registry" });
+    // Offline release signing: what waits for signatures, and how uploaded ones are checked and packed.
+    const signing = createReleaseSigning({
+      log: registryLog,
+      models: modelRepo,
+      pending: pendingRepo,
+      blobs,
+      root: () => keys.root,
+    });
     const models = createModelService({
-      log: log.child({ component: "registry" }),
+      log: registryLog,
       clock,
       models: modelRepo,
+      pending: pendingRepo,
       blobs,
       releaseKey: keys.release,
     });
@@ -176,7 +189,14 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       devices: deviceRepo,
       rollouts: rolloutRepo,
       models: modelRepo,
-      reRelease: createReReleaser({ log: rolloutLog, clock, models: modelRepo, blobs, releaseKey: keys.release }),
+      reRelease: createReReleaser({
+        log: rolloutLog,
+        clock,
+        models: modelRepo,
+        pending: pendingRepo,
+        blobs,
+        releaseKey: keys.release,
+      }),
       director: keys.director,
       variants: createVariantAssignment({ models: modelRepo, measurements: measurementRepo, profiles }),
     });
@@ -198,6 +218,8 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       models: modelRepo,
       executor,
       scheduler,
+      isPendingSignature: (model, version, variant) =>
+        pendingRepo.uploadsOf(model, version).some((p) => p.variant === variant),
     });
 
     const route = (handler: (deviceId: string, payload: Buffer) => void) => (topic: string, payload: Buffer) => {
@@ -254,6 +276,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       devices,
       deviceRepo,
       models,
+      signing,
       rollouts,
       security,
       ...(tls ? { https: tls } : {}),

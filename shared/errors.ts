@@ -22,6 +22,8 @@ export const ERROR_CODES = [
   "EXPIRED",
   "RELEASE_COUNTER_ROLLBACK",
   "MANIFEST_MISMATCH",
+  /** A release (bundle or re-release) waits for offline release signatures (docs/security.md). */
+  "RELEASE_NOT_SIGNED",
   // bundles (DESIGN §2)
   "BUNDLE_HASH_MISMATCH",
   "BUNDLE_SIZE_MISMATCH",

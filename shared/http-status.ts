@@ -17,6 +17,10 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   INCOMPATIBLE: 422,
   MODEL_LOAD_FAILED: 422,
   SMOKE_TEST_FAILED: 422,
+  // Only the fleet server's signature upload raises these over HTTP (offline release signing).
+  SIGNATURE_THRESHOLD_NOT_MET: 422,
+  MANIFEST_MISMATCH: 422,
+  RELEASE_NOT_SIGNED: 409,
 };
 
 export function httpStatusFor(code: ErrorCode): number {

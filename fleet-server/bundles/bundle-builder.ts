@@ -47,7 +47,27 @@ export interface BuiltBundle {
 export async function buildBundle(input: BundleInput): Promise<BuiltBundle> {
   const dir = join(input.workDir, "content");
   await mkdir(dir, { mode: 0o700 });
+  const prepared = await prepareBundleContent(input, dir);
+  const signed: Envelope<Manifest> = signEnvelope(prepared.manifest, [input.releaseKey]);
+  const built = await packBundle(prepared, signed, input.workDir);
+  await rm(dir, { recursive: true, force: true });
+  return built;
+}
 
+/** A bundle's payload written out, with its (unsigned) manifest: what offline release signing keeps. */
+export interface PreparedContent {
+  /** Directory holding the payload files (and, once packed, `manifest.json`). */
+  dir: string;
+  /** Payload file names in bundle order (after `manifest.json`). */
+  payload: string[];
+  manifest: Manifest;
+}
+
+/** Writes the payload files into `dir` (an existing private directory) and computes the manifest. */
+export async function prepareBundleContent(
+  input: Omit<BundleInput, "releaseKey" | "workDir">,
+  dir: string,
+): Promise<PreparedContent> {
   const payload: string[] = ["model.onnx", "samples.json"];
   await copyFile(input.modelPath, join(dir, "model.onnx"));
   await writeFile(join(dir, "samples.json"), `${JSON.stringify(input.samples)}\n`);
@@ -65,27 +85,37 @@ export async function buildBundle(input: BundleInput): Promise<BuiltBundle> {
     const { sha256, size } = await sha256File(join(dir, path));
     files.push({ path, size, sha256 });
   }
-  const manifest: Manifest = { ...input.manifest, files };
-  const signed: Envelope<Manifest> = signEnvelope(manifest, [input.releaseKey]);
+  return { dir, payload, manifest: { ...input.manifest, files } };
+}
+
+/**
+ * Packs prepared content with its signed manifest into a bundle file in `workDir` (private,
+ * empty). Leaves `content.dir` in place (with `manifest.json` written into it).
+ */
+export async function packBundle(
+  content: Pick<PreparedContent, "dir" | "payload">,
+  signed: Envelope<Manifest>,
+  workDir: string,
+): Promise<BuiltBundle> {
+  const { dir, payload } = content;
   await writeFile(join(dir, "manifest.json"), `${JSON.stringify(signed, null, 2)}\n`);
   await chmod(join(dir, "manifest.json"), 0o644);
 
-  const tarPath = join(input.workDir, "bundle.tar");
+  const tarPath = join(workDir, "bundle.tar");
   await tar.create({ file: tarPath, cwd: dir, portable: true, mtime: BUNDLE_MTIME, noDirRecurse: true, gzip: false }, [
     "manifest.json",
     ...payload,
   ]);
   const tarSize = (await stat(tarPath)).size;
 
-  const gzPath = join(input.workDir, "bundle.tar.gz");
+  const gzPath = join(workDir, "bundle.tar.gz");
   // level 9 and Node's zeroed gzip mtime keep the compressed bytes reproducible too.
   await pipeline(createReadStream(tarPath), createGzip({ level: 9 }), createWriteStream(gzPath));
   const gzSize = (await stat(gzPath)).size;
   const gzipped = gzSize <= tarSize * (1 - GZIP_MIN_SAVING);
   const path = gzipped ? gzPath : tarPath;
   await rm(gzipped ? tarPath : gzPath, { force: true });
-  await rm(dir, { recursive: true, force: true });
 
   const { sha256, size } = await sha256File(path);
-  return { path, sha256, size, gzipped, manifest: signed };
+  return { path, sha256, size, gzipped, manifest: signed as SignedManifest };
 }

@@ -21,6 +21,11 @@ export interface BlobStore {
   bundlePath(sha256: string): string;
   bundleExists(sha256: string): Promise<boolean>;
   makeTempDir(prefix: string): Promise<string>;
+  /** `pending/{id}/`: the payload of a release waiting for offline signatures. */
+  pendingPath(id: string): string;
+  /** Moves a prepared temp directory into `pending/` under `id`. */
+  commitPending(tmpDir: string, id: string): Promise<string>;
+  removePending(id: string): Promise<void>;
 }
 
 export async function fsyncFile(path: string): Promise<void> {
@@ -44,7 +49,8 @@ export async function createBlobStore(dataDir: string): Promise<BlobStore> {
   const uploadsDir = join(dataDir, "uploads");
   const bundlesDir = join(dataDir, "bundles");
   const tmpDir = join(dataDir, "tmp");
-  await Promise.all([uploadsDir, bundlesDir, tmpDir].map((d) => mkdir(d, { recursive: true })));
+  const pendingDir = join(dataDir, "pending");
+  await Promise.all([uploadsDir, bundlesDir, tmpDir, pendingDir].map((d) => mkdir(d, { recursive: true })));
   // Leftovers of a crash mid-upload are garbage by construction (never renamed into place).
   await rm(tmpDir, { recursive: true, force: true });
   await mkdir(tmpDir, { recursive: true });
@@ -116,6 +122,20 @@ export async function createBlobStore(dataDir: string): Promise<BlobStore> {
     },
     makeTempDir(prefix) {
       return mkdtemp(join(tmpDir, `${prefix}-`));
+    },
+    pendingPath(id) {
+      assertSha(id);
+      return join(pendingDir, id);
+    },
+    async commitPending(dir, id) {
+      assertSha(id);
+      const dest = join(pendingDir, id);
+      await rename(dir, dest);
+      return dest;
+    },
+    async removePending(id) {
+      assertSha(id);
+      await rm(join(pendingDir, id), { recursive: true, force: true });
     },
   };
 }

@@ -7,11 +7,13 @@ import type { Principal, SecurityService } from "../auth/security-service.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import type { DeviceService } from "../devices/device-service.js";
 import type { ModelService } from "../registry/model-service.js";
+import type { ReleaseSigning } from "../registry/release-signing.js";
 import type { RolloutService } from "../rollout/rollout-service.js";
 import type { DeviceRepo } from "../store/device-repo.js";
 import { registerTelemetryRoutes, type TelemetryHttpDeps } from "../telemetry/http-routes.js";
 import { registerDeviceRoutes } from "./routes-devices.js";
 import { registerModelRoutes } from "./routes-models.js";
+import { registerReleaseRoutes } from "./routes-releases.js";
 import { registerRolloutRoutes } from "./routes-rollouts.js";
 
 export interface HttpDeps {
@@ -23,6 +25,8 @@ export interface HttpDeps {
   devices: DeviceService;
   deviceRepo: DeviceRepo;
   models: ModelService;
+  /** Offline release signing: pending releases and signature uploads (routes-releases.ts). */
+  signing?: ReleaseSigning;
   rollouts: RolloutService;
   /** Tokens with roles, audit log, enrollment tokens, revocation (issue 7, docs/security.md). */
   security: SecurityService;
@@ -114,6 +118,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
 
   app.get("/healthz", async () => ({ status: "ok" }));
   registerModelRoutes(app, deps, callerOf);
+  if (deps.signing) registerReleaseRoutes(app, deps.signing);
   registerDeviceRoutes(app, deps);
   registerRolloutRoutes(app, deps);
   if (deps.telemetry) registerTelemetryRoutes(app, deps.telemetry);

@@ -11,7 +11,8 @@ import { walkRootChain } from "../../shared/trust/root-chain.js";
 
 /** Everything secret or trust-related the server needs, loaded (or created on first start) from dataDir. */
 export interface ServerKeys {
-  release: KeyPair;
+  /** Null in offline release mode: manifests are signed off the server (docs/security.md). */
+  release: KeyPair | null;
   director: KeyPair;
   root: Root;
   signedRoot: Envelope<Root>;
@@ -60,7 +61,12 @@ function loadOrCreateSecret(path: string): string {
   return value;
 }
 
-export function loadOrCreateKeys(dataDir: string, now: Date): ServerKeys {
+/**
+ * Loads the server's keys. With `offlineRelease`, the release key stays off this machine: root.json
+ * must already exist (`fleetctl keys init`, then move `keys/release.key` away) and the server refuses
+ * to start if `keys/release.key` is still here, so the mode cannot silently degrade to online signing.
+ */
+export function loadOrCreateKeys(dataDir: string, now: Date, opts: { offlineRelease?: boolean } = {}): ServerKeys {
   const keysDir = join(dataDir, "keys");
   const rootDir = join(keysDir, "root");
   // The root key is the offline trust anchor: it lives in its own 0700 directory so an operator
@@ -69,9 +75,29 @@ export function loadOrCreateKeys(dataDir: string, now: Date): ServerKeys {
   chmodSync(keysDir, 0o700);
   chmodSync(rootDir, 0o700);
 
-  const release = loadOrCreateKey(join(keysDir, "release.key"));
-  const director = loadOrCreateKey(join(keysDir, "director.key"));
+  const releasePath = join(keysDir, "release.key");
   const rootJsonPath = join(dataDir, "root.json");
+  if (opts.offlineRelease) {
+    if (!existsSync(rootJsonPath)) {
+      throw new EdgeFleetError(
+        "VALIDATION_FAILED",
+        `offline release mode needs ${rootJsonPath}: create it with fleetctl keys init, then move keys/release.key off the server`,
+      );
+    }
+    if (existsSync(releasePath)) {
+      throw new EdgeFleetError(
+        "VALIDATION_FAILED",
+        `offline release mode, but ${releasePath} is on the server: move it to the offline signing machine`,
+      );
+    }
+  } else if (existsSync(rootJsonPath) && !existsSync(releasePath)) {
+    throw new EdgeFleetError(
+      "VALIDATION_FAILED",
+      `${releasePath} is missing: restore it, or start with --offline-release to sign releases offline`,
+    );
+  }
+  const release = opts.offlineRelease ? null : loadOrCreateKey(releasePath);
+  const director = loadOrCreateKey(join(keysDir, "director.key"));
 
   let signedRoot: Envelope<Root>;
   if (existsSync(rootJsonPath)) {
@@ -80,6 +106,7 @@ export function loadOrCreateKeys(dataDir: string, now: Date): ServerKeys {
     signedRoot = parsed.data;
   } else {
     const rootKey = loadOrCreateKey(join(rootDir, "root.key"));
+    if (!release) throw new EdgeFleetError("INTERNAL", "no release key for a new root");
     const root: Root = {
       _type: "root",
       version: 1,
@@ -100,7 +127,7 @@ export function loadOrCreateKeys(dataDir: string, now: Date): ServerKeys {
     writeFileSync(rootJsonPath, `${JSON.stringify(signedRoot, null, 2)}\n`, { mode: 0o644 });
   }
   const rootChain = loadRootChain(join(dataDir, ROOT_CHAIN_FILE), signedRoot);
-  if (!signedRoot.signed.roles.release.keyids.includes(release.keyid)) {
+  if (release && !signedRoot.signed.roles.release.keyids.includes(release.keyid)) {
     throw new EdgeFleetError("INTERNAL", "release key on disk is not named by root.json");
   }
   if (!signedRoot.signed.roles.director.keyids.includes(director.keyid)) {

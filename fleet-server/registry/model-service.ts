@@ -9,13 +9,15 @@ import { ModelNameSchema, SemverSchema, Sha256Schema, type Variant } from "../..
 import { CompatibilitySchema, LineageSchema, type Manifest } from "../../shared/schemas/manifest.js";
 import { type Sample, SampleInputSchema } from "../../shared/schemas/tensor.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
-import { buildBundle } from "../bundles/bundle-builder.js";
+import { buildBundle, prepareBundleContent } from "../bundles/bundle-builder.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import { AccuracyPolicySchema } from "../quantize/compare.js";
 import { decodeModel } from "../quantize/onnx-model.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
+import type { PendingReleaseRepo, PendingReleaseRow } from "../store/pending-release-repo.js";
 import { buildInt8Variant } from "./int8-variant.js";
 import { inspectModel } from "./onnx-inspect.js";
+import { pendingReleaseId } from "./release-signing.js";
 
 /**
  * What POST /v1/models does when `quantize` is omitted: build and validate the int8 variant too
@@ -49,8 +51,10 @@ export interface ModelDeps {
   log: Logger;
   clock: Clock;
   models: ModelRepo;
+  pending: PendingReleaseRepo;
   blobs: BlobStore;
-  releaseKey: KeyPair;
+  /** Null in offline release mode: variants are stored as pending releases (release-signing.ts). */
+  releaseKey: KeyPair | null;
 }
 
 /** A variant ready to be bundled: its model file, golden samples and quantization report. */
@@ -77,13 +81,29 @@ function variantView(b: BundleRow) {
     bundle: { sha256: b.sha256, size: b.size },
     releaseCounter: b.releaseCounter,
     published: isVariantPublished(b),
+    pendingSignature: false,
+    validation: quantization?.validation ?? null,
+    quantization,
+  };
+}
+
+/** A variant waiting for offline release signatures: no bundle yet, never rolled out. */
+function pendingVariantView(p: PendingReleaseRow) {
+  const quantization = p.manifest.quantization as ({ validation?: unknown } & Record<string, unknown>) | null;
+  return {
+    variant: p.variant,
+    bundle: null,
+    releaseCounter: p.releaseCounter,
+    published: false,
+    pendingSignature: true,
+    pendingId: p.id,
     validation: quantization?.validation ?? null,
     quantization,
   };
 }
 
 export function createModelService(deps: ModelDeps) {
-  const { log, clock, models, blobs, releaseKey } = deps;
+  const { log, clock, models, pending, blobs, releaseKey } = deps;
   // Model creation is serialized: release counters are "max + 1" per name, and two concurrent
   // creates must not both claim the same counter.
   let queue: Promise<unknown> = Promise.resolve();
@@ -134,9 +154,9 @@ export function createModelService(deps: ModelDeps) {
       // and any newer version's variants outrank all of them.
       const releaseCounter = models.nextReleaseCounter(req.name);
       const bundles: BundleRow[] = [];
-      for (const p of prepared) {
-        const workDir = await blobs.makeTempDir(`build-${p.variant}`);
-        try {
+      const pendings: PendingReleaseRow[] = [];
+      try {
+        for (const p of prepared) {
           const manifest: Omit<Manifest, "files"> = {
             _type: "manifest",
             model: { name: req.name, version: req.version, variant: p.variant },
@@ -149,29 +169,54 @@ export function createModelService(deps: ModelDeps) {
             lineage,
             quantization: p.quantization,
           };
-          const built = await buildBundle({
+          const content = {
             manifest,
             modelPath: p.modelPath,
             samples: { samples: p.samples },
             ...(req.modelCard !== undefined ? { modelCard: req.modelCard } : {}),
             ...(req.baseline !== undefined ? { baseline: req.baseline } : {}),
-            releaseKey,
-            workDir,
-          });
-          await blobs.commitBundle(built.path, built.sha256);
-          bundles.push({
-            sha256: built.sha256,
-            size: built.size,
-            name: req.name,
-            version: req.version,
-            variant: p.variant,
-            releaseCounter,
-            manifest: built.manifest,
-            createdAt,
-          });
-        } finally {
-          await rm(workDir, { recursive: true, force: true });
+          };
+          if (releaseKey === null) {
+            // Offline release signing: keep the payload and the unsigned manifest for the operator.
+            const dir = await blobs.makeTempDir(`pending-${p.variant}`);
+            const ready = await prepareBundleContent(content, dir);
+            const id = pendingReleaseId(ready.manifest);
+            await blobs.commitPending(dir, id);
+            pendings.push({
+              id,
+              kind: "upload",
+              name: req.name,
+              version: req.version,
+              variant: p.variant,
+              releaseCounter,
+              manifest: ready.manifest,
+              payload: ready.payload,
+              originSha256: null,
+              createdAt,
+            });
+            continue;
+          }
+          const workDir = await blobs.makeTempDir(`build-${p.variant}`);
+          try {
+            const built = await buildBundle({ ...content, releaseKey, workDir });
+            await blobs.commitBundle(built.path, built.sha256);
+            bundles.push({
+              sha256: built.sha256,
+              size: built.size,
+              name: req.name,
+              version: req.version,
+              variant: p.variant,
+              releaseCounter,
+              manifest: built.manifest,
+              createdAt,
+            });
+          } finally {
+            await rm(workDir, { recursive: true, force: true });
+          }
         }
+      } catch (err) {
+        for (const p of pendings) await blobs.removePending(p.id);
+        throw err;
       }
       const inserted = models.insertVersion(
         {
@@ -183,9 +228,21 @@ export function createModelService(deps: ModelDeps) {
           createdAt,
         },
         bundles,
+        pendings,
       );
+      if (!inserted) {
+        for (const p of pendings) await blobs.removePending(p.id);
+      }
       if (!inserted) throw new EdgeFleetError("CONFLICT", `model ${req.name} version ${req.version} already exists`);
-      log.info({ model: req.name, version: req.version, variants: bundles.map((b) => b.variant) }, "model registered");
+      log.info(
+        {
+          model: req.name,
+          version: req.version,
+          variants: bundles.map((b) => b.variant),
+          pendingSignature: pendings.map((p) => p.variant),
+        },
+        "model registered",
+      );
       const view = versionView(req.name, req.version);
       // A variant that could not be produced at all has no bundle; the response still says why.
       return {
@@ -197,6 +254,7 @@ export function createModelService(deps: ModelDeps) {
             bundle: null,
             releaseCounter: null,
             published: false,
+            pendingSignature: false,
             validation: null,
             quantization: null,
             reason: n.reason,
@@ -221,7 +279,7 @@ export function createModelService(deps: ModelDeps) {
       lineage: v.lineage,
       samplesCount: v.samplesCount,
       manifest,
-      variants: bundles.map(variantView),
+      variants: [...bundles.map(variantView), ...pending.uploadsOf(name, version).map(pendingVariantView)],
     };
   }
 
@@ -242,7 +300,10 @@ export function createModelService(deps: ModelDeps) {
         versions: versions.map((v) => ({
           version: v.version,
           createdAt: v.createdAt,
-          variants: models.bundlesOf(name, v.version).map(variantView),
+          variants: [
+            ...models.bundlesOf(name, v.version).map(variantView),
+            ...pending.uploadsOf(name, v.version).map(pendingVariantView),
+          ],
         })),
       };
     },
@@ -250,6 +311,12 @@ export function createModelService(deps: ModelDeps) {
     /** The bundle for a (name, version, variant), for rollouts. */
     bundleFor(name: string, version: string, variant: Variant): BundleRow {
       const b = models.bundlesOf(name, version).find((x) => x.variant === variant);
+      if (!b && pending.uploadsOf(name, version).some((p) => p.variant === variant)) {
+        throw new EdgeFleetError(
+          "RELEASE_NOT_SIGNED",
+          `model ${name} version ${version}: the ${variant} variant waits for offline release signatures`,
+        );
+      }
       if (!b) throw new EdgeFleetError("NOT_FOUND", `model ${name} version ${version} has no ${variant} bundle`);
       if (!isVariantPublished(b)) {
         throw new EdgeFleetError(

@@ -27,6 +27,8 @@ export interface RolloutDeps {
   models: ModelRepo;
   executor: RolloutExecutor;
   scheduler: RolloutScheduler;
+  /** Offline release signing: true while a variant waits for release signatures (never rolled out). */
+  isPendingSignature?: (model: string, version: string, variant: string) => boolean;
 }
 
 export type RolloutCommand = "pause" | "resume" | "abort" | "rollback" | "promote";
@@ -61,6 +63,13 @@ export function createRolloutService(deps: RolloutDeps) {
     // then fp32, the variant every version has and the fallback of the choice.
     const variant = req.variant === AUTO_VARIANT ? "fp32" : req.variant;
     const bundle = models.bundlesOf(req.model, req.version).find((b) => b.variant === variant);
+    if (!bundle && deps.isPendingSignature?.(req.model, req.version, variant)) {
+      throw new EdgeFleetError(
+        "RELEASE_NOT_SIGNED",
+        `${req.model} ${req.version} ${variant} is not signed yet: sign its manifest offline (fleetctl release sign) and upload the signatures before rolling it out`,
+        { issues: [{ path: ["variant"], message: "release not signed" }] },
+      );
+    }
     if (!bundle) throw invalid(`model ${req.model} ${req.version} has no ${variant} bundle`, "variant");
     // An int8 variant that failed its accuracy policy is kept for inspection, never shipped (issue 5).
     if (!isVariantPublished(bundle)) {

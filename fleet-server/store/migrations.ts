@@ -121,4 +121,24 @@ CREATE INDEX re_releases_by_model ON re_releases(name, release_counter);
   // 5: variants per device (issue 5) — each rollout member's own bundle and variant, and what
   // devices measured per variant. See fleet-server/store/variant-measurement-repo.ts.
   { version: 5, sql: VARIANT_MIGRATION_SQL },
+  // 6: offline release signing (issue 7) — releases built without the release key, waiting for
+  // an operator's signatures. Their payload files live in `pending/{id}/`. See registry/release-signing.ts.
+  {
+    version: 6,
+    sql: `
+CREATE TABLE pending_releases (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  release_counter INTEGER NOT NULL,
+  manifest TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  origin_sha256 TEXT,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX pending_releases_by_model ON pending_releases(name, version, variant);
+`,
+  },
 ];

@@ -1,5 +1,6 @@
 import type { SignedManifest } from "../../shared/schemas/manifest.js";
 import type { Db } from "./db.js";
+import { insertPendingRow, type PendingReleaseRow } from "./pending-release-repo.js";
 
 export interface BundleRow {
   sha256: string;
@@ -68,9 +69,10 @@ export function createModelRepo(db: Db) {
         .prepare(
           `SELECT MAX(m) AS m FROM (
              SELECT MAX(release_counter) AS m FROM bundles WHERE name = ?
-             UNION ALL SELECT MAX(release_counter) AS m FROM re_releases WHERE name = ?)`,
+             UNION ALL SELECT MAX(release_counter) AS m FROM re_releases WHERE name = ?
+             UNION ALL SELECT MAX(release_counter) AS m FROM pending_releases WHERE name = ?)`,
         )
-        .get(name, name) as { m: number | null };
+        .get(name, name, name) as { m: number | null };
       return (r.m ?? 0) + 1;
     },
     /** A re-release: existing bytes under a new release counter (DESIGN §3 fleet rollback). */
@@ -95,11 +97,28 @@ export function createModelRepo(db: Db) {
         db.prepare("SELECT * FROM re_releases WHERE sha256 = ?").get(sha256)) as RawBundle | undefined;
       return r ? bundleRow(r) : null;
     },
+    /**
+     * The newest re-release of `originSha256` if its counter is above every bundle built on upload
+     * for the model (so a device on any of them accepts it), else null.
+     */
+    currentReReleaseOf(originSha256: string, name: string): BundleRow | null {
+      const r = db
+        .prepare(
+          `SELECT * FROM re_releases WHERE origin_sha256 = ? AND release_counter >
+             (SELECT COALESCE(MAX(release_counter), 0) FROM bundles WHERE name = ?)
+           ORDER BY release_counter DESC LIMIT 1`,
+        )
+        .get(originSha256, name) as RawBundle | undefined;
+      return r ? bundleRow(r) : null;
+    },
     hasVersion(name: string, version: string): boolean {
       return db.prepare("SELECT 1 FROM model_versions WHERE name = ? AND version = ?").get(name, version) !== undefined;
     },
-    /** Inserts a version with its bundles atomically; false when name+version exists. */
-    insertVersion(v: ModelVersionRow, bundles: BundleRow[]): boolean {
+    /**
+     * Inserts a version with its bundles (or, with offline release signing, its pending releases)
+     * atomically; false when name+version exists.
+     */
+    insertVersion(v: ModelVersionRow, bundles: BundleRow[], pending: PendingReleaseRow[] = []): boolean {
       return db.transaction(() => {
         const res = db
           .prepare(
@@ -122,6 +141,7 @@ export function createModelRepo(db: Db) {
             b.createdAt,
           );
         }
+        for (const p of pending) insertPendingRow(db, p);
         return true;
       })();
     },

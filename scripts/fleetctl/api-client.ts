@@ -212,6 +212,34 @@ export class ApiClient {
   getDevice(id: string): Promise<Record<string, unknown>> {
     return this.request("GET", `/v1/devices/${encodeURIComponent(id)}`);
   }
+  /** Offline release signing: releases waiting for signatures (docs/security.md). */
+  pendingReleases(): Promise<{
+    pending: { id: string; kind: string; name: string; version: string; variant: string; manifest: unknown }[];
+  }> {
+    return this.request("GET", "/v1/releases/pending");
+  }
+  variantManifest(
+    name: string,
+    version: string,
+    variant: string,
+  ): Promise<{ pendingSignature: boolean; pendingId: string | null; manifest: unknown }> {
+    return this.request(
+      "GET",
+      `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/manifest?variant=${encodeURIComponent(variant)}`,
+    );
+  }
+  uploadSignatures(
+    name: string,
+    version: string,
+    variant: string,
+    envelope: unknown,
+  ): Promise<Record<string, unknown>> {
+    return this.request(
+      "POST",
+      `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/variants/${encodeURIComponent(variant)}/signatures`,
+      envelope,
+    );
+  }
   createRollout(body: CreateRolloutBody): Promise<RolloutStatus> {
     return this.request("POST", "/v1/rollouts", body);
   }

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { type Command, InvalidArgumentError } from "commander";
 import { z } from "zod";
 import { ManifestSchema } from "../../shared/schemas/manifest.js";
-import { type Envelope, type Root, RootSchema, SignedRootSchema } from "../../shared/schemas/trust.js";
+import { type Envelope, type Root, RootSchema, SignatureSchema, SignedRootSchema } from "../../shared/schemas/trust.js";
 import { signEnvelope } from "../../shared/trust/envelope.js";
 import { generateKeyPair, type KeyPair, keyPairFromSecretHex } from "../../shared/trust/keys.js";
 import { walkRootChain } from "../../shared/trust/root-chain.js";
@@ -120,6 +120,8 @@ export interface KeysRotateOptions {
   count: number;
   threshold: number;
   validityDays: number;
+  /** Release role only: write the new keys here (the offline signing machine), not to the server. */
+  outDir?: string;
   now?: Date;
 }
 
@@ -155,6 +157,14 @@ export function keysRotate(o: KeysRotateOptions): Root {
 `,
       );
     }
+  } else if (o.outDir !== undefined) {
+    // Offline release keys (k-of-n): they never touch the server's data dir.
+    privateDir(o.outDir);
+    for (const [i, k] of fresh.entries()) {
+      writeSecret(join(o.outDir, `release-v${n + 1}-${i + 1}.key`), `${k.secretKeyHex}\n`);
+    }
+    const online = join(o.dataDir, "keys", "release.key");
+    if (existsSync(online)) renameSync(online, `${online}.v${n}`);
   } else {
     if (o.count !== 1) throw new Error("the server signs with one online key per role");
     const path = join(o.dataDir, "keys", `${o.role}.key`);
@@ -190,14 +200,32 @@ export function registerKeysCommands(program: Command): void {
     .option("--count <n>", "number of new keys", int, 1)
     .option("--threshold <k>", "signatures required for the role", int, 1)
     .option("--validity-days <days>", "new root expiry", int, 365)
+    .option(
+      "--out-dir <dir>",
+      "release only: write the new keys here for offline signing (start the server with --offline-release)",
+    )
     .action(
       (
         role: string,
-        o: { dataDir: string; rootKeys?: string; count: number; threshold: number; validityDays: number },
+        o: {
+          dataDir: string;
+          rootKeys?: string;
+          count: number;
+          threshold: number;
+          validityDays: number;
+          outDir?: string;
+        },
       ) => {
         if (role !== "root" && role !== "release" && role !== "director")
           throw new InvalidArgumentError(`unknown role ${role}`);
-        const root = keysRotate({ ...o, role, ...(o.rootKeys ? { rootKeysDir: o.rootKeys } : {}) });
+        if (o.outDir !== undefined && role !== "release")
+          throw new InvalidArgumentError("--out-dir is for release keys");
+        const root = keysRotate({
+          ...o,
+          role,
+          ...(o.rootKeys ? { rootKeysDir: o.rootKeys } : {}),
+          ...(o.outDir !== undefined ? { outDir: o.outDir } : {}),
+        });
         console.log(`root v${root.version} written; restart the fleet server to publish it`);
       },
     );
@@ -225,14 +253,33 @@ export function registerKeysCommands(program: Command): void {
     .command("release")
     .description("offline release signing")
     .command("sign <manifest>")
-    .description("sign a prepared bundle manifest (JSON) with a release key kept off the server")
-    .requiredOption("--key <file>", "release key file")
-    .requiredOption("--out <file>", "signed manifest envelope")
-    .action((manifest: string, o: { key: string; out: string }) => {
-      const json = JSON.parse(readFileSync(manifest, "utf8")) as { signed?: unknown };
-      const body = json.signed ?? json;
-      ManifestSchema.parse(body);
-      writePublic(o.out, signEnvelope(body, [readKey(o.key)]));
-      console.log(`${o.out} signed`);
+    .description(
+      "sign a pending release's manifest (JSON from GET /v1/releases/pending/{id}, a bare manifest, or an envelope another key holder already signed: signatures are appended)",
+    )
+    .requiredOption("--key <file>", "release key file (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
+    .option("--out <file>", "signed envelope to write (default: rewrite <manifest> in place)")
+    .action((manifest: string, o: { key: string[]; out?: string }) => {
+      const env = releaseSign(JSON.parse(readFileSync(manifest, "utf8")) as unknown, o.key.map(readKey));
+      const out = o.out ?? manifest;
+      writePublic(out, env);
+      console.log(`${out}: ${env.signatures.length} signature(s); upload it to the server's signatures endpoint`);
     });
+}
+
+/**
+ * Adds release signatures to a manifest. Accepts a bare manifest, the server's pending view
+ * (`{ manifest }`) or an envelope (`{ signed, signatures }`): existing signatures are kept and a key
+ * that already signed is not added twice (k-of-n custody: each holder signs in turn).
+ */
+export function releaseSign(doc: unknown, keys: KeyPair[]): Envelope<unknown> {
+  const o = (doc ?? {}) as { signed?: unknown; manifest?: unknown; signatures?: unknown };
+  const body = o.signed ?? o.manifest ?? doc;
+  ManifestSchema.parse(body);
+  const existing = o.signed !== undefined ? z.array(SignatureSchema).parse(o.signatures ?? []) : [];
+  const have = new Set(existing.map((s) => s.keyid));
+  const added = signEnvelope(
+    body,
+    keys.filter((k) => !have.has(k.keyid)),
+  ).signatures;
+  return { signed: body, signatures: [...existing, ...added] };
 }

@@ -81,7 +81,7 @@ describe("desired state", () => {
     const root = SignedRootSchema.parse(JSON.parse(readFileSync(keys.rootJsonPath, "utf8"))).signed;
     expect(() => verifyRoleSignatures(parsed, root, "director")).not.toThrow();
     // The release key is not a director key: a document it signed must not pass.
-    expect(() => verifyRoleSignatures(signDesiredState(doc, keys.release), root, "director")).toThrow();
+    expect(() => verifyRoleSignatures(signDesiredState(doc, keys.release!), root, "director")).toThrow();
     expect(Date.parse(parsed.signed.expires) - Date.parse(parsed.signed.issuedAt)).toBe(DESIRED_TTL_MS);
     expect(parsed.signed.seq).toBe(7);
   });
