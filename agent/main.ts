@@ -2,7 +2,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import { arch } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Clock, systemClock } from "../shared/clock.js";
+import { type Clock, offsetClock, systemClock } from "../shared/clock.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import type { DeviceProfile } from "../shared/schemas/device-profile.js";
 import { type Root, RootSchema } from "../shared/schemas/trust.js";
@@ -21,7 +21,7 @@ import { createTelemetryService } from "./telemetry/telemetry-service.js";
 import { mqttChunkChannel } from "./transport/chunk-channel.js";
 import { createMqttLink } from "./transport/mqtt-link.js";
 import { checkTlsUrl, loadTlsOptions } from "./transport/tls.js";
-import { applyRootPayload, loadPinnedRoot } from "./trust/pinned-root.js";
+import { applyRootChain, applyRootPayload, loadPinnedRoot } from "./trust/pinned-root.js";
 import { createUpdater, type Updater, type UpdaterDeps } from "./updater/updater.js";
 import { PIPELINE, type PipelineStep } from "./updater/verdicts.js";
 
@@ -71,12 +71,23 @@ function faultInjection(spec: string | undefined, log: Logger): Pick<UpdaterDeps
 }
 
 /**
+ * `EDGEFLEET_FAULT_CLOCK_OFFSET_MS=<ms>`: the security suite moves the device's clock (issue 7,
+ * "clock moved forward") to show that freshness checks hold. Loudly logged; never for production.
+ */
+function clockWithFault(spec: string | undefined, log: Logger): Clock {
+  const offset = Number(spec);
+  if (!spec || !Number.isFinite(offset) || offset === 0) return systemClock;
+  log.warn({ offsetMs: offset }, "FAULT INJECTION enabled: the agent's clock is shifted (testing only)");
+  return offsetClock(systemClock, offset);
+}
+
+/**
  * Starts the agent. Order matters (DESIGN §5 "inference works with no network at all"): the
  * committed models are loaded and the socket API listens before MQTT is even attempted.
  */
 export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Promise<RunningAgent> {
   const log = deps.log ?? createLogger({ name: "edge-agent", level: config.logLevel });
-  const clock = deps.clock ?? systemClock;
+  const clock = deps.clock ?? clockWithFault(process.env.EDGEFLEET_FAULT_CLOCK_OFFSET_MS, log);
   const dirs = {
     downloads: join(config.dataDir, "downloads"),
     models: join(config.dataDir, "models"),
@@ -223,6 +234,20 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   await api.listen();
   jobs.start();
 
+  /** Moves to a newer trusted root when `walk` reaches one; a bad chain changes nothing (DESIGN §3). */
+  const adoptRoot = (walk: () => Root): void => {
+    try {
+      const next = walk();
+      if (next.version > root.version) {
+        store.setKv(ROOT_KEY, JSON.stringify(next));
+        root = next;
+        log.info({ version: root.version }, "trusted root rotated");
+      }
+    } catch (err) {
+      log.warn({ err }, "root chain rejected");
+    }
+  };
+
   link.onState((s) => s === "connected" && up.publishReported());
   link.onState((s) => telemetry.onConnection(s));
   link.onMessage((topic, payload) => {
@@ -240,20 +265,17 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         log.warn("desired state is not JSON");
         return;
       }
+      // A root chain beside the desired state (issue 7) is walked first, so a rotation the device
+      // missed on the trust topic is known before the director's signature is judged.
+      const chain = (json as { rootChain?: unknown } | null)?.rootChain;
+      if (chain !== undefined) adoptRoot(() => applyRootChain(root, chain));
       up.onDesired(json);
     } else if (topic === topics.trustRoot()) {
-      try {
-        const next = applyRootPayload(root, payload);
-        if (next.version > root.version) {
-          store.setKv(ROOT_KEY, JSON.stringify(next));
-          root = next;
-          log.info({ version: root.version }, "trusted root rotated");
-        }
-      } catch (err) {
-        log.warn({ err }, "root chain rejected");
-      }
+      adoptRoot(() => applyRootPayload(root, payload));
     }
   });
+  // Only now: every handler is attached, so the retained desired state cannot slip past (see MqttLink.start).
+  link.start();
 
   let closing: Promise<void> | null = null;
   return {

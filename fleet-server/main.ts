@@ -16,6 +16,7 @@ import { createDeviceService } from "./devices/device-service.js";
 import { buildHttpApp } from "./http/app.js";
 import { describeIssues } from "./http/validate.js";
 import { loadOrCreateKeys } from "./keys/key-store.js";
+import { createBuildTracker } from "./registry/build-tracker.js";
 import { createModelService } from "./registry/model-service.js";
 import { createReReleaser } from "./registry/re-release.js";
 import { createReleaseSigning } from "./registry/release-signing.js";
@@ -198,6 +199,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
         releaseKey: keys.release,
       }),
       director: keys.director,
+      rootChain: keys.rootChain,
       variants: createVariantAssignment({ models: modelRepo, measurements: measurementRepo, profiles }),
     });
     const variantRecorder = createVariantRecorder({
@@ -276,6 +278,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       devices,
       deviceRepo,
       models,
+      builds: createBuildTracker({ log: registryLog, clock }),
       signing,
       rollouts,
       security,

@@ -12,6 +12,14 @@ export const systemClock: Clock = {
   },
 };
 
+/**
+ * `base` shifted by `offsetMs`: what a device whose RTC drifted (or was set forward by an attacker)
+ * sees. Timers keep real durations; only the wall-clock reading moves.
+ */
+export function offsetClock(base: Clock, offsetMs: number): Clock {
+  return { now: () => base.now() + offsetMs, setTimeout: (fn, ms) => base.setTimeout(fn, ms) };
+}
+
 /** A manually advanced clock for unit tests of pure logic. */
 export function createFakeClock(start = 0): Clock & { advance(ms: number): void } {
   let now = start;

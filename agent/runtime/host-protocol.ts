@@ -8,7 +8,11 @@ import type { HostSessionOptions } from "./session-options.js";
  * Every request carries an `id`; the host answers each exactly once with the same `id`.
  */
 export type HostRequest =
-  | { id: number; type: "load"; modelPath: string; options: HostSessionOptions }
+  /**
+   * `modelSha256`: when set, the host reads the file once, checks its hash and builds the session
+   * from those very bytes, so nothing can swap the file between verification and use (issue 7).
+   */
+  | { id: number; type: "load"; modelPath: string; modelSha256?: string; options: HostSessionOptions }
   | { id: number; type: "run"; feeds: Record<string, RawTensor>; outputs?: string[] }
   | { id: number; type: "rss" }
   | { id: number; type: "stop" };

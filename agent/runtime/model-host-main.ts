@@ -7,6 +7,8 @@
  * Invariant: requests are handled one at a time in arrival order (a promise chain), so a
  * `stop` never releases the session under a running `run`.
  */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import type { OrtTensorType, RawTensor, TensorData } from "../../shared/tensors.js";
@@ -48,12 +50,31 @@ function toRaw(t: Tensor): RawTensor {
   return { type: t.type as OrtTensorType, dims: [...t.dims], data: copy };
 }
 
+/**
+ * The model file's bytes, only if they hash to `sha256`. The session is then created from this buffer,
+ * never from the path, which closes the window between the agent's verification and onnxruntime
+ * opening the file (issue 7, "a local process modifying the staged bundle after verification").
+ */
+async function verifiedBytes(path: string, sha256: string): Promise<Uint8Array> {
+  const bytes = await readFile(path);
+  const actual = createHash("sha256").update(bytes).digest("hex");
+  if (actual !== sha256) {
+    throw new EdgeFleetError("BUNDLE_HASH_MISMATCH", `model.onnx hashes to ${actual}, manifest says ${sha256}`);
+  }
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
   switch (req.type) {
     case "load": {
       if (state.session) throw new EdgeFleetError("CONFLICT", "model host already has a session");
+      const source =
+        req.modelSha256 === undefined ? req.modelPath : await verifiedBytes(req.modelPath, req.modelSha256);
       try {
-        state.session = await InferenceSession.create(req.modelPath, toOrtOptions(req.options));
+        state.session =
+          typeof source === "string"
+            ? await InferenceSession.create(source, toOrtOptions(req.options))
+            : await InferenceSession.create(source, toOrtOptions(req.options));
       } catch (err) {
         throw toEdgeFleetError(err, "MODEL_LOAD_FAILED");
       }

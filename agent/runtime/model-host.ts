@@ -23,6 +23,8 @@ export interface ModelHostDeps {
 
 export interface SpawnOptions {
   modelPath: string;
+  /** Expected SHA-256 of the model file; the host loads from the bytes it verified (see host-protocol.ts). */
+  modelSha256?: string;
   options: HostSessionOptions;
   /** For logs: "model@version". */
   label: string;
@@ -172,7 +174,12 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     child.kill("SIGKILL");
   }, loadTimeoutMs);
   try {
-    const res = await call({ type: "load", modelPath: spawn.modelPath, options: spawn.options });
+    const res = await call({
+      type: "load",
+      modelPath: spawn.modelPath,
+      options: spawn.options,
+      ...(spawn.modelSha256 !== undefined ? { modelSha256: spawn.modelSha256 } : {}),
+    });
     if (res.type !== "load") throw new EdgeFleetError("INTERNAL", "unexpected host response to load");
     metadata = res.metadata;
   } catch (err) {

@@ -22,6 +22,12 @@ export type {
 } from "./runtime-types.js";
 
 const noop = () => undefined;
+
+/** The manifest's hash of model.onnx, so the host loads only the bytes that were signed. */
+const modelHash = (i: InstalledModel): { modelSha256?: string } => {
+  const f = i.manifest.files.find((x) => x.path === "model.onnx");
+  return f ? { modelSha256: f.sha256 } : {};
+};
 const label = (i: InstalledModel): string => `${i.model}@${i.version}`;
 
 async function readSamples(dir: string): Promise<SamplesFile | null> {
@@ -264,6 +270,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     async load(installed) {
       const spawn: SpawnOptions = {
         modelPath: path.join(installed.dir, "model.onnx"),
+        ...modelHash(installed),
         options: sessionOptions,
         label: label(installed),
       };

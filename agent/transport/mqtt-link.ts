@@ -28,6 +28,12 @@ export interface MqttLink {
   publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain?: boolean }): void;
   onMessage(cb: (topic: string, payload: Buffer) => void): () => void;
   onState(cb: (state: ConnectionState) => void): () => void;
+  /**
+   * Opens the connection. Separate from creation so the owner attaches its message handlers first:
+   * retained messages (the desired state) arrive right after SUBSCRIBE and would otherwise be lost
+   * until the next reconnect. Idempotent.
+   */
+  start(): void;
   /** Publishes `offline` presence (when connected) and disconnects for good. */
   close(): Promise<void>;
 }
@@ -66,7 +72,9 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
     connectTimeout: opts.connectTimeoutMs ?? 10_000,
     will: { topic: presence, payload: Buffer.from("offline"), qos: 1, retain: true },
     ...(opts.tls ?? {}),
+    manualConnect: true,
   });
+  let started = false;
 
   client.on("connect", () => {
     attempt = 0;
@@ -112,6 +120,11 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
       client.publish(topic, payload, { qos: o.qos, retain: o.retain ?? false }, (err) => {
         if (err && !closing) log.debug({ err: err.message, topic }, "mqtt publish not delivered yet");
       });
+    },
+    start() {
+      if (started || closing) return;
+      started = true;
+      client.connect();
     },
     onMessage(cb) {
       messageListeners.add(cb);

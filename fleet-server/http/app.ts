@@ -6,6 +6,7 @@ import { isPublicRoute, registerSecurityRoutes } from "../auth/routes-security.j
 import type { Principal, SecurityService } from "../auth/security-service.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import type { DeviceService } from "../devices/device-service.js";
+import type { BuildTracker } from "../registry/build-tracker.js";
 import type { ModelService } from "../registry/model-service.js";
 import type { ReleaseSigning } from "../registry/release-signing.js";
 import type { RolloutService } from "../rollout/rollout-service.js";
@@ -25,6 +26,8 @@ export interface HttpDeps {
   devices: DeviceService;
   deviceRepo: DeviceRepo;
   models: ModelService;
+  /** Async model builds (`POST /v1/models?async=1`, `GET /v1/model-builds/{id}`), in memory. */
+  builds: BuildTracker;
   /** Offline release signing: pending releases and signature uploads (routes-releases.ts). */
   signing?: ReleaseSigning;
   rollouts: RolloutService;

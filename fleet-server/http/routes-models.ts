@@ -14,6 +14,16 @@ import { parseInput } from "./validate.js";
 const NameParams = z.object({ name: ModelNameSchema });
 const VersionParams = z.object({ name: ModelNameSchema, version: SemverSchema });
 const BundleParams = z.object({ sha256: Sha256Schema });
+const BuildParams = z.object({ id: z.string().min(1).max(64) });
+const CreateModelQuery = z.object({ async: z.enum(["1", "true", "0", "false"]).optional() });
+
+/** `?async=1` or `Prefer: respond-async` (RFC 7240) asks for a tracked build instead of waiting. */
+export function wantsAsync(flag: string | undefined, prefer: string | string[] | undefined): boolean {
+  if (flag === "1" || flag === "true") return true;
+  if (flag === "0" || flag === "false") return false;
+  const values = (Array.isArray(prefer) ? prefer : [prefer ?? ""]).flatMap((v) => v.split(","));
+  return values.some((v) => v.split(";")[0]!.trim().toLowerCase() === "respond-async");
+}
 
 export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, callerOf: CallerOf): void {
   app.post("/v1/uploads", async (req, reply) => {
@@ -31,8 +41,20 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
 
   app.post("/v1/models", async (req, reply) => {
     const body = parseInput(CreateModelRequestSchema, req.body, "body");
+    const { async: asyncFlag } = parseInput(CreateModelQuery, req.query, "query");
+    if (wantsAsync(asyncFlag, req.headers.prefer)) {
+      // Cheap refusals (bad body, existing version, unknown upload) still come back at once.
+      await deps.models.precheck(body);
+      const build = deps.builds.start((onProgress) => deps.models.create(body, onProgress));
+      return reply
+        .status(202)
+        .header("Location", `/v1/model-builds/${build.id}`)
+        .header("Preference-Applied", "respond-async")
+        .send({ buildId: build.id, status: build.status, links: { self: `/v1/model-builds/${build.id}` } });
+    }
     return reply.status(201).send(await deps.models.create(body));
   });
+  app.get("/v1/model-builds/:id", async (req) => deps.builds.get(parseInput(BuildParams, req.params, "params").id));
   app.get("/v1/models", async () => deps.models.list());
   app.get("/v1/models/:name", async (req) => deps.models.get(parseInput(NameParams, req.params, "params").name));
   app.get("/v1/models/:name/versions/:version", async (req) => {

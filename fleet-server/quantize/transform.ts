@@ -71,7 +71,12 @@ interface Edits {
  * int8 with per-channel scales and dequantized in the graph. Works on a decoded ModelProto
  * (mutated in place and returned); never changes the model's opset.
  */
-export function quantizeModel(model: ModelProto, options: Partial<QuantizeOptions> = {}): QuantizationResult {
+export function quantizeModel(
+  model: ModelProto,
+  options: Partial<QuantizeOptions> = {},
+  /** Called before the first weight and after each one: weights processed so far. */
+  onProgress?: (done: number, total: number) => void,
+): QuantizationResult {
   const opts = { ...DEFAULT_QUANTIZE_OPTIONS, ...options };
   const opset = defaultOpset(model);
   if (opset === null) throw new EdgeFleetError("VALIDATION_FAILED", "the model imports no default-domain opset");
@@ -83,7 +88,12 @@ export function quantizeModel(model: ModelProto, options: Partial<QuantizeOption
   const scan = scanModel(model);
   const { plans, decisions } = planWeights(scan, opset, opts);
   const edits: Edits = { prepend: new Map(), replace: new Map(), addInit: new Map(), removeInit: new Set() };
-  const weights = plans.map((p) => applyPlan(p, scan, edits, weightOnlyEncoding, opts));
+  onProgress?.(0, plans.length);
+  const weights = plans.map((p, i) => {
+    const record = applyPlan(p, scan, edits, weightOnlyEncoding, opts);
+    onProgress?.(i + 1, plans.length);
+    return record;
+  });
   if (model.graph) applyEdits(model.graph, edits);
   const totals = {
     weightsQuantized: weights.length,

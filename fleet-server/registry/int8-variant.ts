@@ -6,6 +6,7 @@ import { type AccuracyPolicy, compareOutputs, fmt } from "../quantize/compare.js
 import { decodeModel, encodeModel } from "../quantize/onnx-model.js";
 import type { QuantizeOptions } from "../quantize/plan.js";
 import { type QuantizationResult, quantizeModel } from "../quantize/transform.js";
+import type { BuildProgressFn } from "./build-tracker.js";
 import { inspectModel } from "./onnx-inspect.js";
 
 export interface ValidationReport {
@@ -54,13 +55,20 @@ export async function buildInt8Variant(args: {
   calibration: SampleInput[];
   policy: AccuracyPolicy;
   options?: Partial<QuantizeOptions>;
+  /** fp32 outputs of `calibration`, when the caller already recorded them (same order). */
+  fp32Calibration?: Sample[];
+  /** Phases `quantizing` (weights processed) and `validating-int8` (inputs run on int8). */
+  onProgress?: BuildProgressFn;
 }): Promise<Int8Outcome> {
-  const { fp32Bytes, fp32Samples, calibration, policy } = args;
+  const { fp32Bytes, fp32Samples, calibration, policy, onProgress } = args;
   // Calibration inputs are checked against fp32 first: a mismatch is the operator's error.
-  const fp32Calibration = calibration.length > 0 ? (await inspectModel(fp32Bytes, calibration)).samples : [];
+  const fp32Calibration =
+    args.fp32Calibration ?? (calibration.length > 0 ? (await inspectModel(fp32Bytes, calibration)).samples : []);
   let result: QuantizationResult;
   try {
-    result = quantizeModel(decodeModel(fp32Bytes), args.options);
+    result = quantizeModel(decodeModel(fp32Bytes), args.options, (done, total) =>
+      onProgress?.("quantizing", done, total),
+    );
   } catch (err) {
     return { built: false, reason: `int8 transform failed: ${(err as Error).message}` };
   }
@@ -78,9 +86,19 @@ export async function buildInt8Variant(args: {
   }));
   let int8Samples: Sample[];
   let int8Calibration: Sample[];
+  const runs = inputs.length + calibration.length;
+  onProgress?.("validating-int8", 0, runs);
   try {
-    int8Samples = (await inspectModel(modelBytes, inputs)).samples;
-    int8Calibration = calibration.length > 0 ? (await inspectModel(modelBytes, calibration)).samples : [];
+    int8Samples = (await inspectModel(modelBytes, inputs, (done) => onProgress?.("validating-int8", done, runs)))
+      .samples;
+    int8Calibration =
+      calibration.length > 0
+        ? (
+            await inspectModel(modelBytes, calibration, (done) =>
+              onProgress?.("validating-int8", inputs.length + done, runs),
+            )
+          ).samples
+        : [];
   } catch (err) {
     return { built: false, reason: `onnxruntime cannot run the int8 model: ${(err as Error).message}` };
   }

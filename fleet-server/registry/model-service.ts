@@ -6,18 +6,18 @@ import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { BaselineSchema } from "../../shared/schemas/baseline.js";
 import { ModelNameSchema, SemverSchema, Sha256Schema, type Variant } from "../../shared/schemas/common.js";
-import { CompatibilitySchema, LineageSchema, type Manifest } from "../../shared/schemas/manifest.js";
-import { type Sample, SampleInputSchema } from "../../shared/schemas/tensor.js";
+import { CompatibilitySchema, LineageSchema } from "../../shared/schemas/manifest.js";
+import { SampleInputSchema } from "../../shared/schemas/tensor.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
-import { buildBundle, prepareBundleContent } from "../bundles/bundle-builder.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import { AccuracyPolicySchema } from "../quantize/compare.js";
 import { decodeModel } from "../quantize/onnx-model.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { PendingReleaseRepo, PendingReleaseRow } from "../store/pending-release-repo.js";
+import type { BuildProgressFn } from "./build-tracker.js";
 import { buildInt8Variant } from "./int8-variant.js";
 import { inspectModel } from "./onnx-inspect.js";
-import { pendingReleaseId } from "./release-signing.js";
+import { bundleVariants, type PreparedVariant } from "./variant-bundles.js";
 
 /**
  * What POST /v1/models does when `quantize` is omitted: build and validate the int8 variant too
@@ -55,14 +55,6 @@ export interface ModelDeps {
   blobs: BlobStore;
   /** Null in offline release mode: variants are stored as pending releases (release-signing.ts). */
   releaseKey: KeyPair | null;
-}
-
-/** A variant ready to be bundled: its model file, golden samples and quantization report. */
-interface PreparedVariant {
-  variant: Variant;
-  modelPath: string;
-  samples: Sample[];
-  quantization: Manifest["quantization"];
 }
 
 /**
@@ -108,15 +100,37 @@ export function createModelService(deps: ModelDeps) {
   // creates must not both claim the same counter.
   let queue: Promise<unknown> = Promise.resolve();
 
-  async function create(req: CreateModelRequest) {
+  /** Refusals that need no model work: answered before an async build is even started. */
+  async function precheck(req: CreateModelRequest): Promise<void> {
     if (models.hasVersion(req.name, req.version)) {
       throw new EdgeFleetError("CONFLICT", `model ${req.name} version ${req.version} already exists`);
     }
+    await blobs.uploadPath(req.upload);
+  }
+
+  async function create(req: CreateModelRequest, onProgress?: BuildProgressFn) {
+    await precheck(req);
     const uploadPath = await blobs.uploadPath(req.upload);
     const fp32Bytes = await readFile(uploadPath);
+    onProgress?.("inspecting");
     // Protobuf first, for precise refusals (not ONNX, truncated, external data); then onnxruntime.
     decodeModel(fp32Bytes);
-    const inspection = await inspectModel(fp32Bytes, req.samples);
+    const int8Wanted = req.quantize === "int8";
+    const calibrationInputs = int8Wanted ? (req.calibration ?? []) : [];
+    // Sample outputs and (for int8) calibration outputs are both fp32 reference runs.
+    const runs = req.samples.length + calibrationInputs.length;
+    const inspection = await inspectModel(fp32Bytes, req.samples, (done) =>
+      onProgress?.("recording-samples", done, runs),
+    );
+    // Calibration inputs are checked against fp32 first: a mismatch is the operator's error.
+    const fp32Calibration =
+      calibrationInputs.length > 0
+        ? (
+            await inspectModel(fp32Bytes, calibrationInputs, (done) =>
+              onProgress?.("recording-samples", req.samples.length + done, runs),
+            )
+          ).samples
+        : [];
     const createdAt = new Date(clock.now()).toISOString();
     const compatibility = CompatibilitySchema.parse(req.compatibility ?? {});
     const lineage = req.lineage ?? {};
@@ -128,12 +142,14 @@ export function createModelService(deps: ModelDeps) {
     try {
       // Everything that can refuse the upload runs before any bundle is committed, so a refused
       // upload leaves nothing behind.
-      if (req.quantize === "int8") {
+      if (int8Wanted) {
         const int8 = await buildInt8Variant({
           fp32Bytes,
           fp32Samples: inspection.samples,
-          calibration: req.calibration ?? [],
+          calibration: calibrationInputs,
+          fp32Calibration,
           policy: AccuracyPolicySchema.parse(req.accuracyPolicy ?? {}),
+          ...(onProgress ? { onProgress } : {}),
         });
         if (int8.built) {
           const modelPath = join(scratch, "model-int8.onnx");
@@ -153,71 +169,26 @@ export function createModelService(deps: ModelDeps) {
       // encodings, so a device may move between them (anti-rollback compares counters, DESIGN §3),
       // and any newer version's variants outrank all of them.
       const releaseCounter = models.nextReleaseCounter(req.name);
-      const bundles: BundleRow[] = [];
-      const pendings: PendingReleaseRow[] = [];
-      try {
-        for (const p of prepared) {
-          const manifest: Omit<Manifest, "files"> = {
-            _type: "manifest",
-            model: { name: req.name, version: req.version, variant: p.variant },
-            releaseCounter,
-            createdAt,
+      const { bundles, pendings } = await bundleVariants(
+        { blobs, releaseKey },
+        {
+          name: req.name,
+          version: req.version,
+          releaseCounter,
+          createdAt,
+          common: {
             inputs: inspection.inputs,
             outputs: inspection.outputs,
             opset: inspection.opset,
             compatibility,
             lineage,
-            quantization: p.quantization,
-          };
-          const content = {
-            manifest,
-            modelPath: p.modelPath,
-            samples: { samples: p.samples },
-            ...(req.modelCard !== undefined ? { modelCard: req.modelCard } : {}),
-            ...(req.baseline !== undefined ? { baseline: req.baseline } : {}),
-          };
-          if (releaseKey === null) {
-            // Offline release signing: keep the payload and the unsigned manifest for the operator.
-            const dir = await blobs.makeTempDir(`pending-${p.variant}`);
-            const ready = await prepareBundleContent(content, dir);
-            const id = pendingReleaseId(ready.manifest);
-            await blobs.commitPending(dir, id);
-            pendings.push({
-              id,
-              kind: "upload",
-              name: req.name,
-              version: req.version,
-              variant: p.variant,
-              releaseCounter,
-              manifest: ready.manifest,
-              payload: ready.payload,
-              originSha256: null,
-              createdAt,
-            });
-            continue;
-          }
-          const workDir = await blobs.makeTempDir(`build-${p.variant}`);
-          try {
-            const built = await buildBundle({ ...content, releaseKey, workDir });
-            await blobs.commitBundle(built.path, built.sha256);
-            bundles.push({
-              sha256: built.sha256,
-              size: built.size,
-              name: req.name,
-              version: req.version,
-              variant: p.variant,
-              releaseCounter,
-              manifest: built.manifest,
-              createdAt,
-            });
-          } finally {
-            await rm(workDir, { recursive: true, force: true });
-          }
-        }
-      } catch (err) {
-        for (const p of pendings) await blobs.removePending(p.id);
-        throw err;
-      }
+          },
+          ...(req.modelCard !== undefined ? { modelCard: req.modelCard } : {}),
+          ...(req.baseline !== undefined ? { baseline: req.baseline } : {}),
+          prepared,
+        },
+        onProgress,
+      );
       const inserted = models.insertVersion(
         {
           name: req.name,
@@ -284,11 +255,13 @@ export function createModelService(deps: ModelDeps) {
   }
 
   return {
-    create(req: CreateModelRequest) {
-      const run = queue.then(() => create(req));
+    /** Registers a version; `onProgress` sees each build phase (build-tracker.ts). */
+    create(req: CreateModelRequest, onProgress?: BuildProgressFn) {
+      const run = queue.then(() => create(req, onProgress));
       queue = run.catch(() => undefined);
       return run;
     },
+    precheck,
     list() {
       return { models: models.listNames() };
     },

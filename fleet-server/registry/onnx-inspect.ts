@@ -32,7 +32,12 @@ function specOf(meta: ort.InferenceSession.ValueMetadata): TensorSpec {
  * Loads the model in onnxruntime-node (proof that devices can load it too), reads its signature
  * and records the expected outputs of every sample. The session is always released.
  */
-export async function inspectModel(modelBytes: Uint8Array, sampleInputs: SampleInput[]): Promise<ModelInspection> {
+export async function inspectModel(
+  modelBytes: Uint8Array,
+  sampleInputs: SampleInput[],
+  /** Called once the model is loaded (0 done) and after each sample run. */
+  onProgress?: (done: number, total: number) => void,
+): Promise<ModelInspection> {
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(modelBytes, { graphOptimizationLevel: "all" });
@@ -43,6 +48,7 @@ export async function inspectModel(modelBytes: Uint8Array, sampleInputs: SampleI
     const inputs = session.inputMetadata.map(specOf);
     const outputs = session.outputMetadata.map(specOf);
     const samples: Sample[] = [];
+    onProgress?.(0, sampleInputs.length);
     for (const [i, sample] of sampleInputs.entries()) {
       const label = sample.name ?? `#${i}`;
       const expected = new Set(session.inputNames);
@@ -91,6 +97,7 @@ export async function inspectModel(modelBytes: Uint8Array, sampleInputs: SampleI
         outputs: outs,
         tolerance: { ...DEFAULT_TOLERANCE, ...sample.tolerance },
       });
+      onProgress?.(samples.length, sampleInputs.length);
     }
     // ORT does not expose the opset; the protobuf does. A model without a default-domain import
     // is unusual but legal, so fall back to 1 (the schema's minimum) rather than refusing it.

@@ -1,5 +1,6 @@
 import type { Assignment, DesiredState, HealthPolicy, SignedDesiredState } from "../../shared/schemas/desired-state.js";
 import type { SignedManifest } from "../../shared/schemas/manifest.js";
+import type { Envelope, Root } from "../../shared/schemas/trust.js";
 import { signEnvelope } from "../../shared/trust/envelope.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 
@@ -70,6 +71,12 @@ export function buildDesiredState(input: {
   };
 }
 
-export function signDesiredState(doc: DesiredState, director: KeyPair): SignedDesiredState {
-  return signEnvelope(doc, [director]);
+/** Signs with the director key; with a rotated root (chain longer than v1) the chain rides along. */
+export function signDesiredState(
+  doc: DesiredState,
+  director: KeyPair,
+  rootChain: readonly Envelope<Root>[] = [],
+): SignedDesiredState {
+  const env = signEnvelope(doc, [director]);
+  return rootChain.length > 1 ? { ...env, rootChain: [...rootChain] } : env;
 }

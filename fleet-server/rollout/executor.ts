@@ -2,6 +2,7 @@ import type { Clock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
 import { type Assignment, SignedDesiredStateSchema } from "../../shared/schemas/desired-state.js";
 import { ReportedStateSchema } from "../../shared/schemas/device-state.js";
+import type { Envelope, Root } from "../../shared/schemas/trust.js";
 import type { Topics } from "../../shared/topics.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 import type { Transport } from "../broker/transport.js";
@@ -34,6 +35,8 @@ export interface ExecutorDeps {
   models: ModelRepo;
   reRelease: ReReleaser;
   director: KeyPair;
+  /** The root chain (oldest first) sent beside each desired state, so devices learn rotations (issue 7). */
+  rootChain?: readonly Envelope<Root>[];
   /** Which bundle (variant) of the rollout's version each device gets (issue 5). */
   variants: VariantAssignment;
 }
@@ -159,7 +162,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         healthPolicy: engine.definition.healthPolicy,
         rollout: { id: engine.id, stage: engine.state.stage },
       });
-      const env = signDesiredState(doc, director);
+      const env = signDesiredState(doc, director, deps.rootChain);
       devices.setDesired(deviceId, env);
       persist(seq, device);
       return env;

@@ -11,6 +11,7 @@ import type { LoadedVersion } from "../../agent/runtime/model-runtime.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../agent/runtime/runtime.js";
 import { createServingLayer, type ServingLayer } from "../../agent/serving/serving-layer.js";
 import { systemClock } from "../../shared/clock.js";
+import { sha256Hex } from "../../shared/hash.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
 
@@ -123,7 +124,7 @@ export async function startServingFixture(): Promise<ServingFixture> {
         model: { name: model, version, variant: "fp32" },
         releaseCounter: 1,
         createdAt: "2026-01-01T00:00:00Z",
-        files: [{ path: "model.onnx", size: bytes.length, sha256: "0".repeat(64) }],
+        files: [{ path: "model.onnx", size: bytes.length, sha256: sha256Hex(bytes) }],
         inputs: spec,
         outputs: [{ name: "y", datatype: "FP32", shape: inputShape.map(() => -1) }],
         opset: 13,

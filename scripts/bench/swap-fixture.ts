@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,9 +9,12 @@ import { loadProfileFile } from "../../agent/profile/load-profiles.js";
 import type { InstalledModel } from "../../agent/runtime/model-runtime.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../agent/runtime/runtime.js";
 import { systemClock } from "../../shared/clock.js";
+import { sha256Hex } from "../../shared/hash.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
 import { sileroInputs, sileroModelPath } from "../demo/silero.js";
+
+const SILERO_BYTES = readFileSync(sileroModelPath());
 
 /**
  * The agent's serving path without MQTT: the real runtime (one host process per version) behind the
@@ -29,7 +33,8 @@ const manifest = (version: string): Manifest => ({
   model: { name: "silero-vad", version, variant: "fp32" },
   releaseCounter: 1,
   createdAt: "2026-01-01T00:00:00Z",
-  files: [{ path: "model.onnx", size: 1, sha256: "0".repeat(64) }],
+  // The real hash: the host loads only bytes that match the manifest.
+  files: [{ path: "model.onnx", size: SILERO_BYTES.length, sha256: sha256Hex(SILERO_BYTES) }],
   inputs: [
     { name: "input", datatype: "FP32", shape: [-1, -1] },
     { name: "state", datatype: "FP32", shape: [2, -1, 128] },

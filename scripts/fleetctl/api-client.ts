@@ -85,6 +85,17 @@ export interface RolloutStatus {
   } & Partial<DisplayCounts>;
 }
 
+/** `GET /v1/model-builds/{id}` (fleet-server/registry/build-tracker.ts). */
+export interface ModelBuild {
+  id: string;
+  status: "running" | "succeeded" | "failed";
+  phase: string | null;
+  phases: { name: string; status: string; progress: { done: number; total: number } | null }[];
+  progress: { done: number; total: number } | null;
+  result?: Record<string, unknown>;
+  error?: { code: string; message: string };
+}
+
 export interface CreateModelBody {
   name: string;
   version: string;
@@ -193,6 +204,13 @@ export class ApiClient {
 
   createModel(body: CreateModelBody): Promise<Record<string, unknown>> {
     return this.request("POST", "/v1/models", body);
+  }
+  /** Starts a tracked model build (`202`); poll it with `getModelBuild`. */
+  startModelBuild(body: CreateModelBody): Promise<{ buildId: string; status: string; links: { self: string } }> {
+    return this.request("POST", "/v1/models?async=1", body);
+  }
+  getModelBuild(id: string): Promise<ModelBuild> {
+    return this.request("GET", `/v1/model-builds/${encodeURIComponent(id)}`);
   }
   listModels(): Promise<{ models: Record<string, unknown>[] }> {
     return this.request("GET", "/v1/models");

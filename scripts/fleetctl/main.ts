@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Command, InvalidArgumentError } from "commander";
 import { ApiClient, ApiError } from "./api-client.js";
+import { waitForBuild } from "./build-wait.js";
 import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
 import { registerRolloutCommands } from "./rollout-commands.js";
@@ -127,25 +128,11 @@ export function buildProgram(): Command {
         ),
       );
       line.done(`uploaded ${formatBytes(up.size)} sha256 ${up.sha256.slice(0, 12)}…`);
-      // The server answers once every variant is built; until then, say which phase it is likely in.
-      const phases =
-        quantize === "int8"
-          ? [
-              "validating model, recording sample outputs",
-              "quantizing to int8",
-              "validating int8 against fp32",
-              "building signed bundles",
-            ]
-          : ["validating model, recording sample outputs", "building signed bundles"];
+      // A tracked build: poll it and show the server's real phases and progress.
       const started = Date.now();
-      const ticker = setInterval(() => {
-        const s = Math.floor((Date.now() - started) / 1000);
-        line.update(`${phases[Math.min(phases.length - 1, Math.floor(s / 2))]}… ${s}s`);
-      }, 500);
-      line.update(`${phases[0]}…`);
-      let created: Record<string, unknown>;
-      try {
-        created = await api.createModel({
+      const created = await waitForBuild(
+        api,
+        await api.startModelBuild({
           name: o.name!,
           version: o.version!,
           upload: up.sha256,
@@ -155,10 +142,8 @@ export function buildProgram(): Command {
           quantize,
           accuracyPolicy,
           calibration,
-        });
-      } finally {
-        clearInterval(ticker);
-      }
+        }),
+      );
       line.done(`model ${o.name}@${o.version} registered in ${((Date.now() - started) / 1000).toFixed(1)}s`);
       if (isJson(cmd)) console.log(JSON.stringify(created, null, 2));
       else printVariants(created as unknown as VersionView);

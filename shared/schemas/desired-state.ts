@@ -71,5 +71,14 @@ export const DesiredStateSchema = z.object({
     .default(null),
 });
 export type DesiredState = z.infer<typeof DesiredStateSchema>;
-export const SignedDesiredStateSchema = envelopeSchema(DesiredStateSchema);
+/**
+ * The desired-state envelope may carry the root chain beside `signed` (issue 7: "root chain
+ * distributed on the retained trust topic and in desired state"), so a device that missed the
+ * trust topic still learns a rotation before judging the director's signature. It needs no
+ * signature of its own: every root in it is self-authenticating (signed by a threshold of the
+ * previous root's keys and of its own, `walkRootChain`).
+ */
+export const SignedDesiredStateSchema = envelopeSchema(DesiredStateSchema).extend({
+  rootChain: z.array(z.unknown()).max(32).optional(),
+});
 export type SignedDesiredState = z.infer<typeof SignedDesiredStateSchema>;

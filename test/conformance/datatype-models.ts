@@ -1,6 +1,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { InstalledModel } from "../../agent/runtime/model-runtime.js";
+import { sha256Hex } from "../../shared/hash.js";
 import type { Datatype } from "../../shared/schemas/common.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
@@ -70,7 +71,9 @@ export async function installModel(
   const dir = join(root, `${name}-${version}`);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, "model.onnx"), bytes);
-  return { model: name, version, variant: "fp32", sha256, releaseCounter: 1, dir, manifest };
+  // The host loads only bytes that hash to the manifest's entry, so the entry must be the real one.
+  const files = [{ path: "model.onnx", size: bytes.length, sha256: sha256Hex(bytes) }];
+  return { model: name, version, variant: "fp32", sha256, releaseCounter: 1, dir, manifest: { ...manifest, files } };
 }
 
 /** A [2,3] input with values that exercise each type (negatives, fractions, unicode). */

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
+import { bar } from "../../scripts/fleetctl/progress.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { type Harness, startHarness } from "./fleet-harness.js";
 
@@ -48,6 +49,23 @@ describe("fleetctl", () => {
     );
     expect(push.stderr).toMatch(/uploading \[#+/);
     expect(push.stderr).toContain("model vad@1.0.0 registered");
+    // The server's real build phases, in order, each on its own line (stderr is not a TTY here).
+    const phaseLines = push.stderr
+      .split("\n")
+      .map((l) => l.split(" ")[0]!.replace(/…$/, ""))
+      .filter((w) =>
+        ["inspecting", "recording-samples", "quantizing", "validating-int8", "packing", "signing"].includes(w),
+      );
+    expect([...new Set(phaseLines)]).toEqual([
+      "inspecting",
+      "recording-samples",
+      "quantizing",
+      "validating-int8",
+      "packing",
+      "signing",
+    ]);
+    expect(push.stderr).toContain(`recording-samples ${bar(1)} ${sileroSamples().length}/${sileroSamples().length}`);
+    expect(push.stderr).toMatch(/quantizing \[#{24}\] 100% (\d+)\/\1/);
     const created = JSON.parse(push.stdout) as { name: string; variants: { variant: string }[] };
     expect(created.name).toBe("vad");
     expect(created.variants.map((v) => v.variant)).toEqual(["fp32", "int8"]);

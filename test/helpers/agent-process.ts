@@ -24,12 +24,15 @@ export interface AgentProcess {
 }
 
 /** Starts a real edge-agent process through the package's bin, with a JSON config file. */
-export async function spawnAgent(config: AgentProcessConfig): Promise<AgentProcess> {
+export async function spawnAgent(
+  config: AgentProcessConfig,
+  opts: { env?: Record<string, string> } = {},
+): Promise<AgentProcess> {
   const configPath = join(config.dataDir, "..", `${config.deviceId}.agent.json`);
   await writeFile(configPath, JSON.stringify({ logLevel: "debug", ...config }, null, 2));
   const proc = spawn(process.execPath, [join(REPO, "bin/edge-agent.js"), "--config", configPath], {
     cwd: REPO,
-    env: { ...process.env, LOG_FORMAT: "json" },
+    env: { ...process.env, LOG_FORMAT: "json", ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -84,7 +84,8 @@ export interface Adversary {
   /** Resolves with the rejection event for `seq`, or `accepted` once the device reports that seq (a bug). */
   desiredOutcome(seq: number, timeoutMs?: number): Promise<SeenEvent | "accepted">;
   /** Spawns a real `edge-agent` for the adversary's device, pinned to the adversary's root.json. */
-  startAgent(profile: string): Promise<AgentProcess>;
+  /** Starts (or restarts, same data dir) the device's agent; `env` adds environment variables (fault injection). */
+  startAgent(profile: string, opts?: { env?: Record<string, string> }): Promise<AgentProcess>;
   close(): Promise<void>;
 }
 
@@ -251,16 +252,19 @@ export async function startAdversary(dir: string, deviceId: string): Promise<Adv
         },
         timeoutMs,
       ),
-    async startAgent(profile) {
-      agent = await spawnAgent({
-        deviceId,
-        mqttUrl,
-        password: "anonymous-broker",
-        dataDir: join(dir, deviceId),
-        socketPath: join(dir, `${deviceId}.sock`),
-        rootPath: rootJsonPath,
-        profile,
-      });
+    async startAgent(profile, opts = {}) {
+      agent = await spawnAgent(
+        {
+          deviceId,
+          mqttUrl,
+          password: "anonymous-broker",
+          dataDir: join(dir, deviceId),
+          socketPath: join(dir, `${deviceId}.sock`),
+          rootPath: rootJsonPath,
+          profile,
+        },
+        opts,
+      );
       return agent;
     },
     async close() {

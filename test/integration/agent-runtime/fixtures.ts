@@ -1,15 +1,18 @@
+import { readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import type { InstalledModel } from "../../../agent/runtime/model-runtime.js";
+import { sha256Hex } from "../../../shared/hash.js";
 import type { DeviceProfile } from "../../../shared/schemas/device-profile.js";
 import type { Manifest } from "../../../shared/schemas/manifest.js";
 import type { JsonTensor, SamplesFile } from "../../../shared/schemas/tensor.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const SILERO_V5 = path.join(ROOT, "node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx");
+const SILERO_BYTES = readFileSync(SILERO_V5);
 
 export const testLog = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
 
@@ -40,7 +43,8 @@ export function sileroManifest(version: string): Manifest {
     model: { name: "vad", version, variant: "fp32" },
     releaseCounter: 1,
     createdAt: "2025-01-01T00:00:00Z",
-    files: [{ path: "model.onnx", size: 1, sha256: "0".repeat(64) }],
+    // The real hash: the host loads only bytes that match the manifest.
+    files: [{ path: "model.onnx", size: SILERO_BYTES.length, sha256: sha256Hex(SILERO_BYTES) }],
     inputs: [
       { name: "input", datatype: "FP32", shape: [1, -1] },
       { name: "state", datatype: "FP32", shape: [2, -1, 128] },

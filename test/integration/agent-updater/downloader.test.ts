@@ -91,12 +91,12 @@ async function connectLink(): Promise<MqttLink> {
   });
   cleanups.push(() => link.close());
   await new Promise<void>((resolve) => {
-    if (link.state() === "connected") resolve();
     const off = link.onState((s) => {
       if (s !== "connected") return;
       off();
       resolve();
     });
+    link.start();
   });
   return link;
 }

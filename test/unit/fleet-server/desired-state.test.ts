@@ -84,6 +84,12 @@ describe("desired state", () => {
     expect(() => verifyRoleSignatures(signDesiredState(doc, keys.release!), root, "director")).toThrow();
     expect(Date.parse(parsed.signed.expires) - Date.parse(parsed.signed.issuedAt)).toBe(DESIRED_TTL_MS);
     expect(parsed.signed.seq).toBe(7);
+    // Root v1 alone is what devices pin already: no chain is attached.
+    expect(parsed.rootChain).toBeUndefined();
+    // After a rotation the chain rides beside `signed` (outside the director's signature).
+    const withChain = signDesiredState(doc, keys.director, [keys.signedRoot, keys.signedRoot]);
+    expect(withChain.rootChain).toHaveLength(2);
+    expect(withChain.signatures).toEqual(signed.signatures);
   });
 
   it("keeps other models' assignments and replaces the same model's", () => {
