@@ -76,6 +76,7 @@ export interface ServingFixture {
   runtime: AgentModelRuntime;
   serving: ServingLayer;
   api: SocketApi;
+  socketPath: string;
   client: SocketClient;
   /** Installs and loads `bytes` as model@version (activated unless `activate: false`). */
   install(
@@ -113,6 +114,7 @@ export async function startServingFixture(): Promise<ServingFixture> {
     runtime,
     serving,
     api,
+    socketPath,
     client: new SocketClient(socketPath),
     async install(model, version, bytes, inputShape, opts = {}) {
       const vdir = join(dir, `${model}-${version}`);
