@@ -4,7 +4,8 @@ import path from "node:path";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import { type JsonTensor, type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
-import { bounded, cancellableSleep, countNonFinite, restartDelayMs } from "./host-health.js";
+import { bounded, countNonFinite } from "./host-health.js";
+import { createHostSupervisor } from "./host-supervisor.js";
 import { type ModelHost, type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
 import type { InferRecord, InferRequest, InferResult, InstalledModel, LoadedVersion } from "./model-runtime.js";
 import { routeVersion } from "./route-version.js";
@@ -72,51 +73,15 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     }
   };
 
-  const sleep = (v: Version, ms: number) =>
-    cancellableSleep(deps.clock, ms, (cancel) => {
-      v.cancelBackoff = cancel;
-    });
-
-  /** Subscribes to unexpected exits of `host` while it is `v`'s current host. */
-  function watch(v: Version, host: ModelHost): void {
-    void host.exited.then((exit) => {
-      if (exit.expected || v.host !== host) return;
-      v.state = "crashed";
-      deps.onHostExit?.(v.installed, exit);
-      if (v.retiring) return;
-      v.restarts++;
-      v.crashTimes.push(deps.clock.now());
-      v.restarting = restartLoop(v);
-    });
-  }
-
-  /** Restarts `v`'s host with backoff until one runs or `v` retires (a serving model must keep serving). */
-  async function restartLoop(v: Version): Promise<void> {
-    for (;;) {
-      const delay = restartDelayMs(v.crashTimes.slice(0, -1), deps.clock.now());
-      log.warn({ version: label(v.installed), delayMs: delay, restarts: v.restarts }, "restarting crashed model host");
-      await sleep(v, delay);
-      v.cancelBackoff = null;
-      if (v.retiring) break;
-      try {
-        const host = await spawnModelHost(hostDeps, v.spawn);
-        if (v.retiring) {
-          await host.stop();
-          break;
-        }
-        v.host = host;
-        if (v.nice !== undefined) applyNice(v, v.nice);
-        watch(v, host);
-        v.state = servingByModel.get(v.installed.model) === v ? "serving" : "loaded";
-        log.info({ version: label(v.installed), pid: host.pid }, "model host restarted");
-        break;
-      } catch (err) {
-        v.crashTimes.push(deps.clock.now());
-        log.error({ err, version: label(v.installed) }, "model host restart failed");
-      }
-    }
-    v.restarting = null;
-  }
+  // Crash supervision (restart with backoff) lives in host-supervisor.ts; it reads the serving map.
+  const { watch } = createHostSupervisor({
+    log,
+    clock: deps.clock,
+    hostDeps,
+    isServing: (v) => servingByModel.get(v.installed.model) === v,
+    onHostExit: (v, exit) => deps.onHostExit?.(v.installed, exit),
+    applyNice: (v, nice) => applyNice(v, nice),
+  });
 
   function own(loaded: LoadedVersion): Version {
     const v = loaded as Version;
