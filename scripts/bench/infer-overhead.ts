@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { copyFile, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,13 +9,9 @@ import { loadProfileFile } from "../../agent/profile/load-profiles.js";
 import { createModelRuntime } from "../../agent/runtime/runtime.js";
 import { sessionOptionsFromProfile } from "../../agent/runtime/session-options.js";
 import { systemClock } from "../../shared/clock.js";
-import { sha256Hex } from "../../shared/hash.js";
-import type { Manifest } from "../../shared/schemas/manifest.js";
 import { jsonToRaw } from "../../shared/tensors.js";
-import { sileroInputs, sileroModelPath } from "../demo/silero.js";
+import { sileroInputs, sileroManifest, sileroModelPath } from "../demo/silero.js";
 import { ratio, summarize, timeSequential } from "./stats.js";
-
-const SILERO_BYTES = readFileSync(sileroModelPath());
 
 /**
  * Scenario "local infer overhead" (DESIGN §9): the same Silero VAD request
@@ -24,27 +19,7 @@ const SILERO_BYTES = readFileSync(sileroModelPath());
  *   ipc     — through the agent runtime (host process, structured-clone tensors);
  *   socket  — a local app's full path: HTTP/1.1 over the Unix socket, JSON tensors, host process.
  */
-const MANIFEST: Manifest = {
-  _type: "manifest",
-  model: { name: "silero-vad", version: "5.0.0", variant: "fp32" },
-  releaseCounter: 1,
-  createdAt: "2026-01-01T00:00:00Z",
-  // The real hash: the host loads only bytes that match the manifest.
-  files: [{ path: "model.onnx", size: SILERO_BYTES.length, sha256: sha256Hex(SILERO_BYTES) }],
-  inputs: [
-    { name: "input", datatype: "FP32", shape: [-1, -1] },
-    { name: "state", datatype: "FP32", shape: [2, -1, 128] },
-    { name: "sr", datatype: "INT64", shape: [] },
-  ],
-  outputs: [
-    { name: "output", datatype: "FP32", shape: [-1, 1] },
-    { name: "stateN", datatype: "FP32", shape: [-1, -1, -1] },
-  ],
-  opset: 16,
-  compatibility: { arch: [], minMemoryMB: 0, executionProviders: ["cpu"] },
-  lineage: {},
-  quantization: null,
-};
+const MANIFEST = sileroManifest();
 
 export async function benchInferOverhead(n = 1000): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(tmpdir(), "ef-bench-"));

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,12 +8,8 @@ import { loadProfileFile } from "../../agent/profile/load-profiles.js";
 import type { InstalledModel } from "../../agent/runtime/model-runtime.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../agent/runtime/runtime.js";
 import { systemClock } from "../../shared/clock.js";
-import { sha256Hex } from "../../shared/hash.js";
-import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
-import { sileroInputs, sileroModelPath } from "../demo/silero.js";
-
-const SILERO_BYTES = readFileSync(sileroModelPath());
+import { sileroInputs, sileroManifest, sileroModelPath } from "../demo/silero.js";
 
 /**
  * The agent's serving path without MQTT: the real runtime (one host process per version) behind the
@@ -28,27 +23,7 @@ export interface ServingFixture {
   close(): Promise<void>;
 }
 
-const manifest = (version: string): Manifest => ({
-  _type: "manifest",
-  model: { name: "silero-vad", version, variant: "fp32" },
-  releaseCounter: 1,
-  createdAt: "2026-01-01T00:00:00Z",
-  // The real hash: the host loads only bytes that match the manifest.
-  files: [{ path: "model.onnx", size: SILERO_BYTES.length, sha256: sha256Hex(SILERO_BYTES) }],
-  inputs: [
-    { name: "input", datatype: "FP32", shape: [-1, -1] },
-    { name: "state", datatype: "FP32", shape: [2, -1, 128] },
-    { name: "sr", datatype: "INT64", shape: [] },
-  ],
-  outputs: [
-    { name: "output", datatype: "FP32", shape: [-1, 1] },
-    { name: "stateN", datatype: "FP32", shape: [-1, -1, -1] },
-  ],
-  opset: 16,
-  compatibility: { arch: [], minMemoryMB: 0, executionProviders: ["cpu"] },
-  lineage: {},
-  quantization: null,
-});
+const manifest = (version: string) => sileroManifest(version);
 
 export async function startServingFixture(): Promise<ServingFixture> {
   const dir = await mkdtemp(join(tmpdir(), "ef-bench-swap-"));

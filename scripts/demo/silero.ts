@@ -1,5 +1,8 @@
+import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { sha256Hex } from "../../shared/hash.js";
+import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { JsonTensor, SampleInput } from "../../shared/schemas/tensor.js";
 
 /**
@@ -36,4 +39,32 @@ export function sileroSamples(): SampleInput[] {
     { name: "tone-1000-quiet", inputs: sileroInputs(1000, 0.05) },
     { name: "silence", inputs: sileroInputs(0, 0) },
   ];
+}
+
+/**
+ * An unsigned manifest for Silero VAD v5 with its real file hash, for benchmarks and tests that load
+ * the model into the agent runtime directly (no fleet server, no bundle).
+ */
+export function sileroManifest(version = "5.0.0"): Manifest {
+  const bytes = readFileSync(sileroModelPath());
+  return {
+    _type: "manifest",
+    model: { name: "silero-vad", version, variant: "fp32" },
+    releaseCounter: 1,
+    createdAt: "2026-01-01T00:00:00Z",
+    files: [{ path: "model.onnx", size: bytes.length, sha256: sha256Hex(bytes) }],
+    inputs: [
+      { name: "input", datatype: "FP32", shape: [-1, -1] },
+      { name: "state", datatype: "FP32", shape: [2, -1, 128] },
+      { name: "sr", datatype: "INT64", shape: [] },
+    ],
+    outputs: [
+      { name: "output", datatype: "FP32", shape: [-1, 1] },
+      { name: "stateN", datatype: "FP32", shape: [-1, -1, -1] },
+    ],
+    opset: 16,
+    compatibility: { arch: [], minMemoryMB: 0, executionProviders: ["cpu"] },
+    lineage: {},
+    quantization: null,
+  };
 }
