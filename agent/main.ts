@@ -142,13 +142,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   runtime.observe((r) => telemetry.onInference(r));
 
   const tapped = telemetry.tap(runtime);
+  const tappedRaw = telemetry.tapRaw((r) => runtime.inferRaw(r));
   // Strategies, batching and cache between the API and the runtime (agent/serving, issue 8). JSON
   // requests without batching/cache go through the telemetry tap; typed ones use the runtime's raw path.
   // Built before the updater: it attaches side candidates (shadow / A-B) and serving options.
   const serving = createServingLayer({
     log: log.child({ c: "serving" }),
     backend: {
-      inferRaw: (r) => runtime.inferRaw(r),
+      // Client traffic on the typed path is telemetry too; shadow runs are marked `internal` by the serving layer.
+      inferRaw: (r) => (r.internal ? runtime.inferRaw(r) : tappedRaw(r)),
       infer: (r) => tapped.infer(r),
       serving: () => runtime.serving(),
       loaded: () => runtime.loaded(),

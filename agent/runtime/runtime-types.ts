@@ -39,6 +39,8 @@ export interface RawInferRequest {
   version?: string;
   inputs: Record<string, RawTensor>;
   outputs?: string[];
+  /** Work the agent does on its own behalf (shadow comparisons): recorded like probes, not as client requests. */
+  internal?: boolean;
 }
 
 export interface RawInferResult {

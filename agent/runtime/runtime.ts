@@ -6,7 +6,7 @@ import { type JsonTensor, type SamplesFile, SamplesFileSchema } from "../../shar
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
 import { bounded, countNonFinite } from "./host-health.js";
 import { createHostSupervisor } from "./host-supervisor.js";
-import { type ModelHost, type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
+import { type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
 import type { InferRecord, InferRequest, InferResult, InstalledModel, LoadedVersion } from "./model-runtime.js";
 import { routeVersion } from "./route-version.js";
 import type { AgentModelRuntime, ModelRuntimeDeps, RawInferRequest, RawInferResult, Version } from "./runtime-types.js";
@@ -325,7 +325,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
 
     async inferRaw(req: RawInferRequest): Promise<RawInferResult> {
       const v = pick(req.model, req.version);
-      const outputs = await runRawOn(v, req.inputs, req.outputs);
+      const outputs = await runRawOn(v, req.inputs, req.outputs, req.internal === true);
       return { model: v.installed.model, version: v.installed.version, sha256: v.installed.sha256, outputs };
     },
 

@@ -210,7 +210,7 @@ export function createServingLayer(deps: ServingLayerDeps): ServingLayer {
       const inputs = rawInputs(req);
       const names = Object.keys(primary.outputs);
       backend
-        .inferRaw({ model: req.model, version: s.candidate.version, inputs, outputs: names })
+        .inferRaw({ model: req.model, version: s.candidate.version, inputs, outputs: names, internal: true })
         .then(
           (res) => {
             const agreed = outputsAgree(primary.outputs, res.outputs, DEFAULT_TOLERANCE);

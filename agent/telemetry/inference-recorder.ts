@@ -5,6 +5,7 @@ import type { JsonTensor } from "../../shared/schemas/tensor.js";
 import type { SocketApiRuntime } from "../api/socket-api.js";
 import type { DriftMonitor } from "../drift/drift-monitor.js";
 import type { InferRecord, InferRequest, InferResult } from "../runtime/model-runtime.js";
+import type { RawInferRequest, RawInferResult } from "../runtime/runtime-types.js";
 import type { TelemetryBuffer } from "./telemetry-buffer.js";
 
 export interface RecorderDeps {
@@ -22,6 +23,14 @@ export interface InferenceRecorder {
   listener(r: InferRecord): void;
   /** The runtime as the socket API should see it: client requests are recorded with their outputs. */
   tap(runtime: SocketApiRuntime): SocketApiRuntime;
+  /**
+   * The typed-array path (binary tensor extension, dynamic batching, cache misses) recorded as client
+   * requests too. Without output summaries or drift windows: those need JSON tensors, and converting a
+   * large binary tensor would cost the caller what the binary path saves (docs/operations.md).
+   */
+  tapRaw(
+    inferRaw: (req: RawInferRequest) => Promise<RawInferResult>,
+  ): (req: RawInferRequest) => Promise<RawInferResult>;
   recordEvent(e: DeviceEvent): void;
 }
 
@@ -143,6 +152,19 @@ export function createInferenceRecorder(deps: RecorderDeps): InferenceRecorder {
         loaded: () => runtime.loaded(),
         stateOf: (v) => runtime.stateOf(v),
         infer,
+      };
+    },
+    tapRaw(inferRaw) {
+      return async (req) => {
+        const ctx: ApiContext = {};
+        try {
+          return await als.run(ctx, () => inferRaw(req));
+        } finally {
+          if (ctx.record) {
+            buffer.append(toRecord(ctx.record, "api"));
+            await buffer.durable();
+          }
+        }
       };
     },
     recordEvent(e) {

@@ -10,6 +10,7 @@ import type { SocketApiRuntime } from "../api/socket-api.js";
 import { createDriftMonitor, type DriftMonitor } from "../drift/drift-monitor.js";
 import { type AgentMetrics, createAgentMetrics } from "../metrics/agent-metrics.js";
 import type { InferRecord } from "../runtime/model-runtime.js";
+import type { RawInferRequest, RawInferResult } from "../runtime/runtime-types.js";
 import { createFlusher, type Flusher } from "./flusher.js";
 import { createInferenceRecorder } from "./inference-recorder.js";
 import { type BufferStats, openTelemetryBuffer, type TelemetryBuffer } from "./telemetry-buffer.js";
@@ -37,6 +38,10 @@ export interface TelemetryService {
   onInference(r: InferRecord): void;
   /** Wraps the runtime the socket API uses so client requests are recorded with outputs and drift. */
   tap(runtime: SocketApiRuntime): SocketApiRuntime;
+  /** See InferenceRecorder.tapRaw: binary / batched client requests recorded as such. */
+  tapRaw(
+    inferRaw: (req: RawInferRequest) => Promise<RawInferResult>,
+  ): (req: RawInferRequest) => Promise<RawInferResult>;
   recordEvent(e: DeviceEvent): void;
   /** A batch job's progress (agent/jobs): start/resume, every 10 %, end. */
   recordJobProgress(r: Omit<JobTelemetry, "seq" | "kind" | "ts">): void;
@@ -111,6 +116,7 @@ export function createTelemetryService(deps: TelemetryServiceDeps): TelemetrySer
     metrics,
     onInference: (r) => recorder.listener(r),
     tap: (runtime) => recorder.tap(runtime),
+    tapRaw: (inferRaw) => recorder.tapRaw(inferRaw),
     recordEvent: (e) => recorder.recordEvent(e),
     recordJobProgress: (r) => buffer.append({ kind: "job", ts: deps.clock.now(), ...r }),
     onAck: (payload) => flusher.onAck(payload),
