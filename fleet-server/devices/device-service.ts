@@ -3,6 +3,7 @@ import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { DeviceEventSchema, PresenceSchema, ReportedStateSchema } from "../../shared/schemas/device-state.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
+import { createCredentialCache } from "./credential-cache.js";
 import { generatePassword, hashPassword, verifyPassword } from "./password.js";
 
 export interface DeviceDeps {
@@ -68,6 +69,7 @@ function parseJson(payload: Buffer): unknown {
 
 export function createDeviceService(deps: DeviceDeps) {
   const { log, clock, devices } = deps;
+  const verified = createCredentialCache({ now: clock.now });
   const nowIso = () => new Date(clock.now()).toISOString();
 
   return {
@@ -106,8 +108,14 @@ export function createDeviceService(deps: DeviceDeps) {
     /** Checks device credentials; unknown device and wrong password look the same to the caller. */
     async authenticate(id: string, password: string): Promise<boolean> {
       const d = devices.get(id);
-      if (!d || deps.isRevoked?.(id)) return false;
-      return verifyPassword(password, d.passwordHash);
+      if (!d || deps.isRevoked?.(id)) {
+        verified.forget(id);
+        return false;
+      }
+      if (verified.hit(id, password, d.passwordHash)) return true;
+      const ok = await verifyPassword(password, d.passwordHash);
+      if (ok) verified.remember(id, password, d.passwordHash);
+      return ok;
     },
 
     /** Inbound MQTT from a device topic. Bad payloads are logged and dropped: a device must never crash us. */

@@ -1,5 +1,8 @@
 import { cpus, totalmem } from "node:os";
+import { benchAgentIdle } from "./agent-idle.js";
+import { benchBundleDelivery } from "./bundle-delivery.js";
 import { benchEventLoop } from "./event-loop.js";
+import { benchFanout } from "./fanout.js";
 import { benchInferOverhead } from "./infer-overhead.js";
 import { benchQuantize } from "./quantize.js";
 import { benchServingBatching } from "./serving-batching.js";
@@ -8,6 +11,7 @@ import { benchServingShadow } from "./serving-shadow.js";
 import { benchSwapUnderLoad } from "./swap-under-load.js";
 import { benchTelemetryFlush } from "./telemetry-flush.js";
 import { benchTelemetryIngest } from "./telemetry-ingest.js";
+import { benchVerifyExtract } from "./verify-extract.js";
 
 /**
  * `npm run bench`: each scenario prints one JSON line with its figure and an anchor measured
@@ -23,6 +27,10 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "serving-binary-vs-json": () => benchServingBinary(),
   "serving-dynamic-batching": () => benchServingBatching(),
   "serving-shadow-latency": () => benchServingShadow(),
+  "verify-extract": () => benchVerifyExtract(Number(process.env.BENCH_VX_N ?? 20)),
+  "agent-idle": () => benchAgentIdle(Number(process.env.BENCH_IDLE_SECONDS ?? 20)),
+  "bundle-delivery": () => benchBundleDelivery(Number(process.env.BENCH_RUNS ?? 5)),
+  fanout: () => benchFanout(Number(process.env.BENCH_FANOUT_N ?? 200)),
 };
 
 const only = process.argv.slice(2);

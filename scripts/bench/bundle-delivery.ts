@@ -1,0 +1,165 @@
+import { mkdir, mkdtemp, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openAgentStore } from "../../agent/store/agent-store.js";
+import { mqttChunkChannel } from "../../agent/transport/chunk-channel.js";
+import { createMqttLink, type MqttLink } from "../../agent/transport/mqtt-link.js";
+import { DEFAULT_CHUNK, DEFAULT_WINDOW, startDownload } from "../../agent/updater/downloader.js";
+import { systemClock } from "../../shared/clock.js";
+import { sha256File } from "../../shared/hash.js";
+import { createLogger } from "../../shared/logger.js";
+import { createTopics } from "../../shared/topics.js";
+import { sileroModelPath, sileroSamples } from "../demo/silero.js";
+import { type BenchFleet, startBenchFleet, waitUntil } from "./fleet-fixture.js";
+import { ratio, summarize } from "./stats.js";
+
+const DEVICE = "dl-1";
+
+/** HTTP Range download with a sliding window of `window` requests of `chunk` bytes, written at their offsets. */
+async function httpRangeDownload(url: string, auth: string, size: number, path: string, chunk: number, window: number) {
+  const fh = await open(path, "w");
+  try {
+    let next = 0;
+    const worker = async () => {
+      while (next < size) {
+        const start = next;
+        next += chunk;
+        const end = Math.min(size, start + chunk) - 1;
+        const res = await fetch(url, { headers: { authorization: auth, range: `bytes=${start}-${end}` } });
+        if (res.status !== 206) throw new Error(`range GET answered ${res.status}`);
+        const buf = Buffer.from(await res.arrayBuffer());
+        await fh.write(buf, 0, buf.length, start);
+      }
+    };
+    await Promise.all(Array.from({ length: window }, worker));
+  } finally {
+    await fh.close();
+  }
+  return sha256File(path);
+}
+
+async function connectLink(fleet: BenchFleet, password: string): Promise<MqttLink> {
+  const topics = createTopics(fleet.server.topicPrefix);
+  const link = createMqttLink({
+    url: fleet.server.mqttUrl,
+    deviceId: DEVICE,
+    password,
+    topics,
+    subscriptions: [topics.device(DEVICE, "chunks/res")],
+    log: createLogger({ name: "bench", level: "silent", pretty: false }),
+    clock: systemClock,
+  });
+  await new Promise<void>((resolve) => {
+    const off = link.onState((s) => {
+      if (s !== "connected") return;
+      off();
+      resolve();
+    });
+    link.start();
+  });
+  return link;
+}
+
+/**
+ * Scenario "bundle delivery over MQTT chunks vs HTTP Range" (DESIGN §9): the agent's real chunk
+ * downloader against the real fleet server's chunk server (through its embedded broker), and the
+ * same bundle over `GET /v1/bundles/{sha256}` with Range requests of the same size and window.
+ * Both write to disk and verify the SHA-256; runs are interleaved.
+ */
+export async function benchBundleDelivery(runs = 5): Promise<Record<string, unknown>> {
+  const root = await mkdtemp(join(tmpdir(), "ef-bench-dl-"));
+  let fleet: BenchFleet | undefined;
+  let link: MqttLink | undefined;
+  let store: ReturnType<typeof openAgentStore> | undefined;
+  try {
+    fleet = await startBenchFleet(root);
+    const { password } = await fleet.api.enrollDevice({ id: DEVICE, profile: "generic-x64" });
+    const up = await fleet.api.upload(sileroModelPath());
+    await fleet.api.createModel({ name: "silero-vad", version: "5.0.0", upload: up.sha256, samples: sileroSamples() });
+    const version = (await fleet.api.getModelVersion("silero-vad", "5.0.0")) as {
+      variants: { variant: string; bundle: { sha256: string; size: number } }[];
+    };
+    const bundle = version.variants.find((v) => v.variant === "fp32")!.bundle;
+    await fleet.api.createRollout({
+      model: "silero-vad",
+      version: "5.0.0",
+      variant: "fp32",
+      target: { deviceIds: [DEVICE] },
+      healthPolicy: { probationSeconds: 1 },
+    });
+    const url = new URL(`/v1/bundles/${bundle.sha256}`, fleet.server.httpUrl).toString();
+    const auth = `Basic ${Buffer.from(`${DEVICE}:${password}`).toString("base64")}`;
+    // Assigned once the device's desired state names the bundle (both paths check that).
+    await waitUntil(
+      "bundle assigned",
+      async () => (await fetch(url, { method: "HEAD", headers: { authorization: auth } })).ok,
+    );
+
+    link = await connectLink(fleet, password);
+    store = openAgentStore(join(root, "agent.db"));
+    const topics = createTopics(fleet.server.topicPrefix);
+    const dlDir = join(root, "downloads");
+    await mkdir(dlDir, { recursive: true });
+    const mqttMs: number[] = [];
+    const httpMs: number[] = [];
+    const httpAdminMs: number[] = [];
+    const bearer = `Bearer ${fleet.server.adminToken}`;
+    for (let i = -1; i < runs; i++) {
+      let t0 = process.hrtime.bigint();
+      const path = await startDownload({
+        sha256: bundle.sha256,
+        size: bundle.size,
+        dir: dlDir,
+        store,
+        channel: mqttChunkChannel(link, topics, DEVICE),
+        clock: systemClock,
+        log: createLogger({ name: "bench", level: "silent", pretty: false }),
+        chunkSize: DEFAULT_CHUNK,
+        window: DEFAULT_WINDOW,
+      }).done;
+      if (i >= 0) mqttMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await rm(path, { force: true });
+
+      const httpPath = join(root, "http.bundle");
+      t0 = process.hrtime.bigint();
+      const got = await httpRangeDownload(url, auth, bundle.size, httpPath, DEFAULT_CHUNK, DEFAULT_WINDOW);
+      if (got.sha256 !== bundle.sha256) throw new Error("HTTP download hash mismatch");
+      if (i >= 0) httpMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await rm(httpPath, { force: true });
+
+      t0 = process.hrtime.bigint();
+      const again = await httpRangeDownload(url, bearer, bundle.size, httpPath, DEFAULT_CHUNK, DEFAULT_WINDOW);
+      if (again.sha256 !== bundle.sha256) throw new Error("HTTP download hash mismatch");
+      if (i >= 0) httpAdminMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      await rm(httpPath, { force: true });
+    }
+    const mqtt = summarize(mqttMs);
+    const http = summarize(httpMs);
+    const httpAdmin = summarize(httpAdminMs);
+    const mbps = (msTaken: number) => Math.round((bundle.size / 1e6 / (msTaken / 1000)) * 10) / 10;
+    return {
+      scenario: "bundle-delivery",
+      bundleBytes: bundle.size,
+      chunkBytes: DEFAULT_CHUNK,
+      window: DEFAULT_WINDOW,
+      anchor: {
+        what: "HTTP Range GET /v1/bundles/{sha256}, device Basic auth, same chunk and window",
+        ...http,
+        MBps: mbps(http.p50Ms),
+      },
+      anchorBearer: {
+        what: "the same with the admin Bearer token (no per-request password hash)",
+        ...httpAdmin,
+        MBps: mbps(httpAdmin.p50Ms),
+      },
+      figure: { what: "agent downloader over MQTT chunks (aedes, embedded)", ...mqtt, MBps: mbps(mqtt.p50Ms) },
+      ratioP50: ratio(mqtt.p50Ms, http.p50Ms),
+      ratioP50Bearer: ratio(mqtt.p50Ms, httpAdmin.p50Ms),
+    };
+  } finally {
+    await link?.close();
+    store?.close();
+    await fleet?.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
