@@ -1,3 +1,4 @@
+import { seededRandom } from "../../agent/transport/backoff.js";
 import type { FleetServer } from "../../fleet-server/main.js";
 import { sileroInputs, sileroModelPath } from "../../scripts/demo/silero.js";
 import type { BaselineInput } from "../../shared/schemas/baseline.js";
@@ -11,17 +12,8 @@ export async function serverGet<T>(server: FleetServer, path: string): Promise<T
   return (await res.json()) as T;
 }
 
-/** Seeded PRNG (mulberry32) so "drawn from the baseline" is reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG (mulberry32, the agent's own) so "drawn from the baseline" is reproducible. */
+export const seeded = seededRandom;
 
 /** One Silero frame from the "population": a tone of random pitch and loudness. */
 export function drawFrame(random: () => number, loud = false): Record<string, JsonTensor> {

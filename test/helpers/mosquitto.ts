@@ -18,19 +18,11 @@ export interface MosquittoHandle {
   stop(): Promise<void>;
 }
 
-/** Starts a real Mosquitto on a free loopback port with anonymous access (ACL files are the security issue's work). */
-export async function startMosquitto(dir: string): Promise<MosquittoHandle> {
+/** Runs Debian's mosquitto with `confPath` and resolves once it listens on `port` (rejects with its stderr otherwise). */
+export async function spawnMosquitto(confPath: string, port: number): Promise<ChildProcess> {
   const bin = findMosquitto();
   if (!bin) throw new Error("mosquitto is not installed");
-  const port = await freePort();
-  const conf = join(dir, "mosquitto.conf");
-  await writeFile(
-    conf,
-    [`listener ${port} 127.0.0.1`, "allow_anonymous true", "persistence false", "max_inflight_messages 0", ""].join(
-      "\n",
-    ),
-  );
-  const proc = spawn(bin, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
+  const proc = spawn(bin, ["-c", confPath], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   proc.stderr?.on("data", (d: Buffer) => {
     stderr += d.toString();
@@ -41,6 +33,20 @@ export async function startMosquitto(dir: string): Promise<MosquittoHandle> {
     proc.kill("SIGKILL");
     throw new Error(`mosquitto did not start: ${stderr}`, { cause: err });
   }
+  return proc;
+}
+
+/** Starts a real Mosquitto on a free loopback port with anonymous access (ACL files are the security issue's work). */
+export async function startMosquitto(dir: string): Promise<MosquittoHandle> {
+  const port = await freePort();
+  const conf = join(dir, "mosquitto.conf");
+  await writeFile(
+    conf,
+    [`listener ${port} 127.0.0.1`, "allow_anonymous true", "persistence false", "max_inflight_messages 0", ""].join(
+      "\n",
+    ),
+  );
+  const proc = await spawnMosquitto(conf, port);
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { userInfo } from "node:os";
 import { join } from "node:path";
@@ -7,8 +6,8 @@ import pino from "pino";
 import { generateMosquittoFiles } from "../../fleet-server/broker/broker-config.js";
 import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
 import { ApiClient } from "../../scripts/fleetctl/api-client.js";
-import { findMosquitto } from "../helpers/mosquitto.js";
-import { freePort, waitForPort } from "../helpers/ports.js";
+import { spawnMosquitto } from "../helpers/mosquitto.js";
+import { freePort } from "../helpers/ports.js";
 
 /**
  * Probes for the broker rules (DESIGN §4, issue 7): a real fleet server (embedded aedes) with
@@ -108,8 +107,6 @@ export interface RealMosquitto {
 
 /** Mosquitto configured only by the files `fleet-server broker-config --mosquitto` writes. */
 export async function startSecuredMosquitto(dataDir: string, dir: string): Promise<RealMosquitto> {
-  const bin = findMosquitto();
-  if (!bin) throw new Error("mosquitto is not installed");
   const port = await freePort();
   const gen = () => generateMosquittoFiles({ dataDir, outDir: dir, listener: { port, host: "127.0.0.1" } });
   const files = gen();
@@ -119,17 +116,7 @@ export async function startSecuredMosquitto(dataDir: string, dir: string): Promi
   // 0600 passwd file in our temp dir (in production: chown the files to the broker's user).
   const user = userInfo().username;
   await writeFile(conf, `${await readFile(files.conf, "utf8")}persistence false\nuser ${user}\n`);
-  const proc = spawn(bin, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  proc.stderr?.on("data", (d: Buffer) => {
-    stderr += d.toString();
-  });
-  try {
-    await waitForPort(port);
-  } catch (err) {
-    proc.kill("SIGKILL");
-    throw new Error(`mosquitto did not start: ${stderr}`, { cause: err });
-  }
+  const proc = await spawnMosquitto(conf, port);
   return {
     url: `mqtt://127.0.0.1:${port}`,
     dir,
