@@ -153,7 +153,7 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
     .option("--file <path>", "JSON rollout definition (YAML is not supported)")
     .option("--model <name>")
     .option("--version <semver>")
-    .option("--variant <variant>", "bundle variant (fp32, int8)")
+    .option("--variant <variant>", "bundle variant (fp32, int8); omitted = chosen per device from its profile")
     .option("--strategy <name>", "canary | all-at-once | shadow | ab")
     .option("--devices <ids>", "comma-separated device ids", collect)
     .option("--tag <key=value>", "devices with this tag (repeatable, all must match)", collect)
