@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
-import { makeTempDir } from "../helpers/temp-dir.js";
-import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
+import type { Harness } from "./fleet-harness.js";
 import {
   isAlive,
   MODEL,
@@ -10,6 +9,7 @@ import {
   readAgentDb,
   rollout,
   servingHosts,
+  startCommittedTiny,
   startLoad,
   status,
   waitStatus,
@@ -19,23 +19,19 @@ import {
 const ID = "rt-crash";
 
 describe("runtime e2e: model host crashes", () => {
-  let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  let env: Awaited<ReturnType<typeof startCommittedTiny>>;
+  let tmp: typeof env.tmp;
   let h: Harness;
   let client: SocketClient;
 
   beforeAll(async () => {
-    tmp = await makeTempDir("ef-rt-crash-");
-    h = await startHarness(tmp.path);
-    const agent = await h.startAgent(ID, "generic-x64");
-    await pushTiny(h, tmp.path, "1.0.0", "linear", 1);
-    await rollout(h, ID, "1.0.0", { probationSeconds: 0 });
-    client = await waitForServing(agent, MODEL, 120_000);
-    await waitStatus(client, "1.0.0 committed", (s) => modelOf(s)?.committed?.version === "1.0.0");
+    env = await startCommittedTiny(ID);
+    ({ tmp, h } = env);
+    client = env.client;
   }, 180_000);
 
   afterAll(async () => {
-    await h?.close();
-    await tmp?.cleanup();
+    await env?.close();
   });
 
   it("a committed model's host killed with SIGSEGV is restarted; the agent stays up and keeps serving", async () => {

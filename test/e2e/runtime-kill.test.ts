@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SocketClient } from "../../agent/client/socket-client.js";
-import { makeTempDir } from "../helpers/temp-dir.js";
-import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
+import { type Harness, waitForServing } from "./fleet-harness.js";
 import {
   type AgentStatus,
   childPids,
@@ -12,6 +11,7 @@ import {
   readAgentDb,
   rollout,
   servingHosts,
+  startCommittedTiny,
   status,
   waitStatus,
 } from "./runtime-support.js";
@@ -26,23 +26,18 @@ const ID = "rt-kill";
 const STEPS = ["downloading", "staging", "loading", "smoke-testing", "swapping", "probation"] as const;
 
 describe("runtime e2e: SIGKILL of the agent at each update step", () => {
-  let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  let env: Awaited<ReturnType<typeof startCommittedTiny>>;
+  let tmp: typeof env.tmp;
   let h: Harness;
 
   beforeAll(async () => {
-    tmp = await makeTempDir("ef-rt-kill-");
-    h = await startHarness(tmp.path);
-    const agent = await h.startAgent(ID, "generic-x64");
-    await pushTiny(h, tmp.path, "1.0.0", "linear", 1);
-    await rollout(h, ID, "1.0.0", { probationSeconds: 0 });
-    const client = await waitForServing(agent, MODEL, 120_000);
-    await waitStatus(client, "1.0.0 committed", (s) => modelOf(s)?.committed?.version === "1.0.0");
+    env = await startCommittedTiny(ID);
+    ({ tmp, h } = env);
   }, 180_000);
 
   afterAll(async () => {
     delete process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP;
-    await h?.close();
-    await tmp?.cleanup();
+    await env?.close();
   });
 
   it.each(STEPS.map((step, i) => ({ step, version: `${i + 2}.0.0`, previous: `${i + 1}.0.0` })))(

@@ -3,8 +3,9 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { SocketApiError, SocketClient } from "../../agent/client/socket-client.js";
 import { waitFor } from "../helpers/agent-process.js";
+import { makeTempDir } from "../helpers/temp-dir.js";
 import { type TinyKind, tinyInput, tinySamples, writeTinyModel } from "../helpers/tiny-models.js";
-import type { Harness } from "./fleet-harness.js";
+import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
 
 /** Shared pieces of the runtime end-to-end tests (issue 3): tiny models through the real fleet. */
 
@@ -179,4 +180,32 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The starting point of the runtime e2e suites: a fleet server and one agent `id` with the tiny
+ * linear model 1.0.0 committed (probation 0). `close()` stops both and removes the temp dir.
+ */
+export async function startCommittedTiny(id: string): Promise<{
+  tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  h: Harness;
+  client: SocketClient;
+  close(): Promise<void>;
+}> {
+  const tmp = await makeTempDir(`ef-${id}-`);
+  const h = await startHarness(tmp.path);
+  const agent = await h.startAgent(id, "generic-x64");
+  await pushTiny(h, tmp.path, "1.0.0", "linear", 1);
+  await rollout(h, id, "1.0.0", { probationSeconds: 0 });
+  const client = await waitForServing(agent, MODEL, 120_000);
+  await waitStatus(client, "1.0.0 committed", (s) => modelOf(s)?.committed?.version === "1.0.0");
+  return {
+    tmp,
+    h,
+    client,
+    async close() {
+      await h.close();
+      await tmp.cleanup();
+    },
+  };
 }

@@ -10,11 +10,11 @@ import {
   buildValidBundle,
   type CraftOptions,
   craftBundle,
+  entriesOf,
   manifestBase,
   paxPath,
   type ServedBundle,
   sileroPayload,
-  type TarEntry,
   tarArchive,
 } from "./bundles.js";
 import {
@@ -45,8 +45,7 @@ describe("security: the agent refuses malicious archives and incompatible releas
   });
 
   const payload = () => sileroPayload(d.silero);
-  const entries = (files: readonly { path: string; data: Buffer }[]): TarEntry[] =>
-    files.map((f) => ({ name: f.path, data: f.data }));
+  const entries = entriesOf;
   const craft = (o: Omit<CraftOptions, "release" | "signer">) =>
     craftBundle(d.silero, { release: release(), signer: d.adv.keys.release, ...o });
 

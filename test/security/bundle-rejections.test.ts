@@ -7,9 +7,9 @@ import {
   buildValidBundle,
   type CraftOptions,
   craftBundle,
+  entriesOf,
   type ServedBundle,
   sileroPayload,
-  type TarEntry,
   tampered,
 } from "./bundles.js";
 import {
@@ -40,8 +40,7 @@ describe("security: the agent refuses malicious bundles", () => {
   });
 
   const payload = () => sileroPayload(d.silero);
-  const entries = (files: readonly { path: string; data: Buffer }[]): TarEntry[] =>
-    files.map((f) => ({ name: f.path, data: f.data }));
+  const entries = entriesOf;
   const craft = (o: Omit<CraftOptions, "release" | "signer">) =>
     craftBundle(d.silero, { release: RELEASE, signer: d.adv.keys.release, ...o });
   const unique = (prefix: string) => `${prefix}-${randomBytes(6).toString("hex")}.txt`;

@@ -138,6 +138,11 @@ export function tarArchive(entries: readonly TarEntry[]): Buffer {
 }
 
 /** The regular payload of a Silero bundle, as tar entries with their bytes. */
+/** Plain regular-file tar entries for `files`. */
+export function entriesOf(files: readonly { path: string; data: Buffer }[]): TarEntry[] {
+  return files.map((f) => ({ name: f.path, data: f.data }));
+}
+
 export function sileroPayload(silero: SileroRelease): { path: string; data: Buffer }[] {
   return [
     { path: "model.onnx", data: silero.modelBytes },
