@@ -167,7 +167,8 @@ function toHalfBits(value: number): number {
   return sign | (exp << 10) | ((mant + 0x1000) >> 13);
 }
 
-function fromHalfBits(h: number): number {
+/** IEEE 754 half-precision bit pattern → number (FP16 tensors travel as uint16 bits). */
+export function fromHalfBits(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exp = (h >> 10) & 0x1f;
   const mant = h & 0x3ff;

@@ -1,4 +1,4 @@
-import { elementCount, type RawTensor } from "../../shared/tensors.js";
+import { elementCount, fromHalfBits, type RawTensor } from "../../shared/tensors.js";
 
 /**
  * Pure decisions of the on-device strategies (issue 8): A/B arm choice, shadow sampling, output
@@ -59,15 +59,6 @@ function isFloat(t: RawTensor): boolean {
   return t.type === "float32" || t.type === "float64" || t.type === "float16";
 }
 
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * 2 ** -14 * (mant / 1024);
-  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
-  return sign * 2 ** (exp - 15) * (1 + mant / 1024);
-}
-
 /**
  * Whether two versions' outputs agree: same output names, shapes and types; floats within the
  * tolerance (NaN agrees only with NaN), everything else exactly equal. Outputs only one side
@@ -89,8 +80,8 @@ export function outputsAgree(
     if (isFloat(a)) {
       const half = a.type === "float16";
       for (let i = 0; i < n; i++) {
-        const x = half ? halfToFloat(a.data[i] as number) : (a.data[i] as number);
-        const y = half ? halfToFloat(b.data[i] as number) : (b.data[i] as number);
+        const x = half ? fromHalfBits(a.data[i] as number) : (a.data[i] as number);
+        const y = half ? fromHalfBits(b.data[i] as number) : (b.data[i] as number);
         if (Number.isNaN(x) || Number.isNaN(y)) {
           if (!(Number.isNaN(x) && Number.isNaN(y))) return false;
         } else if (x !== y && !(Math.abs(x - y) <= tol.atol + tol.rtol * Math.abs(y))) return false;
