@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor } from "../../shared/tensors.js";
@@ -7,8 +8,9 @@ import { batchSignature } from "./batch-assembly.js";
 import { createDynamicBatcher, type DynamicBatcher } from "./dynamic-batcher.js";
 import { cacheKey, createLruCache, type LruCache, rawBytes } from "./response-cache.js";
 import type { ServingConfig } from "./serving-config.js";
+import { createShadowScheduler, DEFAULT_SHADOW_POLICY, type ShadowPolicy } from "./shadow-scheduler.js";
 import { createShadowStats, type ShadowFigures, type ShadowStats } from "./shadow-stats.js";
-import { type Arm, chooseArm, DEFAULT_TOLERANCE, decideShadow, outputsAgree } from "./strategy-decisions.js";
+import { type Arm, chooseArm, DEFAULT_TOLERANCE, outputsAgree, sampleShadow } from "./strategy-decisions.js";
 
 /** A candidate running beside the serving version of its model (shadow or A/B). */
 export type ModelStrategy =
@@ -53,6 +55,8 @@ export interface ServingLayer {
   figures(): ShadowFigures[];
   figuresFor(sha256: string): ShadowFigures | null;
   cacheStats(model: string): ReturnType<LruCache<unknown>["stats"]> | null;
+  /** Replaces the shadow scheduling policy (unset fields take the defaults). */
+  setShadowPolicy(policy: Partial<ShadowPolicy>): void;
   close(): void;
 }
 
@@ -60,8 +64,10 @@ export interface ServingLayerDeps {
   log: Logger;
   backend: ServingBackend;
   random?: () => number;
-  /** Shadow runs in flight at once before further samples are skipped (default 2). */
-  shadowMaxInFlight?: number;
+  /** When sampled shadow requests may run (default: idle time only, see shadow-scheduler.ts). */
+  shadowPolicy?: Partial<ShadowPolicy>;
+  /** Timers and a sub-millisecond monotonic `now` for the shadow scheduler (default: performance.now). */
+  clock?: Pick<Clock, "now" | "setTimeout">;
 }
 
 /** The request's typed inputs, converted once from JSON when needed and kept on the request. */
@@ -78,22 +84,25 @@ const toRaw = (json: Record<string, JsonTensor>) => {
 
 /**
  * Between the socket API and the runtime: on-device strategies (shadow, A/B), dynamic batching and
- * the response cache (issue 8). Routing decisions are the pure functions in strategy-decisions.ts
- * and batch-assembly.ts. Invariants: the caller's answer never waits for, or fails because of, a
- * shadow (shadow work starts in `afterResponse` and its errors are only counted); a cached answer is
- * only stored when the version that produced it is the one its key names.
+ * the response cache (issue 8). Routing decisions are the pure functions in strategy-decisions.ts,
+ * batch-assembly.ts and shadow-scheduler.ts. Invariants: the caller's answer never waits for, or
+ * fails because of, a shadow (a sample is queued in `afterResponse`, runs only while no caller
+ * request is in flight, and its errors are only counted); a cached answer is only stored when the
+ * version that produced it is the one its key names.
  */
 export function createServingLayer(deps: ServingLayerDeps): ServingLayer {
   const log = deps.log.child({ component: "serving" });
   const random = deps.random ?? Math.random;
   const backend = deps.backend;
-  const shadowMax = deps.shadowMaxInFlight ?? 2;
+  const shadows = createShadowScheduler({
+    clock: deps.clock ?? { now: () => performance.now(), setTimeout: systemClock.setTimeout },
+    policy: { ...DEFAULT_SHADOW_POLICY, ...deps.shadowPolicy },
+  });
   const strategies = new Map<string, ModelStrategy>();
   const configs = new Map<string, ServingConfig>();
   const caches = new Map<string, LruCache<RawInferResult>>();
   const batchers = new Map<string, DynamicBatcher>();
   const stats: ShadowStats = createShadowStats();
-  let shadowInFlight = 0;
 
   /** The loaded version a request would reach (for cache keys); undefined when unknown. */
   const resolve = (model: string, version?: string): LoadedVersion | undefined => {
@@ -198,56 +207,68 @@ export function createServingLayer(deps: ServingLayerDeps): ServingLayer {
     primary: { outputs: Record<string, RawTensor>; ms: number },
   ) => {
     const who = { model: req.model, version: s.candidate.version, sha256: s.candidate.sha256, mode: "shadow" as const };
-    const d = decideShadow({ sampleRate: s.sampleRate, inFlight: shadowInFlight, maxInFlight: shadowMax }, random);
-    if (d === "skip-rate") return undefined;
-    if (d === "skip-busy") {
+    if (!sampleShadow(s.sampleRate, random)) return undefined;
+    if (!shadows.hasRoom()) {
+      // No idle time lately: skip now, before any work is spent on the sample.
       stats.record(who, { ok: true, skippedBusy: true });
       return undefined;
     }
-    shadowInFlight++; // counted before the reply goes out, so a burst cannot over-subscribe
-    return () => {
-      const started = performance.now();
-      const inputs = rawInputs(req);
-      const names = Object.keys(primary.outputs);
-      backend
-        .inferRaw({ model: req.model, version: s.candidate.version, inputs, outputs: names, internal: true })
-        .then(
-          (res) => {
+    const names = Object.keys(primary.outputs);
+    return () =>
+      shadows.offer({
+        run: async () => {
+          const started = performance.now();
+          try {
+            const res = await backend.inferRaw({
+              model: req.model,
+              version: s.candidate.version,
+              // JSON → typed only now, in idle time: a sample that is dropped never pays for it.
+              inputs: rawInputs(req),
+              outputs: names,
+              internal: true,
+            });
             const agreed = outputsAgree(primary.outputs, res.outputs, DEFAULT_TOLERANCE);
             stats.record(who, { ok: true, agreed, candidateMs: performance.now() - started, controlMs: primary.ms });
-          },
-          (err) => {
+          } catch (err) {
             stats.record(who, { ok: false });
             log.debug({ err, model: req.model, version: s.candidate.version }, "shadow inference failed");
-          },
-        )
-        .finally(() => {
-          shadowInFlight--;
-        });
-    };
+          }
+        },
+        dropped: () => stats.record(who, { ok: true, skippedBusy: true }),
+      });
+  };
+
+  const serveOnce = async (req: ServeRequest): Promise<ServeResult> => {
+    const s = req.version === undefined ? strategies.get(req.model) : undefined;
+    if (s?.mode === "ab") {
+      const arm = chooseArm(s.weight, req.key, random);
+      const started = performance.now();
+      const res = await call(req, arm === "candidate" ? s.candidate.version : undefined);
+      const ms = performance.now() - started;
+      if (arm === "candidate") {
+        stats.record({ model: req.model, ...s.candidate, mode: "ab" }, { ok: true, candidateMs: ms });
+      } else stats.record({ model: req.model, ...s.candidate, mode: "ab" }, { ok: true, controlMs: ms });
+      return { model: req.model, ...res, arm };
+    }
+    const started = performance.now();
+    const res = await call(req, req.version);
+    const out: ServeResult = { model: req.model, ...res };
+    if (s?.mode === "shadow" && res.sha256 !== s.candidate.sha256) {
+      const after = shadowRun(req, s, { outputs: res.outputs, ms: performance.now() - started });
+      if (after) out.afterResponse = after;
+    }
+    return out;
   };
 
   return {
     async serve(req) {
-      const s = req.version === undefined ? strategies.get(req.model) : undefined;
-      if (s?.mode === "ab") {
-        const arm = chooseArm(s.weight, req.key, random);
-        const started = performance.now();
-        const res = await call(req, arm === "candidate" ? s.candidate.version : undefined);
-        const ms = performance.now() - started;
-        if (arm === "candidate") {
-          stats.record({ model: req.model, ...s.candidate, mode: "ab" }, { ok: true, candidateMs: ms });
-        } else stats.record({ model: req.model, ...s.candidate, mode: "ab" }, { ok: true, controlMs: ms });
-        return { model: req.model, ...res, arm };
+      // Every caller request counts as CPU in use, whatever its model: shadows wait for idle time.
+      shadows.primaryStarted();
+      try {
+        return await serveOnce(req);
+      } finally {
+        shadows.primaryFinished();
       }
-      const started = performance.now();
-      const res = await call(req, req.version);
-      const out: ServeResult = { model: req.model, ...res };
-      if (s?.mode === "shadow" && res.sha256 !== s.candidate.sha256) {
-        const after = shadowRun(req, s, { outputs: res.outputs, ms: performance.now() - started });
-        if (after) out.afterResponse = after;
-      }
-      return out;
     },
     setStrategy(model, strategy) {
       const prev = strategies.get(model);
@@ -271,7 +292,9 @@ export function createServingLayer(deps: ServingLayerDeps): ServingLayer {
     figures: () => stats.all(),
     figuresFor: (sha) => stats.get(sha),
     cacheStats: (model) => caches.get(model)?.stats() ?? null,
+    setShadowPolicy: (policy) => shadows.setPolicy({ ...DEFAULT_SHADOW_POLICY, ...policy }),
     close() {
+      shadows.close();
       for (const b of batchers.values()) b.close();
       batchers.clear();
     },

@@ -32,19 +32,12 @@ export function chooseArm(weight: number, key: string | undefined, random: () =>
   return u < weight ? "candidate" : "control";
 }
 
-export type ShadowDecision = "sample" | "skip-rate" | "skip-busy";
-
 /**
- * Whether a request is mirrored to the shadow. Busy shadows are skipped rather than queued: the
- * shadow must never take CPU or memory the caller's next request needs (bounded in-flight).
+ * Whether a request is mirrored to the shadow (probability `sampleRate`). When a sampled request
+ * actually runs is the shadow scheduler's business (shadow-scheduler.ts: idle time only).
  */
-export function decideShadow(
-  opts: { sampleRate: number; inFlight: number; maxInFlight: number },
-  random: () => number,
-): ShadowDecision {
-  if (opts.sampleRate <= 0 || random() >= opts.sampleRate) return "skip-rate";
-  if (opts.inFlight >= opts.maxInFlight) return "skip-busy";
-  return "sample";
+export function sampleShadow(sampleRate: number, random: () => number): boolean {
+  return sampleRate > 0 && random() < sampleRate;
 }
 
 export interface AgreementTolerance {

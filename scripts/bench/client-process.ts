@@ -10,6 +10,7 @@ export interface ClientProcess {
     inputs: Record<string, JsonTensor>;
     n: number;
     warmup: number;
+    intervalMs?: number;
   }): Promise<number[]>;
   close(): void;
 }

@@ -94,7 +94,7 @@ export async function startServingFixture(): Promise<ServingFixture> {
   const profile = await loadProfileFile(new URL("../../device-profiles/generic-x64.json", import.meta.url).pathname);
   const log = pino({ level: "silent" });
   const runtime = createModelRuntime({ log, clock: systemClock, profile });
-  const serving = createServingLayer({ log, backend: runtime, shadowMaxInFlight: 1_000_000 });
+  const serving = createServingLayer({ log, backend: runtime });
   const socketPath = join(dir, "a.sock");
   // 128 MiB: a 1×3×640×640 FP32 tensor as JSON text is ~25 MB, over the agent's default 16 MiB limit.
   const api = createSocketApi({

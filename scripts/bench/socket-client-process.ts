@@ -1,6 +1,6 @@
 import { SocketClient } from "../../agent/client/socket-client.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
-import { timeSequential } from "./stats.js";
+import { timePaced, timeSequential } from "./stats.js";
 
 /**
  * A local app in its own process, for benchmarks where the caller must not share the agent's
@@ -14,11 +14,18 @@ interface Job {
   inputs: Record<string, JsonTensor>;
   n: number;
   warmup: number;
+  /** Set: one request every `intervalMs` (timePaced); unset: back to back. */
+  intervalMs?: number;
 }
 
 process.on("message", (job: Job) => {
   const client = new SocketClient(job.socketPath);
-  timeSequential(job.n, job.warmup, () => client.inferTensors(job.model, job.inputs)).then(
+  const call = () => client.inferTensors(job.model, job.inputs);
+  const timed =
+    job.intervalMs === undefined
+      ? timeSequential(job.n, job.warmup, call)
+      : timePaced(job.n, job.warmup, job.intervalMs, call);
+  timed.then(
     (latencies) => process.send?.({ latencies }),
     (err: unknown) => process.send?.({ error: String(err) }),
   );

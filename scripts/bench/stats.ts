@@ -31,6 +31,52 @@ export async function timeSequential(n: number, warmup: number, fn: () => Promis
   return out;
 }
 
+/**
+ * `n` calls started on a fixed schedule, one every `intervalMs` (a late call delays only itself: the
+ * next starts at its slot or at once). An app polling a sensor looks like this, not like a loop.
+ */
+export async function timePaced(
+  n: number,
+  warmup: number,
+  intervalMs: number,
+  fn: () => Promise<unknown>,
+): Promise<number[]> {
+  const out: number[] = [];
+  const start = performance.now();
+  // Warm-up calls keep the schedule too: back-to-back calls would be a different load.
+  for (let i = 0; i < warmup + n; i++) {
+    const wait = start + i * intervalMs - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const t0 = process.hrtime.bigint();
+    await fn();
+    if (i >= warmup) out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return out;
+}
+
 export function ratio(a: number, b: number): number {
   return Math.round((a / b) * 100) / 100;
+}
+
+/**
+ * Median of `xs` with a 95 % bootstrap interval (percentile method, `iterations` resamples drawn
+ * with `random`). Used to say whether an effect is distinguishable from block-to-block noise.
+ */
+export function medianWithCi(
+  xs: readonly number[],
+  random: () => number,
+  iterations = 2000,
+): { median: number; ci95: [number, number] } {
+  const med = (v: number[]) =>
+    percentile(
+      [...v].sort((a, b) => a - b),
+      50,
+    );
+  const meds: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    meds.push(med(Array.from(xs, () => xs[Math.floor(random() * xs.length)] as number)));
+  }
+  meds.sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 1000) / 1000;
+  return { median: r(med([...xs])), ci95: [r(percentile(meds, 2.5)), r(percentile(meds, 97.5))] };
 }

@@ -55,7 +55,13 @@ beforeAll(async () => {
   await runtime.activate(v1);
   v2 = await runtime.load(await installModel(root, M, "2.0.0", pairModel("Relu"), manifest("2.0.0"), "b".repeat(64)));
   locks = createLockManager({ log: testLog, clock: systemClock });
-  serving = createServingLayer({ log: testLog, backend: runtime, random: seeded(7), shadowMaxInFlight: 10_000 });
+  serving = createServingLayer({
+    log: testLog,
+    backend: runtime,
+    random: seeded(7),
+    // Room for the whole burst: the samples wait for the idle time after it (shadow-scheduler.ts).
+    shadowPolicy: { maxQueued: 10_000 },
+  });
   api = createSocketApi({
     log: testLog,
     runtime,
@@ -104,6 +110,46 @@ describe("shadow", () => {
     }
     expect(f).toMatchObject({ compared: n, agreed: 300, agreementPercent: 75, errors: 0 });
     serving.setStrategy(M, null);
+  });
+
+  it("default policy: a back-to-back burst leaves the shadow idle (samples dropped and counted); paced calls are all compared", async () => {
+    serving.setShadowPolicy({}); // the agent's defaults: 8 queued, idle time only
+    const strategy = {
+      mode: "shadow" as const,
+      sampleRate: 1,
+      candidate: { version: "2.0.0", sha256: v2.installed.sha256 },
+    };
+    try {
+      serving.setStrategy(M, strategy);
+      const burst = 300;
+      for (let i = 0; i < burst; i++) expect((await client.infer(M, x(i + 1))).model_version).toBe("1.0.0");
+      await new Promise((r) => setTimeout(r, 500)); // idle: what was queued runs now
+      const b = await client.json<{ candidates: { sha256: string; compared: number; skippedBusy: number }[] }>(
+        "GET",
+        "/v1/serving",
+      );
+      const fb = b.candidates.find((c) => c.sha256 === v2.installed.sha256);
+      // Every sample is accounted for exactly once: compared in idle time, or dropped for lack of it.
+      expect((fb?.compared ?? 0) + (fb?.skippedBusy ?? 0)).toBe(burst);
+      expect(fb?.skippedBusy).toBeGreaterThan(0);
+
+      serving.setStrategy(M, null); // resets the figures
+      serving.setStrategy(M, strategy);
+      const paced = 30;
+      for (let i = 0; i < paced; i++) {
+        await client.infer(M, x(i % 4 === 0 ? -1 : 1));
+        await new Promise((r) => setTimeout(r, 15)); // an app polling at ~60 Hz leaves idle time
+      }
+      let f = await figures();
+      for (let tries = 0; tries < 100 && (f?.compared ?? 0) < paced; tries++) {
+        await new Promise((r) => setTimeout(r, 20));
+        f = await figures();
+      }
+      expect(f).toMatchObject({ compared: paced, agreed: paced - Math.ceil(paced / 4), errors: 0 });
+    } finally {
+      serving.setStrategy(M, null);
+      serving.setShadowPolicy({ maxQueued: 10_000 });
+    }
   });
 });
 

@@ -3,7 +3,7 @@ import { concatRows, planBatch, splitRows } from "../../../agent/serving/batch-a
 import { swapGate } from "../../../agent/serving/lock-decisions.js";
 import { cacheKey, createLruCache } from "../../../agent/serving/response-cache.js";
 import { createShadowStats } from "../../../agent/serving/shadow-stats.js";
-import { chooseArm, decideShadow, hashUnit, outputsAgree } from "../../../agent/serving/strategy-decisions.js";
+import { chooseArm, hashUnit, outputsAgree, sampleShadow } from "../../../agent/serving/strategy-decisions.js";
 import type { RawTensor } from "../../../shared/tensors.js";
 import { seeded } from "../../helpers/onnx-builder.js";
 
@@ -42,11 +42,11 @@ describe("A/B arm choice", () => {
 });
 
 describe("shadow sampling and agreement", () => {
-  it("samples by rate and skips when the shadow is busy", () => {
-    expect(decideShadow({ sampleRate: 0, inFlight: 0, maxInFlight: 2 }, () => 0)).toBe("skip-rate");
-    expect(decideShadow({ sampleRate: 0.5, inFlight: 0, maxInFlight: 2 }, () => 0.7)).toBe("skip-rate");
-    expect(decideShadow({ sampleRate: 0.5, inFlight: 0, maxInFlight: 2 }, () => 0.2)).toBe("sample");
-    expect(decideShadow({ sampleRate: 1, inFlight: 2, maxInFlight: 2 }, () => 0.2)).toBe("skip-busy");
+  it("samples by rate", () => {
+    expect(sampleShadow(0, () => 0)).toBe(false);
+    expect(sampleShadow(0.5, () => 0.7)).toBe(false);
+    expect(sampleShadow(0.5, () => 0.2)).toBe(true);
+    expect(sampleShadow(1, () => 0.999)).toBe(true);
   });
 
   it("agreement: tolerance for floats, exact otherwise, shape and names must match", () => {
