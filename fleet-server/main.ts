@@ -25,6 +25,7 @@ import { createRolloutService } from "./rollout/rollout-service.js";
 import { createRolloutScheduler } from "./rollout/scheduler.js";
 import { createVariantAssignment } from "./rollout/variant-assignment.js";
 import { createVariantRecorder } from "./rollout/variant-recorder.js";
+import { createBuildRepo } from "./store/build-repo.js";
 import { openDatabase } from "./store/db.js";
 import { createDeviceRepo } from "./store/device-repo.js";
 import { createModelRepo } from "./store/model-repo.js";
@@ -278,7 +279,8 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       devices,
       deviceRepo,
       models,
-      builds: createBuildTracker({ log: registryLog, clock }),
+      // Builds live in SQLite; creating the tracker marks builds a previous process left running as interrupted.
+      builds: createBuildTracker({ log: registryLog, clock, repo: createBuildRepo(db) }),
       signing,
       rollouts,
       security,

@@ -55,6 +55,9 @@ export const ERROR_CODES = [
   "TELEMETRY_DEVICE_MISMATCH",
   "TELEMETRY_TOO_LARGE",
   "TELEMETRY_SEQ_BACKWARDS",
+  // registry
+  /** A model build was running when the fleet server stopped; nothing of it can finish (upload again). */
+  "BUILD_INTERRUPTED",
   // generic
   "INTERNAL",
 ] as const;

@@ -21,6 +21,8 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   SIGNATURE_THRESHOLD_NOT_MET: 422,
   MANIFEST_MISMATCH: 422,
   RELEASE_NOT_SIGNED: 409,
+  // Not the caller's fault and gone by retrying (a new upload): the server restarted under the build.
+  BUILD_INTERRUPTED: 503,
 };
 
 export function httpStatusFor(code: ErrorCode): number {

@@ -131,6 +131,8 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
     if (version && opts.unload) await runtime.unload(version).catch(() => undefined);
     if (rec) write(rec, "idle");
     store.setKv(KEY(model), "null");
+    // `write` reported the side as idle; report again without it (an abort changes nothing else to report).
+    deps.publishReported();
   };
 
   const install = async (a: Extract<SideAction, { kind: "install-side" }>) => {

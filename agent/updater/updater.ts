@@ -11,7 +11,7 @@ import type {
   UpdateState,
 } from "../../shared/schemas/device-state.js";
 import type { Root } from "../../shared/schemas/trust.js";
-import { INTEGRITY_CODES, reverifyInstalled } from "../bundle/reverify.js";
+import { reverifyInstalled } from "../bundle/reverify.js";
 import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
@@ -22,10 +22,11 @@ import { checkCapacity, installedEstimates } from "./capacity.js";
 import { summarize } from "./health-summary.js";
 import { createPipelineSteps, type Job } from "./pipeline-steps.js";
 import { activeAssignments } from "./plan-side.js";
-import { IN_PROGRESS_STATES, planUpdate } from "./plan-update.js";
+import { planUpdate } from "./plan-update.js";
 import { createHealthRecorder, type MonitorDeps } from "./probation-monitor.js";
 import { createProbationReports } from "./probation-reports.js";
 import { buildReported } from "./reported.js";
+import { createSelfHeal, isRepair } from "./self-heal.js";
 import { createSideCandidates, type SideServing } from "./side-candidates.js";
 import { marksBundleBad, PIPELINE, type PipelineStep, planResume } from "./verdicts.js";
 
@@ -193,8 +194,11 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     isClosed: () => closed,
   });
 
-  const pause = (ms: number) =>
+  /** Fault injection (`pauseBeforeStep`) before entering `step`. */
+  const holdBefore = (step: PipelineStep) =>
     new Promise<void>((resolve) => {
+      const ms = deps.pauseBeforeStep?.[step];
+      if (!ms) return resolve();
       const done = () => {
         timer.cancel();
         pauseWaiters.delete(done);
@@ -203,6 +207,12 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       const timer = clock.setTimeout(done, ms);
       pauseWaiters.add(done); // close() ends it early
     });
+  // Damaged committed files are re-acquired, never loaded, and the genuine bundle never marked bad.
+  const heal = createSelfHeal({
+    ...{ log, clock, store, runtime, steps, jobFor, accepted, transition, enqueue, hold: holdBefore },
+    dirs: deps.dirs,
+    isClosed: () => closed,
+  });
 
   /** Runs the pipeline from `from`; failures before the swap leave the committed version serving. */
   const runPipeline = async (job: Job, from: PipelineStep) => {
@@ -210,8 +220,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     try {
       for (const step of PIPELINE.slice(PIPELINE.indexOf(from))) {
         transition(job.model, step);
-        const hold = deps.pauseBeforeStep?.[step];
-        if (hold) await pause(hold);
+        await holdBefore(step);
         if (closed) throw new EdgeFleetError("INTERNAL", "agent closing");
         await steps[step](job);
         if (step === "swapping") swapped = true;
@@ -241,6 +250,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
    */
   const revert = async (model: string, error: ErrorJson, job?: Job) => {
     const rec = store.model(model) ?? IDLE(model);
+    let reloadError: EdgeFleetError | null = null;
     transition(model, "reverting", {}, error);
     if (rec.candidate) store.markBad(rec.candidate.sha256, model, error.code);
     try {
@@ -255,6 +265,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       if (job?.loaded) await runtime.unload(job.loaded);
     } catch (err) {
       log.error({ err, model }, "revert could not restore the committed version");
+      reloadError = toEdgeFleetError(err);
     }
     if (rec.candidate) {
       const now = new Date(clock.now()).toISOString();
@@ -276,6 +287,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       });
     }
     transition(model, "reverted", { probationRestarts: 0 }, error);
+    // The committed files failed re-verification on the reload: repaired when still assigned.
+    if (reloadError) heal.onLoadFailure(store.model(model) ?? rec, reloadError, { report: false });
   };
 
   const install = async (job: Job) => {
@@ -315,22 +328,20 @@ export function createUpdater(deps: UpdaterDeps): Updater {
 
   return {
     async start() {
+      const damaged: [ModelRecord, EdgeFleetError][] = [];
       for (const rec of store.models()) {
         if (!rec.committed) continue;
         try {
           await runtime.activate(await runtime.load(await installedOf(rec.model, rec.committed)));
         } catch (err) {
           log.error({ err, model: rec.model }, "could not load the committed model");
-          // Tampered files on disk (issue 7): not served, and reported rather than only logged.
-          const e = toEdgeFleetError(err);
-          if (INTEGRITY_CODES.has(e.code) && !IN_PROGRESS_STATES.has(rec.state)) {
-            const where = `committed ${rec.model}@${rec.committed.version}`;
-            transition(rec.model, "failed", {}, { code: e.code, message: `${where}: ${e.message}` });
-          }
+          damaged.push([rec, toEdgeFleetError(err)]);
         }
       }
       await sides.restore();
       for (const rec of store.models()) {
+        // An interrupted repair resumes as a repair: never a revert, which would mark its bundle bad.
+        if (isRepair(rec) && heal.resume(rec)) continue;
         const restarts = rec.state === "probation" ? rec.probationRestarts + 1 : rec.probationRestarts;
         const job = rec.candidate ? jobFor(rec.model, rec.candidate.sha256) : null;
         const policy = job?.policy.maxHostRestarts ?? 0;
@@ -344,6 +355,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
           enqueue(`revert ${rec.model}`, () => revert(rec.model, { code: err.code, message: err.reason }));
         } else enqueue(`resume ${rec.model}`, () => runPipeline(job, action.from));
       }
+      // Tampered or missing files (issue 7): never loaded; re-acquired while still assigned, else reported.
+      for (const [rec, e] of damaged) heal.onLoadFailure(rec, e, { report: true });
       enqueue("reconcile", reconcile);
       publishReported();
     },
@@ -386,6 +399,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       for (const wake of [...pauseWaiters]) wake();
       recorder.close();
       sides.close();
+      heal.close();
       await abortDownload?.();
       await queue;
     },

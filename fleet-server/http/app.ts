@@ -26,7 +26,7 @@ export interface HttpDeps {
   devices: DeviceService;
   deviceRepo: DeviceRepo;
   models: ModelService;
-  /** Async model builds (`POST /v1/models?async=1`, `GET /v1/model-builds/{id}`), in memory. */
+  /** Async model builds (`POST /v1/models?async=1`, `GET /v1/model-builds/{id}`), kept in SQLite. */
   builds: BuildTracker;
   /** Offline release signing: pending releases and signature uploads (routes-releases.ts). */
   signing?: ReleaseSigning;

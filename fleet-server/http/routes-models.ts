@@ -45,7 +45,10 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
     if (wantsAsync(asyncFlag, req.headers.prefer)) {
       // Cheap refusals (bad body, existing version, unknown upload) still come back at once.
       await deps.models.precheck(body);
-      const build = deps.builds.start((onProgress) => deps.models.create(body, onProgress));
+      const build = deps.builds.start((onProgress) => deps.models.create(body, onProgress), {
+        name: body.name,
+        version: body.version,
+      });
       return reply
         .status(202)
         .header("Location", `/v1/model-builds/${build.id}`)

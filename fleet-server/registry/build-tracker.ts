@@ -1,12 +1,16 @@
 import { randomUUID } from "node:crypto";
+import { z } from "zod";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
+import type { BuildRepo, BuildRetention } from "../store/build-repo.js";
 
 /**
- * Model builds tracked in memory (`POST /v1/models?async=1`, `GET /v1/model-builds/{id}`).
- * The state transitions are pure functions of (state, event, now); the tracker only keeps the
- * states in a bounded map. A restarted server forgets every build (docs/operations.md).
+ * Model builds (`POST /v1/models?async=1`, `GET /v1/model-builds/{id}`). The state transitions
+ * are pure functions of (state, event, now); the tracker keeps running builds in memory (their
+ * freshest state) and writes every build through to SQLite (store/build-repo.ts), so finished
+ * builds stay queryable after a restart and builds a dead process left running are marked
+ * `failed` with `BUILD_INTERRUPTED` when the next one starts.
  */
 
 /** Build phases in the order they run; a build only goes through those that apply. */
@@ -24,35 +28,51 @@ export type BuildPhase = (typeof BUILD_PHASES)[number];
 /** Progress callback threaded through the build: `done` of `total` units in `phase` (omitted: no count). */
 export type BuildProgressFn = (phase: BuildPhase, done?: number, total?: number) => void;
 
-export type BuildStatus = "running" | "succeeded" | "failed";
+const BuildStatusSchema = z.enum(["running", "succeeded", "failed"]);
+export type BuildStatus = z.infer<typeof BuildStatusSchema>;
+const ProgressSchema = z.object({ done: z.number(), total: z.number() }).nullable();
 
-export interface PhaseRecord {
-  name: BuildPhase;
-  status: BuildStatus;
-  startedAt: string;
-  endedAt?: string;
+const PhaseRecordSchema = z.object({
+  name: z.enum(BUILD_PHASES),
+  status: BuildStatusSchema,
+  startedAt: z.string(),
+  endedAt: z.string().optional(),
   /** Last progress reported in this phase (kept after the phase ends). */
-  progress: { done: number; total: number } | null;
-}
+  progress: ProgressSchema,
+});
+export type PhaseRecord = z.infer<typeof PhaseRecordSchema>;
 
-export interface BuildState {
-  id: string;
-  status: BuildStatus;
-  createdAt: string;
-  endedAt?: string;
+/** A build as kept in memory and stored in `model_builds.state` (parsed on the way out of SQLite). */
+export const BuildStateSchema = z.object({
+  id: z.string(),
+  status: BuildStatusSchema,
+  createdAt: z.string(),
+  endedAt: z.string().optional(),
+  /** What is being built, when the caller said (shown in the view and in the interrupted message). */
+  model: z.object({ name: z.string(), version: z.string() }).optional(),
   /** Current (or last) phase; null while the build waits for an earlier one to finish. */
-  phase: BuildPhase | null;
-  phases: PhaseRecord[];
+  phase: z.enum(BUILD_PHASES).nullable(),
+  phases: z.array(PhaseRecordSchema),
   /** Progress of the current phase. */
-  progress: { done: number; total: number } | null;
-  result?: unknown;
-  error?: { code: string; message: string };
-}
+  progress: ProgressSchema,
+  result: z.unknown().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export type BuildState = z.infer<typeof BuildStateSchema>;
+export type BuildSubject = NonNullable<BuildState["model"]>;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export function newBuild(id: string, now: number): BuildState {
-  return { id, status: "running", createdAt: iso(now), phase: null, phases: [], progress: null };
+export function newBuild(id: string, now: number, model?: BuildSubject): BuildState {
+  return {
+    id,
+    status: "running",
+    createdAt: iso(now),
+    ...(model ? { model } : {}),
+    phase: null,
+    phases: [],
+    progress: null,
+  };
 }
 
 /** Closes the current phase with `status`, if one is running. */
@@ -114,12 +134,46 @@ export function failBuild(state: BuildState, error: { code: string; message: str
 }
 
 /**
- * Which builds to forget: finished ones beyond the newest `maxFinished` (by insertion order,
- * oldest first). Running builds are never evicted.
+ * A build a previous server process left running: it can never finish (its work died with the
+ * process), so it fails with `BUILD_INTERRUPTED` and tells the operator what to do.
  */
-export function buildsToEvict(states: BuildState[], maxFinished: number): string[] {
-  const finished = states.filter((s) => s.status !== "running");
-  return finished.slice(0, Math.max(0, finished.length - maxFinished)).map((s) => s.id);
+export function interruptBuild(state: BuildState, now: number): BuildState {
+  const where = state.phase ? `during ${state.phase}` : "before its first phase";
+  const what = state.model ? `${state.model.name}@${state.model.version}` : "the version";
+  const check = state.model
+    ? ` (unless GET /v1/models/${state.model.name}/versions/${state.model.version} shows it)`
+    : "";
+  return failBuild(
+    state,
+    {
+      code: "BUILD_INTERRUPTED",
+      message: `the fleet server stopped ${where}, so ${what} was not registered${check}; upload the model and create the version again (fleetctl models push)`,
+    },
+    now,
+  );
+}
+
+/** Default: persisted progress may lag the live one by at most this much (see `shouldPersist`). */
+export const PROGRESS_PERSIST_MS = 1000;
+
+/**
+ * Whether a transition must be written to SQLite now. Status and phase changes always are; a
+ * progress-only change only once `minIntervalMs` passed since the last write. Why: quantizing
+ * reports per node and sample runs per sample, hundreds of reports a second, and each write is a
+ * SQLite transaction on the event loop that also serves MQTT. Live builds are answered from
+ * memory, so the stored progress only matters after a crash, when the build is failed anyway and
+ * its last phase is what the operator needs.
+ */
+export function shouldPersist(
+  prev: BuildState,
+  next: BuildState,
+  lastWriteAt: number,
+  now: number,
+  minIntervalMs: number,
+): boolean {
+  if (next === prev) return false;
+  if (next.status !== prev.status || next.phase !== prev.phase) return true;
+  return now - lastWriteAt >= minIntervalMs;
 }
 
 /** The JSON view of `GET /v1/model-builds/{id}`. */
@@ -129,6 +183,7 @@ export function buildView(s: BuildState) {
     status: s.status,
     createdAt: s.createdAt,
     ...(s.endedAt !== undefined ? { endedAt: s.endedAt } : {}),
+    ...(s.model !== undefined ? { model: s.model } : {}),
     phase: s.phase,
     phases: s.phases.map((p) => ({
       name: p.name,
@@ -144,40 +199,108 @@ export function buildView(s: BuildState) {
 }
 export type BuildView = ReturnType<typeof buildView>;
 
-export const DEFAULT_MAX_FINISHED_BUILDS = 50;
+const DAY_MS = 86_400_000;
+/**
+ * Finished builds are kept 30 days and at most 200 (whichever drops a build first). A build is a
+ * handle for watching one upload; the version itself lives in the registry for good. A record
+ * holds the full result (variants with per-node quantization reports: ~16 KB for Silero VAD,
+ * a few hundred KB for models with thousands of nodes), so the count bound keeps the table small.
+ */
+export const DEFAULT_BUILD_RETENTION: BuildRetention = { maxFinished: 200, maxAgeMs: 30 * DAY_MS };
 
 export interface BuildTrackerDeps {
   log: Logger;
   clock: Clock;
-  /** Finished builds kept for `GET`; older ones are forgotten. */
-  maxFinished?: number;
+  repo: BuildRepo;
+  retention?: BuildRetention;
+  /** Minimum time between two progress-only writes of one build (`shouldPersist`). */
+  progressPersistMs?: number;
   newId?: () => string;
 }
 
+/**
+ * Creating the tracker claims the builds table for this process: every build still stored as
+ * running belonged to a process that is gone, so it is marked interrupted at once; then old
+ * records are pruned.
+ */
 export function createBuildTracker(deps: BuildTrackerDeps) {
-  const { log, clock } = deps;
-  const maxFinished = deps.maxFinished ?? DEFAULT_MAX_FINISHED_BUILDS;
+  const { log, clock, repo } = deps;
+  const retention = deps.retention ?? DEFAULT_BUILD_RETENTION;
+  const minIntervalMs = deps.progressPersistMs ?? PROGRESS_PERSIST_MS;
   const newId = deps.newId ?? randomUUID;
-  const builds = new Map<string, BuildState>();
+  /** Running builds of this process: the live state and when it was last written. */
+  const live = new Map<string, { state: BuildState; writtenAt: number }>();
+
+  /** Writes after the first one never throw into the build: a lost write costs a stale record, not the build. */
+  function write(state: BuildState): boolean {
+    try {
+      repo.save(state);
+      return true;
+    } catch (err) {
+      log.warn({ err, buildId: state.id }, "could not persist model build state");
+      return false;
+    }
+  }
+
+  function prune(): void {
+    try {
+      const dropped = repo.prune(retention, clock.now());
+      if (dropped > 0) log.info({ dropped }, "old model builds pruned");
+    } catch (err) {
+      log.warn({ err }, "could not prune model builds");
+    }
+  }
 
   function update(id: string, next: (s: BuildState) => BuildState): void {
-    const s = builds.get(id);
-    if (!s) return;
-    builds.set(id, next(s));
+    const entry = live.get(id);
+    if (!entry) return;
+    const now = clock.now();
+    const s = next(entry.state);
+    const written = shouldPersist(entry.state, s, entry.writtenAt, now, minIntervalMs) && write(s);
+    entry.state = s;
+    if (written) entry.writtenAt = now;
+    // A finished build is read from SQLite from now on; kept in memory only if that write failed.
+    if (s.status !== "running" && written) {
+      live.delete(id);
+      prune();
+    }
   }
 
-  function evict(): void {
-    for (const id of buildsToEvict([...builds.values()], maxFinished)) builds.delete(id);
+  function parseStored(doc: unknown, id: string): BuildState {
+    const parsed = BuildStateSchema.safeParse(doc);
+    if (!parsed.success) {
+      log.error({ buildId: id, issues: parsed.error.issues.slice(0, 5) }, "stored model build is unreadable");
+      throw new EdgeFleetError("INTERNAL", `model build ${id} is stored in a form this server cannot read`);
+    }
+    return parsed.data;
   }
+
+  const interrupted: string[] = [];
+  for (const doc of repo.running()) {
+    const parsed = BuildStateSchema.safeParse(doc);
+    if (!parsed.success) {
+      log.error({ issues: parsed.error.issues.slice(0, 5) }, "skipping an unreadable running model build");
+      continue;
+    }
+    if (write(interruptBuild(parsed.data, clock.now()))) interrupted.push(parsed.data.id);
+  }
+  if (interrupted.length > 0) {
+    log.warn({ builds: interrupted }, "model builds interrupted by a server restart marked failed (BUILD_INTERRUPTED)");
+  }
+  prune();
 
   return {
     /**
-     * Starts `work` in the background and returns the new build at once. `work` reports its
-     * phases through the callback; its result (or error) ends the build.
+     * Starts `work` in the background and returns the new build at once (already stored: a
+     * failing first write throws here, so the caller never gets an id that is not on disk).
+     * `work` reports its phases through the callback; its result (or error) ends the build.
      */
-    start(work: (onProgress: BuildProgressFn) => Promise<unknown>): BuildView {
+    start(work: (onProgress: BuildProgressFn) => Promise<unknown>, model?: BuildSubject): BuildView {
       const id = newId();
-      builds.set(id, newBuild(id, clock.now()));
+      const now = clock.now();
+      const state = newBuild(id, now, model);
+      repo.save(state);
+      live.set(id, { state, writtenAt: now });
       const onProgress: BuildProgressFn = (phase, done, total) =>
         update(id, (s) => applyProgress(s, phase, done, total, clock.now()));
       void Promise.resolve()
@@ -193,14 +316,20 @@ export function createBuildTracker(deps: BuildTrackerDeps) {
             else log.info({ buildId: id, code: e.code, msg: e.message }, "model build failed");
             update(id, (s) => failBuild(s, e, clock.now()));
           },
-        )
-        .finally(evict);
-      return buildView(builds.get(id)!);
+        );
+      return buildView(state);
     },
     get(id: string): BuildView {
-      const s = builds.get(id);
-      if (!s) throw new EdgeFleetError("NOT_FOUND", `model build ${id} not found (builds are kept in memory only)`);
-      return buildView(s);
+      const running = live.get(id);
+      if (running) return buildView(running.state);
+      const doc = repo.get(id);
+      if (doc === null) {
+        throw new EdgeFleetError(
+          "NOT_FOUND",
+          `model build ${id} not found (finished builds are kept ${Math.round(retention.maxAgeMs / DAY_MS)} days, at most ${retention.maxFinished})`,
+        );
+      }
+      return buildView(parseStored(doc, id));
     },
   };
 }

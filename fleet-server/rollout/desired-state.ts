@@ -46,6 +46,20 @@ export function assignmentsForMode(
   return [...kept, ...active, added].sort((a, b) => a.model.localeCompare(b.model));
 }
 
+/** True when `sha256` runs beside the model's active version (a shadow or A/B side assignment). */
+export function hasSide(assignments: readonly Assignment[], model: string, sha256: string): boolean {
+  return assignments.some((a) => isSide(a, model, sha256));
+}
+
+/** Drops that side assignment only: the active one and every other model's stay as they are (abort). */
+export function withoutSide(previous: readonly Assignment[], model: string, sha256: string): Assignment[] {
+  return previous.filter((a) => !isSide(a, model, sha256));
+}
+
+function isSide(a: Assignment, model: string, sha256: string): boolean {
+  return a.model === model && a.strategy.mode !== "active" && a.bundle.sha256 === sha256;
+}
+
 /** Drops a model's assignments (rollback of a device that had no previous version). */
 export function withoutModel(previous: readonly Assignment[], model: string): Assignment[] {
   return previous.filter((a) => a.model !== model);

@@ -1,6 +1,10 @@
 import type { Clock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
-import { type Assignment, SignedDesiredStateSchema } from "../../shared/schemas/desired-state.js";
+import {
+  type Assignment,
+  type SignedDesiredState,
+  SignedDesiredStateSchema,
+} from "../../shared/schemas/desired-state.js";
 import { ReportedStateSchema } from "../../shared/schemas/device-state.js";
 import type { Envelope, Root } from "../../shared/schemas/trust.js";
 import type { Topics } from "../../shared/topics.js";
@@ -11,7 +15,14 @@ import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
 import { matchesSelector, type RolloutDefinition } from "./definition.js";
-import { assignmentsForMode, buildDesiredState, signDesiredState, withoutModel } from "./desired-state.js";
+import {
+  assignmentsForMode,
+  buildDesiredState,
+  hasSide,
+  signDesiredState,
+  withoutModel,
+  withoutSide,
+} from "./desired-state.js";
 import { type Observation, observeDevice } from "./observe.js";
 import {
   type EngineState,
@@ -19,6 +30,7 @@ import {
   type Phase,
   type PlannerDevice,
   type PlannerRollout,
+  planAbort,
   planRolloutStep,
   type RolloutAction,
   type RolloutStatus,
@@ -142,15 +154,15 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     };
   }
 
-  /** Signs the device's next desired state; `persist` runs in the same transaction as the seq. */
-  async function publishDesired(
+  /** Signs and stores the device's next desired state; `persist` runs in the same transaction as the seq. */
+  function prepareDesired(
     deviceId: string,
     engine: PlannerRollout,
     next: (previous: Assignment[]) => Assignment[],
     persist: (seq: number, device: DeviceRow) => void,
-  ): Promise<void> {
+  ): SignedDesiredState | null {
     const now = clock.now();
-    const signed = rollouts.transaction(() => {
+    return rollouts.transaction(() => {
       const device = devices.get(deviceId);
       if (!device) return null;
       const seq = devices.nextSeq(deviceId);
@@ -167,8 +179,16 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
       persist(seq, device);
       return env;
     });
-    if (signed)
-      await transport.publish(topics.device(deviceId, "desired"), JSON.stringify(signed), { qos: 1, retain: true });
+  }
+
+  async function send(deviceId: string, signed: SignedDesiredState): Promise<void> {
+    await transport.publish(topics.device(deviceId, "desired"), JSON.stringify(signed), { qos: 1, retain: true });
+  }
+
+  /** `prepareDesired`, then publish (after the commit: see the note on the executor). */
+  async function publishDesired(...args: Parameters<typeof prepareDesired>): Promise<void> {
+    const signed = prepareDesired(...args);
+    if (signed) await send(args[0], signed);
   }
 
   function servingMode(engine: PlannerRollout) {
@@ -310,10 +330,46 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     });
   }
 
+  /**
+   * Operator abort; shadow/ab members lose the side assignment (`planAbort`). Status and desired
+   * states commit in one transaction before any publish, so a crash cannot leave an aborted rollout
+   * with sides nothing removes. The `removed` rollback marker: the device is back on what it ran
+   * before, so a later `rollback` skips it rather than re-install that version as a re-release.
+   */
+  async function abort(row: RolloutRow, reason: string, detail: Record<string, unknown> = {}): Promise<void> {
+    const engine = engineOf(row);
+    if (!engine) return;
+    const members = rollouts.devices(row.id);
+    const shaOf = new Map(members.map((m) => [m.deviceId, memberBundleSha(row, m)]));
+    const plan = planAbort(
+      engine,
+      members.map((m) => ({
+        deviceId: m.deviceId,
+        sideAssigned:
+          m.rollbackSha256 === null &&
+          hasSide(currentAssignments(devices.get(m.deviceId)?.desired), row.model, shaOf.get(m.deviceId)!),
+      })),
+    );
+    const docs = rollouts.transaction(() => {
+      setState(row, "aborted", { ...engine.state, reason }, "aborted", { ...detail, sidesRemoved: plan.length });
+      return plan.map((a) => ({
+        deviceId: a.deviceId,
+        signed: prepareDesired(
+          a.deviceId,
+          engine,
+          (prev) => withoutSide(prev, row.model, shaOf.get(a.deviceId)!),
+          (seq) => rollouts.setRollback(row.id, a.deviceId, ROLLBACK_REMOVED, seq),
+        ),
+      }));
+    });
+    for (const d of docs) if (d.signed) await send(d.deviceId, d.signed);
+  }
+
   return {
     observe,
     setState,
     rollback,
+    abort,
     /** One planning step for one rollout: plan from persisted state, apply, persist. */
     async step(row: RolloutRow): Promise<void> {
       if (row.status === "rolling-back") return rollback(row);

@@ -223,3 +223,25 @@ export function planRolloutStep(
   else actions.push({ kind: "complete" });
   return actions;
 }
+
+/** A member as `abort` sees it; the executor reads `sideAssigned` from the device's desired state. */
+export interface AbortMember {
+  deviceId: string;
+  /** This rollout's bundle still runs beside the active version in the device's desired state. */
+  sideAssigned: boolean;
+}
+
+export type AbortAction = { kind: "remove-side"; deviceId: string };
+
+/**
+ * What `abort` changes on devices. An active rollout stops where it is: devices keep what they
+ * were given (undoing it is `rollback`). A shadow/ab rollout's side candidate goes: after an abort
+ * nothing would ever promote or remove it, and it would keep taking device time (shadow) or a
+ * share of the callers (ab) for a version the operator gave up on. The active assignment stays,
+ * so devices go on serving what they served. Decided by the serving mode, not the strategy: after
+ * `promote` the new version is the active one and abort leaves it.
+ */
+export function planAbort(rollout: PlannerRollout, members: readonly AbortMember[]): AbortAction[] {
+  if (rollout.state.servingMode === "active") return [];
+  return members.filter((m) => m.sideAssigned).map((m) => ({ kind: "remove-side" as const, deviceId: m.deviceId }));
+}

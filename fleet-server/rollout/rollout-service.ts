@@ -158,7 +158,8 @@ export function createRolloutService(deps: RolloutDeps) {
           break;
         }
         case "abort":
-          executor.setState(row, "aborted", { ...s, reason: "aborted by operator" }, "aborted", { by: "operator" });
+          // Shadow/ab: also takes the side version off the devices (planAbort in planner.ts).
+          await executor.abort(row, "aborted by operator", { by: "operator" });
           break;
         case "rollback":
           executor.setState(row, "rolling-back", { ...s, reason: "rollback by operator" }, "rollback-started", {

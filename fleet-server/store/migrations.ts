@@ -1,5 +1,7 @@
 import { SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
 import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
+import { BUILD_MIGRATION_SQL } from "./build-repo.js";
+import { PENDING_SIGNATURES_MIGRATION_SQL } from "./pending-release-repo.js";
 import { VARIANT_MIGRATION_SQL } from "./variant-measurement-repo.js";
 
 /**
@@ -141,4 +143,9 @@ CREATE TABLE pending_releases (
 CREATE INDEX pending_releases_by_model ON pending_releases(name, version, variant);
 `,
   },
+  // 7: model builds survive a restart (registry/build-tracker.ts). See fleet-server/store/build-repo.ts.
+  { version: 7, sql: BUILD_MIGRATION_SQL },
+  // 8: k-of-n release signatures uploaded one holder at a time: valid signatures are kept on the
+  // pending release until a threshold is reached. See fleet-server/store/pending-release-repo.ts.
+  { version: 8, sql: PENDING_SIGNATURES_MIGRATION_SQL },
 ];

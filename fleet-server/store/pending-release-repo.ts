@@ -1,4 +1,5 @@
 import type { Manifest, SignedManifest } from "../../shared/schemas/manifest.js";
+import type { Signature } from "../../shared/schemas/trust.js";
 import type { Db } from "./db.js";
 import type { BundleRow } from "./model-repo.js";
 
@@ -22,6 +23,20 @@ export interface PendingReleaseRow {
   createdAt: string;
 }
 
+/**
+ * Migration 8: release signatures uploaded so far (k-of-n custody: each holder may upload alone).
+ * Only signatures that verified over the pending manifest by a release key are kept; they are
+ * checked again under the current root whenever they are counted.
+ */
+export const PENDING_SIGNATURES_MIGRATION_SQL = `
+ALTER TABLE pending_releases ADD COLUMN signatures TEXT NOT NULL DEFAULT '[]';
+`;
+
+/** A pending release as read back, with the signatures collected so far. */
+export interface StoredPendingRelease extends PendingReleaseRow {
+  signatures: Signature[];
+}
+
 interface RawPending {
   id: string;
   kind: string;
@@ -33,9 +48,10 @@ interface RawPending {
   payload: string;
   origin_sha256: string | null;
   created_at: string;
+  signatures: string;
 }
 
-const pendingRow = (r: RawPending): PendingReleaseRow => ({
+const pendingRow = (r: RawPending): StoredPendingRelease => ({
   id: r.id,
   kind: r.kind === "re-release" ? "re-release" : "upload",
   name: r.name,
@@ -46,6 +62,7 @@ const pendingRow = (r: RawPending): PendingReleaseRow => ({
   payload: JSON.parse(r.payload) as string[],
   originSha256: r.origin_sha256,
   createdAt: r.created_at,
+  signatures: JSON.parse(r.signatures) as Signature[],
 });
 
 /** Inserts a pending release (inside the caller's transaction when there is one). */
@@ -71,17 +88,17 @@ export function createPendingReleaseRepo(db: Db) {
     insert(p: PendingReleaseRow): void {
       insertPendingRow(db, p);
     },
-    get(id: string): PendingReleaseRow | null {
+    get(id: string): StoredPendingRelease | null {
       const r = db.prepare("SELECT * FROM pending_releases WHERE id = ?").get(id) as RawPending | undefined;
       return r ? pendingRow(r) : null;
     },
-    list(): PendingReleaseRow[] {
+    list(): StoredPendingRelease[] {
       return (db.prepare("SELECT * FROM pending_releases ORDER BY created_at, id").all() as RawPending[]).map(
         pendingRow,
       );
     },
     /** Pending variants of a version built on upload. */
-    uploadsOf(name: string, version: string): PendingReleaseRow[] {
+    uploadsOf(name: string, version: string): StoredPendingRelease[] {
       return (
         db
           .prepare("SELECT * FROM pending_releases WHERE kind = 'upload' AND name = ? AND version = ? ORDER BY variant")
@@ -89,11 +106,18 @@ export function createPendingReleaseRepo(db: Db) {
       ).map(pendingRow);
     },
     /** The pending re-release of `originSha256`, if one waits. */
-    reReleaseOf(originSha256: string): PendingReleaseRow | null {
+    reReleaseOf(originSha256: string): StoredPendingRelease | null {
       const r = db
         .prepare("SELECT * FROM pending_releases WHERE kind = 're-release' AND origin_sha256 = ?")
         .get(originSha256) as RawPending | undefined;
       return r ? pendingRow(r) : null;
+    },
+    /** Replaces the signatures collected for a pending release (false: it is no longer pending). */
+    setSignatures(id: string, signatures: Signature[]): boolean {
+      return (
+        db.prepare("UPDATE pending_releases SET signatures = ? WHERE id = ?").run(JSON.stringify(signatures), id)
+          .changes === 1
+      );
     },
     /** Swaps a pending release for its signed bundle row, atomically. */
     publish(id: string, bundle: BundleRow, signed: SignedManifest): void {

@@ -258,8 +258,21 @@ export class ApiClient {
       envelope,
     );
   }
+  /** Uploads signatures for one pending release (upload or re-release): `200` published, `202` more needed. */
+  submitPendingSignatures(id: string, envelope: unknown): Promise<unknown> {
+    return this.request("POST", `/v1/releases/pending/${encodeURIComponent(id)}/signatures`, envelope);
+  }
   createRollout(body: CreateRolloutBody): Promise<RolloutStatus> {
     return this.request("POST", "/v1/rollouts", body);
+  }
+  /** `POST /v1/rollouts` with a YAML definition as it is (`content-type: application/yaml`). */
+  async createRolloutFromYaml(yaml: string): Promise<RolloutStatus> {
+    const res = await fetch(new URL("/v1/rollouts", this.opts.baseUrl), {
+      method: "POST",
+      headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/yaml" },
+      body: yaml,
+    });
+    return this.parse(res);
   }
   getRollout(id: string): Promise<RolloutStatus> {
     return this.request("GET", `/v1/rollouts/${encodeURIComponent(id)}`);

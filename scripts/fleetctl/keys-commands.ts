@@ -262,7 +262,7 @@ export function registerKeysCommands(program: Command): void {
       const env = releaseSign(JSON.parse(readFileSync(manifest, "utf8")) as unknown, o.key.map(readKey));
       const out = o.out ?? manifest;
       writePublic(out, env);
-      console.log(`${out}: ${env.signatures.length} signature(s); upload it to the server's signatures endpoint`);
+      console.log(`${out}: ${env.signatures.length} signature(s); upload it with fleetctl release upload ${out}`);
     });
 }
 

@@ -4,6 +4,7 @@ import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
 import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
+import { registerReleaseCommands } from "./release-commands.js";
 import { registerRolloutCommands } from "./rollout-commands.js";
 import { registerTokenCommands } from "./token-commands.js";
 
@@ -158,6 +159,7 @@ export function buildProgram(): Command {
   registerRolloutCommands(program, { client, isJson });
   registerTokenCommands(program);
   registerKeysCommands(program);
+  registerReleaseCommands(program, { client, isJson });
 
   const devices = program.command("devices").description("enrolled devices");
   devices

@@ -1,7 +1,11 @@
 import { readFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
+import { z } from "zod";
+import { EdgeFleetError } from "../../shared/errors.js";
+import { formatFromPath, parseStructuredText, sniffFormat } from "../../shared/structured-text.js";
 import {
   type ApiClient,
+  ApiError,
   type CreateRolloutBody,
   ROLLOUT_MOVING,
   type RolloutCommand,
@@ -10,9 +14,8 @@ import {
 import { bar, formatBytes } from "./progress.js";
 
 /**
- * `fleetctl rollouts ...`: create (flags and/or a JSON file), list, status [--watch] and the
- * operator commands. YAML files are not supported (no YAML parser among our dependencies);
- * JSON is the same document, see docs/operations.md "Rollouts".
+ * `fleetctl rollouts ...`: create (flags and/or a JSON or YAML file), list, status [--watch] and
+ * the operator commands. JSON and YAML are the same document, see docs/operations.md "Rollouts".
  */
 export interface RolloutCommandDeps {
   client(cmd: Command): ApiClient;
@@ -40,6 +43,28 @@ function parseStage(value: string, previous: { percent: number; soakSeconds?: nu
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(",").filter((s) => s.length > 0)];
+}
+
+/** Only the shape flags are merged into; the server checks the whole definition. */
+const DefinitionFileSchema = z.record(z.string(), z.unknown());
+
+/**
+ * A definition file's text: JSON or YAML by the file's extension, by its content when the name
+ * says neither. Parsed here rather than sent as is, because flags go on top of it.
+ */
+export function parseDefinitionFile(path: string, text: string): Partial<CreateRolloutBody> {
+  try {
+    const value = parseStructuredText(text, formatFromPath(path) ?? sniffFormat(text), path);
+    const file = DefinitionFileSchema.safeParse(value);
+    if (!file.success) {
+      throw new EdgeFleetError("VALIDATION_FAILED", `${path}: a rollout definition is a mapping (model, version, ...)`);
+    }
+    return file.data as Partial<CreateRolloutBody>;
+  } catch (err) {
+    // fleetctl prints API errors as `error CODE: message`; status 0 marks one found locally.
+    if (err instanceof EdgeFleetError) throw new ApiError(0, err.code, err.message, err.details);
+    throw err;
+  }
 }
 
 /** Builds the create body: the file (if any) first, flags on top. */
@@ -149,8 +174,8 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
   const rollouts = program.command("rollouts").description("staged rollouts of model versions to devices");
   rollouts
     .command("create")
-    .description("roll a model version out (flags, or --file rollout.json with flags on top)")
-    .option("--file <path>", "JSON rollout definition (YAML is not supported)")
+    .description("roll a model version out (flags, or --file rollout.yaml|.json with flags on top)")
+    .option("--file <path>", "rollout definition, JSON (.json) or YAML (.yaml, .yml; other names: by content)")
     .option("--model <name>")
     .option("--version <semver>")
     .option("--variant <variant>", "bundle variant (fp32, int8); omitted = chosen per device from its profile")
@@ -174,7 +199,8 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
     .option("--wait", "same as --watch")
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const api = deps.client(cmd);
-      const file = o.file ? (JSON.parse(await readFile(o.file as string, "utf8")) as Partial<CreateRolloutBody>) : {};
+      const path = o.file as string | undefined;
+      const file = path ? parseDefinitionFile(path, await readFile(path, "utf8")) : {};
       const created = await api.createRollout(rolloutBodyFromFlags(o, file));
       const follow = o.watch === true || o.wait === true;
       const final = follow ? await watch(api, created.id) : created;
@@ -212,7 +238,7 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
   const commands: [RolloutCommand, string][] = [
     ["pause", "stop assigning devices (devices already assigned carry on)"],
     ["resume", "continue a paused rollout; failures so far stop counting against the gates"],
-    ["abort", "stop for good, leaving devices as they are"],
+    ["abort", "stop for good; devices keep what they serve (shadow/ab: the side version is removed)"],
     ["rollback", "move every touched device back to its previous version (re-released)"],
     ["promote", "skip to the last stage (shadow/ab: serve the new version as active)"],
   ];

@@ -1,0 +1,73 @@
+import type { Db } from "./db.js";
+
+/**
+ * Migration 7: model builds (`POST /v1/models?async=1`) survive a server restart. One row per
+ * build; `state` is the whole build document as the tracker keeps it (registry/build-tracker.ts
+ * parses it with zod on the way out); `status` and `ended_at` are copied out of it for the
+ * start-up sweep and for pruning.
+ */
+export const BUILD_MIGRATION_SQL = `
+CREATE TABLE model_builds (
+  id TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  ended_at TEXT,
+  state TEXT NOT NULL
+);
+CREATE INDEX model_builds_by_status ON model_builds(status, ended_at);
+`;
+
+/** The columns the store needs; the rest of the document is opaque here. */
+export interface BuildRecordKeys {
+  id: string;
+  status: "running" | "succeeded" | "failed";
+  createdAt: string;
+  endedAt?: string | undefined;
+}
+
+export interface BuildRetention {
+  /** Finished builds kept at most, newest first. */
+  maxFinished: number;
+  /** Finished builds older than this (by `endedAt`) are dropped. */
+  maxAgeMs: number;
+}
+
+export function createBuildRepo(db: Db) {
+  const upsert = db.prepare(
+    `INSERT INTO model_builds (id, status, created_at, ended_at, state) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT(id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at, state = excluded.state`,
+  );
+  const byId = db.prepare("SELECT state FROM model_builds WHERE id = ?");
+  const running = db.prepare("SELECT state FROM model_builds WHERE status = 'running' ORDER BY created_at, rowid");
+  // ISO-8601 UTC strings from toISOString() have one fixed width, so text order is time order.
+  const pruneAge = db.prepare("DELETE FROM model_builds WHERE status != 'running' AND ended_at < ?");
+  const pruneCount = db.prepare(
+    `DELETE FROM model_builds WHERE id IN (
+       SELECT id FROM model_builds WHERE status != 'running' ORDER BY ended_at DESC, rowid DESC LIMIT -1 OFFSET ?
+     )`,
+  );
+
+  return {
+    /** Inserts or replaces a build document. */
+    save(build: BuildRecordKeys): void {
+      upsert.run(build.id, build.status, build.createdAt, build.endedAt ?? null, JSON.stringify(build));
+    },
+    /** The stored document, unparsed (the tracker owns its schema). */
+    get(id: string): unknown {
+      const r = byId.get(id) as { state: string } | undefined;
+      return r ? (JSON.parse(r.state) as unknown) : null;
+    },
+    /** Builds stored as running: at start-up, exactly those a previous process did not finish. */
+    running(): unknown[] {
+      return (running.all() as { state: string }[]).map((r) => JSON.parse(r.state) as unknown);
+    },
+    /** Drops finished builds beyond the retention; running ones are never dropped. Returns how many went. */
+    prune(retention: BuildRetention, now: number): number {
+      return db.transaction(() => {
+        const old = pruneAge.run(new Date(now - retention.maxAgeMs).toISOString()).changes;
+        return old + pruneCount.run(Math.max(0, retention.maxFinished)).changes;
+      })();
+    },
+  };
+}
+export type BuildRepo = ReturnType<typeof createBuildRepo>;
