@@ -2,6 +2,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorCode, type ErrorJson, toEdgeFleetError } from "../../shared/errors.js";
+import { sha256File } from "../../shared/hash.js";
 import type { Logger } from "../../shared/logger.js";
 import type { InstalledRef, UpdateState } from "../../shared/schemas/device-state.js";
 import { INTEGRITY_CODES } from "../bundle/reverify.js";
@@ -189,10 +190,18 @@ export function createSelfHeal(deps: SelfHealDeps): SelfHeal {
     try {
       if (from === "downloading") {
         deps.transition(model, "verifying", { candidate: p.ref }, errorOf());
-        // The downloader trusts a complete `.bundle` without hashing it again; after local damage no
-        // local copy is trusted. A `.part` stays: the downloader hashes the whole file at its end.
         await rm(join(deps.dirs.models, model, p.ref.sha256), { recursive: true, force: true });
-        await rm(bundleFilePath(deps.dirs.downloads, p.ref.sha256), { force: true });
+        // The downloader trusts a complete `.bundle` without hashing it again, so after local damage
+        // the kept copy is hashed here against the signed sha256: intact, it is re-extracted with no
+        // server at all (an offline device heals); damaged, it goes and the bundle is fetched again.
+        // A `.part` stays: the downloader hashes the whole file at its end.
+        const cached = bundleFilePath(deps.dirs.downloads, p.ref.sha256);
+        const intact = await sha256File(cached).then(
+          (h) => h.sha256 === p.ref.sha256,
+          () => false,
+        );
+        if (!intact) await rm(cached, { force: true });
+        log.info({ model, sha256: p.ref.sha256, source: intact ? "local bundle" : "server" }, "repairing from");
       }
       for (step of serving ? [] : REPAIR_STEPS.slice(REPAIR_STEPS.indexOf(from))) {
         deps.transition(model, step, { candidate: p.ref }, errorOf());

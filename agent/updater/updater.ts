@@ -19,6 +19,7 @@ import type { ChunkChannel } from "../transport/chunk-channel.js";
 import { checkCompatibility, type DeviceFacts, estimateHostMB, verifyDesiredState } from "../trust/verify-desired.js";
 import { createJobSource, manifestKey } from "./assignment-jobs.js";
 import { checkCapacity, installedEstimates } from "./capacity.js";
+import { createDiskGc } from "./disk-gc.js";
 import { summarize } from "./health-summary.js";
 import { createPipelineSteps, type Job } from "./pipeline-steps.js";
 import { activeAssignments } from "./plan-side.js";
@@ -193,6 +194,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     publishReported,
     isClosed: () => closed,
   });
+  const disk = createDiskGc({ log, dirs: deps.dirs, store, runtime, sides });
 
   /** Fault injection (`pauseBeforeStep`) before entering `step`. */
   const holdBefore = (step: PipelineStep) =>
@@ -324,6 +326,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       if (job) await install(job);
     }
     await sides.reconcile(acc.desired, "apply");
+    // Between jobs (we are on the queue): nothing is being downloaded or extracted right now.
+    if (!closed) await disk.run(acc.desired.assignments.map((a) => a.bundle.sha256));
   };
 
   return {
