@@ -134,12 +134,16 @@ describe("shadow", () => {
       expect(fb?.skippedBusy).toBeGreaterThan(0);
 
       serving.setStrategy(M, null); // resets the figures
+      const poll = async (n: number) => {
+        for (let i = 0; i < n; i++) {
+          await client.infer(M, x(i % 4 === 0 ? -1 : 1));
+          await new Promise((r) => setTimeout(r, 15)); // an app polling at ~60 Hz leaves idle time
+        }
+      };
+      await poll(30); // the scheduler learns the new traffic (its gaps) before the shadow starts
       serving.setStrategy(M, strategy);
       const paced = 30;
-      for (let i = 0; i < paced; i++) {
-        await client.infer(M, x(i % 4 === 0 ? -1 : 1));
-        await new Promise((r) => setTimeout(r, 15)); // an app polling at ~60 Hz leaves idle time
-      }
+      await poll(paced);
       let f = await figures();
       for (let tries = 0; tries < 100 && (f?.compared ?? 0) < paced; tries++) {
         await new Promise((r) => setTimeout(r, 20));

@@ -14,6 +14,7 @@ const state = (over: Partial<ShadowQueueState>): ShadowQueueState => ({
   primaryInFlight: 0,
   lastPrimaryAt: 0,
   quietP10Ms: null,
+  quietP90Ms: null,
   shadowMs: null,
   futileLooks: 0,
   ...over,
@@ -43,6 +44,14 @@ describe("planShadowDispatch (pure)", () => {
     expect(planShadowDispatch(state({ lastPrimaryAt: 10, quietP10Ms: 3.2, shadowMs: 2 }), 10, policy).kind).toBe(
       "wait",
     );
+  });
+
+  it("the idle wait is past the traffic's usual gaps: 2 ms of quiet inside 3.3 ms gaps is not idle", () => {
+    const paced = { lastPrimaryAt: 10, quietP10Ms: 3.2, quietP90Ms: 3.4, shadowMs: 2 }; // too slow for right-after
+    expect(planShadowDispatch(state(paced), 12.5, policy).kind).toBe("wait");
+    expect(planShadowDispatch(state(paced), 10 + 6.9, policy).kind).toBe("run");
+    // Sparse traffic does not make the wait unbounded.
+    expect(planShadowDispatch(state({ lastPrimaryAt: 0, quietP90Ms: 60_000 }), 1_000, policy).kind).toBe("run");
   });
 
   it("backs off on a busy device, up to maxBackoffMs", () => {
