@@ -1,5 +1,4 @@
 import { join } from "node:path";
-import { canonicalJson } from "../../shared/canonical-json.js";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorJson, toEdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
@@ -16,7 +15,8 @@ import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
-import { checkCompatibility, type DeviceFacts, estimateHostMB, verifyDesiredState } from "../trust/verify-desired.js";
+import { checkCompatibility, type DeviceFacts, estimateHostMB } from "../trust/verify-desired.js";
+import { acceptDesired } from "./accept-desired.js";
 import { createJobSource, manifestKey } from "./assignment-jobs.js";
 import { checkCapacity, installedEstimates } from "./capacity.js";
 import { createDiskGc } from "./disk-gc.js";
@@ -365,29 +365,15 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       publishReported();
     },
     onDesired(payload) {
-      const last = store.lastDesired();
-      if (last && canonicalJson(last.document) === canonicalJson(payload)) return; // retained re-delivery
-      const result = verifyDesiredState(payload, {
-        root: deps.root(),
+      const ok = acceptDesired(payload, {
+        log,
+        clock,
+        store,
+        root: deps.root,
         deviceId: deps.identity.deviceId,
-        lastSeq: last?.seq ?? 0,
-        now: clock.now(),
-        highestCounters: store.highestCounters(),
-        badBundles: store.badBundles(),
+        publishEvent: (e) => deps.publish.event(e),
       });
-      if (!result.ok) {
-        log.warn({ error: result.error, seq: result.seq }, "desired state rejected");
-        deps.publish.event({
-          type: "desired.rejected",
-          deviceId: deps.identity.deviceId,
-          ts: new Date(clock.now()).toISOString(),
-          eventSeq: store.nextEventSeq(),
-          seq: result.seq,
-          error: result.error,
-        });
-        return;
-      }
-      store.acceptDesired(result.value.desired.seq, result.value.raw);
+      if (!ok) return;
       publishReported();
       enqueue("reconcile", reconcile);
     },

@@ -22,7 +22,8 @@ export const SignatureStatusSchema = z.object({
 });
 export type SignatureStatus = z.infer<typeof SignatureStatusSchema>;
 
-export const PendingReleaseViewSchema = z.object({
+/** Which release: the fields a pending-release listing and a signature upload answer share. */
+const ReleaseIdentitySchema = z.object({
   /** SHA-256 of the manifest's RFC 8785 canonical JSON: exactly what is signed. */
   id: Sha256Schema,
   kind: z.enum(["upload", "re-release"]),
@@ -30,6 +31,9 @@ export const PendingReleaseViewSchema = z.object({
   version: z.string(),
   variant: z.string(),
   releaseCounter: z.number().int(),
+});
+
+export const PendingReleaseViewSchema = ReleaseIdentitySchema.extend({
   originSha256: Sha256Schema.nullable(),
   createdAt: z.string(),
   signatures: SignatureStatusSchema,
@@ -41,13 +45,7 @@ export type PendingReleaseView = z.infer<typeof PendingReleaseViewSchema>;
 export const PendingReleaseListSchema = z.object({ pending: z.array(PendingReleaseViewSchema) });
 
 /** Answer to a signature upload: `200` when it published the release, `202` while more are needed. */
-export const SignatureSubmitResultSchema = z.object({
-  id: Sha256Schema,
-  kind: z.enum(["upload", "re-release"]),
-  name: z.string(),
-  version: z.string(),
-  variant: z.string(),
-  releaseCounter: z.number().int(),
+export const SignatureSubmitResultSchema = ReleaseIdentitySchema.extend({
   published: z.boolean(),
   /** Valid signatures this upload added (ones already collected do not count twice). */
   added: z.number().int().min(0),

@@ -1,12 +1,12 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BUILD_PHASES, type BuildPhase } from "../../fleet-server/registry/build-tracker.js";
 import { sileroInputs, sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
 import { ApiClient, type ApiError, type ModelBuild } from "../../scripts/fleetctl/api-client.js";
 import { freePort, waitForPort } from "../helpers/ports.js";
+import { startServerProcess, stopProcess } from "../helpers/server-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 
 /**
@@ -15,30 +15,6 @@ import { makeTempDir } from "../helpers/temp-dir.js";
  * again on the same SQLite file. A finished build reads back unchanged; the killed one is
  * `failed` with BUILD_INTERRUPTED, and the operator's remedy (create the version again) works.
  */
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
-
-function startServer(dataDir: string, httpPort: number, mqttPort: number): ChildProcess {
-  return spawn(
-    process.execPath,
-    [
-      join(REPO, "bin/fleet-server.js"),
-      "--data-dir",
-      dataDir,
-      "--http-port",
-      String(httpPort),
-      "--mqtt-port",
-      String(mqttPort),
-    ],
-    { cwd: REPO, env: { ...process.env, LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] },
-  );
-}
-
-async function stop(p: ChildProcess, signal: NodeJS.Signals): Promise<void> {
-  if (p.exitCode !== null || p.signalCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill(signal);
-  await exited;
-}
 
 describe("model builds across a server restart", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -49,7 +25,7 @@ describe("model builds across a server restart", () => {
   const dataDir = () => join(tmp.path, "server");
 
   const start = async () => {
-    server = startServer(dataDir(), httpPort, mqttPort);
+    server = startServerProcess(dataDir(), httpPort, mqttPort);
     await waitForPort(httpPort, 60_000);
     const token = (await readFile(join(dataDir(), "admin-token"), "utf8")).trim();
     api = new ApiClient({ baseUrl: `http://127.0.0.1:${httpPort}`, token });
@@ -62,7 +38,7 @@ describe("model builds across a server restart", () => {
     await start();
   });
   afterAll(async () => {
-    if (server) await stop(server, "SIGTERM");
+    if (server) await stopProcess(server, "SIGTERM");
     await tmp?.cleanup();
   });
 
@@ -88,7 +64,7 @@ describe("model builds across a server restart", () => {
       if (seen.status !== "running" || seen.phase !== null) break;
       await new Promise((r) => setTimeout(r, 5));
     }
-    await stop(server, "SIGKILL");
+    await stopProcess(server, "SIGKILL");
     // Killed while it ran, in a known phase (else this test proves nothing).
     expect(seen.status).toBe("running");
     const seenPhase = seen.phase as BuildPhase;
@@ -126,7 +102,7 @@ describe("model builds across a server restart", () => {
     expect(retried.status).toBe("succeeded");
 
     // A clean stop and start also keeps every build.
-    await stop(server, "SIGTERM");
+    await stopProcess(server, "SIGTERM");
     await start();
     expect(await api.getModelBuild(again.buildId)).toEqual(retried);
     expect((await api.getModelBuild(second.buildId)).error?.code).toBe("BUILD_INTERRUPTED");

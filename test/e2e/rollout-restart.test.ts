@@ -1,12 +1,12 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
 import { ApiClient, type RolloutStatus } from "../../scripts/fleetctl/api-client.js";
 import { type AgentProcess, spawnAgent, waitFor } from "../helpers/agent-process.js";
 import { freePort, waitForPort } from "../helpers/ports.js";
+import { startServerProcess } from "../helpers/server-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 
 /**
@@ -14,25 +14,8 @@ import { makeTempDir } from "../helpers/temp-dir.js";
  * stage's soak and started again on the same data dir and ports. The rollout must resume at the
  * same stage from SQLite alone, and no device may be assigned twice (one desired document each).
  */
-const REPO = fileURLToPath(new URL("../../", import.meta.url));
 const DEVICES = ["restart-a", "restart-b", "restart-c", "restart-d"];
 const TIMEOUT = 6 * 60_000;
-
-function startServer(dataDir: string, httpPort: number, mqttPort: number): ChildProcess {
-  return spawn(
-    process.execPath,
-    [
-      join(REPO, "bin/fleet-server.js"),
-      "--data-dir",
-      dataDir,
-      "--http-port",
-      String(httpPort),
-      "--mqtt-port",
-      String(mqttPort),
-    ],
-    { cwd: REPO, env: { ...process.env, LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] },
-  );
-}
 
 describe("server killed mid-stage", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -46,7 +29,7 @@ describe("server killed mid-stage", () => {
     tmp = await makeTempDir("ef-restart-");
     httpPort = await freePort();
     mqttPort = await freePort();
-    server = startServer(join(tmp.path, "server"), httpPort, mqttPort);
+    server = startServerProcess(join(tmp.path, "server"), httpPort, mqttPort);
     await waitForPort(httpPort, 60_000);
     const token = (await readFile(join(tmp.path, "server", "admin-token"), "utf8")).trim();
     api = new ApiClient({ baseUrl: `http://127.0.0.1:${httpPort}`, token });
@@ -99,7 +82,7 @@ describe("server killed mid-stage", () => {
 
       server.kill("SIGKILL");
       await new Promise((r) => server.once("exit", r));
-      server = startServer(join(tmp.path, "server"), httpPort, mqttPort);
+      server = startServerProcess(join(tmp.path, "server"), httpPort, mqttPort);
       await waitForPort(httpPort, 60_000);
 
       const resumed = await waitFor("server answers", () => api.getRollout(created.id).catch(() => null), 60_000);

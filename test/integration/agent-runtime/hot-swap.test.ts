@@ -43,7 +43,6 @@ describe("hot swap and host crashes", () => {
     const CONCURRENCY = 8;
     const SWAP_AFTER = 60;
     let issued = 0;
-    let completed = 0;
     let swapped = false;
     let inFlightOnOldAtSwap = -1;
     let activation: Promise<void> | null = null;
@@ -54,17 +53,20 @@ describe("hot swap and host crashes", () => {
         issued++;
         // The version this request must be served by: the swap is synchronous, so "issued before" = old.
         const expected = swapped ? "2.0.0" : "1.0.0";
-        try {
-          const res = await runtime.infer({ model: "vad", inputs: sileroInputs(issued % 5), outputs: ["output"] });
-          results.push({ expected, got: res.version });
-        } catch (err) {
-          results.push({ expected, got: null, error: String(err) });
-        }
-        completed++;
-        if (completed === SWAP_AFTER && !swapped) {
+        // Routed (and counted in flight) synchronously at the call, before the first await.
+        const pending = runtime.infer({ model: "vad", inputs: sileroInputs(issued % 5), outputs: ["output"] });
+        if (issued === SWAP_AFTER && !swapped) {
+          // Swap while this request (at least) is still running on the old host: the drain path is
+          // exercised every time, not only when the scheduler happens to interleave workers that way.
           inFlightOnOldAtSwap = runtime.inFlight(v1);
           activation = runtime.activate(v2);
           swapped = true;
+        }
+        try {
+          const res = await pending;
+          results.push({ expected, got: res.version });
+        } catch (err) {
+          results.push({ expected, got: null, error: String(err) });
         }
       }
     }

@@ -1,0 +1,30 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const REPO = fileURLToPath(new URL("../../", import.meta.url));
+
+/** A real fleet server process (`bin/fleet-server.js`) on `dataDir`, for tests that kill and restart it. */
+export function startServerProcess(dataDir: string, httpPort: number, mqttPort: number): ChildProcess {
+  return spawn(
+    process.execPath,
+    [
+      join(REPO, "bin/fleet-server.js"),
+      "--data-dir",
+      dataDir,
+      "--http-port",
+      String(httpPort),
+      "--mqtt-port",
+      String(mqttPort),
+    ],
+    { cwd: REPO, env: { ...process.env, LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] },
+  );
+}
+
+/** Sends `signal` and waits for the exit (no-op if the process already ended). */
+export async function stopProcess(p: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise((r) => p.once("exit", r));
+  p.kill(signal);
+  await exited;
+}
