@@ -264,9 +264,11 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       },
     });
     await transport.subscribe(topics.allDevices("telemetry"), route(telemetry.onTelemetry));
-    // The embedded broker keeps retained messages in memory only, so after a restart the
-    // desired documents must be retained again. Same seq: agents that already hold them see no change.
-    if (config.mqttUrl === undefined) await rollouts.republishDesired();
+    // Every stored desired document is retained again at start. The embedded broker keeps retained
+    // messages in memory only; an external one may have lost them (restarted without persistence),
+    // or this server may have died between committing a document to SQLite and publishing it.
+    // Same seq: an agent that already holds a document sees a retained re-delivery and ignores it.
+    await rollouts.republishDesired();
     // Rollouts resume from what SQLite holds: the planner has no other memory.
     scheduler.start();
     closers.push(() => scheduler.stop());

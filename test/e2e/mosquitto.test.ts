@@ -1,6 +1,11 @@
+import { join } from "node:path";
+import mqtt from "mqtt";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SocketClient } from "../../agent/client/socket-client.js";
+import { startFleetServer } from "../../fleet-server/main.js";
 import { sileroInputs, sileroModelPath } from "../../scripts/demo/silero.js";
+import { createTopics } from "../../shared/topics.js";
 import { findMosquitto, type MosquittoHandle, startMosquitto } from "../helpers/mosquitto.js";
 import { runDirect } from "../helpers/onnx-direct.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
@@ -63,5 +68,45 @@ describe.skipIf(!available)("foundation flow with Mosquitto as the external brok
     expect(devices.devices.filter((d) => d.presence === "online").map((d) => d.id)).toEqual(
       expect.arrayContaining(["mq-a", "mq-b"]),
     );
+  });
+
+  it("a restarted server retains every stored desired document again, even on an external broker", async () => {
+    // The broker lost the retained document (cleared here; a restart without persistence or a server
+    // crash between the SQLite commit and the publish do the same): the next server start restores it.
+    const topic = createTopics().device("mq-a", "desired");
+    const retained = async (): Promise<string | null> => {
+      const c = await mqtt.connectAsync(mosquitto.url, { clientId: `probe-${Date.now()}`, reconnectPeriod: 0 });
+      try {
+        const got = new Promise<string | null>((resolve) => {
+          c.on("message", (_t, payload, packet) => {
+            if (packet.retain) resolve(payload.length > 0 ? payload.toString("utf8") : null);
+          });
+          setTimeout(() => resolve(null), 1_000);
+        });
+        await c.subscribeAsync(topic, { qos: 1 });
+        return await got;
+      } finally {
+        await c.endAsync();
+      }
+    };
+    const before = await retained();
+    expect(before, "no retained desired document after the rollout").not.toBeNull();
+
+    const clearer = await mqtt.connectAsync(mosquitto.url, { clientId: "clearer", reconnectPeriod: 0 });
+    await clearer.publishAsync(topic, "", { qos: 1, retain: true });
+    await clearer.endAsync();
+    expect(await retained()).toBeNull();
+
+    await h.server.close();
+    h.server = await startFleetServer({
+      dataDir: join(tmp.path, "server"),
+      httpPort: 0,
+      mqttPort: 0,
+      mqttUrl: mosquitto.url,
+      log: pino({ level: "silent" }),
+    });
+    const after = await retained();
+    expect(after).not.toBeNull();
+    expect(JSON.parse(after!)).toEqual(JSON.parse(before!)); // the same document, same seq
   });
 });
