@@ -206,8 +206,8 @@ export function createServingLayer(deps: ServingLayerDeps): ServingLayer {
     s: Extract<ModelStrategy, { mode: "shadow" }>,
     primary: { outputs: Record<string, RawTensor>; ms: number },
   ) => {
-    const who = { model: req.model, version: s.candidate.version, sha256: s.candidate.sha256, mode: "shadow" as const };
     if (!sampleShadow(s.sampleRate, random)) return undefined;
+    const who = { model: req.model, version: s.candidate.version, sha256: s.candidate.sha256, mode: "shadow" as const };
     if (!shadows.hasRoom()) {
       // No idle time lately: skip now, before any work is spent on the sample.
       stats.record(who, { ok: true, skippedBusy: true });

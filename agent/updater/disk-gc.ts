@@ -135,7 +135,7 @@ export function createDiskGc(deps: {
   dirs: DiskGcDeps["dirs"];
   store: Pick<AgentStore, "models" | "badBundles" | "clearDownload">;
   runtime: Pick<ModelRuntime, "loaded">;
-  sides: Pick<SideCandidates, "reported">;
+  sides: Pick<SideCandidates, "bundles">;
 }): { run(assigned: string[]): Promise<{ removed: number; bytes: number }> } {
   const { store } = deps;
   return {
@@ -144,7 +144,7 @@ export function createDiskGc(deps: {
         { log: deps.log, dirs: deps.dirs, clearDownload: (sha) => store.clearDownload(sha) },
         bundlesToKeep({
           records: store.models(),
-          sides: [...deps.sides.reported().values()].map((s) => s.sha256),
+          sides: deps.sides.bundles(),
           loaded: deps.runtime.loaded().map((l) => l.installed.sha256),
           assigned,
           bad: store.badBundles(),

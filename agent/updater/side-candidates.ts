@@ -48,6 +48,8 @@ export interface SideCandidates {
   /** Promotion: the side's loaded host becomes the active pipeline's candidate (no second load). */
   takeForPromotion(model: string, sha256: string): LoadedVersion | null;
   reported(): Map<string, ReportedSide>;
+  /** The bundles side records name (the disk collector keeps them); no health summaries computed. */
+  bundles(): string[];
   close(): void;
 }
 
@@ -229,6 +231,7 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
       }
       return version;
     },
+    bundles: () => records().map((r) => r.ref.sha256),
     reported() {
       const out = new Map<string, ReportedSide>();
       for (const rec of records()) {
