@@ -11,8 +11,8 @@ export interface HostSupervisorDeps {
   /** Whether `v` is its model's serving version (decides the state after a restart). */
   isServing(v: Version): boolean;
   onHostExit(v: Version, exit: HostExit): void;
-  /** Re-applies a version's scheduling priority to a restarted host. */
-  applyNice(v: Version, nice: number): void;
+  /** Re-applies a version's placement (priority, CPUs) to a restarted host. */
+  applyPlacement(v: Version): Promise<void>;
 }
 
 /**
@@ -58,7 +58,7 @@ export function createHostSupervisor(deps: HostSupervisorDeps) {
           break;
         }
         v.host = host;
-        if (v.nice !== undefined) deps.applyNice(v, v.nice);
+        if (v.placement) await deps.applyPlacement(v);
         watch(v, host);
         v.state = deps.isServing(v) ? "serving" : "loaded";
         log.info({ version: label(v), pid: host.pid }, "model host restarted");

@@ -22,6 +22,8 @@ export interface InstalledModel {
 
 export interface LoadedVersion {
   readonly installed: InstalledModel;
+  /** Loaded as background work (LoadOptions.background): a shadow candidate's host. */
+  readonly background: boolean;
   /** Resident set size of the host process in bytes, when known. */
   rss(): Promise<number | null>;
 }
@@ -76,9 +78,18 @@ export interface ActivateOptions {
   keepPrevious?: boolean;
 }
 
+export interface LoadOptions {
+  /**
+   * Background work only (a shadow candidate): the session's thread pools never spin-wait after a run.
+   * ORT's default spinning keeps a worker busy for the whole gap between runs (measured: 1.18 ms of CPU per
+   * 0.02 ms sample on a 2-core VM), CPU the callers' requests need; see docs/benchmarks.md (shadow).
+   */
+  background?: boolean;
+}
+
 export interface ModelRuntime {
   /** Spawns a host for this version, creates the session with the profile's options, warms it. */
-  load(installed: InstalledModel): Promise<LoadedVersion>;
+  load(installed: InstalledModel, opts?: LoadOptions): Promise<LoadedVersion>;
   /** Runs the bundle's golden samples against a loaded (not yet serving) version. */
   smokeTest(loaded: LoadedVersion, samples: SamplesFile): Promise<SmokeResult>;
   /**
@@ -103,12 +114,5 @@ export interface ModelRuntime {
   loaded(): LoadedVersion[];
   /** Stops every host. */
   close(): Promise<void>;
-  /**
-   * OS scheduling priority (nice) of a version's host, kept across host restarts. Shadow
-   * candidates run at a lower priority so they yield the CPU to the serving host (issue 8:
-   * shadow must not slow the caller). Lowering always works; raising it back needs privileges,
-   * so it returns false when the OS refuses.
-   */
-  setPriority?(loaded: LoadedVersion, nice: number): boolean;
   readonly profile: DeviceProfile;
 }

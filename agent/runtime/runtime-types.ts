@@ -2,6 +2,7 @@ import type { Clock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import type { RawTensor } from "../../shared/tensors.js";
+import type { HostPlacement } from "./host-placement.js";
 import type { HostExit, ModelHost, ModelHostDeps, SpawnOptions } from "./model-host.js";
 import type { InstalledModel, LoadedVersion, ModelRuntime } from "./model-runtime.js";
 
@@ -27,7 +28,12 @@ export interface AgentModelRuntime extends ModelRuntime {
   stateOf(loaded: LoadedVersion): VersionState;
   /** Requests currently running on this version's host. */
   inFlight(loaded: LoadedVersion): number;
-  setPriority(loaded: LoadedVersion, nice: number): boolean;
+  /**
+   * OS scheduling priority (nice) of a version's host, kept across host restarts (benchmarks; the
+   * agent places shadow hosts with LoadOptions.background). False when the OS refuses (raising needs
+   * privileges).
+   */
+  setPriority(loaded: LoadedVersion, nice: number): Promise<boolean>;
   /** OS pid of the version's host process. */
   hostPid(loaded: LoadedVersion): number;
   /** `infer` on typed arrays (binary extension, batching, jobs); same routing, records and validation. */
@@ -69,8 +75,8 @@ export interface Version extends LoadedVersion {
   cancelBackoff: (() => void) | null;
   inFlight: number;
   onIdle: (() => void) | null;
-  /** Scheduling priority to (re)apply to every host of this version; undefined = inherited. */
-  nice?: number;
+  /** Priority and CPUs to (re)apply to every host of this version (host-placement.ts); undefined = inherited. */
+  placement?: HostPlacement;
   /** Set by the first `retire`, so concurrent unload/activate/close share one drain. */
   retiring: Promise<void> | null;
 }

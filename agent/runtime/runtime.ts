@@ -1,10 +1,10 @@
 import { readFile } from "node:fs/promises";
-import { setPriority } from "node:os";
 import path from "node:path";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import { type JsonTensor, type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
 import { bounded, countNonFinite } from "./host-health.js";
+import { allowedCpus, applyPlacement, backgroundPlacement, backgroundSessionOptions } from "./host-placement.js";
 import { createHostSupervisor } from "./host-supervisor.js";
 import { type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
 import type { InferRecord, InferRequest, InferResult, InstalledModel, LoadedVersion } from "./model-runtime.js";
@@ -80,7 +80,9 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     hostDeps,
     isServing: (v) => servingByModel.get(v.installed.model) === v,
     onHostExit: (v, exit) => deps.onHostExit?.(v.installed, exit),
-    applyNice: (v, nice) => applyNice(v, nice),
+    applyPlacement: async (v) => {
+      await place(v);
+    },
   });
 
   function own(loaded: LoadedVersion): Version {
@@ -91,15 +93,14 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     return v;
   }
 
-  /** Applies `nice` to `v`'s current host; false when the OS refuses (raising needs privileges). */
-  function applyNice(v: Version, nice: number): boolean {
-    try {
-      setPriority(v.host.pid, nice);
-      return true;
-    } catch (err) {
-      log.warn({ err, version: label(v.installed), nice }, "could not change model host priority");
-      return false;
+  /** Applies `v.placement` to `v`'s current host; false when the OS refused part of it (logged). */
+  async function place(v: Version): Promise<boolean> {
+    if (!v.placement) return true;
+    const failures = await applyPlacement(v.host.pid, v.placement);
+    if (failures.length > 0) {
+      log.warn({ version: label(v.installed), placement: v.placement, failures }, "could not place model host");
     }
+    return failures.length === 0;
   }
 
   /** Synchronous on purpose: see the invariants above. */
@@ -232,16 +233,18 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
   const runtime: AgentModelRuntime = {
     profile: deps.profile,
 
-    async load(installed) {
+    async load(installed, opts = {}) {
       const spawn: SpawnOptions = {
         modelPath: path.join(installed.dir, "model.onnx"),
         ...modelHash(installed),
-        options: sessionOptions,
+        // Kept in `spawn`, so a crash restart of a background host stays non-spinning.
+        options: opts.background ? backgroundSessionOptions(sessionOptions) : sessionOptions,
         label: label(installed),
       };
       const host = await spawnModelHost(hostDeps, spawn);
       const v: Version = {
         installed,
+        background: opts.background === true,
         host,
         spawn,
         state: "loaded",
@@ -257,6 +260,10 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       versions.add(v);
       watch(v, host);
       try {
+        if (opts.background) {
+          v.placement = backgroundPlacement(await allowedCpus());
+          await place(v);
+        }
         const sessionInputs = new Set(host.metadata.inputs.map((i) => i.name));
         const missing = installed.manifest.inputs.filter((s) => !sessionInputs.has(s.name)).map((s) => s.name);
         if (missing.length > 0 || sessionInputs.size !== installed.manifest.inputs.length) {
@@ -363,10 +370,10 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     inFlight(loaded) {
       return (loaded as Version).inFlight;
     },
-    setPriority(loaded, nice) {
+    async setPriority(loaded, nice) {
       const v = own(loaded);
-      v.nice = nice;
-      return applyNice(v, nice);
+      v.placement = { ...v.placement, nice };
+      return place(v);
     },
 
     hostPid(loaded) {

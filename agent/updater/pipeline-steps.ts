@@ -27,6 +27,8 @@ export interface Job {
   policy: HealthPolicy;
   rolloutId: string | null;
   loaded: LoadedVersion | null;
+  /** Load as background work (a shadow candidate): see LoadOptions.background. */
+  background?: boolean;
   samples: SamplesFile | null;
   /** The previously serving version, kept warm during probation when the budget allows (blue-green). */
   previous: LoadedVersion | null;
@@ -97,10 +99,12 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
     loading: async (job) => {
       // A promoted side candidate (shadow / A-B) arrives already loaded and running: no second host.
       if (job.loaded && runtime.isLoaded(job.loaded)) return;
-      job.loaded = await runtime.load(await installedOf(job.model, job.ref));
+      job.loaded = await runtime.load(await installedOf(job.model, job.ref), { background: job.background === true });
     },
     "smoke-testing": async (job) => {
-      if (!job.loaded) job.loaded = await runtime.load(await installedOf(job.model, job.ref));
+      if (!job.loaded) {
+        job.loaded = await runtime.load(await installedOf(job.model, job.ref), { background: job.background === true });
+      }
       const dir = join(deps.dirs.models, job.model, job.ref.sha256);
       job.samples = SamplesFileSchema.parse(JSON.parse(await readFile(join(dir, "samples.json"), "utf8")));
       const result = await runtime.smokeTest(job.loaded, job.samples);

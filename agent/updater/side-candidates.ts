@@ -115,12 +115,8 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
     ticker = clock.setTimeout(tick, deps.reportEveryMs ?? 2000);
   };
 
-  /** Shadow work must never slow the caller: its host yields the CPU (nice 10) to the serving one. */
-  const SHADOW_NICE = 10;
-
   const attach = (rec: SideRecord, version: LoadedVersion) => {
     loaded.set(rec.model, version);
-    if (rec.strategy.mode === "shadow") runtime.setPriority?.(version, SHADOW_NICE);
     deps.serving?.setStrategy(rec.model, strategyOf(rec));
     ticker ??= clock.setTimeout(tick, deps.reportEveryMs ?? 2000);
   };
@@ -141,6 +137,7 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
     const job = deps.jobFor(a.model, a.assignment.bundle.sha256);
     if (!job) return;
     if (loaded.has(a.model)) await detach(a.model, { unload: true });
+    job.background = a.strategy.mode === "shadow";
     let rec: SideRecord = {
       model: a.model,
       strategy: a.strategy,
@@ -185,7 +182,9 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
       for (const rec of records()) {
         if (rec.state !== "committed") continue;
         try {
-          const version = await runtime.load(await deps.installedOf(rec.model, rec.ref));
+          const version = await runtime.load(await deps.installedOf(rec.model, rec.ref), {
+            background: rec.strategy.mode === "shadow",
+          });
           attach(rec, version);
         } catch (err) {
           // Not loaded: the next reconcile installs it again (and re-verifies it on the way).
@@ -223,9 +222,10 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
       loaded.delete(model);
       write(rec, "idle");
       store.setKv(KEY(model), "null");
-      // A shadow host runs at a lower priority; it may only serve if that can be undone (raising
-      // priority needs privileges). Otherwise the pipeline loads a fresh host and this one stops.
-      if (rec.strategy.mode === "shadow" && runtime.setPriority && !runtime.setPriority(version, 0)) {
+      // A shadow host is tuned for background work: lower priority and a session whose thread pools
+      // never spin (LoadOptions.background), which cannot be changed on a live session. It does not
+      // serve: the pipeline loads a host with the profile's options (and smoke-tests it), this one stops.
+      if (rec.strategy.mode === "shadow") {
         void runtime.unload(version).catch(() => undefined);
         return null;
       }

@@ -84,14 +84,18 @@ export interface ServingFixture {
     version: string,
     bytes: Uint8Array,
     inputShape: number[],
-    opts?: { activate?: boolean },
+    opts?: { activate?: boolean; background?: boolean },
   ): Promise<LoadedVersion>;
   close(): Promise<void>;
 }
 
-export async function startServingFixture(): Promise<ServingFixture> {
+/** `tune` adjusts the device profile (generic-x64) before the runtime is built from it. */
+export async function startServingFixture(
+  opts: { tune?: (profile: DeviceProfile) => DeviceProfile } = {},
+): Promise<ServingFixture> {
   const dir = await mkdtemp(join(tmpdir(), "ef-bench-serving-"));
-  const profile = await loadProfileFile(new URL("../../device-profiles/generic-x64.json", import.meta.url).pathname);
+  const base = await loadProfileFile(new URL("../../device-profiles/generic-x64.json", import.meta.url).pathname);
+  const profile = opts.tune ? opts.tune(base) : base;
   const log = pino({ level: "silent" });
   const runtime = createModelRuntime({ log, clock: systemClock, profile });
   const serving = createServingLayer({ log, backend: runtime });
@@ -135,15 +139,18 @@ export async function startServingFixture(): Promise<ServingFixture> {
         quantization: null,
       };
       n += 1;
-      const loaded = await runtime.load({
-        model,
-        version,
-        variant: "fp32",
-        sha256: String(n).repeat(64).slice(0, 64),
-        releaseCounter: 1,
-        dir: vdir,
-        manifest,
-      });
+      const loaded = await runtime.load(
+        {
+          model,
+          version,
+          variant: "fp32",
+          sha256: String(n).repeat(64).slice(0, 64),
+          releaseCounter: 1,
+          dir: vdir,
+          manifest,
+        },
+        { background: opts.background === true },
+      );
       if (opts.activate !== false) await runtime.activate(loaded);
       return loaded;
     },

@@ -156,6 +156,49 @@ describe("createShadowScheduler (fake clock)", () => {
     h.s.close();
   });
 
+  it("remembers a busy device across bursts: the next burst is not looked at every 2 ms again", async () => {
+    const clock = createFakeClock(0);
+    const fired: number[] = [];
+    const recording = {
+      now: clock.now,
+      setTimeout: (fn: () => void, ms: number) =>
+        clock.setTimeout(() => {
+          fired.push(clock.now());
+          fn();
+        }, ms),
+    };
+    const s = createShadowScheduler({ clock: recording, policy });
+    const runs: string[] = [];
+    const job = (id: string) => ({
+      run: async () => {
+        runs.push(id);
+      },
+      dropped: () => runs.push(`drop ${id}`),
+    });
+    const burst = (ms: number) => {
+      for (let t = 0; t < ms; t++) {
+        s.primaryStarted();
+        clock.advance(1); // back to back: a caller is always in flight when a look fires
+        s.primaryFinished();
+      }
+    };
+    // Burst 1: the looks back off from 2 ms (2, 4, 8, 16, 32 apart).
+    s.offer(job("a"));
+    burst(100);
+    expect(fired.map((t, i) => t - (fired[i - 1] ?? 0))).toEqual([2, 4, 8, 16, 32]);
+    clock.advance(64); // the burst is over: the next look finds the device idle and runs the sample
+    await new Promise((r) => setImmediate(r));
+    expect(runs).toEqual(["a"]);
+    // Burst 2: the first look is half the last wait (32 ms), not 2 ms.
+    const before = fired.length;
+    s.offer(job("b"));
+    burst(100);
+    const start = clock.now() - 100;
+    expect(fired.slice(before).map((t) => t - start)).toEqual([32, 96]);
+    s.close();
+    expect(runs).toEqual(["a", "drop b"]);
+  });
+
   it("keeps at most one timer and none when the queue is empty", () => {
     const clock = createFakeClock(0);
     let armed = 0;
