@@ -80,3 +80,34 @@ export function medianWithCi(
   const r = (x: number) => Math.round(x * 1000) / 1000;
   return { median: r(med([...xs])), ci95: [r(percentile(meds, 2.5)), r(percentile(meds, 97.5))] };
 }
+
+/**
+ * median(a) − median(b) with a 95 % bootstrap interval, resampling *pairs* (a[i], b[i]) — e.g. two
+ * arms' per-block ratios from the same blocks. With `b` the A/A arm this asks whether an arm moved
+ * further from the anchor than a second run of the anchor itself does: an interval containing 0
+ * means the effect is not distinguishable from the benchmark's own noise.
+ */
+export function pairedMedianDifferenceWithCi(
+  a: readonly number[],
+  b: readonly number[],
+  random: () => number,
+  iterations = 2000,
+): { difference: number; ci95: [number, number] } {
+  const n = Math.min(a.length, b.length);
+  const med = (v: number[]) =>
+    percentile(
+      v.sort((x, y) => x - y),
+      50,
+    );
+  const diffs: number[] = [];
+  for (let k = 0; k < iterations; k++) {
+    const idx = Array.from({ length: n }, () => Math.floor(random() * n));
+    diffs.push(med(idx.map((i) => a[i] as number)) - med(idx.map((i) => b[i] as number)));
+  }
+  diffs.sort((x, y) => x - y);
+  const r = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    difference: r(med(a.slice(0, n)) - med(b.slice(0, n))),
+    ci95: [r(percentile(diffs, 2.5)), r(percentile(diffs, 97.5))],
+  };
+}
