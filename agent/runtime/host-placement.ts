@@ -7,14 +7,15 @@ import type { HostSessionOptions } from "./session-options.js";
 /**
  * Where and how a background model host runs (a shadow candidate, issue 8: "never affects the caller").
  *
- * Measured on the 2-vCPU reference machine, one caller request every 4 ms (docs/benchmarks.md, shadow):
- * - ORT's thread pools spin after every run by default; a shadow host then burned 1.18 ms of CPU per
- *   0.02 ms sample. Spinning off: 0.19 ms.
- * - A shadow host free to run on every CPU raised the callers' p50 by 4–8 % even with the sample run
- *   2 ms before the next request; so did an unrelated process doing 0.25 ms of work at that moment.
- *   The same host confined to one CPU: 0.998–0.999× (inside the A/A interval). Its threads (node's,
- *   libuv's, ORT's) then wake on one CPU only instead of displacing the callers' processes on all.
- * - Nice 10 alone, or spinning off alone, made no measurable difference to callers.
+ * Measured on the 2-vCPU reference machine, one caller request every 4 ms, each arm against an A/A
+ * arm in shuffled blocks (docs/benchmarks.md, shadow):
+ * - ORT's thread pools spin after every run by default; a shadow host then burned 3–4.5 ms of CPU
+ *   per 0.02 ms sample. One thread, spinning off: 0.2–0.3 ms.
+ * - Waking any other process between two caller requests slowed the next ones (an unrelated process
+ *   doing 0.25 ms of work: 1.01–1.04×); running the sample on the serving host did not (0.996×).
+ *   A shadow host free to use every CPU: 1.05–1.12×. Confined to one CPU at nice 10: 1.03–1.05×.
+ *   Confined and SCHED_IDLE: 0.997–1.03×, not distinguishable from the A/A arm. The same number of
+ *   runs at nice 10 (sampleRate 0.25) still cost 1.07×: it is the scheduling class, not fewer runs.
  * One CPU makes more than one intra-op thread pointless (they would only time-slice it).
  */
 export interface HostPlacement {
@@ -22,6 +23,13 @@ export interface HostPlacement {
   nice?: number;
   /** CPU ids every thread of the host may run on; undefined = inherited (all). */
   cpus?: number[];
+  /**
+   * SCHED_IDLE for every thread: runs only when nothing else wants the CPU, and the kernel's wake-up
+   * placement treats a CPU running only such tasks as idle, so callers' processes are not steered
+   * away from it. A process may lower itself to it without privileges (never raised back here: a
+   * background host is never promoted in place).
+   */
+  idle?: boolean;
 }
 
 /** The nice value of a background host: below the serving hosts, so callers' work always runs first. */
@@ -34,7 +42,10 @@ export const BACKGROUND_NICE = 10;
  */
 export function backgroundPlacement(allowedCpus: readonly number[]): HostPlacement {
   const last = allowedCpus.length >= 2 ? allowedCpus[allowedCpus.length - 1] : undefined;
-  return last === undefined ? { nice: BACKGROUND_NICE } : { nice: BACKGROUND_NICE, cpus: [last] };
+  // nice stays as the fallback where SCHED_IDLE cannot be set.
+  return last === undefined
+    ? { nice: BACKGROUND_NICE, idle: true }
+    : { nice: BACKGROUND_NICE, idle: true, cpus: [last] };
 }
 
 /** Pure: the profile's session options for a background host: one intra-op thread, no spin-waiting. */
@@ -88,8 +99,8 @@ async function threadIds(pid: number): Promise<number[]> {
 
 /**
  * Applies `placement` to the process `pid` and all its threads. Best effort: each part that the OS
- * refuses (raising priority needs privileges; `taskset` may be missing) is returned as a failure
- * and the host runs unconfined, which is slower for callers but never wrong.
+ * refuses (raising priority needs privileges; `chrt`/`taskset` (util-linux) may be missing) is
+ * returned as a failure and the host runs unconfined, which is slower for callers but never wrong.
  */
 export async function applyPlacement(pid: number, placement: HostPlacement): Promise<string[]> {
   const failures: string[] = [];
@@ -106,6 +117,13 @@ export async function applyPlacement(pid: number, placement: HostPlacement): Pro
           failures.push(`nice ${placement.nice} (thread ${tid}): ${(err as Error).message}`);
         }
       }
+    }
+  }
+  if (placement.idle) {
+    try {
+      await execFileAsync("chrt", ["-a", "-i", "-p", "0", String(pid)], { timeout: 5000 });
+    } catch (err) {
+      failures.push(`SCHED_IDLE: ${(err as Error).message}`);
     }
   }
   if (placement.cpus !== undefined && placement.cpus.length > 0) {

@@ -11,7 +11,7 @@ const WHAT: Record<Mode, string> = {
   off: "no shadow (the anchor)",
   offAgain: "no shadow again (A/A: the noise)",
   gated:
-    "shadow at sampleRate 1 as the agent runs it: idle-gated, background host (one CPU, one thread, no spinning, nice 10)",
+    "shadow at sampleRate 1 as the agent runs it: idle-gated, background host (one CPU, SCHED_IDLE, one thread, no spinning)",
   gatedUnconfined: "idle-gated, but the host placed as before: nice 10 only (all CPUs, profile threads, ORT spinning)",
   ungated:
     "shadow started as soon as the reply is written, 2 in flight at most, host at nice 10 only (the first behaviour)",

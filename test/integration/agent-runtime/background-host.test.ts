@@ -6,14 +6,21 @@ import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runti
 import { systemClock } from "../../../shared/clock.js";
 import { sileroInputs, type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
 
-/** What the kernel says about every thread of `pid`: its allowed CPUs and its nice value. */
-async function threads(pid: number): Promise<{ cpus: string; nice: number }[]> {
-  const out: { cpus: string; nice: number }[] = [];
+const SCHED_OTHER = 0;
+const SCHED_IDLE = 5;
+
+/** What the kernel says about every thread of `pid`: allowed CPUs, nice value, scheduling policy. */
+async function threads(pid: number): Promise<{ cpus: string; nice: number; policy: number }[]> {
+  const out: { cpus: string; nice: number; policy: number }[] = [];
   for (const tid of await readdir(`/proc/${pid}/task`)) {
     const status = await readFile(`/proc/${pid}/task/${tid}/status`, "utf8");
     const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    out.push({ cpus: /^Cpus_allowed_list:\s*(.+)$/m.exec(status)?.[1] ?? "?", nice: Number(fields[16]) });
+    out.push({
+      cpus: /^Cpus_allowed_list:\s*(.+)$/m.exec(status)?.[1] ?? "?",
+      nice: Number(fields[16]), // field 19 of proc(5) stat
+      policy: Number(fields[38]), // field 41
+    });
   }
   return out;
 }
@@ -43,7 +50,7 @@ describe.skipIf(process.platform !== "linux")("background (shadow) model host pl
     await models?.cleanup();
   });
 
-  it("every thread of a background host runs on one CPU at lower priority; a serving host is untouched", async () => {
+  it("every thread of a background host runs on one CPU in the idle class; a serving host is untouched", async () => {
     const serving = await runtime.load(await models.install("1.0.0"));
     await runtime.activate(serving);
     const shadow = await runtime.load(await models.install("2.0.0"), { background: true });
@@ -54,12 +61,12 @@ describe.skipIf(process.platform !== "linux")("background (shadow) model host pl
     const cpus = expected.cpus ? expected.cpus.join(",") : own.join(",");
     const bg = await threads(runtime.hostPid(shadow));
     expect(bg.length).toBeGreaterThan(1); // node's own threads too, not just the main one
-    for (const t of bg) expect(t).toEqual({ cpus, nice: BACKGROUND_NICE });
+    for (const t of bg) expect(t).toEqual({ cpus, nice: BACKGROUND_NICE, policy: SCHED_IDLE });
 
     const fg = await threads(runtime.hostPid(serving));
     const ownCpus = /^Cpus_allowed_list:\s*(.+)$/m.exec(await readFile("/proc/self/status", "utf8"))?.[1];
     for (const t of fg) expect(t.cpus).toBe(ownCpus);
-    expect(fg.every((t) => t.nice !== BACKGROUND_NICE)).toBe(true);
+    expect(fg.every((t) => t.nice !== BACKGROUND_NICE && t.policy === SCHED_OTHER)).toBe(true);
 
     // Same model, same answers: the placement changes where it runs, not what it computes.
     for (const seed of [1, 2]) {
@@ -81,7 +88,7 @@ describe.skipIf(process.platform !== "linux")("background (shadow) model host pl
     const expected = backgroundPlacement(own);
     const want = expected.cpus ? expected.cpus.join(",") : own.join(",");
     const ts = await threads(after);
-    for (const t of ts) expect(t).toEqual({ cpus: want, nice: BACKGROUND_NICE });
+    for (const t of ts) expect(t).toEqual({ cpus: want, nice: BACKGROUND_NICE, policy: SCHED_IDLE });
     const res = await runtime.infer({ model: "vad", version: "2.0.0", inputs: sileroInputs(3) });
     expect(res.version).toBe("2.0.0");
   });

@@ -18,12 +18,12 @@ describe("background host placement (pure)", () => {
     for (const bad of ["", "a", "1-", "3-1", "0-99999", "1;2"]) expect(() => parseCpuList(bad)).toThrow(/CPU list/);
   });
 
-  it("confines a background host to the last allowed CPU, below the serving hosts' priority", () => {
-    expect(backgroundPlacement([0, 1])).toEqual({ nice: BACKGROUND_NICE, cpus: [1] });
-    expect(backgroundPlacement([2, 3, 6])).toEqual({ nice: BACKGROUND_NICE, cpus: [6] }); // a cpuset, not 0..n-1
-    // One CPU (or unknown): nothing to confine to; still lower priority.
-    expect(backgroundPlacement([0])).toEqual({ nice: BACKGROUND_NICE });
-    expect(backgroundPlacement([])).toEqual({ nice: BACKGROUND_NICE });
+  it("confines a background host to the last allowed CPU, in the idle scheduling class", () => {
+    expect(backgroundPlacement([0, 1])).toEqual({ nice: BACKGROUND_NICE, idle: true, cpus: [1] });
+    expect(backgroundPlacement([2, 3, 6])).toEqual({ nice: BACKGROUND_NICE, idle: true, cpus: [6] }); // a cpuset
+    // One CPU (or unknown): nothing to confine to; still idle-class scheduling.
+    expect(backgroundPlacement([0])).toEqual({ nice: BACKGROUND_NICE, idle: true });
+    expect(backgroundPlacement([])).toEqual({ nice: BACKGROUND_NICE, idle: true });
   });
 
   it("keeps the profile's session options but one thread and no spin-waiting", () => {

@@ -199,6 +199,42 @@ describe("createShadowScheduler (fake clock)", () => {
     expect(runs).toEqual(["a", "drop b"]);
   });
 
+  it("a look that lands just after a burst does not shorten the next burst's wait", async () => {
+    const clock = createFakeClock(0);
+    const fired: number[] = [];
+    const recording = {
+      now: clock.now,
+      setTimeout: (fn: () => void, ms: number) =>
+        clock.setTimeout(() => {
+          fired.push(clock.now());
+          fn();
+        }, ms),
+    };
+    const s = createShadowScheduler({ clock: recording, policy });
+    const runs: string[] = [];
+    const job = (id: string) => ({ run: async () => void runs.push(id), dropped: () => runs.push(`drop ${id}`) });
+    const busy = (ms: number) => {
+      for (let t = 0; t < ms; t++) {
+        s.primaryStarted();
+        clock.advance(1);
+        s.primaryFinished();
+      }
+    };
+    s.offer(job("a"));
+    busy(100); // looks at 2, 6, 14, 30, 62: the wait is at its 64 ms cap, the next look at 126
+    for (let t = 100; t < 130; t++) clock.advance(1); // quiet since 100: the look at 126 finds 26 ms of quiet
+    await new Promise((r) => setImmediate(r));
+    expect(runs).toEqual(["a"]);
+    expect(fired.at(-1)).toBe(126);
+    // 26 ms of quiet is less than the 64 ms wait: no evidence the device got less busy.
+    const before = fired.length;
+    const start = clock.now();
+    s.offer(job("b"));
+    busy(100);
+    expect(fired.slice(before).map((t) => t - start)).toEqual([64]);
+    s.close();
+  });
+
   it("keeps at most one timer and none when the queue is empty", () => {
     const clock = createFakeClock(0);
     let armed = 0;
