@@ -174,8 +174,58 @@ export function keysRotate(o: KeysRotateOptions): Root {
   return reached;
 }
 
+/** One key file identified: its key id and the roles of `root` that list it (empty: not in that root). */
+export interface KeyIdentity {
+  file: string;
+  keyid: string;
+  roles: string[];
+}
+
+/**
+ * Which key is this file? Key holders with k-of-n custody compare key ids with what a pending
+ * release or a root says is missing; a file name says nothing. Reads the secret key only to derive
+ * the public key; prints nothing secret.
+ */
+export function keysIdentify(files: readonly string[], root: Root | null): KeyIdentity[] {
+  return files.map((file) => {
+    let keyid: string;
+    try {
+      keyid = readKey(file).keyid;
+    } catch (err) {
+      throw new Error(`${file}: not a key file (${(err as Error).message})`);
+    }
+    const roles = root
+      ? Object.entries(root.roles)
+          .filter(([, role]) => role.keyids.includes(keyid))
+          .map(([name]) => name)
+      : [];
+    return { file, keyid, roles };
+  });
+}
+
 export function registerKeysCommands(program: Command): void {
   const keys = program.command("keys").description("offline key management (files, not the API)");
+  keys
+    .command("id <files...>")
+    .description("print each key file's key id, and its roles in the current root with --data-dir or --root")
+    .option("--data-dir <dir>", "the fleet server's data directory (reads <dir>/root.json)")
+    .option("--root <file>", "a signed root document (root.json)")
+    .action((files: string[], o: { dataDir?: string; root?: string }, cmd: Command) => {
+      // --json is fleetctl's global option (main.ts).
+      const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+      const rootFile = o.root ?? (o.dataDir !== undefined ? join(o.dataDir, "root.json") : undefined);
+      const root = rootFile !== undefined ? readEnvelope(rootFile).signed : null;
+      const ids = keysIdentify(files, root);
+      if (json) {
+        console.log(JSON.stringify({ rootVersion: root?.version ?? null, keys: ids }, null, 2));
+        return;
+      }
+      for (const k of ids) {
+        const where =
+          root === null ? "" : k.roles.length > 0 ? `  ${k.roles.join(", ")}` : `  (not in root v${root.version})`;
+        console.log(`${k.keyid}  ${k.file}${where}`);
+      }
+    });
   keys
     .command("init")
     .description("create root (k-of-n), release and director keys and root v1")
