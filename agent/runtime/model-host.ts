@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Clock } from "../../shared/clock.js";
@@ -207,6 +208,11 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
       return { outputs: res.outputs, computeMs: res.computeMs };
     },
     async rss() {
+      // Read by the agent from /proc where there is one: no IPC round trip, so the host is not woken
+      // (a wake-up of another process costs callers, docs/benchmarks.md "Shadow"), and a background
+      // host in the idle scheduling class answers at once even on a busy device.
+      const fromProc = await procRss(child.pid);
+      if (fromProc !== null) return fromProc;
       try {
         const res = await call({ type: "rss" });
         return res.type === "rss" ? res.rss : null;
@@ -216,4 +222,15 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     },
     stop,
   };
+}
+
+/** VmRSS of `pid` in bytes from /proc (Linux), or null where that cannot be read. */
+async function procRss(pid: number | undefined): Promise<number | null> {
+  if (pid === undefined) return null;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, "utf8"));
+    return m?.[1] ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
 }

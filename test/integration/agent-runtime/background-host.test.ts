@@ -68,6 +68,9 @@ describe.skipIf(process.platform !== "linux")("background (shadow) model host pl
     for (const t of fg) expect(t.cpus).toBe(ownCpus);
     expect(fg.every((t) => t.nice !== BACKGROUND_NICE && t.policy === SCHED_OTHER)).toBe(true);
 
+    // Read from /proc by the agent, without waking the host: node + onnxruntime are well over 10 MiB.
+    expect(await shadow.rss()).toBeGreaterThan(10 * 1024 * 1024);
+
     // Same model, same answers: the placement changes where it runs, not what it computes.
     for (const seed of [1, 2]) {
       const a = await runtime.infer({ model: "vad", inputs: sileroInputs(seed) });
