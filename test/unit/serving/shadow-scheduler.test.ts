@@ -156,50 +156,8 @@ describe("createShadowScheduler (fake clock)", () => {
     h.s.close();
   });
 
-  it("remembers a busy device across bursts: the next burst is not looked at every 2 ms again", async () => {
-    const clock = createFakeClock(0);
-    const fired: number[] = [];
-    const recording = {
-      now: clock.now,
-      setTimeout: (fn: () => void, ms: number) =>
-        clock.setTimeout(() => {
-          fired.push(clock.now());
-          fn();
-        }, ms),
-    };
-    const s = createShadowScheduler({ clock: recording, policy });
-    const runs: string[] = [];
-    const job = (id: string) => ({
-      run: async () => {
-        runs.push(id);
-      },
-      dropped: () => runs.push(`drop ${id}`),
-    });
-    const burst = (ms: number) => {
-      for (let t = 0; t < ms; t++) {
-        s.primaryStarted();
-        clock.advance(1); // back to back: a caller is always in flight when a look fires
-        s.primaryFinished();
-      }
-    };
-    // Burst 1: the looks back off from 2 ms (2, 4, 8, 16, 32 apart).
-    s.offer(job("a"));
-    burst(100);
-    expect(fired.map((t, i) => t - (fired[i - 1] ?? 0))).toEqual([2, 4, 8, 16, 32]);
-    clock.advance(64); // the burst is over: the next look finds the device idle and runs the sample
-    await new Promise((r) => setImmediate(r));
-    expect(runs).toEqual(["a"]);
-    // Burst 2: the first look is half the last wait (32 ms), not 2 ms.
-    const before = fired.length;
-    s.offer(job("b"));
-    burst(100);
-    const start = clock.now() - 100;
-    expect(fired.slice(before).map((t) => t - start)).toEqual([32, 96]);
-    s.close();
-    expect(runs).toEqual(["a", "drop b"]);
-  });
-
-  it("a look that lands just after a burst does not shorten the next burst's wait", async () => {
+  /** A scheduler on a fake clock that records when its timer fires, with back-to-back callers. */
+  function recordingScheduler() {
     const clock = createFakeClock(0);
     const fired: number[] = [];
     const recording = {
@@ -213,6 +171,7 @@ describe("createShadowScheduler (fake clock)", () => {
     const s = createShadowScheduler({ clock: recording, policy });
     const runs: string[] = [];
     const job = (id: string) => ({ run: async () => void runs.push(id), dropped: () => runs.push(`drop ${id}`) });
+    /** `ms` of back-to-back calls, 1 ms each: a caller is in flight whenever a look fires. */
     const busy = (ms: number) => {
       for (let t = 0; t < ms; t++) {
         s.primaryStarted();
@@ -220,10 +179,35 @@ describe("createShadowScheduler (fake clock)", () => {
         s.primaryFinished();
       }
     };
+    const settle = () => new Promise((r) => setImmediate(r));
+    return { clock, fired, s, runs, job, busy, settle };
+  }
+
+  it("remembers a busy device across bursts: the next burst is not looked at every 2 ms again", async () => {
+    const { clock, fired, s, runs, job, busy, settle } = recordingScheduler();
+    // Burst 1: the looks back off from 2 ms (2, 4, 8, 16, 32 apart).
+    s.offer(job("a"));
+    busy(100);
+    expect(fired.map((t, i) => t - (fired[i - 1] ?? 0))).toEqual([2, 4, 8, 16, 32]);
+    clock.advance(64); // quiet for a whole wait: the next look finds the device idle and runs the sample
+    await settle();
+    expect(runs).toEqual(["a"]);
+    // Burst 2: the first look is half the last wait (32 ms), not 2 ms.
+    const before = fired.length;
+    s.offer(job("b"));
+    busy(100);
+    const start = clock.now() - 100;
+    expect(fired.slice(before).map((t) => t - start)).toEqual([32, 96]);
+    s.close();
+    expect(runs).toEqual(["a", "drop b"]);
+  });
+
+  it("a look that lands just after a burst does not shorten the next burst's wait", async () => {
+    const { clock, fired, s, runs, job, busy, settle } = recordingScheduler();
     s.offer(job("a"));
     busy(100); // looks at 2, 6, 14, 30, 62: the wait is at its 64 ms cap, the next look at 126
     for (let t = 100; t < 130; t++) clock.advance(1); // quiet since 100: the look at 126 finds 26 ms of quiet
-    await new Promise((r) => setImmediate(r));
+    await settle();
     expect(runs).toEqual(["a"]);
     expect(fired.at(-1)).toBe(126);
     // 26 ms of quiet is less than the 64 ms wait: no evidence the device got less busy.
