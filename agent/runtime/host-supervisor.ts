@@ -59,6 +59,8 @@ export function createHostSupervisor(deps: HostSupervisorDeps) {
         }
         v.host = host;
         if (v.placement) await deps.applyPlacement(v);
+        // After the await on purpose: a crash during it is still seen (`exited` is a promise), and its
+        // restart then starts after this one has finished below, not in the middle of it.
         watch(v, host);
         v.state = deps.isServing(v) ? "serving" : "loaded";
         log.info({ version: label(v), pid: host.pid }, "model host restarted");

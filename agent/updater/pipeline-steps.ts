@@ -97,7 +97,8 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
       });
     },
     loading: async (job) => {
-      // A promoted side candidate (shadow / A-B) arrives already loaded and running: no second host.
+      // A promoted A/B candidate arrives already loaded and running: no second host. (A shadow host never
+      // does: it runs as background work, see side-candidates.ts `takeForPromotion`.)
       if (job.loaded && runtime.isLoaded(job.loaded)) return;
       job.loaded = await runtime.load(await installedOf(job.model, job.ref), { background: job.background === true });
     },
