@@ -31,6 +31,7 @@ import {
   type PlannerDevice,
   type PlannerRollout,
   planAbort,
+  planRollback,
   planRolloutStep,
   type RolloutAction,
   type RolloutStatus,
@@ -62,8 +63,10 @@ export interface PreviousRef {
 }
 
 const EVENTS_PER_DEVICE = 200;
-/** rollback_sha256 of a device that had no previous version: its assignment was removed. */
+/** rollback_sha256 when the rollout's assignment was removed: a side (abort, rollback) or a first version. */
 export const ROLLBACK_REMOVED = "removed";
+
+const releaseRef = (b: BundleRow) => ({ sha256: b.sha256, version: b.version, releaseCounter: b.releaseCounter });
 
 export function engineOf(row: RolloutRow): PlannerRollout | null {
   if (row.definition === null || row.definition === undefined || row.state === null || row.state === undefined) {
@@ -287,47 +290,48 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     }
   }
 
+  /** This rollout's bundle still runs beside the device's active version (shadow/ab, not promoted). */
+  function sideAssigned(row: RolloutRow, m: MemberRow): boolean {
+    return hasSide(currentAssignments(devices.get(m.deviceId)?.desired), row.model, memberBundleSha(row, m));
+  }
+
   /**
-   * Every touched device back to what it ran before, as a re-release with a higher counter
-   * (one re-release per previous bundle). Resumable: devices already handled are skipped, so a
-   * restart during `rolling-back` finishes the job. Ignores rate limits and windows on purpose.
+   * Every touched device back to what it ran before (`planRollback`): a side version is removed,
+   * a replaced active version comes back as a re-release with a higher counter (one re-release per
+   * previous bundle). Resumable: devices already handled are skipped, so a restart during
+   * `rolling-back` finishes the job. Ignores rate limits and windows on purpose.
    */
   async function rollback(row: RolloutRow): Promise<void> {
     const engine = engineOf(row);
     if (!engine) return;
-    const released = new Map<string, BundleRow>();
-    for (const m of rollouts.devices(row.id)) {
-      if (m.rollbackSha256 !== null) continue;
-      const prev = m.previous as PreviousRef | null;
-      if (prev === null) {
-        await publishDesired(
-          m.deviceId,
-          engine,
-          (a) => withoutModel(a, row.model),
-          (seq) => rollouts.setRollback(row.id, m.deviceId, ROLLBACK_REMOVED, seq),
-        );
-        continue;
-      }
-      let target = released.get(prev.sha256);
-      if (!target) {
-        target = await reRelease(prev.sha256);
-        released.set(prev.sha256, target);
-      }
-      const t = target;
-      await publishDesired(
-        m.deviceId,
-        engine,
-        (a) => assignmentsForMode(a, newAssignment(t), { mode: "active" }),
-        (seq) => rollouts.setRollback(row.id, m.deviceId, t.sha256, seq),
-      );
-    }
-    setState(row, "rolled-back", engine.state, "rolled-back", {
-      reReleases: [...released.values()].map((b) => ({
-        sha256: b.sha256,
-        version: b.version,
-        releaseCounter: b.releaseCounter,
+    const members = new Map(rollouts.devices(row.id).map((m) => [m.deviceId, m]));
+    const plan = planRollback(
+      [...members.values()].map((m) => ({
+        deviceId: m.deviceId,
+        handled: m.rollbackSha256 !== null,
+        sideAssigned: m.rollbackSha256 === null && sideAssigned(row, m),
+        previousSha256: (m.previous as PreviousRef | null)?.sha256 ?? null,
       })),
-    });
+    );
+    const released = new Map<string, BundleRow>();
+    let sidesRemoved = 0;
+    for (const a of plan) {
+      if (a.kind === "skip") continue;
+      let next: (prev: Assignment[]) => Assignment[];
+      let marker = ROLLBACK_REMOVED;
+      if (a.kind === "re-release") {
+        const target = released.get(a.previousSha256) ?? (await reRelease(a.previousSha256));
+        released.set(a.previousSha256, target);
+        next = (prev) => assignmentsForMode(prev, newAssignment(target), { mode: "active" });
+        marker = target.sha256;
+      } else if (a.kind === "remove-side") {
+        next = (prev) => withoutSide(prev, row.model, memberBundleSha(row, members.get(a.deviceId)!));
+        sidesRemoved++;
+      } else next = (prev) => withoutModel(prev, row.model);
+      await publishDesired(a.deviceId, engine, next, (seq) => rollouts.setRollback(row.id, a.deviceId, marker, seq));
+    }
+    const reReleases = [...released.values()].map(releaseRef);
+    setState(row, "rolled-back", engine.state, "rolled-back", { sidesRemoved, reReleases });
   }
 
   /**
@@ -343,12 +347,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     const shaOf = new Map(members.map((m) => [m.deviceId, memberBundleSha(row, m)]));
     const plan = planAbort(
       engine,
-      members.map((m) => ({
-        deviceId: m.deviceId,
-        sideAssigned:
-          m.rollbackSha256 === null &&
-          hasSide(currentAssignments(devices.get(m.deviceId)?.desired), row.model, shaOf.get(m.deviceId)!),
-      })),
+      members.map((m) => ({ deviceId: m.deviceId, sideAssigned: m.rollbackSha256 === null && sideAssigned(row, m) })),
     );
     const docs = rollouts.transaction(() => {
       setState(row, "aborted", { ...engine.state, reason }, "aborted", { ...detail, sidesRemoved: plan.length });

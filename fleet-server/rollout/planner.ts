@@ -245,3 +245,42 @@ export function planAbort(rollout: PlannerRollout, members: readonly AbortMember
   if (rollout.state.servingMode === "active") return [];
   return members.filter((m) => m.sideAssigned).map((m) => ({ kind: "remove-side" as const, deviceId: m.deviceId }));
 }
+
+/** A member as `rollback` sees it; the executor reads `sideAssigned` from the device's desired state. */
+export interface RollbackMember {
+  deviceId: string;
+  /** Already undone (rollback marker set): by an earlier `abort`, or a rollback cut short by a restart. */
+  handled: boolean;
+  /** This rollout's bundle still runs beside the active version in the device's desired state. */
+  sideAssigned: boolean;
+  /** The bundle the device ran before the rollout assigned it, or null if it had none. */
+  previousSha256: string | null;
+}
+
+export type RollbackAction =
+  | { kind: "skip"; deviceId: string }
+  | { kind: "remove-side"; deviceId: string }
+  | { kind: "remove-model"; deviceId: string }
+  | { kind: "re-release"; deviceId: string; previousSha256: string };
+
+/**
+ * What `rollback` does per member, decided from each device's desired state rather than the
+ * rollout's serving mode (a promote cut short by a crash leaves some devices with the side):
+ * - a side version (shadow/ab, not promoted) never replaced the active one, so the device still
+ *   runs what it ran before: dropping the side is the whole undo, as in `abort`. Re-releasing the
+ *   active version would make the device download and install what it already runs.
+ * - otherwise the rollout's bundle may be the active one: the previous bundle comes back as a
+ *   re-release with a higher counter (devices refuse lower ones), or, with no previous version,
+ *   the model's assignment goes.
+ * Removals come first: they need no release signatures, so in offline signing mode they are not
+ * held up by a re-release waiting for its signatures.
+ */
+export function planRollback(members: readonly RollbackMember[]): RollbackAction[] {
+  const actions = members.map((m): RollbackAction => {
+    if (m.handled) return { kind: "skip", deviceId: m.deviceId };
+    if (m.sideAssigned) return { kind: "remove-side", deviceId: m.deviceId };
+    if (m.previousSha256 === null) return { kind: "remove-model", deviceId: m.deviceId };
+    return { kind: "re-release", deviceId: m.deviceId, previousSha256: m.previousSha256 };
+  });
+  return [...actions.filter((a) => a.kind !== "re-release"), ...actions.filter((a) => a.kind === "re-release")];
+}

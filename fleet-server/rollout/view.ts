@@ -1,5 +1,5 @@
 import type { DeviceRepo } from "../store/device-repo.js";
-import type { RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
+import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
 import type { RolloutDefinition } from "./definition.js";
 import { engineOf, ROLLBACK_REMOVED, type RolloutExecutor } from "./executor.js";
 import type { DisplayState } from "./observe.js";
@@ -7,18 +7,48 @@ import { currentGates, type PlannerDevice } from "./planner.js";
 import { rolloutStatus } from "./status.js";
 import { memberBundleSha } from "./variant-assignment.js";
 
-export type DisplayCounts = Record<DisplayState, number> & { total: number };
+/**
+ * A member's state in the view: what the device reports about the rollout's bundle, or `removed`
+ * once the rollout took its assignment off the device (a side removed by abort or rollback, or a
+ * first version's assignment removed by rollback) and the device no longer reports the bundle.
+ * Those devices used to read as `pending`, as if the bundle were still on its way.
+ */
+export type MemberState = DisplayState | "removed";
+
+export type DisplayCounts = Record<MemberState, number> & { total: number };
 
 const HISTORY = 100;
 
+/**
+ * Pure: the member's state from the observation of its bundle and what the rollout recorded. A
+ * recorded failure wins. `removed` only replaces `pending` (the device reports nothing about the
+ * bundle any more): until the agent drops the side it still runs it and says so.
+ */
+export function memberState(observed: DisplayState, m: Pick<MemberRow, "outcome" | "rollbackSha256">): MemberState {
+  if (m.outcome === "failed" && observed !== "failed" && observed !== "reverted") return "failed";
+  if (m.rollbackSha256 === ROLLBACK_REMOVED && observed === "pending") return "removed";
+  return observed;
+}
+
 function emptyCounts(): DisplayCounts {
-  return { total: 0, pending: 0, downloading: 0, installing: 0, probation: 0, committed: 0, failed: 0, reverted: 0 };
+  return {
+    total: 0,
+    pending: 0,
+    downloading: 0,
+    installing: 0,
+    probation: 0,
+    committed: 0,
+    failed: 0,
+    reverted: 0,
+    removed: 0,
+  };
 }
 
 /**
  * The operator's view of a rollout (`GET /v1/rollouts/{id}`): status, current stage, per-stage
  * progress by display state, the current gate evaluation, each device, and the history.
- * `counts` keeps the shape of the first API version (total/committed/failed/inProgress/pending).
+ * `counts` keeps the shape of the first API version (total/committed/failed/inProgress/pending);
+ * members whose assignment the rollout removed count as `removed`, not `pending`.
  */
 export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; executor: RolloutExecutor }) {
   const { rollouts, devices, executor } = deps;
@@ -29,8 +59,7 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
     const perDevice = members.map((m) => {
       const dev = devices.get(m.deviceId);
       const obs = executor.observe(row, m, dev);
-      let display: DisplayState = obs.display;
-      if (m.outcome === "failed" && display !== "failed" && display !== "reverted") display = "failed";
+      const display = memberState(obs.display, m);
       let rollback: { bundle: string | null; state: DisplayState; error?: { code: string; message: string } } | null =
         null;
       if (m.rollbackSha256 === ROLLBACK_REMOVED) rollback = { bundle: null, state: "committed" };

@@ -44,7 +44,10 @@ export interface RolloutDeviceStatus {
 export type DisplayCounts = Record<
   "total" | "pending" | "downloading" | "installing" | "probation" | "committed" | "failed" | "reverted",
   number
->;
+> & {
+  /** Devices whose shadow/A-B side was taken off by abort or rollback (servers before that omit it). */
+  removed?: number;
+};
 
 export interface RolloutStatus {
   id: string;

@@ -113,8 +113,10 @@ export function rolloutBodyFromFlags(
   return body as unknown as CreateRolloutBody;
 }
 
-function countsLine(c: Partial<Record<(typeof STATES)[number] | "total", number>>): string {
-  return STATES.map((s) => `${s} ${c[s] ?? 0}`).join("  ");
+function countsLine(c: Partial<Record<(typeof STATES)[number] | "total" | "removed", number>>): string {
+  const line = STATES.map((s) => `${s} ${c[s] ?? 0}`).join("  ");
+  // Only shadow/A-B rollouts that were aborted or rolled back have any; others keep their line.
+  return c.removed ? `${line}  removed ${c.removed}` : line;
 }
 
 /** Pure: the status display, one string per line (used by `status` and its `--watch`). */
@@ -125,7 +127,7 @@ export function formatRollout(s: RolloutStatus): string[] {
   if (s.reason) lines.push(`  reason: ${s.reason}`);
   for (const st of s.stages ?? []) {
     const c = st.counts;
-    const done = c.total === 0 ? 0 : (c.committed + c.failed + c.reverted) / c.total;
+    const done = c.total === 0 ? 0 : (c.committed + c.failed + c.reverted + (c.removed ?? 0)) / c.total;
     const mark = s.stage?.index === st.index ? ">" : " ";
     const soak = st.soakSeconds > 0 ? ` soak ${st.soakSeconds}s` : "";
     lines.push(

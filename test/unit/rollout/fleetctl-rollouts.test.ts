@@ -74,4 +74,20 @@ describe("fleetctl rollouts", () => {
     expect(out).toContain("  gates: executed 2, failed 1 (50.0%) — TRIPPED: failed 50% > 0");
     expect(out.at(-1)).toMatch(/s1 b +failed +INCOMPATIBLE: arm64 only$/);
   });
+
+  it("counts devices whose side was removed (rolled-back shadow rollout) as done, and only then shows them", () => {
+    const s: RolloutStatus = {
+      id: "r-2",
+      model: "vad",
+      version: "2.0.0",
+      variant: "fp32",
+      strategy: "shadow",
+      status: "rolled-back",
+      createdAt: "2025-01-01T00:00:00Z",
+      stages: [{ index: 0, percent: 100, soakSeconds: 0, counts: { ...counts({ total: 2 }), removed: 2 } }],
+      devices: [],
+      counts: { total: 2, committed: 0, failed: 0, inProgress: 0, pending: 0 },
+    };
+    expect(formatRollout(s)[1]).toMatch(/^ {2}stage 1 100% \[#{16}\] 100% pending 0 .* reverted 0 {2}removed 2$/);
+  });
 });
