@@ -32,6 +32,11 @@ export const ERROR_CODES = [
   "BUNDLE_MISSING_FILE",
   "BUNDLE_TOO_LARGE",
   "BUNDLE_MARKED_BAD",
+  /**
+   * A genuine bundle's extracted files kept changing on the device between staging and loading;
+   * the local copies were re-made and damaged again. The bundle itself is not marked bad.
+   */
+  "LOCAL_INTEGRITY_FAILED",
   "INCOMPATIBLE",
   // download / transport
   "DOWNLOAD_FAILED",

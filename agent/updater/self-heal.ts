@@ -42,6 +42,33 @@ const TRANSPORT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
  */
 export const MAX_DAMAGED_ATTEMPTS = 5;
 
+/**
+ * SHA-256 of the kept download `{downloads}/{sha256}.bundle`, or null when it is gone or unreadable.
+ * The downloader trusts a complete `.bundle` without hashing it again, so after local damage the kept
+ * copy is hashed here against the signed sha256: intact, it is re-extracted with no server at all (an
+ * offline device heals); damaged, it goes and the bundle is fetched again.
+ */
+export async function keptBundleSha256(downloads: string, sha256: string): Promise<string | null> {
+  return sha256File(bundleFilePath(downloads, sha256)).then(
+    (h) => h.sha256,
+    () => null,
+  );
+}
+
+/**
+ * Deletes the extracted copy of a bundle (the staging step skips a directory that exists) and, with
+ * `bundle`, the kept download too. A `.part` stays: the downloader hashes the whole file at its end.
+ */
+export async function discardLocalCopies(
+  dirs: { downloads: string; models: string },
+  model: string,
+  sha256: string,
+  opts: { bundle: boolean },
+): Promise<void> {
+  await rm(join(dirs.models, model, sha256), { recursive: true, force: true });
+  if (opts.bundle) await rm(bundleFilePath(dirs.downloads, sha256), { force: true });
+}
+
 export type RepairCause =
   /** The committed version failed to load (start-up, or the reload of a revert). */
   | { kind: "load-failed"; code: ErrorCode }
@@ -190,17 +217,8 @@ export function createSelfHeal(deps: SelfHealDeps): SelfHeal {
     try {
       if (from === "downloading") {
         deps.transition(model, "verifying", { candidate: p.ref }, errorOf());
-        await rm(join(deps.dirs.models, model, p.ref.sha256), { recursive: true, force: true });
-        // The downloader trusts a complete `.bundle` without hashing it again, so after local damage
-        // the kept copy is hashed here against the signed sha256: intact, it is re-extracted with no
-        // server at all (an offline device heals); damaged, it goes and the bundle is fetched again.
-        // A `.part` stays: the downloader hashes the whole file at its end.
-        const cached = bundleFilePath(deps.dirs.downloads, p.ref.sha256);
-        const intact = await sha256File(cached).then(
-          (h) => h.sha256 === p.ref.sha256,
-          () => false,
-        );
-        if (!intact) await rm(cached, { force: true });
+        const intact = (await keptBundleSha256(deps.dirs.downloads, p.ref.sha256)) === p.ref.sha256;
+        await discardLocalCopies(deps.dirs, model, p.ref.sha256, { bundle: !intact });
         log.info({ model, sha256: p.ref.sha256, source: intact ? "local bundle" : "server" }, "repairing from");
       }
       for (step of serving ? [] : REPAIR_STEPS.slice(REPAIR_STEPS.indexOf(from))) {

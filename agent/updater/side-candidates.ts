@@ -8,6 +8,7 @@ import type { InstalledModel, LoadedVersion, ModelRuntime } from "../runtime/mod
 import type { ModelStrategy, ServingLayer } from "../serving/serving-layer.js";
 import type { AgentStore } from "../store/agent-store.js";
 import { checkCompatibility, type DeviceFacts } from "../trust/verify-desired.js";
+import type { DamagedCandidates } from "./damaged-candidate.js";
 import { summarize } from "./health-summary.js";
 import type { Job } from "./pipeline-steps.js";
 import { planSides, type SideAction, type SideRecord, servingConfigs } from "./plan-side.js";
@@ -32,6 +33,10 @@ export interface SideDeps {
   publishEvent(e: DeviceEvent): void;
   publishReported(): void;
   isClosed(): boolean;
+  /** Local damage to a side's extracted files between staging and loading (re-made, never marked bad). */
+  damaged: DamagedCandidates;
+  /** Fault injection before a step (the updater's `pauseBeforeStep`); tests change files there. */
+  hold?(step: PipelineStep): Promise<void>;
   /** How often `reported` is re-published while a side runs, so gates see fresh figures (default 2 s). */
   reportEveryMs?: number;
 }
@@ -133,6 +138,35 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
     deps.publishReported();
   };
 
+  /**
+   * The side's steps from `from`. Files changed on the device after staging are re-made from verified
+   * bytes and the steps run again (damaged-candidate.ts); what still fails is thrown, as it decides
+   * whether the bundle is marked bad (LOCAL_INTEGRITY_FAILED never is).
+   */
+  const runSteps = async (
+    job: Job,
+    rec: SideRecord,
+    from: PipelineStep,
+    repair?: { repairs: number; damage: ErrorJson },
+  ): Promise<SideRecord> => {
+    let step = from;
+    try {
+      for (step of SIDE_STEPS.slice(SIDE_STEPS.indexOf(from))) {
+        if (deps.isClosed()) throw new EdgeFleetError("INTERNAL", "agent closing");
+        rec = write(rec, step, step === from ? (repair?.damage ?? null) : null);
+        await deps.hold?.(step);
+        if (deps.isClosed()) throw new EdgeFleetError("INTERNAL", "agent closing");
+        await deps.steps[step](job);
+      }
+      return rec;
+    } catch (err) {
+      if (deps.isClosed()) throw err;
+      const next = await deps.damaged.afterFailure(job, step, toEdgeFleetError(err), repair?.repairs ?? 0);
+      if (next.kind === "fail") throw next.error;
+      return runSteps(job, rec, next.from, next);
+    }
+  };
+
   const install = async (a: Extract<SideAction, { kind: "install-side" }>) => {
     const job = deps.jobFor(a.model, a.assignment.bundle.sha256);
     if (!job) return;
@@ -150,11 +184,7 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
     try {
       rec = write(rec, "verifying");
       checkCompatibility(job.manifest, deps.facts);
-      for (const step of SIDE_STEPS) {
-        if (deps.isClosed()) throw new EdgeFleetError("INTERNAL", "agent closing");
-        rec = write(rec, step);
-        await deps.steps[step](job);
-      }
+      rec = await runSteps(job, rec, "downloading");
       if (!job.loaded) throw new EdgeFleetError("INTERNAL", "side candidate not loaded");
       rec = write({ ...rec, since: clock.now() }, "committed");
       attach(rec, job.loaded);

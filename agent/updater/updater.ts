@@ -19,6 +19,7 @@ import { checkCompatibility, type DeviceFacts, estimateHostMB } from "../trust/v
 import { acceptDesired } from "./accept-desired.js";
 import { createJobSource, manifestKey } from "./assignment-jobs.js";
 import { checkCapacity, installedEstimates } from "./capacity.js";
+import { createDamagedCandidates } from "./damaged-candidate.js";
 import { createDiskGc } from "./disk-gc.js";
 import { summarize } from "./health-summary.js";
 import { createPipelineSteps, type Job } from "./pipeline-steps.js";
@@ -48,8 +49,9 @@ export interface UpdaterDeps {
   /** Probation monitor cadence (tests shorten it). */
   monitor?: Pick<MonitorDeps, "tickMs" | "probeIdleMs">;
   /**
-   * Fault injection for crash-safety tests only: pause this long before entering a step, so a test can
-   * SIGKILL the agent at a known step. Never set in production (see docs/operations.md).
+   * Fault injection for crash-safety tests only: pause this long before entering a step (of the active
+   * pipeline, a repair or a side candidate), so a test can SIGKILL the agent, or change its files, at a
+   * known step. Never set in production (see docs/operations.md).
    */
   pauseBeforeStep?: Partial<Record<PipelineStep, number>>;
   /** Apps' update locks (issue 8): the swap step waits for them up to the policy's lock deadline. */
@@ -178,20 +180,14 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       abortDownload = abort;
     },
   });
+  const damaged = createDamagedCandidates({ log, dirs: deps.dirs, runtime });
   const sides = createSideCandidates({
-    log,
-    clock,
-    store,
-    runtime,
+    ...{ log, clock, store, runtime, recorder, steps, jobFor, installedOf, publishReported, damaged },
     serving: deps.serving,
     facts: deps.facts,
     deviceId: deps.identity.deviceId,
-    recorder,
-    steps,
-    jobFor,
-    installedOf,
     publishEvent: (e) => deps.publish.event(e),
-    publishReported,
+    hold: (step) => holdBefore(step),
     isClosed: () => closed,
   });
   const disk = createDiskGc({ log, dirs: deps.dirs, store, runtime, sides });
@@ -217,11 +213,12 @@ export function createUpdater(deps: UpdaterDeps): Updater {
   });
 
   /** Runs the pipeline from `from`; failures before the swap leave the committed version serving. */
-  const runPipeline = async (job: Job, from: PipelineStep) => {
+  const runPipeline = async (job: Job, from: PipelineStep, repair?: { repairs: number; damage: ErrorJson }) => {
     let swapped = false;
+    let step: PipelineStep = from;
     try {
-      for (const step of PIPELINE.slice(PIPELINE.indexOf(from))) {
-        transition(job.model, step);
+      for (step of PIPELINE.slice(PIPELINE.indexOf(from))) {
+        transition(job.model, step, {}, step === from ? repair?.damage : undefined);
         await holdBefore(step);
         if (closed) throw new EdgeFleetError("INTERNAL", "agent closing");
         await steps[step](job);
@@ -232,9 +229,12 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       if (closed) return; // shutdown interrupts; the persisted state resumes on the next start
       if (swapped) return revert(job.model, e.toJSON(), job);
       if (job.loaded) await runtime.unload(job.loaded).catch(() => undefined);
-      if (marksBundleBad(e.code)) store.markBad(job.ref.sha256, job.model, e.code);
+      // Files changed on the device after staging are re-made from verified bytes, never blamed on the bundle.
+      const next = await damaged.afterFailure(job, step, e, repair?.repairs ?? 0);
+      if (next.kind === "retry") return runPipeline(job, next.from, next);
+      if (marksBundleBad(next.error.code)) store.markBad(job.ref.sha256, job.model, next.error.code);
       if (job.report) reports.final(job.model, job.ref.sha256, job.rolloutId, job.report);
-      transition(job.model, "failed", {}, e.toJSON());
+      transition(job.model, "failed", {}, next.error.toJSON());
       return;
     }
     // Commit: the candidate is the rollback point now; the warm previous host is no longer needed.

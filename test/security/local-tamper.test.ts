@@ -4,6 +4,7 @@ import type { onnx } from "onnx-proto";
 import onnxProto from "onnx-proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { findExternalData } from "../../agent/bundle/onnx-external-data.js";
+import { readAgentDb } from "../e2e/runtime-support.js";
 import { waitFor } from "../helpers/agent-process.js";
 import { buildValidBundle, craftBundle, MODEL, sileroPayload, tampered } from "./bundles.js";
 import {
@@ -86,7 +87,7 @@ describe("security: bytes changed after verification, and ONNX external data", (
     await expectUnchanged(d, { lastDesiredSeq: doc.signed.seq });
   });
 
-  it("2. model.onnx rewritten by a local process between staging and loading → BUNDLE_HASH_MISMATCH, committed keeps serving", async () => {
+  it("2. model.onnx rewritten by a local process between staging and loading, again after each repair → never loaded, LOCAL_INTEGRITY_FAILED, the genuine bundle not marked bad, committed keeps serving", async () => {
     const bundle = await buildValidBundle(
       d.adv.dir,
       d.silero,
@@ -97,25 +98,28 @@ describe("security: bytes changed after verification, and ONNX external data", (
     const doc = d.adv.desired([bundle]);
     const since = d.adv.events.length;
     await d.adv.publishDesired(doc);
-    await d.adv.waitForEvent(
-      "the candidate entering loading",
-      (e) => d.adv.events.indexOf(e) >= since && e.type === "update.transition" && e.to === "loading",
-    );
-    // Verified and installed; now a local process swaps one byte of the model (same size).
+    // A persistent local attacker: verified and installed, then one byte of the model swapped (same
+    // size) before every load. The agent re-makes the files from the kept, verified bundle twice
+    // (agent/updater/damaged-candidate.ts), then gives up without blaming the bundle.
     const path = join(d.dataDir, "models", MODEL, bundle.sha256, "model.onnx");
-    const original = await readFile(path);
-    await writeFile(path, tampered(original));
+    const loadings = () =>
+      d.adv.events.slice(since).filter((e) => e.type === "update.transition" && e.to === "loading").length;
+    for (let round = 1; round <= 3; round++) {
+      await d.adv.waitForEvent(`the candidate entering loading (${round})`, () => loadings() >= round);
+      await writeFile(path, tampered(await readFile(path)));
+    }
 
     const outcome = await updateOutcome(d.adv, bundle.sha256, since);
     expect(outcome.to, "AGENT BUG: tampered model loaded").toBe("failed");
-    expect(outcome.error?.code).toBe("BUNDLE_HASH_MISMATCH");
-    expect(outcome.error?.message).toContain("model.onnx");
+    expect(outcome.error?.code).toBe("LOCAL_INTEGRITY_FAILED");
+    expect(outcome.error?.message).toContain("not marked bad");
     const steps = d.adv.events
       .slice(since)
       .filter((e) => e.type === "update.transition")
       .map((e) => e.to);
     expect(steps).not.toContain("smoke-testing");
     expect(steps).not.toContain("swapping");
+    expect(loadings()).toBe(3); // the first attempt and two repairs, each refused before the session saw the bytes
 
     await expectServesCommitted(d);
     const status = await deviceStatus(d);
@@ -125,6 +129,9 @@ describe("security: bytes changed after verification, and ONNX external data", (
       committed: { version: COMMITTED.version, sha256: d.committed.sha256, releaseCounter: COMMITTED.releaseCounter },
     });
     expect(await readdir(join(d.dataDir, "staging"))).toEqual([]);
+    // (Test 1's bundle is rightly there: its signed content was unsafe.)
+    const bad = readAgentDb(d.dataDir).bad.map((b) => b.sha256);
+    expect(bad, "AGENT BUG: local damage condemned a genuine bundle").not.toContain(bundle.sha256);
   });
 
   // The accepted desired state (test 2's) assigns 6.0.1, not the committed bundle, so this is the
