@@ -188,9 +188,12 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     await stop();
     if (timedOut)
       throw new EdgeFleetError("MODEL_LOAD_FAILED", `loading ${spawn.label} timed out after ${loadTimeoutMs} ms`);
-    throw e.code === "MODEL_LOAD_FAILED"
-      ? e
-      : new EdgeFleetError("MODEL_LOAD_FAILED", `loading ${spawn.label}: ${e.message}`, { cause: e.code });
+    if (e.code === "MODEL_LOAD_FAILED") throw e;
+    // The host's own hash check of model.onnx says the device's copy changed, not that the model is
+    // bad: keep the code, so the updater re-makes the files instead of condemning the bundle
+    // (damaged-candidate.ts, self-heal.ts) — MODEL_LOAD_FAILED would mark it bad for ever.
+    if (e.code === "BUNDLE_HASH_MISMATCH") throw new EdgeFleetError(e.code, `loading ${spawn.label}: ${e.message}`);
+    throw new EdgeFleetError("MODEL_LOAD_FAILED", `loading ${spawn.label}: ${e.message}`, { cause: e.code });
   } finally {
     timer.cancel();
   }

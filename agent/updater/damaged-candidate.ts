@@ -1,4 +1,4 @@
-import { EdgeFleetError, type ErrorCode, type ErrorJson, isErrorCode } from "../../shared/errors.js";
+import { EdgeFleetError, type ErrorCode, type ErrorJson } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { INTEGRITY_CODES } from "../bundle/reverify.js";
 import type { ModelRuntime } from "../runtime/model-runtime.js";
@@ -30,14 +30,10 @@ const LOAD_STEPS: ReadonlySet<PipelineStep> = new Set<PipelineStep>(["loading", 
  * load, fails its smoke test, or any failure at another step: a bad signature or manifest at
  * verifying, an unsafe archive at staging). Pure.
  */
-export function localDamage(step: PipelineStep, error: Pick<ErrorJson, "code" | "details">): ErrorCode | null {
-  if (!LOAD_STEPS.has(step)) return null;
-  if (INTEGRITY_CODES.has(error.code)) return error.code;
-  // The model host hashes model.onnx once more as it reads it (closing the window after the
-  // re-verification); its mismatch arrives wrapped as MODEL_LOAD_FAILED with the host's code as the cause.
-  const cause = (error.details as { cause?: unknown } | undefined)?.cause;
-  if (error.code !== "MODEL_LOAD_FAILED" || typeof cause !== "string" || !isErrorCode(cause)) return null;
-  return INTEGRITY_CODES.has(cause) ? cause : null;
+export function localDamage(step: PipelineStep, error: Pick<ErrorJson, "code">): ErrorCode | null {
+  // The model host's own hash check of model.onnx (closing the window after the re-verification)
+  // reports BUNDLE_HASH_MISMATCH as such (model-host.ts), so it is covered here too.
+  return LOAD_STEPS.has(step) && INTEGRITY_CODES.has(error.code) ? error.code : null;
 }
 
 export type CandidateRepair =

@@ -1,10 +1,11 @@
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
 import { systemClock } from "../../../shared/clock.js";
 import { EdgeFleetError } from "../../../shared/errors.js";
+import { sha256Hex } from "../../../shared/hash.js";
 import type { SamplesFile } from "../../../shared/schemas/tensor.js";
 import { jsonToRaw } from "../../../shared/tensors.js";
 import { SILERO_V5, sileroInputs, type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
@@ -137,7 +138,13 @@ describe("model runtime with a real host (silero v5)", () => {
 
   it("a model that cannot load fails with MODEL_LOAD_FAILED and leaves no host behind", async () => {
     const broken = await models.install("0.0.1-broken");
-    await writeFile(path.join(broken.dir, "model.onnx"), "not an onnx model");
+    const junk = Buffer.from("not an onnx model");
+    await writeFile(path.join(broken.dir, "model.onnx"), junk);
+    // Signed as these bytes: the model itself is bad (not a changed copy, see the next test).
+    broken.manifest = {
+      ...broken.manifest,
+      files: [{ path: "model.onnx", size: junk.length, sha256: sha256Hex(junk) }],
+    };
     const before = runtime.loaded().length;
     const err = await runtime.load(broken).catch((e: unknown) => e);
     expect((err as EdgeFleetError).code).toBe("MODEL_LOAD_FAILED");
@@ -148,6 +155,21 @@ describe("model runtime with a real host (silero v5)", () => {
     const err2 = await runtime.load(mismatched).catch((e: unknown) => e);
     expect((err2 as EdgeFleetError).code).toBe("MODEL_LOAD_FAILED");
     expect((err2 as EdgeFleetError).message).toContain("manifest inputs");
+    expect(runtime.loaded().length).toBe(before);
+  });
+
+  it("a model.onnx that no longer matches its manifest is refused by the host as BUNDLE_HASH_MISMATCH, not MODEL_LOAD_FAILED", async () => {
+    // The device's copy changed after verification (the bundle is fine): the updater re-makes the
+    // files on this code (damaged-candidate.ts), while MODEL_LOAD_FAILED would condemn the bundle.
+    const changed = await models.install("0.0.3-changed");
+    const file = path.join(changed.dir, "model.onnx");
+    const bytes = await readFile(file);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+    await writeFile(file, bytes);
+    const before = runtime.loaded().length;
+    const err = await runtime.load(changed).catch((e: unknown) => e);
+    expect((err as EdgeFleetError).code).toBe("BUNDLE_HASH_MISMATCH");
+    expect((err as EdgeFleetError).message).toMatch(/loading vad@0\.0\.3-changed: model\.onnx hashes to/);
     expect(runtime.loaded().length).toBe(before);
   });
 });

@@ -26,17 +26,8 @@ describe("localDamage: which failures are the device's files, not the bundle", (
     }
   });
 
-  it("the model host's own hash check, wrapped as MODEL_LOAD_FAILED with its code as the cause, is local damage", () => {
-    expect(localDamage("loading", { code: "MODEL_LOAD_FAILED", details: { cause: "BUNDLE_HASH_MISMATCH" } })).toBe(
-      "BUNDLE_HASH_MISMATCH",
-    );
-  });
-
   it("a model that genuinely fails to load or fails its smoke test is not", () => {
     expect(localDamage("loading", { code: "MODEL_LOAD_FAILED" })).toBeNull();
-    expect(localDamage("loading", { code: "MODEL_LOAD_FAILED", details: { cause: "INTERNAL" } })).toBeNull();
-    expect(localDamage("loading", { code: "MODEL_LOAD_FAILED", details: { cause: "NOT_A_CODE" } })).toBeNull();
-    expect(localDamage("loading", { code: "MODEL_LOAD_FAILED", details: { code: "BUNDLE_HASH_MISMATCH" } })).toBeNull();
     expect(localDamage("smoke-testing", { code: "SMOKE_TEST_FAILED" })).toBeNull();
     expect(localDamage("loading", { code: "HOST_CRASHED" })).toBeNull();
   });
