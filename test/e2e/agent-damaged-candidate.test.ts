@@ -21,9 +21,9 @@ import {
 
 /**
  * A candidate whose extracted files are changed on the device after staging and before loading
- * (docs/decisions.md "Damaged candidates"). The updater pauses before every `loading` (fault
- * injection, EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, also for side candidates) so the test rewrites the
- * extracted model.onnx at that exact point. The re-verification before the load catches it; the
+ * (docs/decisions.md "Damaged candidates"). The updater pauses before every `loading` and
+ * `smoke-testing` (fault injection, EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, also for side candidates) so the
+ * test rewrites the extracted model.onnx (or samples.json) at that exact point. The re-verification before the load catches it; the
  * genuine bundle is then re-extracted from the kept download (or downloaded again when that is
  * damaged too) and the update commits, the bundle never marked bad. Only damage that keeps coming
  * back fails the update, with LOCAL_INTEGRITY_FAILED, still not marking the bundle bad.
@@ -101,7 +101,7 @@ describe("e2e: a candidate damaged on disk between staging and loading", () => {
   beforeAll(async () => {
     env = await startCommittedTiny(ID);
     dataDir = join(env.h.root, ID);
-    process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP = `loading:${PAUSE_MS}`;
+    process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP = `loading:${PAUSE_MS},smoke-testing:${PAUSE_MS}`;
     try {
       client = await waitForServing(await env.h.restartAgent(ID), MODEL, 120_000);
     } finally {
@@ -258,5 +258,36 @@ describe("e2e: a candidate damaged on disk between staging and loading", () => {
     expect(seen.filter((e) => e.from === "loading" && e.to === "staging")).toHaveLength(2);
     expect(seen.filter((e) => e.to === "failed")).toHaveLength(1);
     expect(agentLogs()).toContain("candidate damaged on disk again; giving up");
+  });
+
+  it("5. samples.json rewritten after the load's re-check, before the smoke test reads it: re-made, the genuine version commits, nothing marked bad", async () => {
+    await rollActive("6.0.0", 6);
+    const paused = await waitStatus(
+      client,
+      "6.0.0 paused before its smoke test",
+      (st) => modelOf(st)?.state === "smoke-testing" && modelOf(st)?.candidate?.version === "6.0.0",
+    );
+    const sha = modelOf(paused)!.candidate!.sha256;
+    const samples = join(dataDir, "models", MODEL, sha, "samples.json");
+    const genuine = await readFile(samples);
+    await writeFile(samples, flipped(genuine));
+
+    const s = await waitStatus(client, "6.0.0 committed", (st) => modelOf(st)?.committed?.version === "6.0.0");
+    expect(modelOf(s)).toMatchObject({ state: "committed", committed: { sha256: sha }, candidate: null });
+    expect(await y(), "AGENT BUG: not the genuine 6.0.0's answers").toEqual({ version: "6.0.0", y: expectedY(6, X) });
+    expect(sha256Hex(await readFile(samples)), "the re-extracted samples.json is not the genuine one").toBe(
+      sha256Hex(genuine),
+    );
+    expectNothingBad();
+
+    // Not a failed smoke test: the changed file is caught as it is read, and the candidate re-made.
+    const seen = await transitionsOf(sha, (e) => e.some((x) => x.to === "committed"));
+    expect(seen.map((e) => e.to)).not.toContain("failed");
+    const back = seen.find((e) => e.from === "smoke-testing" && e.to === "staging");
+    expect(back?.error, JSON.stringify(seen.map((e) => `${e.from}->${e.to}`))).toMatchObject({
+      code: "BUNDLE_HASH_MISMATCH",
+      details: { localRepair: { attempt: 1, step: "smoke-testing", from: "staging", source: "kept bundle" } },
+    });
+    expect(back?.error?.message).toContain("samples.json");
   });
 });
