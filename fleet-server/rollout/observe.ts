@@ -1,7 +1,5 @@
+import type { DisplayState } from "../../shared/rollout-display.js";
 import type { DeviceEvent, ProbationReport, ReportedState, UpdateState } from "../../shared/schemas/device-state.js";
-
-/** What an operator sees per device: the agent's update state, collapsed for display. */
-export type DisplayState = "pending" | "downloading" | "installing" | "probation" | "committed" | "failed" | "reverted";
 
 export interface Observation {
   /** The agent's update state for this bundle, or `pending` when the device has not started. */

@@ -1,21 +1,11 @@
+import { type DisplayState, emptyDisplayCounts, type MemberState } from "../../shared/rollout-display.js";
 import type { DeviceRepo } from "../store/device-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
 import type { RolloutDefinition } from "./definition.js";
 import { engineOf, ROLLBACK_REMOVED, type RolloutExecutor } from "./executor.js";
-import type { DisplayState } from "./observe.js";
 import { currentGates, type PlannerDevice } from "./planner.js";
 import { rolloutStatus } from "./status.js";
 import { memberBundleSha } from "./variant-assignment.js";
-
-/**
- * A member's state in the view: what the device reports about the rollout's bundle, or `removed`
- * once the rollout took its assignment off the device (a side removed by abort or rollback, or a
- * first version's assignment removed by rollback) and the device no longer reports the bundle.
- * Those devices used to read as `pending`, as if the bundle were still on its way.
- */
-export type MemberState = DisplayState | "removed";
-
-export type DisplayCounts = Record<MemberState, number> & { total: number };
 
 const HISTORY = 100;
 
@@ -28,20 +18,6 @@ export function memberState(observed: DisplayState, m: Pick<MemberRow, "outcome"
   if (m.outcome === "failed" && observed !== "failed" && observed !== "reverted") return "failed";
   if (m.rollbackSha256 === ROLLBACK_REMOVED && observed === "pending") return "removed";
   return observed;
-}
-
-function emptyCounts(): DisplayCounts {
-  return {
-    total: 0,
-    pending: 0,
-    downloading: 0,
-    installing: 0,
-    probation: 0,
-    committed: 0,
-    failed: 0,
-    reverted: 0,
-    removed: 0,
-  };
 }
 
 /**
@@ -93,7 +69,7 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       };
     });
 
-    const all = emptyCounts();
+    const all = emptyDisplayCounts();
     for (const d of perDevice) {
       all.total++;
       all[d.state]++;
@@ -155,7 +131,7 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
         soakStartedAt: engine.state.soakStartedAt === null ? null : new Date(engine.state.soakStartedAt).toISOString(),
       },
       stages: def.stages.map((s, i) => {
-        const c = emptyCounts();
+        const c = emptyDisplayCounts();
         for (const d of perDevice.filter((x) => x.stage === i)) {
           c.total++;
           c[d.state]++;

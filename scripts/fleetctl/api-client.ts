@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
+import type { DisplayCounts as SharedDisplayCounts } from "../../shared/rollout-display.js";
 
 /**
  * Typed client for the fleet server's operator API (`/v1/...`). Used by fleetctl, the demo and
@@ -41,13 +42,8 @@ export interface RolloutDeviceStatus {
   updatedAt?: string;
 }
 
-export type DisplayCounts = Record<
-  "total" | "pending" | "downloading" | "installing" | "probation" | "committed" | "failed" | "reverted",
-  number
-> & {
-  /** Devices whose shadow/A-B side was taken off by abort or rollback (servers before that omit it). */
-  removed?: number;
-};
+/** Per-state counts; `removed` is absent from servers older than it (fleetctl may be newer than its server). */
+export type DisplayCounts = Omit<SharedDisplayCounts, "removed"> & { removed?: number };
 
 export interface RolloutStatus {
   id: string;

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { type Command, InvalidArgumentError } from "commander";
 import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
+import { DISPLAY_STATES, type DisplayState } from "../../shared/rollout-display.js";
 import { formatFromPath, parseStructuredText, sniffFormat } from "../../shared/structured-text.js";
 import {
   type ApiClient,
@@ -21,8 +22,6 @@ export interface RolloutCommandDeps {
   client(cmd: Command): ApiClient;
   isJson(cmd: Command): boolean;
 }
-
-const STATES = ["pending", "downloading", "installing", "probation", "committed", "failed", "reverted"] as const;
 
 function num(value: string): number {
   const n = Number(value);
@@ -113,8 +112,8 @@ export function rolloutBodyFromFlags(
   return body as unknown as CreateRolloutBody;
 }
 
-function countsLine(c: Partial<Record<(typeof STATES)[number] | "total" | "removed", number>>): string {
-  const line = STATES.map((s) => `${s} ${c[s] ?? 0}`).join("  ");
+function countsLine(c: Partial<Record<DisplayState | "total" | "removed", number>>): string {
+  const line = DISPLAY_STATES.map((s) => `${s} ${c[s] ?? 0}`).join("  ");
   // Only shadow/A-B rollouts that were aborted or rolled back have any; others keep their line.
   return c.removed ? `${line}  removed ${c.removed}` : line;
 }
