@@ -7,11 +7,10 @@
  * Invariant: requests are handled one at a time in arrival order (a promise chain), so a
  * `stop` never releases the session under a running `run`.
  */
-import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import type { OrtTensorType, RawTensor, TensorData } from "../../shared/tensors.js";
+import { readVerified } from "../bundle/read-verified.js";
 import type { HostMetadata, HostRequest, HostResponse, HostResult, ValueInfo } from "./host-protocol.js";
 import type { HostSessionOptions } from "./session-options.js";
 
@@ -51,25 +50,17 @@ function toRaw(t: Tensor): RawTensor {
 }
 
 /**
- * The model file's bytes, only if they hash to `sha256`. The session is then created from this buffer,
- * never from the path, which closes the window between the agent's verification and onnxruntime
- * opening the file (issue 7, "a local process modifying the staged bundle after verification").
+ * The session is created from the verified buffer, never from the path, which closes the window
+ * between the agent's verification and onnxruntime opening the file (agent/bundle/read-verified.ts).
  */
-async function verifiedBytes(path: string, sha256: string): Promise<Uint8Array> {
-  const bytes = await readFile(path);
-  const actual = createHash("sha256").update(bytes).digest("hex");
-  if (actual !== sha256) {
-    throw new EdgeFleetError("BUNDLE_HASH_MISMATCH", `model.onnx hashes to ${actual}, manifest says ${sha256}`);
-  }
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
+const toBytes = (b: Buffer) => new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 
 async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
   switch (req.type) {
     case "load": {
       if (state.session) throw new EdgeFleetError("CONFLICT", "model host already has a session");
       const source =
-        req.modelSha256 === undefined ? req.modelPath : await verifiedBytes(req.modelPath, req.modelSha256);
+        req.modelSha256 === undefined ? req.modelPath : toBytes(await readVerified(req.modelPath, req.modelSha256));
       try {
         state.session =
           typeof source === "string"

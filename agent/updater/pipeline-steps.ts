@@ -1,12 +1,12 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { EdgeFleetError } from "../../shared/errors.js";
-import { sha256Hex } from "../../shared/hash.js";
 import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
 import type { HealthSummary, InstalledRef, ProbationReport, ReportedModel } from "../../shared/schemas/device-state.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
 import { type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
 import type { Envelope } from "../../shared/schemas/trust.js";
+import { readVerified } from "../bundle/read-verified.js";
 import { extractBundle } from "../bundle/safe-extract.js";
 import type { InstalledModel, LoadedVersion } from "../runtime/model-runtime.js";
 import { waitForUpdateLocks } from "../serving/swap-gate.js";
@@ -108,7 +108,12 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
         job.loaded = await runtime.load(await installedOf(job.model, job.ref), { background: job.background === true });
       }
       const dir = join(deps.dirs.models, job.model, job.ref.sha256);
-      job.samples = SamplesFileSchema.parse(JSON.parse(await verifiedSamples(dir, job.manifest)));
+      // Hashed as read: a change after the load's re-check is local damage, not a failed smoke test
+      // (which would condemn the bundle).
+      const listed = job.manifest.files.find((f) => f.path === "samples.json");
+      const path = join(dir, "samples.json");
+      const text = (listed ? await readVerified(path, listed.sha256) : await readFile(path)).toString("utf8");
+      job.samples = SamplesFileSchema.parse(JSON.parse(text));
       const result = await runtime.smokeTest(job.loaded, job.samples);
       if (!result.ok) {
         const failed = result.samples.filter((s) => !s.ok);
@@ -188,24 +193,4 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-/**
- * samples.json as read for the smoke test, only if it still hashes to the manifest. The directory was
- * re-verified before the load, but the smoke test reads this file later: a change in between is the
- * device's copy, not the bundle (BUNDLE_HASH_MISMATCH, re-made by damaged-candidate.ts), and must not
- * pass as a failed smoke test, which would condemn the bundle. Same idea as the model host's read of
- * model.onnx.
- */
-async function verifiedSamples(dir: string, manifest: Manifest): Promise<string> {
-  const bytes = await readFile(join(dir, "samples.json"));
-  const listed = manifest.files.find((f) => f.path === "samples.json");
-  const actual = sha256Hex(bytes);
-  if (listed && actual !== listed.sha256) {
-    throw new EdgeFleetError(
-      "BUNDLE_HASH_MISMATCH",
-      `samples.json hashes to ${actual}, manifest says ${listed.sha256}`,
-    );
-  }
-  return bytes.toString("utf8");
 }
