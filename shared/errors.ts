@@ -43,6 +43,13 @@ export const ERROR_CODES = [
   "CHUNK_INVALID",
   "TIMEOUT",
   "NOT_CONNECTED",
+  // storage (issue 20): local I/O faults; never evidence against a bundle
+  /** The device's data directory has no room for what the step needs (ENOSPC, SQLITE_FULL, or refused early). */
+  "DISK_FULL",
+  /** The device's data directory cannot be written (EROFS, EACCES/EPERM on a file the agent owns). */
+  "STORAGE_READ_ONLY",
+  /** Another local I/O failure (EIO, EMFILE, ENFILE, ...): retried, never condemns a bundle. */
+  "STORAGE_FAILED",
   // runtime
   "MODEL_LOAD_FAILED",
   "MODEL_NOT_READY",

@@ -14,6 +14,10 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   MODEL_NOT_READY: 503,
   NOT_CONNECTED: 503,
   TIMEOUT: 504,
+  // RFC 4918 §11.5: the server cannot store what the request needs; 503 for the other local faults.
+  DISK_FULL: 507,
+  STORAGE_READ_ONLY: 503,
+  STORAGE_FAILED: 503,
   INCOMPATIBLE: 422,
   MODEL_LOAD_FAILED: 422,
   SMOKE_TEST_FAILED: 422,
