@@ -1,36 +1,25 @@
 import { z } from "zod";
 
 /**
- * API roles (DESIGN §6, issue 7). Pure: `mayCall` decides from the role, method and path alone and
- * is unit-tested without HTTP.
- * - viewer: read-only (GET/HEAD), except the admin-only areas below.
+ * API roles (DESIGN §6, issue 7), ordered: each role has every right of the ones before it.
+ * - viewer: read-only.
  * - operator: viewer + every change to models, rollouts, devices and enrollment tokens.
  * - admin: everything, including API tokens and the audit log (who may mint credentials and who
  *   may read the record of them are the same people).
+ * Which role a route needs is declared on the route itself (fleet-server/http/route-access.ts,
+ * issue 20 §1), never derived from the URL.
  */
 export const RoleSchema = z.enum(["admin", "operator", "viewer"]);
 export type ApiRole = z.infer<typeof RoleSchema>;
 
-const ADMIN_ONLY_PREFIXES = ["/v1/tokens", "/v1/audit"] as const;
-const READ_METHODS = new Set(["GET", "HEAD"]);
+const RANK: Record<ApiRole, number> = { viewer: 0, operator: 1, admin: 2 };
+
+/** Pure: whether `role` has at least the rights of `needed`. */
+export function roleMeets(role: ApiRole, needed: ApiRole): boolean {
+  return RANK[role] >= RANK[needed];
+}
 
 export function isMutating(method: string): boolean {
-  return !READ_METHODS.has(method.toUpperCase()) && method.toUpperCase() !== "OPTIONS";
-}
-
-function pathOnly(url: string): string {
-  const q = url.indexOf("?");
-  return q === -1 ? url : url.slice(0, q);
-}
-
-function underPrefix(path: string, prefix: string): boolean {
-  return path === prefix || path.startsWith(`${prefix}/`);
-}
-
-export function mayCall(role: ApiRole, method: string, url: string): boolean {
-  if (role === "admin") return true;
-  const path = pathOnly(url);
-  if (ADMIN_ONLY_PREFIXES.some((p) => underPrefix(path, p))) return false;
-  if (role === "operator") return true;
-  return !isMutating(method);
+  const m = method.toUpperCase();
+  return m !== "GET" && m !== "HEAD" && m !== "OPTIONS";
 }

@@ -3,17 +3,10 @@ import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { DeviceIdSchema } from "../../shared/schemas/common.js";
 import type { DeviceService } from "../devices/device-service.js";
+import { access } from "../http/route-access.js";
 import { parseInput } from "../http/validate.js";
 import { isMutating, RoleSchema } from "./roles.js";
 import type { Principal, SecurityService } from "./security-service.js";
-
-/** The one unauthenticated mutating route: a device spends its one-time enrollment token. */
-export const PUBLIC_ROUTES: readonly { method: string; path: string }[] = [{ method: "POST", path: "/v1/enroll" }];
-
-export function isPublicRoute(method: string, url: string): boolean {
-  const path = url.split("?")[0];
-  return PUBLIC_ROUTES.some((r) => r.method === method.toUpperCase() && r.path === path);
-}
 
 const CreateTokenSchema = z.object({ name: z.string().min(1).max(128), role: RoleSchema }).strict();
 const TokenParams = z.object({ id: z.string().regex(/^[0-9a-f]{16}$/) });
@@ -53,9 +46,14 @@ function errorCodeOf(payload: unknown): string | null {
   }
 }
 
+/** Longest raw path kept in an audit entry; the rest is cut (a request line may be 16 KiB). */
+const AUDIT_PATH_MAX = 2048;
+
 /**
- * Token, audit, enrollment and revocation routes, plus the audit hook: every mutating `/v1/` call
- * (accepted or refused, authenticated or not) is appended to the audit log once its response is sent.
+ * Token, audit, enrollment and revocation routes, plus the audit hook: every mutating call (accepted
+ * or refused, authenticated or not, matched or not: issue 20 §1, whatever the URL looks like) is
+ * appended to the audit log once its response is sent, with the route the router matched and the
+ * path exactly as sent.
  */
 export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRouteDeps): void {
   const { security } = deps;
@@ -69,14 +67,15 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     return payload;
   });
   app.addHook("onResponse", async (req, reply) => {
-    if (!req.url.startsWith("/v1/") || !isMutating(req.method)) return;
+    if (!isMutating(req.method)) return;
     const principal = deps.principalOf(req);
     const device = deps.deviceOf(req);
     security.audit({
       actor: principal?.actor ?? (device ? `device:${device}` : "anonymous"),
       role: principal?.role ?? null,
       method: req.method,
-      path: req.url.split("?")[0] ?? req.url,
+      route: req.is404 ? null : (req.routeOptions.url ?? null),
+      path: (req.url.split("?")[0] ?? req.url).slice(0, AUDIT_PATH_MAX),
       status: reply.statusCode,
       errorCode: errorCodes.get(req) ?? null,
       remote: req.ip ?? null,
@@ -89,33 +88,37 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     return p;
   };
 
-  app.post("/v1/tokens", async (req, reply) => {
+  app.post("/v1/tokens", access("admin"), async (req, reply) => {
     const body = parseInput(CreateTokenSchema, req.body, "body");
     return reply.status(201).send(security.createToken(body, principal(req)));
   });
-  app.get("/v1/tokens", async () => ({ tokens: security.listTokens() }));
-  app.delete("/v1/tokens/:id", async (req) => security.revokeToken(parseInput(TokenParams, req.params, "params").id));
-  app.get("/v1/audit", async (req) => {
+  app.get("/v1/tokens", access("admin"), async () => ({ tokens: security.listTokens() }));
+  app.delete("/v1/tokens/:id", access("admin"), async (req) =>
+    security.revokeToken(parseInput(TokenParams, req.params, "params").id),
+  );
+  app.get("/v1/audit", access("admin"), async (req) => {
     const q = parseInput(AuditQuery, req.query, "query");
     return { entries: security.listAudit(q.after, q.limit) };
   });
 
-  app.post("/v1/enrollment-tokens", async (req, reply) => {
+  app.post("/v1/enrollment-tokens", access("operator"), async (req, reply) => {
     const body = parseInput(CreateEnrollmentSchema, req.body ?? {}, "body");
     return reply.status(201).send(security.createEnrollmentToken(body));
   });
-  app.post("/v1/enroll", async (req, reply) => {
+  app.post("/v1/enroll", access("public"), async (req, reply) => {
     const body = parseInput(EnrollSchema, req.body, "body");
+    // The token first: without a valid one, nothing else about the id is revealed (no 403/409 oracle).
+    const grant = security.checkEnrollmentToken(body.token, body.id);
     if (security.isRevoked(body.id)) throw new EdgeFleetError("FORBIDDEN", `device ${body.id} is revoked`);
-    const grant = security.consumeEnrollmentToken(body.token, body.id);
-    const creds = await deps.devices.enroll({
-      id: body.id,
-      tags: grant.tags,
-      ...(grant.profile !== null ? { profile: grant.profile } : {}),
-    });
+    // issue 20 §5: a refusal (existing id, lost race) rolls back with the token unspent; the token
+    // is spent in the same transaction that stores the device.
+    const creds = await deps.devices.enroll(
+      { id: body.id, tags: grant.tags, ...(grant.profile !== null ? { profile: grant.profile } : {}) },
+      { commit: (store) => security.redeemEnrollmentToken(body.token, body.id, store) },
+    );
     return reply.status(201).send(creds);
   });
-  app.post("/v1/devices/:id/revoke", async (req) => {
+  app.post("/v1/devices/:id/revoke", access("operator"), async (req) => {
     const { id } = parseInput(DeviceParams, req.params, "params");
     const body = parseInput(RevokeSchema, req.body ?? {}, "body");
     deps.devices.get(id); // NOT_FOUND for an unknown device

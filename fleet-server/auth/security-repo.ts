@@ -18,6 +18,9 @@ export interface AuditEntry {
   actor: string;
   role: string | null;
   method: string;
+  /** The route pattern the router matched (`/v1/tokens/:id`), null when none did (issue 20 §1). */
+  route: string | null;
+  /** The path as the client sent it, percent-encoding and all (no query). */
   path: string;
   status: number;
   errorCode: string | null;
@@ -74,8 +77,8 @@ export function createSecurityRepo(db: Db) {
 
     appendAudit(e: Omit<AuditEntry, "seq">): void {
       db.prepare(
-        "INSERT INTO audit_log (at, actor, role, method, path, status, error_code, remote) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-      ).run(e.at, e.actor, e.role, e.method, e.path, e.status, e.errorCode, e.remote);
+        "INSERT INTO audit_log (at, actor, role, method, route, path, status, error_code, remote) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(e.at, e.actor, e.role, e.method, e.route, e.path, e.status, e.errorCode, e.remote);
     },
     listAudit(afterSeq: number, limit: number): AuditEntry[] {
       const rows = db
@@ -87,6 +90,7 @@ export function createSecurityRepo(db: Db) {
         actor: r.actor as string,
         role: (r.role as string | null) ?? null,
         method: r.method as string,
+        route: (r.route as string | null) ?? null,
         path: r.path as string,
         status: r.status as number,
         errorCode: (r.error_code as string | null) ?? null,
@@ -107,29 +111,35 @@ export function createSecurityRepo(db: Db) {
         "INSERT INTO enrollment_tokens (id, token_sha256, device_id, tags, profile, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
       ).run(t.id, t.sha256, t.deviceId, JSON.stringify(t.tags), t.profile, t.expiresAt, t.now);
     },
+    /** An unused, unexpired enrollment token by hash, or null. Reads only. */
+    usableEnrollmentToken(sha256: string, now: string): EnrollmentTokenRow | null {
+      const r = db
+        .prepare("SELECT * FROM enrollment_tokens WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?")
+        .get(sha256, now) as Record<string, unknown> | undefined;
+      if (!r) return null;
+      return {
+        id: r.id as string,
+        deviceId: (r.device_id as string | null) ?? null,
+        tags: JSON.parse(r.tags as string) as Record<string, string>,
+        profile: (r.profile as string | null) ?? null,
+        expiresAt: r.expires_at as string,
+        usedAt: null,
+      };
+    },
     /**
-     * Marks the token used, atomically: of two concurrent exchanges of one token exactly one gets
-     * the row back (the UPDATE's WHERE is the one-time check).
+     * Marks the token used; false when it already was. The UPDATE's WHERE is the one-time check, so
+     * of two concurrent exchanges of one token exactly one succeeds.
      */
-    consumeEnrollmentToken(sha256: string, deviceId: string, now: string): EnrollmentTokenRow | null {
-      return db.transaction(() => {
-        const r = db
-          .prepare("SELECT * FROM enrollment_tokens WHERE token_sha256 = ? AND used_at IS NULL AND expires_at > ?")
-          .get(sha256, now) as Record<string, unknown> | undefined;
-        if (!r) return null;
-        const changed = db
+    spendEnrollmentToken(id: string, deviceId: string, now: string): boolean {
+      return (
+        db
           .prepare("UPDATE enrollment_tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL")
-          .run(now, deviceId, r.id).changes;
-        if (changed !== 1) return null;
-        return {
-          id: r.id as string,
-          deviceId: (r.device_id as string | null) ?? null,
-          tags: JSON.parse(r.tags as string) as Record<string, string>,
-          profile: (r.profile as string | null) ?? null,
-          expiresAt: r.expires_at as string,
-          usedAt: now,
-        };
-      })();
+          .run(now, deviceId, id).changes === 1
+      );
+    },
+    /** Runs `fn` in one SQLite transaction (nested calls become savepoints); a throw rolls it back. */
+    transaction<T>(fn: () => T): T {
+      return db.transaction(fn)();
     },
 
     revokeDevice(deviceId: string, now: string, reason: string | null): boolean {

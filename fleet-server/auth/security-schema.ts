@@ -57,3 +57,12 @@ CREATE TABLE broker_credentials (
   mosquitto_hash TEXT NOT NULL
 );
 `;
+
+/**
+ * Store migration 9 (issue 20 §1): the audit log records the route the router matched (its
+ * pattern, e.g. `/v1/tokens`; NULL when no route matched) beside `path`, the path exactly as the
+ * client sent it (still percent-encoded), so `/v1/%74okens` is visible as what it was.
+ */
+export const AUDIT_ROUTE_MIGRATION_SQL = `
+ALTER TABLE audit_log ADD COLUMN route TEXT;
+`;

@@ -5,8 +5,8 @@ import type { Logger } from "../../shared/logger.js";
 import type { Topics } from "../../shared/topics.js";
 import { mosquittoHash } from "../broker/mosquitto-config.js";
 import type { Transport } from "../broker/transport.js";
-import { type ApiRole, mayCall } from "./roles.js";
-import type { AuditEntry, SecurityRepo } from "./security-repo.js";
+import type { ApiRole } from "./roles.js";
+import type { AuditEntry, EnrollmentTokenRow, SecurityRepo } from "./security-repo.js";
 
 /** Who made an authenticated operator request (DESIGN §6). */
 export interface Principal {
@@ -46,6 +46,20 @@ export function createSecurityService(deps: SecurityDeps) {
   let disconnect: ((deviceId: string) => Promise<void>) | null = null;
   let transport: Transport | null = null;
 
+  /**
+   * Checks a one-time enrollment token for `deviceId` without spending it (issue 20 §5: a refused
+   * enrollment must not waste the token). Unknown, used and expired tokens all give UNAUTHORIZED
+   * (no oracle); a token bound to another device id gives FORBIDDEN.
+   */
+  const checkEnrollmentToken = (token: string, deviceId: string): EnrollmentTokenRow => {
+    const row = repo.usableEnrollmentToken(sha256(token), nowIso());
+    if (!row) throw new EdgeFleetError("UNAUTHORIZED", "enrollment token invalid, used or expired");
+    if (row.deviceId !== null && row.deviceId !== deviceId) {
+      throw new EdgeFleetError("FORBIDDEN", "enrollment token is bound to another device id");
+    }
+    return row;
+  };
+
   return {
     attachBroker(fn: (deviceId: string) => Promise<void>) {
       disconnect = fn;
@@ -61,13 +75,6 @@ export function createSecurityService(deps: SecurityDeps) {
       if (row && row.revokedAt === null) return { actor: `token:${row.id}`, role: row.role };
       throw new EdgeFleetError("UNAUTHORIZED", "invalid bearer token");
     },
-    /** The role check (pure rules in roles.ts): FORBIDDEN when the role may not make this call. */
-    authorize(principal: Principal, method: string, url: string): void {
-      if (!mayCall(principal.role, method, url)) {
-        throw new EdgeFleetError("FORBIDDEN", `role ${principal.role} may not ${method} ${url.split("?")[0]}`);
-      }
-    },
-
     createToken(input: { name: string; role: ApiRole }, by: Principal) {
       const id = randomBytes(8).toString("hex");
       const token = newSecret("eft");
@@ -121,18 +128,22 @@ export function createSecurityService(deps: SecurityDeps) {
       });
       return { id, token, expiresAt, deviceId: input.deviceId ?? null };
     },
+    checkEnrollmentToken,
     /**
-     * Spends a one-time enrollment token for `deviceId`. Unknown, used and expired tokens all give
-     * UNAUTHORIZED (no oracle); a token bound to another device id gives FORBIDDEN after being
-     * spent, so it cannot be retried with a guessed id.
+     * Check first, then spend, in one SQLite transaction (issue 20 §5): the token is checked again,
+     * `create` stores the device (throwing CONFLICT for an existing id), and only then is the token
+     * marked used. Anything thrown rolls the whole transaction back, so the token stays usable.
+     * `create` must be synchronous: an await would end the transaction.
      */
-    consumeEnrollmentToken(token: string, deviceId: string) {
-      const row = repo.consumeEnrollmentToken(sha256(token), deviceId, nowIso());
-      if (!row) throw new EdgeFleetError("UNAUTHORIZED", "enrollment token invalid, used or expired");
-      if (row.deviceId !== null && row.deviceId !== deviceId) {
-        throw new EdgeFleetError("FORBIDDEN", "enrollment token is bound to another device id");
-      }
-      return row;
+    redeemEnrollmentToken<T>(token: string, deviceId: string, create: (grant: EnrollmentTokenRow) => T): T {
+      return repo.transaction(() => {
+        const grant = checkEnrollmentToken(token, deviceId);
+        const created = create(grant);
+        if (!repo.spendEnrollmentToken(grant.id, deviceId, nowIso())) {
+          throw new EdgeFleetError("UNAUTHORIZED", "enrollment token invalid, used or expired");
+        }
+        return created;
+      });
     },
 
     /** Called by the device service at enrollment, while the plaintext password is in hand. */

@@ -73,19 +73,31 @@ export function createDeviceService(deps: DeviceDeps) {
   const nowIso = () => new Date(clock.now()).toISOString();
 
   return {
-    async enroll(input: { id: string; tags?: Record<string, string>; profile?: string }) {
+    /**
+     * Creates a device with a fresh password. `opts.commit` wraps the synchronous store step (insert
+     * and broker hash), so a caller can run it inside its own transaction: the enrollment-token
+     * exchange spends the token in the same transaction (issue 20 §5).
+     */
+    async enroll(
+      input: { id: string; tags?: Record<string, string>; profile?: string },
+      opts: { commit?: (store: () => void) => void } = {},
+    ) {
       if (devices.get(input.id)) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
       const password = generatePassword();
       const passwordHash = await hashPassword(password);
-      const ok = devices.insert({
-        id: input.id,
-        passwordHash,
-        tags: input.tags ?? {},
-        profile: input.profile ?? null,
-        now: nowIso(),
-      });
-      if (!ok) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
-      deps.onEnrolled?.(input.id, password);
+      const store = () => {
+        const ok = devices.insert({
+          id: input.id,
+          passwordHash,
+          tags: input.tags ?? {},
+          profile: input.profile ?? null,
+          now: nowIso(),
+        });
+        if (!ok) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
+        deps.onEnrolled?.(input.id, password);
+      };
+      if (opts.commit) opts.commit(store);
+      else store();
       log.info({ deviceId: input.id }, "device enrolled");
       return { id: input.id, password };
     },

@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import { EdgeFleetError, type ErrorCode } from "../../shared/errors.js";
 import { httpStatusFor } from "../../shared/http-status.js";
 import type { Logger } from "../../shared/logger.js";
-import { isPublicRoute, registerSecurityRoutes } from "../auth/routes-security.js";
+import { registerSecurityRoutes } from "../auth/routes-security.js";
 import type { Principal, SecurityService } from "../auth/security-service.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import type { DeviceService } from "../devices/device-service.js";
@@ -12,6 +12,14 @@ import type { ReleaseSigning } from "../registry/release-signing.js";
 import type { RolloutService } from "../rollout/rollout-service.js";
 import type { DeviceRepo } from "../store/device-repo.js";
 import { registerTelemetryRoutes, type TelemetryHttpDeps } from "../telemetry/http-routes.js";
+import {
+  access,
+  type DeclaredRoute,
+  decide,
+  declarationOf,
+  type Presented,
+  RouteAccessSchema,
+} from "./route-access.js";
 import { registerDeviceRoutes } from "./routes-devices.js";
 import { registerModelRoutes } from "./routes-models.js";
 import { registerReleaseRoutes } from "./routes-releases.js";
@@ -39,9 +47,22 @@ export interface HttpDeps {
   telemetry?: TelemetryHttpDeps;
 }
 
-/** Who made an authenticated request; devices only reach bundle downloads. */
-export type Caller = { kind: "admin" } | { kind: "device"; deviceId: string };
+/**
+ * Who made a request, as the auth hook established it; devices only reach bundle downloads.
+ * A request the hook did not look at is `anonymous`, never a privileged caller (issue 20 §1).
+ */
+export type Caller =
+  | { kind: "token"; principal: Principal }
+  | { kind: "device"; deviceId: string }
+  | { kind: "anonymous" };
 export type CallerOf = (req: FastifyRequest) => Caller;
+
+const routeTables = new WeakMap<FastifyInstance, DeclaredRoute[]>();
+
+/** Every route of an app built by `buildHttpApp` with its declared access, as its `onRoute` hook saw it. */
+export function declaredRoutes(app: FastifyInstance): readonly DeclaredRoute[] {
+  return routeTables.get(app) ?? [];
+}
 
 const JSON_BODY_LIMIT = 8 * 1024 * 1024;
 
@@ -70,8 +91,15 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     ...(deps.https ? { https: { ...deps.https, minVersion: "TLSv1.2" as const } } : {}),
   }) as unknown as FastifyInstance;
   const callers = new WeakMap<FastifyRequest, Caller>();
-  const callerOf: CallerOf = (req) => callers.get(req) ?? { kind: "admin" };
+  const callerOf: CallerOf = (req) => callers.get(req) ?? { kind: "anonymous" };
   const principals = new WeakMap<FastifyRequest, Principal>();
+  // Deny by default (issue 20 §1): a route that does not declare who may call it stops the server
+  // from starting. Added before any route so it sees every one, also those of child scopes.
+  const table: DeclaredRoute[] = [];
+  routeTables.set(app, table);
+  app.addHook("onRoute", (route) => {
+    table.push(...declarationOf(route));
+  });
 
   // JSON routes take JSON only: without this, fastify's built-in text/plain parser would hand a
   // string to the zod schemas and the caller would get a confusing validation message.
@@ -95,31 +123,63 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     void reply.status(404).send({ error: { code: "NOT_FOUND", message: `no route ${req.method} ${req.url}` } });
   });
 
-  app.addHook("onRequest", async (req) => {
-    if (!req.url.startsWith("/v1/") || isPublicRoute(req.method, req.url)) return;
+  /** Establishes who is calling; only the schemes `level` accepts are looked at. */
+  async function present(req: FastifyRequest, level: string | null): Promise<Presented> {
     const auth = req.headers.authorization ?? "";
     if (auth.startsWith("Bearer ")) {
-      // Role check here, before the body is read: a viewer's upload is refused without being stored.
       const principal = deps.security.authenticateBearer(auth.slice(7).trim());
       principals.set(req, principal); // set before the role check, so a refusal is audited with its actor
-      deps.security.authorize(principal, req.method, req.url);
-      return void callers.set(req, { kind: "admin" });
+      callers.set(req, { kind: "token", principal });
+      return { kind: "bearer", role: principal.role };
     }
-    // Devices may fetch bundles over HTTP with their MQTT credentials (DESIGN §4), nothing else.
-    if (auth.startsWith("Basic ") && req.url.startsWith("/v1/bundles/")) {
+    // Devices may fetch bundles over HTTP with their MQTT credentials (DESIGN §4), nothing else:
+    // their password is only checked where a route declares `device-bundle`.
+    if (auth.startsWith("Basic ") && level === "device-bundle") {
       const decoded = Buffer.from(auth.slice(6).trim(), "base64").toString("utf8");
       const colon = decoded.indexOf(":");
       const id = colon > 0 ? decoded.slice(0, colon) : "";
-      if (req.method !== "GET" && req.method !== "HEAD") throw new EdgeFleetError("FORBIDDEN", "devices may only read");
       if (id && (await deps.devices.authenticate(id, decoded.slice(colon + 1)))) {
-        return void callers.set(req, { kind: "device", deviceId: id });
+        callers.set(req, { kind: "device", deviceId: id });
+        return { kind: "device" };
       }
       throw new EdgeFleetError("UNAUTHORIZED", "invalid device credentials");
     }
-    throw new EdgeFleetError("UNAUTHORIZED", "missing Authorization: Bearer <admin token>");
+    return { kind: "none" };
+  }
+
+  // issue 20 §1: the decision comes from the route the router matched (its declared `access`),
+  // never from the URL string, which the router decodes before matching (`/%761/devices` is
+  // `/v1/devices`). Every request is authenticated, also unknown paths: those answer 404 only to
+  // a bearer token, 401 to everyone else, so probing reveals nothing.
+  app.addHook("onRequest", async (req) => {
+    let level: DeclaredRoute["access"] | null = null;
+    if (!req.is404) {
+      const declared = RouteAccessSchema.safeParse(req.routeOptions.config?.access);
+      // Unreachable while onRoute checks every route; refuse rather than guess if it ever happens.
+      if (!declared.success) throw new EdgeFleetError("FORBIDDEN", "route declares no access level");
+      level = declared.data;
+    }
+    if (level === "public") return;
+    const route = req.routeOptions.url ?? null;
+    const verdict = decide(level, await present(req, level));
+    if (verdict === "unauthenticated") {
+      throw new EdgeFleetError(
+        "UNAUTHORIZED",
+        level === "device-bundle"
+          ? "missing Authorization: Bearer <token> or Basic <device credentials>"
+          : "missing Authorization: Bearer <token>",
+      );
+    }
+    if (verdict === "forbidden") {
+      const role = principals.get(req)?.role;
+      throw new EdgeFleetError("FORBIDDEN", `role ${role} may not ${req.method} ${route} (needs ${level})`, {
+        route,
+        access: level,
+      });
+    }
   });
 
-  app.get("/healthz", async () => ({ status: "ok" }));
+  app.get("/healthz", access("public"), async () => ({ status: "ok" }));
   registerModelRoutes(app, deps, callerOf);
   if (deps.signing) registerReleaseRoutes(app, deps.signing);
   registerDeviceRoutes(app, deps);
@@ -130,7 +190,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     devices: deps.devices,
     principalOf: (req) => principals.get(req),
     deviceOf: (req) => {
-      const c = callers.get(req);
+      const c = callerOf(req);
       return c?.kind === "device" ? c.deviceId : undefined;
     },
   });

@@ -9,6 +9,7 @@ import { assignedBundles } from "../bundles/chunk-server.js";
 import { parseRange } from "../bundles/range.js";
 import { CreateModelRequestSchema } from "../registry/model-service.js";
 import type { CallerOf, HttpDeps } from "./app.js";
+import { access } from "./route-access.js";
 import { parseInput } from "./validate.js";
 
 const NameParams = z.object({ name: ModelNameSchema });
@@ -26,7 +27,7 @@ export function wantsAsync(flag: string | undefined, prefer: string | string[] |
 }
 
 export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, callerOf: CallerOf): void {
-  app.post("/v1/uploads", async (req, reply) => {
+  app.post("/v1/uploads", access("operator"), async (req, reply) => {
     if (!req.headers["content-type"]?.startsWith("application/octet-stream")) {
       throw new EdgeFleetError("BAD_REQUEST", "uploads need Content-Type: application/octet-stream");
     }
@@ -39,7 +40,7 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
     return reply.status(201).send(result);
   });
 
-  app.post("/v1/models", async (req, reply) => {
+  app.post("/v1/models", access("operator"), async (req, reply) => {
     const body = parseInput(CreateModelRequestSchema, req.body, "body");
     const { async: asyncFlag } = parseInput(CreateModelQuery, req.query, "query");
     if (wantsAsync(asyncFlag, req.headers.prefer)) {
@@ -57,10 +58,14 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
     }
     return reply.status(201).send(await deps.models.create(body));
   });
-  app.get("/v1/model-builds/:id", async (req) => deps.builds.get(parseInput(BuildParams, req.params, "params").id));
-  app.get("/v1/models", async () => deps.models.list());
-  app.get("/v1/models/:name", async (req) => deps.models.get(parseInput(NameParams, req.params, "params").name));
-  app.get("/v1/models/:name/versions/:version", async (req) => {
+  app.get("/v1/model-builds/:id", access("viewer"), async (req) =>
+    deps.builds.get(parseInput(BuildParams, req.params, "params").id),
+  );
+  app.get("/v1/models", access("viewer"), async () => deps.models.list());
+  app.get("/v1/models/:name", access("viewer"), async (req) =>
+    deps.models.get(parseInput(NameParams, req.params, "params").name),
+  );
+  app.get("/v1/models/:name/versions/:version", access("viewer"), async (req) => {
     const p = parseInput(VersionParams, req.params, "params");
     return deps.models.getVersion(p.name, p.version);
   });
@@ -69,9 +74,12 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
     method: ["GET", "HEAD"],
     url: "/v1/bundles/:sha256",
     exposeHeadRoute: false,
+    ...access("device-bundle"),
     handler: async (req, reply) => {
       const { sha256 } = parseInput(BundleParams, req.params, "params");
       const caller = callerOf(req);
+      // The hook only lets callers with credentials through; this is the second lock on the door.
+      if (caller.kind === "anonymous") throw new EdgeFleetError("UNAUTHORIZED", "credentials required");
       if (caller.kind === "device") {
         const device = deps.deviceRepo.get(caller.deviceId);
         if (!device || !assignedBundles(device.desired).has(sha256)) {

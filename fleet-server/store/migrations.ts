@@ -1,4 +1,4 @@
-import { SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
+import { AUDIT_ROUTE_MIGRATION_SQL, SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
 import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
 import { BUILD_MIGRATION_SQL } from "./build-repo.js";
 import { PENDING_SIGNATURES_MIGRATION_SQL } from "./pending-release-repo.js";
@@ -148,4 +148,6 @@ CREATE INDEX pending_releases_by_model ON pending_releases(name, version, varian
   // 8: k-of-n release signatures uploaded one holder at a time: valid signatures are kept on the
   // pending release until a threshold is reached. See fleet-server/store/pending-release-repo.ts.
   { version: 8, sql: PENDING_SIGNATURES_MIGRATION_SQL },
+  // 9: the audit log records the matched route beside the raw path (issue 20 §1). See auth/security-schema.ts.
+  { version: 9, sql: AUDIT_ROUTE_MIGRATION_SQL },
 ];

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { DeviceIdSchema, ModelNameSchema, SemverSchema } from "../../shared/schemas/common.js";
+import { access } from "../http/route-access.js";
 import { parseInput } from "../http/validate.js";
 import type { TelemetryIngest } from "./telemetry-service.js";
 
@@ -30,7 +31,7 @@ const AlertsQuery = z
 
 /** Telemetry reads of the operator API (issue 6) and the server's `/metrics`. */
 export function registerTelemetryRoutes(app: FastifyInstance, deps: TelemetryHttpDeps): void {
-  app.get("/v1/devices/:id/telemetry", async (req) => {
+  app.get("/v1/devices/:id/telemetry", access("viewer"), async (req) => {
     const { id } = parseInput(z.object({ id: DeviceIdSchema }), req.params, "params");
     if (!deps.deviceExists(id)) throw new EdgeFleetError("NOT_FOUND", `device ${id} not found`);
     const q = parseInput(RecordsQuery, req.query, "query");
@@ -41,11 +42,11 @@ export function registerTelemetryRoutes(app: FastifyInstance, deps: TelemetryHtt
       ...(q.afterSeq !== undefined ? { afterSeq: q.afterSeq } : {}),
     });
   });
-  app.get("/v1/models/:name/versions/:version/health", async (req) => {
+  app.get("/v1/models/:name/versions/:version/health", access("viewer"), async (req) => {
     const p = parseInput(z.object({ name: ModelNameSchema, version: SemverSchema }), req.params, "params");
     return deps.ingest.versionHealth(p.name, p.version);
   });
-  app.get("/v1/telemetry/alerts", async (req) => {
+  app.get("/v1/telemetry/alerts", access("viewer"), async (req) => {
     const q = parseInput(AlertsQuery, req.query, "query");
     return {
       alerts: deps.ingest.alerts(
@@ -54,7 +55,7 @@ export function registerTelemetryRoutes(app: FastifyInstance, deps: TelemetryHtt
       ),
     };
   });
-  app.get("/metrics", async (_req, reply) => {
+  app.get("/metrics", access("public"), async (_req, reply) => {
     void reply.type("text/plain; version=0.0.4");
     return deps.metrics();
   });

@@ -146,6 +146,10 @@ describe("security: the HTTP API refuses and audits", () => {
     const grant = (await call("POST", "/v1/enrollment-tokens", operator, JSON.stringify({ deviceId: "api-e1" }))).json;
     const wrong = await call("POST", "/v1/enroll", null, JSON.stringify({ token: grant.token, id: "api-e2" }));
     expect(wrong.status).toBe(403);
+    // issue 20 §5: the refusal did not spend the token, so the right request still enrolls...
+    const right = await call("POST", "/v1/enroll", null, JSON.stringify({ token: grant.token, id: "api-e1" }));
+    expect(right.status).toBe(201);
+    // ...and only that one spends it.
     const reuse = await call("POST", "/v1/enroll", null, JSON.stringify({ token: grant.token, id: "api-e1" }));
     expect(reuse.status).toBe(401);
     const fresh = (await call("POST", "/v1/enrollment-tokens", operator, JSON.stringify({}))).json;
@@ -154,6 +158,64 @@ describe("security: the HTTP API refuses and audits", () => {
     expect(ok.json.password).toMatch(/^[A-Za-z0-9_-]{40,}$/);
     const again = await call("POST", "/v1/enroll", null, JSON.stringify({ token: fresh.token, id: "api-e4" }));
     expect(again.status).toBe(401);
-    expect((await devices()).map((d) => d.id).sort()).toEqual(["api-d1", "api-d2", "api-e3"]);
+    expect((await devices()).map((d) => d.id).sort()).toEqual(["api-d1", "api-d2", "api-e1", "api-e3"]);
+  });
+
+  it("issue 20 §5: an unbound token naming an existing device → 409 and the token stays unspent", async () => {
+    const grant = (await call("POST", "/v1/enrollment-tokens", operator, "{}")).json;
+    const taken = await call("POST", "/v1/enroll", null, JSON.stringify({ token: grant.token, id: "api-d1" }));
+    expect(taken.status).toBe(409);
+    expect(taken.json.error.code).toBe("CONFLICT");
+    const ok = await call("POST", "/v1/enroll", null, JSON.stringify({ token: grant.token, id: "api-e5" }));
+    expect(ok.status).toBe(201);
+    const again = await call("POST", "/v1/enroll", null, JSON.stringify({ token: grant.token, id: "api-e6" }));
+    expect(again.status).toBe(401);
+    // An invalid token never reveals whether a device id exists (401 before the 409 check).
+    const probe = await call(
+      "POST",
+      "/v1/enroll",
+      null,
+      JSON.stringify({ token: "efe_not-a-real-token", id: "api-d1" }),
+    );
+    expect(probe.status).toBe(401);
+  });
+
+  /**
+   * issue 20 §1: Fastify percent-decodes the path before it picks a route, so any check on the raw
+   * URL string can be walked around. These are the issue's reproductions, over real HTTP.
+   */
+  describe("issue 20 §1: authorization follows the matched route, not the URL string", () => {
+    it("no token on a percent-encoded /v1 → 401, nothing created, refusal audited with route and raw URL", async () => {
+      expect((await call("GET", "/%761/devices", null)).status).toBe(401);
+      const { added } = await refused(
+        () => call("POST", "/%761/devices", null, JSON.stringify({ id: "intruder-1", profile: "generic-x64" })),
+        401,
+        "UNAUTHORIZED",
+      );
+      expect(added).toMatchObject([
+        { actor: "anonymous", method: "POST", route: "/v1/devices", path: "/%761/devices", status: 401 },
+      ]);
+      await refused(() => call("POST", "/%761/enrollment-tokens", null, "{}"), 401, "UNAUTHORIZED");
+    });
+
+    it("operator cannot mint an admin token via /v1/%74okens; viewer cannot read /v1/%61udit", async () => {
+      const before = (await call("GET", "/v1/tokens", admin())).json.tokens.length;
+      await refused(
+        () => call("POST", "/v1/%74okens", operator, JSON.stringify({ role: "admin", name: "x" })),
+        403,
+        "FORBIDDEN",
+      );
+      expect((await call("GET", "/v1/tokens", admin())).json.tokens.length).toBe(before);
+      expect((await call("GET", "/v1/%61udit", viewer)).status).toBe(403);
+      expect((await call("GET", "/v1/%61udit", operator)).status).toBe(403);
+      expect((await call("GET", "/v1/%61udit", admin())).status).toBe(200);
+    });
+
+    it("an unknown path is 401 without a token and 404 only with one", async () => {
+      expect((await call("GET", "/v1/no-such-thing", null)).status).toBe(401);
+      expect((await call("GET", "/no-such-thing", null)).status).toBe(401);
+      expect((await call("GET", "/v1/no-such-thing", viewer)).status).toBe(404);
+      expect((await call("GET", "/healthz", null)).status).toBe(200);
+    });
   });
 });

@@ -1,10 +1,13 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mayCall } from "../../../fleet-server/auth/roles.js";
+import { roleMeets } from "../../../fleet-server/auth/roles.js";
 import { hasTopicMetacharacters, mayWill } from "../../../fleet-server/broker/acl.js";
 import { mosquittoHash, renderAclFile, verifyMosquittoHash } from "../../../fleet-server/broker/mosquitto-config.js";
+import { buildHttpApp, declaredRoutes, type HttpDeps } from "../../../fleet-server/http/app.js";
+import { access, decide, declarationOf } from "../../../fleet-server/http/route-access.js";
 import { keysInit, keysRotate } from "../../../scripts/fleetctl/keys-commands.js";
 import { SignedRootSchema } from "../../../shared/schemas/trust.js";
 import { createTopics } from "../../../shared/topics.js";
@@ -13,16 +16,62 @@ import { makeTempDir } from "../../helpers/temp-dir.js";
 
 const topics = createTopics();
 
-describe("API roles (pure)", () => {
-  it("viewer reads only; operator changes fleet state; tokens and audit are admin-only", () => {
-    expect(mayCall("viewer", "GET", "/v1/devices")).toBe(true);
-    expect(mayCall("viewer", "POST", "/v1/devices")).toBe(false);
-    expect(mayCall("viewer", "DELETE", "/v1/rollouts/x")).toBe(false);
-    expect(mayCall("operator", "POST", "/v1/rollouts")).toBe(true);
-    expect(mayCall("operator", "GET", "/v1/audit?after=3")).toBe(false);
-    expect(mayCall("operator", "POST", "/v1/tokens")).toBe(false);
-    expect(mayCall("operator", "GET", "/v1/tokensX")).toBe(true); // prefix means a path segment
-    expect(mayCall("admin", "DELETE", "/v1/tokens/abc")).toBe(true);
+describe("API roles and route access (pure, issue 20 §1)", () => {
+  it("roles are ordered: viewer < operator < admin", () => {
+    expect(roleMeets("viewer", "viewer")).toBe(true);
+    expect(roleMeets("viewer", "operator")).toBe(false);
+    expect(roleMeets("operator", "operator")).toBe(true);
+    expect(roleMeets("operator", "admin")).toBe(false);
+    expect(roleMeets("admin", "operator")).toBe(true);
+  });
+
+  it("decide: the declared level and the presented credentials alone, no path involved", () => {
+    const none = { kind: "none" } as const;
+    const device = { kind: "device" } as const;
+    const bearer = (role: "viewer" | "operator" | "admin") => ({ kind: "bearer", role }) as const;
+    expect(decide("public", none)).toBe("ok");
+    expect(decide("device-bundle", device)).toBe("ok");
+    expect(decide("device-bundle", none)).toBe("unauthenticated");
+    expect(decide("device-bundle", bearer("viewer"))).toBe("ok");
+    expect(decide("viewer", device)).toBe("unauthenticated");
+    expect(decide("viewer", bearer("viewer"))).toBe("ok");
+    expect(decide("operator", bearer("viewer"))).toBe("forbidden");
+    expect(decide("operator", bearer("operator"))).toBe("ok");
+    expect(decide("admin", bearer("operator"))).toBe("forbidden");
+    expect(decide("admin", bearer("admin"))).toBe("ok");
+    expect(decide("admin", none)).toBe("unauthenticated");
+    // null = no route matched: 404 for any token, 401 for anyone else.
+    expect(decide(null, none)).toBe("unauthenticated");
+    expect(decide(null, device)).toBe("unauthenticated");
+    expect(decide(null, bearer("viewer"))).toBe("ok");
+  });
+
+  it("declarationOf: no or unknown access fails; read-only levels on a write method fail", () => {
+    expect(declarationOf({ method: ["GET", "HEAD"], url: "/x", config: { access: "viewer" } })).toEqual([
+      { method: "GET", url: "/x", access: "viewer" },
+      { method: "HEAD", url: "/x", access: "viewer" },
+    ]);
+    expect(() => declarationOf({ method: "GET", url: "/x" })).toThrow(/declares no access level/);
+    expect(() => declarationOf({ method: "GET", url: "/x", config: { access: "root" as never } })).toThrow(
+      /declares no access level/,
+    );
+    expect(() => declarationOf({ method: "POST", url: "/x", config: { access: "viewer" } })).toThrow(/read-only/);
+    expect(() => declarationOf({ method: "DELETE", url: "/x", config: { access: "device-bundle" } })).toThrow(
+      /read-only/,
+    );
+    expect(declarationOf({ method: "POST", url: "/x", config: { access: "public" } })[0]?.access).toBe("public");
+  });
+
+  it("buildHttpApp: a route added without a declaration stops the app (deny by default)", async () => {
+    // The deps are never touched while routes are registered; only the hooks are exercised here.
+    const app = await buildHttpApp({ log: pino({ level: "silent" }) } as unknown as HttpDeps);
+    expect(() => app.get("/v1/undeclared", async () => "open")).toThrow(/declares no access level/);
+    expect(() => app.post("/v1/sneaky", access("viewer"), async () => "open")).toThrow(/read-only/);
+    app.get("/v1/declared", access("admin"), async () => "closed");
+    expect(declaredRoutes(app).find((r) => r.url === "/v1/declared" && r.method === "GET")?.access).toBe("admin");
+    // The automatic HEAD route of a GET carries the same declaration.
+    expect(declaredRoutes(app).find((r) => r.url === "/v1/declared" && r.method === "HEAD")?.access).toBe("admin");
+    await app.close();
   });
 });
 
