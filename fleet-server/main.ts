@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import type { FastifyInstance } from "fastify";
 import { systemClock } from "../shared/clock.js";
 import { EdgeFleetError } from "../shared/errors.js";
 import { createLogger } from "../shared/logger.js";
@@ -45,6 +46,8 @@ export interface FleetServer {
   rootJsonPath: string;
   dataDir: string;
   topicPrefix: string;
+  /** The HTTP API itself: in-process requests (fastify inject) and its route table (`declaredRoutes`). */
+  app: FastifyInstance;
   stats: {
     /** Bundle payload bytes served to a device over MQTT chunks since start. */
     chunkBytesServed(deviceId: string): number;
@@ -308,6 +311,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       rootJsonPath: keys.rootJsonPath,
       dataDir: config.dataDir,
       topicPrefix: config.topicPrefix,
+      app,
       stats: { chunkBytesServed: (id) => chunks.bytesServed(id) },
       close() {
         closing ??= closeAll().then(() => log.info("fleet server stopped"));
