@@ -180,6 +180,19 @@ describe("security: the HTTP API refuses and audits", () => {
     expect(probe.status).toBe(401);
   });
 
+  it("issue 20 §5: two tokens racing for one new id → one 201, one 409 whose token stays usable", async () => {
+    const a = (await call("POST", "/v1/enrollment-tokens", operator, "{}")).json.token as string;
+    const b = (await call("POST", "/v1/enrollment-tokens", operator, "{}")).json.token as string;
+    const [ra, rb] = await Promise.all([
+      call("POST", "/v1/enroll", null, JSON.stringify({ token: a, id: "api-race" })),
+      call("POST", "/v1/enroll", null, JSON.stringify({ token: b, id: "api-race" })),
+    ]);
+    expect([ra.status, rb.status].sort()).toEqual([201, 409]);
+    const loser = ra.status === 409 ? a : b;
+    const retry = await call("POST", "/v1/enroll", null, JSON.stringify({ token: loser, id: "api-race-2" }));
+    expect(retry.status).toBe(201);
+  });
+
   /**
    * issue 20 §1: Fastify percent-decodes the path before it picks a route, so any check on the raw
    * URL string can be walked around. These are the issue's reproductions, over real HTTP.
