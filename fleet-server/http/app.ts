@@ -18,6 +18,7 @@ import {
   decide,
   declarationOf,
   type Presented,
+  type RouteAccess,
   RouteAccessSchema,
 } from "./route-access.js";
 import { registerDeviceRoutes } from "./routes-devices.js";
@@ -124,7 +125,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
 
   /** Establishes who is calling; only the schemes `level` accepts are looked at. */
-  async function present(req: FastifyRequest, level: string | null): Promise<Presented> {
+  async function present(req: FastifyRequest, level: RouteAccess | null): Promise<Presented> {
     const auth = req.headers.authorization ?? "";
     if (auth.startsWith("Bearer ")) {
       const principal = deps.security.authenticateBearer(auth.slice(7).trim());
@@ -152,7 +153,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   // `/v1/devices`). Every request is authenticated, also unknown paths: those answer 404 only to
   // a bearer token, 401 to everyone else, so probing reveals nothing.
   app.addHook("onRequest", async (req) => {
-    let level: DeclaredRoute["access"] | null = null;
+    let level: RouteAccess | null = null;
     if (!req.is404) {
       const declared = RouteAccessSchema.safeParse(req.routeOptions.config?.access);
       // Unreachable while onRoute checks every route; refuse rather than guess if it ever happens.

@@ -15,6 +15,8 @@ import { makeKeys, makeManifest } from "../unit/agent-updater/helpers.js";
  * envelopes (root chain), desired state, chunk frames, v2 infer requests. Two properties throughout:
  * a parser never throws anything but an EdgeFleetError, and a mutated signed document is never
  * accepted unless the mutation left `signed` untouched. Fixed seeds so a failure reproduces.
+ * Request paths (percent-encoding, `%2F`, `//`, `;`, dot segments) are fuzzed against the real
+ * server's routes and authorization in route-matrix.test.ts (issue 20 §1).
  */
 const WEIRD = ["", "\u0000", "../", "/etc/passwd", "+", "#", "a".repeat(300), "\\", "💥", "__proto__", "constructor"];
 
