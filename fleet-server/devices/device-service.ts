@@ -41,7 +41,7 @@ export function deviceSummary(d: DeviceRow, presence?: PresenceTracker) {
     id: d.id,
     tags: d.tags,
     profile: d.profile,
-    ...(presence?.view(d.id, d.presence) ?? presenceOf(d.presence, undefined, [])),
+    ...(presence?.view(d) ?? presenceOf(d.presence, undefined, 0, { connected: true, outages: [] })),
     lastSeen: d.lastSeen,
     createdAt: d.createdAt,
     desiredSeq: d.desiredSeq,

@@ -61,20 +61,23 @@ export interface PresenceView {
 /**
  * Pure: the presence to show for a device (issue 20 §4). Presence is a retained message the broker
  * holds for the server, so the stored value is the truth only if this server has heard the device's
- * presence since the last loss of its broker link. A loss after the last message (or any loss, when
- * nothing was heard since start) makes it `unknown` from that loss on, until the device's presence
- * arrives again: re-read from the retained message when the link returns, or published anew by the
- * device when it reconnects to a broker that lost its retained messages. A device that died during
- * the outage on such a broker stays `unknown`, which is the truth: nobody can say.
+ * presence since the last loss of its broker link. A loss after the last message (or after the
+ * device was enrolled, when nothing was heard since start) makes it `unknown` from that loss on,
+ * until the device's presence arrives again: re-read from the retained message when the link
+ * returns, or published anew by the device when it reconnects to a broker that lost its retained
+ * messages. A device that died during the outage on such a broker stays `unknown`, which is the
+ * truth: nobody can say. A device enrolled while the link is down is `unknown` from its enrollment.
  *
  * `heardAt`: when this server process last received the device's presence (undefined: not yet).
  */
 export function presenceOf(
   stored: "online" | "offline",
   heardAt: number | undefined,
-  outages: readonly number[],
+  enrolledAt: number,
+  link: Pick<BrokerLinkState, "connected" | "outages">,
 ): PresenceView {
-  const lostAt = outages.find((t) => heardAt === undefined || t >= heardAt);
+  const ref = heardAt ?? enrolledAt;
+  const lostAt = link.outages.find((t) => t >= ref) ?? (link.connected ? undefined : ref);
   if (lostAt === undefined) return { presence: stored, presenceSince: null, lastKnownPresence: stored };
   return { presence: "unknown", presenceSince: new Date(lostAt).toISOString(), lastKnownPresence: stored };
 }

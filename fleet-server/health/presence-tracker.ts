@@ -6,7 +6,7 @@ import { type PresenceView, presenceOf } from "./health-decision.js";
 export interface PresenceTracker {
   /** A presence message from the device arrived (retained re-delivery or live). */
   heard(deviceId: string): void;
-  view(deviceId: string, stored: "online" | "offline"): PresenceView;
+  view(device: { id: string; presence: "online" | "offline"; createdAt: string }): PresenceView;
 }
 
 export function createPresenceTracker(deps: { clock: Clock; link: BrokerLink }): PresenceTracker {
@@ -14,6 +14,6 @@ export function createPresenceTracker(deps: { clock: Clock; link: BrokerLink }):
   const heardAt = new Map<string, number>();
   return {
     heard: (id) => void heardAt.set(id, deps.clock.now()),
-    view: (id, stored) => presenceOf(stored, heardAt.get(id), deps.link.state().outages),
+    view: (d) => presenceOf(d.presence, heardAt.get(d.id), Date.parse(d.createdAt), deps.link.state()),
   };
 }

@@ -104,58 +104,86 @@ describe("health and readiness decisions", () => {
 });
 
 describe("presence against the broker link", () => {
+  const ENROLLED = T0 - 60_000;
+  const up = (outages: number[] = []) => ({ connected: true, outages });
+  const down = (outages: number[]) => ({ connected: false, outages });
+
   it("no outage: the stored presence", () => {
-    expect(presenceOf("online", undefined, [])).toEqual({
+    expect(presenceOf("online", undefined, ENROLLED, up())).toEqual({
       presence: "online",
       presenceSince: null,
       lastKnownPresence: "online",
     });
-    expect(presenceOf("offline", T0, [])).toMatchObject({ presence: "offline" });
+    expect(presenceOf("offline", T0, ENROLLED, up())).toMatchObject({ presence: "offline" });
   });
 
   it("an outage after the last message: unknown since the outage began, the last known value kept", () => {
-    expect(presenceOf("online", T0, [T0 + 10])).toEqual({
+    expect(presenceOf("online", T0, ENROLLED, down([T0 + 10]))).toEqual({
       presence: "unknown",
       presenceSince: iso(T0 + 10),
       lastKnownPresence: "online",
     });
+    // The link is back but the device was not heard since: still unknown.
+    expect(presenceOf("online", T0, ENROLLED, up([T0 + 10]))).toMatchObject({ presence: "unknown" });
   });
 
   it("heard again after the outage: known again", () => {
-    expect(presenceOf("offline", T0 + 20, [T0 + 10])).toMatchObject({ presence: "offline", presenceSince: null });
+    expect(presenceOf("offline", T0 + 20, ENROLLED, up([T0 + 10]))).toMatchObject({
+      presence: "offline",
+      presenceSince: null,
+    });
   });
 
   it("heard between two outages: unknown since the second", () => {
-    expect(presenceOf("online", T0 + 20, [T0 + 10, T0 + 30, T0 + 50])).toMatchObject({
+    expect(presenceOf("online", T0 + 20, ENROLLED, up([T0 + 10, T0 + 30, T0 + 50]))).toMatchObject({
       presence: "unknown",
       presenceSince: iso(T0 + 30),
     });
   });
 
-  it("never heard by this process: unknown since the first outage", () => {
-    expect(presenceOf("online", undefined, [T0 + 10, T0 + 30])).toMatchObject({
+  it("never heard by this process: unknown since the first outage after enrollment", () => {
+    expect(presenceOf("online", undefined, ENROLLED, up([T0 + 10, T0 + 30]))).toMatchObject({
       presence: "unknown",
       presenceSince: iso(T0 + 10),
+    });
+    expect(presenceOf("offline", undefined, T0 + 20, up([T0 + 10, T0 + 30]))).toMatchObject({
+      presence: "unknown",
+      presenceSince: iso(T0 + 30),
+    });
+  });
+
+  it("enrolled after the last outage and never heard: offline (the server would have seen it connect)", () => {
+    expect(presenceOf("offline", undefined, T0 + 20, up([T0 + 10]))).toMatchObject({
+      presence: "offline",
+      presenceSince: null,
+    });
+  });
+
+  it("enrolled while the link is down: unknown since its enrollment", () => {
+    expect(presenceOf("offline", undefined, T0 + 20, down([T0 + 10]))).toMatchObject({
+      presence: "unknown",
+      presenceSince: iso(T0 + 20),
     });
   });
 
   it("the tracker: unknown while down and after the link returns, until the device is heard again", () => {
     const { clock, link } = linkAt();
     const tracker = createPresenceTracker({ clock, link });
+    const dev = (id: string) => ({ id, presence: "online" as const, createdAt: iso(ENROLLED) });
     link.up();
     tracker.heard("d1");
     tracker.heard("d2");
-    expect(tracker.view("d1", "online").presence).toBe("online");
+    expect(tracker.view(dev("d1")).presence).toBe("online");
     clock.advance(1000);
     link.down();
-    expect(tracker.view("d1", "online")).toMatchObject({ presence: "unknown", presenceSince: iso(T0 + 1000) });
+    expect(tracker.view(dev("d1"))).toMatchObject({ presence: "unknown", presenceSince: iso(T0 + 1000) });
     clock.advance(1000);
     link.up();
     // Back, but nothing heard yet: the stored value may be stale (the device may have died meanwhile).
-    expect(tracker.view("d1", "online").presence).toBe("unknown");
+    expect(tracker.view(dev("d1")).presence).toBe("unknown");
     tracker.heard("d1"); // its retained presence is re-read after the re-subscribe
-    expect(tracker.view("d1", "online")).toMatchObject({ presence: "online", presenceSince: null });
-    expect(tracker.view("d2", "online")).toMatchObject({ presence: "unknown", presenceSince: iso(T0 + 1000) });
+    expect(tracker.view(dev("d1"))).toMatchObject({ presence: "online", presenceSince: null });
+    expect(tracker.view(dev("d2"))).toMatchObject({ presence: "unknown", presenceSince: iso(T0 + 1000) });
   });
 });
 
