@@ -14,9 +14,13 @@ import { createBlobStore } from "./bundles/bundle-store.js";
 import { createChunkServer } from "./bundles/chunk-server.js";
 import { dialHost, FleetServerConfigSchema, type FleetServerOptions } from "./config.js";
 import { createDeviceService } from "./devices/device-service.js";
+import { createBrokerLink } from "./health/broker-link.js";
+import { livenessOf, readinessOf } from "./health/health-decision.js";
+import { createPresenceTracker } from "./health/presence-tracker.js";
 import { buildHttpApp } from "./http/app.js";
 import { describeIssues } from "./http/validate.js";
 import { loadOrCreateKeys } from "./keys/key-store.js";
+import { createBrokerMetrics } from "./metrics/broker-metrics.js";
 import { createBuildTracker } from "./registry/build-tracker.js";
 import { createModelService } from "./registry/model-service.js";
 import { createReReleaser } from "./registry/re-release.js";
@@ -95,6 +99,12 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       topics,
       bootstrapAdminToken: keys.adminToken,
     });
+    // The server's view of its MQTT connection: health, readiness, presence, metrics (issue 20 §4).
+    const brokerLink = createBrokerLink({
+      clock,
+      log: log.child({ component: "broker-link" }),
+      kind: config.mqttUrl === undefined ? "embedded" : "external",
+    });
     const devices = createDeviceService({
       log: log.child({ component: "devices" }),
       clock,
@@ -102,6 +112,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       isRevoked: security.isRevoked,
       onEnrolled: security.onEnrolled,
       variantMeasurements: (id) => measurementRepo.forDevice(id),
+      presence: createPresenceTracker({ clock, link: brokerLink }),
     });
     if ((config.tlsCertPath === undefined) !== (config.tlsKeyPath === undefined)) {
       throw new EdgeFleetError("VALIDATION_FAILED", "tlsCertPath and tlsKeyPath go together");
@@ -147,7 +158,12 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
         log: log.child({ component: "mqtt" }),
       });
     }
-    closers.push(() => transport.close());
+    brokerLink.up();
+    transport.onLink((e) => (e.up ? brokerLink.up() : brokerLink.down(e.error)));
+    closers.push(() => {
+      brokerLink.stop();
+      return transport.close();
+    });
     security.attachTransport(transport);
 
     // The trust root chain (oldest first), retained so a device can walk rotations (DESIGN §3).
@@ -272,10 +288,21 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     // or this server may have died between committing a document to SQLite and publishing it.
     // Same seq: an agent that already holds a document sees a retained re-delivery and ignores it.
     await rollouts.republishDesired();
+    // A broker that restarted without persistence lost every retained message: after a reconnect
+    // the trust root and desired documents are retained again, as at start (same seq: no effect on
+    // an agent that holds them). Retained presence and reports come back by themselves: mqtt.js
+    // subscribes again and the broker re-sends them.
+    brokerLink.onReconnect(() => {
+      void transport
+        .publish(topics.trustRoot(), JSON.stringify(keys.rootChain), { qos: 1, retain: true })
+        .then(() => rollouts.republishDesired())
+        .catch((err: unknown) => log.warn({ err }, "re-retaining after a broker reconnect failed"));
+    });
     // Rollouts resume from what SQLite holds: the planner has no other memory.
     scheduler.start();
     closers.push(() => scheduler.stop());
 
+    const brokerMetrics = createBrokerMetrics(brokerLink);
     const app = await buildHttpApp({
       log,
       adminToken: keys.adminToken,
@@ -289,11 +316,12 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       signing,
       rollouts,
       security,
+      health: { liveness: () => livenessOf(brokerLink.state()), readiness: () => readinessOf(brokerLink.state()) },
       ...(tls ? { https: tls } : {}),
       telemetry: {
         ingest: telemetry,
         deviceExists: (id) => deviceRepo.get(id) !== null,
-        metrics: () => telemetry.metricsText(),
+        metrics: async () => `${await telemetry.metricsText()}${await brokerMetrics.text()}`,
       },
     });
     await app.listen({ port: config.httpPort, host: config.httpHost });

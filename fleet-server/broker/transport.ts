@@ -7,6 +7,11 @@ export type MessageHandler = (topic: string, payload: Buffer) => void;
 export interface Transport {
   publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain: boolean }): Promise<void>;
   subscribe(filter: string, handler: MessageHandler): Promise<void>;
+  /**
+   * Connection changes after the first connect (issue 20 §4): `up` on each reconnect (mqtt.js then
+   * subscribes again, so retained messages are re-read), `up: false` on each loss and failed retry.
+   */
+  onLink(listener: (event: { up: boolean; error?: string }) => void): void;
   close(): Promise<void>;
 }
 
@@ -54,8 +59,20 @@ export async function connectTransport(opts: {
       }
     }
   });
-  client.on("error", (err) => log.warn({ err: err.message }, "mqtt client error"));
+  const linkListeners: ((event: { up: boolean; error?: string }) => void)[] = [];
+  let lastError: string | undefined;
+  client.on("error", (err) => {
+    lastError = err.message;
+    log.warn({ err: err.message }, "mqtt client error");
+  });
   client.on("reconnect", () => log.info("mqtt reconnecting"));
+  client.on("connect", () => {
+    lastError = undefined;
+    for (const l of linkListeners) l({ up: true });
+  });
+  client.on("close", () => {
+    for (const l of linkListeners) l(lastError === undefined ? { up: false } : { up: false, error: lastError });
+  });
 
   await new Promise<void>((resolve, reject) => {
     const onConnect = () => {
@@ -88,6 +105,7 @@ export async function connectTransport(opts: {
         });
       });
     },
+    onLink: (listener) => void linkListeners.push(listener),
     close() {
       return new Promise((resolve) => client.end(false, {}, () => resolve()));
     },

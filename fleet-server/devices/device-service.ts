@@ -2,6 +2,8 @@ import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { DeviceEventSchema, PresenceSchema, ReportedStateSchema } from "../../shared/schemas/device-state.js";
+import { presenceOf } from "../health/health-decision.js";
+import type { PresenceTracker } from "../health/presence-tracker.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import { createCredentialCache } from "./credential-cache.js";
 import { generatePassword, hashPassword, verifyPassword } from "./password.js";
@@ -16,6 +18,8 @@ export interface DeviceDeps {
   onEnrolled?: (deviceId: string, password: string) => void;
   /** What the device measured per model and variant (issue 5), shown in `GET /v1/devices/{id}`. */
   variantMeasurements?: (deviceId: string) => unknown[];
+  /** Presence judged against the server's broker link: `unknown` while it cannot see (issue 20 §4). */
+  presence?: PresenceTracker;
 }
 
 const RECENT_EVENTS = 50;
@@ -32,12 +36,12 @@ function modelSummaries(reported: unknown) {
   }));
 }
 
-export function deviceSummary(d: DeviceRow) {
+export function deviceSummary(d: DeviceRow, presence?: PresenceTracker) {
   return {
     id: d.id,
     tags: d.tags,
     profile: d.profile,
-    presence: d.presence,
+    ...(presence?.view(d) ?? presenceOf(d.presence, undefined, 0, { connected: true, outages: [] })),
     lastSeen: d.lastSeen,
     createdAt: d.createdAt,
     desiredSeq: d.desiredSeq,
@@ -103,14 +107,14 @@ export function createDeviceService(deps: DeviceDeps) {
     },
 
     list() {
-      return devices.list().map(deviceSummary);
+      return devices.list().map((d) => deviceSummary(d, deps.presence));
     },
 
     get(id: string) {
       const d = devices.get(id);
       if (!d) throw new EdgeFleetError("NOT_FOUND", `device ${id} not found`);
       return {
-        ...deviceSummary(d),
+        ...deviceSummary(d, deps.presence),
         reported: d.reported,
         events: devices.recentEvents(id, RECENT_EVENTS).map((e) => e.body),
         variantMeasurements: deps.variantMeasurements?.(id) ?? [],
@@ -136,6 +140,7 @@ export function createDeviceService(deps: DeviceDeps) {
       if (!presence) return void log.warn({ deviceId }, "presence payload invalid; dropped");
       if (!devices.get(deviceId)) return void log.warn({ deviceId }, "presence from unknown device; dropped");
       devices.setPresence(deviceId, presence, nowIso());
+      deps.presence?.heard(deviceId);
     },
 
     onReported(deviceId: string, payload: Buffer): void {

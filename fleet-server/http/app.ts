@@ -6,6 +6,7 @@ import { registerSecurityRoutes } from "../auth/routes-security.js";
 import type { Principal, SecurityService } from "../auth/security-service.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import type { DeviceService } from "../devices/device-service.js";
+import type { ProbeAnswer } from "../health/health-decision.js";
 import type { BuildTracker } from "../registry/build-tracker.js";
 import type { ModelService } from "../registry/model-service.js";
 import type { ReleaseSigning } from "../registry/release-signing.js";
@@ -46,6 +47,8 @@ export interface HttpDeps {
   https?: { cert: Buffer; key: Buffer };
   /** Telemetry reads, version health, drift alerts and `GET /metrics` (issue 6). */
   telemetry?: TelemetryHttpDeps;
+  /** `GET /healthz` (liveness) and `GET /readyz` (readiness), judged on the broker link (issue 20 §4). */
+  health: { liveness(): ProbeAnswer; readiness(): ProbeAnswer };
 }
 
 /**
@@ -180,7 +183,15 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     }
   });
 
-  app.get("/healthz", access("public"), async () => ({ status: "ok" }));
+  // Probes are public: an orchestrator asks them without credentials (issue 20 §4).
+  app.get("/healthz", access("public"), async (_req, reply) => {
+    const answer = deps.health.liveness();
+    return reply.status(answer.statusCode).send(answer.body);
+  });
+  app.get("/readyz", access("public"), async (_req, reply) => {
+    const answer = deps.health.readiness();
+    return reply.status(answer.statusCode).send(answer.body);
+  });
   registerModelRoutes(app, deps, callerOf);
   if (deps.signing) registerReleaseRoutes(app, deps.signing);
   registerDeviceRoutes(app, deps);

@@ -1,9 +1,11 @@
 import { type DisplayState, emptyDisplayCounts, type MemberState } from "../../shared/rollout-display.js";
-import type { DeviceRepo } from "../store/device-repo.js";
+import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
 import type { RolloutDefinition } from "./definition.js";
 import { engineOf, ROLLBACK_REMOVED, type RolloutExecutor } from "./executor.js";
+import type { Observation } from "./observe.js";
 import { currentGates, type PlannerDevice } from "./planner.js";
+import { runningNowOf, verdictNote } from "./running-now.js";
 import { rolloutStatus } from "./status.js";
 import { memberBundleSha } from "./variant-assignment.js";
 
@@ -21,6 +23,55 @@ export function memberState(observed: DisplayState, m: Pick<MemberRow, "outcome"
 }
 
 /**
+ * Pure: one device of the rollout view, from its membership, its device row and the observations
+ * of its bundle (and of its rollback bundle, when the rollout moved it back).
+ */
+export function memberView(
+  row: RolloutRow,
+  m: MemberRow,
+  dev: Pick<DeviceRow, "reported" | "lastSeen"> | null,
+  obs: Observation,
+  back: Observation | null,
+) {
+  const display = memberState(obs.display, m);
+  let rollback: { bundle: string | null; state: DisplayState; error?: { code: string; message: string } } | null = null;
+  if (m.rollbackSha256 === ROLLBACK_REMOVED) rollback = { bundle: null, state: "committed" };
+  else if (m.rollbackSha256 !== null && back) {
+    rollback = { bundle: m.rollbackSha256, state: back.display, ...(back.error ? { error: back.error } : {}) };
+  }
+  const bundle = memberBundleSha(row, m);
+  // What the device serves now, beside the verdict, so the two are never confused (issue 20 §4).
+  const runningNow = runningNowOf(dev?.reported ?? null, row.model, bundle);
+  const note = verdictNote(display, m.outcomeReason, runningNow);
+  return {
+    deviceId: m.deviceId,
+    stage: m.stage,
+    // Each device's own bundle: with `variant: auto` they differ by profile (issue 5).
+    variant: m.variant ?? row.variant,
+    bundle,
+    variantReason: m.variantReason ?? "explicit",
+    state: display,
+    agentState: obs.state,
+    outcome: m.outcome,
+    reason: m.outcomeReason,
+    acknowledged: m.acknowledged,
+    assignedAt: m.assignedAt,
+    previous: m.previous,
+    ...(obs.progress ? { progress: obs.progress } : {}),
+    ...(obs.error
+      ? { error: obs.error }
+      : m.outcome === "failed" && m.outcomeReason === "TIMEOUT"
+        ? { error: { code: "TIMEOUT", message: "deadline passed" } }
+        : {}),
+    ...(obs.probation ? { probation: obs.probation } : {}),
+    rollback,
+    runningNow,
+    ...(note ? { note } : {}),
+    updatedAt: dev?.lastSeen ?? m.assignedAt,
+  };
+}
+
+/**
  * The operator's view of a rollout (`GET /v1/rollouts/{id}`): status, current stage, per-stage
  * progress by display state, the current gate evaluation, each device, and the history.
  * `counts` keeps the shape of the first API version (total/committed/failed/inProgress/pending);
@@ -34,39 +85,11 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
     const members = rollouts.devices(row.id);
     const perDevice = members.map((m) => {
       const dev = devices.get(m.deviceId);
-      const obs = executor.observe(row, m, dev);
-      const display = memberState(obs.display, m);
-      let rollback: { bundle: string | null; state: DisplayState; error?: { code: string; message: string } } | null =
-        null;
-      if (m.rollbackSha256 === ROLLBACK_REMOVED) rollback = { bundle: null, state: "committed" };
-      else if (m.rollbackSha256 !== null) {
-        const back = executor.observe(row, m, dev, m.rollbackSha256);
-        rollback = { bundle: m.rollbackSha256, state: back.display, ...(back.error ? { error: back.error } : {}) };
-      }
-      return {
-        deviceId: m.deviceId,
-        stage: m.stage,
-        // Each device's own bundle: with `variant: auto` they differ by profile (issue 5).
-        variant: m.variant ?? row.variant,
-        bundle: memberBundleSha(row, m),
-        variantReason: m.variantReason ?? "explicit",
-        state: display,
-        agentState: obs.state,
-        outcome: m.outcome,
-        reason: m.outcomeReason,
-        acknowledged: m.acknowledged,
-        assignedAt: m.assignedAt,
-        previous: m.previous,
-        ...(obs.progress ? { progress: obs.progress } : {}),
-        ...(obs.error
-          ? { error: obs.error }
-          : m.outcome === "failed" && m.outcomeReason === "TIMEOUT"
-            ? { error: { code: "TIMEOUT", message: "deadline passed" } }
-            : {}),
-        ...(obs.probation ? { probation: obs.probation } : {}),
-        rollback,
-        updatedAt: dev?.lastSeen ?? m.assignedAt,
-      };
+      const back =
+        m.rollbackSha256 !== null && m.rollbackSha256 !== ROLLBACK_REMOVED
+          ? executor.observe(row, m, dev, m.rollbackSha256)
+          : null;
+      return memberView(row, m, dev, executor.observe(row, m, dev), back);
     });
 
     const all = emptyDisplayCounts();

@@ -39,6 +39,10 @@ export interface RolloutDeviceStatus {
   progress?: { bytes: number; total: number };
   error?: { code: string; message: string };
   rollback?: { bundle: string | null; state: string; error?: { code: string; message: string } } | null;
+  /** What the device serves for the model now (absent from servers older than it). */
+  runningNow?: { version: string; variant: string; bundle: string; thisRollout: boolean } | null;
+  /** Set when the verdict and what the device runs disagree (e.g. committed after a TIMEOUT). */
+  note?: string;
   updatedAt?: string;
 }
 

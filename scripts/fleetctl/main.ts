@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { Command, InvalidArgumentError } from "commander";
 import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
+import { formatDeviceLine } from "./device-format.js";
 import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
 import { registerReleaseCommands } from "./release-commands.js";
@@ -171,14 +172,7 @@ export function buildProgram(): Command {
         console.log(JSON.stringify(list, null, 2));
         return;
       }
-      for (const d of list) {
-        const models = ((d.models ?? []) as { model: string; state: string; committedVersion: string | null }[])
-          .map((m) => `${m.model}@${m.committedVersion ?? "-"} ${m.state}`)
-          .join(", ");
-        console.log(
-          `${String(d.id).padEnd(24)} ${String(d.presence ?? "unknown").padEnd(8)} ${String(d.profile ?? "").padEnd(16)} ${models}`,
-        );
-      }
+      for (const d of list) console.log(formatDeviceLine(d));
     });
   devices
     .command("add <id>")

@@ -146,7 +146,11 @@ export function formatRollout(s: RolloutStatus): string[] {
     const err = d.error ? `  ${d.error.code}: ${d.error.message}` : "";
     const back = d.rollback ? `  rollback: ${d.rollback.state}` : "";
     const st = d.stage === undefined ? "" : `s${d.stage + 1} `;
-    lines.push(`  ${st}${d.deviceId.padEnd(24)} ${d.state.padEnd(12)}${prog}${err}${back}`);
+    // A failed or reverted device still serves something: say what (issue 20 §4).
+    const ended = d.state === "failed" || d.state === "reverted";
+    const runs = ended && d.runningNow ? `  runs ${d.runningNow.version} (${d.runningNow.variant})` : "";
+    lines.push(`  ${st}${d.deviceId.padEnd(24)} ${d.state.padEnd(12)}${prog}${err}${back}${runs}`);
+    if (d.note) lines.push(`      note: ${d.note}`);
   }
   return lines;
 }
