@@ -242,6 +242,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       scheduler,
       isPendingSignature: (model, version, variant) =>
         pendingRepo.uploadsOf(model, version).some((p) => p.variant === variant),
+      isRevoked: (id) => security.isRevoked(id),
     });
 
     const route = (handler: (deviceId: string, payload: Buffer) => void) => (topic: string, payload: Buffer) => {

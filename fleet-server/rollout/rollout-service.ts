@@ -29,6 +29,8 @@ export interface RolloutDeps {
   scheduler: RolloutScheduler;
   /** Offline release signing: true while a variant waits for release signatures (never rolled out). */
   isPendingSignature?: (model: string, version: string, variant: string) => boolean;
+  /** Revoked devices get no retained desired state back (revocation cleared it; issue 20 §4 review). */
+  isRevoked?: (deviceId: string) => boolean;
 }
 
 export type RolloutCommand = "pause" | "resume" | "abort" | "rollback" | "promote";
@@ -265,7 +267,7 @@ export function createRolloutService(deps: RolloutDeps) {
     /** Re-publishes every device's last desired state (retained), e.g. to a fresh broker after a restart. */
     async republishDesired(): Promise<void> {
       for (const d of devices.list()) {
-        if (d.desired === null) continue;
+        if (d.desired === null || deps.isRevoked?.(d.id)) continue;
         await transport.publish(topics.device(d.id, "desired"), JSON.stringify(d.desired), { qos: 1, retain: true });
       }
     },
