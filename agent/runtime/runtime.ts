@@ -9,6 +9,7 @@ import { createHostSupervisor } from "./host-supervisor.js";
 import { type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
 import type { InferRecord, InferRequest, InferResult, InstalledModel, LoadedVersion } from "./model-runtime.js";
 import { routeVersion } from "./route-version.js";
+import { attributeRunFailure, createShapeMemory, shapeSignature } from "./run-failures.js";
 import type { AgentModelRuntime, ModelRuntimeDeps, RawInferRequest, RawInferResult, Version } from "./runtime-types.js";
 import { sessionOptionsFromProfile } from "./session-options.js";
 import { runSmokeTest } from "./smoke-test.js";
@@ -62,6 +63,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
   const servingByModel = new Map<string, Version>();
   const listeners = new Set<(r: InferRecord) => void>();
   const restartWaitMs = deps.restartWaitMs ?? 15_000;
+  /** Input shapes each model has run successfully: tells a caller's odd shape from a model's failure. */
+  const provenShapes = createShapeMemory();
 
   const emit = (r: InferRecord) => {
     for (const l of listeners) {
@@ -143,6 +146,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       if (!v.restarting && !v.retiring && !v.host.alive()) await bounded(deps.clock, v.host.exited.then(noop), 2_000);
       if (v.restarting) await bounded(deps.clock, v.restarting, restartWaitMs);
       const res = await v.host.run(feeds, wanted);
+      provenShapes.remember(v.installed.model, shapeSignature(feeds));
       const nonFinite = countNonFinite(res.outputs);
       const out = res.outputs;
       const totalMs = performance.now() - started;
@@ -157,7 +161,14 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       });
       return out;
     } catch (err) {
-      const e = toEdgeFleetError(err, "INFERENCE_FAILED");
+      // Blame and words (issue 20 §3/§7): a shape onnxruntime cannot take is the caller's 400; its
+      // internal paths never reach a client.
+      const sig = shapeSignature(feeds);
+      const e = attributeRunFailure(
+        toEdgeFleetError(err, "INFERENCE_FAILED"),
+        feeds,
+        provenShapes.has(v.installed.model, sig),
+      );
       const totalMs = performance.now() - started;
       emit({
         installed: v.installed,

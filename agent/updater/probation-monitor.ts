@@ -4,6 +4,7 @@ import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
 import type { HealthSummary, ProbationReport } from "../../shared/schemas/device-state.js";
 import type { SamplesFile } from "../../shared/schemas/tensor.js";
 import type { InferRecord, LoadedVersion, ModelRuntime } from "../runtime/model-runtime.js";
+import { isModelFault } from "../runtime/run-failures.js";
 import { type HealthSample, summarize } from "./health-summary.js";
 import { judgeProbation, type ProbationJudgement } from "./verdicts.js";
 
@@ -24,6 +25,9 @@ const MAX_BUNDLES = 8;
 export function createHealthRecorder(runtime: Pick<ModelRuntime, "observe">): HealthRecorder {
   const rings = new Map<string, HealthSample[]>();
   const off = runtime.observe((r: InferRecord) => {
+    // A request the model refused as invalid (4xx) says nothing about the model: it neither counts as an
+    // error nor fills the window, so a careless app cannot fail a healthy candidate (issue 20 §3).
+    if (!r.ok && !isModelFault(r.errorCode)) return;
     const sha = r.installed.sha256;
     let ring = rings.get(sha);
     if (!ring) {
