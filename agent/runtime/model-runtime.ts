@@ -102,8 +102,11 @@ export interface ModelRuntime {
   /** The version serving each model right now. */
   serving(): Map<string, LoadedVersion>;
   infer(req: InferRequest): Promise<InferResult>;
-  /** Runs a synthetic probe on this exact version (recorded with `probe: true`). */
-  probe(loaded: LoadedVersion, inputs: Record<string, JsonTensor>): Promise<InferResult>;
+  /**
+   * Runs a synthetic probe on this exact version (recorded with `probe: true`); `computeMs` is the
+   * model's execution time in its host (paired latency calibration, issue 20 §6).
+   */
+  probe(loaded: LoadedVersion, inputs: Record<string, JsonTensor>): Promise<InferResult & { computeMs: number }>;
   /** Subscribes to every inference record; returns the unsubscribe function. */
   observe(listener: (r: InferRecord) => void): () => void;
   /** How many times this version's host crashed and was restarted (or is being restarted). */

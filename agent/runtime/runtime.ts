@@ -116,13 +116,23 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     outputs?: string[],
     probe = false,
   ): Promise<Record<string, JsonTensor>> {
+    return (await runTimedOn(v, inputs, outputs, probe)).outputs;
+  }
+
+  /** `runOn` that also gives the model's execution time in its host (probation calibration). */
+  async function runTimedOn(
+    v: Version,
+    inputs: Record<string, JsonTensor>,
+    outputs?: string[],
+    probe = false,
+  ): Promise<{ outputs: Record<string, JsonTensor>; computeMs: number }> {
     validateInputs(v.installed.manifest.inputs, inputs);
     const feeds: Record<string, RawTensor> = {};
     for (const [name, t] of Object.entries(inputs)) feeds[name] = jsonToRaw(name, t);
     const raw = await runRawOn(v, feeds, outputs, probe);
     const out: Record<string, JsonTensor> = {};
-    for (const [name, t] of Object.entries(raw)) out[name] = rawToJson(t);
-    return out;
+    for (const [name, t] of Object.entries(raw.outputs)) out[name] = rawToJson(t);
+    return { outputs: out, computeMs: raw.computeMs };
   }
 
   /**
@@ -135,7 +145,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     feeds: Record<string, RawTensor>,
     outputs?: string[],
     probe = false,
-  ): Promise<Record<string, RawTensor>> {
+  ): Promise<{ outputs: Record<string, RawTensor>; computeMs: number }> {
     const manifest = v.installed.manifest;
     validateRawInputs(manifest.inputs, feeds);
     const wanted = validateOutputNames(manifest.outputs, outputs);
@@ -159,7 +169,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         nonFinite,
         probe,
       });
-      return out;
+      return { outputs: out, computeMs: res.computeMs };
     } catch (err) {
       // Blame and words (issue 20 §3/§7): a shape onnxruntime cannot take is the caller's 400; its
       // internal paths never reach a client.
@@ -343,14 +353,14 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
 
     async inferRaw(req: RawInferRequest): Promise<RawInferResult> {
       const v = pick(req.model, req.version);
-      const outputs = await runRawOn(v, req.inputs, req.outputs, req.internal === true);
+      const { outputs } = await runRawOn(v, req.inputs, req.outputs, req.internal === true);
       return { model: v.installed.model, version: v.installed.version, sha256: v.installed.sha256, outputs };
     },
 
     async probe(loaded, inputs) {
       const v = own(loaded);
-      const outputs = await runOn(v, inputs, undefined, true);
-      return { model: v.installed.model, version: v.installed.version, outputs };
+      const { outputs, computeMs } = await runTimedOn(v, inputs, undefined, true);
+      return { model: v.installed.model, version: v.installed.version, outputs, computeMs };
     },
 
     observe(listener) {
