@@ -43,13 +43,17 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
         const back = executor.observe(row, m, dev, m.rollbackSha256);
         rollback = { bundle: m.rollbackSha256, state: back.display, ...(back.error ? { error: back.error } : {}) };
       }
+      const variant = m.variant ?? row.variant;
+      // Why not the profile's preferred variant (issue 20 §7), from the registry and profile as they are now.
+      const variantNote = executor.explainVariant(row, dev, variant);
       return {
         deviceId: m.deviceId,
         stage: m.stage,
         // Each device's own bundle: with `variant: auto` they differ by profile (issue 5).
-        variant: m.variant ?? row.variant,
+        variant,
         bundle: memberBundleSha(row, m),
         variantReason: m.variantReason ?? "explicit",
+        ...(variantNote ? { variantNote } : {}),
         state: display,
         agentState: obs.state,
         outcome: m.outcome,
