@@ -110,14 +110,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
   const pick = (model: string, version?: string): Version => routeVersion(versions, servingByModel, model, version);
 
   /** Validates, converts and runs on `v`, keeping `inFlight` exact. Sync until the first await. */
-  async function runOn(
-    v: Version,
-    inputs: Record<string, JsonTensor>,
-    outputs?: string[],
-    probe = false,
-  ): Promise<Record<string, JsonTensor>> {
-    return (await runTimedOn(v, inputs, outputs, probe)).outputs;
-  }
+  const runOn = async (v: Version, inputs: Record<string, JsonTensor>, outputs?: string[], probe = false) =>
+    (await runTimedOn(v, inputs, outputs, probe)).outputs;
 
   /** `runOn` that also gives the model's execution time in its host (probation calibration). */
   async function runTimedOn(
@@ -173,12 +167,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     } catch (err) {
       // Blame and words (issue 20 §3/§7): a shape onnxruntime cannot take is the caller's 400; its
       // internal paths never reach a client.
-      const sig = shapeSignature(feeds);
-      const e = attributeRunFailure(
-        toEdgeFleetError(err, "INFERENCE_FAILED"),
-        feeds,
-        provenShapes.has(v.installed.model, sig),
-      );
+      const proven = provenShapes.has(v.installed.model, shapeSignature(feeds));
+      const e = attributeRunFailure(toEdgeFleetError(err, "INFERENCE_FAILED"), feeds, proven);
       const totalMs = performance.now() - started;
       emit({
         installed: v.installed,
