@@ -51,8 +51,9 @@ export interface InferResult {
 
 /**
  * One inference as the runtime saw it, for the health monitor (probation verdicts, baselines).
- * Emitted for every request that reached a host (client input errors are not the model's fault and
- * are not recorded).
+ * Emitted for every request that reached a host. Requests refused by validation never reach one and
+ * are not recorded; a run onnxruntime refused as the caller's mistake is recorded with a 4xx
+ * `errorCode` (INVALID_TENSOR), which metrics count and probation ignores (issue 20 §3, `isModelFault`).
  */
 export interface InferRecord {
   installed: InstalledModel;
