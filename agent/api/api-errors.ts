@@ -1,5 +1,6 @@
 import { EdgeFleetError } from "../../shared/errors.js";
 import { httpStatusFor } from "../../shared/http-status.js";
+import { sanitizeMessage } from "../runtime/run-failures.js";
 
 export interface ApiErrorReply {
   status: number;
@@ -28,7 +29,8 @@ export function apiErrorReply(err: unknown): ApiErrorReply {
   const status = httpStatusFor(e.code);
   return {
     status,
-    body: { error: e.message, code: e.code },
+    // No message leaves with a file path or onnxruntime's source locations (issue 20 §7); the log keeps the original.
+    body: { error: sanitizeMessage(e.message), code: e.code },
     serverFault: status >= 500 && e.code !== "MODEL_NOT_READY",
   };
 }

@@ -13,6 +13,11 @@ export interface V2ModelMetadata {
   platform: "onnxruntime_onnx";
   inputs: V2TensorMetadata[];
   outputs: V2TensorMetadata[];
+  /**
+   * Which build answers (issue 20 §7): an app can tell the variant it is served (fp32/int8) and pin
+   * results to one bundle. The `parameters` extension of the protocol allows them on metadata.
+   */
+  parameters: { version: string; variant: string; bundle_sha256: string };
 }
 
 /** v2 metadata writes dynamic dims as -1; manifests may name them. */
@@ -29,5 +34,10 @@ export function modelMetadata(version: LoadedVersion, allVersions: readonly stri
     platform: "onnxruntime_onnx",
     inputs: m.inputs.map(toV2),
     outputs: m.outputs.map(toV2),
+    parameters: {
+      version: version.installed.version,
+      variant: version.installed.variant,
+      bundle_sha256: version.installed.sha256,
+    },
   };
 }

@@ -77,8 +77,13 @@ function isReady(runtime: SocketApiRuntime, v: LoadedVersion): boolean {
   return state === "serving" || state === "loaded";
 }
 
+/**
+ * Ready means the agent can serve (issue 20 §7): at least one model, and every loaded model has a
+ * healthy serving version. An agent with nothing to serve is live but not ready.
+ */
 function defaultReady(runtime: SocketApiRuntime): boolean {
   const models = new Set(runtime.loaded().map((v) => v.installed.model));
+  if (models.size === 0) return false;
   const serving = runtime.serving();
   for (const m of models) {
     const v = serving.get(m);
@@ -114,7 +119,13 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
   }));
   server.get("/v2/health/live", async () => ({ live: true }));
   server.get("/v2/health/ready", async () => {
-    if (!ready()) throw new EdgeFleetError("MODEL_NOT_READY", "not every model has a serving version");
+    if (!ready()) {
+      const none = runtime.loaded().length === 0;
+      throw new EdgeFleetError(
+        "MODEL_NOT_READY",
+        none ? "no model to serve yet" : "not every model has a serving version",
+      );
+    }
     return { ready: true };
   });
 

@@ -23,6 +23,39 @@ export interface DecodedInfer {
   abKey?: string;
 }
 
+/**
+ * The parameters we implement, per level, and the type each must have. Anything else is refused with
+ * 400 rather than accepted and ignored (issue 20 §7: `outputs[].parameters.classification` and
+ * `inputs[].parameters.shared_memory_region` used to answer 200 with the full tensor): a client that
+ * asks for an extension must learn at once that it does not get it.
+ */
+const SUPPORTED: Record<"request" | "input" | "output", Record<string, (v: unknown) => boolean>> = {
+  request: {
+    binary_data_output: (v) => typeof v === "boolean",
+    ab_key: (v) => typeof v === "string" || typeof v === "number",
+  },
+  input: { binary_data_size: (v) => typeof v === "number" && Number.isInteger(v) && v >= 0 },
+  output: { binary_data: (v) => typeof v === "boolean" },
+};
+
+/** Throws BAD_REQUEST on a parameter that `where` does not support or one of the wrong type. Pure. */
+export function checkParameters(where: string, parameters: Record<string, unknown> | undefined): void {
+  if (!parameters) return;
+  const level = where === "request" ? "request" : where.startsWith("input") ? "input" : "output";
+  const allowed = SUPPORTED[level];
+  for (const [name, value] of Object.entries(parameters)) {
+    const ok = allowed[name];
+    if (!ok) {
+      const known = Object.keys(allowed).join(", ");
+      throw new EdgeFleetError(
+        "BAD_REQUEST",
+        `${where}: parameter "${name}" is not supported (supported at this level: ${known})`,
+      );
+    }
+    if (!ok(value)) throw new EdgeFleetError("BAD_REQUEST", `${where}: parameter "${name}" has an invalid value`);
+  }
+}
+
 const str = (v: unknown) => (typeof v === "string" || typeof v === "number" ? String(v) : undefined);
 
 export function decodeInferRequest(body: unknown, binary: Buffer | null): DecodedInfer {
@@ -33,10 +66,9 @@ export function decodeInferRequest(body: unknown, binary: Buffer | null): Decode
   }
   const req = parsed.data;
   const parameters = req.parameters ?? {};
-  // Extensions we do not implement are refused rather than silently ignored (Triton does the same).
-  for (const p of ["classification", "sequence_id", "shared_memory_region"]) {
-    if (p in parameters) throw new EdgeFleetError("BAD_REQUEST", `parameter "${p}" is not supported`);
-  }
+  checkParameters("request", parameters);
+  for (const input of req.inputs) checkParameters(`input "${input.name}"`, input.parameters);
+  for (const output of req.outputs ?? []) checkParameters(`output "${output.name}"`, output.parameters);
   const seen = new Set<string>();
   const json: Record<string, JsonTensor> = {};
   const raw: Record<string, RawTensor> = {};

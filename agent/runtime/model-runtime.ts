@@ -51,8 +51,9 @@ export interface InferResult {
 
 /**
  * One inference as the runtime saw it, for the health monitor (probation verdicts, baselines).
- * Emitted for every request that reached a host (client input errors are not the model's fault and
- * are not recorded).
+ * Emitted for every request that reached a host. Requests refused by validation never reach one and
+ * are not recorded; a run onnxruntime refused as the caller's mistake is recorded with a 4xx
+ * `errorCode` (INVALID_TENSOR), which metrics count and probation ignores (issue 20 §3, `isModelFault`).
  */
 export interface InferRecord {
   installed: InstalledModel;
@@ -102,8 +103,11 @@ export interface ModelRuntime {
   /** The version serving each model right now. */
   serving(): Map<string, LoadedVersion>;
   infer(req: InferRequest): Promise<InferResult>;
-  /** Runs a synthetic probe on this exact version (recorded with `probe: true`). */
-  probe(loaded: LoadedVersion, inputs: Record<string, JsonTensor>): Promise<InferResult>;
+  /**
+   * Runs a synthetic probe on this exact version (recorded with `probe: true`); `computeMs` is the
+   * model's execution time in its host (paired latency calibration, issue 20 §6).
+   */
+  probe(loaded: LoadedVersion, inputs: Record<string, JsonTensor>): Promise<InferResult & { computeMs: number }>;
   /** Subscribes to every inference record; returns the unsubscribe function. */
   observe(listener: (r: InferRecord) => void): () => void;
   /** How many times this version's host crashed and was restarted (or is being restarted). */

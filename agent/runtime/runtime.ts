@@ -9,6 +9,7 @@ import { createHostSupervisor } from "./host-supervisor.js";
 import { type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
 import type { InferRecord, InferRequest, InferResult, InstalledModel, LoadedVersion } from "./model-runtime.js";
 import { routeVersion } from "./route-version.js";
+import { attributeRunFailure, createShapeMemory, shapeSignature } from "./run-failures.js";
 import type { AgentModelRuntime, ModelRuntimeDeps, RawInferRequest, RawInferResult, Version } from "./runtime-types.js";
 import { sessionOptionsFromProfile } from "./session-options.js";
 import { runSmokeTest } from "./smoke-test.js";
@@ -62,6 +63,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
   const servingByModel = new Map<string, Version>();
   const listeners = new Set<(r: InferRecord) => void>();
   const restartWaitMs = deps.restartWaitMs ?? 15_000;
+  /** Input shapes each model has run successfully: tells a caller's odd shape from a model's failure. */
+  const provenShapes = createShapeMemory();
 
   const emit = (r: InferRecord) => {
     for (const l of listeners) {
@@ -107,19 +110,23 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
   const pick = (model: string, version?: string): Version => routeVersion(versions, servingByModel, model, version);
 
   /** Validates, converts and runs on `v`, keeping `inFlight` exact. Sync until the first await. */
-  async function runOn(
+  const runOn = async (v: Version, inputs: Record<string, JsonTensor>, outputs?: string[], probe = false) =>
+    (await runTimedOn(v, inputs, outputs, probe)).outputs;
+
+  /** `runOn` that also gives the model's execution time in its host (probation calibration). */
+  async function runTimedOn(
     v: Version,
     inputs: Record<string, JsonTensor>,
     outputs?: string[],
     probe = false,
-  ): Promise<Record<string, JsonTensor>> {
+  ): Promise<{ outputs: Record<string, JsonTensor>; computeMs: number }> {
     validateInputs(v.installed.manifest.inputs, inputs);
     const feeds: Record<string, RawTensor> = {};
     for (const [name, t] of Object.entries(inputs)) feeds[name] = jsonToRaw(name, t);
     const raw = await runRawOn(v, feeds, outputs, probe);
     const out: Record<string, JsonTensor> = {};
-    for (const [name, t] of Object.entries(raw)) out[name] = rawToJson(t);
-    return out;
+    for (const [name, t] of Object.entries(raw.outputs)) out[name] = rawToJson(t);
+    return { outputs: out, computeMs: raw.computeMs };
   }
 
   /**
@@ -132,7 +139,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     feeds: Record<string, RawTensor>,
     outputs?: string[],
     probe = false,
-  ): Promise<Record<string, RawTensor>> {
+  ): Promise<{ outputs: Record<string, RawTensor>; computeMs: number }> {
     const manifest = v.installed.manifest;
     validateRawInputs(manifest.inputs, feeds);
     const wanted = validateOutputNames(manifest.outputs, outputs);
@@ -143,6 +150,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       if (!v.restarting && !v.retiring && !v.host.alive()) await bounded(deps.clock, v.host.exited.then(noop), 2_000);
       if (v.restarting) await bounded(deps.clock, v.restarting, restartWaitMs);
       const res = await v.host.run(feeds, wanted);
+      provenShapes.remember(v.installed.model, shapeSignature(feeds));
       const nonFinite = countNonFinite(res.outputs);
       const out = res.outputs;
       const totalMs = performance.now() - started;
@@ -155,9 +163,12 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         nonFinite,
         probe,
       });
-      return out;
+      return { outputs: out, computeMs: res.computeMs };
     } catch (err) {
-      const e = toEdgeFleetError(err, "INFERENCE_FAILED");
+      // Blame and words (issue 20 §3/§7): a shape onnxruntime cannot take is the caller's 400; its
+      // internal paths never reach a client.
+      const proven = provenShapes.has(v.installed.model, shapeSignature(feeds));
+      const e = attributeRunFailure(toEdgeFleetError(err, "INFERENCE_FAILED"), feeds, proven);
       const totalMs = performance.now() - started;
       emit({
         installed: v.installed,
@@ -332,14 +343,14 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
 
     async inferRaw(req: RawInferRequest): Promise<RawInferResult> {
       const v = pick(req.model, req.version);
-      const outputs = await runRawOn(v, req.inputs, req.outputs, req.internal === true);
+      const { outputs } = await runRawOn(v, req.inputs, req.outputs, req.internal === true);
       return { model: v.installed.model, version: v.installed.version, sha256: v.installed.sha256, outputs };
     },
 
     async probe(loaded, inputs) {
       const v = own(loaded);
-      const outputs = await runOn(v, inputs, undefined, true);
-      return { model: v.installed.model, version: v.installed.version, outputs };
+      const { outputs, computeMs } = await runTimedOn(v, inputs, undefined, true);
+      return { model: v.installed.model, version: v.installed.version, outputs, computeMs };
     },
 
     observe(listener) {

@@ -7,8 +7,12 @@ function isFixed(dim: number | string): dim is number {
   return typeof dim === "number" && dim >= 0;
 }
 
+/**
+ * A spec's shape in the words of `GET /v2/models/{m}`: dynamic dims are -1 there, so they are -1 here
+ * too, never the exporter's symbolic names (issue 20 §7: `p2o.DynamicDimension.0` meant nothing to an app).
+ */
 export function formatShape(shape: readonly (number | string)[]): string {
-  return `[${shape.map((d) => (isFixed(d) ? String(d) : typeof d === "string" && d !== "" ? d : "?")).join(",")}]`;
+  return `[${shape.map((d) => (isFixed(d) ? String(d) : "-1")).join(",")}]`;
 }
 
 /**
@@ -43,6 +47,15 @@ export function validateInputs(specs: readonly TensorSpec[], inputs: Record<stri
         throw new EdgeFleetError(
           "INVALID_TENSOR",
           `input "${spec.name}": dim ${i} is ${t.shape[i]}, expected ${dim} (shape [${t.shape.join(",")}] vs ${formatShape(spec.shape)})`,
+        );
+      }
+      // A zero in a dynamic dim is an empty tensor: nothing to infer on, and onnxruntime answers it with an
+      // internal error deep in some kernel (issue 20 §3: [1,3,48,0] and [0,3,48,8] on PP-OCR). Refused here,
+      // as the caller's mistake, before it can reach a host. A spec that fixes a dim at 0 keeps it.
+      if (!isFixed(dim) && t.shape[i] === 0) {
+        throw new EdgeFleetError(
+          "INVALID_TENSOR",
+          `input "${spec.name}": dim ${i} is 0; an empty tensor cannot be inferred on (shape [${t.shape.join(",")}] vs ${formatShape(spec.shape)})`,
         );
       }
     });

@@ -170,6 +170,7 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
         samples: job.samples,
         policy: job.policy,
         baseline: job.baseline,
+        previous: job.previous,
         priorRestarts: job.priorRestarts,
         memoryBudgetBytes: budgetBytes,
         startedAt: clock.now(),

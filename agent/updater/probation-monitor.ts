@@ -4,8 +4,11 @@ import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
 import type { HealthSummary, ProbationReport } from "../../shared/schemas/device-state.js";
 import type { SamplesFile } from "../../shared/schemas/tensor.js";
 import type { InferRecord, LoadedVersion, ModelRuntime } from "../runtime/model-runtime.js";
+import { isModelFault } from "../runtime/run-failures.js";
 import { type HealthSample, summarize } from "./health-summary.js";
-import { judgeProbation, type ProbationJudgement } from "./verdicts.js";
+import { type CalibrationOptions, createCalibrator } from "./latency-calibration.js";
+import { judgePairedLatency } from "./latency-gate.js";
+import { judgeProbation, type ProbationJudgement, type ProbationStats, windowComplete } from "./verdicts.js";
 
 /** Per bundle (sha256), the most recent inference samples; fed by `runtime.observe`. */
 export interface HealthRecorder {
@@ -24,6 +27,9 @@ const MAX_BUNDLES = 8;
 export function createHealthRecorder(runtime: Pick<ModelRuntime, "observe">): HealthRecorder {
   const rings = new Map<string, HealthSample[]>();
   const off = runtime.observe((r: InferRecord) => {
+    // A request the model refused as invalid (4xx) says nothing about the model: it neither counts as an
+    // error nor fills the window, so a careless app cannot fail a healthy candidate (issue 20 §3).
+    if (!r.ok && !isModelFault(r.errorCode)) return;
     const sha = r.installed.sha256;
     let ring = rings.get(sha);
     if (!ring) {
@@ -49,6 +55,10 @@ export interface MonitorDeps {
   tickMs?: number;
   /** A probe runs when no client request reached the version for this long (default 500 ms). */
   probeIdleMs?: number;
+  /** Paired latency calibration (issue 20 §6); defaults in latency-calibration.ts. */
+  calibration?: CalibrationOptions;
+  /** How long past the window's close the verdict may wait for enough calibration pairs (default 60 s). */
+  pairWaitMs?: number;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -103,6 +113,11 @@ export interface ProbationRun {
   samples: SamplesFile;
   policy: HealthPolicy;
   baseline: HealthSummary | null;
+  /**
+   * The previous version when its host stays warm (blue-green): the latency gate then pairs the
+   * candidate's runs with its runs under the same conditions (issue 20 §6). Null: baseline only.
+   */
+  previous?: LoadedVersion | null;
   /** Agent restarts already spent during this candidate's probation (counted against it). */
   priorRestarts: number;
   memoryBudgetBytes: number;
@@ -130,19 +145,30 @@ export async function runProbation(deps: MonitorDeps, run: ProbationRun): Promis
   const { candidate } = run;
   const sha = candidate.installed.sha256;
   const probes = prober(runtime, candidate, run.samples);
+  const calibrator = run.previous
+    ? createCalibrator(deps, candidate, run.previous, run.samples, deps.calibration)
+    : null;
+  const pairWaitMs = deps.pairWaitMs ?? 60_000;
+  let windowClosedAt: number | null = null;
   let rss: number | null = null;
   let lastRssAt = 0;
   let lastProgressAt = clock.now();
 
-  const report = (verdict: ProbationReport["verdict"], samples: HealthSample[]): ProbationReport => ({
-    verdict,
-    startedAt: iso(run.startedAt),
-    candidate: summarize(candidate.installed, samples, {
-      hostRestarts: runtime.restarts(candidate) + run.priorRestarts,
-      rssBytes: rss,
-    }),
-    baseline: run.baseline,
-  });
+  const paired = () => (calibrator ? judgePairedLatency(calibrator.pairs(), run.policy.maxP95LatencyRatio) : null);
+  const report = (verdict: ProbationReport["verdict"], samples: HealthSample[]): ProbationReport => {
+    const r: ProbationReport = {
+      verdict,
+      startedAt: iso(run.startedAt),
+      candidate: summarize(candidate.installed, samples, {
+        hostRestarts: runtime.restarts(candidate) + run.priorRestarts,
+        rssBytes: rss,
+      }),
+      baseline: run.baseline,
+    };
+    const p = paired();
+    if (p) r.pairedLatency = p.figures;
+    return r;
+  };
 
   try {
     for (;;) {
@@ -154,18 +180,18 @@ export async function runProbation(deps: MonitorDeps, run: ProbationRun): Promis
       }
       const samples = recorder.since(sha, run.startedAt);
       const lastClient = samples.findLast((s) => !s.probe)?.at ?? run.startedAt;
+      calibrator?.tick();
       const current = report("pending", samples);
-      const judgement = judgeProbation(
-        {
-          startedAt: run.startedAt,
-          candidate: current.candidate,
-          serving: runtime.serving().get(candidate.installed.model) === candidate,
-          memoryBudgetBytes: run.memoryBudgetBytes,
-        },
-        run.policy,
-        run.baseline,
-        clock.now(),
-      );
+      const stats: ProbationStats = {
+        startedAt: run.startedAt,
+        candidate: current.candidate,
+        serving: runtime.serving().get(candidate.installed.model) === candidate,
+        memoryBudgetBytes: run.memoryBudgetBytes,
+      };
+      if (windowClosedAt === null && windowComplete(stats, run.policy, now)) windowClosedAt = now;
+      const p = paired();
+      if (p) stats.paired = { verdict: p, waitUntil: (windowClosedAt ?? Number.POSITIVE_INFINITY) + pairWaitMs };
+      const judgement = judgeProbation(stats, run.policy, run.baseline, clock.now());
       if (judgement.verdict !== "pending") {
         const final: ProbationReport = { ...current, verdict: judgement.verdict, endedAt: iso(clock.now()) };
         if (judgement.verdict === "failed") {
@@ -184,5 +210,6 @@ export async function runProbation(deps: MonitorDeps, run: ProbationRun): Promis
     }
   } finally {
     await probes.done();
+    await calibrator?.done();
   }
 }

@@ -1,6 +1,7 @@
 import type { ErrorCode } from "../../shared/errors.js";
 import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
 import type { HealthSummary, UpdateState } from "../../shared/schemas/device-state.js";
+import type { PairedVerdict } from "./latency-gate.js";
 
 /** Pipeline steps that can be (re)started, in order (DESIGN §5). */
 export const PIPELINE = ["downloading", "staging", "loading", "smoke-testing", "swapping", "probation"] as const;
@@ -52,6 +53,12 @@ export interface ProbationStats {
   serving: boolean;
   /** The profile's memory budget; the candidate's host RSS must stay below it. */
   memoryBudgetBytes: number;
+  /**
+   * Candidate vs previous version on back-to-back calibration runs, when the previous host is warm
+   * (blue-green; issue 20 §6). While inconclusive the verdict waits for pairs until `waitUntil`.
+   * Absent: no previous host to pair with, and the pre-swap baseline is all there is.
+   */
+  paired?: { verdict: PairedVerdict; waitUntil: number };
 }
 
 /** Noise guards of the latency verdict (not in the health policy: they are about measuring, not about taste). */
@@ -83,8 +90,10 @@ export function windowComplete(stats: ProbationStats, policy: HealthPolicy, now:
  * 1. Conditions that fail at once, whatever the window: crashes beyond `maxHostRestarts`, any non-finite
  *    output, host RSS above the profile budget, the candidate no longer serving.
  * 2. Until the window closes: pending.
- * 3. At the close: error rate (percent of requests that failed), then p95 model latency against the
- *    previous version's (`maxP95LatencyRatio`; skipped without a baseline or with too few samples).
+ * 3. At the close: error rate (percent of requests that failed), then the absolute p95 budget
+ *    (`maxP95LatencyMs`, optional), then latency against the previous version (`maxP95LatencyRatio`):
+ *    on paired runs when the previous host is warm (waiting for enough pairs), else the pre-swap
+ *    baseline's p95 (skipped without a baseline or with too few samples).
  */
 export function judgeProbation(
   stats: ProbationStats,
@@ -126,6 +135,17 @@ export function judgeProbation(
     }
   }
   const successes = c.requests - c.errors;
+  const budget = policy.maxP95LatencyMs;
+  if (budget !== undefined && c.p95Ms !== null && successes >= limits.minLatencySamples && c.p95Ms > budget) {
+    return { verdict: "failed", code: "LATENCY_REGRESSION", reason: `p95 ${c.p95Ms} ms > budget ${budget} ms` };
+  }
+  // Like with like (issue 20 §6): with a warm previous host the ratio is judged on paired runs only.
+  if (stats.paired) {
+    const p = stats.paired.verdict;
+    if (p.verdict === "regressed") return { verdict: "failed", code: "LATENCY_REGRESSION", reason: p.reason };
+    if (p.verdict === "inconclusive" && now < stats.paired.waitUntil) return { verdict: "pending" };
+    return { verdict: "passed" };
+  }
   if (baseline?.p95Ms != null && c.p95Ms !== null && successes >= limits.minLatencySamples) {
     const limit = policy.maxP95LatencyRatio * baseline.p95Ms + limits.latencyFloorMs;
     if (c.p95Ms > limit) {

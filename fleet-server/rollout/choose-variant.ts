@@ -91,6 +91,32 @@ export function chooseVariant(
   return { variant: eligible[0]!.variant, reason: "profile" };
 }
 
+/**
+ * Why a device did not get the variants its profile prefers to `chosen`, for the rollout view
+ * (issue 20 §7: "say why a device got fp32 when its profile prefers int8"). Null when `chosen` is the
+ * profile's first choice. Pure.
+ */
+export function whyNotPreferred(
+  variants: readonly VariantCandidate[],
+  profile: VariantProfile | null,
+  chosen: Variant,
+): string | null {
+  if (profile === null) return "the device's profile is unknown to the server: fp32";
+  const notes: string[] = [];
+  for (const v of profile.preferredVariants) {
+    if (v === chosen) break;
+    const c = variants.find((x) => x.variant === v);
+    if (!c) notes.push(`${v} not built for this version`);
+    else if (!c.published) notes.push(`${v} not published: failed validation`);
+    else if (c.minMemoryMB > profile.memoryBudgetMB)
+      notes.push(`${v} needs ${c.minMemoryMB} MB > profile budget ${profile.memoryBudgetMB} MB`);
+    else if (c.modelBytes > profile.memoryBudgetMB * MIB)
+      notes.push(`${v} model ${Math.ceil(c.modelBytes / MIB)} MB > profile budget ${profile.memoryBudgetMB} MB`);
+    else notes.push(`${v} measured slower on this device`);
+  }
+  return notes.length > 0 ? notes.join("; ") : null;
+}
+
 function measuredP50(measured: readonly VariantMeasurement[], variant: Variant, minRequests: number): number | null {
   const m = measured.find((x) => x.variant === variant);
   return m && m.p50Ms !== null && m.requests >= minRequests ? m.p50Ms : null;

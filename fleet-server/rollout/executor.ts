@@ -366,6 +366,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
 
   return {
     observe,
+    explainVariant: variants.explain,
     setState,
     rollback,
     abort,

@@ -5,7 +5,7 @@ import type { DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { MemberRow, RolloutRow } from "../store/rollout-repo.js";
 import type { VariantMeasurementRepo } from "../store/variant-measurement-repo.js";
-import { candidatesOf, chooseVariant, type VariantChoiceReason } from "./choose-variant.js";
+import { candidatesOf, chooseVariant, type VariantChoiceReason, whyNotPreferred } from "./choose-variant.js";
 import { AUTO_VARIANT } from "./definition.js";
 
 export interface VariantAssignmentDeps {
@@ -54,6 +54,12 @@ export function createVariantAssignment(deps: VariantAssignmentDeps) {
       const choice = chooseVariant(candidatesOf(bundles), profileOf(device), measured);
       const bundle = bundles.find((b) => b.variant === choice.variant) ?? fallback;
       return { bundle, variant: bundle.variant, reason: choice.reason };
+    },
+    /** Why a member of an `auto` rollout did not get its profile's preferred variant (null: it did, or explicit). */
+    explain(row: RolloutRow, device: DeviceRow | null | undefined, variant: string): string | null {
+      if (row.variant !== AUTO_VARIANT || !device) return null;
+      const bundles = models.bundlesOf(row.model, row.version);
+      return whyNotPreferred(candidatesOf(bundles), profileOf(device), variant as Variant);
     },
   };
 }

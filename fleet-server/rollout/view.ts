@@ -32,6 +32,7 @@ export function memberView(
   dev: Pick<DeviceRow, "reported" | "lastSeen"> | null,
   obs: Observation,
   back: Observation | null,
+  variantNote: string | null = null,
 ) {
   const display = memberState(obs.display, m);
   let rollback: { bundle: string | null; state: DisplayState; error?: { code: string; message: string } } | null = null;
@@ -50,6 +51,7 @@ export function memberView(
     variant: m.variant ?? row.variant,
     bundle,
     variantReason: m.variantReason ?? "explicit",
+    ...(variantNote ? { variantNote } : {}),
     state: display,
     agentState: obs.state,
     outcome: m.outcome,
@@ -89,7 +91,9 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
         m.rollbackSha256 !== null && m.rollbackSha256 !== ROLLBACK_REMOVED
           ? executor.observe(row, m, dev, m.rollbackSha256)
           : null;
-      return memberView(row, m, dev, executor.observe(row, m, dev), back);
+      // Why not the profile's preferred variant (issue 20 §7), from the registry and profile as they are now.
+      const variantNote = executor.explainVariant(row, dev, m.variant ?? row.variant);
+      return memberView(row, m, dev, executor.observe(row, m, dev), back, variantNote);
     });
 
     const all = emptyDisplayCounts();

@@ -16,6 +16,11 @@ export const HealthPolicySchema = z.object({
   maxP95LatencyRatio: z.number().min(1).default(3),
   maxHostRestarts: z.number().int().min(0).default(2),
   /**
+   * Absolute p95 budget of the candidate's model execution time in ms, whatever the previous version
+   * did (issue 20 §6: the second check beside the paired ratio). Optional; absent = no absolute budget.
+   */
+  maxP95LatencyMs: z.number().positive().optional(),
+  /**
    * How long a swap may wait for apps' update locks before it proceeds anyway (issue 8). Optional;
    * the agent uses 300 s when absent. The rollout's per-step deadline should exceed it.
    */

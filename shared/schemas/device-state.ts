@@ -68,6 +68,21 @@ export const ProbationReportSchema = z.object({
   candidate: HealthSummarySchema,
   /** The previously committed version over the same kind of window; null on a first install. */
   baseline: HealthSummarySchema.nullable(),
+  /**
+   * Candidate vs previous version on back-to-back calibration runs (issue 20 §6), when the previous
+   * host stayed warm: what the latency gate judged. Optional (absent without a warm previous host).
+   */
+  pairedLatency: z
+    .object({
+      pairs: z.number().int().min(0),
+      ratio: z.number().min(0).nullable(),
+      ratioLow: z.number().min(0).nullable(),
+      candidateP50Ms: z.number().min(0).nullable(),
+      previousP50Ms: z.number().min(0).nullable(),
+      candidateP95Ms: z.number().min(0).nullable(),
+      previousP95Ms: z.number().min(0).nullable(),
+    })
+    .optional(),
 });
 export type ProbationReport = z.infer<typeof ProbationReportSchema>;
 

@@ -164,6 +164,10 @@ describe("variants per device", () => {
         variant: faster,
         variantReason: faster === "int8" ? "measured-faster" : "profile",
       });
+      // The view says why the device did not get its profile's first choice (issue 20 §7).
+      expect((members(next).get(X64) as { variantNote?: string }).variantNote).toBe(
+        faster === "int8" ? "fp32 measured slower on this device" : undefined,
+      );
       const last = await h.api.waitForRollout(next.id, { timeoutMs: TIMEOUT, intervalMs: 500 });
       expect(last.status, JSON.stringify(last.devices)).toBe("completed");
       expect(await committed(h, X64, "5.2.0")).toMatchObject({ variant: faster });

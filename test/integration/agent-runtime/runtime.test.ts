@@ -87,11 +87,13 @@ describe("model runtime with a real host (silero v5)", () => {
       .infer({ model: "nope", inputs: sileroInputs(1) })
       .catch((e: EdgeFleetError) => e);
     expect((unknownModel as EdgeFleetError).code).toBe("NOT_FOUND");
-    // Passes our checks (dims are dynamic) but ORT refuses: the STFT needs at least 2 samples.
+    // Passes our checks (dims are dynamic) but ORT refuses: the STFT needs at least 2 samples. A shape the
+    // model never ran: the caller's mistake (400), not a model failure (issue 20 §3).
     const ortError = await runtime
       .infer({ model: "vad", inputs: { ...sileroInputs(1), input: { datatype: "FP32", shape: [1, 1], data: [0] } } })
       .catch((e: unknown) => e);
-    expect((ortError as EdgeFleetError).code).toBe("INFERENCE_FAILED");
+    expect((ortError as EdgeFleetError).code).toBe("INVALID_TENSOR");
+    expect((ortError as EdgeFleetError).message).toContain("Pad reflect requires axis length >= 2");
     // The host survives its own run errors.
     expect((await runtime.infer({ model: "vad", inputs: sileroInputs(1) })).version).toBe("1.0.0");
   });

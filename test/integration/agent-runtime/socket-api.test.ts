@@ -99,8 +99,11 @@ describe("socket API over a real Unix socket", () => {
       },
     });
     expect((await call(sock, "GET", "/v2/health/live")).status).toBe(200);
-    // Nothing loaded, nothing that should serve: ready.
-    expect((await call(sock, "GET", "/v2/health/ready")).status).toBe(200);
+    // Nothing loaded: live, but not ready: ready means it can serve (issue 20 §7).
+    expect(await call(sock, "GET", "/v2/health/ready")).toMatchObject({
+      status: 503,
+      body: { code: "MODEL_NOT_READY" },
+    });
   });
 
   it("reports not-ready while a model is loaded but not serving, ready after activation", async () => {
@@ -136,6 +139,7 @@ describe("socket API over a real Unix socket", () => {
         { name: "output", datatype: "FP32", shape: [-1, 1] },
         { name: "stateN", datatype: "FP32", shape: [2, -1, 128] },
       ],
+      parameters: { version: "1.0.0", variant: "fp32", bundle_sha256: v1.installed.sha256 },
     });
     expect((await call(sock, "GET", "/v2/models/vad/versions/1.0.0")).body).toEqual(meta.body);
     expect(await call(sock, "GET", "/v2/models/vad/versions/9.9.9")).toMatchObject({

@@ -4,6 +4,7 @@ import {
   MIN_MEASURED_REQUESTS,
   type VariantCandidate,
   type VariantProfile,
+  whyNotPreferred,
 } from "../../../fleet-server/rollout/choose-variant.js";
 import { CreateRolloutRequestSchema, normalizeDefinition } from "../../../fleet-server/rollout/definition.js";
 import {
@@ -191,5 +192,27 @@ describe("rollout definition: variant", () => {
     expect(normalizeDefinition(CreateRolloutRequestSchema.parse({ ...base, variant: "auto" })).variant).toBe("auto");
     expect(normalizeDefinition(CreateRolloutRequestSchema.parse({ ...base, variant: "int8" })).variant).toBe("int8");
     expect(CreateRolloutRequestSchema.safeParse({ ...base, variant: "fp16" }).success).toBe(false);
+  });
+});
+
+describe("whyNotPreferred: the rollout view says why (issue 20 §7)", () => {
+  it("names the reason each preferred variant ahead of the chosen one was skipped", () => {
+    expect(whyNotPreferred([variant("fp32"), variant("int8", { published: false })], PI4, "fp32")).toBe(
+      "int8 not published: failed validation",
+    );
+    expect(whyNotPreferred([variant("fp32")], PI4, "fp32")).toBe("int8 not built for this version");
+    expect(whyNotPreferred([variant("fp32"), variant("int8", { minMemoryMB: 2000 })], PI4, "fp32")).toBe(
+      "int8 needs 2000 MB > profile budget 1500 MB",
+    );
+    expect(whyNotPreferred([variant("fp32"), variant("int8", { modelBytes: 80 * MIB })], INT8_ONLY, "fp32")).toBe(
+      "int8 model 80 MB > profile budget 64 MB",
+    );
+    expect(whyNotPreferred(BOTH, X64, "int8")).toBe("fp32 measured slower on this device");
+    expect(whyNotPreferred(BOTH, null, "fp32")).toBe("the device's profile is unknown to the server: fp32");
+  });
+
+  it("is null when the device got its first choice", () => {
+    expect(whyNotPreferred(BOTH, PI4, "int8")).toBeNull();
+    expect(whyNotPreferred(BOTH, X64, "fp32")).toBeNull();
   });
 });
