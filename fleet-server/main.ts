@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import type { Duplex } from "node:stream";
 import { systemClock } from "../shared/clock.js";
 import { EdgeFleetError } from "../shared/errors.js";
 import { createLogger } from "../shared/logger.js";
@@ -7,6 +8,13 @@ import { loadProfiles } from "../shared/profiles/load-profiles.js";
 import { createTopics } from "../shared/topics.js";
 import { createSecurityRepo } from "./auth/security-repo.js";
 import { createSecurityService } from "./auth/security-service.js";
+import {
+  type BrokerAccess,
+  dynsecBrokerAccess,
+  embeddedBrokerAccess,
+  staticFilesBrokerAccess,
+} from "./broker/broker-access.js";
+import { registerBrokerMetrics } from "./broker/broker-metrics.js";
 import { startEmbeddedBroker } from "./broker/embedded-broker.js";
 import { connectTransport, type Transport } from "./broker/transport.js";
 import { createBlobStore } from "./bundles/bundle-store.js";
@@ -45,6 +53,10 @@ export interface FleetServer {
   rootJsonPath: string;
   dataDir: string;
   topicPrefix: string;
+  /** The server's own MQTT client id (random per start; a takeover of it is logged and counted). */
+  mqttClientId: string;
+  /** In-process connection to the embedded broker with the server's identity; null with an external one. */
+  mqttInProcess: (() => Duplex) | null;
   stats: {
     /** Bundle payload bytes served to a device over MQTT chunks since start. */
     chunkBytesServed(deviceId: string): number;
@@ -92,12 +104,15 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       topics,
       bootstrapAdminToken: keys.adminToken,
     });
+    // Late-bound like the security service's: the broker starts after the device service.
+    let brokerAccess: BrokerAccess | null = null;
     const devices = createDeviceService({
       log: log.child({ component: "devices" }),
       clock,
       devices: deviceRepo,
       isRevoked: security.isRevoked,
       onEnrolled: security.onEnrolled,
+      admitToBroker: (id, password) => brokerAccess?.admit(id, password) ?? Promise.resolve(),
       variantMeasurements: (id) => measurementRepo.forDevice(id),
     });
     if ((config.tlsCertPath === undefined) !== (config.tlsKeyPath === undefined)) {
@@ -110,6 +125,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
 
     let mqttUrl: string;
     let transport: Transport;
+    let mqttInProcess: FleetServer["mqttInProcess"] = null;
     const clientId = `fleet-server-${randomBytes(6).toString("hex")}`;
     if (config.mqttUrl === undefined) {
       const host = config.mqttHost ?? config.httpHost;
@@ -123,11 +139,13 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
         ...(tls ? { tls } : {}),
       });
       closers.push(() => broker.close());
-      security.attachBroker(broker.disconnect);
+      brokerAccess = embeddedBrokerAccess(broker.disconnect);
       mqttUrl = `${tls ? "mqtts" : "mqtt"}://${dialHost(host)}:${broker.port}`;
+      mqttInProcess = () => broker.connectInProcess();
       transport = await connectTransport({
         url: mqttUrl,
-        ...(tlsCa ? { ca: tlsCa } : {}),
+        // The server's identity is accepted only in-process (issue 20 §5), not over the listener.
+        stream: mqttInProcess,
         username: keys.serverMqtt.username,
         password: keys.serverMqtt.password,
         clientId,
@@ -146,6 +164,18 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     }
     closers.push(() => transport.close());
     security.attachTransport(transport);
+    if (config.mqttUrl !== undefined) {
+      const access = config.mosquittoDynsec
+        ? await dynsecBrokerAccess({ log: log.child({ component: "dynsec" }), topics, transport })
+        : staticFilesBrokerAccess(log.child({ component: "broker" }));
+      brokerAccess = access;
+      // Revocations made while the broker was out of reach are applied when it is back.
+      const reconcile = () =>
+        access.reconcile(security.isRevoked).catch((err: unknown) => log.error({ err }, "broker reconcile failed"));
+      await reconcile();
+      transport.onReconnected(() => void reconcile());
+    }
+    security.attachBroker((id) => brokerAccess?.revoke(id) ?? Promise.resolve());
 
     // The trust root chain (oldest first), retained so a device can walk rotations (DESIGN §3).
     await transport.publish(topics.trustRoot(), JSON.stringify(keys.rootChain), { qos: 1, retain: true });
@@ -264,6 +294,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       },
     });
     await transport.subscribe(topics.allDevices("telemetry"), route(telemetry.onTelemetry));
+    registerBrokerMetrics(telemetry.metrics.registry, transport);
     // Every stored desired document is retained again at start. The embedded broker keeps retained
     // messages in memory only; an external one may have lost them (restarted without persistence),
     // or this server may have died between committing a document to SQLite and publishing it.
@@ -308,6 +339,8 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       rootJsonPath: keys.rootJsonPath,
       dataDir: config.dataDir,
       topicPrefix: config.topicPrefix,
+      mqttClientId: clientId,
+      mqttInProcess,
       stats: { chunkBytesServed: (id) => chunks.bytesServed(id) },
       close() {
         closing ??= closeAll().then(() => log.info("fleet server stopped"));

@@ -1,4 +1,5 @@
-import mqtt, { type MqttClient } from "mqtt";
+import type { Duplex } from "node:stream";
+import mqtt, { MqttClient } from "mqtt";
 import type { Logger } from "../../shared/logger.js";
 
 export type MessageHandler = (topic: string, payload: Buffer) => void;
@@ -8,6 +9,13 @@ export interface Transport {
   publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain: boolean }): Promise<void>;
   subscribe(filter: string, handler: MessageHandler): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Connections the server did not end itself (issue 20 §5): a broker restart, the network, or
+   * another client taking over this server's session with its credentials and client id.
+   */
+  unexpectedDisconnects(): number;
+  /** Runs after every reconnect (not the first connect): re-syncs what may have changed meanwhile. */
+  onReconnected(listener: () => void): void;
 }
 
 /** MQTT topic filter match (`+` one level, `#` the rest). */
@@ -30,18 +38,29 @@ export async function connectTransport(opts: {
   log: Logger;
   /** CA bundle to verify an `mqtts://` broker against (pinning; system CAs are not consulted). */
   ca?: Buffer;
+  /**
+   * A new in-process stream per (re)connect instead of dialing `url`: the embedded broker accepts the
+   * server's identity only on such streams, so its credentials are useless from anywhere else.
+   */
+  stream?: () => Duplex;
 }): Promise<Transport> {
   const { log } = opts;
-  const client: MqttClient = mqtt.connect(opts.url, {
+  const options = {
     clientId: opts.clientId,
-    username: opts.username,
-    password: opts.password,
-    protocolVersion: 4,
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+    protocolVersion: 4 as const,
     clean: true,
     reconnectPeriod: 1000,
     connectTimeout: 10_000,
     ...(opts.ca ? { ca: opts.ca, rejectUnauthorized: true } : {}),
-  });
+  };
+  const client: MqttClient = opts.stream ? new MqttClient(opts.stream, options) : mqtt.connect(opts.url, options);
+  let up = false;
+  let ending = false;
+  let unexpected = 0;
+  let connects = 0;
+  const reconnected: (() => void)[] = [];
   const handlers: { filter: string; handler: MessageHandler }[] = [];
   client.on("message", (topic, payload) => {
     for (const h of handlers) {
@@ -56,6 +75,22 @@ export async function connectTransport(opts: {
   });
   client.on("error", (err) => log.warn({ err: err.message }, "mqtt client error"));
   client.on("reconnect", () => log.info("mqtt reconnecting"));
+  client.on("connect", () => {
+    up = true;
+    connects += 1;
+    if (connects > 1) for (const l of reconnected) l();
+  });
+  client.on("close", () => {
+    if (!up || ending) return;
+    up = false;
+    unexpected += 1;
+    // MQTT 3.1.1 gives no reason: the broker just closes. A session takeover (issue 20 §5) looks
+    // exactly like this, so it is an error, counted (edgefleet_mqtt_unexpected_disconnects_total).
+    log.error(
+      { clientId: opts.clientId, url: opts.url, count: unexpected },
+      "mqtt connection closed without the server asking: broker restart, network, or another client took over this server's session (check for leaked server MQTT credentials)",
+    );
+  });
 
   await new Promise<void>((resolve, reject) => {
     const onConnect = () => {
@@ -89,7 +124,10 @@ export async function connectTransport(opts: {
       });
     },
     close() {
+      ending = true;
       return new Promise((resolve) => client.end(false, {}, () => resolve()));
     },
+    unexpectedDisconnects: () => unexpected,
+    onReconnected: (listener) => void reconnected.push(listener),
   };
 }

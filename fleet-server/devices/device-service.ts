@@ -14,6 +14,11 @@ export interface DeviceDeps {
   isRevoked?: (deviceId: string) => boolean;
   /** Sees the plaintext password once, to store the Mosquitto-format hash (broker-config). */
   onEnrolled?: (deviceId: string, password: string) => void;
+  /**
+   * Lets the new device in on the broker before its credentials exist anywhere else (issue 20 §5:
+   * Mosquitto dynamic security); throws when the broker cannot, and then nothing is enrolled.
+   */
+  admitToBroker?: (deviceId: string, password: string) => Promise<void>;
   /** What the device measured per model and variant (issue 5), shown in `GET /v1/devices/{id}`. */
   variantMeasurements?: (deviceId: string) => unknown[];
 }
@@ -77,6 +82,7 @@ export function createDeviceService(deps: DeviceDeps) {
       if (devices.get(input.id)) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
       const password = generatePassword();
       const passwordHash = await hashPassword(password);
+      await deps.admitToBroker?.(input.id, password);
       const ok = devices.insert({
         id: input.id,
         passwordHash,
