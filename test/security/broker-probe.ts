@@ -1,15 +1,12 @@
-import { readFile, writeFile } from "node:fs/promises";
-import { userInfo } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import mqtt, { type IClientOptions, MqttClient } from "mqtt";
 import pino from "pino";
-import { generateMosquittoFiles } from "../../fleet-server/broker/broker-config.js";
 import { loadOrCreateKeys } from "../../fleet-server/keys/key-store.js";
 import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
 import { ApiClient } from "../../scripts/fleetctl/api-client.js";
-import { findMosquitto, spawnMosquitto } from "../helpers/mosquitto.js";
-import { freePort } from "../helpers/ports.js";
+import { findMosquitto, startDynsecMosquitto } from "../helpers/mosquitto.js";
 
 /**
  * Probes for the broker rules (DESIGN §4, issues 7 and 20 §5): a real fleet server with enrolled
@@ -190,31 +187,6 @@ export function closed(client: MqttClient): Promise<void> {
     if (!client.connected) return resolve();
     client.once("close", () => resolve());
   });
-}
-
-/** Mosquitto configured only by the files `fleet-server broker-config --mosquitto` writes (dynamic security). */
-export async function startDynsecMosquitto(
-  dataDir: string,
-  dir: string,
-): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const files = generateMosquittoFiles({ dataDir, outDir: dir, listener: { port, host: "127.0.0.1" } });
-  // The generated fragment is the whole config, plus test-only settings (no persistence on disk).
-  const conf = join(dir, "run.conf");
-  // Run as ourselves: as root, Mosquitto would drop to the `mosquitto` user, which cannot read the
-  // 0600 state file in our temp dir (in production: chown the directory to the broker's user).
-  const user = userInfo().username;
-  await writeFile(conf, `${await readFile(files.conf, "utf8")}persistence false\nuser ${user}\n`);
-  const proc = await spawnMosquitto(conf, port);
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null) return resolve();
-        proc.once("exit", () => resolve());
-        proc.kill("SIGTERM");
-      }),
-  };
 }
 
 export async function revokeViaApi(server: FleetServer, id: string): Promise<unknown> {
