@@ -60,6 +60,7 @@ export async function dynsecBrokerAccess(deps: {
   log: Logger;
   topics: Topics;
   transport: Transport;
+  /** How long to wait for the plugin's answer (default 10 s). */
   timeoutMs?: number;
 }): Promise<BrokerAccess> {
   const { log, topics, transport } = deps;
@@ -93,8 +94,11 @@ export async function dynsecBrokerAccess(deps: {
       });
     });
     const payload = JSON.stringify({ commands: commands.map((c) => ({ ...c, correlationData: id })) });
-    await transport.publish(CONTROL_TOPIC, payload, { qos: 1, retain: false });
-    return answer;
+    // While the broker is away the client queues the publish and its promise waits: the answer's
+    // timeout decides, and both promises stay handled whichever settles first.
+    const sent = transport.publish(CONTROL_TOPIC, payload, { qos: 1, retain: false });
+    const [, responses] = await Promise.all([sent, answer]);
+    return responses;
   }
 
   const failures = (responses: DynsecResponse[], tolerated: RegExp) =>
@@ -134,6 +138,12 @@ export async function dynsecBrokerAccess(deps: {
       const stale = names.filter((n) => isValidDeviceUsername(n) && isRevoked(n));
       if (stale.length === 0) return;
       const bad = failures(await run(stale.flatMap(revokeCommands)), /not found/i);
+      // What a revocation that could not reach the broker left undone: the retained topics too.
+      for (const id of stale) {
+        for (const kind of ["desired", "reported", "presence"] as const) {
+          await transport.publish(topics.device(id, kind), "", { qos: 1, retain: true });
+        }
+      }
       log.warn({ devices: stale, failed: bad.length }, "revoked devices removed from Mosquitto at reconnect");
     },
   };

@@ -66,7 +66,10 @@ export async function startMosquitto(dir: string): Promise<MosquittoHandle> {
  * A real Mosquitto configured only by the files `fleet-server broker-config --mosquitto` writes from
  * the server data dir `dataDir` (dynamic security, issue 20 §5), on a free loopback port.
  */
-export async function startDynsecMosquitto(dataDir: string, dir: string): Promise<MosquittoHandle> {
+export async function startDynsecMosquitto(
+  dataDir: string,
+  dir: string,
+): Promise<MosquittoHandle & { start(): Promise<void> }> {
   const port = await freePort();
   const files = generateMosquittoFiles({ dataDir, outDir: dir, listener: { port, host: "127.0.0.1" } });
   // The generated fragment is the whole config, plus test-only settings (no persistence on disk).
@@ -75,11 +78,17 @@ export async function startDynsecMosquitto(dataDir: string, dir: string): Promis
   // 0600 state file in our temp dir (in production: chown the directory to the broker's user).
   const user = userInfo().username;
   await writeFile(conf, `${await readFile(files.conf, "utf8")}persistence false\nuser ${user}\n`);
-  const proc = await spawnMosquitto(conf, port);
+  let proc = await spawnMosquitto(conf, port);
   return {
     url: `mqtt://127.0.0.1:${port}`,
     port,
-    process: proc,
+    get process() {
+      return proc;
+    },
+    /** Starts it again after `stop()`, same port, with the state its plugin saved (no regeneration). */
+    async start() {
+      proc = await spawnMosquitto(conf, port);
+    },
     stop: () =>
       new Promise<void>((resolve) => {
         if (proc.exitCode !== null) return resolve();

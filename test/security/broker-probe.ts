@@ -44,6 +44,8 @@ export interface BrokerFixture {
   /** A client with the server's identity that does not disturb the server's own session. */
   connectServerSide(clientId: string): Promise<MqttClient>;
   revoke(id: string): Promise<void>;
+  /** Mosquitto only: stop it, and start it again on the same port with the state its plugin saved. */
+  mosquitto: { stop(): Promise<void>; start(): Promise<void> } | null;
   close(): Promise<void>;
 }
 
@@ -71,7 +73,7 @@ export async function startBrokerFixture(
     );
 
   let server: FleetServer;
-  let mosquitto: { url: string; stop(): Promise<void> } | null = null;
+  let mosquitto: { url: string; stop(): Promise<void>; start(): Promise<void> } | null = null;
   const pre: Creds[] = [];
   if (kind === "aedes") {
     server = await startFleetServer({ dataDir, httpPort: 0, mqttPort: 0, log });
@@ -123,6 +125,7 @@ export async function startBrokerFixture(
       return client;
     },
     revoke: async (id) => void (await revokeViaApi(server, id)),
+    mosquitto,
     async close() {
       await server.close();
       await mosquitto?.stop();
