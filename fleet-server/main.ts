@@ -12,7 +12,7 @@ import {
   type BrokerAccess,
   dynsecBrokerAccess,
   embeddedBrokerAccess,
-  staticFilesBrokerAccess,
+  unmanagedBrokerAccess,
 } from "./broker/broker-access.js";
 import { registerBrokerMetrics } from "./broker/broker-metrics.js";
 import { startEmbeddedBroker } from "./broker/embedded-broker.js";
@@ -167,7 +167,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     if (config.mqttUrl !== undefined) {
       const access = config.mosquittoDynsec
         ? await dynsecBrokerAccess({ log: log.child({ component: "dynsec" }), topics, transport })
-        : staticFilesBrokerAccess(log.child({ component: "broker" }));
+        : unmanagedBrokerAccess(log.child({ component: "broker" }));
       brokerAccess = access;
       // Revocations made while the broker was out of reach are applied when it is back.
       const reconcile = () =>

@@ -12,7 +12,7 @@ import type { Transport } from "./transport.js";
  * and drop its live connection (its will not sent).
  */
 export interface BrokerAccess {
-  readonly kind: "embedded" | "mosquitto-dynsec" | "static-files";
+  readonly kind: "embedded" | "mosquitto-dynsec" | "unmanaged";
   admit(deviceId: string, password: string): Promise<void>;
   revoke(deviceId: string): Promise<void>;
   /** Brings the broker in line with the store after a (re)connect: revocations made meanwhile. */
@@ -30,15 +30,18 @@ export function embeddedBrokerAccess(disconnect: (deviceId: string) => Promise<v
 }
 
 /**
- * An external broker configured by files (`broker-config`): nothing can be changed live, so a
- * revocation only holds after the files are regenerated and reloaded (docs/operations.md).
+ * An external broker the server does not administer (no `--mosquitto-dynsec`): nothing changes
+ * live, so access control, revocation included, is the broker operator's (docs/operations.md).
  */
-export function staticFilesBrokerAccess(log: Logger): BrokerAccess {
+export function unmanagedBrokerAccess(log: Logger): BrokerAccess {
   return {
-    kind: "static-files",
+    kind: "unmanaged",
     admit: async () => {},
     revoke: async (deviceId) => {
-      log.warn({ deviceId }, "external broker without dynamic security: regenerate its files to refuse this device");
+      log.warn(
+        { deviceId },
+        "external broker not administered by the server (no --mosquitto-dynsec): refuse this device on the broker too",
+      );
     },
     reconcile: async () => {},
   };

@@ -63,7 +63,10 @@ export async function runBrokerConfigCli(argv: readonly string[]): Promise<void>
   const program = new Command("fleet-server broker-config")
     .description("generate Mosquitto dynamic-security state and config with the embedded broker's rules")
     .requiredOption("--data-dir <dir>", "the fleet server's data directory", process.env.EDGEFLEET_DATA_DIR)
-    .requiredOption("--mosquitto <dir>", "write passwd, acl and mosquitto.conf into this directory")
+    .requiredOption(
+      "--mosquitto <dir>",
+      "write dynamic-security.json and mosquitto.conf into this directory (Mosquitto stopped)",
+    )
     .option("--topic-prefix <prefix>", "MQTT topic prefix", DEFAULT_TOPIC_PREFIX)
     .option("--listener-port <port>", "also emit a `listener` line for this port", port)
     .option("--listener-host <host>", "listener bind address", "0.0.0.0")
