@@ -68,4 +68,26 @@ describe.skipIf(!mosquittoAvailable)("security: Mosquitto dynamic security acros
     const devB = await connectOk(fx.url, { clientId: b.id, username: b.id, password: b.password });
     await devB.endAsync(true);
   });
+
+  it("a client of the same name left in the plugin (an attempt that failed half-way) is replaced, not trusted", async () => {
+    // Someone with admin rights (or a late command) left `stale-c` with a password the server never issued.
+    const admin = await fx.connectServerSide("stale-admin");
+    await admin.publishAsync(
+      "$CONTROL/dynamic-security/v1",
+      JSON.stringify({ commands: [{ command: "createClient", username: "stale-c", password: "left-over-pass" }] }),
+      { qos: 1 },
+    );
+    await admin.endAsync();
+    await sleep(200);
+    const stale = await tryConnect(fx.url, { clientId: "stale-c", username: "stale-c", password: "left-over-pass" });
+    expect(stale).not.toBeInstanceOf(Error);
+    if (!(stale instanceof Error)) await stale.endAsync(true);
+
+    const c = await fx.enroll("stale-c");
+    expect(
+      await tryConnect(fx.url, { clientId: "stale-c", username: "stale-c", password: "left-over-pass" }),
+    ).toBeInstanceOf(Error);
+    const dev = await connectOk(fx.url, { clientId: c.id, username: c.id, password: c.password });
+    await dev.endAsync(true);
+  });
 });
