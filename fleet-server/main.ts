@@ -123,6 +123,9 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       : undefined;
     const tlsCa = config.tlsCaPath ? readFileSync(config.tlsCaPath) : tls?.cert;
 
+    if (config.mosquittoDynsec && config.mqttUrl === undefined) {
+      throw new EdgeFleetError("VALIDATION_FAILED", "mosquittoDynsec administers an external Mosquitto: give mqttUrl");
+    }
     let mqttUrl: string;
     let transport: Transport;
     let mqttInProcess: FleetServer["mqttInProcess"] = null;
