@@ -22,6 +22,7 @@ import { mqttChunkChannel } from "./transport/chunk-channel.js";
 import { createMqttLink } from "./transport/mqtt-link.js";
 import { checkTlsUrl, loadTlsOptions } from "./transport/tls.js";
 import { applyRootChain, applyRootPayload, loadPinnedRoot } from "./trust/pinned-root.js";
+import { decodeDesired } from "./updater/accept-desired.js";
 import { createUpdater, type Updater, type UpdaterDeps } from "./updater/updater.js";
 import { PIPELINE, type PipelineStep } from "./updater/verdicts.js";
 
@@ -46,7 +47,6 @@ export interface RunningAgent {
 
 const ROOT_KEY = "trusted_root";
 /** Desired states are a few KiB (manifests included); 4 MiB is far beyond any honest one. */
-const MAX_DESIRED_BYTES = 4 * 1024 * 1024;
 
 async function agentVersion(): Promise<string> {
   const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "package.json");
@@ -257,16 +257,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       telemetry.onAck(payload);
     } else if (topic === t("desired")) {
       if (payload.length === 0) return; // retained message cleared
-      // Size cap before parsing (issue 7): a hostile broker must not make us parse a huge document.
-      if (payload.length > MAX_DESIRED_BYTES)
-        return void log.warn({ bytes: payload.length }, "desired state too large");
-      let json: unknown;
-      try {
-        json = JSON.parse(payload.toString("utf8"));
-      } catch {
-        log.warn("desired state is not JSON");
-        return;
-      }
+      const decoded = decodeDesired(payload);
+      if (!decoded.ok) return up.onUnreadableDesired(decoded.error);
+      const json = decoded.json;
       // A root chain beside the desired state (issue 7) is walked first, so a rotation the device
       // missed on the trust topic is known before the director's signature is judged.
       const chain = (json as { rootChain?: unknown } | null)?.rootChain;

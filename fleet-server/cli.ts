@@ -21,6 +21,10 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--mqtt-url <url>", "use this external MQTT broker instead of the embedded one")
     .option("--mqtt-username <name>", "username for the external broker")
     .option("--mqtt-password <password>", "password for the external broker (or EDGEFLEET_MQTT_PASSWORD)")
+    .option(
+      "--mosquitto-dynsec",
+      "the external broker is Mosquitto with dynamic security: admit and revoke devices live",
+    )
     .option("--topic-prefix <prefix>", "MQTT topic prefix", "fleet/v1")
     .option("--tls-cert <file>", "PEM certificate: serve HTTPS and mqtts:// (with --tls-key)")
     .option("--tls-key <file>", "PEM private key for --tls-cert")
@@ -37,6 +41,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     mqttUrl?: string;
     mqttUsername?: string;
     mqttPassword?: string;
+    mosquittoDynsec?: boolean;
     topicPrefix: string;
     deviceBandwidth?: number;
     profilesDir?: string;
@@ -56,6 +61,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.mqttUrl !== undefined ? { mqttUrl: o.mqttUrl } : {}),
     ...(o.mqttUsername !== undefined ? { mqttUsername: o.mqttUsername } : {}),
     ...(password !== undefined ? { mqttPassword: password } : {}),
+    mosquittoDynsec: o.mosquittoDynsec === true,
     ...(o.deviceBandwidth !== undefined ? { deviceBandwidthBytesPerSec: o.deviceBandwidth } : {}),
     ...(o.profilesDir !== undefined ? { profilesDir: o.profilesDir } : {}),
     ...(o.tlsCert !== undefined ? { tlsCertPath: o.tlsCert } : {}),

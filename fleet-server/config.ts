@@ -25,6 +25,11 @@ export const FleetServerConfigSchema = z.object({
   mqttUrl: z.url({ protocol: /^(mqtts?|wss?|tcp|ssl)$/ }).optional(),
   mqttUsername: z.string().min(1).optional(),
   mqttPassword: z.string().optional(),
+  /**
+   * The external broker is Mosquitto with the dynamic-security plugin and the server's user may
+   * administer it (`broker-config --mosquitto`): enrollment and revocation reach it live (issue 20 §5).
+   */
+  mosquittoDynsec: z.boolean().default(false),
   topicPrefix: z.string().min(1).default(DEFAULT_TOPIC_PREFIX),
   /**
    * Cap on bundle bytes served per second to one device over MQTT chunks (metered cellular

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { systemClock } from "../shared/clock.js";
 import { EdgeFleetError } from "../shared/errors.js";
@@ -8,6 +9,12 @@ import { loadProfiles } from "../shared/profiles/load-profiles.js";
 import { createTopics } from "../shared/topics.js";
 import { createSecurityRepo } from "./auth/security-repo.js";
 import { createSecurityService } from "./auth/security-service.js";
+import {
+  type BrokerAccess,
+  dynsecBrokerAccess,
+  embeddedBrokerAccess,
+  unmanagedBrokerAccess,
+} from "./broker/broker-access.js";
 import { startEmbeddedBroker } from "./broker/embedded-broker.js";
 import { connectTransport, type Transport } from "./broker/transport.js";
 import { createBlobStore } from "./bundles/bundle-store.js";
@@ -52,6 +59,10 @@ export interface FleetServer {
   topicPrefix: string;
   /** The HTTP API itself: in-process requests (fastify inject) and its route table (`declaredRoutes`). */
   app: FastifyInstance;
+  /** The server's own MQTT client id (random per start; a takeover of it is logged and counted). */
+  mqttClientId: string;
+  /** In-process connection to the embedded broker with the server's identity; null with an external one. */
+  mqttInProcess: (() => Duplex) | null;
   stats: {
     /** Bundle payload bytes served to a device over MQTT chunks since start. */
     chunkBytesServed(deviceId: string): number;
@@ -105,12 +116,15 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       log: log.child({ component: "broker-link" }),
       kind: config.mqttUrl === undefined ? "embedded" : "external",
     });
+    // Late-bound like the security service's: the broker starts after the device service.
+    let brokerAccess: BrokerAccess | null = null;
     const devices = createDeviceService({
       log: log.child({ component: "devices" }),
       clock,
       devices: deviceRepo,
       isRevoked: security.isRevoked,
       onEnrolled: security.onEnrolled,
+      admitToBroker: (id, password) => brokerAccess?.admit(id, password) ?? Promise.resolve(),
       variantMeasurements: (id) => measurementRepo.forDevice(id),
       presence: createPresenceTracker({ clock, link: brokerLink }),
     });
@@ -122,8 +136,12 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       : undefined;
     const tlsCa = config.tlsCaPath ? readFileSync(config.tlsCaPath) : tls?.cert;
 
+    if (config.mosquittoDynsec && config.mqttUrl === undefined) {
+      throw new EdgeFleetError("VALIDATION_FAILED", "mosquittoDynsec administers an external Mosquitto: give mqttUrl");
+    }
     let mqttUrl: string;
     let transport: Transport;
+    let mqttInProcess: FleetServer["mqttInProcess"] = null;
     const clientId = `fleet-server-${randomBytes(6).toString("hex")}`;
     if (config.mqttUrl === undefined) {
       const host = config.mqttHost ?? config.httpHost;
@@ -137,11 +155,13 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
         ...(tls ? { tls } : {}),
       });
       closers.push(() => broker.close());
-      security.attachBroker(broker.disconnect);
+      brokerAccess = embeddedBrokerAccess(broker.disconnect);
       mqttUrl = `${tls ? "mqtts" : "mqtt"}://${dialHost(host)}:${broker.port}`;
+      mqttInProcess = () => broker.connectInProcess();
       transport = await connectTransport({
         url: mqttUrl,
-        ...(tlsCa ? { ca: tlsCa } : {}),
+        // The server's identity is accepted only in-process (issue 20 §5), not over the listener.
+        stream: mqttInProcess,
         username: keys.serverMqtt.username,
         password: keys.serverMqtt.password,
         clientId,
@@ -165,6 +185,18 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       return transport.close();
     });
     security.attachTransport(transport);
+    if (config.mqttUrl !== undefined) {
+      const access = config.mosquittoDynsec
+        ? await dynsecBrokerAccess({ log: log.child({ component: "dynsec" }), topics, transport })
+        : unmanagedBrokerAccess(log.child({ component: "broker" }));
+      brokerAccess = access;
+      // Revocations made while the broker was out of reach are applied when it is back.
+      const reconcile = () =>
+        access.reconcile(security.isRevoked).catch((err: unknown) => log.error({ err }, "broker reconcile failed"));
+      await reconcile();
+      brokerLink.onReconnect(() => void reconcile());
+    }
+    security.attachBroker((id) => brokerAccess?.revoke(id) ?? Promise.resolve());
 
     // The trust root chain (oldest first), retained so a device can walk rotations (DESIGN §3).
     await transport.publish(topics.trustRoot(), JSON.stringify(keys.rootChain), { qos: 1, retain: true });
@@ -341,6 +373,8 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       dataDir: config.dataDir,
       topicPrefix: config.topicPrefix,
       app,
+      mqttClientId: clientId,
+      mqttInProcess,
       stats: { chunkBytesServed: (id) => chunks.bytesServed(id) },
       close() {
         closing ??= closeAll().then(() => log.info("fleet server stopped"));

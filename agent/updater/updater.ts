@@ -16,7 +16,7 @@ import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
 import { checkCompatibility, type DeviceFacts, estimateHostMB } from "../trust/verify-desired.js";
-import { acceptDesired } from "./accept-desired.js";
+import { acceptDesired, rejectDesired } from "./accept-desired.js";
 import { createJobSource, manifestKey } from "./assignment-jobs.js";
 import { checkCapacity, installedEstimates } from "./capacity.js";
 import { createDamagedCandidates } from "./damaged-candidate.js";
@@ -65,6 +65,8 @@ export interface Updater {
   start(): Promise<void>;
   /** An inbound `desired` payload (already JSON-parsed); verified, persisted, reconciled. */
   onDesired(payload: unknown): void;
+  /** A `desired` payload that could not even be read (too large, not JSON): reported, nothing else. */
+  onUnreadableDesired(error: ErrorJson): void;
   /** Runtime signal: a host exited unasked (crash, OOM kill). */
   hostExited(installed: InstalledModel): void;
   reported(): ReportedState;
@@ -363,6 +365,15 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       for (const [rec, e] of damaged) heal.onLoadFailure(rec, e, { report: true });
       enqueue("reconcile", reconcile);
       publishReported();
+    },
+    onUnreadableDesired(error) {
+      rejectDesired(error, null, {
+        log,
+        clock,
+        store,
+        deviceId: deps.identity.deviceId,
+        publishEvent: (e) => deps.publish.event(e),
+      });
     },
     onDesired(payload) {
       const ok = acceptDesired(payload, {

@@ -26,13 +26,18 @@ export function maySubscribe(topics: Topics, who: Identity, filter: string): boo
 
 /**
  * A Last Will is a publish the broker makes on the client's behalf later, so it needs the same
- * right as a publish *and* is narrower: a device's will may only say `offline` on its own
- * presence topic (DESIGN §4). Checked at CONNECT so a forbidden will never gets stored.
+ * right as a publish *and* is narrower: a device's will may only be `offline` on its own presence
+ * topic (DESIGN §4, issue 20 §5), which is all the agent ever sets. Checked at CONNECT so a
+ * forbidden will never gets stored. (Mosquitto cannot check a will apart from a publish: see
+ * docs/security.md "Broker rules" for the rule that holds there.)
  */
-export function mayWill(topics: Topics, who: Identity, topic: string): boolean {
+export function mayWill(topics: Topics, who: Identity, topic: string, payload: Buffer): boolean {
   if (who.kind === "server") return mayPublish(topics, who, topic);
-  return topic === topics.device(who.deviceId, "presence");
+  return topic === topics.device(who.deviceId, "presence") && payload.toString("utf8") === WILL_PAYLOAD;
 }
+
+/** The one will payload a device may set: the agent's `offline` (agent/transport/mqtt-link.ts). */
+export const WILL_PAYLOAD = "offline";
 
 /** MQTT wildcards and the level separator have no place in an identity (issue 7). */
 export function hasTopicMetacharacters(value: string): boolean {

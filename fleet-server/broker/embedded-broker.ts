@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:net";
+import { type Duplex, duplexPair } from "node:stream";
 import { createServer as createTlsServer } from "node:tls";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Logger } from "../../shared/logger.js";
@@ -29,6 +30,12 @@ export interface EmbeddedBroker {
   port: number;
   /** Drops a device's live connection (revocation); its Will is not published. */
   disconnect(deviceId: string): Promise<void>;
+  /**
+   * A new in-process connection to the broker: the only place the server's MQTT identity is
+   * accepted (issue 20 §5), so that identity cannot be used, nor its session taken over, from the
+   * network. Give it to the server's own MQTT client (and in-process tools).
+   */
+  connectInProcess(): Duplex;
   close(): Promise<void>;
 }
 
@@ -42,14 +49,21 @@ function authError(message: string, returnCode = 4): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
-/** The Will of the CONNECT being authenticated (aedes sets `_will` before calling authenticate). */
-function pendingWillTopic(client: Client): string | undefined {
-  return (client as unknown as { _will?: { topic?: string } | null })._will?.topic ?? undefined;
+/**
+ * The Will of the CONNECT being authenticated: aedes sets `_will` before calling authenticate, and
+ * never runs authorizePublish for a will, so this is the one place to judge it (issue 20 §5).
+ */
+function pendingWill(client: Client): { topic: string; payload: Buffer } | undefined {
+  const will = (client as unknown as { _will?: { topic?: string; payload?: Buffer | string } | null })._will;
+  if (!will || typeof will.topic !== "string") return undefined;
+  return { topic: will.topic, payload: Buffer.from(will.payload ?? "") };
 }
 
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const { topics, log } = opts;
   const identities = new WeakMap<Client, Identity>();
+  // Broker-side ends of the server's in-process connections (see connectInProcess).
+  const inProcess = new WeakSet<object>();
 
   const aedes = await Aedes.createBroker({
     // Device ids may be up to 128 characters and the client id must equal the device id.
@@ -61,10 +75,16 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         log.warn({ clientId: client.id }, "mqtt connect refused: client id holds + # or /");
         return done(authError("client id may not hold + # /", 2), false);
       }
-      const will = pendingWillTopic(client);
+      const will = pendingWill(client);
       if (username === opts.server.username) {
+        if (!inProcess.has((client as unknown as { conn: object }).conn)) {
+          // Right password or not: the server's identity is never accepted from the network, so a
+          // leaked server-mqtt.json neither acts as the server nor takes over its session.
+          log.error({ clientId: client.id }, "mqtt connect refused: the server's identity from outside the server");
+          return done(authError("not authorized", 5), false);
+        }
         if (!sameSecret(pw, opts.server.password)) return done(authError("bad credentials"), false);
-        if (will !== undefined && !mayWill(topics, { kind: "server" }, will)) {
+        if (will !== undefined && !mayWill(topics, { kind: "server" }, will.topic, will.payload)) {
           return done(authError("will topic not allowed", 5), false);
         }
         identities.set(client, { kind: "server" });
@@ -81,8 +101,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
             return done(authError("bad credentials"), false);
           }
           const who: Identity = { kind: "device", deviceId: username };
-          if (will !== undefined && !mayWill(topics, who, will)) {
-            log.warn({ deviceId: username, will }, "mqtt connect refused: will outside own presence topic");
+          if (will !== undefined && !mayWill(topics, who, will.topic, will.payload)) {
+            log.warn(
+              { deviceId: username, will: will.topic },
+              "mqtt connect refused: will other than `offline` on own presence",
+            );
             // 5 = NOT_AUTHORIZED: the credentials are fine, the request is not.
             return done(authError("will topic not allowed", 5), false);
           }
@@ -134,6 +157,15 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       // Clear the will first: a revoked device must not get one last retained `offline` in.
       (client as unknown as { will: unknown }).will = null;
       await new Promise<void>((resolve) => client.close(() => resolve()));
+    },
+    connectInProcess() {
+      const [brokerSide, clientSide] = duplexPair();
+      // A pair's halves do not close together by themselves; a socket's ends would.
+      brokerSide.once("close", () => clientSide.destroy());
+      clientSide.once("close", () => brokerSide.destroy());
+      inProcess.add(brokerSide);
+      aedes.handle(brokerSide);
+      return clientSide;
     },
     async close() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));

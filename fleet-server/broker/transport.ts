@@ -1,4 +1,5 @@
-import mqtt, { type MqttClient } from "mqtt";
+import type { Duplex } from "node:stream";
+import mqtt, { MqttClient } from "mqtt";
 import type { Logger } from "../../shared/logger.js";
 
 export type MessageHandler = (topic: string, payload: Buffer) => void;
@@ -35,18 +36,27 @@ export async function connectTransport(opts: {
   log: Logger;
   /** CA bundle to verify an `mqtts://` broker against (pinning; system CAs are not consulted). */
   ca?: Buffer;
+  /**
+   * A new in-process stream per (re)connect instead of dialing `url`: the embedded broker accepts the
+   * server's identity only on such streams, so its credentials are useless from anywhere else.
+   */
+  stream?: () => Duplex;
 }): Promise<Transport> {
   const { log } = opts;
-  const client: MqttClient = mqtt.connect(opts.url, {
+  const options = {
     clientId: opts.clientId,
-    username: opts.username,
-    password: opts.password,
-    protocolVersion: 4,
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+    protocolVersion: 4 as const,
     clean: true,
     reconnectPeriod: 1000,
     connectTimeout: 10_000,
     ...(opts.ca ? { ca: opts.ca, rejectUnauthorized: true } : {}),
-  });
+  };
+  const client: MqttClient = opts.stream ? new MqttClient(opts.stream, options) : mqtt.connect(opts.url, options);
+  let up = false;
+  let ending = false;
+  let unexpected = 0;
   const handlers: { filter: string; handler: MessageHandler }[] = [];
   client.on("message", (topic, payload) => {
     for (const h of handlers) {
@@ -68,10 +78,23 @@ export async function connectTransport(opts: {
   client.on("reconnect", () => log.info("mqtt reconnecting"));
   client.on("connect", () => {
     lastError = undefined;
+    up = true;
     for (const l of linkListeners) l({ up: true });
   });
   client.on("close", () => {
+    // Every loss and failed retry reaches the link listeners (health, issue 20 §4)...
     for (const l of linkListeners) l(lastError === undefined ? { up: false } : { up: false, error: lastError });
+    // ...and a live connection ending unasked is logged as an error (§5); the broker link counts it
+    // (edgefleet_broker_disconnects_total).
+    if (!up || ending) return;
+    up = false;
+    unexpected += 1;
+    // MQTT 3.1.1 gives no reason: the broker just closes. A session takeover (issue 20 §5) looks
+    // exactly like this, so it is an error.
+    log.error(
+      { clientId: opts.clientId, url: opts.url, count: unexpected },
+      "mqtt connection closed without the server asking: broker restart, network, or another client took over this server's session (check for leaked server MQTT credentials)",
+    );
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -107,6 +130,7 @@ export async function connectTransport(opts: {
     },
     onLink: (listener) => void linkListeners.push(listener),
     close() {
+      ending = true;
       return new Promise((resolve) => client.end(false, {}, () => resolve()));
     },
   };

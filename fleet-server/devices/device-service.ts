@@ -16,6 +16,11 @@ export interface DeviceDeps {
   isRevoked?: (deviceId: string) => boolean;
   /** Sees the plaintext password once, to store the Mosquitto-format hash (broker-config). */
   onEnrolled?: (deviceId: string, password: string) => void;
+  /**
+   * Lets the new device in on the broker before its credentials exist anywhere else (issue 20 §5:
+   * Mosquitto dynamic security); throws when the broker cannot, and then nothing is enrolled.
+   */
+  admitToBroker?: (deviceId: string, password: string) => Promise<void>;
   /** What the device measured per model and variant (issue 5), shown in `GET /v1/devices/{id}`. */
   variantMeasurements?: (deviceId: string) => unknown[];
   /** Presence judged against the server's broker link: `unknown` while it cannot see (issue 20 §4). */
@@ -75,6 +80,8 @@ export function createDeviceService(deps: DeviceDeps) {
   const { log, clock, devices } = deps;
   const verified = createCredentialCache({ now: clock.now });
   const nowIso = () => new Date(clock.now()).toISOString();
+  /** Ids whose enrollment is under way (one process serves the API; invariant: added and removed around the awaits). */
+  const enrolling = new Set<string>();
 
   return {
     /**
@@ -86,22 +93,33 @@ export function createDeviceService(deps: DeviceDeps) {
       input: { id: string; tags?: Record<string, string>; profile?: string },
       opts: { commit?: (store: () => void) => void } = {},
     ) {
-      if (devices.get(input.id)) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
+      if (devices.get(input.id) || enrolling.has(input.id)) {
+        throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
+      }
+      enrolling.add(input.id);
       const password = generatePassword();
-      const passwordHash = await hashPassword(password);
-      const store = () => {
-        const ok = devices.insert({
-          id: input.id,
-          passwordHash,
-          tags: input.tags ?? {},
-          profile: input.profile ?? null,
-          now: nowIso(),
-        });
-        if (!ok) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
-        deps.onEnrolled?.(input.id, password);
-      };
-      if (opts.commit) opts.commit(store);
-      else store();
+      try {
+        const passwordHash = await hashPassword(password);
+        // The broker first (issue 20 §5): if it cannot admit the device, nothing is stored and a
+        // token stays unspent. `enrolling` keeps a concurrent enrollment of the same id from
+        // replacing the winner's broker credentials between the check above and the insert.
+        await deps.admitToBroker?.(input.id, password);
+        const store = () => {
+          const ok = devices.insert({
+            id: input.id,
+            passwordHash,
+            tags: input.tags ?? {},
+            profile: input.profile ?? null,
+            now: nowIso(),
+          });
+          if (!ok) throw new EdgeFleetError("CONFLICT", `device ${input.id} already exists`);
+          deps.onEnrolled?.(input.id, password);
+        };
+        if (opts.commit) opts.commit(store);
+        else store();
+      } finally {
+        enrolling.delete(input.id);
+      }
       log.info({ deviceId: input.id }, "device enrolled");
       return { id: input.id, password };
     },

@@ -91,6 +91,9 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     // pino's Logger and fastify's logger type differ only in generics; the instance is the same.
     loggerInstance: log.child({ component: "http" }) as unknown as FastifyBaseLogger,
     bodyLimit: JSON_BODY_LIMIT,
+    // A device id may be 128 characters (DeviceIdSchema), 3 each when percent-encoded (issue 20 §5:
+    // one id grammar); fastify's default of 100 answered 414 to `/v1/devices/{id}` for long ids.
+    routerOptions: { maxParamLength: 512 },
     // fastify types an HTTPS instance differently; routes and hooks are the same.
     ...(deps.https ? { https: { ...deps.https, minVersion: "TLSv1.2" as const } } : {}),
   }) as unknown as FastifyInstance;

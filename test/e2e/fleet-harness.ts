@@ -23,7 +23,12 @@ export interface Harness {
 
 export async function startHarness(
   root: string,
-  opts: { mqttUrl?: string; deviceBandwidthBytesPerSec?: number } = {},
+  opts: {
+    mqttUrl?: string;
+    deviceBandwidthBytesPerSec?: number;
+    /** The server's credentials on an external broker administered through dynamic security. */
+    mosquittoDynsec?: { username: string; password: string };
+  } = {},
 ): Promise<Harness> {
   const server = await startFleetServer({
     dataDir: join(root, "server"),
@@ -33,6 +38,13 @@ export async function startHarness(
     ...(opts.mqttUrl !== undefined ? { mqttUrl: opts.mqttUrl } : {}),
     ...(opts.deviceBandwidthBytesPerSec !== undefined
       ? { deviceBandwidthBytesPerSec: opts.deviceBandwidthBytesPerSec }
+      : {}),
+    ...(opts.mosquittoDynsec
+      ? {
+          mosquittoDynsec: true,
+          mqttUsername: opts.mosquittoDynsec.username,
+          mqttPassword: opts.mosquittoDynsec.password,
+        }
       : {}),
   });
   const api = new ApiClient({ baseUrl: server.httpUrl, token: server.adminToken });

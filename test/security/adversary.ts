@@ -73,7 +73,7 @@ export interface Adversary {
   nextSeq(): number;
   /** A desired state assigning `bundles`, signed (by default) with the director key. */
   desired(bundles: readonly ServedBundle[], opts?: DesiredOptions): Envelope<DesiredState>;
-  /** Publishes any document on the device's desired topic, retained, QoS 1. */
+  /** Publishes any document (a Buffer: those raw bytes) on the device's desired topic, retained, QoS 1. */
   publishDesired(doc: unknown): Promise<void>;
   /** Publishes any payload on the retained trust-root topic (a root chain, oldest first). */
   publishRootChain(chain: unknown): Promise<void>;
@@ -230,7 +230,8 @@ export async function startAdversary(dir: string, deviceId: string): Promise<Adv
       await client.publishAsync(topics.trustRoot(), payload, { qos: 1, retain: true });
     },
     async publishDesired(doc) {
-      await client.publishAsync(topics.device(deviceId, "desired"), JSON.stringify(doc), { qos: 1, retain: true });
+      const payload = Buffer.isBuffer(doc) ? doc : JSON.stringify(doc);
+      await client.publishAsync(topics.device(deviceId, "desired"), payload, { qos: 1, retain: true });
     },
     waitForEvent: (what, pred, timeoutMs = 60_000) => until(what, () => events.find(pred), timeoutMs),
     waitForReported: (what, pred, timeoutMs = 60_000) =>

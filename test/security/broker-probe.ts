@@ -1,19 +1,30 @@
-import { readFile, writeFile } from "node:fs/promises";
-import { userInfo } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { Writable } from "node:stream";
+import mqtt, { type IClientOptions, MqttClient } from "mqtt";
 import pino from "pino";
-import { generateMosquittoFiles } from "../../fleet-server/broker/broker-config.js";
+import { loadOrCreateKeys } from "../../fleet-server/keys/key-store.js";
 import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
 import { ApiClient } from "../../scripts/fleetctl/api-client.js";
-import { spawnMosquitto } from "../helpers/mosquitto.js";
-import { freePort } from "../helpers/ports.js";
+import { findMosquitto, startDynsecMosquitto } from "../helpers/mosquitto.js";
 
 /**
- * Probes for the broker rules (DESIGN §4, issue 7): a real fleet server (embedded aedes) with
- * enrolled devices, their credentials, an observer connected with the server's own credentials
- * (sees every device topic), and a real Mosquitto started from the files `broker-config` generates.
+ * Probes for the broker rules (DESIGN §4, issues 7 and 20 §5): a real fleet server with enrolled
+ * devices and their credentials, on either broker:
+ * - `aedes`: the embedded broker; server-side observers connect in-process (the only place the
+ *   server's identity is accepted);
+ * - `mosquitto`: a real Mosquitto started from the files `broker-config --mosquitto` generates
+ *   (dynamic security), with the fleet server connected to it as its dynsec admin
+ *   (`mosquittoDynsec`), so enrollment and revocation reach it live.
  */
+
+export type BrokerKind = "aedes" | "mosquitto";
+export const BROKER_KINDS: readonly BrokerKind[] = ["aedes", "mosquitto"];
+
+export const mosquittoAvailable = findMosquitto() !== null;
+if (!mosquittoAvailable && process.env.EDGEFLEET_REQUIRE_MOSQUITTO === "1") {
+  throw new Error("EDGEFLEET_REQUIRE_MOSQUITTO=1 but mosquitto is not installed");
+}
 
 export interface Creds {
   id: string;
@@ -21,31 +32,104 @@ export interface Creds {
 }
 
 export interface BrokerFixture {
+  kind: BrokerKind;
+  /** The URL devices dial. */
+  url: string;
   server: FleetServer;
   api: ApiClient;
   serverCreds: { username: string; password: string };
+  /** Every log line of the server at warn level and above (parsed pino JSON). */
+  logs: { level: number; msg: string }[];
   enroll(id: string): Promise<Creds>;
+  /** A client with the server's identity that does not disturb the server's own session. */
+  connectServerSide(clientId: string): Promise<MqttClient>;
+  revoke(id: string): Promise<void>;
+  /** Mosquitto only: stop it, and start it again on the same port with the state its plugin saved. */
+  mosquitto: { stop(): Promise<void>; start(): Promise<void> } | null;
   close(): Promise<void>;
 }
 
-export async function startBrokerFixture(dir: string): Promise<BrokerFixture> {
-  const server = await startFleetServer({
-    dataDir: join(dir, "server"),
-    httpPort: 0,
-    mqttPort: 0,
-    log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+/**
+ * `preEnrolled` ids are enrolled before the broker starts (on Mosquitto they reach it through the
+ * generated bootstrap file, the offline path); later enrollments reach it live.
+ */
+export async function startBrokerFixture(
+  dir: string,
+  kind: BrokerKind,
+  preEnrolled: readonly string[] = [],
+): Promise<BrokerFixture & { preEnrolled: Creds[] }> {
+  const dataDir = join(dir, "server");
+  const logs: { level: number; msg: string }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString("utf8").split("\n").filter(Boolean)) logs.push(JSON.parse(line));
+      done();
+    },
   });
+  const log = pino({ level: "warn" }, sink);
+  const serverCreds = () =>
+    readFile(join(dataDir, "server-mqtt.json"), "utf8").then(
+      (t) => JSON.parse(t) as { username: string; password: string },
+    );
+
+  let server: FleetServer;
+  let mosquitto: { url: string; stop(): Promise<void>; start(): Promise<void> } | null = null;
+  const pre: Creds[] = [];
+  if (kind === "aedes") {
+    server = await startFleetServer({ dataDir, httpPort: 0, mqttPort: 0, log });
+    const api = new ApiClient({ baseUrl: server.httpUrl, token: server.adminToken });
+    for (const id of preEnrolled) pre.push((await api.enrollDevice({ id })) as Creds);
+  } else {
+    if (preEnrolled.length > 0) {
+      // Enroll on a server of its own first: the bootstrap file carries these devices.
+      const first = await startFleetServer({ dataDir, httpPort: 0, mqttPort: 0, log });
+      const api = new ApiClient({ baseUrl: first.httpUrl, token: first.adminToken });
+      for (const id of preEnrolled) pre.push((await api.enrollDevice({ id })) as Creds);
+      await first.close();
+    } else {
+      loadOrCreateKeys(dataDir, new Date());
+    }
+    mosquitto = await startDynsecMosquitto(dataDir, join(dir, "mosquitto"));
+    const creds = await serverCreds();
+    server = await startFleetServer({
+      dataDir,
+      httpPort: 0,
+      mqttUrl: mosquitto.url,
+      mqttUsername: creds.username,
+      mqttPassword: creds.password,
+      mosquittoDynsec: true,
+      log,
+    });
+  }
   const api = new ApiClient({ baseUrl: server.httpUrl, token: server.adminToken });
-  const serverCreds = JSON.parse(await readFile(join(dir, "server", "server-mqtt.json"), "utf8")) as {
-    username: string;
-    password: string;
-  };
+  const creds = await serverCreds();
+  const url = mosquitto?.url ?? server.mqttUrl;
   return {
+    kind,
+    url,
     server,
     api,
-    serverCreds,
+    serverCreds: creds,
+    logs,
+    preEnrolled: pre,
     enroll: async (id) => (await api.enrollDevice({ id })) as Creds,
-    close: () => server.close(),
+    async connectServerSide(clientId) {
+      if (kind === "mosquitto") return connectOk(url, { clientId, ...creds });
+      const stream = server.mqttInProcess;
+      if (!stream) throw new Error("no in-process connection");
+      const client = new MqttClient(stream, { clientId, ...creds, protocolVersion: 4, reconnectPeriod: 0 });
+      await new Promise<void>((resolve, reject) => {
+        client.once("connect", () => resolve());
+        client.once("error", reject);
+      });
+      return client;
+    },
+    revoke: async (id) => void (await revokeViaApi(server, id)),
+    mosquitto,
+    async close() {
+      await server.close();
+      await mosquitto?.stop();
+    },
   };
 }
 
@@ -70,12 +154,9 @@ export async function connectOk(url: string, opts: IClientOptions): Promise<Mqtt
   return c;
 }
 
-/** Records every message an observer sees, by topic. */
-export async function observe(url: string, creds: { username: string; password: string }, filter: string) {
-  const client = await connectOk(url, {
-    clientId: `observer-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
-    ...creds,
-  });
+/** Records every message a server-side observer sees, by topic. */
+export async function observe(fx: BrokerFixture, filter: string) {
+  const client = await fx.connectServerSide(`observer-${process.pid}-${Math.random().toString(16).slice(2, 8)}`);
   const seen: { topic: string; payload: string; retain: boolean }[] = [];
   client.on("message", (topic, payload, packet) =>
     seen.push({ topic, payload: payload.toString(), retain: packet.retain }),
@@ -89,47 +170,42 @@ export async function observe(url: string, creds: { username: string; password: 
   };
 }
 
-/** Granted QoS per filter (128 = refused). */
+/** Granted QoS per filter (128 = refused); a refusal is also what mqtt.js rejects with. */
 export async function subscribeCodes(client: MqttClient, filter: string): Promise<number[]> {
-  const granted = await client.subscribeAsync(filter, { qos: 1 });
-  return granted.map((g) => g.qos);
+  try {
+    const granted = await client.subscribeAsync(filter, { qos: 1 });
+    return granted.map((g) => g.qos);
+  } catch (err) {
+    const granted = (err as { packet?: { granted?: number[] } }).packet?.granted;
+    if (granted) return granted;
+    throw err;
+  }
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export interface RealMosquitto {
-  url: string;
-  dir: string;
-  /** Regenerates the files from the server's data dir and makes Mosquitto reload them (SIGHUP). */
-  reload(): Promise<void>;
-  stop(): Promise<void>;
+/** Resolves when the client's connection closes (already closed: at once). */
+export function closed(client: MqttClient): Promise<void> {
+  return new Promise((resolve) => {
+    if (!client.connected) return resolve();
+    client.once("close", () => resolve());
+  });
 }
 
-/** Mosquitto configured only by the files `fleet-server broker-config --mosquitto` writes. */
-export async function startSecuredMosquitto(dataDir: string, dir: string): Promise<RealMosquitto> {
-  const port = await freePort();
-  const gen = () => generateMosquittoFiles({ dataDir, outDir: dir, listener: { port, host: "127.0.0.1" } });
-  const files = gen();
-  // The generated fragment is the whole config, plus test-only settings (no persistence on disk).
-  const conf = join(dir, "run.conf");
-  // Run as ourselves: as root, Mosquitto would drop to the `mosquitto` user, which cannot read the
-  // 0600 passwd file in our temp dir (in production: chown the files to the broker's user).
-  const user = userInfo().username;
-  await writeFile(conf, `${await readFile(files.conf, "utf8")}persistence false\nuser ${user}\n`);
-  const proc = await spawnMosquitto(conf, port);
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    dir,
-    async reload() {
-      gen();
-      proc.kill("SIGHUP");
-      await sleep(500);
-    },
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (proc.exitCode !== null) return resolve();
-        proc.once("exit", () => resolve());
-        proc.kill("SIGTERM");
-      }),
-  };
+export async function revokeViaApi(server: FleetServer, id: string): Promise<unknown> {
+  const res = await fetch(`${server.httpUrl}/v1/devices/${encodeURIComponent(id)}/revoke`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${server.adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ reason: "test" }),
+  });
+  if (res.status !== 200) throw new Error(`revoke ${id}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** A counter from the server's `/metrics` (0 when absent). */
+export async function serverMetric(server: FleetServer, name: string): Promise<number> {
+  const res = await fetch(`${server.httpUrl}/metrics`, { headers: { authorization: `Bearer ${server.adminToken}` } });
+  const text = await res.text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(" ")[1]) : 0;
 }

@@ -149,4 +149,22 @@ describe("security: the agent refuses desired states it must not trust", () => {
     expect(ev.error?.code).toBe("RELEASE_COUNTER_ROLLBACK");
     await expectRefused(bundle, before);
   });
+
+  it("13. a desired payload that is not JSON, or over the 4 MiB cap → desired.rejected (issue 20 §5), not only a log line", async () => {
+    const before = (await deviceStatus(d)).lastDesiredSeq;
+    const cases = [
+      { payload: Buffer.from("{not json"), code: "VALIDATION_FAILED" },
+      { payload: Buffer.alloc(4 * 1024 * 1024 + 1, 0x20), code: "PAYLOAD_TOO_LARGE" },
+    ];
+    for (const c of cases) {
+      const already = d.adv.events.length;
+      await d.adv.publishDesired(c.payload);
+      const ev = await d.adv.waitForEvent(
+        `desired.rejected ${c.code}`,
+        (e) => d.adv.events.indexOf(e) >= already && e.type === "desired.rejected",
+      );
+      expect(ev).toMatchObject({ seq: null, error: { code: c.code } });
+    }
+    await expectUnchanged(d, { lastDesiredSeq: before });
+  });
 });

@@ -146,8 +146,12 @@ describe("telemetry ingest on a real fleet server (fleet-server/telemetry)", () 
     });
     expect(g.total).toBe(10);
     expect(g.stats.rejected).toBe(0);
-    // Rejections with a readable range are acked as rejected so the device can drop the rows.
-    const rejectedAcks = acks.get("bad-1")!.filter((a) => a.status === "rejected");
+    // Rejections with a readable range are acked as rejected so the device can drop the rows. The
+    // acks travel the broker after the store counted them: wait for them rather than race them.
+    const rejectedAcks = await eventually(async () => {
+      const r = acks.get("bad-1")!.filter((a) => a.status === "rejected");
+      return r.length >= 2 ? r : undefined;
+    });
     expect(rejectedAcks.map((a) => a.error?.code).sort()).toEqual(["TELEMETRY_MALFORMED", "TELEMETRY_SEQ_BACKWARDS"]);
 
     const res = await fetch(`${server.httpUrl}/metrics`);

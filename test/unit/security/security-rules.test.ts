@@ -5,7 +5,8 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { roleMeets } from "../../../fleet-server/auth/roles.js";
 import { hasTopicMetacharacters, mayWill } from "../../../fleet-server/broker/acl.js";
-import { mosquittoHash, renderAclFile, verifyMosquittoHash } from "../../../fleet-server/broker/mosquitto-config.js";
+import { deviceRole, dynsecPasswordFields, renderDynsecConfig } from "../../../fleet-server/broker/dynsec.js";
+import { mosquittoHash, verifyMosquittoHash } from "../../../fleet-server/broker/mosquitto-config.js";
 import { buildHttpApp, declaredRoutes, type HttpDeps } from "../../../fleet-server/http/app.js";
 import { access, decide, declarationOf } from "../../../fleet-server/http/route-access.js";
 import { keysInit, keysRotate } from "../../../scripts/fleetctl/keys-commands.js";
@@ -76,23 +77,51 @@ describe("API roles and route access (pure, issue 20 §1)", () => {
 });
 
 describe("broker rules (pure)", () => {
-  it("a device's will only on its own presence topic; identities without + # / or NUL", () => {
+  it("a device's will only `offline` on its own presence topic; identities without + # / or NUL", () => {
     const dev = { kind: "device" as const, deviceId: "a" };
-    expect(mayWill(topics, dev, topics.device("a", "presence"))).toBe(true);
-    expect(mayWill(topics, dev, topics.device("b", "presence"))).toBe(false);
-    expect(mayWill(topics, dev, topics.device("a", "reported"))).toBe(false);
+    const offline = Buffer.from("offline");
+    expect(mayWill(topics, dev, topics.device("a", "presence"), offline)).toBe(true);
+    expect(mayWill(topics, dev, topics.device("b", "presence"), offline)).toBe(false);
+    expect(mayWill(topics, dev, topics.device("a", "reported"), offline)).toBe(false);
+    // issue 20 §5: any other payload on the own presence topic (an `online` that outlives the device).
+    for (const p of ["online", '"offline"', "offline ", "", "{}"]) {
+      expect(mayWill(topics, dev, topics.device("a", "presence"), Buffer.from(p))).toBe(false);
+    }
     for (const bad of ["a+", "#", "a/b", "x\u0000"]) expect(hasTopicMetacharacters(bad)).toBe(true);
     expect(hasTopicMetacharacters("dev-1.x:y_z")).toBe(false);
   });
 
-  it("Mosquitto ACL: %u patterns for exactly the device topics, server on the prefix, nothing for $SYS", () => {
-    const acl = renderAclFile(topics, "$fleet-server");
-    expect(acl).toContain("pattern write fleet/v1/d/%u/reported");
-    expect(acl).toContain("pattern read fleet/v1/d/%u/desired");
-    expect(acl).toContain("pattern read fleet/v1/trust/root");
-    expect(acl).not.toMatch(/pattern (read|write|readwrite) .*[#+]/);
-    const rules = acl.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#"));
-    expect(rules.filter((l) => l.includes("$SYS"))).toEqual([]);
+  it("Mosquitto dynsec: a device role of exact topics (literal subscriptions), deny by default, no $SYS", () => {
+    const role = deviceRole(topics, "AA:BB:CC:00:11:22");
+    expect(role.acls).toContainEqual({
+      acltype: "publishClientSend",
+      topic: "fleet/v1/d/AA:BB:CC:00:11:22/reported",
+      allow: true,
+    });
+    expect(role.acls).toContainEqual({
+      acltype: "subscribeLiteral",
+      topic: "fleet/v1/d/AA:BB:CC:00:11:22/desired",
+      allow: true,
+    });
+    expect(role.acls).toContainEqual({ acltype: "subscribeLiteral", topic: "fleet/v1/trust/root", allow: true });
+    expect(role.acls.filter((a) => /[#+]/.test(a.topic) || a.acltype === "subscribePattern")).toEqual([]);
+    const h = mosquittoHash("pw-of-the-device");
+    const conf = JSON.parse(
+      renderDynsecConfig({
+        topics,
+        server: { username: "$fleet-server", hash: mosquittoHash("server-pw") },
+        devices: [{ username: "AA:BB:CC:00:11:22", hash: h }],
+      }),
+    );
+    expect(conf.defaultACLAccess).toEqual({
+      publishClientSend: false,
+      publishClientReceive: false,
+      subscribe: false,
+      unsubscribe: true,
+    });
+    expect(conf.clients[1]).toMatchObject({ username: "AA:BB:CC:00:11:22", clientid: "AA:BB:CC:00:11:22" });
+    expect(conf.clients[1]).toMatchObject(dynsecPasswordFields(h));
+    expect(JSON.stringify(conf)).not.toContain("$SYS");
   });
 
   it("$7$ hashes: ours verify, and mosquitto_passwd's own hashes verify with our checker", async () => {
