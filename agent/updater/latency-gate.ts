@@ -1,3 +1,4 @@
+import { MIN_LATENCY_PAIRS } from "../../shared/schemas/device-state.js";
 import { percentile } from "./health-summary.js";
 
 /**
@@ -31,7 +32,7 @@ export interface PairedGateLimits {
   /** A regression must also be worth this many ms at the median (tiny models run in microseconds). */
   floorMs: number;
 }
-export const DEFAULT_PAIRED_LIMITS: PairedGateLimits = { minPairs: 15, z: 1.645, trim: 0.1, floorMs: 1 };
+export const DEFAULT_PAIRED_LIMITS: PairedGateLimits = { minPairs: MIN_LATENCY_PAIRS, z: 1.645, trim: 0.1, floorMs: 1 };
 
 export interface PairedLatency {
   pairs: number;

@@ -1,4 +1,4 @@
-import type { HealthSummary, ProbationReport } from "../../shared/schemas/device-state.js";
+import { type HealthSummary, MIN_LATENCY_PAIRS, type ProbationReport } from "../../shared/schemas/device-state.js";
 import type { Gates } from "./definition.js";
 
 /** One device as the gates see it: its sticky outcome and, when reported, its probation numbers. */
@@ -12,9 +12,15 @@ export interface GateEvaluation {
   executed: number;
   failed: number;
   failedPercent: number | null;
-  /** Median per-device candidate/baseline p95 ratio, over devices with enough samples. */
+  /**
+   * Median per-device latency ratio, candidate over previous version. A device's paired ratio
+   * (back-to-back calibration runs, issue 20 §6) when it reports one from enough pairs, else its
+   * candidate/baseline p95 ratio over devices with enough samples.
+   */
   p95LatencyRatio: number | null;
   latencyDevices: number;
+  /** How many of `latencyDevices` contributed a paired ratio (like with like) rather than p95s. */
+  pairedLatencyDevices: number;
   /** Pooled candidate error rate, over devices with enough samples. */
   errorRatePercent: number | null;
   errorDevices: number;
@@ -50,6 +56,7 @@ export function evaluateGates(gates: Gates, devices: readonly GateInput[]): Gate
   const min = gates.minRequestsPerDevice;
 
   const ratios: number[] = [];
+  let paired = 0;
   let errReq = 0;
   let errCount = 0;
   let errorDevices = 0;
@@ -61,6 +68,14 @@ export function evaluateGates(gates: Gates, devices: readonly GateInput[]): Gate
     errReq += p.candidate.requests;
     errCount += p.candidate.errors;
     if (p.candidate.shadowAgreementPercent !== null) agreements.push(p.candidate.shadowAgreementPercent);
+    // Like with like first (issue 20 §6): the previous version measured on the same device at the
+    // same moment. A p95 from before the swap against one after it compares different loads.
+    const pl = p.pairedLatency;
+    if (pl && pl.ratio !== null && pl.pairs >= MIN_LATENCY_PAIRS) {
+      ratios.push(pl.ratio);
+      paired++;
+      continue;
+    }
     const base = p.baseline;
     if (enough(base, min) && base.p95Ms !== null && base.p95Ms > 0 && p.candidate.p95Ms !== null) {
       ratios.push(p.candidate.p95Ms / base.p95Ms);
@@ -77,6 +92,7 @@ export function evaluateGates(gates: Gates, devices: readonly GateInput[]): Gate
     failedPercent,
     p95LatencyRatio,
     latencyDevices: ratios.length,
+    pairedLatencyDevices: paired,
     errorRatePercent,
     errorDevices,
     shadowAgreementPercent,

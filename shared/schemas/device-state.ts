@@ -57,6 +57,12 @@ export type HealthSummary = z.infer<typeof HealthSummarySchema>;
 
 export const ProbationVerdictSchema = z.enum(["pending", "passed", "failed"]);
 
+/**
+ * Calibration pairs a paired latency ratio needs before anyone judges by it: the agent's probation
+ * gate and the fleet server's rollout gate (issue 20 §6).
+ */
+export const MIN_LATENCY_PAIRS = 15;
+
 /** The probation of a candidate: running, or its final verdict with the reason code when it failed. */
 export const ProbationReportSchema = z.object({
   verdict: ProbationVerdictSchema,

@@ -39,6 +39,42 @@ describe("evaluateGates", () => {
   });
 });
 
+describe("evaluateGates: latency like with like (issue 20 §6)", () => {
+  const g = gates({ minDevices: 2, maxFailedPercent: 0, maxP95LatencyRatio: 2, minRequestsPerDevice: 20 });
+  // Idle before the swap (50 ms), loaded after it (150 ms): the unpaired p95 ratio is 3.
+  const loaded = (pairs: number, ratio: number | null) => ({
+    outcome: "passed" as const,
+    probation: {
+      ...probation("passed", { requests: 100, p95Ms: 150 }, { requests: 100, p95Ms: 50 }),
+      pairedLatency: {
+        pairs,
+        ratio,
+        ratioLow: ratio === null ? null : ratio * 0.9,
+        candidateP50Ms: 140,
+        previousP50Ms: 140,
+        candidateP95Ms: 150,
+        previousP95Ms: 150,
+      },
+    },
+  });
+
+  it("judges the paired ratio when devices report enough pairs: equal speed under load passes", () => {
+    const e = evaluateGates(g, [loaded(30, 1.02), loaded(30, 0.98)]);
+    expect(e).toMatchObject({ p95LatencyRatio: 1, latencyDevices: 2, pairedLatencyDevices: 2, breached: null });
+  });
+
+  it("still trips on a candidate that is slower in the pairs", () => {
+    const e = evaluateGates(g, [loaded(30, 3.1), loaded(30, 2.9)]);
+    expect(e.breached).toContain("p95 latency ratio 3.00");
+  });
+
+  it("falls back to the p95 ratio without enough pairs (and says so in pairedLatencyDevices)", () => {
+    const e = evaluateGates(g, [loaded(3, 1), loaded(30, null)]);
+    expect(e).toMatchObject({ p95LatencyRatio: 3, latencyDevices: 2, pairedLatencyDevices: 0 });
+    expect(e.breached).toContain("p95 latency ratio 3.00");
+  });
+});
+
 describe("rollout definition", () => {
   const parse = (over: Record<string, unknown>) =>
     CreateRolloutRequestSchema.safeParse({ model: "m", version: "1.0.0", target: { tags: ["site=lab"] }, ...over });
