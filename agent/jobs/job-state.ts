@@ -1,5 +1,7 @@
-import Database from "better-sqlite3";
+import { pino } from "pino";
 import type { ErrorJson } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
+import { openFallbackDb } from "../store/fallback-db.js";
 
 /** Runs of batch jobs in `{dataDir}/jobs.db`: what is running (to resume after a restart) and history. */
 
@@ -64,15 +66,23 @@ const fromRow = (r: Row): JobRun => ({
   error: r.error ? (JSON.parse(r.error) as ErrorJson) : null,
 });
 
-export function openJobState(path: string): JobStateStore {
-  const db = new Database(path);
-  db.pragma("journal_mode = WAL");
-  db.pragma("busy_timeout = 5000");
-  db.exec(`CREATE TABLE IF NOT EXISTS job_runs (
+export function openJobState(path: string, log: Logger = pino({ level: "silent" })): JobStateStore {
+  // A full or read-only disk at start (issue 20 §2) opens an in-memory copy instead of stopping the agent.
+  const db = openFallbackDb({
+    path,
+    log,
+    init(d, onDisk) {
+      if (onDisk) {
+        d.pragma("journal_mode = WAL");
+        d.pragma("busy_timeout = 5000");
+      }
+      d.exec(`CREATE TABLE IF NOT EXISTS job_runs (
     job TEXT NOT NULL, run_id TEXT NOT NULL, state TEXT NOT NULL, model TEXT NOT NULL, version TEXT,
     total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
     resumes INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
     PRIMARY KEY (job, run_id))`);
+    },
+  }).db();
   const begin = db.prepare(
     "INSERT INTO job_runs (job, run_id, state, model, version, started_at) VALUES (?, ?, 'running', ?, ?, ?)",
   );

@@ -14,6 +14,9 @@ import { reverifyInstalled } from "../bundle/reverify.js";
 import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
+import { isStorageCode } from "../store/storage-faults.js";
+import type { StorageMonitor } from "../store/storage-monitor.js";
+import type { BackoffOptions } from "../transport/backoff.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
 import { checkCompatibility, type DeviceFacts, estimateHostMB } from "../trust/verify-desired.js";
 import { acceptDesired } from "./accept-desired.js";
@@ -30,6 +33,7 @@ import { createProbationReports } from "./probation-reports.js";
 import { buildReported } from "./reported.js";
 import { createSelfHeal, isRepair } from "./self-heal.js";
 import { createSideCandidates, type SideServing } from "./side-candidates.js";
+import { createStorageRetry } from "./storage-retry.js";
 import { marksBundleBad, PIPELINE, type PipelineStep, planResume } from "./verdicts.js";
 
 export interface UpdaterDeps {
@@ -58,6 +62,11 @@ export interface UpdaterDeps {
   locks?: Pick<LockManager, "waitForSwap">;
   /** The serving layer (issue 8): side candidates (shadow / A-B) and per-model serving options. */
   serving?: SideServing;
+  /** The agent's storage faults (issue 20 §2): shown in `reported.storage`; recoveries retry updates. */
+  storage?: Pick<StorageMonitor, "report" | "snapshot" | "onRecovered">;
+  /** Retry cadence after a storage fault failed an update (full jitter; tests shorten it). */
+  storageBackoff?: BackoffOptions;
+  random?: () => number;
 }
 
 export interface Updater {
@@ -107,6 +116,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
   let abortDownload: (() => Promise<void>) | null = null;
+  let collectGarbage: () => Promise<{ bytes: number }> = async () => ({ bytes: 0 });
 
   const enqueue = (name: string, work: () => Promise<void>) => {
     queue = queue.then(async () => {
@@ -129,6 +139,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       probation: reports.all(),
       deferring,
       sides: sides.reported(),
+      ...(deps.storage ? { storage: deps.storage.snapshot() } : {}),
     });
   const publishReported = () => deps.publish.reported(reported());
 
@@ -179,6 +190,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     setAbortDownload: (abort) => {
       abortDownload = abort;
     },
+    collectGarbage: () => collectGarbage(),
   });
   const damaged = createDamagedCandidates({ log, dirs: deps.dirs, runtime });
   const sides = createSideCandidates({
@@ -191,6 +203,12 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     isClosed: () => closed,
   });
   const disk = createDiskGc({ log, dirs: deps.dirs, store, runtime, sides });
+  collectGarbage = () => disk.run(accepted()?.desired.assignments.map((a) => a.bundle.sha256) ?? []);
+
+  const storageRetry = createStorageRetry({
+    ...{ log, clock, storage: deps.storage, backoff: deps.storageBackoff, random: deps.random },
+    reconcile: (why) => enqueue(why, reconcile),
+  });
 
   /** Fault injection (`pauseBeforeStep`) before entering `step`. */
   const holdBefore = (step: PipelineStep) =>
@@ -222,6 +240,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
         await holdBefore(step);
         if (closed) throw new EdgeFleetError("INTERNAL", "agent closing");
         await steps[step](job);
+        if (step === "staging") storageRetry.onWritten();
         if (step === "swapping") swapped = true;
       }
     } catch (err) {
@@ -235,6 +254,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       if (marksBundleBad(next.error.code)) store.markBad(job.ref.sha256, job.model, next.error.code);
       if (job.report) reports.final(job.model, job.ref.sha256, job.rolloutId, job.report);
       transition(job.model, "failed", {}, next.error.toJSON());
+      if (isStorageCode(next.error.code)) storageRetry.onFault(next.error);
       return;
     }
     // Commit: the candidate is the rollback point now; the warm previous host is no longer needed.
@@ -254,7 +274,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     const rec = store.model(model) ?? IDLE(model);
     let reloadError: EdgeFleetError | null = null;
     transition(model, "reverting", {}, error);
-    if (rec.candidate) store.markBad(rec.candidate.sha256, model, error.code);
+    // A storage fault after the swap reverts (the candidate cannot be kept safely) but never condemns it.
+    if (rec.candidate && !isStorageCode(error.code)) store.markBad(rec.candidate.sha256, model, error.code);
     try {
       const serving = runtime.serving().get(model);
       if (job?.previous && runtime.isLoaded(job.previous)) {
@@ -390,6 +411,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       recorder.close();
       sides.close();
       heal.close();
+      storageRetry.close();
       await abortDownload?.();
       await queue;
     },
