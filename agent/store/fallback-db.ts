@@ -109,6 +109,27 @@ function openDisk(opts: FallbackDbOptions): Database.Database {
   }
 }
 
+/**
+ * SQLite says only SQLITE_CANTOPEN when it cannot create its WAL files on a read-only or full disk;
+ * a probe file in the same directory names the real cause (EROFS → STORAGE_READ_ONLY, ENOSPC → DISK_FULL).
+ */
+function preciseFault(fault: EdgeFleetError, path: string): EdgeFleetError {
+  if (fault.code !== "STORAGE_FAILED") return fault;
+  const probe = `${path}.probe`;
+  try {
+    const fd = openSync(probe, "w", 0o600);
+    try {
+      writeSync(fd, Buffer.alloc(4096));
+    } finally {
+      closeSync(fd);
+      rmSync(probe, { force: true });
+    }
+    return fault;
+  } catch (err) {
+    return asStorageFault(err, dirname(path)) ?? fault;
+  }
+}
+
 /** Writes `image` to `path` atomically: temp file, fsync, rename, fsync of the directory. */
 function writeImage(path: string, image: Buffer): void {
   const tmp = `${path}.restore`;
@@ -162,7 +183,7 @@ export function openFallbackDb(opts: FallbackDbOptions): FallbackDb {
   } catch (err) {
     const f = asStorageFault(err, path);
     if (!f) throw err;
-    enterMemory(f, readImage(path, log));
+    enterMemory(preciseFault(f, path), readImage(path, log));
   }
 
   const toMemory = (cause: EdgeFleetError) => {
