@@ -71,7 +71,8 @@ export async function mountTmpfs(path: string, sizeBytes: number): Promise<Tmpfs
     },
     async readWrite() {
       if (!readOnlyBind) return;
-      await run("umount", [path]);
+      // Lazy: files the agent opened through the read-only bind keep it; every new open sees the tmpfs.
+      await run("umount", ["-l", path]);
       readOnlyBind = false;
     },
     async unmount() {
