@@ -235,6 +235,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     ...faultInjection(process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, log),
   });
   updater = up;
+  monitor.onChange(() => up.publishReported());
   await up.start();
 
   const status = () => {

@@ -32,6 +32,8 @@ export interface StorageMonitor {
   /** Called on each retry while `area` is faulted; returns true once it works again. */
   addRestorer(area: StorageArea, restore: () => boolean): void;
   onRecovered(listener: (area: StorageArea) => void): void;
+  /** Any change of the faults (appeared, changed code, cleared): `reported` should be published. */
+  onChange(listener: () => void): void;
   telemetryDropped(reason: string, records: number): void;
   telemetryVolatile(records: number): void;
   faults(): StorageFault[];
@@ -59,6 +61,16 @@ export function createStorageMonitor(deps: StorageMonitorDeps): StorageMonitor {
   const faults = new Map<StorageArea, StorageFault>();
   const restorers = new Map<StorageArea, () => boolean>();
   const listeners: ((area: StorageArea) => void)[] = [];
+  const changed: (() => void)[] = [];
+  const notify = () => {
+    for (const l of changed) {
+      try {
+        l();
+      } catch (err) {
+        log.warn({ err }, "storage change listener failed");
+      }
+    }
+  };
   const dropped: Record<string, number> = {};
   let volatile = 0;
   let attempt = 0;
@@ -114,6 +126,7 @@ export function createStorageMonitor(deps: StorageMonitorDeps): StorageMonitor {
         publish(area, null);
         if (faults.size === 0) attempt = 0;
         for (const l of listeners) l(area);
+        notify();
         return;
       }
       const d = (error.details ?? {}) as Partial<StorageFaultDetails>;
@@ -130,6 +143,7 @@ export function createStorageMonitor(deps: StorageMonitorDeps): StorageMonitor {
       if (prev?.error.code !== error.code) {
         log.error({ area, code: error.code, path, freeBytes }, "storage fault");
         publish(area, fault);
+        notify();
       }
       schedule();
     },
@@ -139,6 +153,9 @@ export function createStorageMonitor(deps: StorageMonitorDeps): StorageMonitor {
     },
     onRecovered(listener) {
       listeners.push(listener);
+    },
+    onChange(listener) {
+      changed.push(listener);
     },
     telemetryDropped(reason, records) {
       dropped[reason] = (dropped[reason] ?? 0) + records;

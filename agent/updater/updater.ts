@@ -116,7 +116,6 @@ export function createUpdater(deps: UpdaterDeps): Updater {
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
   let abortDownload: (() => Promise<void>) | null = null;
-  let collectGarbage: () => Promise<{ bytes: number }> = async () => ({ bytes: 0 });
 
   const enqueue = (name: string, work: () => Promise<void>) => {
     queue = queue.then(async () => {
@@ -190,7 +189,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     setAbortDownload: (abort) => {
       abortDownload = abort;
     },
-    collectGarbage: () => collectGarbage(),
+    // Only called from a pipeline step, long after `disk` below exists.
+    collectGarbage: () => disk.run(accepted()?.desired.assignments.map((a) => a.bundle.sha256) ?? []),
   });
   const damaged = createDamagedCandidates({ log, dirs: deps.dirs, runtime });
   const sides = createSideCandidates({
@@ -201,10 +201,9 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     publishEvent: (e) => deps.publish.event(e),
     hold: (step) => holdBefore(step),
     isClosed: () => closed,
+    onStorageFault: (e) => storageRetry.onFault(e),
   });
   const disk = createDiskGc({ log, dirs: deps.dirs, store, runtime, sides });
-  collectGarbage = () => disk.run(accepted()?.desired.assignments.map((a) => a.bundle.sha256) ?? []);
-
   const storageRetry = createStorageRetry({
     ...{ log, clock, storage: deps.storage, backoff: deps.storageBackoff, random: deps.random },
     reconcile: (why) => enqueue(why, reconcile),

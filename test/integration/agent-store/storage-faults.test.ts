@@ -121,7 +121,7 @@ describe("downloader: a store that cannot write its progress (fault injection, n
     });
     expect(await codeOf(dl.done)).toBe("DISK_FULL");
     await dl.close();
-  });
+  }, 20_000); // on the old code `done` never settled (the rejection escaped instead)
 });
 
 describe.skipIf(!canMountTmpfs)(
@@ -148,7 +148,7 @@ describe.skipIf(!canMountTmpfs)(
       const t = await mount("dl-full", 8);
       const bundle = randomBytes(CHUNK * 24 + 777);
       const sha = sha256Hex(bundle);
-      const store = openAgentStore(join(t.path, "agent.db"), { log });
+      const store = openAgentStore(join(t.path, "agent.db"));
       const fake = fakeChannel(bundle);
       fake.st.stopAfter = 8;
       const opts = { sha256: sha, size: bundle.length, dir: join(t.path, "downloads"), store, clock: systemClock, log };
@@ -172,7 +172,7 @@ describe.skipIf(!canMountTmpfs)(
       const t = await mount("dl-ro", 8);
       const bundle = randomBytes(CHUNK * 12 + 5);
       const sha = sha256Hex(bundle);
-      const store = openAgentStore(join(t.path, "agent.db"), { log });
+      const store = openAgentStore(join(t.path, "agent.db"));
       const fake = fakeChannel(bundle);
       fake.st.stopAfter = 6;
       const opts = { sha256: sha, size: bundle.length, dir: join(t.path, "downloads"), store, clock: systemClock, log };
@@ -187,7 +187,7 @@ describe.skipIf(!canMountTmpfs)(
       const again = startDownload({ ...opts, channel: fakeChannel(bundle).channel, chunkSize: CHUNK });
       expect(sha256Hex(await readFile(await again.done))).toBe(sha);
       store.close();
-    });
+    }, 30_000); // on the old code the EROFS escaped and `done` never settled
 
     it("disk full while extracting: DISK_FULL (was BUNDLE_UNSAFE_ENTRY), the bundle is not condemned; with space it extracts", async () => {
       const t = await mount("extract", 3);
@@ -230,7 +230,7 @@ describe.skipIf(!canMountTmpfs)(
     it("agent store: full → writes go on in memory; space returns → written back to the file", async () => {
       const t = await mount("store", 4);
       const path = join(t.path, "agent.db");
-      let store = openAgentStore(path, { log });
+      let store = openAgentStore(path);
       const rec = (state: "downloading" | "failed") => ({
         model: "m",
         state,
@@ -250,7 +250,7 @@ describe.skipIf(!canMountTmpfs)(
       await t.free();
       expect(store.restore()).toBe(true);
       store.close();
-      store = openAgentStore(path, { log });
+      store = openAgentStore(path);
       expect(store.model("m")?.state).toBe("failed");
       expect(store.nextEventSeq()).toBe(seq + 1);
       store.close();
@@ -261,7 +261,7 @@ describe.skipIf(!canMountTmpfs)(
       const dbPath = join(t.path, "agent.db");
       const ringPath = join(t.path, "telemetry.db");
       const caps = { maxRows: 1000, maxBytes: 1024 * 1024 };
-      let store = openAgentStore(dbPath, { log });
+      let store = openAgentStore(dbPath);
       store.acceptDesired(7, { hello: "world" });
       store.close();
       let ring = openTelemetryBuffer({ path: ringPath, durability: "full", caps, log });
@@ -281,7 +281,7 @@ describe.skipIf(!canMountTmpfs)(
       ring.close();
 
       await t.readOnly();
-      store = openAgentStore(dbPath, { log });
+      store = openAgentStore(dbPath);
       expect(store.health().fault?.code).toBe("STORAGE_READ_ONLY");
       expect(store.lastDesired()?.seq).toBe(7);
       store.acceptDesired(8, {}); // in memory
