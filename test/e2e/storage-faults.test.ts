@@ -11,6 +11,7 @@ import { buildTinyModel, tinyInput, tinySamples } from "../helpers/tiny-models.j
 import { canMountTmpfs, mountTmpfs, TMPFS_SKIP_REASON, type Tmpfs } from "../helpers/tmpfs.js";
 import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
 import { expectedY, MODEL, modelOf, pushTiny, readAgentDb, rollout, status, waitStatus } from "./runtime-support.js";
+import { serverGet } from "./telemetry-support.js";
 
 /**
  * Issue 20 §2, as reproduced: a real fleet server and a real agent process whose data directory is
@@ -69,6 +70,11 @@ describe.skipIf(!canMountTmpfs)(
       return agent;
     };
     const answers = async () => (await client.inferTensors(MODEL, tinyInput(X))).outputs[0]?.data;
+    const serverTelemetry = () =>
+      serverGet<{ total: number; stats: { deviceDropped: number } }>(
+        h.server,
+        `/v1/devices/${ID}/telemetry?kind=inference&source=api&limit=1`,
+      );
     const device = async () =>
       (await h.api.getDevice(ID)) as {
         reported?: { storage?: StorageReport };
@@ -95,10 +101,18 @@ describe.skipIf(!canMountTmpfs)(
 
     it("full at start: the agent comes up, serves its committed model over the socket and reports DISK_FULL", async () => {
       await h.agents.get(ID)!.kill("SIGTERM");
+      const before = (await serverTelemetry()).total;
       await disk.fill(0);
       await restart();
       expect(await answers()).toEqual(expectedY(1, X));
       for (let i = 0; i < 20; i++) await answers(); // inference goes on; its telemetry is kept in memory
+      // ...and still reaches the server (the ring runs in memory; nothing was dropped).
+      await client.raw("POST", "/v1/telemetry/flush");
+      const t = await waitFor("the 21 inferences on the server", async () => {
+        const x = await serverTelemetry();
+        return x.total >= before + 21 ? x : null;
+      });
+      expect(t.stats.deviceDropped).toBe(0);
       const storage = await waitFor("a DISK_FULL fault in the agent's status", async () => {
         const s = await storageOf(client);
         return s?.faults.some((f) => f.error.code === "DISK_FULL") ? s : null;
