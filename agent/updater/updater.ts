@@ -348,6 +348,9 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     await sides.reconcile(acc.desired, "apply");
     // Between jobs (we are on the queue): nothing is being downloaded or extracted right now.
     if (!closed) await disk.run(acc.desired.assignments.map((a) => a.bundle.sha256));
+    // No model waits for the disk any more (e.g. the desired state moved on): the update fault is over.
+    const waiting = [...store.models(), ...sides.reported().values()];
+    if (!waiting.some((m) => m.state === "failed" && isStorageCode(m.error?.code))) storageRetry.onWritten();
   };
 
   return {
