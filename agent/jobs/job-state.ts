@@ -67,8 +67,9 @@ const fromRow = (r: Row): JobRun => ({
 });
 
 export function openJobState(path: string, log: Logger = pino({ level: "silent" })): JobStateStore {
-  // A full or read-only disk at start (issue 20 §2) opens an in-memory copy instead of stopping the agent.
-  const db = openFallbackDb({
+  // A full, read-only or failing disk (issue 20 §2) moves the store to an in-memory copy instead of
+  // stopping the agent (at open) or escaping from a job run's bookkeeping (later): fallback-db.ts.
+  const h = openFallbackDb({
     path,
     log,
     init(d, onDisk) {
@@ -82,30 +83,28 @@ export function openJobState(path: string, log: Logger = pino({ level: "silent" 
     resumes INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
     PRIMARY KEY (job, run_id))`);
     },
-  }).db();
-  const begin = db.prepare(
-    "INSERT INTO job_runs (job, run_id, state, model, version, started_at) VALUES (?, ?, 'running', ?, ?, ?)",
-  );
-  const unfinished = db.prepare(
-    "SELECT * FROM job_runs WHERE job = ? AND state = 'running' ORDER BY started_at DESC, run_id DESC LIMIT 1",
-  );
-  const resumed = db.prepare("UPDATE job_runs SET resumes = resumes + 1 WHERE job = ? AND run_id = ?");
-  const progress = db.prepare("UPDATE job_runs SET total = ?, done = ?, failed = ? WHERE job = ? AND run_id = ?");
-  const finish = db.prepare("UPDATE job_runs SET state = ?, finished_at = ?, error = ? WHERE job = ? AND run_id = ?");
-  const recent = db.prepare("SELECT * FROM job_runs WHERE job = ? ORDER BY started_at DESC, run_id DESC LIMIT ?");
-  const count = db.prepare("SELECT COUNT(*) FROM job_runs").pluck();
+  });
+  const q = (sql: string) => h.prepare(sql);
+  const begin =
+    "INSERT INTO job_runs (job, run_id, state, model, version, started_at) VALUES (?, ?, 'running', ?, ?, ?)";
+  const unfinished =
+    "SELECT * FROM job_runs WHERE job = ? AND state = 'running' ORDER BY started_at DESC, run_id DESC LIMIT 1";
+  const resumed = "UPDATE job_runs SET resumes = resumes + 1 WHERE job = ? AND run_id = ?";
+  const progress = "UPDATE job_runs SET total = ?, done = ?, failed = ? WHERE job = ? AND run_id = ?";
+  const finish = "UPDATE job_runs SET state = ?, finished_at = ?, error = ? WHERE job = ? AND run_id = ?";
+  const recent = "SELECT * FROM job_runs WHERE job = ? ORDER BY started_at DESC, run_id DESC LIMIT ?";
   return {
-    begin: (r) => void begin.run(r.job, r.runId, r.model, r.version, r.startedAt),
+    begin: (r) => void h.run(() => q(begin).run(r.job, r.runId, r.model, r.version, r.startedAt)),
     unfinished(job) {
-      const row = unfinished.get(job) as Row | undefined;
+      const row = h.run(() => q(unfinished).get(job)) as Row | undefined;
       return row ? fromRow(row) : null;
     },
-    markResumed: (job, runId) => void resumed.run(job, runId),
-    progress: (job, runId, p) => void progress.run(p.total, p.done, p.failed, job, runId),
+    markResumed: (job, runId) => void h.run(() => q(resumed).run(job, runId)),
+    progress: (job, runId, p) => void h.run(() => q(progress).run(p.total, p.done, p.failed, job, runId)),
     finish: (job, runId, state, at, error) =>
-      void finish.run(state, at, error ? JSON.stringify(error) : null, job, runId),
-    recent: (job, limit) => (recent.all(job, limit) as Row[]).map(fromRow),
-    count: () => count.get() as number,
-    close: () => db.close(),
+      void h.run(() => q(finish).run(state, at, error ? JSON.stringify(error) : null, job, runId)),
+    recent: (job, limit) => (h.run(() => q(recent).all(job, limit)) as Row[]).map(fromRow),
+    count: () => h.run(() => q("SELECT COUNT(*) FROM job_runs").pluck().get()) as number,
+    close: () => h.close(),
   };
 }
