@@ -8,7 +8,7 @@ import { Parser, type ReadEntry } from "tar";
 import { canonicalJson } from "../../shared/canonical-json.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
-import { classifyError } from "../store/storage-faults.js";
+import { classifyError, ENTRY_NAME_ERRNOS } from "../store/storage-faults.js";
 import { writeFully } from "../store/write-fully.js";
 import {
   checkComplete,
@@ -96,8 +96,13 @@ async function extractInto(staging: string, opts: ExtractOptions, limits: Extrac
   const pending: Promise<void>[] = [];
   // A write that fails for lack of space (or any other I/O fault) is the device's problem, never an
   // unsafe entry: classified first, so the bundle is not condemned for it (issue 20 §2).
+  // Name conflicts (EEXIST, ENOTDIR, ...) come from the archive itself and stay unsafe entries.
   const fail = (err: unknown) => {
-    failure ??= classifyError(err, "BUNDLE_UNSAFE_ENTRY", staging);
+    const errno = (err as { code?: unknown } | null)?.code;
+    const byName = typeof errno === "string" && ENTRY_NAME_ERRNOS.has(errno);
+    failure ??= byName
+      ? new EdgeFleetError("BUNDLE_UNSAFE_ENTRY", `entry conflicts with another: ${(err as Error).message}`)
+      : classifyError(err, "BUNDLE_UNSAFE_ENTRY", staging);
   };
 
   const parser = new Parser({ strict: true, maxMetaEntrySize: 64 * 1024 });

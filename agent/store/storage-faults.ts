@@ -43,6 +43,8 @@ export const ERRNO_TABLE: Readonly<Record<string, StorageCode>> = {
  * SQLite primary result codes → storage code; extended codes (`SQLITE_IOERR_WRITE`,
  * `SQLITE_READONLY_DBMOVED`, ...) are classified by their primary prefix. SQLITE_CONSTRAINT,
  * SQLITE_ERROR (bad SQL), SQLITE_MISUSE and the like are our bugs, not storage faults: absent.
+ * SQLITE_BUSY / SQLITE_LOCKED are contention (another connection holds a lock past busy_timeout),
+ * not a disk that fails: absent too, so a busy file never sends a store to memory.
  */
 export const SQLITE_TABLE: Readonly<Record<string, StorageCode>> = {
   SQLITE_FULL: "DISK_FULL",
@@ -54,11 +56,17 @@ export const SQLITE_TABLE: Readonly<Record<string, StorageCode>> = {
   SQLITE_CORRUPT: "STORAGE_FAILED",
   SQLITE_NOTADB: "STORAGE_FAILED",
   SQLITE_NOMEM: "STORAGE_FAILED",
-  SQLITE_BUSY: "STORAGE_FAILED",
-  SQLITE_LOCKED: "STORAGE_FAILED",
   SQLITE_PROTOCOL: "STORAGE_FAILED",
   SQLITE_NOLFS: "STORAGE_FAILED",
 };
+
+/**
+ * Errors that writing an archive entry under a validated name can only get from the archive's own
+ * structure (a file where a directory must go, a name this file system cannot hold): extraction
+ * keeps these as BUNDLE_UNSAFE_ENTRY (agent/bundle/safe-extract.ts). Everything else a system
+ * call raises while extracting is the device's disk.
+ */
+export const ENTRY_NAME_ERRNOS: ReadonlySet<string> = new Set(["EEXIST", "ENOTDIR", "EISDIR", "ELOOP", "ENAMETOOLONG"]);
 
 /** SQLite's extended codes whose errno behind them is a full disk (the primary says only IOERR). */
 const SQLITE_FULL_EXTENDED = new Set(["SQLITE_IOERR_SHMSIZE"]);

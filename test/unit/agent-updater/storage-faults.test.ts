@@ -2,6 +2,7 @@ import { constants } from "node:os";
 import { describe, expect, it } from "vitest";
 import {
   asStorageFault,
+  ENTRY_NAME_ERRNOS,
   ERRNO_TABLE,
   SQLITE_TABLE,
   STORAGE_CODES,
@@ -78,7 +79,6 @@ const SQLITE_EXTENDED_STORAGE = [
   ]),
   ...["NOTEMPDIR", "ISDIR", "FULLPATH", "CONVPATH", "SYMLINK"].map((s) => [`SQLITE_CANTOPEN_${s}`, "STORAGE_FAILED"]),
   ...["VTAB", "SEQUENCE", "INDEX"].map((s) => [`SQLITE_CORRUPT_${s}`, "STORAGE_FAILED"]),
-  ...["RECOVERY", "SNAPSHOT", "TIMEOUT"].map((s) => [`SQLITE_BUSY_${s}`, "STORAGE_FAILED"]),
 ] as const;
 
 /** SQLite codes that are our own bugs or the caller's, never the disk. */
@@ -95,6 +95,13 @@ const SQLITE_NOT_STORAGE = [
   "SQLITE_MISMATCH",
   "SQLITE_MISUSE",
   "SQLITE_RANGE",
+  // contention, not the disk
+  "SQLITE_BUSY",
+  "SQLITE_BUSY_RECOVERY",
+  "SQLITE_BUSY_SNAPSHOT",
+  "SQLITE_BUSY_TIMEOUT",
+  "SQLITE_LOCKED",
+  "SQLITE_LOCKED_SHAREDCACHE",
 ];
 
 describe("storage fault classification (issue 20 §2)", () => {
@@ -132,6 +139,13 @@ describe("storage fault classification (issue 20 §2)", () => {
       expect(storageCodeOf(sqlite), sqlite).toBeNull();
       expect(asStorageFault(Object.assign(new Error(sqlite), { code: sqlite }))).toBeNull();
     }
+  });
+
+  it("while extracting, name conflicts stay BUNDLE_UNSAFE_ENTRY; every other errno is the disk's", () => {
+    expect([...ENTRY_NAME_ERRNOS].sort()).toEqual(["EEXIST", "EISDIR", "ELOOP", "ENAMETOOLONG", "ENOTDIR"]);
+    for (const errno of ENTRY_NAME_ERRNOS) expect(Object.keys(constants.errno)).toContain(errno);
+    for (const errno of ["ENOSPC", "EDQUOT", "EROFS", "EIO", "EMFILE", "ENFILE"])
+      expect(ENTRY_NAME_ERRNOS.has(errno)).toBe(false);
   });
 
   it("an error code without a system call behind it, or an EdgeFleetError of another code, is never reclassified", () => {
