@@ -1,3 +1,4 @@
+import { statfsSync } from "node:fs";
 import { EdgeFleetError, type ErrorCode } from "../../shared/errors.js";
 
 /**
@@ -126,4 +127,23 @@ function describe(code: StorageCode): string {
   if (code === "DISK_FULL") return "no space left on the device's data directory";
   if (code === "STORAGE_READ_ONLY") return "the device's data directory cannot be written";
   return "local storage I/O failed";
+}
+
+/** Free bytes for an unprivileged writer on the file system holding `path`, or null. */
+export function freeBytesAt(path: string): number | null {
+  try {
+    const s = statfsSync(path);
+    return Number(s.bavail) * Number(s.bsize);
+  } catch {
+    return null;
+  }
+}
+
+/** `e` with `details.freeBytes` measured now (statfs of its path, else `fallbackPath`) when it lacks them. */
+export function withFreeBytes(e: EdgeFleetError, fallbackPath: string): EdgeFleetError {
+  const d = (e.details ?? {}) as Partial<StorageFaultDetails>;
+  if (typeof d.freeBytes === "number") return e;
+  const freeBytes = (typeof d.path === "string" ? freeBytesAt(d.path) : null) ?? freeBytesAt(fallbackPath);
+  const details: StorageFaultDetails = { path: d.path ?? null, cause: d.cause ?? e.code, ...d, freeBytes };
+  return new EdgeFleetError(e.code, e.message, details, { cause: e });
 }

@@ -1,10 +1,9 @@
-import { statfsSync } from "node:fs";
 import type { Clock } from "../../shared/clock.js";
 import type { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { DeviceEvent, ReportedStorage, StorageFault } from "../../shared/schemas/device-state.js";
 import { type BackoffOptions, fullJitterDelay } from "../transport/backoff.js";
-import type { StorageFaultDetails } from "./storage-faults.js";
+import { freeBytesAt, type StorageFaultDetails } from "./storage-faults.js";
 
 /**
  * The agent's view of its own storage (issue 20 §2). Components report faults per area; the
@@ -43,16 +42,6 @@ export interface StorageMonitor {
 
 /** Storage retries: start fast (a freed disk is noticed quickly), settle at a minute. */
 export const STORAGE_BACKOFF: BackoffOptions = { baseMs: 1000, capMs: 60_000 };
-
-/** Free bytes for an unprivileged writer on the file system holding `path`, or null. */
-export function freeBytesAt(path: string): number | null {
-  try {
-    const s = statfsSync(path);
-    return Number(s.bavail) * Number(s.bsize);
-  } catch {
-    return null;
-  }
-}
 
 export function createStorageMonitor(deps: StorageMonitorDeps): StorageMonitor {
   const { log, clock } = deps;

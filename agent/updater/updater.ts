@@ -14,7 +14,7 @@ import { reverifyInstalled } from "../bundle/reverify.js";
 import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
-import { isStorageCode } from "../store/storage-faults.js";
+import { isStorageCode, withFreeBytes } from "../store/storage-faults.js";
 import type { StorageMonitor } from "../store/storage-monitor.js";
 import type { BackoffOptions } from "../transport/backoff.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
@@ -252,8 +252,10 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       if (next.kind === "retry") return runPipeline(job, next.from, next);
       if (marksBundleBad(next.error.code)) store.markBad(job.ref.sha256, job.model, next.error.code);
       if (job.report) reports.final(job.model, job.ref.sha256, job.rolloutId, job.report);
-      transition(job.model, "failed", {}, next.error.toJSON());
-      if (isStorageCode(next.error.code)) storageRetry.onFault(next.error);
+      // A storage fault says how much room there was (issue 20 §2: "with free bytes and the path").
+      const error = isStorageCode(next.error.code) ? withFreeBytes(next.error, deps.dirs.downloads) : next.error;
+      transition(job.model, "failed", {}, error.toJSON());
+      if (isStorageCode(error.code)) storageRetry.onFault(error);
       return;
     }
     // Commit: the candidate is the rollback point now; the warm previous host is no longer needed.

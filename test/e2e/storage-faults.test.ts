@@ -173,6 +173,9 @@ describe.skipIf(!canMountTmpfs)(
       await disk.fill(0);
       const s = await waitStatus(client, "3.0.0 failed with DISK_FULL", (x) => modelOf(x)?.error?.code === "DISK_FULL");
       expect(modelOf(s)?.candidate?.version).toBe("3.0.0");
+      const details = (modelOf(s)!.error as { details?: { path?: string; freeBytes?: number } }).details;
+      expect(details?.path).toContain(join(tmp.path, ID));
+      expect(details?.freeBytes).toBeLessThan(256 * 1024);
       expect(await answers()).toEqual(expectedY(2, X));
       await disk.free();
       await waitStatus(client, "3.0.0 committed", (x) => modelOf(x)?.committed?.version === "3.0.0", 90_000);
