@@ -1,12 +1,20 @@
 import type { Clock } from "../../shared/clock.js";
 import type { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
+import { isStorageCode, withFreeBytes } from "../store/storage-faults.js";
 import { STORAGE_BACKOFF, type StorageMonitor } from "../store/storage-monitor.js";
 import { type BackoffOptions, fullJitterDelay } from "../transport/backoff.js";
 
 export interface StorageRetry {
   /** An update failed with a storage code: report it and retry after a full-jitter backoff. */
   onFault(e: EdgeFleetError): void;
+  /**
+   * An update failed with `e`: a storage fault gets the free bytes measured now (issue 20 §2: "with
+   * free bytes and the path") and is reported and retried; any other error is returned unchanged.
+   */
+  failed(e: EdgeFleetError): EdgeFleetError;
+  /** After a reconcile: when no model or side waits for the disk any more, the fault is over. */
+  settle(records: Iterable<{ state: string; error?: { code: string } | null }>): void;
   /** The disk-writing steps (download, extraction) of an update succeeded: the fault is over. */
   onWritten(): void;
   close(): void;
@@ -25,13 +33,25 @@ export function createStorageRetry(deps: {
   backoff?: BackoffOptions;
   random?: () => number;
   reconcile(reason: string): void;
+  /** Where free bytes are measured when the error names no path. */
+  dataDir: string;
 }): StorageRetry {
   let timer: { cancel(): void } | null = null;
   let attempt = 0;
   let faulted = false;
   let closed = false;
   deps.storage?.onRecovered(() => deps.reconcile("reconcile after storage recovered"));
-  return {
+  const retry: StorageRetry = {
+    failed(e) {
+      if (!isStorageCode(e.code)) return e;
+      const error = withFreeBytes(e, deps.dataDir);
+      retry.onFault(error);
+      return error;
+    },
+    settle(records) {
+      for (const r of records) if (r.state === "failed" && isStorageCode(r.error?.code)) return;
+      retry.onWritten();
+    },
     onFault(e) {
       faulted = true;
       deps.storage?.report("updates", e);
@@ -55,4 +75,5 @@ export function createStorageRetry(deps: {
       timer = null;
     },
   };
+  return retry;
 }

@@ -14,7 +14,7 @@ import { reverifyInstalled } from "../bundle/reverify.js";
 import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
-import { isStorageCode, withFreeBytes } from "../store/storage-faults.js";
+import { isStorageCode } from "../store/storage-faults.js";
 import type { StorageMonitor } from "../store/storage-monitor.js";
 import type { BackoffOptions } from "../transport/backoff.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
@@ -207,6 +207,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
   const storageRetry = createStorageRetry({
     ...{ log, clock, storage: deps.storage, backoff: deps.storageBackoff, random: deps.random },
     reconcile: (why) => enqueue(why, reconcile),
+    dataDir: deps.dirs.downloads,
   });
 
   /** Fault injection (`pauseBeforeStep`) before entering `step`. */
@@ -252,10 +253,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       if (next.kind === "retry") return runPipeline(job, next.from, next);
       if (marksBundleBad(next.error.code)) store.markBad(job.ref.sha256, job.model, next.error.code);
       if (job.report) reports.final(job.model, job.ref.sha256, job.rolloutId, job.report);
-      // A storage fault says how much room there was (issue 20 §2: "with free bytes and the path").
-      const error = isStorageCode(next.error.code) ? withFreeBytes(next.error, deps.dirs.downloads) : next.error;
+      const error = storageRetry.failed(next.error); // a storage fault: reported and retried (issue 20 §2)
       transition(job.model, "failed", {}, error.toJSON());
-      if (isStorageCode(error.code)) storageRetry.onFault(error);
       return;
     }
     // Commit: the candidate is the rollback point now; the warm previous host is no longer needed.
@@ -351,8 +350,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     // Between jobs (we are on the queue): nothing is being downloaded or extracted right now.
     if (!closed) await disk.run(acc.desired.assignments.map((a) => a.bundle.sha256));
     // No model waits for the disk any more (e.g. the desired state moved on): the update fault is over.
-    const waiting = [...store.models(), ...sides.reported().values()];
-    if (!waiting.some((m) => m.state === "failed" && isStorageCode(m.error?.code))) storageRetry.onWritten();
+    storageRetry.settle([...store.models(), ...sides.reported().values()]);
   };
 
   return {

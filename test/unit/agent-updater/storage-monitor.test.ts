@@ -83,7 +83,7 @@ describe("storage monitor", () => {
     monitor.close();
   });
 
-  it("an update stopped by the disk is retried with backoff and the fault clears once it writes again", () => {
+  it("an update stopped by the disk is retried with backoff and the fault clears once nothing waits for the disk", () => {
     const { clock, monitor } = setup();
     const reconciles: string[] = [];
     const retry = createStorageRetry({
@@ -93,13 +93,23 @@ describe("storage monitor", () => {
       backoff: { baseMs: 100, capMs: 400 },
       random: () => 0.5,
       reconcile: (why) => reconciles.push(why),
+      dataDir: "/",
     });
-    retry.onFault(full());
-    retry.onFault(full()); // one timer at a time
+    const other = new EdgeFleetError("SMOKE_TEST_FAILED", "bad");
+    expect(retry.failed(other)).toBe(other); // not the disk: unchanged, not retried
+    const noRoom = new EdgeFleetError("DISK_FULL", "full", { path: "/nonexistent/x.part", cause: "ENOSPC" });
+    const e = retry.failed(noRoom);
+    expect(e.details).toMatchObject({ path: "/nonexistent/x.part", cause: "ENOSPC", freeBytes: expect.any(Number) });
+    retry.failed(noRoom); // one timer at a time
     expect(monitor.faults().map((f) => f.area)).toEqual(["updates"]);
     clock.advance(50);
     expect(reconciles).toEqual(["reconcile after a storage fault"]);
-    retry.onWritten();
+    retry.settle([{ state: "failed", error: { code: "DISK_FULL" } }]);
+    expect(monitor.faults()).toHaveLength(1); // still waiting for the disk
+    retry.settle([
+      { state: "committed", error: null },
+      { state: "failed", error: { code: "SMOKE_TEST_FAILED" } },
+    ]);
     expect(monitor.faults()).toEqual([]);
     retry.close();
     monitor.close();
