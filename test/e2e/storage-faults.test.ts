@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import onnxProto from "onnx-proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -157,6 +157,22 @@ describe.skipIf(!canMountTmpfs)(
       const onDisk = readAgentDb(join(tmp.path, ID));
       expect(onDisk.models.find((m) => m.model === MODEL)?.committed?.version).toBe("2.0.0");
       expect(onDisk.bad).toEqual([]);
+    });
+
+    it("short of space, the disk GC runs before refusing: an orphaned partial download makes room and the update goes through", async () => {
+      // Leave ~1 MB free, the rest held by a partial download no assignment names (GC removes it).
+      const orphan = join(tmp.path, ID, "downloads", `${"e".repeat(64)}.part`);
+      await writeFile(orphan, Buffer.alloc(Math.max(0, (await disk.freeBytes()) - 1024 * 1024)));
+      expect(await disk.freeBytes()).toBeLessThan(1.5 * 1024 * 1024);
+      await pushTiny(h, tmp.path, "2.1.0", "linear", 2);
+      await rollout(h, ID, "2.1.0", { probationSeconds: 0 });
+      await waitStatus(client, "2.1.0 committed", (x) => modelOf(x)?.committed?.version === "2.1.0", 60_000);
+      const events = (await device()).events ?? [];
+      const refused = events.filter(
+        (e) => JSON.stringify(e).includes("DISK_FULL") && JSON.stringify(e).includes("2.1.0"),
+      );
+      expect(refused).toEqual([]);
+      await expect(readFile(orphan)).rejects.toThrow();
     });
 
     /** Waits until `version` is downloading with at least `bytes` on the device. */
