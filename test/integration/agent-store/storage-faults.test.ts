@@ -6,6 +6,7 @@ import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { extractBundle } from "../../../agent/bundle/safe-extract.js";
 import { openAgentStore } from "../../../agent/store/agent-store.js";
+import { openFallbackDb } from "../../../agent/store/fallback-db.js";
 import { openTelemetryBuffer } from "../../../agent/telemetry/telemetry-buffer.js";
 import type { ChunkChannel } from "../../../agent/transport/chunk-channel.js";
 import { startDownload } from "../../../agent/updater/downloader.js";
@@ -88,6 +89,45 @@ const waitUntil = async (what: string, pred: () => boolean, ms = 10_000) => {
     await new Promise((r) => setTimeout(r, 10));
   }
 };
+
+describe("fallback database: a real SQLITE_FULL without root (max_page_count caps the file)", () => {
+  it("a write that does not fit moves to an in-memory copy with everything before it; restore() puts it back on the file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "ef-fb-"));
+    try {
+      const path = join(dir, "x.db");
+      const cap = 12; // pages: room for the schema and a few rows, not for the big one
+      const modes: string[] = [];
+      const h = openFallbackDb({
+        path,
+        log,
+        init(db, onDisk) {
+          if (onDisk) {
+            db.pragma("journal_mode = WAL");
+            db.pragma(`max_page_count = ${cap}`);
+          }
+          db.exec("CREATE TABLE IF NOT EXISTS t (v TEXT NOT NULL)");
+        },
+        onModeChange: (m, f) => modes.push(`${m}:${f?.code ?? "-"}`),
+      });
+      const insert = (v: string) => h.run(() => h.prepare("INSERT INTO t (v) VALUES (?)").run(v));
+      const count = () => (h.run(() => h.prepare("SELECT COUNT(*) AS n FROM t").get()) as { n: number }).n;
+      insert("small");
+      insert("x".repeat(200_000)); // SQLITE_FULL on the file: used to throw to the caller
+      expect(h.mode()).toBe("memory");
+      expect(h.fault()?.code).toBe("DISK_FULL");
+      expect(count()).toBe(2);
+      expect(h.restore()).toBe(true); // the image is written as a file, max_page_count does not bind it
+      expect(modes).toEqual(["memory:DISK_FULL", "disk:-"]);
+      insert("after");
+      h.close(); // on the file (or written back at close)
+      const check = new Database(path, { readonly: true });
+      expect(check.prepare("SELECT COUNT(*) AS n FROM t").get()).toEqual({ n: 3 });
+      check.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe("downloader: a store that cannot write its progress (fault injection, no root needed)", () => {
   let dir: string;
