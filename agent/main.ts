@@ -3,8 +3,10 @@ import { arch } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Clock, offsetClock, systemClock } from "../shared/clock.js";
+import type { EdgeFleetError } from "../shared/errors.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import type { DeviceProfile } from "../shared/schemas/device-profile.js";
+import type { DeviceEvent } from "../shared/schemas/device-state.js";
 import { type Root, RootSchema } from "../shared/schemas/trust.js";
 import { createTopics } from "../shared/topics.js";
 import { createSocketApi } from "./api/socket-api.js";
@@ -17,7 +19,10 @@ import { createServingLayer } from "./serving/serving-layer.js";
 import { registerServingRoutes } from "./serving/serving-routes.js";
 import { createLockManager } from "./serving/update-locks.js";
 import { openAgentStore } from "./store/agent-store.js";
-import { createTelemetryService } from "./telemetry/telemetry-service.js";
+import type { DbMode } from "./store/fallback-db.js";
+import { asStorageFault } from "./store/storage-faults.js";
+import { createStorageMonitor, type StorageArea, type StorageMonitor } from "./store/storage-monitor.js";
+import { createTelemetryService, type TelemetryService } from "./telemetry/telemetry-service.js";
 import { mqttChunkChannel } from "./transport/chunk-channel.js";
 import { createMqttLink } from "./transport/mqtt-link.js";
 import { checkTlsUrl, loadTlsOptions } from "./transport/tls.js";
@@ -93,11 +98,27 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     models: join(config.dataDir, "models"),
     staging: join(config.dataDir, "staging"),
   };
-  for (const d of [config.dataDir, ...Object.values(dirs)]) await mkdir(d, { recursive: true, mode: 0o700 });
+  for (const d of [config.dataDir, ...Object.values(dirs)]) {
+    // A read-only or full data dir must not stop the agent from serving what it has (issue 20 §2).
+    await mkdir(d, { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+      const fault = asStorageFault(err, d);
+      if (!fault) throw err;
+      log.error({ code: fault.code, path: d }, "cannot create a data directory");
+    });
+  }
 
   checkTlsUrl(config.mqttUrl, config.tls);
   const pinned = await loadPinnedRoot(config.rootPath);
-  const store = openAgentStore(join(config.dataDir, "agent.db"), clock.now);
+  // Issue 20 §2: on a full or read-only disk the stores continue in memory (agent/store/fallback-db.ts)
+  // and the storage monitor reports it and puts them back on disk when it can.
+  let storage: StorageMonitor | null = null;
+  const dbFault = (area: StorageArea) => (mode: DbMode, fault: EdgeFleetError | null) =>
+    storage?.report(area, mode === "memory" ? fault : null);
+  const store = openAgentStore(join(config.dataDir, "agent.db"), {
+    now: clock.now,
+    log: log.child({ c: "store" }),
+    onModeChange: dbFault("agent-db"),
+  });
   // A root rotated over MQTT earlier supersedes the pinned one (it chains from it, DESIGN §3).
   const saved = store.getKv(ROOT_KEY);
   let root: Root = saved ? RootSchema.parse(JSON.parse(saved)) : pinned;
@@ -128,6 +149,25 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     ...(deps.random ? { random: deps.random } : {}),
     ...(config.tls ? { tls: await loadTlsOptions(config.tls) } : {}),
   });
+  const late: { telemetry?: TelemetryService } = {};
+  const publishEvent = (e: DeviceEvent) => {
+    link.publish(t("events"), JSON.stringify(e), { qos: 1 });
+    late.telemetry?.recordEvent(e); // the live topic may drop while offline; the buffer does not
+  };
+  const monitor = createStorageMonitor({
+    log: log.child({ c: "storage" }),
+    clock,
+    deviceId: config.deviceId,
+    dataDir: config.dataDir,
+    publishEvent,
+    nextEventSeq: () => store.nextEventSeq(),
+    ...(deps.random ? { random: deps.random } : {}),
+    ...(config.storage ? { backoff: config.storage } : {}),
+  });
+  storage = monitor;
+  const opened = store.health();
+  if (opened.fault) monitor.report("agent-db", opened.fault);
+  monitor.addRestorer("agent-db", () => store.restore());
   // Telemetry before the updater starts, so startup events and warm-up inferences are buffered too.
   const telemetry = createTelemetryService({
     log: log.child({ c: "telemetry" }),
@@ -138,7 +178,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     config: config.telemetry,
     connected: () => link.state() === "connected",
     publish: (payload) => link.publish(t("telemetry"), payload, { qos: 1 }),
+    storage: {
+      dropped: (reason, n) => monitor.telemetryDropped(reason, n),
+      volatile: (n) => monitor.telemetryVolatile(n),
+      modeChange: dbFault("telemetry-db"),
+    },
   });
+  late.telemetry = telemetry;
+  monitor.addRestorer("telemetry-db", () => telemetry.buffer.restore());
   runtime.observe((r) => telemetry.onInference(r));
 
   const tapped = telemetry.tap(runtime);
@@ -166,10 +213,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     runtime,
     channel: mqttChunkChannel(link, topics, config.deviceId),
     publish: {
-      event: (e) => {
-        link.publish(t("events"), JSON.stringify(e), { qos: 1 });
-        telemetry.recordEvent(e); // the live topic may drop while offline; the buffer does not
-      },
+      event: publishEvent,
       reported: (r) => link.publish(t("reported"), JSON.stringify(r), { qos: 1, retain: true }),
     },
     root: () => root,
@@ -185,9 +229,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     download: config.download,
     locks,
     serving,
+    storage: monitor,
+    ...(config.storage ? { storageBackoff: config.storage } : {}),
+    ...(deps.random ? { random: deps.random } : {}),
     ...faultInjection(process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, log),
   });
   updater = up;
+  monitor.onChange(() => up.publishReported());
   await up.start();
 
   const status = () => {
@@ -199,6 +247,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       connection: link.state(),
       lastDesiredSeq: r.lastDesiredSeq,
       models: r.models,
+      storage: r.storage ?? null,
       // One entry per model host process: what operators (and tests) need to see isolation at work.
       hosts: runtime.loaded().map((l) => ({
         model: l.installed.model,
@@ -253,6 +302,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   link.onState((s) => s === "connected" && up.publishReported());
   link.onState((s) => telemetry.onConnection(s));
   link.onMessage((topic, payload) => {
+    // Whatever a message does, it must not take the agent down (issue 20 §2: a store that cannot
+    // even be copied to memory throws its storage fault): logged, and the next message tries again.
+    try {
+      onMessage(topic, payload);
+    } catch (err) {
+      log.error({ err, topic }, "inbound message failed");
+    }
+  });
+  const onMessage = (topic: string, payload: Buffer) => {
     if (topic === t("telemetry/ack")) {
       telemetry.onAck(payload);
     } else if (topic === t("desired")) {
@@ -268,7 +326,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     } else if (topic === topics.trustRoot()) {
       adoptRoot(() => applyRootPayload(root, payload));
     }
-  });
+  };
   // Only now: every handler is attached, so the retained desired state cannot slip past (see MqttLink.start).
   link.start();
 
@@ -284,6 +342,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         await jobs.close(); // stops between chunks; an unfinished run resumes at the next start
         serving.close();
         await runtime.close();
+        monitor.close();
         await telemetry.close();
         store.close();
       })();

@@ -6,8 +6,10 @@ import { dirname, join } from "node:path";
 import { createGunzip } from "node:zlib";
 import { Parser, type ReadEntry } from "tar";
 import { canonicalJson } from "../../shared/canonical-json.js";
-import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
+import { EdgeFleetError } from "../../shared/errors.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
+import { classifyError, ENTRY_NAME_ERRNOS } from "../store/storage-faults.js";
+import { writeFully } from "../store/write-fully.js";
 import {
   checkComplete,
   DEFAULT_LIMITS,
@@ -44,8 +46,13 @@ export async function extractBundle(opts: ExtractOptions): Promise<string> {
   const limits = opts.limits ?? DEFAULT_LIMITS;
   const declaredTotal = opts.manifest.files.reduce((a, f) => a + f.size, 0) + limits.maxManifestBytes;
   const effective = { ...limits, maxTotalBytes: Math.min(limits.maxTotalBytes, declaredTotal) };
-  await mkdir(opts.stagingParent, { recursive: true, mode: 0o700 });
-  const staging = await mkdtemp(join(opts.stagingParent, "stage-")); // mkdtemp creates mode 0700
+  let staging: string;
+  try {
+    await mkdir(opts.stagingParent, { recursive: true, mode: 0o700 });
+    staging = await mkdtemp(join(opts.stagingParent, "stage-")); // mkdtemp creates mode 0700
+  } catch (err) {
+    throw classifyError(err, "INTERNAL", opts.stagingParent);
+  }
   try {
     await extractInto(staging, opts, effective);
     await scanModels(staging, opts.manifest);
@@ -55,8 +62,9 @@ export async function extractBundle(opts: ExtractOptions): Promise<string> {
     await fsyncPath(dirname(opts.destDir));
     return opts.destDir;
   } catch (err) {
-    await rm(staging, { recursive: true, force: true });
-    throw toEdgeFleetError(err);
+    // On a read-only or failing disk the clean-up fails too; the next GC removes the leftover.
+    await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+    throw classifyError(err, "INTERNAL", staging);
   }
 }
 
@@ -86,8 +94,15 @@ async function extractInto(staging: string, opts: ExtractOptions, limits: Extrac
   let failure: EdgeFleetError | null = null;
   let manifestText: string | null = null;
   const pending: Promise<void>[] = [];
+  // A write that fails for lack of space (or any other I/O fault) is the device's problem, never an
+  // unsafe entry: classified first, so the bundle is not condemned for it (issue 20 §2).
+  // Name conflicts (EEXIST, ENOTDIR, ...) come from the archive itself and stay unsafe entries.
   const fail = (err: unknown) => {
-    failure ??= toEdgeFleetError(err, "BUNDLE_UNSAFE_ENTRY");
+    const errno = (err as { code?: unknown } | null)?.code;
+    const byName = typeof errno === "string" && ENTRY_NAME_ERRNOS.has(errno);
+    failure ??= byName
+      ? new EdgeFleetError("BUNDLE_UNSAFE_ENTRY", `entry conflicts with another: ${(err as Error).message}`)
+      : classifyError(err, "BUNDLE_UNSAFE_ENTRY", staging);
   };
 
   const parser = new Parser({ strict: true, maxMetaEntrySize: 64 * 1024 });
@@ -127,9 +142,9 @@ async function extractInto(staging: string, opts: ExtractOptions, limits: Extrac
     const fh = await open(join(staging, decision.path), "wx", 0o600);
     written.push({ path: decision.path, fh });
     for await (const chunk of entry) {
-      size += chunk.length;
       hash.update(chunk);
-      await fh.write(chunk);
+      await writeFully(fh, chunk, size);
+      size += chunk.length;
     }
     if (size !== decision.expected.size) {
       throw new EdgeFleetError(

@@ -46,6 +46,11 @@ export const AgentConfigSchema = z
     socketGroup: z.union([z.string().min(1).max(64), z.number().int().min(0)]).optional(),
     /** Scheduled batch jobs (issue 8, agent/jobs/job-config.ts; docs/operations.md "Batch jobs"). */
     jobs: JobsConfigSchema,
+    /** Retries after a storage fault (issue 20 §2): full-jitter backoff bounds; defaults 1 s .. 60 s. */
+    storage: z
+      .object({ baseMs: z.number().int().min(10).max(600_000), capMs: z.number().int().min(10).max(3_600_000) })
+      .strict()
+      .optional(),
   })
   .strict()
   .refine((c) => c.password !== undefined || c.passwordFile !== undefined, "password or passwordFile is required");

@@ -55,7 +55,7 @@ export interface JobScheduler {
  */
 export function createJobScheduler(deps: JobSchedulerDeps): JobScheduler {
   const { log, clock } = deps;
-  const state = openJobState(join(deps.dataDir, "jobs.db"));
+  const state = openJobState(join(deps.dataDir, "jobs.db"), log);
   const byName = new Map(deps.jobs.map((j) => [j.name, j]));
   const active = new Map<string, { live: LiveRun; done: Promise<void> }>();
   const lastHere = new Map<string, LiveRun>();

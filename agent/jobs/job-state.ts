@@ -1,5 +1,7 @@
-import Database from "better-sqlite3";
+import { pino } from "pino";
 import type { ErrorJson } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
+import { openFallbackDb } from "../store/fallback-db.js";
 
 /** Runs of batch jobs in `{dataDir}/jobs.db`: what is running (to resume after a restart) and history. */
 
@@ -64,38 +66,45 @@ const fromRow = (r: Row): JobRun => ({
   error: r.error ? (JSON.parse(r.error) as ErrorJson) : null,
 });
 
-export function openJobState(path: string): JobStateStore {
-  const db = new Database(path);
-  db.pragma("journal_mode = WAL");
-  db.pragma("busy_timeout = 5000");
-  db.exec(`CREATE TABLE IF NOT EXISTS job_runs (
+export function openJobState(path: string, log: Logger = pino({ level: "silent" })): JobStateStore {
+  // A full, read-only or failing disk (issue 20 §2) moves the store to an in-memory copy instead of
+  // stopping the agent (at open) or escaping from a job run's bookkeeping (later): fallback-db.ts.
+  const h = openFallbackDb({
+    path,
+    log,
+    init(d, onDisk) {
+      if (onDisk) {
+        d.pragma("journal_mode = WAL");
+        d.pragma("busy_timeout = 5000");
+      }
+      d.exec(`CREATE TABLE IF NOT EXISTS job_runs (
     job TEXT NOT NULL, run_id TEXT NOT NULL, state TEXT NOT NULL, model TEXT NOT NULL, version TEXT,
     total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
     resumes INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
     PRIMARY KEY (job, run_id))`);
-  const begin = db.prepare(
-    "INSERT INTO job_runs (job, run_id, state, model, version, started_at) VALUES (?, ?, 'running', ?, ?, ?)",
-  );
-  const unfinished = db.prepare(
-    "SELECT * FROM job_runs WHERE job = ? AND state = 'running' ORDER BY started_at DESC, run_id DESC LIMIT 1",
-  );
-  const resumed = db.prepare("UPDATE job_runs SET resumes = resumes + 1 WHERE job = ? AND run_id = ?");
-  const progress = db.prepare("UPDATE job_runs SET total = ?, done = ?, failed = ? WHERE job = ? AND run_id = ?");
-  const finish = db.prepare("UPDATE job_runs SET state = ?, finished_at = ?, error = ? WHERE job = ? AND run_id = ?");
-  const recent = db.prepare("SELECT * FROM job_runs WHERE job = ? ORDER BY started_at DESC, run_id DESC LIMIT ?");
-  const count = db.prepare("SELECT COUNT(*) FROM job_runs").pluck();
+    },
+  });
+  const q = (sql: string) => h.prepare(sql);
+  const begin =
+    "INSERT INTO job_runs (job, run_id, state, model, version, started_at) VALUES (?, ?, 'running', ?, ?, ?)";
+  const unfinished =
+    "SELECT * FROM job_runs WHERE job = ? AND state = 'running' ORDER BY started_at DESC, run_id DESC LIMIT 1";
+  const resumed = "UPDATE job_runs SET resumes = resumes + 1 WHERE job = ? AND run_id = ?";
+  const progress = "UPDATE job_runs SET total = ?, done = ?, failed = ? WHERE job = ? AND run_id = ?";
+  const finish = "UPDATE job_runs SET state = ?, finished_at = ?, error = ? WHERE job = ? AND run_id = ?";
+  const recent = "SELECT * FROM job_runs WHERE job = ? ORDER BY started_at DESC, run_id DESC LIMIT ?";
   return {
-    begin: (r) => void begin.run(r.job, r.runId, r.model, r.version, r.startedAt),
+    begin: (r) => void h.run(() => q(begin).run(r.job, r.runId, r.model, r.version, r.startedAt)),
     unfinished(job) {
-      const row = unfinished.get(job) as Row | undefined;
+      const row = h.run(() => q(unfinished).get(job)) as Row | undefined;
       return row ? fromRow(row) : null;
     },
-    markResumed: (job, runId) => void resumed.run(job, runId),
-    progress: (job, runId, p) => void progress.run(p.total, p.done, p.failed, job, runId),
+    markResumed: (job, runId) => void h.run(() => q(resumed).run(job, runId)),
+    progress: (job, runId, p) => void h.run(() => q(progress).run(p.total, p.done, p.failed, job, runId)),
     finish: (job, runId, state, at, error) =>
-      void finish.run(state, at, error ? JSON.stringify(error) : null, job, runId),
-    recent: (job, limit) => (recent.all(job, limit) as Row[]).map(fromRow),
-    count: () => count.get() as number,
-    close: () => db.close(),
+      void h.run(() => q(finish).run(state, at, error ? JSON.stringify(error) : null, job, runId)),
+    recent: (job, limit) => (h.run(() => q(recent).all(job, limit)) as Row[]).map(fromRow),
+    count: () => h.run(() => q("SELECT COUNT(*) FROM job_runs").pluck().get()) as number,
+    close: () => h.close(),
   };
 }

@@ -7,7 +7,15 @@ export const LATENCY_BUCKETS = [
 ];
 
 export interface BufferGaugeSource {
-  stats(): { rows: number; bytes: number; dropped: number; rejected: number; pending: number; fileBytes: number };
+  stats(): {
+    rows: number;
+    bytes: number;
+    dropped: number;
+    rejected: number;
+    pending: number;
+    fileBytes: number;
+    storage?: "disk" | "memory";
+  };
 }
 
 export interface DriftGaugeSource {
@@ -27,6 +35,10 @@ export interface AgentMetrics {
   batchSent(records: number, bytes: number): void;
   acked(rows: number, status: "stored" | "rejected"): void;
   badAck(): void;
+  /** Telemetry records lost, by reason (issue 20 §2). */
+  dropped(reason: string, records: number): void;
+  /** Telemetry records committed while the ring runs in memory (not durable). */
+  volatile(records: number): void;
   /** Prometheus text exposition (`GET /metrics` on the socket). */
   text(): Promise<string>;
 }
@@ -104,6 +116,26 @@ export function createAgentMetrics(sources: { buffer: BufferGaugeSource; drift: 
     name: "edgefleet_telemetry_bad_acks_total",
     help: "Ack payloads that failed validation",
     registers: [registry],
+  });
+  // Issue 20 §2: every telemetry record lost on the device, by why, in this process's lifetime.
+  const droppedTotal = new Counter({
+    name: "edgefleet_telemetry_dropped_total",
+    help: "Telemetry records lost before the server had them (ring_full, oversize, overflow, commit_failed, rejected)",
+    labelNames: ["reason"],
+    registers: [registry],
+  });
+  const volatileTotal = new Counter({
+    name: "edgefleet_telemetry_volatile_records_total",
+    help: "Telemetry records committed while a storage fault kept the ring in memory (lost if the agent dies before they are acked)",
+    registers: [registry],
+  });
+  new Gauge({
+    name: "edgefleet_telemetry_buffer_in_memory",
+    help: "1 while a storage fault (disk full, read-only, I/O error) keeps the telemetry ring in memory",
+    registers: [registry],
+    collect() {
+      this.set(sources.buffer.stats().storage === "memory" ? 1 : 0);
+    },
   });
   new Gauge({
     name: "edgefleet_telemetry_buffer_rows",
@@ -190,6 +222,12 @@ export function createAgentMetrics(sources: { buffer: BufferGaugeSource; drift: 
     },
     badAck() {
       badAcks.inc();
+    },
+    dropped(reason, records) {
+      droppedTotal.inc({ reason }, records);
+    },
+    volatile(records) {
+      volatileTotal.inc(records);
     },
     text: () => registry.metrics(),
   };

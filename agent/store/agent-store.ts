@@ -1,6 +1,9 @@
-import Database from "better-sqlite3";
-import type { ErrorJson } from "../../shared/errors.js";
+import type Database from "better-sqlite3";
+import { pino } from "pino";
+import type { EdgeFleetError, ErrorJson } from "../../shared/errors.js";
+import type { Logger } from "../../shared/logger.js";
 import type { InstalledRef, UpdateState } from "../../shared/schemas/device-state.js";
+import { type DbMode, type FallbackDbOptions, openFallbackDb } from "./fallback-db.js";
 
 /** One model's persisted update record (DESIGN §5). */
 export interface ModelRecord {
@@ -46,6 +49,16 @@ CREATE TABLE IF NOT EXISTS downloads (sha256 TEXT PRIMARY KEY, size INTEGER NOT 
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 `;
 
+const BUMP_EVENT_SEQ =
+  "INSERT INTO counters (name, value) VALUES ('event_seq', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value";
+const UPSERT_MODEL = `INSERT INTO models (model, state, committed, candidate, error, rollout_id, probation_restarts, updated_at)
+    VALUES (@model, @state, @committed, @candidate, @error, @rolloutId, @probationRestarts, @at)
+    ON CONFLICT(model) DO UPDATE SET state = excluded.state, committed = excluded.committed, candidate = excluded.candidate,
+      error = excluded.error, rollout_id = excluded.rollout_id, probation_restarts = excluded.probation_restarts, updated_at = excluded.updated_at`;
+
+/** For stores opened without a logger (tests): storage faults are still handled, only not logged. */
+const silentLogger: Logger = pino({ level: "silent" });
+
 interface ModelRow {
   model: string;
   state: string;
@@ -70,107 +83,141 @@ function toRecord(r: ModelRow): ModelRecord {
   };
 }
 
+/** Where the store keeps its state right now (issue 20 §2), for `reported` and the storage monitor. */
+export interface StoreHealth {
+  mode: DbMode;
+  fault: EdgeFleetError | null;
+}
+
+export interface AgentStoreOptions {
+  now?: () => number;
+  log?: Logger;
+  onModeChange?: FallbackDbOptions["onModeChange"];
+}
+
 /**
  * `{dataDir}/agent.db`: WAL + synchronous=FULL, so a transition that returned is on disk even
  * if power is cut right after (DESIGN §5: every transition is persisted before it is published).
  * better-sqlite3 is synchronous; each method is one statement or one transaction.
+ *
+ * On a full, read-only or failing disk (issue 20 §2) the store never throws for it: it continues on
+ * an in-memory copy (agent/store/fallback-db.ts) and `restore()` writes it back when it can.
  */
-export function openAgentStore(path: string, now: () => number = Date.now): AgentStore {
-  const db = new Database(path);
-  db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
-  db.pragma("busy_timeout = 5000");
-  db.exec(SCHEMA);
-  const iso = () => new Date(now()).toISOString();
-
-  const bumpEventSeq = db.prepare(
-    "INSERT INTO counters (name, value) VALUES ('event_seq', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-  );
-  const upsertModel =
-    db.prepare(`INSERT INTO models (model, state, committed, candidate, error, rollout_id, probation_restarts, updated_at)
-    VALUES (@model, @state, @committed, @candidate, @error, @rolloutId, @probationRestarts, @at)
-    ON CONFLICT(model) DO UPDATE SET state = excluded.state, committed = excluded.committed, candidate = excluded.candidate,
-      error = excluded.error, rollout_id = excluded.rollout_id, probation_restarts = excluded.probation_restarts, updated_at = excluded.updated_at`);
-  const nextEventSeq = () => (bumpEventSeq.get() as { value: number }).value;
-  const saveModel = db.transaction((r: ModelRecord): number => {
-    upsertModel.run({
-      model: r.model,
-      state: r.state,
-      committed: r.committed ? JSON.stringify(r.committed) : null,
-      candidate: r.candidate ? JSON.stringify(r.candidate) : null,
-      error: r.error ? JSON.stringify(r.error) : null,
-      rolloutId: r.rolloutId,
-      probationRestarts: r.probationRestarts,
-      at: iso(),
-    });
-    return nextEventSeq();
+export function openAgentStore(
+  path: string,
+  nowOrOpts: (() => number) | AgentStoreOptions = {},
+): AgentStore & { health(): StoreHealth; restore(): boolean } {
+  const opts: AgentStoreOptions = typeof nowOrOpts === "function" ? { now: nowOrOpts } : nowOrOpts;
+  const now = opts.now ?? Date.now;
+  const h = openFallbackDb({
+    path,
+    log: opts.log ?? silentLogger,
+    init(db, onDisk) {
+      if (onDisk) {
+        db.pragma("journal_mode = WAL");
+        db.pragma("synchronous = FULL");
+        db.pragma("busy_timeout = 5000");
+      }
+      db.exec(SCHEMA);
+    },
+    ...(opts.onModeChange ? { onModeChange: opts.onModeChange } : {}),
   });
+  const iso = () => new Date(now()).toISOString();
+  const q = (sql: string) => h.prepare(sql);
+
+  const nextEventSeq = () => (q(BUMP_EVENT_SEQ).get() as { value: number }).value;
+  const saveModel = (db: Database.Database, r: ModelRecord): number =>
+    db.transaction(() => {
+      q(UPSERT_MODEL).run({
+        model: r.model,
+        state: r.state,
+        committed: r.committed ? JSON.stringify(r.committed) : null,
+        candidate: r.candidate ? JSON.stringify(r.candidate) : null,
+        error: r.error ? JSON.stringify(r.error) : null,
+        rolloutId: r.rolloutId,
+        probationRestarts: r.probationRestarts,
+        at: iso(),
+      });
+      return nextEventSeq();
+    })();
 
   return {
     lastDesired() {
-      const row = db.prepare("SELECT seq, document FROM desired WHERE id = 1").get() as
+      const row = h.run(() => q("SELECT seq, document FROM desired WHERE id = 1").get()) as
         | { seq: number; document: string }
         | undefined;
       return row ? { seq: row.seq, document: JSON.parse(row.document) } : null;
     },
     acceptDesired(seq, document) {
-      db.prepare(
-        "INSERT INTO desired (id, seq, document) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, document = excluded.document",
-      ).run(seq, JSON.stringify(document));
+      h.run(() =>
+        q(
+          "INSERT INTO desired (id, seq, document) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, document = excluded.document",
+        ).run(seq, JSON.stringify(document)),
+      );
     },
-    models: () => (db.prepare("SELECT * FROM models ORDER BY model").all() as ModelRow[]).map(toRecord),
+    models: () => (h.run(() => q("SELECT * FROM models ORDER BY model").all()) as ModelRow[]).map(toRecord),
     model(name) {
-      const row = db.prepare("SELECT * FROM models WHERE model = ?").get(name) as ModelRow | undefined;
+      const row = h.run(() => q("SELECT * FROM models WHERE model = ?").get(name)) as ModelRow | undefined;
       return row ? toRecord(row) : null;
     },
-    saveModel: (r) => saveModel(r),
-    nextEventSeq: () => db.transaction(nextEventSeq)(),
+    saveModel: (r) => h.run((db) => saveModel(db, r)),
+    nextEventSeq: () => h.run((db) => db.transaction(nextEventSeq)()),
     highestCounters() {
-      const rows = db.prepare("SELECT model, highest FROM release_counters").all() as {
+      const rows = h.run(() => q("SELECT model, highest FROM release_counters").all()) as {
         model: string;
         highest: number;
       }[];
       return new Map(rows.map((r) => [r.model, r.highest]));
     },
     raiseCounter(model, counter) {
-      db.prepare(
-        "INSERT INTO release_counters (model, highest) VALUES (?, ?) ON CONFLICT(model) DO UPDATE SET highest = max(highest, excluded.highest)",
-      ).run(model, counter);
+      h.run(() =>
+        q(
+          "INSERT INTO release_counters (model, highest) VALUES (?, ?) ON CONFLICT(model) DO UPDATE SET highest = max(highest, excluded.highest)",
+        ).run(model, counter),
+      );
     },
     badBundles: () =>
-      new Set((db.prepare("SELECT sha256 FROM bad_bundles").all() as { sha256: string }[]).map((r) => r.sha256)),
+      new Set((h.run(() => q("SELECT sha256 FROM bad_bundles").all()) as { sha256: string }[]).map((r) => r.sha256)),
     markBad(sha256, model, reason) {
-      db.prepare("INSERT OR IGNORE INTO bad_bundles (sha256, model, reason, at) VALUES (?, ?, ?, ?)").run(
-        sha256,
-        model,
-        reason,
-        iso(),
+      h.run(() =>
+        q("INSERT OR IGNORE INTO bad_bundles (sha256, model, reason, at) VALUES (?, ?, ?, ?)").run(
+          sha256,
+          model,
+          reason,
+          iso(),
+        ),
       );
     },
     downloadProgress(sha256) {
-      const row = db.prepare("SELECT contiguous FROM downloads WHERE sha256 = ?").get(sha256) as
+      const row = h.run(() => q("SELECT contiguous FROM downloads WHERE sha256 = ?").get(sha256)) as
         | { contiguous: number }
         | undefined;
       return row ? row.contiguous : null;
     },
     setDownloadProgress(sha256, size, contiguous) {
-      db.prepare(
-        "INSERT INTO downloads (sha256, size, contiguous, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET size = excluded.size, contiguous = excluded.contiguous, updated_at = excluded.updated_at",
-      ).run(sha256, size, contiguous, iso());
+      h.run(() =>
+        q(
+          "INSERT INTO downloads (sha256, size, contiguous, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET size = excluded.size, contiguous = excluded.contiguous, updated_at = excluded.updated_at",
+        ).run(sha256, size, contiguous, iso()),
+      );
     },
     clearDownload(sha256) {
-      db.prepare("DELETE FROM downloads WHERE sha256 = ?").run(sha256);
+      h.run(() => q("DELETE FROM downloads WHERE sha256 = ?").run(sha256));
     },
     getKv(key) {
-      const row = db.prepare("SELECT value FROM kv WHERE key = ?").get(key) as { value: string } | undefined;
+      const row = h.run(() => q("SELECT value FROM kv WHERE key = ?").get(key)) as { value: string } | undefined;
       return row?.value ?? null;
     },
     setKv(key, value) {
-      db.prepare("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(
-        key,
-        value,
+      h.run(() =>
+        q("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(
+          key,
+          value,
+        ),
       );
     },
-    close: () => db.close(),
+    health: () => ({ mode: h.mode(), fault: h.fault() }),
+    restore: () => h.restore(),
+    close: () => h.close(),
   };
 }

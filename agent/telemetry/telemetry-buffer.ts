@@ -1,7 +1,8 @@
 import { statSync } from "node:fs";
-import Database from "better-sqlite3";
+import type { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { TELEMETRY_MAX_RECORD_BYTES, type UnsequencedRecord } from "../../shared/schemas/telemetry.js";
+import { type DbMode, openFallbackDb } from "../store/fallback-db.js";
 import { evictionProbe, overCaps, type RingCaps, rowCost, rowsToEvict, walBudget } from "./ring-accounting.js";
 
 export type Durability = "full" | "normal";
@@ -14,7 +15,20 @@ export interface TelemetryBufferOptions {
   log: Logger;
   /** `normal` mode: records are committed at most this long after they were appended. */
   commitIntervalMs?: number;
+  /** Every record lost before the server had it, with why (`edgefleet_telemetry_dropped_total`). */
+  onDropped?: (reason: DropReason, records: number) => void;
+  /** Records committed while the ring is in memory (a storage fault): kept, but not durable. */
+  onVolatile?: (records: number) => void;
+  /** The ring moved to memory (a storage fault) or back to its file. */
+  onModeChange?: (mode: DbMode, fault: EdgeFleetError | null) => void;
 }
+
+/**
+ * Why a record was lost: the ring was full (oldest evicted), the record was over the size cap, too
+ * many records waited for their commit, the commit failed even in memory, or the server rejected
+ * its batch (issue 20 §2: every loss is counted where the operator sees it).
+ */
+export type DropReason = "ring_full" | "oversize" | "overflow" | "commit_failed" | "rejected";
 
 export interface BufferedRow {
   seq: number;
@@ -35,6 +49,8 @@ export interface BufferStats {
   /** Database + WAL file size. */
   fileBytes: number;
   lastSeq: number;
+  /** `memory` while a storage fault keeps the ring off its file (issue 20 §2): not durable then. */
+  storage: DbMode;
 }
 
 export interface TelemetryBuffer {
@@ -49,6 +65,8 @@ export interface TelemetryBuffer {
   /** Deletes rows with seq in [first, last] (the server acknowledged them). */
   remove(first: number, last: number, reason: "acked" | "rejected"): number;
   stats(): BufferStats;
+  /** Memory mode only: writes the ring back to its file once the disk takes writes. True when on disk. */
+  restore(): boolean;
   close(): void;
 }
 
@@ -74,35 +92,53 @@ const MAX_PENDING = 20_000;
  */
 export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuffer {
   const { log, caps } = opts;
-  const db = new Database(opts.path);
-  // auto_vacuum must be chosen before the first table exists; INCREMENTAL lets us give freed pages back.
-  db.pragma("auto_vacuum = INCREMENTAL");
-  db.pragma("journal_mode = WAL");
-  db.pragma(`synchronous = ${opts.durability === "full" ? "FULL" : "NORMAL"}`);
   const wal = walBudget(caps.maxBytes);
-  db.pragma(`wal_autocheckpoint = ${wal.pages}`);
-  db.pragma(`journal_size_limit = ${wal.bytes}`);
-  db.exec(SCHEMA);
+  const h = openFallbackDb({
+    path: opts.path,
+    log,
+    init(db, onDisk) {
+      if (onDisk) {
+        // auto_vacuum must be chosen before the first table exists; INCREMENTAL lets us give freed pages back.
+        db.pragma("auto_vacuum = INCREMENTAL");
+        db.pragma("journal_mode = WAL");
+        db.pragma(`synchronous = ${opts.durability === "full" ? "FULL" : "NORMAL"}`);
+        db.pragma(`wal_autocheckpoint = ${wal.pages}`);
+        db.pragma(`journal_size_limit = ${wal.bytes}`);
+      }
+      db.exec(SCHEMA);
+    },
+    ...(opts.onModeChange ? { onModeChange: opts.onModeChange } : {}),
+  });
+  const q = (sql: string) => h.prepare(sql);
+  const INSERT = "INSERT INTO records (seq, kind, cost, body) VALUES (?, ?, ?, ?)";
+  const OLDEST = "SELECT seq, cost FROM records ORDER BY seq LIMIT ?";
+  const DELETE_UP_TO = "DELETE FROM records WHERE seq <= ?";
+  const DELETE_RANGE = "DELETE FROM records WHERE seq BETWEEN ? AND ? RETURNING cost";
+  const AFTER = "SELECT seq, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?";
+  const ADD_META =
+    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value";
+  const meta = (k: string) =>
+    (h.run(() => q("SELECT value FROM meta WHERE key = ?").get(k)) as { value: number } | undefined)?.value ?? 0;
+  const addMeta = (k: string, n: number) => q(ADD_META).run(k, n);
+  /** Counts a loss in memory at once and, best effort, in the file (a full disk may refuse even that). */
+  const lose = (reason: DropReason, n: number) => {
+    dropped += n;
+    opts.onDropped?.(reason, n);
+    try {
+      h.run(() => addMeta("dropped", n));
+    } catch {
+      /* counted in memory at least */
+    }
+  };
 
-  const insert = db.prepare("INSERT INTO records (seq, kind, cost, body) VALUES (?, ?, ?, ?)");
-  const oldest = db.prepare("SELECT seq, cost FROM records ORDER BY seq LIMIT ?");
-  const deleteUpTo = db.prepare("DELETE FROM records WHERE seq <= ?");
-  const deleteRange = db.prepare("DELETE FROM records WHERE seq BETWEEN ? AND ? RETURNING cost");
-  const after = db.prepare("SELECT seq, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?");
-  const getMeta = db.prepare("SELECT value FROM meta WHERE key = ?");
-  const addMeta = db.prepare(
-    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
-  );
-  const meta = (k: string) => (getMeta.get(k) as { value: number } | undefined)?.value ?? 0;
-
-  const totals = db.prepare("SELECT COUNT(*) AS n, COALESCE(SUM(cost), 0) AS b FROM records").get() as {
+  const totals = h.run(() => q("SELECT COUNT(*) AS n, COALESCE(SUM(cost), 0) AS b FROM records").get()) as {
     n: number;
     b: number;
   };
   const state = { rows: totals.n, bytes: totals.b };
   let dropped = meta("dropped");
   let rejected = meta("rejected");
-  const seqRow = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'records'").get() as
+  const seqRow = h.run(() => q("SELECT seq FROM sqlite_sequence WHERE name = 'records'").get()) as
     | { seq: number }
     | undefined;
   let lastSeq = seqRow?.seq ?? 0;
@@ -115,7 +151,7 @@ export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuff
   const evict = () => {
     let evicted = 0;
     while (overCaps(state, caps)) {
-      const rows = oldest.all(evictionProbe(state, caps)) as { seq: number; cost: number }[];
+      const rows = q(OLDEST).all(evictionProbe(state, caps)) as { seq: number; cost: number }[];
       if (rows.length === 0) break;
       const n = rowsToEvict(
         state,
@@ -123,28 +159,40 @@ export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuff
         rows.map((r) => r.cost),
       );
       if (n === 0) break;
-      deleteUpTo.run(rows[n - 1]!.seq);
+      q(DELETE_UP_TO).run(rows[n - 1]!.seq);
       for (let i = 0; i < n; i++) state.bytes -= rows[i]!.cost;
       state.rows -= n;
       evicted += n;
     }
-    if (evicted > 0) {
-      addMeta.run("dropped", evicted);
-      dropped += evicted;
-    }
+    if (evicted > 0) addMeta("dropped", evicted);
     return evicted;
   };
 
-  const commitSlice = db.transaction((slice: { kind: string; body: string }[]) => {
-    for (const r of slice) {
-      const cost = rowCost(Buffer.byteLength(r.body));
-      lastSeq += 1;
-      insert.run(lastSeq, r.kind, cost, r.body);
-      state.rows += 1;
-      state.bytes += cost;
-    }
-    return evict();
-  });
+  /**
+   * One transaction. The in-memory accounting is put back when it fails, so a commit that moves
+   * to memory (a storage fault, see fallback-db.ts) runs again there from the same state.
+   */
+  const commitSlice = (slice: { kind: string; body: string }[]) =>
+    h.run((db) => {
+      const saved = { lastSeq, rows: state.rows, bytes: state.bytes };
+      try {
+        return db.transaction(() => {
+          for (const r of slice) {
+            const cost = rowCost(Buffer.byteLength(r.body));
+            lastSeq += 1;
+            q(INSERT).run(lastSeq, r.kind, cost, r.body);
+            state.rows += 1;
+            state.bytes += cost;
+          }
+          return evict();
+        })();
+      } catch (err) {
+        lastSeq = saved.lastSeq;
+        state.rows = saved.rows;
+        state.bytes = saved.bytes;
+        throw err;
+      }
+    });
 
   const schedule = () => {
     if (scheduled || closed) return;
@@ -171,21 +219,25 @@ export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuff
     pending = [];
     const done = waiters;
     waiters = [];
+    let committed = 0;
     try {
       for (let i = 0; i < snapshot.length; i += COMMIT_SLICE) {
-        const evicted = commitSlice(snapshot.slice(i, i + COMMIT_SLICE));
-        if (evicted > 0) log.debug({ evicted, dropped }, "telemetry ring full; oldest rows dropped");
+        const slice = snapshot.slice(i, i + COMMIT_SLICE);
+        const evicted = commitSlice(slice);
+        committed = i + slice.length;
+        if (h.mode() === "memory") opts.onVolatile?.(slice.length);
+        if (evicted > 0) {
+          dropped += evicted;
+          opts.onDropped?.("ring_full", evicted);
+          log.debug({ evicted, dropped }, "telemetry ring full; oldest rows dropped");
+        }
       }
     } catch (err) {
-      // Disk full or I/O error: these records are lost; count them so the loss is visible.
-      const lost = snapshot.length;
-      dropped += lost;
+      // A storage fault moves the ring to memory (the commit then succeeds there); reaching this
+      // means even that failed. These records are lost: counted, so the loss is visible.
+      const lost = snapshot.length - committed;
       log.error({ err, lost }, "telemetry commit failed; records dropped");
-      try {
-        addMeta.run("dropped", lost);
-      } catch {
-        /* the same disk problem; the in-memory count still reports it until restart */
-      }
+      lose("commit_failed", lost);
     }
     for (const w of done) w();
   }
@@ -199,12 +251,7 @@ export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuff
         body = "";
       }
       if (body === "" || pending.length >= MAX_PENDING) {
-        dropped += 1;
-        try {
-          addMeta.run("dropped", 1);
-        } catch {
-          /* counted in memory at least */
-        }
+        lose(body === "" ? "oversize" : "overflow", 1);
         return;
       }
       pending.push({ kind: record.kind, body });
@@ -231,21 +278,32 @@ export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuff
       });
     },
     readAfter(afterSeq, limit) {
-      const rows = after.all(afterSeq, limit) as { seq: number; body: string }[];
+      const rows = h.run(() => q(AFTER).all(afterSeq, limit)) as { seq: number; body: string }[];
       // Bodies are stored without `seq` (it is assigned at commit); splice it in as the first key.
       return rows.map((r) => ({ seq: r.seq, json: `{"seq":${r.seq},${r.body.slice(1)}` }));
     },
     remove(first, last, reason) {
-      const costs = db.transaction(() => {
-        const removed = deleteRange.all(first, last) as { cost: number }[];
-        if (reason === "rejected" && removed.length > 0) addMeta.run("rejected", removed.length);
-        return removed;
-      })();
+      const costs = h.run((db) =>
+        db.transaction(() => {
+          const removed = q(DELETE_RANGE).all(first, last) as { cost: number }[];
+          if (reason === "rejected" && removed.length > 0) addMeta("rejected", removed.length);
+          return removed;
+        })(),
+      );
       for (const r of costs) state.bytes -= r.cost;
       state.rows -= costs.length;
-      if (reason === "rejected") rejected += costs.length;
+      if (reason === "rejected") {
+        rejected += costs.length;
+        if (costs.length > 0) opts.onDropped?.("rejected", costs.length);
+      }
       // Freed pages are reused by later appends; once the ring is empty give them back to the disk.
-      if (state.rows === 0) db.pragma("incremental_vacuum");
+      if (state.rows === 0 && h.mode() === "disk") {
+        try {
+          h.db().pragma("incremental_vacuum");
+        } catch (err) {
+          log.debug({ err }, "incremental vacuum failed");
+        }
+      }
       return costs.length;
     },
     stats() {
@@ -264,14 +322,19 @@ export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuff
         pending: pending.length,
         fileBytes: size(opts.path) + size(`${opts.path}-wal`),
         lastSeq,
+        storage: h.mode(),
       };
     },
+    restore: () => h.restore(),
     close() {
       if (closed) return;
       commitNow();
       closed = true;
       scheduled?.cancel();
-      db.close();
+      if (h.mode() === "memory" && !h.restore()) {
+        log.error({ rows: state.rows }, "telemetry ring still in memory at shutdown: its unacknowledged rows are lost");
+      }
+      h.close();
     },
   };
 }

@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import cron from "node-cron";
 import type { Clock } from "../../shared/clock.js";
+import type { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import type { DeviceEvent } from "../../shared/schemas/device-state.js";
@@ -11,6 +12,7 @@ import { createDriftMonitor, type DriftMonitor } from "../drift/drift-monitor.js
 import { type AgentMetrics, createAgentMetrics } from "../metrics/agent-metrics.js";
 import type { InferRecord } from "../runtime/model-runtime.js";
 import type { RawInferRequest, RawInferResult } from "../runtime/runtime-types.js";
+import type { DbMode } from "../store/fallback-db.js";
 import { createFlusher, type Flusher } from "./flusher.js";
 import { createInferenceRecorder } from "./inference-recorder.js";
 import { type BufferStats, openTelemetryBuffer, type TelemetryBuffer } from "./telemetry-buffer.js";
@@ -28,6 +30,12 @@ export interface TelemetryServiceDeps {
   /** Publishes a batch QoS 1 on `telemetry`. */
   publish: (payload: Buffer) => void;
   random?: () => number;
+  /** Storage faults of the ring and what they cost (issue 20 §2): for `reported.storage` and events. */
+  storage?: {
+    dropped(reason: string, records: number): void;
+    volatile(records: number): void;
+    modeChange(mode: DbMode, fault: EdgeFleetError | null): void;
+  };
 }
 
 export interface TelemetryService {
@@ -67,6 +75,16 @@ export function createTelemetryService(deps: TelemetryServiceDeps): TelemetrySer
     caps,
     log: log.child({ c: "telemetry-buffer" }),
     commitIntervalMs: config.commitIntervalMs,
+    // Inference goes on whatever the disk does; every record lost is counted (issue 20 §2).
+    onDropped: (reason, n) => {
+      metrics.dropped(reason, n);
+      deps.storage?.dropped(reason, n);
+    },
+    onVolatile: (n) => {
+      metrics.volatile(n);
+      deps.storage?.volatile(n);
+    },
+    onModeChange: (mode, fault) => deps.storage?.modeChange(mode, fault),
   });
   const drift = createDriftMonitor({
     log: log.child({ c: "drift" }),

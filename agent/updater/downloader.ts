@@ -2,11 +2,13 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from "node:fs/promises
 import { join } from "node:path";
 import { decodeChunkFrame } from "../../shared/chunk-frame.js";
 import type { Clock } from "../../shared/clock.js";
-import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
+import { EdgeFleetError } from "../../shared/errors.js";
 import { sha256File } from "../../shared/hash.js";
 import type { Logger } from "../../shared/logger.js";
 import { MAX_CHUNK, MIN_CHUNK } from "../../shared/schemas/chunks.js";
 import type { AgentStore } from "../store/agent-store.js";
+import { classifyError } from "../store/storage-faults.js";
+import { writeFully } from "../store/write-fully.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
 
 export interface DownloadOptions {
@@ -168,12 +170,12 @@ export function startDownload(opts: DownloadOptions): Download {
     if (header.size !== size) {
       // The server is not serving the signed bundle: nothing of what we hold of it can be trusted,
       // so the partial file and its progress go too (issue 7: "partial file removed").
-      void finish(
-        new EdgeFleetError("BUNDLE_SIZE_MISMATCH", `server says ${header.size} bytes, expected ${size}`),
-      ).then(async () => {
-        await rm(part, { force: true });
-        opts.store.clearDownload(sha256);
-      });
+      void finish(new EdgeFleetError("BUNDLE_SIZE_MISMATCH", `server says ${header.size} bytes, expected ${size}`))
+        .then(async () => {
+          await rm(part, { force: true });
+          opts.store.clearDownload(sha256);
+        })
+        .catch((err) => log.warn({ err, part }, "could not remove the partial download"));
       return;
     }
     if (header.offset !== p.offset || header.length !== p.length) {
@@ -187,7 +189,7 @@ export function startDownload(opts: DownloadOptions): Download {
     try {
       const handle = fh;
       if (!handle) return;
-      await handle.write(bytes, 0, bytes.length, offset);
+      await writeFully(handle, bytes, offset);
       received.set(offset, bytes.length);
       while (received.has(memContiguous)) {
         const len = received.get(memContiguous)!;
@@ -197,7 +199,7 @@ export function startDownload(opts: DownloadOptions): Download {
       schedulePersist();
       pump();
     } catch (err) {
-      void finish(toEdgeFleetError(err, "DOWNLOAD_FAILED"));
+      void finish(classifyError(err, "DOWNLOAD_FAILED", part));
     }
   };
 
@@ -206,9 +208,13 @@ export function startDownload(opts: DownloadOptions): Download {
       dirty = true;
       return;
     }
-    persisting = persistLoop().finally(() => {
-      persisting = null;
-    });
+    // Handled here (issue 20 §2): a full disk failing the fsync, the progress row or the final
+    // rename must end this download with its storage code, never escape as an unhandled rejection.
+    persisting = persistLoop()
+      .catch((err) => finish(classifyError(err, "DOWNLOAD_FAILED", part)))
+      .finally(() => {
+        persisting = null;
+      });
   };
 
   const persistLoop = async () => {
@@ -241,7 +247,7 @@ export function startDownload(opts: DownloadOptions): Download {
     fh = null;
     const actual = await sha256File(part);
     if (actual.size !== size || actual.sha256 !== sha256) {
-      await rm(part, { force: true });
+      await rm(part, { force: true }).catch(() => undefined); // a read-only disk keeps it; GC or the next try removes it
       opts.store.clearDownload(sha256);
       const code = actual.size !== size ? "BUNDLE_SIZE_MISMATCH" : "BUNDLE_HASH_MISMATCH";
       await finish(new EdgeFleetError(code, `downloaded bundle has ${actual.size} bytes, SHA-256 ${actual.sha256}`));
@@ -280,7 +286,7 @@ export function startDownload(opts: DownloadOptions): Download {
     if (from >= size) await complete();
     else pump();
   };
-  start().catch((err) => finish(toEdgeFleetError(err, "DOWNLOAD_FAILED")));
+  start().catch((err) => finish(classifyError(err, "DOWNLOAD_FAILED", part)));
 
   return {
     done,

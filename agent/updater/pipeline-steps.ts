@@ -10,10 +10,11 @@ import { readVerified } from "../bundle/read-verified.js";
 import { extractBundle } from "../bundle/safe-extract.js";
 import type { InstalledModel, LoadedVersion } from "../runtime/model-runtime.js";
 import { waitForUpdateLocks } from "../serving/swap-gate.js";
-import { startDownload } from "./downloader.js";
+import { bundleFilePath, startDownload } from "./downloader.js";
 import { summarize } from "./health-summary.js";
 import { type HealthRecorder, type MonitorDeps, measureBaseline, runProbation } from "./probation-monitor.js";
 import type { ProbationReports } from "./probation-reports.js";
+import { bytesNeeded, ensureSpace, extractionBytes } from "./space-check.js";
 import type { UpdaterDeps } from "./updater.js";
 import type { PipelineStep } from "./verdicts.js";
 
@@ -53,6 +54,8 @@ export interface StepContext {
   installedOf(model: string, ref: InstalledRef): Promise<InstalledModel>;
   isClosed(): boolean;
   setAbortDownload(abort: (() => Promise<void>) | null): void;
+  /** The disk GC (between jobs, as this step is): run when a space check finds too little room. */
+  collectGarbage?: () => Promise<{ bytes: number }>;
 }
 
 /**
@@ -62,8 +65,28 @@ export interface StepContext {
 export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job: Job) => Promise<void>> {
   const { deps, recorder, monitorDeps, reports, budgetBytes, progress, publishReported, installedOf } = ctx;
   const { log, clock, store, runtime } = deps;
+  /** Issue 20 §2: refuse with DISK_FULL before a byte is written when the step cannot fit. */
+  const checkSpace = async (job: Job, step: "downloading" | "staging") => {
+    const dest = join(deps.dirs.models, job.model, job.ref.sha256);
+    const complete = await exists(bundleFilePath(deps.dirs.downloads, job.ref.sha256));
+    const partial = step === "downloading" ? (store.downloadProgress(job.ref.sha256) ?? 0) : 0;
+    const needed = bytesNeeded({
+      bundleSize: job.size,
+      downloaded: complete || step === "staging" ? job.size : Math.min(partial, job.size),
+      extracted: await exists(dest),
+      extractBytes: extractionBytes(job.manifest, Buffer.byteLength(JSON.stringify(job.rawManifest))),
+    });
+    await ensureSpace({
+      path: step === "downloading" ? deps.dirs.downloads : deps.dirs.staging,
+      needed,
+      what: `${step} ${job.model}@${job.ref.version}`,
+      log,
+      ...(ctx.collectGarbage ? { collectGarbage: ctx.collectGarbage } : {}),
+    });
+  };
   return {
     downloading: async (job) => {
+      await checkSpace(job, "downloading");
       const dl = startDownload({
         sha256: job.ref.sha256,
         size: job.size,
@@ -89,6 +112,7 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
     staging: async (job) => {
       const dest = join(deps.dirs.models, job.model, job.ref.sha256);
       if (await exists(dest)) return; // renamed into place only after every check passed
+      await checkSpace(job, "staging");
       await extractBundle({
         bundlePath: join(deps.dirs.downloads, `${job.ref.sha256}.bundle`),
         rawManifest: job.rawManifest,

@@ -2,6 +2,7 @@ import type { ErrorJson } from "../../shared/errors.js";
 import type { Assignment, DesiredState } from "../../shared/schemas/desired-state.js";
 import type { InstalledRef, UpdateState } from "../../shared/schemas/device-state.js";
 import { type ServingConfig, ServingConfigSchema } from "../serving/serving-config.js";
+import { isStorageCode } from "../store/storage-faults.js";
 
 /** The strategy of a side assignment (issue 4/8): a candidate beside the model's active version. */
 export type SideMode = { mode: "shadow"; sampleRate: number } | { mode: "ab"; weight: number };
@@ -109,7 +110,10 @@ export function planSides(
     }
     const cur = byModel.get(model);
     if (cur && cur.record.ref.sha256 === sha) {
-      if (cur.record.state === "failed") rest.push({ kind: "noop", model, reason: "already-failed" });
+      // A side stopped by the device's disk (issue 20 §2) is installed again; any other failure stands.
+      if (cur.record.state === "failed" && !isStorageCode(cur.record.error?.code)) {
+        rest.push({ kind: "noop", model, reason: "already-failed" });
+      } else if (cur.record.state === "failed") rest.push({ kind: "install-side", model, assignment: side, strategy });
       else if (cur.record.state !== "committed" || !cur.loaded) {
         rest.push({ kind: "install-side", model, assignment: side, strategy });
       } else if (!sameMode(cur.record.strategy, strategy)) rest.push({ kind: "set-strategy", model, strategy });

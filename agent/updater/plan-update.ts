@@ -1,5 +1,6 @@
 import type { Assignment, DesiredState } from "../../shared/schemas/desired-state.js";
 import type { InstalledRef, UpdateState } from "../../shared/schemas/device-state.js";
+import { isStorageCode } from "../store/storage-faults.js";
 
 /** What the store knows about one model (DESIGN §5). */
 export interface ModelCurrent {
@@ -7,6 +8,8 @@ export interface ModelCurrent {
   state: UpdateState;
   committed: InstalledRef | null;
   candidate: InstalledRef | null;
+  /** The record's last error: a storage fault (issue 20 §2) leaves its candidate retryable. */
+  error?: { code: string } | null;
 }
 
 export type PlannedAction =
@@ -39,8 +42,15 @@ export function planUpdate(current: readonly ModelCurrent[], desired: DesiredSta
     if (!cur) return { kind: "install", model, assignment, supersedes: null };
     if (cur.candidate?.sha256 === sha) {
       if (IN_PROGRESS_STATES.has(cur.state)) return { kind: "noop", model, reason: "in-progress" };
-      // A bundle that failed or was reverted is marked bad and never retried (DESIGN §5).
-      if (cur.state === "failed" || cur.state === "reverted") return { kind: "noop", model, reason: "already-failed" };
+      // A bundle that failed or was reverted is marked bad and never retried (DESIGN §5) — unless it
+      // failed for the device's disk (full, read-only, I/O): then the same bundle is tried again
+      // when space returns or a new rollout names it again (issue 20 §2).
+      // (A repair of the committed bundle retries on its own: agent/updater/self-heal.ts.)
+      const storageFault = cur.state === "failed" && isStorageCode(cur.error?.code) && cur.committed?.sha256 !== sha;
+      if ((cur.state === "failed" && !storageFault) || cur.state === "reverted") {
+        return { kind: "noop", model, reason: "already-failed" };
+      }
+      if (storageFault) return { kind: "install", model, assignment, supersedes: null };
     }
     if (cur.committed?.sha256 === sha && !IN_PROGRESS_STATES.has(cur.state)) {
       return { kind: "noop", model, reason: "already-committed" };

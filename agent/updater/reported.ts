@@ -1,5 +1,11 @@
 import type { ErrorJson } from "../../shared/errors.js";
-import type { ProbationReport, ReportedModel, ReportedSide, ReportedState } from "../../shared/schemas/device-state.js";
+import type {
+  ProbationReport,
+  ReportedModel,
+  ReportedSide,
+  ReportedState,
+  ReportedStorage,
+} from "../../shared/schemas/device-state.js";
 import type { ModelRecord } from "../store/agent-store.js";
 
 export interface ReportedInputs {
@@ -18,6 +24,8 @@ export interface ReportedInputs {
   deferring?: ReadonlyMap<string, NonNullable<ReportedModel["deferring"]>>;
   /** Side candidates (shadow / A-B) per model, with their live health. */
   sides?: ReadonlyMap<string, ReportedSide>;
+  /** Storage faults and telemetry losses (issue 20 §2). */
+  storage?: ReportedStorage;
 }
 
 /** The retained `reported` document (DESIGN §4/§5): always the current truth, built from the store. Pure. */
@@ -49,5 +57,6 @@ export function buildReported(i: ReportedInputs): ReportedState {
     ts: new Date(i.now).toISOString(),
     lastDesiredSeq: i.lastDesiredSeq,
     models,
+    ...(i.storage ? { storage: i.storage } : {}),
   };
 }

@@ -8,6 +8,7 @@ import type { InstalledRef, UpdateState } from "../../shared/schemas/device-stat
 import { INTEGRITY_CODES } from "../bundle/reverify.js";
 import type { ModelRuntime } from "../runtime/model-runtime.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
+import { isStorageCode } from "../store/storage-faults.js";
 import { DEFAULT_BACKOFF, fullJitterDelay } from "../transport/backoff.js";
 import type { AcceptedDesired } from "./assignment-jobs.js";
 import { bundleFilePath } from "./downloader.js";
@@ -123,7 +124,8 @@ export type RetryDecision = { kind: "retry"; delayMs: number } | { kind: "give-u
  */
 export function decideAfterFailure(f: { code: ErrorCode; attempt: number }, random: () => number): RetryDecision {
   const retry = (): RetryDecision => ({ kind: "retry", delayMs: fullJitterDelay(f.attempt, random, DEFAULT_BACKOFF) });
-  if (TRANSPORT_CODES.has(f.code)) return retry();
+  // A full or read-only disk (issue 20 §2) lasts until someone frees it: retried like the transport.
+  if (TRANSPORT_CODES.has(f.code) || isStorageCode(f.code)) return retry();
   // Hash and size mismatches of the download are in INTEGRITY_CODES too.
   return INTEGRITY_CODES.has(f.code) && f.attempt + 1 < MAX_DAMAGED_ATTEMPTS ? retry() : { kind: "give-up" };
 }

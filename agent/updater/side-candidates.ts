@@ -7,6 +7,7 @@ import type { DeviceEvent, ReportedSide, UpdateState } from "../../shared/schema
 import type { InstalledModel, LoadedVersion, ModelRuntime } from "../runtime/model-runtime.js";
 import type { ModelStrategy, ServingLayer } from "../serving/serving-layer.js";
 import type { AgentStore } from "../store/agent-store.js";
+import { isStorageCode } from "../store/storage-faults.js";
 import { checkCompatibility, type DeviceFacts } from "../trust/verify-desired.js";
 import type { DamagedCandidates } from "./damaged-candidate.js";
 import { summarize } from "./health-summary.js";
@@ -39,6 +40,8 @@ export interface SideDeps {
   hold?(step: PipelineStep): Promise<void>;
   /** How often `reported` is re-published while a side runs, so gates see fresh figures (default 2 s). */
   reportEveryMs?: number;
+  /** A step failed for the device's disk (issue 20 §2): reported and retried by the updater. */
+  onStorageFault?(e: EdgeFleetError): void;
 }
 
 export interface SideCandidates {
@@ -194,6 +197,7 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
       const e = toEdgeFleetError(err);
       if (marksBundleBad(e.code)) store.markBad(job.ref.sha256, a.model, e.code);
       write(rec, "failed", e.toJSON());
+      if (isStorageCode(e.code)) deps.onStorageFault?.(e);
     }
   };
 

@@ -14,6 +14,9 @@ import { reverifyInstalled } from "../bundle/reverify.js";
 import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
 import type { AgentStore, ModelRecord } from "../store/agent-store.js";
+import { isStorageCode } from "../store/storage-faults.js";
+import type { StorageMonitor } from "../store/storage-monitor.js";
+import type { BackoffOptions } from "../transport/backoff.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
 import { checkCompatibility, type DeviceFacts, estimateHostMB } from "../trust/verify-desired.js";
 import { acceptDesired, rejectDesired } from "./accept-desired.js";
@@ -30,6 +33,7 @@ import { createProbationReports } from "./probation-reports.js";
 import { buildReported } from "./reported.js";
 import { createSelfHeal, isRepair } from "./self-heal.js";
 import { createSideCandidates, type SideServing } from "./side-candidates.js";
+import { createStorageRetry } from "./storage-retry.js";
 import { marksBundleBad, PIPELINE, type PipelineStep, planResume } from "./verdicts.js";
 
 export interface UpdaterDeps {
@@ -58,6 +62,11 @@ export interface UpdaterDeps {
   locks?: Pick<LockManager, "waitForSwap">;
   /** The serving layer (issue 8): side candidates (shadow / A-B) and per-model serving options. */
   serving?: SideServing;
+  /** The agent's storage faults (issue 20 §2): shown in `reported.storage`; recoveries retry updates. */
+  storage?: Pick<StorageMonitor, "report" | "snapshot" | "onRecovered">;
+  /** Retry cadence after a storage fault failed an update (full jitter; tests shorten it). */
+  storageBackoff?: BackoffOptions;
+  random?: () => number;
 }
 
 export interface Updater {
@@ -131,6 +140,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       probation: reports.all(),
       deferring,
       sides: sides.reported(),
+      ...(deps.storage ? { storage: deps.storage.snapshot() } : {}),
     });
   const publishReported = () => deps.publish.reported(reported());
 
@@ -181,6 +191,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     setAbortDownload: (abort) => {
       abortDownload = abort;
     },
+    // Only called from a pipeline step, long after `disk` below exists.
+    collectGarbage: () => disk.run(accepted()?.desired.assignments.map((a) => a.bundle.sha256) ?? []),
   });
   const damaged = createDamagedCandidates({ log, dirs: deps.dirs, runtime });
   const sides = createSideCandidates({
@@ -191,8 +203,14 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     publishEvent: (e) => deps.publish.event(e),
     hold: (step) => holdBefore(step),
     isClosed: () => closed,
+    onStorageFault: (e) => storageRetry.onFault(e),
   });
   const disk = createDiskGc({ log, dirs: deps.dirs, store, runtime, sides });
+  const storageRetry = createStorageRetry({
+    ...{ log, clock, storage: deps.storage, backoff: deps.storageBackoff, random: deps.random },
+    reconcile: (why) => enqueue(why, reconcile),
+    dataDir: deps.dirs.downloads,
+  });
 
   /** Fault injection (`pauseBeforeStep`) before entering `step`. */
   const holdBefore = (step: PipelineStep) =>
@@ -224,6 +242,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
         await holdBefore(step);
         if (closed) throw new EdgeFleetError("INTERNAL", "agent closing");
         await steps[step](job);
+        if (step === "staging") storageRetry.onWritten();
         if (step === "swapping") swapped = true;
       }
     } catch (err) {
@@ -236,7 +255,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       if (next.kind === "retry") return runPipeline(job, next.from, next);
       if (marksBundleBad(next.error.code)) store.markBad(job.ref.sha256, job.model, next.error.code);
       if (job.report) reports.final(job.model, job.ref.sha256, job.rolloutId, job.report);
-      transition(job.model, "failed", {}, next.error.toJSON());
+      const error = storageRetry.failed(next.error); // a storage fault: reported and retried (issue 20 §2)
+      transition(job.model, "failed", {}, error.toJSON());
       return;
     }
     // Commit: the candidate is the rollback point now; the warm previous host is no longer needed.
@@ -256,7 +276,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     const rec = store.model(model) ?? IDLE(model);
     let reloadError: EdgeFleetError | null = null;
     transition(model, "reverting", {}, error);
-    if (rec.candidate) store.markBad(rec.candidate.sha256, model, error.code);
+    // A storage fault after the swap reverts (the candidate cannot be kept safely) but never condemns it.
+    if (rec.candidate && !isStorageCode(error.code)) store.markBad(rec.candidate.sha256, model, error.code);
     try {
       const serving = runtime.serving().get(model);
       if (job?.previous && runtime.isLoaded(job.previous)) {
@@ -330,6 +351,8 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     await sides.reconcile(acc.desired, "apply");
     // Between jobs (we are on the queue): nothing is being downloaded or extracted right now.
     if (!closed) await disk.run(acc.desired.assignments.map((a) => a.bundle.sha256));
+    // No model waits for the disk any more (e.g. the desired state moved on): the update fault is over.
+    storageRetry.settle([...store.models(), ...sides.reported().values()]);
   };
 
   return {
@@ -401,6 +424,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       recorder.close();
       sides.close();
       heal.close();
+      storageRetry.close();
       await abortDownload?.();
       await queue;
     },

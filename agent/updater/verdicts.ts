@@ -159,22 +159,72 @@ export function judgeProbation(
   return { verdict: "passed" };
 }
 
+/**
+ * Which failures condemn the bundle itself (never retried, DESIGN §5) and which are circumstances
+ * (retried, or decided elsewhere). A full `Record` over every code: a new error code does not
+ * compile until someone decides here (issue 20 §2: only errors that prove a bundle bad condemn
+ * it; a full, read-only or failing disk — DISK_FULL, STORAGE_READ_ONLY, STORAGE_FAILED, see
+ * agent/store/storage-faults.ts — never does).
+ */
+export const CONDEMNS_BUNDLE: Readonly<Record<ErrorCode, boolean>> = {
+  // the bytes or their manifest are wrong (checked against signed hashes and sizes)
+  BUNDLE_HASH_MISMATCH: true,
+  BUNDLE_SIZE_MISMATCH: true,
+  BUNDLE_UNSAFE_ENTRY: true,
+  BUNDLE_UNLISTED_ENTRY: true,
+  BUNDLE_MISSING_FILE: true,
+  BUNDLE_TOO_LARGE: true,
+  MANIFEST_MISMATCH: true,
+  // the model itself fails on this device
+  MODEL_LOAD_FAILED: true,
+  SMOKE_TEST_FAILED: true,
+  HOST_CRASHED: true,
+  LATENCY_REGRESSION: true,
+  ERROR_RATE_EXCEEDED: true,
+  NON_FINITE_OUTPUT: true,
+  MEMORY_BUDGET_EXCEEDED: true,
+  // local storage faults (issue 20 §2): the device's disk, not the bundle
+  DISK_FULL: false,
+  STORAGE_READ_ONLY: false,
+  STORAGE_FAILED: false,
+  // the device's own files changed (self-repair decides), or the bundle was already judged
+  LOCAL_INTEGRITY_FAILED: false,
+  BUNDLE_MARKED_BAD: false,
+  // trust: the document is refused before anything is installed
+  SIGNATURE_THRESHOLD_NOT_MET: false,
+  UNKNOWN_ROLE: false,
+  WRONG_DEVICE: false,
+  SEQ_REPLAYED: false,
+  EXPIRED: false,
+  RELEASE_COUNTER_ROLLBACK: false,
+  RELEASE_NOT_SIGNED: false,
+  INCOMPATIBLE: false,
+  // transport: the transfer failed, not the bytes
+  DOWNLOAD_FAILED: false,
+  CHUNK_INVALID: false,
+  TIMEOUT: false,
+  NOT_CONNECTED: false,
+  // requests and server-side codes: not about a bundle on the device
+  BAD_REQUEST: false,
+  VALIDATION_FAILED: false,
+  PAYLOAD_TOO_LARGE: false,
+  NOT_FOUND: false,
+  CONFLICT: false,
+  UNAUTHORIZED: false,
+  FORBIDDEN: false,
+  RANGE_NOT_SATISFIABLE: false,
+  MODEL_NOT_READY: false,
+  INFERENCE_FAILED: false,
+  INVALID_TENSOR: false,
+  TELEMETRY_MALFORMED: false,
+  TELEMETRY_DEVICE_MISMATCH: false,
+  TELEMETRY_TOO_LARGE: false,
+  TELEMETRY_SEQ_BACKWARDS: false,
+  BUILD_INTERRUPTED: false,
+  INTERNAL: false,
+};
+
 /** Failures that condemn the bundle itself (never retried) rather than the circumstances. */
 export function marksBundleBad(code: ErrorCode): boolean {
-  return [
-    "BUNDLE_HASH_MISMATCH",
-    "BUNDLE_SIZE_MISMATCH",
-    "BUNDLE_UNSAFE_ENTRY",
-    "BUNDLE_UNLISTED_ENTRY",
-    "BUNDLE_MISSING_FILE",
-    "BUNDLE_TOO_LARGE",
-    "MANIFEST_MISMATCH",
-    "MODEL_LOAD_FAILED",
-    "SMOKE_TEST_FAILED",
-    "HOST_CRASHED",
-    "LATENCY_REGRESSION",
-    "ERROR_RATE_EXCEEDED",
-    "NON_FINITE_OUTPUT",
-    "MEMORY_BUDGET_EXCEEDED",
-  ].includes(code);
+  return CONDEMNS_BUNDLE[code] === true;
 }

@@ -138,6 +138,30 @@ export const ReportedModelSchema = z.object({
 });
 export type ReportedModel = z.infer<typeof ReportedModelSchema>;
 
+/**
+ * A local storage fault on the device (issue 20 §2): which part of the agent met it, the error
+ * (`DISK_FULL`, `STORAGE_READ_ONLY`, `STORAGE_FAILED`), the path and free bytes when known.
+ */
+export const StorageFaultSchema = z.object({
+  /** `agent-db`, `telemetry-db` (running in memory meanwhile), or `updates` (a download or extraction). */
+  area: z.string().min(1).max(32),
+  error: ErrorPayloadSchema,
+  path: z.string().max(4096).nullable(),
+  freeBytes: z.number().int().min(0).nullable(),
+  since: IsoTimeSchema,
+});
+export type StorageFault = z.infer<typeof StorageFaultSchema>;
+
+/** The device's storage as `reported` shows it (optional: older agents do not send it). */
+export const ReportedStorageSchema = z.object({
+  faults: z.array(StorageFaultSchema).max(8),
+  /** Telemetry records lost on the device since the agent started, by reason (ring_full, commit_failed, ...). */
+  telemetryDropped: z.record(z.string().max(32), z.number().int().min(0)),
+  /** Telemetry records accepted while the ring ran in memory (not durable until acked), since start. */
+  telemetryVolatile: z.number().int().min(0),
+});
+export type ReportedStorage = z.infer<typeof ReportedStorageSchema>;
+
 /** `fleet/v1/d/{id}/reported` (retained): the device's current truth. */
 export const ReportedStateSchema = z.object({
   deviceId: DeviceIdSchema,
@@ -147,6 +171,7 @@ export const ReportedStateSchema = z.object({
   ts: IsoTimeSchema,
   lastDesiredSeq: z.number().int().min(0),
   models: z.array(ReportedModelSchema).max(16),
+  storage: ReportedStorageSchema.optional(),
 });
 export type ReportedState = z.infer<typeof ReportedStateSchema>;
 
@@ -183,10 +208,20 @@ export const ProbationEventSchema = z.object({
   rolloutId: z.string().nullable(),
   report: ProbationReportSchema,
 });
+/** `storage.fault`: a storage fault appeared (`fault`) or cleared (`fault: null`) in `area` (issue 20 §2). */
+export const StorageEventSchema = z.object({
+  type: z.literal("storage.fault"),
+  deviceId: DeviceIdSchema,
+  ts: IsoTimeSchema,
+  eventSeq: z.number().int().min(0),
+  area: z.string().min(1).max(32),
+  fault: StorageFaultSchema.nullable(),
+});
 export const DeviceEventSchema = z.discriminatedUnion("type", [
   UpdateEventSchema,
   DesiredRejectedEventSchema,
   ProbationEventSchema,
+  StorageEventSchema,
 ]);
 export type DeviceEvent = z.infer<typeof DeviceEventSchema>;
 

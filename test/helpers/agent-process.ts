@@ -23,10 +23,22 @@ export interface AgentProcess {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/**
+ * Agents that exited without a test asking (issue 20 §2: an unhandled rejection in the agent used to
+ * end it silently while the test only saw a socket go quiet). `test/helpers/fail-on-agent-exit.ts`
+ * (a vitest setup file) fails the running test with these.
+ */
+const unexpectedExits: string[] = [];
+
+/** The unexpected agent exits seen since the last call (and forgets them). */
+export function takeUnexpectedAgentExits(): string[] {
+  return unexpectedExits.splice(0);
+}
+
 /** Starts a real edge-agent process through the package's bin, with a JSON config file. */
 export async function spawnAgent(
   config: AgentProcessConfig,
-  opts: { env?: Record<string, string> } = {},
+  opts: { env?: Record<string, string> /** The test expects the agent to exit by itself. */; mayExit?: boolean } = {},
 ): Promise<AgentProcess> {
   const configPath = join(config.dataDir, "..", `${config.deviceId}.agent.json`);
   await writeFile(configPath, JSON.stringify({ logLevel: "debug", ...config }, null, 2));
@@ -42,12 +54,22 @@ export async function spawnAgent(
   };
   proc.stdout?.on("data", append);
   proc.stderr?.on("data", append);
+  let stopping = false;
+  proc.once("exit", (code, signal) => {
+    if (stopping || opts.mayExit) return;
+    const unhandled = /unhandled ?rejection|triggerUncaughtException|uncaught exception/i.test(out);
+    unexpectedExits.push(
+      `agent ${config.deviceId} exited unexpectedly (code ${code}, signal ${signal})` +
+        `${unhandled ? " after an unhandled rejection or exception" : ""}; last output:\n${out.slice(-4000)}`,
+    );
+  });
   return {
     proc,
     config,
     logs: () => out,
     kill: (signal = "SIGTERM") =>
       new Promise((resolve) => {
+        stopping = true;
         if (proc.exitCode !== null || proc.signalCode !== null) return resolve(proc.exitCode);
         proc.once("exit", (code) => resolve(code));
         proc.kill(signal);

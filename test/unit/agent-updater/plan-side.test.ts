@@ -105,6 +105,13 @@ describe("planSides", () => {
       { kind: "noop", model: "vad", reason: "already-failed" },
     ]);
   });
+  it("re-installs a side that failed for the device's disk (issue 20 §2)", () => {
+    for (const code of ["DISK_FULL", "STORAGE_READ_ONLY", "STORAGE_FAILED"] as const) {
+      const stopped = side(SHA_B, "failed", false);
+      stopped.record.error = { code, message: "no space" };
+      expect(planSides([stopped], withShadow, committedA)[0], code).toMatchObject({ kind: "install-side" });
+    }
+  });
   it("removes a side the desired state dropped (abort / rollback)", () => {
     const rollback = desired(assignment(SHA_C, { mode: "active" }));
     expect(planSides([side(SHA_B, "committed")], rollback, committedA)).toEqual([
