@@ -28,7 +28,8 @@ import { createMqttLink } from "./transport/mqtt-link.js";
 import { checkTlsUrl, loadTlsOptions } from "./transport/tls.js";
 import { applyRootChain, applyRootPayload, loadPinnedRoot } from "./trust/pinned-root.js";
 import { decodeDesired } from "./updater/accept-desired.js";
-import { createUpdater, type Updater, type UpdaterDeps } from "./updater/updater.js";
+import { createUpdater } from "./updater/updater.js";
+import type { Updater, UpdaterDeps } from "./updater/updater-types.js";
 import { PIPELINE, type PipelineStep } from "./updater/verdicts.js";
 
 /** Optional overrides, mainly for tests; everything else is built here (DESIGN §1 composition root). */

@@ -15,7 +15,7 @@ import { summarize } from "./health-summary.js";
 import { type HealthRecorder, type MonitorDeps, measureBaseline, runProbation } from "./probation-monitor.js";
 import type { ProbationReports } from "./probation-reports.js";
 import { bytesNeeded, ensureSpace, extractionBytes } from "./space-check.js";
-import type { UpdaterDeps } from "./updater.js";
+import type { UpdaterDeps } from "./updater-types.js";
 import type { PipelineStep } from "./verdicts.js";
 
 /** One candidate going through the pipeline; steps fill in what later steps need. */

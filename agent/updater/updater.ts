@@ -1,7 +1,5 @@
 import { join } from "node:path";
-import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorJson, toEdgeFleetError } from "../../shared/errors.js";
-import type { Logger } from "../../shared/logger.js";
 import type {
   DeviceEvent,
   InstalledRef,
@@ -9,16 +7,11 @@ import type {
   ReportedState,
   UpdateState,
 } from "../../shared/schemas/device-state.js";
-import type { Root } from "../../shared/schemas/trust.js";
 import { reverifyInstalled } from "../bundle/reverify.js";
-import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
-import type { LockManager } from "../serving/update-locks.js";
-import type { AgentStore, ModelRecord } from "../store/agent-store.js";
+import type { InstalledModel } from "../runtime/model-runtime.js";
+import type { ModelRecord } from "../store/agent-store.js";
 import { isStorageCode } from "../store/storage-faults.js";
-import type { StorageMonitor } from "../store/storage-monitor.js";
-import type { BackoffOptions } from "../transport/backoff.js";
-import type { ChunkChannel } from "../transport/chunk-channel.js";
-import { checkCompatibility, type DeviceFacts, estimateHostMB } from "../trust/verify-desired.js";
+import { checkCompatibility, estimateHostMB } from "../trust/verify-desired.js";
 import { acceptDesired, rejectDesired } from "./accept-desired.js";
 import { createJobSource, manifestKey } from "./assignment-jobs.js";
 import { checkCapacity, installedEstimates } from "./capacity.js";
@@ -32,58 +25,10 @@ import { createHealthRecorder, type MonitorDeps } from "./probation-monitor.js";
 import { createProbationReports } from "./probation-reports.js";
 import { buildReported } from "./reported.js";
 import { createSelfHeal, isRepair } from "./self-heal.js";
-import { createSideCandidates, type SideServing } from "./side-candidates.js";
+import { createSideCandidates } from "./side-candidates.js";
 import { createStorageRetry } from "./storage-retry.js";
+import type { Updater, UpdaterDeps } from "./updater-types.js";
 import { marksBundleBad, PIPELINE, type PipelineStep, planResume } from "./verdicts.js";
-
-export interface UpdaterDeps {
-  log: Logger;
-  clock: Clock;
-  store: AgentStore;
-  runtime: ModelRuntime;
-  channel: ChunkChannel;
-  publish: { event(e: DeviceEvent): void; reported(r: ReportedState): void };
-  root: () => Root;
-  dirs: { downloads: string; models: string; staging: string };
-  identity: { deviceId: string; agentVersion: string; profile: string; arch: string };
-  facts: DeviceFacts;
-  download?: { chunkSize?: number; window?: number; timeoutMs?: number; maxTries?: number };
-  /** The profile's limits: memory budget (probation verdict, blue-green) and how many hosts may run. */
-  limits: { memoryBudgetMB: number; maxLoadedModels: number };
-  /** Probation monitor cadence (tests shorten it). */
-  monitor?: Pick<MonitorDeps, "tickMs" | "probeIdleMs">;
-  /**
-   * Fault injection for crash-safety tests only: pause this long before entering a step (of the active
-   * pipeline, a repair or a side candidate), so a test can SIGKILL the agent, or change its files, at a
-   * known step. Never set in production (see docs/operations.md).
-   */
-  pauseBeforeStep?: Partial<Record<PipelineStep, number>>;
-  /** Apps' update locks (issue 8): the swap step waits for them up to the policy's lock deadline. */
-  locks?: Pick<LockManager, "waitForSwap">;
-  /** The serving layer (issue 8): side candidates (shadow / A-B) and per-model serving options. */
-  serving?: SideServing;
-  /** The agent's storage faults (issue 20 §2): shown in `reported.storage`; recoveries retry updates. */
-  storage?: Pick<StorageMonitor, "report" | "snapshot" | "onRecovered">;
-  /** Retry cadence after a storage fault failed an update (full jitter; tests shorten it). */
-  storageBackoff?: BackoffOptions;
-  random?: () => number;
-}
-
-export interface Updater {
-  /** Serves committed models from disk and resumes interrupted updates; needs no network. */
-  start(): Promise<void>;
-  /** An inbound `desired` payload (already JSON-parsed); verified, persisted, reconciled. */
-  onDesired(payload: unknown): void;
-  /** A `desired` payload that could not even be read (too large, not JSON): reported, nothing else. */
-  onUnreadableDesired(error: ErrorJson): void;
-  /** Runtime signal: a host exited unasked (crash, OOM kill). */
-  hostExited(installed: InstalledModel): void;
-  reported(): ReportedState;
-  publishReported(): void;
-  /** Resolves when no update work is queued (tests, shutdown). */
-  idle(): Promise<void>;
-  close(): Promise<void>;
-}
 
 const IDLE = (model: string): ModelRecord => ({
   model,
