@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { DeviceIdSchema } from "../schemas/common.js";
-import { ReportedStateSchema, UpdateStateSchema } from "../schemas/device-state.js";
+import { DeviceEventSchema, ReportedStateSchema, UpdateStateSchema } from "../schemas/device-state.js";
 import { defineRoute } from "./contract.js";
 
 /** Device routes: enrollment by an operator, listing, one device's detail, revocation. */
@@ -43,8 +43,8 @@ export type DeviceSummary = z.infer<typeof DeviceSummarySchema>;
 export const DeviceDetailSchema = DeviceSummarySchema.extend({
   /** The device's last reported state (shared/schemas/device-state.ts), null before its first report. */
   reported: ReportedStateSchema.nullable(),
-  /** Its most recent events, newest last. */
-  events: z.array(z.record(z.string(), z.unknown())),
+  /** Its most recent events (validated when they arrived), newest last. */
+  events: z.array(DeviceEventSchema),
   /** What the device measured per model and variant. */
   variantMeasurements: z.array(z.unknown()),
 });
