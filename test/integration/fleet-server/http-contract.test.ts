@@ -4,6 +4,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { declaredRoutes } from "../../../fleet-server/http/app.js";
 import { responseProblem } from "../../../fleet-server/http/contract-route.js";
+import { openApiDocument } from "../../../fleet-server/http/openapi.js";
 import { type FleetServer, startFleetServer } from "../../../fleet-server/main.js";
 import { HTTP_ROUTES } from "../../../shared/http/routes.js";
 import { type HttpApi, httpApi } from "../../helpers/http-api.js";
@@ -166,6 +167,13 @@ describe("HTTP contract and OpenAPI document (issue 23)", () => {
     expect(await api.fail("getOpenApi", { token: null })).toMatchObject({ status: 401, code: "UNAUTHORIZED" });
     const viewer = await api.ok("createToken", { body: { name: "contract-viewer", role: "viewer" } }, 201);
     expect((await api.call("getOpenApi", { token: viewer.token })).status).toBe(200);
+  });
+
+  it("a route without a contract cannot be documented: the generator refuses it by name", () => {
+    const routes = [{ method: "GET", url: "/v1/undocumented", access: "viewer" as const, operation: null }];
+    expect(() => openApiDocument({ routes, contracts: HTTP_ROUTES, version: "1.0.0" })).toThrow(
+      /GET \/v1\/undocumented implements no contract/,
+    );
   });
 
   it("the response check names the field that drifted from the contract", () => {
