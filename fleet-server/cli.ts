@@ -68,6 +68,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.tlsKey !== undefined ? { tlsKeyPath: o.tlsKey } : {}),
     ...(o.tlsCa !== undefined ? { tlsCaPath: o.tlsCa } : {}),
     offlineRelease: o.offlineRelease === true,
+    checkResponses: process.env.EDGEFLEET_CHECK_RESPONSES === "1",
     log,
   });
   log.info({ adminTokenFile: `${o.dataDir}/admin-token`, rootJson: server.rootJsonPath }, "ready");

@@ -66,6 +66,11 @@ export const FleetServerConfigSchema = z.object({
   offlineRelease: z.boolean().default(false),
   /** Telemetry retention and drift alert thresholds (issue 6). */
   telemetry: ServerTelemetryConfigSchema,
+  /**
+   * Check every JSON response against the HTTP contract before sending it (docs/http-api.md):
+   * for tests and development; the CLI turns it on with `EDGEFLEET_CHECK_RESPONSES=1`.
+   */
+  checkResponses: z.boolean().default(false),
 });
 export type FleetServerConfig = z.infer<typeof FleetServerConfigSchema>;
 export type FleetServerOptions = z.input<typeof FleetServerConfigSchema> & { log?: Logger };

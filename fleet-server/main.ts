@@ -350,6 +350,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       rollouts,
       security,
       health: { liveness: () => livenessOf(brokerLink.state()), readiness: () => readinessOf(brokerLink.state()) },
+      checkResponses: config.checkResponses,
       ...(tls ? { https: tls } : {}),
       telemetry: {
         ingest: telemetry,

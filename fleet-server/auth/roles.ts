@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { type ApiRole, RoleSchema } from "../../shared/http/security.js";
 
 /**
  * API roles (DESIGN §6, issue 7), ordered: each role has every right of the ones before it.
@@ -9,8 +9,8 @@ import { z } from "zod";
  * Which role a route needs is declared on the route itself (fleet-server/http/route-access.ts,
  * issue 20 §1), never derived from the URL.
  */
-export const RoleSchema = z.enum(["admin", "operator", "viewer"]);
-export type ApiRole = z.infer<typeof RoleSchema>;
+// The role names are part of the HTTP contract (token routes), so the schema lives in shared/http.
+export { type ApiRole, RoleSchema };
 
 const RANK: Record<ApiRole, number> = { viewer: 0, operator: 1, admin: 2 };
 

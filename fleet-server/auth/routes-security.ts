@@ -1,31 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
-import { DeviceIdSchema } from "../../shared/schemas/common.js";
+import { deviceRoutes } from "../../shared/http/devices.js";
+import { securityRoutes } from "../../shared/http/security.js";
 import type { DeviceService } from "../devices/device-service.js";
-import { access } from "../http/route-access.js";
-import { parseInput } from "../http/validate.js";
-import { isMutating, RoleSchema } from "./roles.js";
+import { contractRoute } from "../http/contract-route.js";
+import { isMutating } from "./roles.js";
 import type { Principal, SecurityService } from "./security-service.js";
-
-const CreateTokenSchema = z.object({ name: z.string().min(1).max(128), role: RoleSchema }).strict();
-const TokenParams = z.object({ id: z.string().regex(/^[0-9a-f]{16}$/) });
-const AuditQuery = z.object({
-  after: z.coerce.number().int().min(0).default(0),
-  limit: z.coerce.number().int().min(1).max(1000).default(200),
-});
-const Tags = z.record(z.string().min(1).max(64), z.string().max(256));
-const CreateEnrollmentSchema = z
-  .object({
-    deviceId: DeviceIdSchema.optional(),
-    tags: Tags.optional(),
-    profile: z.string().min(1).max(128).optional(),
-    ttlSeconds: z.number().int().min(60).default(3600),
-  })
-  .strict();
-const EnrollSchema = z.object({ token: z.string().min(16).max(256), id: DeviceIdSchema }).strict();
-const DeviceParams = z.object({ id: DeviceIdSchema });
-const RevokeSchema = z.object({ reason: z.string().max(512).optional() }).strict();
 
 export interface SecurityRouteDeps {
   security: SecurityService;
@@ -88,25 +68,19 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     return p;
   };
 
-  app.post("/v1/tokens", access("admin"), async (req, reply) => {
-    const body = parseInput(CreateTokenSchema, req.body, "body");
-    return reply.status(201).send(security.createToken(body, principal(req)));
-  });
-  app.get("/v1/tokens", access("admin"), async () => ({ tokens: security.listTokens() }));
-  app.delete("/v1/tokens/:id", access("admin"), async (req) =>
-    security.revokeToken(parseInput(TokenParams, req.params, "params").id),
+  contractRoute(app, securityRoutes.createToken, "admin", async ({ body, req, reply }) =>
+    reply.status(201).send(security.createToken(body, principal(req))),
   );
-  app.get("/v1/audit", access("admin"), async (req) => {
-    const q = parseInput(AuditQuery, req.query, "query");
-    return { entries: security.listAudit(q.after, q.limit) };
-  });
+  contractRoute(app, securityRoutes.listTokens, "admin", async () => ({ tokens: security.listTokens() }));
+  contractRoute(app, securityRoutes.revokeToken, "admin", async ({ params }) => security.revokeToken(params.id));
+  contractRoute(app, securityRoutes.listAudit, "admin", async ({ query }) => ({
+    entries: security.listAudit(query.after, query.limit),
+  }));
 
-  app.post("/v1/enrollment-tokens", access("operator"), async (req, reply) => {
-    const body = parseInput(CreateEnrollmentSchema, req.body ?? {}, "body");
-    return reply.status(201).send(security.createEnrollmentToken(body));
-  });
-  app.post("/v1/enroll", access("public"), async (req, reply) => {
-    const body = parseInput(EnrollSchema, req.body, "body");
+  contractRoute(app, securityRoutes.createEnrollmentToken, "operator", async ({ body, reply }) =>
+    reply.status(201).send(security.createEnrollmentToken(body)),
+  );
+  contractRoute(app, securityRoutes.enroll, "public", async ({ body, reply }) => {
     // The token first: without a valid one, nothing else about the id is revealed (no 403/409 oracle).
     const grant = security.checkEnrollmentToken(body.token, body.id);
     if (security.isRevoked(body.id)) throw new EdgeFleetError("FORBIDDEN", `device ${body.id} is revoked`);
@@ -118,10 +92,8 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     );
     return reply.status(201).send(creds);
   });
-  app.post("/v1/devices/:id/revoke", access("operator"), async (req) => {
-    const { id } = parseInput(DeviceParams, req.params, "params");
-    const body = parseInput(RevokeSchema, req.body ?? {}, "body");
-    deps.devices.get(id); // NOT_FOUND for an unknown device
-    return security.revokeDevice(id, body.reason ?? null);
+  contractRoute(app, deviceRoutes.revokeDevice, "operator", async ({ params, body }) => {
+    deps.devices.get(params.id); // NOT_FOUND for an unknown device
+    return security.revokeDevice(params.id, body.reason ?? null);
   });
 }

@@ -93,7 +93,7 @@ export function createSecurityService(deps: SecurityDeps) {
     listTokens: () => repo.listTokens(),
     revokeToken(id: string) {
       if (!repo.revokeToken(id, nowIso())) throw new EdgeFleetError("NOT_FOUND", `no active token ${id}`);
-      return { id, revoked: true };
+      return { id, revoked: true as const };
     },
 
     audit(e: Omit<AuditEntry, "seq" | "at">) {
@@ -165,7 +165,7 @@ export function createSecurityService(deps: SecurityDeps) {
         }
       }
       log.warn({ deviceId, reason }, "device revoked");
-      return { id: deviceId, revoked: true, alreadyRevoked: !first };
+      return { id: deviceId, revoked: true as const, alreadyRevoked: !first };
     },
   };
 }

@@ -1,7 +1,12 @@
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
-import { DeviceEventSchema, PresenceSchema, ReportedStateSchema } from "../../shared/schemas/device-state.js";
+import {
+  DeviceEventSchema,
+  PresenceSchema,
+  type ReportedState,
+  ReportedStateSchema,
+} from "../../shared/schemas/device-state.js";
 import { presenceOf } from "../health/health-decision.js";
 import type { PresenceTracker } from "../health/presence-tracker.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
@@ -28,6 +33,11 @@ export interface DeviceDeps {
 }
 
 const RECENT_EVENTS = 50;
+
+function reportedOf(reported: unknown): ReportedState | null {
+  const parsed = ReportedStateSchema.safeParse(reported);
+  return parsed.success ? parsed.data : null;
+}
 
 /** One line per model for fleet listings: what runs and what is happening, from the last reported state. */
 function modelSummaries(reported: unknown) {
@@ -133,7 +143,8 @@ export function createDeviceService(deps: DeviceDeps) {
       if (!d) throw new EdgeFleetError("NOT_FOUND", `device ${id} not found`);
       return {
         ...deviceSummary(d, deps.presence),
-        reported: d.reported,
+        // Parsed as the contract's type (stored reports were validated on the way in; an unreadable one shows as null).
+        reported: reportedOf(d.reported),
         events: devices.recentEvents(id, RECENT_EVENTS).map((e) => e.body),
         variantMeasurements: deps.variantMeasurements?.(id) ?? [],
       };

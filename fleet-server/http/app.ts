@@ -1,5 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import { EdgeFleetError, type ErrorCode } from "../../shared/errors.js";
+import type { RouteContract } from "../../shared/http/contract.js";
+import { HTTP_API_VERSION, HTTP_ROUTES, metaRoutes } from "../../shared/http/routes.js";
 import { httpStatusFor } from "../../shared/http-status.js";
 import type { Logger } from "../../shared/logger.js";
 import { registerSecurityRoutes } from "../auth/routes-security.js";
@@ -13,8 +15,9 @@ import type { ReleaseSigning } from "../registry/release-signing.js";
 import type { RolloutService } from "../rollout/rollout-service.js";
 import type { DeviceRepo } from "../store/device-repo.js";
 import { registerTelemetryRoutes, type TelemetryHttpDeps } from "../telemetry/http-routes.js";
+import { contractRoute, responseProblem } from "./contract-route.js";
+import { type OpenApiDocument, openApiDocument } from "./openapi.js";
 import {
-  access,
   type DeclaredRoute,
   decide,
   declarationOf,
@@ -49,6 +52,13 @@ export interface HttpDeps {
   telemetry?: TelemetryHttpDeps;
   /** `GET /healthz` (liveness) and `GET /readyz` (readiness), judged on the broker link (issue 20 §4). */
   health: { liveness(): ProbeAnswer; readiness(): ProbeAnswer };
+  /**
+   * Check every JSON response against the HTTP contract before sending it (shared/http): a mismatch
+   * answers 500 INTERNAL and logs which field. For tests and development (`EDGEFLEET_CHECK_RESPONSES=1`);
+   * off in production, where a response is typed at compile time instead and not parsed again
+   * (docs/http-api.md "Responses").
+   */
+  checkResponses?: boolean;
 }
 
 /**
@@ -69,6 +79,8 @@ export function declaredRoutes(app: FastifyInstance): readonly DeclaredRoute[] {
 }
 
 const JSON_BODY_LIMIT = 8 * 1024 * 1024;
+/** Contracts by operation id, for the response check. */
+const CONTRACTS: ReadonlyMap<string, RouteContract> = new Map(Object.entries(HTTP_ROUTES));
 
 /** Maps anything thrown (ours, fastify's, a bug) to our error type. */
 function toApiError(err: unknown): EdgeFleetError {
@@ -130,6 +142,20 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     void reply.status(404).send({ error: { code: "NOT_FOUND", message: `no route ${req.method} ${req.url}` } });
   });
 
+  if (deps.checkResponses) {
+    // Development/test check of the contract's response side: every JSON body the server is about
+    // to send must parse with the schema its route's contract gives for that status (errors with
+    // the error envelope). Runs before serialization, so strings and streams are not looked at.
+    app.addHook("preSerialization", async (req, reply, payload) => {
+      const operation = req.is404 ? undefined : req.routeOptions.config?.operation;
+      const contract = operation === undefined ? undefined : CONTRACTS.get(operation);
+      const problem = responseProblem(contract, reply.statusCode, payload);
+      if (problem === null) return payload;
+      req.log.error({ operation, status: reply.statusCode, problem }, "response does not match the contract");
+      throw new EdgeFleetError("INTERNAL", `response does not match the HTTP contract: ${problem}`);
+    });
+  }
+
   /** Establishes who is calling; only the schemes `level` accepts are looked at. */
   async function present(req: FastifyRequest, level: RouteAccess | null): Promise<Presented> {
     const auth = req.headers.authorization ?? "";
@@ -187,13 +213,21 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   });
 
   // Probes are public: an orchestrator asks them without credentials (issue 20 §4).
-  app.get("/healthz", access("public"), async (_req, reply) => {
+  contractRoute(app, HTTP_ROUTES.liveness, "public", async ({ reply }) => {
     const answer = deps.health.liveness();
     return reply.status(answer.statusCode).send(answer.body);
   });
-  app.get("/readyz", access("public"), async (_req, reply) => {
+  contractRoute(app, HTTP_ROUTES.readiness, "public", async ({ reply }) => {
     const answer = deps.health.readiness();
     return reply.status(answer.statusCode).send(answer.body);
+  });
+  // Viewer, like every other read of the API: the document names every route, and probing the
+  // API's shape without a token should teach no more than probing its paths does (docs/security.md).
+  let openApi: OpenApiDocument | null = null;
+  contractRoute(app, metaRoutes.getOpenApi, "viewer", async () => {
+    // Built on first use, from the route table as it stands once every route is registered.
+    openApi ??= openApiDocument({ routes: table, contracts: HTTP_ROUTES, version: HTTP_API_VERSION });
+    return openApi;
   });
   registerModelRoutes(app, deps, callerOf);
   if (deps.signing) registerReleaseRoutes(app, deps.signing);

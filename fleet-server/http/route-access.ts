@@ -22,6 +22,8 @@ declare module "fastify" {
   interface FastifyContextConfig {
     /** Who may call this route (fleet-server/http/route-access.ts). Required on every route. */
     access?: RouteAccess;
+    /** The route's `operationId` in the HTTP contract (shared/http/routes.ts), set by `contractRoute`. */
+    operation?: string;
   }
 }
 
@@ -37,6 +39,8 @@ export interface DeclaredRoute {
   method: string;
   url: string;
   access: RouteAccess;
+  /** The contract the route implements (shared/http/routes.ts); null for a route registered without one. */
+  operation: string | null;
 }
 
 /**
@@ -56,7 +60,13 @@ export function declarationOf(route: Pick<RouteOptions, "method" | "url" | "conf
   if ((parsed.data === "viewer" || parsed.data === "device-bundle") && methods.some((m) => !READ_ONLY.has(m))) {
     throw new EdgeFleetError("INTERNAL", `route ${methods.join(",")} ${route.url}: ${parsed.data} access is read-only`);
   }
-  return methods.map((method) => ({ method, url: route.url, access: parsed.data }));
+  const operation = (route.config as { operation?: unknown } | undefined)?.operation;
+  return methods.map((method) => ({
+    method,
+    url: route.url,
+    access: parsed.data,
+    operation: typeof operation === "string" ? operation : null,
+  }));
 }
 
 /** Credentials the hook established for a request, before the route's level is applied. */

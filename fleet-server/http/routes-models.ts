@@ -2,21 +2,12 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { FastifyInstance } from "fastify";
-import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
-import { ModelNameSchema, SemverSchema, Sha256Schema } from "../../shared/schemas/common.js";
+import { modelRoutes, VersionViewSchema } from "../../shared/http/models.js";
 import { assignedBundles } from "../bundles/chunk-server.js";
 import { parseRange } from "../bundles/range.js";
-import { CreateModelRequestSchema } from "../registry/model-service.js";
 import type { CallerOf, HttpDeps } from "./app.js";
-import { access } from "./route-access.js";
-import { parseInput } from "./validate.js";
-
-const NameParams = z.object({ name: ModelNameSchema });
-const VersionParams = z.object({ name: ModelNameSchema, version: SemverSchema });
-const BundleParams = z.object({ sha256: Sha256Schema });
-const BuildParams = z.object({ id: z.string().min(1).max(64) });
-const CreateModelQuery = z.object({ async: z.enum(["1", "true", "0", "false"]).optional() });
+import { contractRoute } from "./contract-route.js";
 
 /** `?async=1` or `Prefer: respond-async` (RFC 7240) asks for a tracked build instead of waiting. */
 export function wantsAsync(flag: string | undefined, prefer: string | string[] | undefined): boolean {
@@ -27,7 +18,7 @@ export function wantsAsync(flag: string | undefined, prefer: string | string[] |
 }
 
 export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, callerOf: CallerOf): void {
-  app.post("/v1/uploads", access("operator"), async (req, reply) => {
+  contractRoute(app, modelRoutes.upload, "operator", async ({ req, reply }) => {
     if (!req.headers["content-type"]?.startsWith("application/octet-stream")) {
       throw new EdgeFleetError("BAD_REQUEST", "uploads need Content-Type: application/octet-stream");
     }
@@ -40,10 +31,8 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
     return reply.status(201).send(result);
   });
 
-  app.post("/v1/models", access("operator"), async (req, reply) => {
-    const body = parseInput(CreateModelRequestSchema, req.body, "body");
-    const { async: asyncFlag } = parseInput(CreateModelQuery, req.query, "query");
-    if (wantsAsync(asyncFlag, req.headers.prefer)) {
+  contractRoute(app, modelRoutes.createModel, "operator", async ({ body, query, req, reply }) => {
+    if (wantsAsync(query.async, req.headers.prefer)) {
       // Cheap refusals (bad body, existing version, unknown upload) still come back at once.
       await deps.models.precheck(body);
       const build = deps.builds.start((onProgress) => deps.models.create(body, onProgress), {
@@ -58,25 +47,23 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
     }
     return reply.status(201).send(await deps.models.create(body));
   });
-  app.get("/v1/model-builds/:id", access("viewer"), async (req) =>
-    deps.builds.get(parseInput(BuildParams, req.params, "params").id),
-  );
-  app.get("/v1/models", access("viewer"), async () => deps.models.list());
-  app.get("/v1/models/:name", access("viewer"), async (req) =>
-    deps.models.get(parseInput(NameParams, req.params, "params").name),
-  );
-  app.get("/v1/models/:name/versions/:version", access("viewer"), async (req) => {
-    const p = parseInput(VersionParams, req.params, "params");
-    return deps.models.getVersion(p.name, p.version);
+  contractRoute(app, modelRoutes.getModelBuild, "viewer", async ({ params }) => {
+    const { result, ...build } = deps.builds.get(params.id);
+    // The tracker keeps any build's result as JSON; a model build's is the version view `POST /v1/models` answers.
+    return result === undefined ? build : { ...build, result: VersionViewSchema.parse(result) };
   });
+  contractRoute(app, modelRoutes.listModels, "viewer", async () => deps.models.list());
+  contractRoute(app, modelRoutes.getModel, "viewer", async ({ params }) => deps.models.get(params.name));
+  contractRoute(app, modelRoutes.getModelVersion, "viewer", async ({ params }) =>
+    deps.models.getVersion(params.name, params.version),
+  );
 
-  app.route({
-    method: ["GET", "HEAD"],
-    url: "/v1/bundles/:sha256",
-    exposeHeadRoute: false,
-    ...access("device-bundle"),
-    handler: async (req, reply) => {
-      const { sha256 } = parseInput(BundleParams, req.params, "params");
+  contractRoute(
+    app,
+    modelRoutes.getBundle,
+    "device-bundle",
+    async ({ params, req, reply }) => {
+      const { sha256 } = params;
       const caller = callerOf(req);
       // The hook only lets callers with credentials through; this is the second lock on the door.
       if (caller.kind === "anonymous") throw new EdgeFleetError("UNAUTHORIZED", "credentials required");
@@ -107,5 +94,6 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
       if (req.method === "HEAD") return reply.send();
       return reply.send(createReadStream(path, range ? { start: range.start, end: range.end } : {}));
     },
-  });
+    { exposeHeadRoute: false },
+  );
 }

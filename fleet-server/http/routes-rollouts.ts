@@ -1,13 +1,16 @@
 import type { FastifyInstance } from "fastify";
-import { z } from "zod";
+import { ROLLOUT_COMMANDS, rolloutRoutes } from "../../shared/http/rollouts.js";
 import { parseYamlText, YAML_LIMITS, YAML_MEDIA_TYPES } from "../../shared/structured-text.js";
-import { CreateRolloutRequestSchema } from "../rollout/definition.js";
 import type { HttpDeps } from "./app.js";
-import { access } from "./route-access.js";
-import { parseInput } from "./validate.js";
+import { contractRoute } from "./contract-route.js";
 
-const IdParams = z.object({ id: z.string().min(1).max(64) });
-const COMMANDS = ["pause", "resume", "abort", "rollback", "promote"] as const;
+const COMMAND_ROUTES = {
+  pause: rolloutRoutes.pauseRollout,
+  resume: rolloutRoutes.resumeRollout,
+  abort: rolloutRoutes.abortRollout,
+  rollback: rolloutRoutes.rollbackRollout,
+  promote: rolloutRoutes.promoteRollout,
+} as const;
 
 export function registerRolloutRoutes(app: FastifyInstance, deps: HttpDeps): void {
   // Operators keep rollout definitions as YAML files too. The YAML parser is registered in its own
@@ -26,19 +29,14 @@ export function registerRolloutRoutes(app: FastifyInstance, deps: HttpDeps): voi
       },
     );
     // The same schema for both formats, so a YAML definition gets the same 400s with the same paths.
-    scope.post("/v1/rollouts", access("operator"), async (req, reply) => {
-      const body = parseInput(CreateRolloutRequestSchema, req.body, "body");
-      return reply.status(201).send(await deps.rollouts.create(body));
-    });
-  });
-  app.get("/v1/rollouts", access("viewer"), async () => deps.rollouts.list());
-  app.get("/v1/rollouts/:id", access("viewer"), async (req) =>
-    deps.rollouts.get(parseInput(IdParams, req.params, "params").id),
-  );
-  // Operator commands: POST /v1/rollouts/{id}/{pause|resume|abort|rollback|promote}, no body.
-  for (const cmd of COMMANDS) {
-    app.post(`/v1/rollouts/:id/${cmd}`, access("operator"), async (req) =>
-      deps.rollouts[cmd](parseInput(IdParams, req.params, "params").id),
+    contractRoute(scope, rolloutRoutes.createRollout, "operator", async ({ body, reply }) =>
+      reply.status(201).send(await deps.rollouts.create(body)),
     );
+  });
+  contractRoute(app, rolloutRoutes.listRollouts, "viewer", async () => deps.rollouts.list());
+  contractRoute(app, rolloutRoutes.getRollout, "viewer", async ({ params }) => deps.rollouts.get(params.id));
+  // Operator commands: POST /v1/rollouts/{id}/{pause|resume|abort|rollback|promote}, no body.
+  for (const cmd of ROLLOUT_COMMANDS) {
+    contractRoute(app, COMMAND_ROUTES[cmd], "operator", async ({ params }) => deps.rollouts[cmd](params.id));
   }
 }

@@ -1,35 +1,8 @@
-import { z } from "zod";
+// The policy is part of the HTTP contract (`POST /v1/models`), so its schema lives in shared/http.
+import { type AccuracyPolicy, AccuracyPolicySchema } from "../../shared/http/models.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
 
-const OutputPolicySchema = z.object({
-  maxAbsError: z.number().min(0).optional(),
-  maxRelError: z.number().min(0).optional(),
-  /** Leave this output out of the verdict (still measured and reported). */
-  ignore: z.boolean().optional(),
-});
-
-/**
- * What an int8 variant must achieve against fp32 on the samples (and calibration inputs) to be
- * published. An output passes when its max abs error is within `maxAbsError` OR its error
- * relative to the output's largest fp32 magnitude is within `maxRelError` (element-wise relative
- * error explodes near zero, so it is normalised by the output's range instead).
- */
-export const AccuracyPolicySchema = z
-  .object({
-    maxAbsError: z.number().min(0).default(0.05),
-    maxRelError: z.number().min(0).default(0.1),
-    /** Fraction of classifier rows whose argmax must match fp32. */
-    minTop1Agreement: z.number().min(0).max(1).default(1),
-    /** Output names to treat as classifiers; default: float outputs of shape [N, C] with C >= 2. */
-    classifierOutputs: z.array(z.string()).optional(),
-    /** int8 bundle size / fp32 bundle size must not exceed this (unset: reported only). */
-    maxSizeRatio: z.number().positive().optional(),
-    /** int8 / fp32 latency on the server must not exceed this (unset: reported only, since devices differ). */
-    maxLatencyRatio: z.number().positive().optional(),
-    outputs: z.record(z.string(), OutputPolicySchema).optional(),
-  })
-  .strict();
-export type AccuracyPolicy = z.infer<typeof AccuracyPolicySchema>;
+export { type AccuracyPolicy, AccuracyPolicySchema };
 
 export interface OutputComparison {
   output: string;

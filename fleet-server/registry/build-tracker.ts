@@ -14,15 +14,9 @@ import type { BuildRepo, BuildRetention } from "../store/build-repo.js";
  */
 
 /** Build phases in the order they run; a build only goes through those that apply. */
-export const BUILD_PHASES = [
-  "inspecting",
-  "recording-samples",
-  "quantizing",
-  "validating-int8",
-  "packing",
-  "signing",
-  "pending-signature",
-] as const;
+import { BUILD_PHASES } from "../../shared/http/models.js";
+
+export { BUILD_PHASES };
 export type BuildPhase = (typeof BUILD_PHASES)[number];
 
 /** Progress callback threaded through the build: `done` of `total` units in `phase` (omitted: no count). */

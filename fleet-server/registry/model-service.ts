@@ -1,13 +1,18 @@
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { z } from "zod";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
+// The request schema is part of the HTTP contract (shared/http/models.ts).
+import {
+  type CreateModelRequest,
+  CreateModelRequestSchema,
+  DEFAULT_API_QUANTIZE,
+  type ValidationReport,
+  ValidationReportSchema,
+} from "../../shared/http/models.js";
 import type { Logger } from "../../shared/logger.js";
-import { BaselineSchema } from "../../shared/schemas/baseline.js";
-import { ModelNameSchema, SemverSchema, Sha256Schema, type Variant } from "../../shared/schemas/common.js";
-import { CompatibilitySchema, LineageSchema } from "../../shared/schemas/manifest.js";
-import { SampleInputSchema } from "../../shared/schemas/tensor.js";
+import { type Variant, VariantSchema } from "../../shared/schemas/common.js";
+import { CompatibilitySchema } from "../../shared/schemas/manifest.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import { AccuracyPolicySchema } from "../quantize/compare.js";
@@ -19,33 +24,7 @@ import { buildInt8Variant } from "./int8-variant.js";
 import { inspectModel } from "./onnx-inspect.js";
 import { bundleVariants, type PreparedVariant } from "./variant-bundles.js";
 
-/**
- * What POST /v1/models does when `quantize` is omitted: build and validate the int8 variant too
- * (issue 5: quantization is on by default); `"none"` opts out.
- */
-export const DEFAULT_API_QUANTIZE = "int8" as const;
-
-export const CreateModelRequestSchema = z.object({
-  name: ModelNameSchema,
-  version: SemverSchema,
-  upload: Sha256Schema,
-  samples: z.array(SampleInputSchema).min(1).max(64),
-  lineage: LineageSchema.optional(),
-  modelCard: z
-    .string()
-    .max(256 * 1024)
-    .optional(),
-  compatibility: CompatibilitySchema.partial().optional(),
-  /** Build an int8 variant beside fp32 (validated against it; published only if it passes). */
-  quantize: z.enum(["int8", "none"]).default(DEFAULT_API_QUANTIZE),
-  /** Overrides of the default accuracy policy for the int8 variant. */
-  accuracyPolicy: AccuracyPolicySchema.partial().optional(),
-  /** Extra inputs used only to validate int8 against fp32 (not stored in the bundle). */
-  calibration: z.array(SampleInputSchema).max(256).optional(),
-  /** Drift baseline put in every variant's bundle as `baseline.json` (issue 6). */
-  baseline: BaselineSchema.optional(),
-});
-export type CreateModelRequest = z.infer<typeof CreateModelRequestSchema>;
+export { type CreateModelRequest, CreateModelRequestSchema, DEFAULT_API_QUANTIZE };
 
 export interface ModelDeps {
   log: Logger;
@@ -66,30 +45,41 @@ export function isVariantPublished(b: Pick<BundleRow, "manifest">): boolean {
   return validation?.passed !== false;
 }
 
+/**
+ * The int8 validation report inside a manifest's quantization record, as the HTTP contract types it
+ * (shared/http/models.ts); null when there is none or it is not one (a manifest is signed data
+ * this server wrote, so that only happens to manifests older than the report).
+ */
+function validationOf(quantization: Record<string, unknown> | null): ValidationReport | null {
+  const parsed = ValidationReportSchema.safeParse(quantization?.validation);
+  return parsed.success ? parsed.data : null;
+}
+
 function variantView(b: BundleRow) {
-  const quantization = b.manifest.signed.quantization as ({ validation?: unknown } & Record<string, unknown>) | null;
+  const quantization = b.manifest.signed.quantization;
   return {
-    variant: b.variant,
+    // The column only ever holds a variant name; parsing it gives the contract's type.
+    variant: VariantSchema.parse(b.variant),
     bundle: { sha256: b.sha256, size: b.size },
     releaseCounter: b.releaseCounter,
     published: isVariantPublished(b),
     pendingSignature: false,
-    validation: quantization?.validation ?? null,
+    validation: validationOf(quantization),
     quantization,
   };
 }
 
 /** A variant waiting for offline release signatures: no bundle yet, never rolled out. */
 function pendingVariantView(p: PendingReleaseRow) {
-  const quantization = p.manifest.quantization as ({ validation?: unknown } & Record<string, unknown>) | null;
+  const quantization = p.manifest.quantization;
   return {
-    variant: p.variant,
+    variant: VariantSchema.parse(p.variant),
     bundle: null,
     releaseCounter: p.releaseCounter,
     published: false,
     pendingSignature: true,
     pendingId: p.id,
-    validation: quantization?.validation ?? null,
+    validation: validationOf(quantization),
     quantization,
   };
 }

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { ROLLOUT_STATUSES } from "../../shared/http/rollouts.js";
 import type { RolloutDefinition } from "./definition.js";
 import { evaluateGates, type GateEvaluation } from "./gates.js";
 import { isWindowOpen } from "./maintenance-window.js";
@@ -11,15 +12,8 @@ import type { Observation } from "./observe.js";
  * applies the actions and persists them.
  */
 
-export const ROLLOUT_STATUSES = [
-  "running",
-  "paused",
-  "completed",
-  "aborted",
-  "rolling-back",
-  "rolled-back",
-  "superseded",
-] as const;
+// The status list is part of the HTTP contract (the rollout view), so it lives in shared/http.
+export { ROLLOUT_STATUSES };
 export type RolloutStatus = (typeof ROLLOUT_STATUSES)[number];
 /** Statuses whose devices belong to the rollout (one rollout per model per device). */
 export const HOLDING_STATUSES: readonly RolloutStatus[] = ["running", "paused", "completed", "rolling-back"];

@@ -1,4 +1,6 @@
+import { RolloutTargetSchema } from "../../shared/http/rollouts.js";
 import { type DisplayState, emptyDisplayCounts, type MemberState } from "../../shared/rollout-display.js";
+import { HealthPolicySchema } from "../../shared/schemas/desired-state.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
 import type { RolloutDefinition } from "./definition.js";
@@ -113,15 +115,16 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       version: row.version,
       variant: row.variant,
       bundle: row.bundleSha256,
-      target: row.target,
-      healthPolicy: row.healthPolicy,
+      // JSON columns this server wrote from a validated definition; parsed as the contract's types.
+      target: RolloutTargetSchema.parse(row.target),
+      healthPolicy: HealthPolicySchema.parse(row.healthPolicy),
       createdAt: row.createdAt,
       devices: perDevice,
       counts,
     };
     if (!engine) {
       // Created before staged rollouts existed: all-at-once, status from device states only.
-      return { ...base, status: rolloutStatus(counts), strategy: "all-at-once", legacy: true };
+      return { ...base, status: rolloutStatus(counts), strategy: "all-at-once" as const, legacy: true as const };
     }
     const def: RolloutDefinition = engine.definition;
     const plannerDevices: PlannerDevice[] = members.map((m, i) => ({

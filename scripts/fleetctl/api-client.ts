@@ -1,11 +1,24 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
-import type { DisplayCounts as SharedDisplayCounts } from "../../shared/rollout-display.js";
+import type { z } from "zod";
+import {
+  ErrorResponseSchema,
+  jsonResponseSchema,
+  pathOf,
+  type RequestBodyOf,
+  type ResponseOf,
+  type RouteContract,
+} from "../../shared/http/contract.js";
+import { BuildStartedSchema, type VersionView, VersionViewSchema } from "../../shared/http/models.js";
+import type { RolloutCommand, RolloutStatusName } from "../../shared/http/rollouts.js";
+import { HTTP_ROUTES, type HttpRoutes, type OperationId } from "../../shared/http/routes.js";
+import type { Variant } from "../../shared/schemas/common.js";
 
 /**
- * Typed client for the fleet server's operator API (`/v1/...`). Used by fleetctl, the demo and
- * the end-to-end tests, so all three exercise the same HTTP surface operators use.
+ * Typed client for the fleet server's operator API (`/v1/...`), typed from and checked against
+ * the HTTP contract the server implements (shared/http, docs/http-api.md). Used by fleetctl, the
+ * demo and the end-to-end tests, so all three exercise the same HTTP surface operators use.
  */
 export interface ApiClientOptions {
   baseUrl: string;
@@ -29,146 +42,50 @@ export interface UploadProgress {
   total: number;
 }
 
-export interface RolloutDeviceStatus {
-  deviceId: string;
-  state: string;
-  /** Stage index (0-based) the device was assigned in. */
-  stage?: number;
-  outcome?: "passed" | "failed" | null;
-  reason?: string | null;
-  progress?: { bytes: number; total: number };
-  error?: { code: string; message: string };
-  rollback?: { bundle: string | null; state: string; error?: { code: string; message: string } } | null;
-  /** What the device serves for the model now (absent from servers older than it). */
-  runningNow?: { version: string; variant: string; bundle: string; thisRollout: boolean } | null;
-  /** Set when the verdict and what the device runs disagree (e.g. committed after a TIMEOUT). */
-  note?: string;
-  updatedAt?: string;
-}
+/** What the server answers on `op`'s success statuses, as the contract types it. */
+export type Answer<K extends OperationId> = ResponseOf<HttpRoutes[K]>;
 
-/** Per-state counts; `removed` is absent from servers older than it (fleetctl may be newer than its server). */
-export type DisplayCounts = Omit<SharedDisplayCounts, "removed"> & { removed?: number };
-
-export interface RolloutStatus {
-  id: string;
-  model: string;
-  version: string;
-  variant: string;
-  /** running | paused | completed | aborted | rolling-back | rolled-back | superseded (legacy: failed). */
-  status: string;
-  strategy?: string;
-  reason?: string | null;
-  createdAt: string;
-  bundle?: string;
-  stage?: {
-    index: number;
-    number: number;
-    of: number;
-    percent: number;
-    soakSeconds: number;
-    startedAt: string;
-    soakStartedAt: string | null;
-  };
-  stages?: { index: number; percent: number; soakSeconds: number; counts: DisplayCounts }[];
-  gates?: {
-    executed: number;
-    failed: number;
-    failedPercent: number | null;
-    breached: string | null;
-    waitingFor: string | null;
-  };
-  history?: { seq: number; ts: string; type: string; detail: Record<string, unknown> }[];
-  devices: RolloutDeviceStatus[];
-  counts: {
-    total: number;
-    committed: number;
-    failed: number;
-    inProgress: number;
-    pending: number;
-  } & Partial<DisplayCounts>;
-}
-
+/** `GET /v1/rollouts/{id}`: the operator's view of a rollout (shared/http/rollouts.ts). */
+export type RolloutView = Answer<"getRollout">;
+/** One device of a rollout view. */
+export type RolloutMemberView = RolloutView["devices"][number];
 /** `GET /v1/model-builds/{id}` (fleet-server/registry/build-tracker.ts). */
-export interface ModelBuild {
-  id: string;
-  status: "running" | "succeeded" | "failed";
-  phase: string | null;
-  phases: { name: string; status: string; progress: { done: number; total: number } | null }[];
-  progress: { done: number; total: number } | null;
-  result?: Record<string, unknown>;
-  error?: { code: string; message: string };
-}
-
-export interface CreateModelBody {
-  name: string;
-  version: string;
-  upload: string;
-  samples: unknown[];
-  lineage?: Record<string, unknown>;
-  modelCard?: string;
-  /** Compatibility overrides (arch, minMemoryMB, executionProviders, minAgentVersion). */
-  compatibility?: Record<string, unknown>;
-  /** Build a validated int8 variant beside fp32 (server default: "none"). */
-  quantize?: "int8" | "none";
-  /** Overrides of the int8 accuracy policy (maxAbsError, maxRelError, minTop1Agreement, ...). */
-  accuracyPolicy?: Record<string, unknown>;
-  /** Extra inputs used only to validate int8 against fp32. */
-  calibration?: unknown[];
-}
-
-export interface RolloutStageBody {
-  percent: number;
-  soakSeconds?: number;
-  gates?: {
-    minDevices?: number;
-    maxFailedPercent?: number;
-    maxP95LatencyRatio?: number;
-    maxErrorRatePercent?: number;
-    minShadowAgreementPercent?: number;
-    minRequestsPerDevice?: number;
-  };
-}
-
-/** `POST /v1/rollouts` (see fleet-server/rollout/definition.ts for the full schema). */
-export interface CreateRolloutBody {
-  model: string;
-  version: string;
-  variant?: string;
-  target: { deviceIds?: string[]; tags?: Record<string, string> | string[]; profiles?: string[] };
-  strategy?: "canary" | "all-at-once" | "shadow" | "ab";
-  stages?: RolloutStageBody[];
-  abWeight?: number;
-  shadowSampleRate?: number;
-  rate?:
-    | { maxPerMinute: number }
-    | { exponential: { base: number; factor: number; afterSuccesses: number; maxPerMinute?: number } };
-  abort?: { action?: "pause" | "rollback"; maxFailedPercent?: number; minExecuted?: number };
-  deadlines?: { downloadSeconds?: number; installSeconds?: number; probationSeconds?: number };
-  maintenanceWindow?: { cron: string; durationMinutes: number; timeZone?: string };
-  healthPolicy?: Record<string, number>;
-  supersedes?: string[];
-}
-
-export type RolloutCommand = "pause" | "resume" | "abort" | "rollback" | "promote";
+export type ModelBuild = Answer<"getModelBuild">;
+/** `POST /v1/models` body, as a caller writes it (defaults may be left out). */
+export type CreateModelBody = RequestBodyOf<HttpRoutes["createModel"]>;
+/** `POST /v1/rollouts` body (shared/http/rollout-definition.ts), as a caller writes it. */
+export type CreateRolloutBody = RequestBodyOf<HttpRoutes["createRollout"]>;
+export type { RolloutCommand, VersionView };
 
 /** Statuses in which a rollout still changes by itself (the rest wait for an operator). */
-export const ROLLOUT_MOVING = new Set(["running", "rolling-back"]);
+export const ROLLOUT_MOVING: ReadonlySet<RolloutStatusName> = new Set(["running", "rolling-back"]);
 
 export class ApiClient {
   constructor(private readonly opts: ApiClientOptions) {}
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /**
+   * Calls the route of `op` (shared/http/routes.ts) and parses the answer with the contract's
+   * schema for its status: a server that answers something else is a `BAD_RESPONSE`, not a value
+   * of the wrong shape handed on.
+   */
+  private async call<K extends OperationId>(
+    op: K,
+    req: { params?: Record<string, string>; query?: Record<string, string>; body?: unknown } = {},
+  ): Promise<Answer<K>> {
+    const contract: RouteContract = HTTP_ROUTES[op];
+    const query = req.query ? `?${new URLSearchParams(req.query).toString()}` : "";
+    const method = typeof contract.method === "string" ? contract.method : contract.method[0]!;
     const headers: Record<string, string> = { authorization: `Bearer ${this.opts.token}` };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    const res = await fetch(new URL(path, this.opts.baseUrl), {
+    if (req.body !== undefined) headers["content-type"] = "application/json";
+    const res = await fetch(new URL(`${pathOf(contract, req.params)}${query}`, this.opts.baseUrl), {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: req.body === undefined ? undefined : JSON.stringify(req.body),
     });
-    return this.parse<T>(res);
+    return this.parse(op, res);
   }
 
-  private async parse<T>(res: Response): Promise<T> {
+  private async parse<K extends OperationId>(op: K, res: Response): Promise<Answer<K>> {
     const text = await res.text();
     let json: unknown;
     try {
@@ -177,14 +94,26 @@ export class ApiClient {
       throw new ApiError(res.status, "BAD_RESPONSE", `server answered ${res.status} with non-JSON body`);
     }
     if (!res.ok) {
-      const err = (json as { error?: { code?: string; message?: string; details?: unknown } } | undefined)?.error;
-      throw new ApiError(res.status, err?.code ?? "HTTP_ERROR", err?.message ?? `HTTP ${res.status}`, err?.details);
+      const err = ErrorResponseSchema.safeParse(json);
+      if (!err.success) throw new ApiError(res.status, "HTTP_ERROR", `HTTP ${res.status}`);
+      throw new ApiError(res.status, err.data.error.code, err.data.error.message, err.data.error.details);
     }
-    return json as T;
+    const schema = jsonResponseSchema(HTTP_ROUTES[op], res.status);
+    if (!schema) throw new ApiError(res.status, "BAD_RESPONSE", `${op}: status ${res.status} is not in the contract`);
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join(".")}: ${i.message}`);
+      throw new ApiError(
+        res.status,
+        "BAD_RESPONSE",
+        `${op}: answer does not match the contract (${issues.join("; ")})`,
+      );
+    }
+    return parsed.data as Answer<K>;
   }
 
   /** Streams a file to `POST /v1/uploads`, reporting bytes sent. */
-  async upload(path: string, onProgress?: (p: UploadProgress) => void): Promise<{ sha256: string; size: number }> {
+  async upload(path: string, onProgress?: (p: UploadProgress) => void): Promise<Answer<"upload">> {
     const total = (await stat(path)).size;
     let bytes = 0;
     const source = createReadStream(path, { highWaterMark: 256 * 1024 });
@@ -192,7 +121,7 @@ export class ApiClient {
       bytes += (chunk as Buffer).length;
       onProgress?.({ bytes, total });
     });
-    const res = await fetch(new URL("/v1/uploads", this.opts.baseUrl), {
+    const res = await fetch(new URL(HTTP_ROUTES.upload.path, this.opts.baseUrl), {
       method: "POST",
       headers: {
         authorization: `Bearer ${this.opts.token}`,
@@ -202,90 +131,112 @@ export class ApiClient {
       body: Readable.toWeb(source) as ReadableStream<Uint8Array>,
       duplex: "half",
     } as RequestInit);
-    return this.parse(res);
+    return this.parse("upload", res);
   }
 
-  createModel(body: CreateModelBody): Promise<Record<string, unknown>> {
-    return this.request("POST", "/v1/models", body);
+  /** Registers a version and waits for it (`201`): the version view with each variant. */
+  async createModel(body: CreateModelBody): Promise<VersionView> {
+    return VersionViewSchema.parse(await this.call("createModel", { body }));
   }
   /** Starts a tracked model build (`202`); poll it with `getModelBuild`. */
-  startModelBuild(body: CreateModelBody): Promise<{ buildId: string; status: string; links: { self: string } }> {
-    return this.request("POST", "/v1/models?async=1", body);
+  async startModelBuild(body: CreateModelBody): Promise<z.output<typeof BuildStartedSchema>> {
+    return BuildStartedSchema.parse(await this.call("createModel", { body, query: { async: "1" } }));
   }
   getModelBuild(id: string): Promise<ModelBuild> {
-    return this.request("GET", `/v1/model-builds/${encodeURIComponent(id)}`);
+    return this.call("getModelBuild", { params: { id } });
   }
-  listModels(): Promise<{ models: Record<string, unknown>[] }> {
-    return this.request("GET", "/v1/models");
+  listModels(): Promise<Answer<"listModels">> {
+    return this.call("listModels");
   }
-  getModelVersion(name: string, version: string): Promise<Record<string, unknown>> {
-    return this.request("GET", `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`);
+  getModelVersion(name: string, version: string): Promise<VersionView> {
+    return this.call("getModelVersion", { params: { name, version } });
   }
-  enrollDevice(body: { id: string; tags?: Record<string, string>; profile?: string }): Promise<{
-    id: string;
-    password: string;
-  }> {
-    return this.request("POST", "/v1/devices", body);
+  enrollDevice(body: RequestBodyOf<HttpRoutes["enrollDevice"]>): Promise<Answer<"enrollDevice">> {
+    return this.call("enrollDevice", { body });
   }
-  listDevices(): Promise<{ devices: Record<string, unknown>[] }> {
-    return this.request("GET", "/v1/devices");
+  listDevices(): Promise<Answer<"listDevices">> {
+    return this.call("listDevices");
   }
-  getDevice(id: string): Promise<Record<string, unknown>> {
-    return this.request("GET", `/v1/devices/${encodeURIComponent(id)}`);
+  getDevice(id: string): Promise<Answer<"getDevice">> {
+    return this.call("getDevice", { params: { id } });
   }
   /** Offline release signing: releases waiting for signatures (docs/security.md). */
-  pendingReleases(): Promise<{
-    pending: { id: string; kind: string; name: string; version: string; variant: string; manifest: unknown }[];
-  }> {
-    return this.request("GET", "/v1/releases/pending");
+  pendingReleases(): Promise<Answer<"listPendingReleases">> {
+    return this.call("listPendingReleases");
   }
-  variantManifest(
-    name: string,
-    version: string,
-    variant: string,
-  ): Promise<{ pendingSignature: boolean; pendingId: string | null; manifest: unknown }> {
-    return this.request(
-      "GET",
-      `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/manifest?variant=${encodeURIComponent(variant)}`,
-    );
+  variantManifest(name: string, version: string, variant: Variant): Promise<Answer<"getVariantManifest">> {
+    return this.call("getVariantManifest", { params: { name, version }, query: { variant } });
   }
+  /** Uploads signatures for a variant waiting for them: `200` published, `202` more needed. */
   uploadSignatures(
     name: string,
     version: string,
-    variant: string,
-    envelope: unknown,
-  ): Promise<Record<string, unknown>> {
-    return this.request(
-      "POST",
-      `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/variants/${encodeURIComponent(variant)}/signatures`,
-      envelope,
-    );
+    variant: Variant,
+    envelope: RequestBodyOf<HttpRoutes["submitVariantSignatures"]>,
+  ): Promise<Answer<"submitVariantSignatures">> {
+    return this.call("submitVariantSignatures", { params: { name, version, variant }, body: envelope });
   }
   /** Uploads signatures for one pending release (upload or re-release): `200` published, `202` more needed. */
-  submitPendingSignatures(id: string, envelope: unknown): Promise<unknown> {
-    return this.request("POST", `/v1/releases/pending/${encodeURIComponent(id)}/signatures`, envelope);
+  submitPendingSignatures(
+    id: string,
+    envelope: RequestBodyOf<HttpRoutes["submitPendingSignatures"]>,
+  ): Promise<Answer<"submitPendingSignatures">> {
+    return this.call("submitPendingSignatures", { params: { id }, body: envelope });
   }
-  createRollout(body: CreateRolloutBody): Promise<RolloutStatus> {
-    return this.request("POST", "/v1/rollouts", body);
+  createRollout(body: CreateRolloutBody): Promise<RolloutView> {
+    return this.call("createRollout", { body });
+  }
+  /**
+   * `POST /v1/rollouts` with a definition assembled from flags and a file, unchecked: the server
+   * parses it with the contract and answers 400 with the path of any bad field.
+   */
+  createRolloutDraft(draft: Readonly<Record<string, unknown>>): Promise<RolloutView> {
+    return this.call("createRollout", { body: draft });
   }
   /** `POST /v1/rollouts` with a YAML definition as it is (`content-type: application/yaml`). */
-  async createRolloutFromYaml(yaml: string): Promise<RolloutStatus> {
-    const res = await fetch(new URL("/v1/rollouts", this.opts.baseUrl), {
+  async createRolloutFromYaml(yaml: string): Promise<RolloutView> {
+    const res = await fetch(new URL(HTTP_ROUTES.createRollout.path, this.opts.baseUrl), {
       method: "POST",
       headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/yaml" },
       body: yaml,
     });
-    return this.parse(res);
+    return this.parse("createRollout", res);
   }
-  getRollout(id: string): Promise<RolloutStatus> {
-    return this.request("GET", `/v1/rollouts/${encodeURIComponent(id)}`);
+  getRollout(id: string): Promise<RolloutView> {
+    return this.call("getRollout", { params: { id } });
   }
-  listRollouts(): Promise<{ rollouts: RolloutStatus[] }> {
-    return this.request("GET", "/v1/rollouts");
+  listRollouts(): Promise<Answer<"listRollouts">> {
+    return this.call("listRollouts");
   }
   /** `POST /v1/rollouts/{id}/{pause|resume|abort|rollback|promote}`. */
-  rolloutCommand(id: string, cmd: RolloutCommand): Promise<RolloutStatus> {
-    return this.request("POST", `/v1/rollouts/${encodeURIComponent(id)}/${cmd}`);
+  rolloutCommand(id: string, cmd: RolloutCommand): Promise<RolloutView> {
+    return this.call(`${cmd}Rollout`, { params: { id } });
+  }
+  /** API tokens (admin): create, list, revoke. */
+  createToken(body: RequestBodyOf<HttpRoutes["createToken"]>): Promise<Answer<"createToken">> {
+    return this.call("createToken", { body });
+  }
+  listTokens(): Promise<Answer<"listTokens">> {
+    return this.call("listTokens");
+  }
+  revokeToken(id: string): Promise<Answer<"revokeToken">> {
+    return this.call("revokeToken", { params: { id } });
+  }
+  /** The audit log (admin), entries after `after`. */
+  listAudit(after: number): Promise<Answer<"listAudit">> {
+    return this.call("listAudit", { query: { after: String(after) } });
+  }
+  createEnrollmentToken(
+    body: RequestBodyOf<HttpRoutes["createEnrollmentToken"]>,
+  ): Promise<Answer<"createEnrollmentToken">> {
+    return this.call("createEnrollmentToken", { body });
+  }
+  revokeDevice(id: string, body: RequestBodyOf<HttpRoutes["revokeDevice"]>): Promise<Answer<"revokeDevice">> {
+    return this.call("revokeDevice", { params: { id }, body });
+  }
+  /** `GET /v1/openapi.json`: this API as an OpenAPI 3.1 document. */
+  openApi(): Promise<Answer<"getOpenApi">> {
+    return this.call("getOpenApi");
   }
 
   /**
@@ -297,12 +248,12 @@ export class ApiClient {
     opts: {
       intervalMs?: number;
       timeoutMs?: number;
-      onUpdate?: (s: RolloutStatus) => void;
-      until?: (s: RolloutStatus) => boolean;
+      onUpdate?: (s: RolloutView) => void;
+      until?: (s: RolloutView) => boolean;
     } = {},
-  ): Promise<RolloutStatus> {
+  ): Promise<RolloutView> {
     const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
-    const until = opts.until ?? ((s: RolloutStatus) => !ROLLOUT_MOVING.has(s.status));
+    const until = opts.until ?? ((s: RolloutView) => !ROLLOUT_MOVING.has(s.status));
     for (;;) {
       const status = await this.getRollout(id);
       opts.onUpdate?.(status);

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ErrorCode } from "../../shared/errors.js";
 import { httpStatusFor } from "../../shared/http-status.js";
-import { type ApiClient, ApiError } from "./api-client.js";
+import { type ApiClient, ApiError, type VersionView } from "./api-client.js";
 import { createPhaseProgress } from "./progress.js";
 
 /** How often `models push` polls its build. */
@@ -15,12 +15,15 @@ export async function waitForBuild(
   api: ApiClient,
   started: { buildId: string },
   pollMs = BUILD_POLL_MS,
-): Promise<Record<string, unknown>> {
+): Promise<VersionView> {
   const progress = createPhaseProgress();
   for (;;) {
     const build = await api.getModelBuild(started.buildId);
     progress.show(build.phases);
-    if (build.status === "succeeded") return build.result ?? {};
+    if (build.status === "succeeded") {
+      if (build.result) return build.result;
+      throw new ApiError(0, "BAD_RESPONSE", `build ${build.id} succeeded without a result`);
+    }
     if (build.status === "failed") {
       progress.done(`build ${build.id} failed${build.phase ? ` while ${build.phase}` : ""}`);
       const code = build.error?.code ?? "INTERNAL";

@@ -1,5 +1,9 @@
 import { readFile } from "node:fs/promises";
 import { Command, InvalidArgumentError } from "commander";
+import { z } from "zod";
+import { AccuracyPolicySchema, CreateModelRequestSchema, type VersionView } from "../../shared/http/models.js";
+import { LineageSchema } from "../../shared/schemas/manifest.js";
+import { SampleInputSchema } from "../../shared/schemas/tensor.js";
 import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
 import { formatDeviceLine } from "./device-format.js";
@@ -36,27 +40,23 @@ function parseQuantize(value: string): "int8" | "none" {
   return value;
 }
 
-interface VariantView {
-  variant: string;
-  bundle: { sha256: string; size: number } | null;
-  releaseCounter: number | null;
-  published: boolean;
-  reason?: string;
-  validation: {
-    passed: boolean;
-    sizeRatio: number;
-    top1Agreement: number | null;
-    latency: { fp32Ms: number; int8Ms: number; ratio: number };
-    outputs: { output: string; maxAbsError: number; maxRelError: number; pass: boolean; ignored?: boolean }[];
-    failures: string[];
-  } | null;
-  quantization: { totals?: { dynamicNodes: number; weightOnlyNodes: number }; nodes?: { action: string }[] } | null;
+/** Reads a JSON file given to a flag and parses it with the contract's schema (status 0: found locally). */
+async function readJsonFile<S extends z.ZodType>(path: string, schema: S, flag: string): Promise<z.output<S>> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, "utf8"));
+  } catch (err) {
+    throw new ApiError(0, "VALIDATION_FAILED", `${flag} ${path}: not JSON (${(err as Error).message})`);
+  }
+  const r = schema.safeParse(json);
+  if (!r.success) {
+    const issues = r.error.issues.slice(0, 5).map((i) => `${[flag, ...i.path].join(".")}: ${i.message}`);
+    throw new ApiError(0, "VALIDATION_FAILED", `${path}: ${issues.join("; ")}`);
+  }
+  return r.data;
 }
-interface VersionView {
-  name: string;
-  version: string;
-  variants: VariantView[];
-}
+
+const QuantizationTotalsSchema = z.object({ dynamicNodes: z.number(), weightOnlyNodes: z.number() });
 
 /** The end-of-push report: one block per variant, the int8 validation in plain words. */
 function printVariants(v: VersionView): void {
@@ -69,10 +69,12 @@ function printVariants(v: VersionView): void {
     );
     if (x.reason) console.log(`        ${x.reason}`);
     const q = x.quantization;
-    if (q?.totals) {
-      const skipped = (q.nodes ?? []).filter((n) => n.action === "skipped").length;
+    // The contract leaves the quantizer's totals open (they are the quantizer's report); read the two shown.
+    const totals = QuantizationTotalsSchema.safeParse(q?.totals);
+    if (q && totals.success) {
+      const skipped = q.nodes.filter((n) => n.action === "skipped").length;
       console.log(
-        `        nodes: ${q.totals.dynamicNodes} dynamic int8 MatMul, ${q.totals.weightOnlyNodes} int8 weight-only, ${skipped} kept fp32`,
+        `        nodes: ${totals.data.dynamicNodes} dynamic int8 MatMul, ${totals.data.weightOnlyNodes} int8 weight-only, ${skipped} kept fp32`,
       );
     }
     const val = x.validation;
@@ -112,15 +114,18 @@ export function buildProgram(): Command {
     .option("--calibration <file>", "JSON file: extra inputs to validate int8 against fp32 (same format as samples)")
     .action(async (file: string, o: Record<string, string>, cmd: Command) => {
       const api = client(cmd);
-      const samples = JSON.parse(await readFile(o.samples!, "utf8")) as unknown[];
-      const lineage = o.lineage
-        ? (JSON.parse(await readFile(o.lineage, "utf8")) as Record<string, unknown>)
-        : undefined;
+      // The same schemas the server parses the request with (shared/http/models.ts), so a bad file
+      // is refused here, before the upload, with the field that is wrong.
+      const fields = CreateModelRequestSchema.shape;
+      const samples = await readJsonFile(o.samples!, fields.samples, "--samples");
+      const lineage = o.lineage ? await readJsonFile(o.lineage, LineageSchema, "--lineage") : undefined;
       const modelCard = o.modelCard ? await readFile(o.modelCard, "utf8") : undefined;
       const accuracyPolicy = o.accuracyPolicy
-        ? (JSON.parse(await readFile(o.accuracyPolicy, "utf8")) as Record<string, unknown>)
+        ? await readJsonFile(o.accuracyPolicy, AccuracyPolicySchema.partial(), "--accuracy-policy")
         : undefined;
-      const calibration = o.calibration ? (JSON.parse(await readFile(o.calibration, "utf8")) as unknown[]) : undefined;
+      const calibration = o.calibration
+        ? await readJsonFile(o.calibration, z.array(SampleInputSchema), "--calibration")
+        : undefined;
       const quantize = o.quantize as "int8" | "none";
       const line = createProgressLine();
       const up = await api.upload(file, (p) =>
@@ -148,7 +153,7 @@ export function buildProgram(): Command {
       );
       line.done(`model ${o.name}@${o.version} registered in ${((Date.now() - started) / 1000).toFixed(1)}s`);
       if (isJson(cmd)) console.log(JSON.stringify(created, null, 2));
-      else printVariants(created as unknown as VersionView);
+      else printVariants(created);
     });
   models
     .command("list")
@@ -158,7 +163,7 @@ export function buildProgram(): Command {
     });
 
   registerRolloutCommands(program, { client, isJson });
-  registerTokenCommands(program);
+  registerTokenCommands(program, { client });
   registerKeysCommands(program);
   registerReleaseCommands(program, { client, isJson });
 

@@ -7,10 +7,10 @@ import { formatFromPath, parseStructuredText, sniffFormat } from "../../shared/s
 import {
   type ApiClient,
   ApiError,
-  type CreateRolloutBody,
   ROLLOUT_MOVING,
   type RolloutCommand,
-  type RolloutStatus,
+  type RolloutMemberView,
+  type RolloutView,
 } from "./api-client.js";
 import { bar, formatBytes } from "./progress.js";
 
@@ -46,19 +46,25 @@ function collect(value: string, previous: string[] = []): string[] {
 
 /** Only the shape flags are merged into; the server checks the whole definition. */
 const DefinitionFileSchema = z.record(z.string(), z.unknown());
+/**
+ * A rollout definition assembled from a file and flags, not checked here: the server parses it
+ * with the contract's `CreateRolloutRequestSchema` and answers 400 with the path of any bad field,
+ * the same for flags, JSON and YAML (`ApiClient.createRolloutDraft`).
+ */
+export type RolloutDraft = z.infer<typeof DefinitionFileSchema>;
 
 /**
  * A definition file's text: JSON or YAML by the file's extension, by its content when the name
  * says neither. Parsed here rather than sent as is, because flags go on top of it.
  */
-export function parseDefinitionFile(path: string, text: string): Partial<CreateRolloutBody> {
+export function parseDefinitionFile(path: string, text: string): RolloutDraft {
   try {
     const value = parseStructuredText(text, formatFromPath(path) ?? sniffFormat(text), path);
     const file = DefinitionFileSchema.safeParse(value);
     if (!file.success) {
       throw new EdgeFleetError("VALIDATION_FAILED", `${path}: a rollout definition is a mapping (model, version, ...)`);
     }
-    return file.data as Partial<CreateRolloutBody>;
+    return file.data;
   } catch (err) {
     // fleetctl prints API errors as `error CODE: message`; status 0 marks one found locally.
     if (err instanceof EdgeFleetError) throw new ApiError(0, err.code, err.message, err.details);
@@ -67,10 +73,7 @@ export function parseDefinitionFile(path: string, text: string): Partial<CreateR
 }
 
 /** Builds the create body: the file (if any) first, flags on top. */
-export function rolloutBodyFromFlags(
-  o: Record<string, unknown>,
-  file: Partial<CreateRolloutBody> = {},
-): CreateRolloutBody {
+export function rolloutBodyFromFlags(o: Record<string, unknown>, file: RolloutDraft = {}): RolloutDraft {
   const body: Record<string, unknown> = { ...file };
   const set = (k: string, v: unknown) => {
     if (v !== undefined) body[k] = v;
@@ -109,7 +112,7 @@ export function rolloutBodyFromFlags(
     body.healthPolicy = { ...((file.healthPolicy as object) ?? {}), probationSeconds: o.probationSeconds };
   }
   if (o.supersedes) body.supersedes = o.supersedes;
-  return body as unknown as CreateRolloutBody;
+  return body;
 }
 
 function countsLine(c: Partial<Record<DisplayState | "total" | "removed", number>>): string {
@@ -118,8 +121,24 @@ function countsLine(c: Partial<Record<DisplayState | "total" | "removed", number
   return c.removed ? `${line}  removed ${c.removed}` : line;
 }
 
+type Member = RolloutMemberView;
+type StageCounts = Record<DisplayState | "total", number> & { removed?: number };
+
+/** What the status display reads of a rollout view: a whole `RolloutView` fits, so does a hand-made one in a test. */
+export type RolloutDisplay = Pick<RolloutView, "id" | "model" | "version" | "variant" | "status" | "createdAt"> &
+  Partial<Pick<RolloutView, "strategy" | "reason" | "stage">> & {
+    stages?: { index: number; percent: number; soakSeconds: number; counts: StageCounts }[];
+    gates?: Pick<
+      NonNullable<RolloutView["gates"]>,
+      "executed" | "failed" | "failedPercent" | "breached" | "waitingFor"
+    >;
+    devices: (Pick<Member, "deviceId" | "state"> &
+      Partial<Pick<Member, "stage" | "progress" | "error" | "rollback" | "runningNow" | "note">>)[];
+    counts: Partial<Record<DisplayState | "total" | "removed" | "inProgress", number>>;
+  };
+
 /** Pure: the status display, one string per line (used by `status` and its `--watch`). */
-export function formatRollout(s: RolloutStatus): string[] {
+export function formatRollout(s: RolloutDisplay): string[] {
   const lines: string[] = [];
   const stage = s.stage ? `  stage ${s.stage.number}/${s.stage.of} (${s.stage.percent}%)` : "";
   lines.push(`rollout ${s.id}  ${s.model}@${s.version} (${s.variant})  ${s.strategy ?? ""}  ${s.status}${stage}`);
@@ -155,12 +174,12 @@ export function formatRollout(s: RolloutStatus): string[] {
   return lines;
 }
 
-function print(s: RolloutStatus, json: boolean): void {
+function print(s: RolloutView, json: boolean): void {
   console.log(json ? JSON.stringify(s, null, 2) : formatRollout(s).join("\n"));
 }
 
 /** Redraws the display in place on a terminal; elsewhere prints it when it changed. */
-async function watch(api: ApiClient, id: string): Promise<RolloutStatus> {
+async function watch(api: ApiClient, id: string): Promise<RolloutView> {
   const tty = process.stdout.isTTY === true;
   let last = "";
   return api.waitForRollout(id, {
@@ -206,7 +225,7 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
       const api = deps.client(cmd);
       const path = o.file as string | undefined;
       const file = path ? parseDefinitionFile(path, await readFile(path, "utf8")) : {};
-      const created = await api.createRollout(rolloutBodyFromFlags(o, file));
+      const created = await api.createRolloutDraft(rolloutBodyFromFlags(o, file));
       const follow = o.watch === true || o.wait === true;
       const final = follow ? await watch(api, created.id) : created;
       print(final, deps.isJson(cmd));

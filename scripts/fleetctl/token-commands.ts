@@ -1,26 +1,13 @@
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
-import { ApiError } from "./api-client.js";
+import type { ApiClient } from "./api-client.js";
 
 /**
  * `fleetctl tokens create|list|revoke` (admin) and `fleetctl enrollment create` (operator) and
- * `fleetctl devices revoke`. Plain fetch against the API; the token is printed once and never stored.
+ * `fleetctl revoke-device`, through the typed API client; the token is printed once and never stored.
  */
-async function call(cmd: Command, method: string, path: string, body?: unknown): Promise<unknown> {
-  const o = cmd.optsWithGlobals<{ server: string; token?: string }>();
-  const token = o.token ?? process.env.EDGEFLEET_TOKEN;
-  if (!token) throw new ApiError(0, "UNAUTHORIZED", "no API token: pass --token or set EDGEFLEET_TOKEN");
-  const res = await fetch(`${o.server.replace(/\/$/, "")}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body !== undefined ? { "content-type": "application/json" } : {}),
-    },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const json = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
-  if (!res.ok) throw new ApiError(res.status, json.error?.code ?? "INTERNAL", json.error?.message ?? res.statusText);
-  return json;
+export interface TokenCommandDeps {
+  client(cmd: Command): ApiClient;
 }
 
 function role(value: string): "admin" | "operator" | "viewer" {
@@ -32,7 +19,7 @@ function role(value: string): "admin" | "operator" | "viewer" {
 
 const print = (v: unknown) => console.log(JSON.stringify(v, null, 2));
 
-export function registerTokenCommands(program: Command): void {
+export function registerTokenCommands(program: Command, deps: TokenCommandDeps): void {
   const tokens = program.command("tokens").description("API bearer tokens with roles (admin only)");
   tokens
     .command("create")
@@ -40,23 +27,25 @@ export function registerTokenCommands(program: Command): void {
     .requiredOption("--role <role>", "admin | operator | viewer", role)
     .requiredOption("--name <name>", "who or what uses the token")
     .action(async (o: { role: string; name: string }, cmd: Command) => {
-      print(await call(cmd, "POST", "/v1/tokens", { name: o.name, role: o.role }));
+      print(await deps.client(cmd).createToken({ name: o.name, role: role(o.role) }));
     });
   tokens
     .command("list")
     .description("list tokens (never their values)")
-    .action(async (_o: unknown, cmd: Command) => print(await call(cmd, "GET", "/v1/tokens")));
+    .action(async (_o: unknown, cmd: Command) => print(await deps.client(cmd).listTokens()));
   tokens
     .command("revoke <id>")
     .description("revoke a token")
-    .action(async (id: string, _o: unknown, cmd: Command) => print(await call(cmd, "DELETE", `/v1/tokens/${id}`)));
+    .action(async (id: string, _o: unknown, cmd: Command) => print(await deps.client(cmd).revokeToken(id)));
 
   program
     .command("audit")
     .description("print the audit log of mutating API calls (admin only)")
     .option("--after <seq>", "entries after this sequence number", "0")
     .action(async (o: { after: string }, cmd: Command) => {
-      print(await call(cmd, "GET", `/v1/audit?after=${encodeURIComponent(o.after)}`));
+      const after = Number(o.after);
+      if (!Number.isInteger(after) || after < 0) throw new InvalidArgumentError(`--after must be a sequence number`);
+      print(await deps.client(cmd).listAudit(after));
     });
 
   const enrollment = program.command("enrollment").description("one-time device enrollment tokens");
@@ -68,7 +57,7 @@ export function registerTokenCommands(program: Command): void {
     .option("--ttl <seconds>", "validity in seconds", "3600")
     .action(async (o: { deviceId?: string; profile?: string; ttl: string }, cmd: Command) => {
       print(
-        await call(cmd, "POST", "/v1/enrollment-tokens", {
+        await deps.client(cmd).createEnrollmentToken({
           ttlSeconds: Number(o.ttl),
           ...(o.deviceId ? { deviceId: o.deviceId } : {}),
           ...(o.profile ? { profile: o.profile } : {}),
@@ -81,8 +70,6 @@ export function registerTokenCommands(program: Command): void {
     .description("revoke a device: disconnect it, clear its retained messages, refuse it from now on")
     .option("--reason <text>", "recorded with the revocation")
     .action(async (id: string, o: { reason?: string }, cmd: Command) => {
-      print(
-        await call(cmd, "POST", `/v1/devices/${encodeURIComponent(id)}/revoke`, o.reason ? { reason: o.reason } : {}),
-      );
+      print(await deps.client(cmd).revokeDevice(id, o.reason ? { reason: o.reason } : {}));
     });
 }

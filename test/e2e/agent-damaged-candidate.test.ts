@@ -1,6 +1,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
 import type { SocketClient } from "../../agent/client/socket-client.js";
 import { sha256Hex } from "../../shared/hash.js";
 import { waitFor } from "../helpers/agent-process.js";
@@ -32,14 +33,22 @@ const ID = "dmg-cand";
 const PAUSE_MS = 4000;
 const X: [number, number, number, number] = [1, 2, 3, 4];
 
-interface SeenEvent {
-  type: string;
-  eventSeq: number;
-  bundle?: string | null;
-  from?: string;
-  to?: string;
-  error?: { code: string; message: string; details?: { localRepair?: Record<string, unknown> } };
-}
+/** The fields of a device event these checks read; the API's events are parsed into it. */
+const SeenEventSchema = z.looseObject({
+  type: z.string(),
+  eventSeq: z.number(),
+  bundle: z.string().nullable().optional(),
+  from: z.string().optional(),
+  to: z.string().optional(),
+  error: z
+    .object({
+      code: z.string(),
+      message: z.string(),
+      details: z.looseObject({ localRepair: z.record(z.string(), z.unknown()).optional() }).optional(),
+    })
+    .optional(),
+});
+type SeenEvent = z.infer<typeof SeenEventSchema>;
 interface SideInfo {
   version: string;
   sha256: string;
@@ -75,7 +84,7 @@ describe("e2e: a candidate damaged on disk between staging and loading", () => {
    */
   const transitionsOf = (sha: string, done: (seen: SeenEvent[]) => boolean) =>
     waitFor("the bundle's transitions at the server", async () => {
-      const { events } = (await env.h.api.getDevice(ID)) as { events: SeenEvent[] };
+      const events = z.array(SeenEventSchema).parse((await env.h.api.getDevice(ID)).events);
       const all = events.filter((e) => e.type === "update.transition").sort((a, b) => a.eventSeq - b.eventSeq);
       const first = all.findIndex((e) => e.bundle === sha);
       const seen = first < 0 ? [] : all.slice(first).filter((e) => e.bundle === sha || e.bundle === null);

@@ -34,6 +34,8 @@ export async function startHarness(
     dataDir: join(root, "server"),
     httpPort: 0,
     mqttPort: 0,
+    // Every JSON answer is checked against the HTTP contract (docs/http-api.md), raw fetches included.
+    checkResponses: true,
     log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
     ...(opts.mqttUrl !== undefined ? { mqttUrl: opts.mqttUrl } : {}),
     ...(opts.deviceBandwidthBytesPerSec !== undefined

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sileroInputs, sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
-import type { RolloutStatus } from "../../scripts/fleetctl/api-client.js";
+import type { RolloutView } from "../../scripts/fleetctl/api-client.js";
 import { waitFor } from "../helpers/agent-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
@@ -31,7 +31,7 @@ type DeviceView = {
 describe("staged rollouts across ten real agents", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
   let h: Harness;
-  let good: RolloutStatus;
+  let good: RolloutView;
 
   beforeAll(async () => {
     tmp = await makeTempDir("ef-rollout-");

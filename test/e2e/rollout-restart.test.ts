@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
-import { ApiClient, type RolloutStatus } from "../../scripts/fleetctl/api-client.js";
+import { ApiClient, type RolloutView } from "../../scripts/fleetctl/api-client.js";
 import { type AgentProcess, spawnAgent, waitFor } from "../helpers/agent-process.js";
 import { freePort, waitForPort } from "../helpers/ports.js";
 import { startServerProcess } from "../helpers/server-process.js";
@@ -90,15 +90,15 @@ describe("server killed mid-stage", () => {
       expect(resumed.stage).toMatchObject({ number: 1, soakStartedAt: soaking.stage!.soakStartedAt });
       expect(resumed.devices.map((d) => d.deviceId)).toEqual([...before.keys()]);
 
-      const final: RolloutStatus = await api.waitForRollout(created.id, { timeoutMs: TIMEOUT, intervalMs: 1000 });
+      const final: RolloutView = await api.waitForRollout(created.id, { timeoutMs: TIMEOUT, intervalMs: 1000 });
       expect(final.status, JSON.stringify(final.devices)).toBe("completed");
       expect(final.counts).toMatchObject({ total: 4, committed: 4, failed: 0 });
       // Stage-1 devices kept their assignment (same stage, same time); the rest came in stage 2.
       for (const d of final.devices) {
         const earlier = before.get(d.deviceId) as
-          | (RolloutStatus["devices"][number] & { assignedAt?: string })
+          | (RolloutView["devices"][number] & { assignedAt?: string })
           | undefined;
-        const now = d as RolloutStatus["devices"][number] & { assignedAt?: string };
+        const now = d as RolloutView["devices"][number] & { assignedAt?: string };
         if (earlier) expect({ stage: now.stage, at: now.assignedAt }).toEqual({ stage: 0, at: earlier.assignedAt });
         else expect(now.stage).toBe(1);
       }

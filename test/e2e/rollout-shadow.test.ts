@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
 import { sileroInputs } from "../../scripts/demo/silero.js";
-import type { RolloutStatus } from "../../scripts/fleetctl/api-client.js";
+import type { RolloutView } from "../../scripts/fleetctl/api-client.js";
 import type { ReportedModel } from "../../shared/schemas/device-state.js";
 import { waitFor } from "../helpers/agent-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
@@ -21,7 +21,7 @@ const MIN_REQUESTS = 20;
 
 type DeviceView = { reported: { models: ReportedModel[] } | null };
 /** The server's rollout view also says how the new version is served (fleet-server/rollout/view.ts). */
-type WithMode = RolloutStatus & { servingMode: "active" | "shadow" | "ab" };
+type WithMode = RolloutView & { servingMode: "active" | "shadow" | "ab" };
 
 async function reportedModel(h: Harness): Promise<ReportedModel | null> {
   const dev = (await h.api.getDevice(DEV)) as DeviceView;
@@ -179,7 +179,7 @@ describe("shadow and A/B rollouts on the device", () => {
       expect(afterRestart).toEqual(new Set(["5.1.0", "5.2.0"]));
 
       await h.api.rolloutCommand(created.id, "rollback");
-      const final: RolloutStatus = await h.api.waitForRollout(created.id, { timeoutMs: TIMEOUT, intervalMs: 500 });
+      const final: RolloutView = await h.api.waitForRollout(created.id, { timeoutMs: TIMEOUT, intervalMs: 500 });
       expect(final.status).toBe("rolled-back");
       const back = await waitFor(
         "side removed, 5.1.0 serving",

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
-import type { RolloutStatus } from "../../scripts/fleetctl/api-client.js";
+import type { RolloutView } from "../../scripts/fleetctl/api-client.js";
 import type { ReportedModel } from "../../shared/schemas/device-state.js";
 import { waitFor } from "../helpers/agent-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
@@ -21,10 +21,10 @@ const TIMEOUT = 5 * 60_000;
 const X: [number, number, number, number] = [1, 2, 3, 4];
 
 type DeviceView = { reported: { models: ReportedModel[] } | null };
-type View = RolloutStatus & {
+type View = RolloutView & {
   history: { type: string; detail: Record<string, unknown> }[];
-  devices: (RolloutStatus["devices"][number] & { rollback: { bundle: string | null } | null })[];
-  counts: RolloutStatus["counts"] & { removed?: number };
+  devices: (RolloutView["devices"][number] & { rollback: { bundle: string | null } | null })[];
+  counts: RolloutView["counts"] & { removed?: number };
 };
 type StoredAssignment = { model: string; bundle: { sha256: string }; strategy: { mode: string } };
 

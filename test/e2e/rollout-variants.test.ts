@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
 import { sileroInputs } from "../../scripts/demo/silero.js";
-import type { RolloutStatus } from "../../scripts/fleetctl/api-client.js";
+import type { RolloutView } from "../../scripts/fleetctl/api-client.js";
 import { waitFor } from "../helpers/agent-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
@@ -29,7 +29,7 @@ type DeviceView = {
   } | null;
   variantMeasurements: { model: string; variant: string; version: string; p50Ms: number; requests: number }[];
 };
-type MemberView = RolloutStatus["devices"][number] & { variant: string; bundle: string; variantReason: string };
+type MemberView = RolloutView["devices"][number] & { variant: string; bundle: string; variantReason: string };
 
 async function committed(h: Harness, id: string, version: string) {
   return waitFor(
@@ -43,7 +43,7 @@ async function committed(h: Harness, id: string, version: string) {
   );
 }
 
-function members(s: RolloutStatus): Map<string, MemberView> {
+function members(s: RolloutView): Map<string, MemberView> {
   return new Map((s.devices as MemberView[]).map((d) => [d.deviceId, d]));
 }
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiError, type CreateRolloutBody, type RolloutStatus } from "../../scripts/fleetctl/api-client.js";
+import { ApiError, type CreateRolloutBody, type RolloutView } from "../../scripts/fleetctl/api-client.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { tinySamples, writeTinyModel } from "../helpers/tiny-models.js";
 import { type Harness, startHarness } from "./fleet-harness.js";
@@ -21,7 +21,7 @@ const FLEETCTL = fileURLToPath(new URL("../../bin/fleetctl.js", import.meta.url)
 const example = (ext: string) =>
   readFile(fileURLToPath(new URL(`../../docs/examples/rollout-vad-canary.${ext}`, import.meta.url)), "utf8");
 
-type View = RolloutStatus & { definition: Record<string, unknown> };
+type View = RolloutView & { definition: Record<string, unknown> };
 
 /** The API error a promise rejects with (fails when it resolves). */
 async function rejection(p: Promise<unknown>): Promise<ApiError> {
@@ -42,7 +42,7 @@ describe("YAML rollout definitions (HTTP and fleetctl)", () => {
       env: { ...process.env, EDGEFLEET_TOKEN: h.server.adminToken },
     });
   /** Creates, reads back the stored definition, aborts (frees the devices for the next one). */
-  async function definitionOf(created: Promise<RolloutStatus>): Promise<Record<string, unknown>> {
+  async function definitionOf(created: Promise<RolloutView>): Promise<Record<string, unknown>> {
     const r = (await created) as View;
     await h.api.rolloutCommand(r.id, "abort");
     return r.definition;
@@ -75,7 +75,7 @@ describe("YAML rollout definitions (HTTP and fleetctl)", () => {
       body: yaml,
     });
     expect(res.status).toBe(201);
-    expect(await definitionOf(res.json() as Promise<RolloutStatus>)).toEqual(jsonDefinition);
+    expect(await definitionOf(res.json() as Promise<RolloutView>)).toEqual(jsonDefinition);
   });
 
   it("a YAML syntax error is a 400 BAD_REQUEST with line and column; nothing is created", async () => {
@@ -137,12 +137,12 @@ describe("YAML rollout definitions (HTTP and fleetctl)", () => {
     const yamlPath = join(tmp.path, "vad-2.1.0.yaml");
     await writeFile(yamlPath, await example("yaml"));
     const out = await cli("--json", "rollouts", "create", "--file", yamlPath);
-    expect(await definitionOf(Promise.resolve(JSON.parse(out.stdout) as RolloutStatus))).toEqual(jsonDefinition);
+    expect(await definitionOf(Promise.resolve(JSON.parse(out.stdout) as RolloutView))).toEqual(jsonDefinition);
 
     const bare = join(tmp.path, "vad-rollout");
     await writeFile(bare, await example("yaml"));
     const flagged = await cli("--json", "rollouts", "create", "--file", bare, "--max-per-minute", "5");
-    const def = await definitionOf(Promise.resolve(JSON.parse(flagged.stdout) as RolloutStatus));
+    const def = await definitionOf(Promise.resolve(JSON.parse(flagged.stdout) as RolloutView));
     expect(def).toEqual({ ...jsonDefinition, rate: { maxPerMinute: 5 } });
   });
 

@@ -1,6 +1,7 @@
 import { readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
 import { SocketClient } from "../../agent/client/socket-client.js";
 import { sha256Hex } from "../../shared/hash.js";
 import { waitFor } from "../helpers/agent-process.js";
@@ -22,15 +23,23 @@ import { MODEL, modelOf, readAgentDb, startCommittedTiny, status, waitStatus } f
 const ID = "heal-1";
 const X: [number, number, number, number] = [1, 2, 3, 4];
 
-interface SeenEvent {
-  type: string;
-  eventSeq: number;
-  model?: string;
-  bundle?: string | null;
-  from?: string;
-  to?: string;
-  error?: { code: string; message: string; details?: { repair?: Record<string, unknown> } };
-}
+/** The fields of a device event these checks read; the API's events are parsed into it. */
+const SeenEventSchema = z.looseObject({
+  type: z.string(),
+  eventSeq: z.number(),
+  model: z.string().nullable().optional(),
+  bundle: z.string().nullable().optional(),
+  from: z.string().optional(),
+  to: z.string().optional(),
+  error: z
+    .object({
+      code: z.string(),
+      message: z.string(),
+      details: z.looseObject({ repair: z.record(z.string(), z.unknown()).optional() }).optional(),
+    })
+    .optional(),
+});
+type SeenEvent = z.infer<typeof SeenEventSchema>;
 
 describe("e2e: a damaged committed model heals itself", () => {
   let env: Awaited<ReturnType<typeof startCommittedTiny>>;
@@ -41,7 +50,8 @@ describe("e2e: a damaged committed model heals itself", () => {
 
   const modelPath = () => join(dataDir, "models", MODEL, sha, "model.onnx");
   const serverBlob = () => join(env.h.root, "server", "bundles", sha);
-  const events = async () => ((await env.h.api.getDevice(ID)) as { events: SeenEvent[] }).events;
+  const events = async (): Promise<SeenEvent[]> =>
+    z.array(SeenEventSchema).parse((await env.h.api.getDevice(ID)).events);
   const lastEventSeq = async () => Math.max(0, ...(await events()).map((e) => e.eventSeq));
   const outputs = async (c: SocketClient) => {
     const res = await c.inferTensors(MODEL, tinyInput(X));

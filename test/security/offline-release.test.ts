@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
 import { sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
 import { ApiClient, type ApiError } from "../../scripts/fleetctl/api-client.js";
+import { ManifestSchema } from "../../shared/schemas/manifest.js";
+import { SignatureFileSchema } from "../../shared/schemas/release-signing.js";
 import { generateKeyPair } from "../../shared/trust/keys.js";
 import { waitForServing } from "../e2e/fleet-harness.js";
 import { type AgentProcess, spawnAgent } from "../helpers/agent-process.js";
@@ -169,11 +171,11 @@ describe("security: offline release signing", () => {
     // The valid signature is kept for the next key holder (k-of-n uploads), nothing is published.
     const half = join(tmp.path, "half.json");
     await fleetctl("release", "sign", file, "--key", join(offline(), "release-v2-1.key"), "--out", half);
-    const oneSig = JSON.parse(await readFile(half, "utf8")) as { signed: unknown; signatures: unknown[] };
+    const oneSig = SignatureFileSchema.parse(JSON.parse(await readFile(half, "utf8")));
     expect(oneSig.signatures).toHaveLength(1);
     const below = await api.uploadSignatures("vad", "1.0.0", "fp32", oneSig);
     expect(below).toMatchObject({ published: false, added: 1, bundle: null, signatures: { valid: 1, required: 2 } });
-    const duplicated = { ...oneSig, signatures: [oneSig.signatures[0], oneSig.signatures[0]] };
+    const duplicated = { ...oneSig, signatures: [oneSig.signatures[0]!, oneSig.signatures[0]!] };
     expect(await api.uploadSignatures("vad", "1.0.0", "fp32", duplicated)).toMatchObject({
       published: false,
       added: 0,
@@ -182,7 +184,7 @@ describe("security: offline release signing", () => {
 
     // A threshold of valid signatures over a different manifest (a raised release counter).
     const tampered = join(tmp.path, "tampered.json");
-    const body = structuredClone((m as { manifest: { releaseCounter: number } }).manifest);
+    const body = ManifestSchema.parse(m.manifest);
     body.releaseCounter += 100;
     await writeFile(tampered, JSON.stringify(body));
     await fleetctl(

@@ -6,12 +6,16 @@ import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FleetServer, startFleetServer } from "../../../fleet-server/main.js";
 import { decodeChunkFrame } from "../../../shared/chunk-frame.js";
+import { VersionViewSchema } from "../../../shared/http/models.js";
 import { createLogger } from "../../../shared/logger.js";
 import { SignedDesiredStateSchema } from "../../../shared/schemas/desired-state.js";
 import type { ReportedState } from "../../../shared/schemas/device-state.js";
+import { ManifestSchema } from "../../../shared/schemas/manifest.js";
+import type { SampleInput } from "../../../shared/schemas/tensor.js";
 import { SignedRootSchema } from "../../../shared/schemas/trust.js";
 import { createTopics } from "../../../shared/topics.js";
 import { verifyRoleSignatures } from "../../../shared/trust/envelope.js";
+import { type HttpApi, httpApi } from "../../helpers/http-api.js";
 import { connectDevice, eventually, nextMessage, publish, subscribeGranted } from "./device-client.js";
 
 type ErrBody = { error: { code: string } };
@@ -19,7 +23,7 @@ type ErrBody = { error: { code: string } };
 const MODEL = "node_modules/@ricky0123/vad-web/dist/silero_vad_v5.onnx";
 const topics = createTopics();
 
-const vadSample = {
+const vadSample: SampleInput = {
   name: "silence",
   inputs: {
     input: { datatype: "FP32", shape: [1, 512], data: Array.from({ length: 512 }, (_, i) => Math.sin(i / 8) * 0.1) },
@@ -30,31 +34,9 @@ const vadSample = {
 
 let dir: string;
 let server: FleetServer;
+/** The operator API in-process, typed and checked by the HTTP contract (test/helpers/http-api.ts). */
+let api: HttpApi;
 const clients: MqttClient[] = [];
-
-async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const init: RequestInit = { method, headers: { authorization: `Bearer ${server.adminToken}`, ...headers } };
-  if (body instanceof Uint8Array) {
-    init.body = body;
-    (init.headers as Record<string, string>)["content-type"] = "application/octet-stream";
-  } else if (typeof body === "string") {
-    init.body = body;
-    (init.headers as Record<string, string>)["content-type"] = "application/json";
-  } else if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    (init.headers as Record<string, string>)["content-type"] = "application/json";
-  }
-  const res = await fetch(`${server.httpUrl}${path}`, init);
-  const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: response bodies are asserted field by field below
-  let json: any = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = text;
-  }
-  return { status: res.status, body: json, headers: res.headers };
-}
 
 async function device(id: string, password: string) {
   const c = await connectDevice(server.mqttUrl, id, password);
@@ -68,8 +50,10 @@ beforeAll(async () => {
     dataDir: dir,
     httpPort: 0,
     mqttPort: 0,
+    checkResponses: true,
     log: createLogger({ name: "fleet-server-test", level: "silent", pretty: false }),
   });
+  api = httpApi(server.app, server.adminToken);
 });
 
 afterAll(async () => {
@@ -92,86 +76,70 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
 
   it("enrolls devices", async () => {
     for (const id of ["dev-a", "dev-b"]) {
-      const r = await api("POST", "/v1/devices", { id, tags: { site: "lab" } });
-      expect(r.status).toBe(201);
-      expect(r.body.id).toBe(id);
-      passwords[id] = r.body.password;
+      const r = await api.ok("enrollDevice", { body: { id, tags: { site: "lab" } } }, 201);
+      expect(r.id).toBe(id);
+      passwords[id] = r.password;
     }
-    const dup = await api("POST", "/v1/devices", { id: "dev-a" });
-    expect(dup.status).toBe(409);
-    expect(dup.body.error.code).toBe("CONFLICT");
-    const bad = await api("POST", "/v1/devices", { id: "bad/id" });
-    expect(bad.status).toBe(400);
-    expect(bad.body.error.code).toBe("VALIDATION_FAILED");
-    expect(bad.body.error.message).toContain("body.id");
+    expect(await api.fail("enrollDevice", { body: { id: "dev-a" } })).toMatchObject({ status: 409, code: "CONFLICT" });
+    const bad = await api.fail("enrollDevice", { body: { id: "bad/id" } });
+    expect(bad).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+    expect(bad.message).toContain("body.id");
   });
 
   it("uploads a model and registers a version with a signed fp32 bundle", async () => {
     const bytes = readFileSync(MODEL);
-    const up = await api("POST", "/v1/uploads", new Uint8Array(bytes));
-    expect(up.status).toBe(201);
-    expect(up.body).toEqual({ sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length });
+    const up = await api.ok("upload", { raw: { payload: bytes, contentType: "application/octet-stream" } }, 201);
+    expect(up).toEqual({ sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length });
 
-    const r = await api("POST", "/v1/models", {
-      name: "vad",
-      version: "1.0.0",
-      upload: up.body.sha256,
-      samples: [vadSample],
-    });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const create = { name: "vad", version: "1.0.0", upload: up.sha256, samples: [vadSample] };
+    const r = VersionViewSchema.parse(await api.ok("createModel", { body: create }, 201));
     // int8 is built by default (issue 5): fp32 first, then the validated int8 variant.
-    expect(r.body.variants.map((v: { variant: string }) => v.variant)).toEqual(["fp32", "int8"]);
-    expect(r.body.variants[0].releaseCounter).toBe(1);
-    bundle = r.body.variants[0].bundle;
-    expect(r.body.manifest.signed.inputs.map((i: { name: string }) => i.name)).toEqual(["input", "state", "sr"]);
-    expect(r.body.manifest.signed.opset).toBeGreaterThan(1);
+    expect(r.variants.map((v) => v.variant)).toEqual(["fp32", "int8"]);
+    expect(r.variants[0]!.releaseCounter).toBe(1);
+    bundle = r.variants[0]!.bundle!;
+    const signed = ManifestSchema.parse(r.manifest!.signed);
+    expect(signed.inputs.map((i) => i.name)).toEqual(["input", "state", "sr"]);
+    expect(signed.opset).toBeGreaterThan(1);
 
-    const again = await api("POST", "/v1/models", {
-      name: "vad",
-      version: "1.0.0",
-      upload: up.body.sha256,
-      samples: [vadSample],
-    });
-    expect(again.status).toBe(409);
-    const list = await api("GET", "/v1/models");
-    expect(list.body.models[0]).toMatchObject({ name: "vad", latestVersion: "1.0.0" });
-    const v = await api("GET", "/v1/models/vad/versions/1.0.0");
-    expect(v.body.samplesCount).toBe(1);
+    expect((await api.fail("createModel", { body: create })).status).toBe(409);
+    const list = await api.ok("listModels");
+    expect(list.models[0]).toMatchObject({ name: "vad", latestVersion: "1.0.0" });
+    const v = await api.ok("getModelVersion", { params: { name: "vad", version: "1.0.0" } });
+    expect(v.samplesCount).toBe(1);
   });
 
   it("rejects bad model requests precisely", async () => {
-    const malformed = await api("POST", "/v1/models", "{not json");
-    expect(malformed.status).toBe(400);
-    expect(malformed.body.error.code).toBe("BAD_REQUEST");
-    const invalid = await api("POST", "/v1/models", { name: "Vad!", version: "x", upload: "abc", samples: [] });
-    expect(invalid.status).toBe(400);
-    expect(invalid.body.error.code).toBe("VALIDATION_FAILED");
-    const unknown = await api("POST", "/v1/models", {
-      name: "vad",
-      version: "2.0.0",
-      upload: "0".repeat(64),
-      samples: [vadSample],
+    const malformed = await api.fail("createModel", { raw: { payload: "{not json", contentType: "application/json" } });
+    expect(malformed).toMatchObject({ status: 400, code: "BAD_REQUEST" });
+    const invalid = await api.fail("createModel", {
+      body: { name: "Vad!", version: "x", upload: "abc", samples: [] },
     });
-    expect(unknown.status).toBe(404);
-    expect(unknown.body.error.code).toBe("NOT_FOUND");
-    const junk = await api("POST", "/v1/uploads", new Uint8Array(Buffer.from("this is not an onnx model")));
-    const notOnnx = await api("POST", "/v1/models", {
-      name: "junk",
-      version: "1.0.0",
-      upload: junk.body.sha256,
-      samples: [vadSample],
+    expect(invalid).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+    const unknown = await api.fail("createModel", {
+      body: { name: "vad", version: "2.0.0", upload: "0".repeat(64), samples: [vadSample] },
     });
-    expect(notOnnx.status).toBe(422);
-    expect(notOnnx.body.error.code).toBe("MODEL_LOAD_FAILED");
+    expect(unknown).toMatchObject({ status: 404, code: "NOT_FOUND" });
+    const junk = await api.ok(
+      "upload",
+      { raw: { payload: Buffer.from("this is not an onnx model"), contentType: "application/octet-stream" } },
+      201,
+    );
+    const notOnnx = await api.fail("createModel", {
+      body: { name: "junk", version: "1.0.0", upload: junk.sha256, samples: [vadSample] },
+    });
+    expect(notOnnx).toMatchObject({ status: 422, code: "MODEL_LOAD_FAILED" });
   });
 
   it("rolls out: the device gets a director-signed desired state and pulls the bundle in chunks", async () => {
     const root = SignedRootSchema.parse(JSON.parse(readFileSync(server.rootJsonPath, "utf8"))).signed;
-    const r = await api("POST", "/v1/rollouts", { model: "vad", version: "1.0.0", target: { deviceIds: ["dev-a"] } });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    rolloutId = r.body.id;
-    expect(r.body.status).toBe("running");
-    expect(r.body.counts).toMatchObject({ total: 1, pending: 1 });
+    const r = await api.ok(
+      "createRollout",
+      { body: { model: "vad", version: "1.0.0", target: { deviceIds: ["dev-a"] } } },
+      201,
+    );
+    rolloutId = r.id;
+    expect(r.status).toBe("running");
+    expect(r.counts).toMatchObject({ total: 1, pending: 1 });
 
     const a = await device("dev-a", passwords["dev-a"]!);
     const raw = await nextMessage(a, topics.device("dev-a", "desired"));
@@ -238,13 +206,13 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
     expect(part.status).toBe(206);
     expect(part.headers.get("content-range")).toBe(`bytes 0-99/${bundle.size}`);
     expect(Buffer.from(await part.arrayBuffer())).toEqual(all.subarray(0, 100));
-    const beyond = await api("GET", `/v1/bundles/${bundle.sha256}`, undefined, { range: `bytes=${bundle.size}-` });
-    expect(beyond.status).toBe(416);
-    expect(beyond.body.error.code).toBe("RANGE_NOT_SATISFIABLE");
-    const head = await api("HEAD", `/v1/bundles/${bundle.sha256}`);
+    const sha = { sha256: bundle.sha256 };
+    const beyond = await api.fail("getBundle", { params: sha, headers: { range: `bytes=${bundle.size}-` } });
+    expect(beyond).toMatchObject({ status: 416, code: "RANGE_NOT_SATISFIABLE" });
+    const head = await api.call("getBundle", { params: sha, method: "HEAD" });
     expect(head.status).toBe(200);
-    expect(head.headers.get("accept-ranges")).toBe("bytes");
-    expect((await api("GET", `/v1/bundles/${"0".repeat(64)}`)).status).toBe(404);
+    expect(head.headers["accept-ranges"]).toBe("bytes");
+    expect((await api.call("getBundle", { params: { sha256: "0".repeat(64) } })).status).toBe(404);
     // Device basic auth: allowed for its assigned bundle, refused for another device's view of it.
     const basic = (id: string) => `Basic ${Buffer.from(`${id}:${passwords[id]}`).toString("base64")}`;
     const asA = await fetch(`${server.httpUrl}/v1/bundles/${bundle.sha256}`, {
@@ -281,16 +249,16 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
     };
     await publish(a, topics.device("dev-a", "reported"), JSON.stringify(reported), true);
     const status = await eventually(async () => {
-      const r = await api("GET", `/v1/rollouts/${rolloutId}`);
-      return r.body.status === "completed" ? r.body : undefined;
+      const r = await api.ok("getRollout", { params: { id: rolloutId } });
+      return r.status === "completed" ? r : undefined;
     });
     expect(status.counts).toMatchObject({ total: 1, committed: 1, failed: 0 });
     expect(status.devices[0]).toMatchObject({ deviceId: "dev-a", state: "committed" });
-    const dev = await api("GET", "/v1/devices/dev-a");
-    expect(dev.body.presence).toBe("online");
-    expect(dev.body.reported.models[0].state).toBe("committed");
-    const list = await api("GET", "/v1/rollouts");
-    expect(list.body.rollouts[0]).toMatchObject({ id: rolloutId, status: "completed" });
+    const dev = await api.ok("getDevice", { params: { id: "dev-a" } });
+    expect(dev.presence).toBe("online");
+    expect(dev.reported?.models[0]?.state).toBe("committed");
+    const list = await api.ok("listRollouts");
+    expect(list.rollouts[0]).toMatchObject({ id: rolloutId, status: "completed" });
   });
 
   it("enforces the broker ACL", async () => {
@@ -315,8 +283,8 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
     };
     b.publish(topics.device("dev-a", "reported"), JSON.stringify(forged), { qos: 1 });
     await new Promise<void>((resolve) => b.once("close", () => resolve()));
-    const dev = await api("GET", "/v1/devices/dev-a");
-    expect(dev.body.reported.models).toHaveLength(1);
+    const dev = await api.ok("getDevice", { params: { id: "dev-a" } });
+    expect(dev.reported?.models).toHaveLength(1);
   });
 });
 

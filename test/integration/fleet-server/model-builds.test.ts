@@ -3,40 +3,44 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FleetServer, startFleetServer } from "../../../fleet-server/main.js";
-import { BUILD_PHASES, type BuildView } from "../../../fleet-server/registry/build-tracker.js";
+import { BUILD_PHASES } from "../../../fleet-server/registry/build-tracker.js";
 import { sileroModelPath, sileroSamples } from "../../../scripts/demo/silero.js";
+import type { RequestBodyOf } from "../../../shared/http/contract.js";
+import { BuildStartedSchema, type BuildViewBody, type modelRoutes } from "../../../shared/http/models.js";
 import { createLogger } from "../../../shared/logger.js";
+import { type HttpApi, httpApi } from "../../helpers/http-api.js";
+
+type CreateModelBody = RequestBodyOf<typeof modelRoutes.createModel>;
+const OCTETS = "application/octet-stream";
+const JSON_TYPE = "application/json";
 
 let dir: string;
 let server: FleetServer;
 
-async function api(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const init: RequestInit = { method, headers: { authorization: `Bearer ${server.adminToken}`, ...headers } };
-  if (body instanceof Uint8Array) {
-    init.body = body;
-    (init.headers as Record<string, string>)["content-type"] = "application/octet-stream";
-  } else if (typeof body === "string") {
-    init.body = body;
-    (init.headers as Record<string, string>)["content-type"] = "application/json";
-  } else if (body !== undefined) {
-    init.body = JSON.stringify(body);
-    (init.headers as Record<string, string>)["content-type"] = "application/json";
-  }
-  const res = await fetch(`${server.httpUrl}${path}`, init);
-  const text = await res.text();
-  // biome-ignore lint/suspicious/noExplicitAny: response bodies are asserted field by field below
-  const json: any = text ? JSON.parse(text) : null;
-  return { status: res.status, body: json, headers: res.headers };
+/** The operator API in-process, typed and checked by the HTTP contract (test/helpers/http-api.ts). */
+let api: HttpApi;
+
+/** `POST /v1/models` asking for a tracked build; returns the build id of the `202`. */
+async function startBuild(body: CreateModelBody, headers?: Record<string, string>): Promise<string> {
+  // `ok` parsed the 202 with its schema; the parse here only narrows the 201 | 202 union.
+  const r = BuildStartedSchema.parse(
+    await api.ok("createModel", { body, ...(headers ? { headers } : { query: { async: "1" } }) }, 202),
+  );
+  expect(r).toEqual({
+    buildId: expect.any(String),
+    status: "running",
+    links: { self: `/v1/model-builds/${r.buildId}` },
+  });
+  return r.buildId;
 }
 
 /** Polls a build until it ends, keeping every snapshot seen. */
-async function pollBuild(id: string): Promise<BuildView[]> {
-  const seen: BuildView[] = [];
+async function pollBuild(id: string): Promise<BuildViewBody[]> {
+  const seen: BuildViewBody[] = [];
   for (let i = 0; i < 3000; i++) {
-    const r = await api("GET", `/v1/model-builds/${id}`);
-    expect(r.status).toBe(200);
-    seen.push(r.body as BuildView);
-    if (r.body.status !== "running") return seen;
+    const r = await api.ok("getModelBuild", { params: { id } });
+    seen.push(r);
+    if (r.status !== "running") return seen;
     await new Promise((res) => setTimeout(res, 5));
   }
   throw new Error(`build ${id} did not finish`);
@@ -61,8 +65,10 @@ beforeAll(async () => {
     dataDir: dir,
     httpPort: 0,
     mqttPort: 0,
+    checkResponses: true,
     log: createLogger({ name: "model-builds-test", level: "silent", pretty: false }),
   });
+  api = httpApi(server.app, server.adminToken);
 });
 
 afterAll(async () => {
@@ -72,18 +78,10 @@ afterAll(async () => {
 
 describe("model builds (POST /v1/models?async=1)", () => {
   it("tracks phases and progress of a Silero build; the result is what a sync creation returns", async () => {
-    const up = await api("POST", "/v1/uploads", new Uint8Array(readFileSync(sileroModelPath())));
-    expect(up.status).toBe(201);
-    const body = { name: "vad", upload: up.body.sha256, samples: sileroSamples() };
+    const up = await api.ok("upload", { raw: { payload: readFileSync(sileroModelPath()), contentType: OCTETS } }, 201);
+    const body = { name: "vad", upload: up.sha256, samples: sileroSamples() };
 
-    const started = await api("POST", "/v1/models?async=1", { ...body, version: "1.0.0" });
-    expect(started.status).toBe(202);
-    expect(started.body).toEqual({
-      buildId: expect.any(String),
-      status: "running",
-      links: { self: `/v1/model-builds/${started.body.buildId}` },
-    });
-    const seen = await pollBuild(started.body.buildId);
+    const seen = await pollBuild(await startBuild({ ...body, version: "1.0.0" }));
     const final = seen.at(-1)!;
     expect(final.status).toBe("succeeded");
     expect(final.error).toBeUndefined();
@@ -118,57 +116,50 @@ describe("model builds (POST /v1/models?async=1)", () => {
       }
     }
 
-    const result = final.result as {
-      name: string;
-      version: string;
-      variants: { variant: string; published: boolean }[];
-    };
+    const result = final.result!;
     expect(result.name).toBe("vad");
     expect(result.version).toBe("1.0.0");
     expect(result.variants.map((v) => v.variant)).toEqual(["fp32", "int8"]);
-    const stored = await api("GET", "/v1/models/vad/versions/1.0.0");
-    expect(stored.body).toEqual(result);
+    const stored = await api.ok("getModelVersion", { params: { name: "vad", version: "1.0.0" } });
+    expect(stored).toEqual(result);
 
-    const sync = await api("POST", "/v1/models", { ...body, version: "1.0.1" });
-    expect(sync.status).toBe(201);
-    expect(shape(result)).toEqual(shape(sync.body));
+    const sync = await api.ok("createModel", { body: { ...body, version: "1.0.1" } }, 201);
+    expect(shape(result)).toEqual(shape(sync));
 
     // The Prefer header asks for the same thing.
-    const preferred = await api("POST", "/v1/models", { ...body, version: "1.0.2" }, { prefer: "respond-async" });
-    expect(preferred.status).toBe(202);
-    expect((await pollBuild(preferred.body.buildId)).at(-1)!.status).toBe("succeeded");
+    const preferred = await startBuild({ ...body, version: "1.0.2" }, { prefer: "respond-async" });
+    expect((await pollBuild(preferred)).at(-1)!.status).toBe("succeeded");
     // An existing version is refused at once, not as a failed build.
-    const again = await api("POST", "/v1/models?async=1", { ...body, version: "1.0.0" });
+    const again = await api.fail("createModel", { body: { ...body, version: "1.0.0" }, query: { async: "1" } });
     expect(again.status).toBe(409);
   });
 
   it("a non-ONNX upload ends failed with MODEL_LOAD_FAILED; bad input is refused at once", async () => {
-    const up = await api("POST", "/v1/uploads", new TextEncoder().encode("this is not an onnx model, just text"));
-    expect(up.status).toBe(201);
-    const started = await api("POST", "/v1/models?async=1", {
-      name: "junk",
-      version: "1.0.0",
-      upload: up.body.sha256,
-      samples: sileroSamples(),
-    });
-    expect(started.status).toBe(202);
-    const final = (await pollBuild(started.body.buildId)).at(-1)!;
+    const text = Buffer.from("this is not an onnx model, just text");
+    const up = await api.ok("upload", { raw: { payload: text, contentType: OCTETS } }, 201);
+    const started = await startBuild({ name: "junk", version: "1.0.0", upload: up.sha256, samples: sileroSamples() });
+    const final = (await pollBuild(started)).at(-1)!;
     expect(final.status).toBe("failed");
     expect(final.error?.code).toBe("MODEL_LOAD_FAILED");
     expect(final.result).toBeUndefined();
     expect(final.phases.at(-1)).toMatchObject({ name: "inspecting", status: "failed" });
-    expect((await api("GET", "/v1/models/junk")).status).toBe(404);
+    expect((await api.fail("getModel", { params: { name: "junk" } })).status).toBe(404);
 
-    const badJson = await api("POST", "/v1/models?async=1", "{ not json");
+    const async = { async: "1" } as const;
+    const badJson = await api.fail("createModel", {
+      query: async,
+      raw: { payload: "{ not json", contentType: JSON_TYPE },
+    });
     expect(badJson.status).toBe(400);
-    const badBody = await api("POST", "/v1/models?async=1", { name: "junk", version: "1.0.0" });
-    expect(badBody.status).toBe(400);
-    expect(badBody.body.error.code).toBe("VALIDATION_FAILED");
+    const badBody = await api.fail("createModel", {
+      query: async,
+      raw: { payload: JSON.stringify({ name: "junk", version: "1.0.0" }), contentType: JSON_TYPE },
+    });
+    expect(badBody).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
   });
 
   it("an unknown build id is 404", async () => {
-    const r = await api("GET", "/v1/model-builds/00000000-0000-4000-8000-000000000000");
-    expect(r.status).toBe(404);
-    expect(r.body.error.code).toBe("NOT_FOUND");
+    const r = await api.fail("getModelBuild", { params: { id: "00000000-0000-4000-8000-000000000000" } });
+    expect(r).toMatchObject({ status: 404, code: "NOT_FOUND" });
   });
 });

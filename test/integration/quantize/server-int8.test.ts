@@ -5,32 +5,31 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FleetServer, startFleetServer } from "../../../fleet-server/main.js";
 import { decodeModel, encodeModel } from "../../../fleet-server/quantize/onnx-model.js";
 import { sileroModelPath, sileroSamples } from "../../../scripts/demo/silero.js";
+import type { RequestBodyOf } from "../../../shared/http/contract.js";
+import { type modelRoutes, type VariantView, VersionViewSchema } from "../../../shared/http/models.js";
 import { createLogger } from "../../../shared/logger.js";
+import type { SampleInput } from "../../../shared/schemas/tensor.js";
+import { type HttpApi, httpApi } from "../../helpers/http-api.js";
 import { buildModel, mlpModel, node, valueInfo } from "../../helpers/onnx-builder.js";
 
 let dir: string;
 let server: FleetServer;
 
-// biome-ignore lint/suspicious/noExplicitAny: response bodies are asserted field by field
-async function api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const headers: Record<string, string> = { authorization: `Bearer ${server.adminToken}` };
-  let payload: RequestInit["body"];
-  if (body instanceof Uint8Array) {
-    headers["content-type"] = "application/octet-stream";
-    payload = body;
-  } else if (body !== undefined) {
-    headers["content-type"] = "application/json";
-    payload = JSON.stringify(body);
-  }
-  const res = await fetch(`${server.httpUrl}${path}`, { method, headers, body: payload });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+/** The operator API in-process, typed and checked by the HTTP contract (test/helpers/http-api.ts). */
+let api: HttpApi;
 
 async function upload(bytes: Uint8Array): Promise<string> {
-  const r = await api("POST", "/v1/uploads", bytes);
-  expect(r.status).toBe(201);
-  return r.body.sha256;
+  const r = await api.ok(
+    "upload",
+    { raw: { payload: Buffer.from(bytes), contentType: "application/octet-stream" } },
+    201,
+  );
+  return r.sha256;
+}
+
+/** `POST /v1/models` (synchronous): the version view of its `201`. */
+async function createModel(body: RequestBodyOf<typeof modelRoutes.createModel>) {
+  return VersionViewSchema.parse(await api.ok("createModel", { body }, 201));
 }
 
 const bundleFiles = () => readdirSync(join(dir, "bundles")).length;
@@ -41,8 +40,10 @@ beforeAll(async () => {
     dataDir: dir,
     httpPort: 0,
     mqttPort: 0,
+    checkResponses: true,
     log: createLogger({ name: "quantize-it", level: "silent", pretty: false }),
   });
+  api = httpApi(server.app, server.adminToken);
 });
 afterAll(async () => {
   await server?.close();
@@ -52,7 +53,7 @@ afterAll(async () => {
 describe("POST /v1/models with quantize=int8 (real fleet server, Silero VAD)", () => {
   it("builds fp32 and a validated, published int8 variant and shows the report", async () => {
     const sha = await upload(new Uint8Array(readFileSync(sileroModelPath("v5"))));
-    const r = await api("POST", "/v1/models", {
+    const r = await createModel({
       name: "vad",
       version: "1.0.0",
       upload: sha,
@@ -60,33 +61,27 @@ describe("POST /v1/models with quantize=int8 (real fleet server, Silero VAD)", (
       quantize: "int8",
       calibration: sileroSamples().map((s) => ({ inputs: s.inputs })),
     });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    expect(r.body.variants.map((v: { variant: string }) => v.variant)).toEqual(["fp32", "int8"]);
-    const [fp32, int8] = r.body.variants;
+    expect(r.variants.map((v) => v.variant)).toEqual(["fp32", "int8"]);
+    const [fp32, int8] = r.variants as [VariantView, VariantView];
     expect(fp32).toMatchObject({ published: true, validation: null, releaseCounter: 1 });
     // Variants of one version share its release counter (fleet-server/registry/model-service.ts).
     expect(int8).toMatchObject({ published: true, releaseCounter: 1 });
     expect(int8.validation).toMatchObject({ passed: true, samples: 3, calibrationInputs: 3, failures: [] });
-    expect(int8.bundle.size / fp32.bundle.size).toBeLessThanOrEqual(0.35);
-    const got = await api("GET", "/v1/models/vad/versions/1.0.0");
-    expect(got.body.variants[1].validation.outputs.map((o: { output: string }) => o.output)).toEqual([
-      "output",
-      "stateN",
-    ]);
-    expect(got.body.variants[1].quantization.nodes.length).toBeGreaterThan(10);
-    expect((await api("POST", "/v1/devices", { id: "dev-q" })).status).toBe(201);
-    const rollout = await api("POST", "/v1/rollouts", {
-      model: "vad",
-      version: "1.0.0",
-      variant: "int8",
-      target: { deviceIds: ["dev-q"] },
-    });
-    expect(rollout.status, JSON.stringify(rollout.body)).toBe(201);
+    expect(int8.bundle!.size / fp32.bundle!.size).toBeLessThanOrEqual(0.35);
+    const got = await api.ok("getModelVersion", { params: { name: "vad", version: "1.0.0" } });
+    expect(got.variants[1]!.validation!.outputs.map((o) => o.output)).toEqual(["output", "stateN"]);
+    expect(got.variants[1]!.quantization!.nodes.length).toBeGreaterThan(10);
+    await api.ok("enrollDevice", { body: { id: "dev-q" } }, 201);
+    await api.ok(
+      "createRollout",
+      { body: { model: "vad", version: "1.0.0", variant: "int8", target: { deviceIds: ["dev-q"] } } },
+      201,
+    );
   });
 
   it("stores but does not publish an int8 variant that fails the policy", async () => {
     const sha = await upload(new Uint8Array(readFileSync(sileroModelPath("v5"))));
-    const r = await api("POST", "/v1/models", {
+    const r = await createModel({
       name: "vad",
       version: "1.1.0",
       upload: sha,
@@ -94,14 +89,13 @@ describe("POST /v1/models with quantize=int8 (real fleet server, Silero VAD)", (
       quantize: "int8",
       accuracyPolicy: { maxAbsError: 0, maxRelError: 0 },
     });
-    expect(r.status).toBe(201);
-    const int8 = r.body.variants[1];
-    expect(int8.published).toBe(false);
-    const got = await api("GET", "/v1/models/vad/versions/1.1.0");
-    expect(got.body.variants.map((v: { published: boolean }) => v.published)).toEqual([true, false]);
+    expect(r.variants[1]!.published).toBe(false);
+    const got = await api.ok("getModelVersion", { params: { name: "vad", version: "1.1.0" } });
+    expect(got.variants.map((v) => v.published)).toEqual([true, false]);
     // Stored for inspection: the bundle exists and its signed manifest carries the failed report.
-    expect(got.body.variants[1].bundle.size).toBeGreaterThan(0);
-    expect(got.body.variants[1].quantization.validation.passed).toBe(false);
+    expect(got.variants[1]!.bundle!.size).toBeGreaterThan(0);
+    expect(got.variants[1]!.quantization).toMatchObject({ validation: { passed: false } });
+    expect(got.variants[1]!.validation?.passed).toBe(false);
   });
 
   it("quantize none keeps the single fp32 bundle; a model with nothing to quantize says why", async () => {
@@ -112,31 +106,20 @@ describe("POST /v1/models with quantize=int8 (real fleet server, Silero VAD)", (
       nodes: [node("Relu", ["x"], ["y"])],
     });
     const sha = await upload(tiny);
-    const samples = [{ inputs: { x: { datatype: "FP32", shape: [1, 4], data: [1, -1, 2, -2] } } }];
-    const plain = await api("POST", "/v1/models", {
-      name: "relu",
-      version: "1.0.0",
-      upload: sha,
-      samples,
-      quantize: "none",
-    });
-    expect(plain.body.variants).toHaveLength(1);
-    const q = await api("POST", "/v1/models", {
-      name: "relu",
-      version: "1.1.0",
-      upload: sha,
-      samples,
-      quantize: "int8",
-    });
-    expect(q.status).toBe(201);
-    expect(q.body.variants[1]).toMatchObject({ variant: "int8", bundle: null, published: false });
-    expect(q.body.variants[1].reason).toContain("no weight qualified");
+    const samples: SampleInput[] = [{ inputs: { x: { datatype: "FP32", shape: [1, 4], data: [1, -1, 2, -2] } } }];
+    const plain = await createModel({ name: "relu", version: "1.0.0", upload: sha, samples, quantize: "none" });
+    expect(plain.variants).toHaveLength(1);
+    const q = await createModel({ name: "relu", version: "1.1.0", upload: sha, samples, quantize: "int8" });
+    expect(q.variants[1]).toMatchObject({ variant: "int8", bundle: null, published: false });
+    expect(q.variants[1]!.reason).toContain("no weight qualified");
   });
 
   it("refuses bad uploads precisely and stores nothing", async () => {
     const before = bundleFiles();
     const mlp = mlpModel();
-    const mlpSamples = [{ inputs: { x: { datatype: "FP32", shape: [1, 64], data: new Array(64).fill(0.1) } } }];
+    const mlpSamples: SampleInput[] = [
+      { inputs: { x: { datatype: "FP32", shape: [1, 64], data: new Array(64).fill(0.1) } } },
+    ];
     const ext = decodeModel(mlp);
     ext.graph!.initializer![0] = {
       name: "W1",
@@ -151,7 +134,7 @@ describe("POST /v1/models with quantize=int8 (real fleet server, Silero VAD)", (
       outputs: [valueInfo("y", [1, 4])],
       nodes: [node("NoSuchOp", ["x"], ["y"])],
     });
-    const cases: [string, Uint8Array, unknown[], string, RegExp][] = [
+    const cases: [string, Uint8Array, SampleInput[], string, RegExp][] = [
       [
         "junk",
         new Uint8Array(Buffer.from("definitely not onnx")),
@@ -165,29 +148,33 @@ describe("POST /v1/models with quantize=int8 (real fleet server, Silero VAD)", (
       [
         "mismatch",
         mlp,
-        [{ inputs: { input: mlpSamples[0]!.inputs.x } }],
+        [{ inputs: { input: mlpSamples[0]!.inputs.x! } }],
         "VALIDATION_FAILED",
         /missing x; unknown input/,
       ],
     ];
     for (const [name, bytes, samples, code, message] of cases) {
       const sha = await upload(bytes);
-      const r = await api("POST", "/v1/models", { name, version: "1.0.0", upload: sha, samples, quantize: "int8" });
-      expect(r.body.error?.code, name).toBe(code);
-      expect(r.body.error.message, name).toMatch(message);
+      const r = await api.fail("createModel", {
+        body: { name, version: "1.0.0", upload: sha, samples, quantize: "int8" },
+      });
+      expect(r.code, name).toBe(code);
+      expect(r.message, name).toMatch(message);
     }
-    const badCalibration = await api("POST", "/v1/models", {
-      name: "mlp",
-      version: "1.0.0",
-      upload: await upload(mlp),
-      samples: mlpSamples,
-      quantize: "int8",
-      calibration: [{ inputs: { x: { datatype: "FP32", shape: [1, 3], data: [1, 2, 3] } } }],
+    const badCalibration = await api.fail("createModel", {
+      body: {
+        name: "mlp",
+        version: "1.0.0",
+        upload: await upload(mlp),
+        samples: mlpSamples,
+        quantize: "int8",
+        calibration: [{ inputs: { x: { datatype: "FP32", shape: [1, 3], data: [1, 2, 3] } } }],
+      },
     });
-    expect(badCalibration.body.error.code).toBe("VALIDATION_FAILED");
-    const names = (await api("GET", "/v1/models")).body.models.map((m: { name: string }) => m.name);
+    expect(badCalibration.code).toBe("VALIDATION_FAILED");
+    const names = (await api.ok("listModels")).models.map((m) => m.name);
     expect(names).not.toEqual(expect.arrayContaining(["junk", "cut", "ext", "broken", "mismatch", "mlp"]));
-    expect(names.some((n: string) => ["junk", "cut", "ext", "broken", "mismatch", "mlp"].includes(n))).toBe(false);
+    expect(names.some((n) => ["junk", "cut", "ext", "broken", "mismatch", "mlp"].includes(n))).toBe(false);
     expect(bundleFiles()).toBe(before);
   });
 });

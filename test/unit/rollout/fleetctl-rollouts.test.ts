@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
-import type { RolloutStatus } from "../../../scripts/fleetctl/api-client.js";
-import { formatRollout, rolloutBodyFromFlags } from "../../../scripts/fleetctl/rollout-commands.js";
+import {
+  formatRollout,
+  type RolloutDisplay,
+  rolloutBodyFromFlags,
+} from "../../../scripts/fleetctl/rollout-commands.js";
 
 const counts = (over: Partial<Record<string, number>> = {}) => ({
   total: 0,
@@ -43,7 +46,7 @@ describe("fleetctl rollouts", () => {
   });
 
   it("shows per-stage progress by device state, the gates and the reason", () => {
-    const s: RolloutStatus = {
+    const s: RolloutDisplay = {
       id: "r-1",
       model: "vad",
       version: "2.0.0",
@@ -76,7 +79,7 @@ describe("fleetctl rollouts", () => {
   });
 
   it("counts devices whose side was removed (rolled-back shadow rollout) as done, and only then shows them", () => {
-    const s: RolloutStatus = {
+    const s: RolloutDisplay = {
       id: "r-2",
       model: "vad",
       version: "2.0.0",

@@ -2,8 +2,7 @@ import { describe, expect, it } from "vitest";
 import { observeDevice } from "../../../fleet-server/rollout/observe.js";
 import { memberView } from "../../../fleet-server/rollout/view.js";
 import type { MemberRow, RolloutRow } from "../../../fleet-server/store/rollout-repo.js";
-import type { RolloutStatus } from "../../../scripts/fleetctl/api-client.js";
-import { formatRollout } from "../../../scripts/fleetctl/rollout-commands.js";
+import { formatRollout, type RolloutDisplay } from "../../../scripts/fleetctl/rollout-commands.js";
 import { sha256Hex } from "../../../shared/hash.js";
 import type { ReportedState } from "../../../shared/schemas/device-state.js";
 
@@ -94,7 +93,7 @@ describe("rollout view: the verdict beside what the device runs now (issue 20 §
 
   it("fleetctl rollouts status prints what the failed device runs and the note", () => {
     const v = view(member(), reported({ version: "2.0.0", sha256: NEW }));
-    const s: RolloutStatus = {
+    const s: RolloutDisplay = {
       id: "r-1",
       model: "vad",
       version: "2.0.0",

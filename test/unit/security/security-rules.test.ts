@@ -49,8 +49,12 @@ describe("API roles and route access (pure, issue 20 §1)", () => {
 
   it("declarationOf: no or unknown access fails; read-only levels on a write method fail", () => {
     expect(declarationOf({ method: ["GET", "HEAD"], url: "/x", config: { access: "viewer" } })).toEqual([
-      { method: "GET", url: "/x", access: "viewer" },
-      { method: "HEAD", url: "/x", access: "viewer" },
+      { method: "GET", url: "/x", access: "viewer", operation: null },
+      { method: "HEAD", url: "/x", access: "viewer", operation: null },
+    ]);
+    // A route registered through its HTTP contract carries its operation id (issue 23).
+    expect(declarationOf({ method: "GET", url: "/x", config: { access: "viewer", operation: "getX" } })).toEqual([
+      { method: "GET", url: "/x", access: "viewer", operation: "getX" },
     ]);
     expect(() => declarationOf({ method: "GET", url: "/x" })).toThrow(/declares no access level/);
     expect(() => declarationOf({ method: "GET", url: "/x", config: { access: "root" as never } })).toThrow(

@@ -1,0 +1,99 @@
+import { z } from "zod";
+import { DeviceIdSchema } from "../schemas/common.js";
+import { DeviceEventSchema, ReportedStateSchema, UpdateStateSchema } from "../schemas/device-state.js";
+import { defineRoute } from "./contract.js";
+
+/** Device routes: enrollment by an operator, listing, one device's detail, revocation. */
+
+export const TagsSchema = z.record(z.string().min(1).max(64), z.string().max(256));
+const ProfileIdSchema = z.string().min(1).max(128);
+
+export const EnrollDeviceRequestSchema = z.object({
+  id: DeviceIdSchema,
+  tags: TagsSchema.optional(),
+  profile: ProfileIdSchema.optional(),
+});
+
+/** A device's MQTT credentials: the password is shown once, only its hash is kept. */
+export const DeviceCredentialsSchema = z.object({ id: DeviceIdSchema, password: z.string().min(1) });
+
+/** One line per model: what runs and what is happening, from the device's last report. */
+const ModelSummarySchema = z.object({
+  model: z.string(),
+  state: UpdateStateSchema,
+  committedVersion: z.string().nullable(),
+  candidateVersion: z.string().nullable(),
+});
+
+export const DeviceSummarySchema = z.looseObject({
+  id: DeviceIdSchema,
+  tags: z.record(z.string(), z.string()),
+  profile: z.string().nullable(),
+  /** `unknown` while the server cannot see the device's presence (its broker link was lost since). */
+  presence: z.enum(["online", "offline", "unknown"]),
+  presenceSince: z.string().nullable(),
+  lastKnownPresence: z.enum(["online", "offline"]),
+  lastSeen: z.string().nullable(),
+  createdAt: z.string(),
+  desiredSeq: z.number().int().min(0),
+  models: z.array(ModelSummarySchema),
+});
+export type DeviceSummary = z.infer<typeof DeviceSummarySchema>;
+
+export const DeviceDetailSchema = DeviceSummarySchema.extend({
+  /** The device's last reported state (shared/schemas/device-state.ts), null before its first report. */
+  reported: ReportedStateSchema.nullable(),
+  /** Its most recent events (validated when they arrived), newest last. */
+  events: z.array(DeviceEventSchema),
+  /** What the device measured per model and variant. */
+  variantMeasurements: z.array(z.unknown()),
+});
+
+export const RevokeDeviceRequestSchema = z.object({ reason: z.string().max(512).optional() }).strict();
+export const DeviceRevokedSchema = z.object({
+  id: DeviceIdSchema,
+  revoked: z.literal(true),
+  alreadyRevoked: z.boolean(),
+});
+
+const IdParams = z.object({ id: DeviceIdSchema });
+
+export const deviceRoutes = {
+  enrollDevice: defineRoute({
+    operationId: "enrollDevice",
+    method: "POST",
+    path: "/v1/devices",
+    tag: "devices",
+    summary: "Enroll a device; answers its MQTT password once",
+    body: EnrollDeviceRequestSchema,
+    responses: { 201: DeviceCredentialsSchema },
+  }),
+  listDevices: defineRoute({
+    operationId: "listDevices",
+    method: "GET",
+    path: "/v1/devices",
+    tag: "devices",
+    summary: "Every device with presence and models",
+    responses: { 200: z.object({ devices: z.array(DeviceSummarySchema) }) },
+  }),
+  getDevice: defineRoute({
+    operationId: "getDevice",
+    method: "GET",
+    path: "/v1/devices/:id",
+    tag: "devices",
+    summary: "One device: its summary, last reported state, recent events and measurements",
+    params: IdParams,
+    responses: { 200: DeviceDetailSchema },
+  }),
+  revokeDevice: defineRoute({
+    operationId: "revokeDevice",
+    method: "POST",
+    path: "/v1/devices/:id/revoke",
+    tag: "devices",
+    summary: "Revoke a device: disconnect it, clear its retained messages, refuse it from now on",
+    params: IdParams,
+    body: RevokeDeviceRequestSchema,
+    bodyOptional: true,
+    responses: { 200: DeviceRevokedSchema },
+  }),
+} as const;

@@ -1,0 +1,261 @@
+import { z } from "zod";
+import { BaselineSchema } from "../schemas/baseline.js";
+import { ModelNameSchema, SemverSchema, Sha256Schema, VariantSchema } from "../schemas/common.js";
+import { CompatibilitySchema, LineageSchema, QuantizationReportSchema } from "../schemas/manifest.js";
+import { SampleInputSchema } from "../schemas/tensor.js";
+import { SignatureSchema } from "../schemas/trust.js";
+import { defineRoute } from "./contract.js";
+
+/** Model registry routes: uploads, model versions and their variants, tracked builds, bundle downloads. */
+
+const OutputPolicySchema = z.object({
+  maxAbsError: z.number().min(0).optional(),
+  maxRelError: z.number().min(0).optional(),
+  /** Leave this output out of the verdict (still measured and reported). */
+  ignore: z.boolean().optional(),
+});
+
+/**
+ * What an int8 variant must achieve against fp32 on the samples (and calibration inputs) to be
+ * published. An output passes when its max abs error is within `maxAbsError` OR its error
+ * relative to the output's largest fp32 magnitude is within `maxRelError` (element-wise relative
+ * error explodes near zero, so it is normalised by the output's range instead).
+ */
+export const AccuracyPolicySchema = z
+  .object({
+    maxAbsError: z.number().min(0).default(0.05),
+    maxRelError: z.number().min(0).default(0.1),
+    /** Fraction of classifier rows whose argmax must match fp32. */
+    minTop1Agreement: z.number().min(0).max(1).default(1),
+    /** Output names to treat as classifiers; default: float outputs of shape [N, C] with C >= 2. */
+    classifierOutputs: z.array(z.string()).optional(),
+    /** int8 bundle size / fp32 bundle size must not exceed this (unset: reported only). */
+    maxSizeRatio: z.number().positive().optional(),
+    /** int8 / fp32 latency on the server must not exceed this (unset: reported only, since devices differ). */
+    maxLatencyRatio: z.number().positive().optional(),
+    outputs: z.record(z.string(), OutputPolicySchema).optional(),
+  })
+  .strict();
+export type AccuracyPolicy = z.infer<typeof AccuracyPolicySchema>;
+
+/** What POST /v1/models does when `quantize` is omitted: build and validate int8 too (quantization on by default). */
+export const DEFAULT_API_QUANTIZE = "int8" as const;
+
+export const CreateModelRequestSchema = z.object({
+  name: ModelNameSchema,
+  version: SemverSchema,
+  /** SHA-256 of a model uploaded with `POST /v1/uploads`. */
+  upload: Sha256Schema,
+  samples: z.array(SampleInputSchema).min(1).max(64),
+  lineage: LineageSchema.optional(),
+  modelCard: z
+    .string()
+    .max(256 * 1024)
+    .optional(),
+  compatibility: CompatibilitySchema.partial().optional(),
+  /** Build an int8 variant beside fp32 (validated against it; published only if it passes). */
+  quantize: z.enum(["int8", "none"]).default(DEFAULT_API_QUANTIZE),
+  /** Overrides of the default accuracy policy for the int8 variant. */
+  accuracyPolicy: AccuracyPolicySchema.partial().optional(),
+  /** Extra inputs used only to validate int8 against fp32 (not stored in the bundle). */
+  calibration: z.array(SampleInputSchema).max(256).optional(),
+  /** Drift baseline put in every variant's bundle as `baseline.json`. */
+  baseline: BaselineSchema.optional(),
+});
+export type CreateModelRequest = z.infer<typeof CreateModelRequestSchema>;
+
+/** How an int8 variant compared with fp32 (fleet-server/registry/int8-variant.ts). */
+export const ValidationReportSchema = z.looseObject({
+  passed: z.boolean(),
+  policy: z.record(z.string(), z.unknown()),
+  samples: z.number().int(),
+  calibrationInputs: z.number().int(),
+  outputs: z.array(
+    z.looseObject({
+      output: z.string(),
+      maxAbsError: z.number(),
+      maxRelError: z.number(),
+      nonFinite: z.number().int(),
+      top1: z.object({ agree: z.number().int(), total: z.number().int() }).optional(),
+      pass: z.boolean(),
+      ignored: z.boolean().optional(),
+    }),
+  ),
+  top1Agreement: z.number().nullable(),
+  /** int8 model file size / fp32 model file size. */
+  sizeRatio: z.number(),
+  /** Median run time per input on the fleet server's CPU; devices report their own. */
+  latency: z.object({ fp32Ms: z.number(), int8Ms: z.number(), ratio: z.number(), runs: z.number().int() }),
+  failures: z.array(z.string()),
+});
+export type ValidationReport = z.infer<typeof ValidationReportSchema>;
+
+/** One variant of a version: its bundle (none while it waits for signatures or when not built) and int8 report. */
+export const VariantViewSchema = z.looseObject({
+  variant: VariantSchema,
+  bundle: z.object({ sha256: Sha256Schema, size: z.number().int().min(0) }).nullable(),
+  releaseCounter: z.number().int().nullable(),
+  /** int8 variants that failed validation are kept for inspection but never rolled out. */
+  published: z.boolean(),
+  pendingSignature: z.boolean(),
+  /** The pending release to sign (offline release signing). */
+  pendingId: Sha256Schema.optional(),
+  validation: ValidationReportSchema.nullable(),
+  quantization: QuantizationReportSchema.nullable(),
+  /** Why the variant could not be built at all. */
+  reason: z.string().optional(),
+});
+export type VariantView = z.infer<typeof VariantViewSchema>;
+
+/** A signed document as the server stores it (manifest kept opaque: its bytes are what is signed). */
+const SignedDocumentSchema = z.looseObject({
+  signed: z.record(z.string(), z.unknown()),
+  signatures: z.array(SignatureSchema),
+});
+
+export const VersionViewSchema = z.looseObject({
+  name: ModelNameSchema,
+  version: SemverSchema,
+  createdAt: z.string(),
+  /** SHA-256 of the uploaded fp32 model. */
+  upload: Sha256Schema,
+  lineage: z.record(z.string(), z.unknown()),
+  samplesCount: z.number().int(),
+  /** The first variant's signed manifest; null while every variant waits for signatures. */
+  manifest: SignedDocumentSchema.nullable(),
+  variants: z.array(VariantViewSchema),
+});
+export type VersionView = z.infer<typeof VersionViewSchema>;
+
+/** The phases of a model build, in order (fleet-server/registry/build-tracker.ts). */
+export const BUILD_PHASES = [
+  "inspecting",
+  "recording-samples",
+  "quantizing",
+  "validating-int8",
+  "packing",
+  "signing",
+  "pending-signature",
+] as const;
+export const BuildStatusSchema = z.enum(["running", "succeeded", "failed"]);
+const ProgressSchema = z.object({ done: z.number(), total: z.number() }).nullable();
+
+export const BuildViewSchema = z.object({
+  id: z.string(),
+  status: BuildStatusSchema,
+  createdAt: z.string(),
+  endedAt: z.string().optional(),
+  model: z.object({ name: z.string(), version: z.string() }).optional(),
+  /** Current (or last) phase; null while the build waits for an earlier one to finish. */
+  phase: z.enum(BUILD_PHASES).nullable(),
+  phases: z.array(
+    z.object({
+      name: z.enum(BUILD_PHASES),
+      status: BuildStatusSchema,
+      startedAt: z.string(),
+      endedAt: z.string().optional(),
+      progress: ProgressSchema,
+    }),
+  ),
+  progress: ProgressSchema,
+  /** What the synchronous `POST /v1/models` would have answered (succeeded builds only). */
+  result: VersionViewSchema.optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export type BuildViewBody = z.infer<typeof BuildViewSchema>;
+
+export const BuildStartedSchema = z.object({
+  buildId: z.string(),
+  status: BuildStatusSchema,
+  links: z.object({ self: z.string() }),
+});
+
+export const UploadResultSchema = z.object({ sha256: Sha256Schema, size: z.number().int().min(0) });
+
+export const ModelListSchema = z.object({
+  models: z.array(
+    z.object({
+      name: ModelNameSchema,
+      versions: z.number().int(),
+      latestVersion: SemverSchema,
+      latestReleaseCounter: z.number().int(),
+    }),
+  ),
+});
+
+export const ModelViewSchema = z.object({
+  name: ModelNameSchema,
+  versions: z.array(z.object({ version: SemverSchema, createdAt: z.string(), variants: z.array(VariantViewSchema) })),
+});
+
+const NameParams = z.object({ name: ModelNameSchema });
+export const VersionParams = z.object({ name: ModelNameSchema, version: SemverSchema });
+
+export const modelRoutes = {
+  upload: defineRoute({
+    operationId: "upload",
+    method: "POST",
+    path: "/v1/uploads",
+    tag: "models",
+    summary: "Upload a model file (application/octet-stream); answers its SHA-256 for POST /v1/models",
+    bodyMediaTypes: ["application/octet-stream"],
+    responses: { 201: UploadResultSchema },
+  }),
+  createModel: defineRoute({
+    operationId: "createModel",
+    method: "POST",
+    path: "/v1/models",
+    tag: "models",
+    summary: "Register a model version: record sample outputs, build, validate and sign its variants",
+    query: z.object({ async: z.enum(["1", "true", "0", "false"]).optional() }),
+    body: CreateModelRequestSchema,
+    responses: { 201: VersionViewSchema, 202: BuildStartedSchema },
+  }),
+  getModelBuild: defineRoute({
+    operationId: "getModelBuild",
+    method: "GET",
+    path: "/v1/model-builds/:id",
+    tag: "models",
+    summary: "A tracked model build (POST /v1/models?async=1): phases, progress, result or error",
+    params: z.object({ id: z.string().min(1).max(64) }),
+    responses: { 200: BuildViewSchema },
+  }),
+  listModels: defineRoute({
+    operationId: "listModels",
+    method: "GET",
+    path: "/v1/models",
+    tag: "models",
+    summary: "Every model with its number of versions and latest version",
+    responses: { 200: ModelListSchema },
+  }),
+  getModel: defineRoute({
+    operationId: "getModel",
+    method: "GET",
+    path: "/v1/models/:name",
+    tag: "models",
+    summary: "A model's versions and their variants",
+    params: NameParams,
+    responses: { 200: ModelViewSchema },
+  }),
+  getModelVersion: defineRoute({
+    operationId: "getModelVersion",
+    method: "GET",
+    path: "/v1/models/:name/versions/:version",
+    tag: "models",
+    summary: "One model version: manifest, lineage and each variant with its int8 validation",
+    params: VersionParams,
+    responses: { 200: VersionViewSchema },
+  }),
+  getBundle: defineRoute({
+    operationId: "getBundle",
+    method: ["GET", "HEAD"],
+    path: "/v1/bundles/:sha256",
+    tag: "models",
+    summary: "Download a signed bundle (Range requests supported); devices use their MQTT credentials",
+    params: z.object({ sha256: Sha256Schema }),
+    responses: {
+      200: { kind: "binary", mediaType: "application/octet-stream", description: "the bundle (a tar file)" },
+      206: { kind: "binary", mediaType: "application/octet-stream", description: "the requested byte range" },
+    },
+  }),
+} as const;

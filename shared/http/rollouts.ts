@@ -1,0 +1,240 @@
+import { z } from "zod";
+import { DeviceIdSchema, ModelNameSchema, SemverSchema, Sha256Schema } from "../schemas/common.js";
+import { HealthPolicySchema } from "../schemas/desired-state.js";
+import { ProbationReportSchema, UpdateStateSchema } from "../schemas/device-state.js";
+import { defineRoute } from "./contract.js";
+import { CreateRolloutRequestSchema, STRATEGIES } from "./rollout-definition.js";
+
+/** Rollout routes: create (JSON or YAML), list, the operator's view, and the operator commands. */
+
+/** A staged rollout's status (the planner's state machine, fleet-server/rollout/planner.ts). */
+export const ROLLOUT_STATUSES = [
+  "running",
+  "paused",
+  "completed",
+  "aborted",
+  "rolling-back",
+  "rolled-back",
+  "superseded",
+] as const;
+/** The statuses above, plus `failed`: the status of a rollout created before staged rollouts (`legacy: true`). */
+export const RolloutStatusSchema = z.enum([...ROLLOUT_STATUSES, "failed"]);
+export type RolloutStatusName = z.infer<typeof RolloutStatusSchema>;
+
+/** A device's state in the view: its update state for the rollout's bundle, collapsed for display. */
+export const MemberStateSchema = z.enum([
+  "pending",
+  "downloading",
+  "installing",
+  "probation",
+  "committed",
+  "failed",
+  "reverted",
+  "removed",
+]);
+
+const ErrorSchema = z.object({ code: z.string(), message: z.string() });
+const CountSchema = z.number().int().min(0);
+/** Devices per display state. */
+export const DisplayCountsSchema = z.object({
+  total: CountSchema,
+  pending: CountSchema,
+  downloading: CountSchema,
+  installing: CountSchema,
+  probation: CountSchema,
+  committed: CountSchema,
+  failed: CountSchema,
+  reverted: CountSchema,
+  removed: CountSchema,
+});
+/** The rollout's counts: per display state, `failed` including reverted, plus `inProgress`. */
+export const RolloutCountsSchema = DisplayCountsSchema.extend({ inProgress: CountSchema });
+
+export const RunningNowSchema = z.object({
+  version: z.string(),
+  variant: z.string(),
+  bundle: Sha256Schema,
+  /** True when that is this rollout's bundle for the device. */
+  thisRollout: z.boolean(),
+});
+
+/** One device of the rollout view (fleet-server/rollout/view.ts `memberView`). */
+export const RolloutMemberViewSchema = z.looseObject({
+  deviceId: DeviceIdSchema,
+  /** Stage index (0-based) the device was assigned in. */
+  stage: z.number().int().min(0),
+  variant: z.string(),
+  bundle: Sha256Schema,
+  /** Why this variant: `explicit`, or how `variant: auto` chose it. */
+  variantReason: z.string(),
+  /** Why not the profile's preferred variant, when it is not. */
+  variantNote: z.string().optional(),
+  state: MemberStateSchema,
+  /** The agent's own update state for the bundle. */
+  agentState: z.union([UpdateStateSchema, z.literal("pending")]),
+  outcome: z.enum(["passed", "failed"]).nullable(),
+  reason: z.string().nullable(),
+  acknowledged: z.boolean(),
+  assignedAt: z.string(),
+  /** What the device ran before (to roll back to). */
+  previous: z.unknown(),
+  progress: z.object({ bytes: z.number(), total: z.number() }).optional(),
+  error: ErrorSchema.optional(),
+  probation: ProbationReportSchema.optional(),
+  rollback: z
+    .object({ bundle: Sha256Schema.nullable(), state: MemberStateSchema, error: ErrorSchema.optional() })
+    .nullable(),
+  /** What the device serves for the model now, beside the verdict. */
+  runningNow: RunningNowSchema.nullable(),
+  /** Set when the verdict and what the device runs disagree (e.g. committed after a TIMEOUT). */
+  note: z.string().optional(),
+  updatedAt: z.string(),
+});
+export type RolloutMemberView = z.infer<typeof RolloutMemberViewSchema>;
+
+/** The current gate evaluation (fleet-server/rollout/gates.ts). */
+export const GateEvaluationSchema = z.object({
+  executed: CountSchema,
+  failed: CountSchema,
+  failedPercent: z.number().nullable(),
+  p95LatencyRatio: z.number().nullable(),
+  latencyDevices: CountSchema,
+  pairedLatencyDevices: CountSchema,
+  errorRatePercent: z.number().nullable(),
+  errorDevices: CountSchema,
+  shadowAgreementPercent: z.number().nullable(),
+  shadowDevices: CountSchema,
+  /** A gate is tripped: the rollout must stop (the abort action applies). */
+  breached: z.string().nullable(),
+  passing: z.boolean(),
+  /** Why it is not passing yet, when neither passing nor breached. */
+  waitingFor: z.string().nullable(),
+});
+
+const StageNowSchema = z.object({
+  index: z.number().int().min(0),
+  number: z.number().int().min(1),
+  of: z.number().int().min(1),
+  percent: z.number(),
+  soakSeconds: z.number(),
+  startedAt: z.string(),
+  soakStartedAt: z.string().nullable(),
+});
+
+const StrategySchema = z.enum(STRATEGIES);
+
+/** Which devices a rollout targets: every given criterion must hold (ids AND tags AND profiles). */
+export const RolloutTargetSchema = z.object({
+  deviceIds: z.array(DeviceIdSchema).optional(),
+  tags: z.record(z.string(), z.string()).optional(),
+  profiles: z.array(z.string()).optional(),
+});
+
+/**
+ * The operator's view of a rollout (`GET /v1/rollouts/{id}`). Staged rollouts carry the stage,
+ * per-stage counts, gates, definition and history; a rollout created before staged rollouts
+ * carries `legacy: true` and none of them.
+ */
+export const RolloutViewSchema = z.looseObject({
+  id: z.string(),
+  model: ModelNameSchema,
+  version: SemverSchema,
+  variant: z.string(),
+  bundle: Sha256Schema,
+  target: RolloutTargetSchema,
+  healthPolicy: HealthPolicySchema,
+  createdAt: z.string(),
+  status: RolloutStatusSchema,
+  strategy: StrategySchema,
+  reason: z.string().nullable().optional(),
+  servingMode: z.enum(["active", "shadow", "ab"]).optional(),
+  legacy: z.literal(true).optional(),
+  stage: StageNowSchema.optional(),
+  stages: z
+    .array(
+      z.object({
+        index: z.number().int().min(0),
+        percent: z.number(),
+        soakSeconds: z.number(),
+        gates: z.record(z.string(), z.unknown()),
+        counts: DisplayCountsSchema,
+      }),
+    )
+    .optional(),
+  gates: GateEvaluationSchema.optional(),
+  /** The stored definition, defaults applied. */
+  definition: z.record(z.string(), z.unknown()).optional(),
+  history: z
+    .array(
+      z.object({ seq: z.number().int(), ts: z.string(), type: z.string(), detail: z.record(z.string(), z.unknown()) }),
+    )
+    .optional(),
+  devices: z.array(RolloutMemberViewSchema),
+  counts: RolloutCountsSchema,
+});
+export type RolloutView = z.infer<typeof RolloutViewSchema>;
+
+/** One line of `GET /v1/rollouts`. */
+export const RolloutSummarySchema = RolloutViewSchema.pick({
+  id: true,
+  model: true,
+  version: true,
+  variant: true,
+  status: true,
+  strategy: true,
+  stage: true,
+  createdAt: true,
+  counts: true,
+});
+export type RolloutSummary = z.infer<typeof RolloutSummarySchema>;
+
+export const ROLLOUT_COMMANDS = ["pause", "resume", "abort", "rollback", "promote"] as const;
+export type RolloutCommand = (typeof ROLLOUT_COMMANDS)[number];
+
+const IdParams = z.object({ id: z.string().min(1).max(64) });
+
+const commandRoute = <const C extends RolloutCommand>(cmd: C, summary: string) =>
+  defineRoute({
+    operationId: `${cmd}Rollout` as const,
+    method: "POST",
+    path: `/v1/rollouts/:id/${cmd}` as const,
+    tag: "rollouts",
+    summary,
+    params: IdParams,
+    responses: { 200: RolloutViewSchema },
+  });
+
+export const rolloutRoutes = {
+  createRollout: defineRoute({
+    operationId: "createRollout",
+    method: "POST",
+    path: "/v1/rollouts",
+    tag: "rollouts",
+    summary: "Start a rollout from a definition (JSON, or the same document as YAML)",
+    body: CreateRolloutRequestSchema,
+    bodyMediaTypes: ["application/yaml"],
+    responses: { 201: RolloutViewSchema },
+  }),
+  listRollouts: defineRoute({
+    operationId: "listRollouts",
+    method: "GET",
+    path: "/v1/rollouts",
+    tag: "rollouts",
+    summary: "Every rollout with its status, stage and counts",
+    responses: { 200: z.object({ rollouts: z.array(RolloutSummarySchema) }) },
+  }),
+  getRollout: defineRoute({
+    operationId: "getRollout",
+    method: "GET",
+    path: "/v1/rollouts/:id",
+    tag: "rollouts",
+    summary: "The operator's view of a rollout: stage, gates, each device, history",
+    params: IdParams,
+    responses: { 200: RolloutViewSchema },
+  }),
+  pauseRollout: commandRoute("pause", "Pause a rollout: no new devices are assigned"),
+  resumeRollout: commandRoute("resume", "Resume a paused rollout; failures so far stop counting against its gates"),
+  abortRollout: commandRoute("abort", "Abort a rollout (shadow/A-B: also takes the side version off the devices)"),
+  rollbackRollout: commandRoute("rollback", "Roll every device of the rollout back to what it ran before"),
+  promoteRollout: commandRoute("promote", "Skip to the last stage (shadow/A-B: serve the new version)"),
+} as const;
