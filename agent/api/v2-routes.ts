@@ -3,6 +3,7 @@ import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
+import { monoMs } from "../runtime/host-protocol.js";
 import type { InferRequest, InferResult } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime, RawInferRequest, RawInferResult } from "../runtime/runtime.js";
 import { createServingLayer, type ServingLayer } from "../serving/serving-layer.js";
@@ -92,16 +93,48 @@ function bodyParts(req: FastifyRequest): { header: unknown; binary: Buffer | nul
 }
 
 /**
+ * HTTP-side stage timestamps of one infer request (monotonic ms, host-protocol.ts `monoMs`), for the
+ * benchmarks' per-stage breakdown (issue 13): headers parsed, body parsed (handler entered), serving
+ * layer answered, reply serialized (fastify `onSend`).
+ */
+export interface InferStages {
+  received: number;
+  parsed: number;
+  served: number;
+  serialized: number;
+}
+
+/** Registers the hooks that collect `InferStages`; only called when a benchmark asks for them. */
+function traceInferStages(
+  server: FastifyInstance,
+  sink: (s: InferStages) => void,
+): WeakMap<object, Partial<InferStages>> {
+  const open = new WeakMap<object, Partial<InferStages>>();
+  server.addHook("onRequest", async (req) => {
+    open.set(req.raw, { received: monoMs() });
+  });
+  server.addHook("onSend", async (req, _reply, payload) => {
+    const s = open.get(req.raw);
+    if (s?.served !== undefined) sink({ ...(s as InferStages), serialized: monoMs() });
+    return payload;
+  });
+  return open;
+}
+
+/**
  * `POST /v2/models/{m}[/versions/{v}]/infer` (JSON and binary), `GET /v2/models` (our extension:
  * every model with its versions, the serving one and its strategy) and `POST /v2/repository/index`.
  */
 export function registerV2InferRoutes(
   server: FastifyInstance,
-  deps: { runtime: V2Runtime; serving: ServingLayer },
+  deps: { runtime: V2Runtime; serving: ServingLayer; onInferStages?: (s: InferStages) => void },
 ): void {
   const { runtime, serving } = deps;
+  const trace = deps.onInferStages ? traceInferStages(server, deps.onInferStages) : null;
 
   const infer = async (req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) => {
+    const stages = trace?.get(req.raw);
+    if (stages) stages.parsed = monoMs();
     const { header, binary } = bodyParts(req);
     const decoded = decodeInferRequest(header, binary);
     const hdrKey = req.headers["x-ab-key"];
@@ -114,6 +147,7 @@ export function registerV2InferRoutes(
       ...(decoded.outputs ? { outputs: decoded.outputs } : {}),
       ...(key !== undefined ? { key } : {}),
     });
+    if (stages) stages.served = monoMs();
     // Shadow work starts only once the caller's reply is on the wire (issue 8: never affects the caller).
     if (res.afterResponse) reply.raw.once("finish", res.afterResponse);
     if (res.arm) void reply.header("x-ab-arm", res.arm);

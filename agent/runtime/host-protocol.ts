@@ -33,8 +33,31 @@ export interface HostMetadata {
 export type HostResult =
   | { type: "load"; metadata: HostMetadata }
   /** `computeMs`: time inside `session.run` in the host, excluding IPC and queueing (the model's own latency). */
-  | { type: "run"; outputs: Record<string, RawTensor>; computeMs: number }
+  | { type: "run"; outputs: Record<string, RawTensor>; computeMs: number; timing: HostRunTiming }
   | { type: "rss"; rss: number }
   | { type: "stop" };
 
 export type HostResponse = { id: number; ok: true; result: HostResult } | { id: number; ok: false; error: ErrorJson };
+
+/**
+ * Monotonic milliseconds on the machine-wide clock (`process.hrtime`, CLOCK_MONOTONIC): the same clock in
+ * the agent and every host, so timestamps taken in different processes can be subtracted. Stage
+ * breakdowns of the benchmarks (docs/benchmarks.md, issue 13) are built from these.
+ */
+export function monoMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** Where the host spent a run (monoMs): request decoded, `session.run` start and end, reply about to be sent. */
+export interface HostRunTiming {
+  received: number;
+  ortStart: number;
+  ortEnd: number;
+  replying: number;
+}
+
+/** A run as the agent saw it: the host's timing plus when the agent sent the request and got the reply. */
+export interface RunTiming extends HostRunTiming {
+  sent: number;
+  answered: number;
+}

@@ -11,7 +11,14 @@ import { InferenceSession, Tensor } from "onnxruntime-node";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import type { OrtTensorType, RawTensor, TensorData } from "../../shared/tensors.js";
 import { readVerified } from "../bundle/read-verified.js";
-import type { HostMetadata, HostRequest, HostResponse, HostResult, ValueInfo } from "./host-protocol.js";
+import {
+  type HostMetadata,
+  type HostRequest,
+  type HostResponse,
+  type HostResult,
+  monoMs,
+  type ValueInfo,
+} from "./host-protocol.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 interface HostState {
@@ -76,6 +83,7 @@ async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
       return { type: "load", metadata };
     }
     case "run": {
+      const received = monoMs();
       const session = state.session;
       if (!session) throw new EdgeFleetError("MODEL_NOT_READY", "model host has no session");
       const feeds: Record<string, Tensor> = {};
@@ -83,16 +91,17 @@ async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
         feeds[name] = new Tensor(raw.type, raw.data as Tensor.DataType, raw.dims);
       }
       let results: InferenceSession.ReturnType;
-      const started = performance.now();
+      const ortStart = monoMs();
       try {
         results = req.outputs ? await session.run(feeds, req.outputs) : await session.run(feeds);
       } catch (err) {
         throw toEdgeFleetError(err, "INFERENCE_FAILED");
       }
-      const computeMs = performance.now() - started;
+      const ortEnd = monoMs();
       const outputs: Record<string, RawTensor> = {};
       for (const [name, value] of Object.entries(results)) outputs[name] = toRaw(value as Tensor);
-      return { type: "run", outputs, computeMs };
+      const timing = { received, ortStart, ortEnd, replying: monoMs() };
+      return { type: "run", outputs, computeMs: ortEnd - ortStart, timing };
     }
     case "rss":
       return { type: "rss", rss: process.memoryUsage.rss() };

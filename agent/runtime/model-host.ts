@@ -6,7 +6,14 @@ import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorJson, isErrorCode } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { RawTensor } from "../../shared/tensors.js";
-import type { HostMetadata, HostRequest, HostResponse, HostResult } from "./host-protocol.js";
+import {
+  type HostMetadata,
+  type HostRequest,
+  type HostResponse,
+  type HostResult,
+  monoMs,
+  type RunTiming,
+} from "./host-protocol.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 export interface ModelHostDeps {
@@ -42,6 +49,8 @@ export interface HostRun {
   outputs: Record<string, RawTensor>;
   /** Time spent in `session.run` inside the host (ms). */
   computeMs: number;
+  /** Stage timestamps of this run (benchmarks' breakdown; a few clock reads per run). */
+  timing: RunTiming;
 }
 
 export interface ModelHost {
@@ -128,6 +137,8 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     if (exitInfo === null && child.exitCode === null) child.kill("SIGKILL");
   });
   child.on("message", (msg: HostResponse) => {
+    // When the reply arrived, before promise resolution (which may queue behind other work).
+    if (msg.ok && msg.result.type === "run") (msg.result.timing as RunTiming).answered = monoMs();
     const p = pending.get(msg.id);
     if (!p) return;
     pending.delete(msg.id);
@@ -206,9 +217,10 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     // The IPC channel closes before "exit" fires: a disconnected child is as good as dead.
     alive: () => exitInfo === null && !stopping && child.connected,
     async run(feeds, outputs) {
+      const sent = monoMs();
       const res = await call(outputs ? { type: "run", feeds, outputs } : { type: "run", feeds });
       if (res.type !== "run") throw new EdgeFleetError("INTERNAL", "unexpected host response to run");
-      return { outputs: res.outputs, computeMs: res.computeMs };
+      return { outputs: res.outputs, computeMs: res.computeMs, timing: { ...(res.timing as RunTiming), sent } };
     },
     async rss() {
       // Read by the agent from /proc where there is one: no IPC round trip, so the host is not woken
