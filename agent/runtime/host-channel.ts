@@ -18,7 +18,9 @@ export function createPayloadPool(maxKeepBytes = 64 * 1024 * 1024) {
       }
       return Buffer.allocUnsafeSlow(bytes);
     },
+    /** `payload` must come from `take` (its own ArrayBuffer, never a slice of Node's shared pool). */
     give(payload: Buffer): void {
+      if (payload.length === 0 || payload.byteOffset !== 0) return;
       const whole = Buffer.from(payload.buffer, 0, payload.buffer.byteLength);
       if (whole.length > maxKeepBytes || (spare && spare.length >= whole.length)) return;
       spare = whole;
@@ -56,8 +58,17 @@ export function readFrames(
   return reader;
 }
 
+/** Below this a frame is copied into one buffer and written at once: cheaper than a corked writev. */
+const SMALL_FRAME_BYTES = 64 * 1024;
+
 export function writeFrame(stream: Writable, buffers: readonly Buffer[]): void {
   if (stream.destroyed || stream.writableEnded) return;
+  let total = 0;
+  for (const b of buffers) total += b.length;
+  if (total <= SMALL_FRAME_BYTES) {
+    stream.write(buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers as Buffer[], total));
+    return;
+  }
   stream.cork();
   for (const b of buffers) stream.write(b);
   stream.uncork();

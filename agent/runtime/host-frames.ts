@@ -1,6 +1,6 @@
-import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { elementCount, type OrtTensorType, type RawTensor, type TensorData } from "../../shared/tensors.js";
+import type { TensorEntry } from "./host-headers.js";
 
 /**
  * Frames of the agent ↔ model host bulk channel (DESIGN §11 "Agent ↔ host data path", issue 13).
@@ -37,22 +37,6 @@ export interface Frame {
   payload: Buffer;
 }
 
-const ORT_TYPES = [
-  "bool",
-  "uint8",
-  "uint16",
-  "uint32",
-  "uint64",
-  "int8",
-  "int16",
-  "int32",
-  "int64",
-  "float16",
-  "float32",
-  "float64",
-  "string",
-] as const satisfies readonly OrtTensorType[];
-
 const WIDTH: Record<Exclude<OrtTensorType, "string">, number> = {
   bool: 1,
   uint8: 1,
@@ -67,17 +51,6 @@ const WIDTH: Record<Exclude<OrtTensorType, "string">, number> = {
   int64: 8,
   float64: 8,
 };
-
-export const TensorEntrySchema = z
-  .object({
-    name: z.string().min(1),
-    type: z.enum(ORT_TYPES),
-    dims: z.array(z.number().int().min(0)).max(64),
-    offset: z.number().int().min(0),
-    byteLength: z.number().int().min(0),
-  })
-  .strict();
-export type TensorEntry = z.infer<typeof TensorEntrySchema>;
 
 const frameError = (msg: string) => new EdgeFleetError("INTERNAL", `model host channel: ${msg}`);
 
@@ -101,6 +74,20 @@ function tensorBytes(t: RawTensor): Buffer {
 }
 
 const ZEROS = Buffer.alloc(ALIGN);
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A payload buffer at an 8-aligned offset. Small ones come from Node's shared pool (whose slices
+ * start at multiples of 8; checked, since that is Node's detail rather than its contract), large
+ * ones get their own ArrayBuffer.
+ */
+function defaultAllocate(bytes: number): Buffer {
+  if (bytes < 4096) {
+    const b = Buffer.allocUnsafe(bytes);
+    if (b.byteOffset % ALIGN === 0) return b;
+  }
+  return Buffer.allocUnsafeSlow(bytes);
+}
 
 /**
  * Encodes one frame as the list of buffers to write (prefix + header first, then the tensors' own
@@ -119,13 +106,14 @@ export function encodeFrame(header: Record<string, unknown>, tensors: Record<str
     if (bytes.length > 0) body.push(bytes);
     offset += bytes.length;
   }
-  const json = Buffer.from(JSON.stringify({ ...header, tensors: entries }), "utf8");
-  const head = Buffer.allocUnsafe(PREFIX_BYTES + json.length);
+  const json = JSON.stringify({ ...header, tensors: entries });
+  const jsonBytes = Buffer.byteLength(json, "utf8");
+  const head = Buffer.allocUnsafe(PREFIX_BYTES + jsonBytes);
   head.writeUInt32LE(FRAME_MAGIC, 0);
-  head.writeUInt32LE(json.length, 4);
+  head.writeUInt32LE(jsonBytes, 4);
   head.writeUInt32LE(offset % 2 ** 32, 8);
   head.writeUInt32LE(Math.floor(offset / 2 ** 32), 12);
-  json.copy(head, PREFIX_BYTES);
+  head.write(json, PREFIX_BYTES, "utf8");
   return [head, ...body];
 }
 
@@ -209,7 +197,9 @@ export function decodeTensors(entries: readonly TensorEntry[], payload: Buffer):
 export class FrameReader {
   private readonly prefix = Buffer.alloc(PREFIX_BYTES);
   private prefixHave = 0;
+  /** Set only when the header is split across chunks (else it is parsed in place). */
   private header: Buffer | null = null;
+  private headerLength = 0;
   private headerHave = 0;
   private parsedHeader: unknown = null;
   private payload: Buffer | null = null;
@@ -224,7 +214,7 @@ export class FrameReader {
    */
   constructor(
     private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS,
-    private readonly allocate: (bytes: number) => Buffer = (n) => Buffer.allocUnsafeSlow(n),
+    private readonly allocate: (bytes: number) => Buffer = defaultAllocate,
   ) {}
 
   /** True while a frame has been started but not finished (bytes lost if the stream ends now). */
@@ -246,21 +236,35 @@ export class FrameReader {
     const frames: Frame[] = [];
     let at = 0;
     while (at < chunk.length) {
+      // Fast path: a whole prefix and header in this chunk (a small frame arrives in one read).
+      if (this.prefixHave === 0 && chunk.length - at >= PREFIX_BYTES) {
+        const headerBytes = chunk.readUInt32LE(at + 4);
+        if (chunk.length - at - PREFIX_BYTES >= headerBytes) {
+          this.startFrame(chunk, at);
+          this.prefixHave = PREFIX_BYTES;
+          this.headerHave = headerBytes;
+          this.parsedHeader = parseHeader(chunk, at + PREFIX_BYTES, at + PREFIX_BYTES + headerBytes);
+          at += PREFIX_BYTES + headerBytes;
+        }
+      }
       if (this.prefixHave < PREFIX_BYTES) {
         const n = Math.min(PREFIX_BYTES - this.prefixHave, chunk.length - at);
         chunk.copy(this.prefix, this.prefixHave, at, at + n);
         this.prefixHave += n;
         at += n;
-        if (this.prefixHave === PREFIX_BYTES) this.startFrame();
-        else continue;
+        if (this.prefixHave === PREFIX_BYTES) {
+          this.startFrame(this.prefix, 0);
+          this.header = Buffer.allocUnsafe(this.headerLength);
+        } else continue;
       }
-      if (this.header && this.headerHave < this.header.length) {
-        const n = Math.min(this.header.length - this.headerHave, chunk.length - at);
-        chunk.copy(this.header, this.headerHave, at, at + n);
+      if (this.headerHave < this.headerLength) {
+        const header = this.header!;
+        const n = Math.min(header.length - this.headerHave, chunk.length - at);
+        chunk.copy(header, this.headerHave, at, at + n);
         this.headerHave += n;
         at += n;
-        if (this.headerHave < this.header.length) continue;
-        this.parsedHeader = parseHeader(this.header);
+        if (this.headerHave < header.length) continue;
+        this.parsedHeader = parseHeader(header, 0, header.length);
       }
       const payload = this.payload!;
       const n = Math.min(payload.length - this.payloadHave, chunk.length - at);
@@ -277,21 +281,21 @@ export class FrameReader {
     return frames;
   }
 
-  private startFrame(): void {
-    const magic = this.prefix.readUInt32LE(0);
+  /** Checks the prefix at `buf[at..at+16)` and allocates the payload. */
+  private startFrame(buf: Buffer, at: number): void {
+    const magic = buf.readUInt32LE(at);
     if (magic !== FRAME_MAGIC) throw frameError(`bad frame magic 0x${magic.toString(16).padStart(8, "0")}`);
-    const headerBytes = this.prefix.readUInt32LE(4);
-    const payloadBytes = this.prefix.readUInt32LE(8) + this.prefix.readUInt32LE(12) * 2 ** 32;
+    const headerBytes = buf.readUInt32LE(at + 4);
+    const payloadBytes = buf.readUInt32LE(at + 8) + buf.readUInt32LE(at + 12) * 2 ** 32;
     if (headerBytes === 0 || headerBytes > this.limits.maxHeaderBytes) {
       throw frameError(`frame header of ${headerBytes} bytes (limit ${this.limits.maxHeaderBytes})`);
     }
     if (payloadBytes > this.limits.maxPayloadBytes) {
       throw frameError(`frame payload of ${payloadBytes} bytes (limit ${this.limits.maxPayloadBytes})`);
     }
-    this.header = Buffer.allocUnsafe(headerBytes);
+    this.headerLength = headerBytes;
     this.headerHave = 0;
-    // Its own ArrayBuffer at offset 0 (not the shared pool), so typed views over it are aligned.
-    this.payload = payloadBytes === 0 ? Buffer.alloc(0) : this.allocate(payloadBytes);
+    this.payload = payloadBytes === 0 ? EMPTY : this.allocate(payloadBytes);
     if (this.payload.length !== payloadBytes || this.payload.byteOffset % ALIGN !== 0) {
       throw frameError("payload allocator returned a buffer of the wrong size or alignment");
     }
@@ -301,6 +305,7 @@ export class FrameReader {
   private reset(): void {
     this.prefixHave = 0;
     this.header = null;
+    this.headerLength = 0;
     this.headerHave = 0;
     this.parsedHeader = null;
     this.payload = null;
@@ -308,9 +313,9 @@ export class FrameReader {
   }
 }
 
-function parseHeader(bytes: Buffer): unknown {
+function parseHeader(bytes: Buffer, start: number, end: number): unknown {
   try {
-    return JSON.parse(bytes.toString("utf8"));
+    return JSON.parse(bytes.toString("utf8", start, end));
   } catch {
     throw frameError("frame header is not valid JSON");
   }

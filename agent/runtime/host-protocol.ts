@@ -1,7 +1,5 @@
-import { z } from "zod";
 import type { ErrorJson } from "../../shared/errors.js";
 import type { RawTensor } from "../../shared/tensors.js";
-import { TensorEntrySchema } from "./host-frames.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 /**
@@ -14,7 +12,7 @@ import type { HostSessionOptions } from "./session-options.js";
  *   fork: private to the two processes by construction (no path anyone else could open), and closed by
  *   the kernel when either side dies.
  *
- * Every request carries an `id`, unique across both channels; the host answers each exactly once with
+ * Frame headers: host-headers.ts. Every request carries an `id`, unique across both channels; the host answers each exactly once with
  * the same `id` on the channel it came from, and handles requests one at a time in arrival order.
  */
 export type HostRequest =
@@ -43,15 +41,6 @@ export type HostResult = { type: "load"; metadata: HostMetadata } | { type: "rss
 
 export type HostResponse = { id: number; ok: true; result: HostResult } | { id: number; ok: false; error: ErrorJson };
 
-/** Header of a `run` request frame; the feeds are the frame's tensors. */
-export const RunRequestHeaderSchema = z
-  .object({
-    id: z.number().int().min(1),
-    outputs: z.array(z.string()).optional(),
-    tensors: z.array(TensorEntrySchema).max(1024),
-  })
-  .strict();
-
 /**
  * Monotonic milliseconds on the machine-wide clock (`process.hrtime`, CLOCK_MONOTONIC): the same clock in
  * the agent and every host, so timestamps taken in different processes can be subtracted. Stage
@@ -61,42 +50,16 @@ export function monoMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
 }
 
-const HostRunTimingSchema = z.object({
-  received: z.number(),
-  ortStart: z.number(),
-  ortEnd: z.number(),
-  replying: z.number(),
-});
-
 /** Where the host spent a run (monoMs): request decoded, `session.run` start and end, reply about to be sent. */
-export type HostRunTiming = z.infer<typeof HostRunTimingSchema>;
+export interface HostRunTiming {
+  received: number;
+  ortStart: number;
+  ortEnd: number;
+  replying: number;
+}
 
 /** A run as the agent saw it: the host's timing plus when the agent sent the request and got the reply. */
 export interface RunTiming extends HostRunTiming {
   sent: number;
   answered: number;
 }
-
-/**
- * Header of a `run` reply frame; the outputs are the frame's tensors. `computeMs`: time inside
- * `session.run` in the host, excluding transfer and queueing (the model's own latency).
- */
-export const RunReplyHeaderSchema = z.discriminatedUnion("ok", [
-  z
-    .object({
-      id: z.number().int().min(1),
-      ok: z.literal(true),
-      computeMs: z.number(),
-      timing: HostRunTimingSchema,
-      tensors: z.array(TensorEntrySchema).max(1024),
-    })
-    .strict(),
-  z
-    .object({
-      id: z.number().int().min(1),
-      ok: z.literal(false),
-      error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
-      tensors: z.array(TensorEntrySchema).max(0),
-    })
-    .strict(),
-]);

@@ -14,13 +14,13 @@ import type { OrtTensorType, RawTensor, TensorData } from "../../shared/tensors.
 import { readVerified } from "../bundle/read-verified.js";
 import { createPayloadPool, readFrames, writeFrame } from "./host-channel.js";
 import { decodeTensors, encodeFrame, type Frame } from "./host-frames.js";
+import { parseRunRequest } from "./host-headers.js";
 import {
   type HostMetadata,
   type HostRequest,
   type HostResponse,
   type HostResult,
   monoMs,
-  RunRequestHeaderSchema,
   type ValueInfo,
 } from "./host-protocol.js";
 import type { HostSessionOptions } from "./session-options.js";
@@ -66,9 +66,8 @@ function toRaw(t: Tensor): RawTensor {
  * onnxruntime without a copy. `received`: when the frame was complete.
  */
 async function run(state: HostState, frame: Frame, received: number): Promise<Buffer[]> {
-  const parsed = RunRequestHeaderSchema.safeParse(frame.header);
-  if (!parsed.success) throw new EdgeFleetError("INTERNAL", `bad run request header: ${parsed.error.message}`);
-  const { id, outputs: wanted, tensors } = parsed.data;
+  // A header without a usable id cannot be answered: the caller (main) treats that as fatal.
+  const { id, outputs: wanted, tensors } = parseRunRequest(frame.header);
   try {
     const session = state.session;
     if (!session) throw new EdgeFleetError("MODEL_NOT_READY", "model host has no session");

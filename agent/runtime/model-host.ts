@@ -9,13 +9,13 @@ import type { Logger } from "../../shared/logger.js";
 import type { RawTensor } from "../../shared/tensors.js";
 import { readFrames, writeFrame } from "./host-channel.js";
 import { decodeTensors, encodeFrame, type Frame } from "./host-frames.js";
+import { parseRunReply, type RunReplyHeader } from "./host-headers.js";
 import {
   type HostMetadata,
   type HostRequest,
   type HostResponse,
   type HostResult,
   monoMs,
-  RunReplyHeaderSchema,
   type RunTiming,
 } from "./host-protocol.js";
 import type { HostSessionOptions } from "./session-options.js";
@@ -168,12 +168,13 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
   );
 
   function onRunReply(frame: Frame, answered: number): void {
-    const parsed = RunReplyHeaderSchema.safeParse(frame.header);
-    if (!parsed.success) {
-      condemn("sent a bad run reply header", parsed.error.message);
+    let h: RunReplyHeader;
+    try {
+      h = parseRunReply(frame.header);
+    } catch (err) {
+      condemn("sent a bad run reply header", err);
       return;
     }
-    const h = parsed.data;
     const p = pending.get(h.id);
     if (!p) return;
     pending.delete(h.id);

@@ -8,8 +8,8 @@ import {
   type Frame,
   FrameReader,
   PREFIX_BYTES,
-  type TensorEntry,
 } from "../../../agent/runtime/host-frames.js";
+import { parseRunReply, parseRunRequest, type TensorEntry } from "../../../agent/runtime/host-headers.js";
 import { EdgeFleetError } from "../../../shared/errors.js";
 import type { RawTensor } from "../../../shared/tensors.js";
 
@@ -167,5 +167,48 @@ describe("host frames: bad input is a clear error, never a crash", () => {
     expect(frames.map((f) => (f.header as { id: number }).id)).toEqual([1]);
     expect(errors).toHaveLength(1);
     expect(errors[0]!.message).toMatch(/model host channel: bad frame magic/);
+  });
+});
+
+describe("host frame headers: checked field by field", () => {
+  const entry = { name: "x", type: "float32", dims: [1, 2], offset: 0, byteLength: 8 };
+  const timing = { received: 1, ortStart: 2, ortEnd: 3, replying: 4 };
+
+  it("accepts the headers the two ends write", () => {
+    expect(parseRunRequest({ id: 3, outputs: ["y"], tensors: [entry] })).toEqual({
+      id: 3,
+      outputs: ["y"],
+      tensors: [entry],
+    });
+    expect(parseRunReply({ id: 3, ok: true, computeMs: 0.2, timing, tensors: [entry] })).toMatchObject({ ok: true });
+    expect(parseRunReply({ id: 3, ok: false, error: { code: "INFERENCE_FAILED", message: "m" }, tensors: [] })).toEqual(
+      { id: 3, ok: false, error: { code: "INFERENCE_FAILED", message: "m" }, tensors: [] },
+    );
+  });
+
+  it.each<[string, unknown, RegExp]>([
+    ["not an object", [1, 2], /not an object/],
+    ["no id", { tensors: [] }, /valid id/],
+    ["id 0", { id: 0, tensors: [] }, /valid id/],
+    ["tensors not an array", { id: 1, tensors: {} }, /"tensors" must be an array/],
+    ["unknown type", { id: 1, tensors: [{ ...entry, type: "complex64" }] }, /type complex64 is unknown/],
+    ["negative dim", { id: 1, tensors: [{ ...entry, dims: [1, -2] }] }, /dims must be/],
+    ["fractional offset", { id: 1, tensors: [{ ...entry, offset: 0.5 }] }, /offset\/byteLength/],
+    ["outputs not names", { id: 1, outputs: [1], tensors: [] }, /"outputs" must be an array of names/],
+  ])("run request: %s", (_name, header, message) => {
+    expect(() => parseRunRequest(header)).toThrow(message);
+  });
+
+  it.each<[string, unknown, RegExp]>([
+    ["no ok", { id: 1, tensors: [] }, /without "ok"/],
+    ["ok without timing", { id: 1, ok: true, computeMs: 1, tensors: [] }, /computeMs and timing/],
+    [
+      "timing not numbers",
+      { id: 1, ok: true, computeMs: 1, timing: { ...timing, ortEnd: "3" }, tensors: [] },
+      /ortEnd/,
+    ],
+    ["error without code", { id: 1, ok: false, error: { message: "m" }, tensors: [] }, /code and message/],
+  ])("run reply: %s", (_name, header, message) => {
+    expect(() => parseRunReply(header)).toThrow(message);
   });
 });
