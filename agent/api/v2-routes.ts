@@ -1,3 +1,4 @@
+import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
@@ -7,7 +8,7 @@ import { monoMs } from "../runtime/host-protocol.js";
 import type { InferRequest, InferResult } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime, RawInferRequest, RawInferResult } from "../runtime/runtime.js";
 import { createServingLayer, type ServingLayer } from "../serving/serving-layer.js";
-import { HEADER_LENGTH, joinBody, splitBody } from "./binary-tensors.js";
+import { HEADER_LENGTH, headerBytes, splitBody } from "./binary-tensors.js";
 import { decodeInferRequest, encodeInferResponse } from "./v2-infer.js";
 
 export type V2Runtime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf"> &
@@ -22,6 +23,9 @@ interface ModelParams {
 interface BinaryBody {
   binaryBody: Buffer;
 }
+
+/** Binary replies at least this big are streamed as their parts instead of concatenated. */
+const LARGE_BODY_BYTES = 256 * 1024;
 
 const RepositoryIndexSchema = z.object({ ready: z.boolean().optional() }).strict().optional();
 
@@ -153,9 +157,14 @@ export function registerV2InferRoutes(
     if (res.arm) void reply.header("x-ab-arm", res.arm);
     const enc = encodeInferResponse(res, decoded);
     if (enc.parts.length === 0) return enc.header;
-    const { body, headerLength } = joinBody(enc.header, enc.parts);
-    void reply.header("inference-header-content-length", String(headerLength)).type("application/octet-stream");
-    return body;
+    void reply.type("application/octet-stream");
+    const head = headerBytes(enc.header);
+    void reply.header("inference-header-content-length", String(head.length));
+    const length = enc.parts.reduce((n, p) => n + p.length, head.length);
+    // A large body leaves as its parts, not concatenated (issue 13: a 4.9 MB copy per reply).
+    if (length < LARGE_BODY_BYTES) return Buffer.concat([head, ...enc.parts], length);
+    void reply.header("content-length", String(length));
+    return Readable.from([head, ...enc.parts], { objectMode: false });
   };
   server.post<{ Params: ModelParams }>("/v2/models/:model/infer", infer);
   server.post<{ Params: ModelParams }>("/v2/models/:model/versions/:version/infer", infer);

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { joinBody } from "../../../agent/api/binary-tensors.js";
 import type { LoadedVersion } from "../../../agent/runtime/model-runtime.js";
 import { reluModel, type ServingFixture, startServingFixture } from "../../../scripts/bench/serving-fixture.js";
 import type { RawTensor } from "../../../shared/tensors.js";
@@ -112,6 +113,37 @@ describe("agent ↔ host bulk channel: host SIGKILLed mid-transfer", () => {
     expect(y.length).toBe(x.length);
     let wrong = 0;
     for (let i = 0; i < x.length; i++) if (y[i] !== Math.max(0, x[i]!)) wrong++;
+    expect(wrong).toBe(0);
+  });
+
+  it("a large binary-extension request over the socket: aligned header, reply streamed whole", async () => {
+    const data = Float32Array.from({ length: 3 * 640 * 640 }, (_, i) => (i % 7) - 3);
+    const header = {
+      inputs: [
+        { name: "x", shape: [1, 3, 640, 640], datatype: "FP32", parameters: { binary_data_size: data.byteLength } },
+      ],
+      parameters: { binary_data_output: true },
+    };
+    const { body, headerLength } = joinBody(header, [Buffer.from(data.buffer)]);
+    expect(headerLength % 8).toBe(0);
+    const res = await fx.client.raw("POST", "/v2/models/relu/infer", body, {
+      "content-type": "application/octet-stream",
+      "inference-header-content-length": String(headerLength),
+    });
+    expect(res.status).toBe(200);
+    const hl = Number(res.headers["inference-header-content-length"]);
+    expect(hl % 8).toBe(0);
+    expect(Number(res.headers["content-length"])).toBe(res.body.length);
+    expect(res.body.length - hl).toBe(data.byteLength);
+    const out = JSON.parse(res.body.subarray(0, hl).toString("utf8"));
+    expect(out.outputs[0]).toMatchObject({
+      name: "y",
+      shape: [1, 3, 640, 640],
+      parameters: { binary_data_size: data.byteLength },
+    });
+    const y = new Float32Array(res.body.buffer.slice(res.body.byteOffset + hl, res.body.byteOffset + res.body.length));
+    let wrong = 0;
+    for (let i = 0; i < data.length; i++) if (y[i] !== Math.max(0, data[i]!)) wrong++;
     expect(wrong).toBe(0);
   });
 });
