@@ -215,7 +215,13 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
         },
         reject,
       });
-      writeFrame(bulkOut, encodeFrame(outputs ? { id, outputs } : { id }, feeds));
+      try {
+        writeFrame(bulkOut, encodeFrame(outputs ? { id, outputs } : { id }, feeds));
+      } catch (err) {
+        // Nothing was written (encoding failed before the first byte): this request alone fails.
+        pending.delete(id);
+        reject(new EdgeFleetError("INTERNAL", `could not encode a run for ${spawn.label}: ${String(err)}`));
+      }
     });
   }
 
