@@ -96,6 +96,10 @@ describe("host frames: encode and read back", () => {
     pool.give(f1.payload);
     const f2 = new FrameReader(undefined, pool.take).push(bytes)[0]!;
     expect(f2.payload.buffer).toBe(f1.payload.buffer);
+    // Only buffers that own their memory are recycled: never a slice of someone else's (Node's pool).
+    const shared = Buffer.allocUnsafeSlow(64).subarray(8, 40);
+    pool.give(shared);
+    expect(pool.take(16).buffer).not.toBe(shared.buffer);
     const bad = new FrameReader(undefined, (n) => Buffer.allocUnsafeSlow(n + 1));
     expect(() => bad.push(bytes)).toThrow(/wrong size or alignment/);
   });
