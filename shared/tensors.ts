@@ -142,11 +142,22 @@ export function rawToJson(raw: RawTensor): JsonTensor {
   let data: (number | boolean | string)[];
   if (Array.isArray(raw.data)) data = raw.data;
   else if (raw.data instanceof BigInt64Array || raw.data instanceof BigUint64Array) {
-    data = Array.from(raw.data, (v) => Number(v));
-  } else if (datatype === "BOOL") data = Array.from(raw.data as Uint8Array, (v) => v !== 0);
-  else if (datatype === "FP16") data = Array.from(raw.data as Uint16Array, fromHalfBits);
-  else data = Array.from(raw.data as ArrayLike<number>);
+    data = mapArray(raw.data, (v) => Number(v));
+  } else if (datatype === "BOOL") data = mapArray(raw.data as Uint8Array, (v) => v !== 0);
+  else if (datatype === "FP16") data = mapArray(raw.data as Uint16Array, fromHalfBits);
+  else data = mapArray(raw.data as ArrayLike<number>, (v) => v);
   return { datatype, shape: [...raw.dims], data };
+}
+
+/**
+ * `Array.from(typed, fn)` as a push loop: Array.from goes through the iterator protocol on typed arrays,
+ * and a preallocated `new Array(n)` is holey, which JSON.stringify walks more slowly. Conversion plus the
+ * reply's stringify measured 20–25 % less for 768 floats, 10 % less for 1.2 M (issue 13, JSON path).
+ */
+function mapArray<T, R>(src: ArrayLike<T>, fn: (v: T) => R): R[] {
+  const out: R[] = [];
+  for (let i = 0; i < src.length; i++) out.push(fn(src[i]!));
+  return out;
 }
 
 function toHalfBits(value: number): number {

@@ -39,32 +39,44 @@ export function splitBody(body: Buffer, headerLength: string | undefined): { hea
 }
 
 function typedView(datatype: Exclude<Datatype, "BYTES">, bytes: Buffer, count: number): TensorData {
-  // Copy into an aligned buffer: a subarray of the request body may start at any offset.
-  const buf = new ArrayBuffer(bytes.length);
-  new Uint8Array(buf).set(bytes);
+  // A view of the body where its offset allows one (joinBody pads headers so that it does: issue 13,
+  // a 4.9 MB copy into fresh memory costs ~2.5 ms here); else a copy into an aligned buffer.
+  let buf: ArrayBuffer;
+  let at = 0;
+  if (bytes.byteOffset % WIDTH[datatype] === 0) {
+    buf = bytes.buffer as ArrayBuffer;
+    at = bytes.byteOffset;
+  } else {
+    buf = new ArrayBuffer(bytes.length);
+    new Uint8Array(buf).set(bytes);
+  }
+  return viewOf(datatype, buf, at, count);
+}
+
+function viewOf(datatype: Exclude<Datatype, "BYTES">, buf: ArrayBuffer, at: number, count: number): TensorData {
   switch (datatype) {
     case "BOOL":
     case "UINT8":
-      return new Uint8Array(buf, 0, count);
+      return new Uint8Array(buf, at, count);
     case "INT8":
-      return new Int8Array(buf, 0, count);
+      return new Int8Array(buf, at, count);
     case "UINT16":
     case "FP16":
-      return new Uint16Array(buf, 0, count);
+      return new Uint16Array(buf, at, count);
     case "INT16":
-      return new Int16Array(buf, 0, count);
+      return new Int16Array(buf, at, count);
     case "UINT32":
-      return new Uint32Array(buf, 0, count);
+      return new Uint32Array(buf, at, count);
     case "INT32":
-      return new Int32Array(buf, 0, count);
+      return new Int32Array(buf, at, count);
     case "FP32":
-      return new Float32Array(buf, 0, count);
+      return new Float32Array(buf, at, count);
     case "UINT64":
-      return new BigUint64Array(buf, 0, count);
+      return new BigUint64Array(buf, at, count);
     case "INT64":
-      return new BigInt64Array(buf, 0, count);
+      return new BigInt64Array(buf, at, count);
     case "FP64":
-      return new Float64Array(buf, 0, count);
+      return new Float64Array(buf, at, count);
   }
 }
 
@@ -121,8 +133,20 @@ export function tensorToBytes(t: RawTensor): Buffer {
   return Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
 }
 
+/**
+ * The JSON header as bytes, padded with spaces (still the same JSON) to a multiple of 8, so that in a
+ * body that starts aligned the tensor bytes do too and the receiver can view them without a copy.
+ */
+export function headerBytes(header: unknown): Buffer {
+  const json = JSON.stringify(header);
+  const n = Buffer.byteLength(json, "utf8");
+  const padded = Buffer.alloc(n + ((8 - (n % 8)) % 8), 0x20);
+  padded.write(json, 0, "utf8");
+  return padded;
+}
+
 /** JSON header + binary parts → one body, with the header length for the response header. */
 export function joinBody(header: unknown, parts: readonly Buffer[]): { body: Buffer; headerLength: number } {
-  const json = Buffer.from(JSON.stringify(header), "utf8");
+  const json = headerBytes(header);
   return { body: Buffer.concat([json, ...parts]), headerLength: json.length };
 }

@@ -8,7 +8,7 @@ import type { ServingLayer } from "../serving/serving-layer.js";
 import { apiErrorReply } from "./api-errors.js";
 import { modelMetadata } from "./model-metadata.js";
 import { removeStaleSocket, restrictSocket } from "./socket-file.js";
-import { defaultServingLayer, registerBinaryParsers, registerV2InferRoutes } from "./v2-routes.js";
+import { defaultServingLayer, type InferStages, registerBinaryParsers, registerV2InferRoutes } from "./v2-routes.js";
 
 /** The parts of the runtime the API reads. */
 export type SocketApiRuntime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf"> &
@@ -35,6 +35,11 @@ export interface SocketApiDeps {
   serving?: ServingLayer;
   /** More routes before listening (update locks, batch jobs: agent/serving). */
   registerRoutes?: (server: FastifyInstance) => void;
+  /**
+   * Benchmarks only: called after each infer reply is serialized with its HTTP-side stage timestamps
+   * (v2-routes.ts `InferStages`). Unset in the agent, where it costs nothing (no hooks registered).
+   */
+  onInferStages?: (stages: InferStages) => void;
 }
 
 export interface SocketApi {
@@ -150,7 +155,11 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
 
   // Infer (JSON + binary extension), GET /v2/models, repository index, strategies: agent/api/v2-routes.ts.
   registerBinaryParsers(server);
-  registerV2InferRoutes(server, { runtime, serving: deps.serving ?? defaultServingLayer(log, runtime) });
+  registerV2InferRoutes(server, {
+    runtime,
+    serving: deps.serving ?? defaultServingLayer(log, runtime),
+    ...(deps.onInferStages ? { onInferStages: deps.onInferStages } : {}),
+  });
   deps.registerRoutes?.(server);
 
   server.get("/v1/status", async () => deps.status());

@@ -1,12 +1,14 @@
+import { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
+import { monoMs } from "../runtime/host-protocol.js";
 import type { InferRequest, InferResult } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime, RawInferRequest, RawInferResult } from "../runtime/runtime.js";
 import { createServingLayer, type ServingLayer } from "../serving/serving-layer.js";
-import { HEADER_LENGTH, joinBody, splitBody } from "./binary-tensors.js";
+import { HEADER_LENGTH, headerBytes, splitBody } from "./binary-tensors.js";
 import { decodeInferRequest, encodeInferResponse } from "./v2-infer.js";
 
 export type V2Runtime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf"> &
@@ -21,6 +23,9 @@ interface ModelParams {
 interface BinaryBody {
   binaryBody: Buffer;
 }
+
+/** Binary replies at least this big are streamed as their parts instead of concatenated. */
+const LARGE_BODY_BYTES = 256 * 1024;
 
 const RepositoryIndexSchema = z.object({ ready: z.boolean().optional() }).strict().optional();
 
@@ -92,16 +97,48 @@ function bodyParts(req: FastifyRequest): { header: unknown; binary: Buffer | nul
 }
 
 /**
+ * HTTP-side stage timestamps of one infer request (monotonic ms, host-protocol.ts `monoMs`), for the
+ * benchmarks' per-stage breakdown (issue 13): headers parsed, body parsed (handler entered), serving
+ * layer answered, reply serialized (fastify `onSend`).
+ */
+export interface InferStages {
+  received: number;
+  parsed: number;
+  served: number;
+  serialized: number;
+}
+
+/** Registers the hooks that collect `InferStages`; only called when a benchmark asks for them. */
+function traceInferStages(
+  server: FastifyInstance,
+  sink: (s: InferStages) => void,
+): WeakMap<object, Partial<InferStages>> {
+  const open = new WeakMap<object, Partial<InferStages>>();
+  server.addHook("onRequest", async (req) => {
+    open.set(req.raw, { received: monoMs() });
+  });
+  server.addHook("onSend", async (req, _reply, payload) => {
+    const s = open.get(req.raw);
+    if (s?.served !== undefined) sink({ ...(s as InferStages), serialized: monoMs() });
+    return payload;
+  });
+  return open;
+}
+
+/**
  * `POST /v2/models/{m}[/versions/{v}]/infer` (JSON and binary), `GET /v2/models` (our extension:
  * every model with its versions, the serving one and its strategy) and `POST /v2/repository/index`.
  */
 export function registerV2InferRoutes(
   server: FastifyInstance,
-  deps: { runtime: V2Runtime; serving: ServingLayer },
+  deps: { runtime: V2Runtime; serving: ServingLayer; onInferStages?: (s: InferStages) => void },
 ): void {
   const { runtime, serving } = deps;
+  const trace = deps.onInferStages ? traceInferStages(server, deps.onInferStages) : null;
 
   const infer = async (req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply) => {
+    const stages = trace?.get(req.raw);
+    if (stages) stages.parsed = monoMs();
     const { header, binary } = bodyParts(req);
     const decoded = decodeInferRequest(header, binary);
     const hdrKey = req.headers["x-ab-key"];
@@ -114,14 +151,20 @@ export function registerV2InferRoutes(
       ...(decoded.outputs ? { outputs: decoded.outputs } : {}),
       ...(key !== undefined ? { key } : {}),
     });
+    if (stages) stages.served = monoMs();
     // Shadow work starts only once the caller's reply is on the wire (issue 8: never affects the caller).
     if (res.afterResponse) reply.raw.once("finish", res.afterResponse);
     if (res.arm) void reply.header("x-ab-arm", res.arm);
     const enc = encodeInferResponse(res, decoded);
     if (enc.parts.length === 0) return enc.header;
-    const { body, headerLength } = joinBody(enc.header, enc.parts);
-    void reply.header("inference-header-content-length", String(headerLength)).type("application/octet-stream");
-    return body;
+    void reply.type("application/octet-stream");
+    const head = headerBytes(enc.header);
+    void reply.header("inference-header-content-length", String(head.length));
+    const length = enc.parts.reduce((n, p) => n + p.length, head.length);
+    // A large body leaves as its parts, not concatenated (issue 13: a 4.9 MB copy per reply).
+    if (length < LARGE_BODY_BYTES) return Buffer.concat([head, ...enc.parts], length);
+    void reply.header("content-length", String(length));
+    return Readable.from([head, ...enc.parts], { objectMode: false });
   };
   server.post<{ Params: ModelParams }>("/v2/models/:model/infer", infer);
   server.post<{ Params: ModelParams }>("/v2/models/:model/versions/:version/infer", infer);

@@ -1,11 +1,19 @@
 import type { ErrorJson } from "../../shared/errors.js";
-import type { OrtTensorType, RawTensor } from "../../shared/tensors.js";
+import type { RawTensor } from "../../shared/tensors.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 /**
- * Messages between the agent (parent) and a model host (child) over the fork IPC channel with
- * `serialization: "advanced"` (structured clone), so typed arrays and bigint arrays cross without JSON.
- * Every request carries an `id`; the host answers each exactly once with the same `id`.
+ * Agent (parent) ↔ model host (child), two channels (DESIGN §11 "Agent ↔ host data path", issue 13):
+ *
+ * - control: the fork IPC channel (`serialization: "advanced"`) carries `load`, `rss` and `stop` and
+ *   their answers — small objects, never tensors;
+ * - bulk: `run` requests and replies as length-prefixed binary frames (host-frames.ts) over the child's
+ *   stdin (agent → host) and fd 4 (host → agent). Node creates both as Unix socketpairs inherited at
+ *   fork: private to the two processes by construction (no path anyone else could open), and closed by
+ *   the kernel when either side dies.
+ *
+ * Frame headers: host-headers.ts. Every request carries an `id`, unique across both channels; the host answers each exactly once with
+ * the same `id` on the channel it came from, and handles requests one at a time in arrival order.
  */
 export type HostRequest =
   /**
@@ -13,14 +21,13 @@ export type HostRequest =
    * from those very bytes, so nothing can swap the file between verification and use (issue 7).
    */
   | { id: number; type: "load"; modelPath: string; modelSha256?: string; options: HostSessionOptions }
-  | { id: number; type: "run"; feeds: Record<string, RawTensor>; outputs?: string[] }
   | { id: number; type: "rss" }
   | { id: number; type: "stop" };
 
 export interface ValueInfo {
   name: string;
   /** ORT element type, or null for non-tensor values (sequences, maps). */
-  type: OrtTensorType | null;
+  type: RawTensor["type"] | null;
   /** Numbers for fixed dims; strings (possibly empty) for symbolic ones. */
   shape: (number | string)[];
 }
@@ -30,11 +37,29 @@ export interface HostMetadata {
   outputs: ValueInfo[];
 }
 
-export type HostResult =
-  | { type: "load"; metadata: HostMetadata }
-  /** `computeMs`: time inside `session.run` in the host, excluding IPC and queueing (the model's own latency). */
-  | { type: "run"; outputs: Record<string, RawTensor>; computeMs: number }
-  | { type: "rss"; rss: number }
-  | { type: "stop" };
+export type HostResult = { type: "load"; metadata: HostMetadata } | { type: "rss"; rss: number } | { type: "stop" };
 
 export type HostResponse = { id: number; ok: true; result: HostResult } | { id: number; ok: false; error: ErrorJson };
+
+/**
+ * Monotonic milliseconds on the machine-wide clock (`process.hrtime`, CLOCK_MONOTONIC): the same clock in
+ * the agent and every host, so timestamps taken in different processes can be subtracted. Stage
+ * breakdowns of the benchmarks (docs/benchmarks.md, issue 13) are built from these.
+ */
+export function monoMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** Where the host spent a run (monoMs): request decoded, `session.run` start and end, reply about to be sent. */
+export interface HostRunTiming {
+  received: number;
+  ortStart: number;
+  ortEnd: number;
+  replying: number;
+}
+
+/** A run as the agent saw it: the host's timing plus when the agent sent the request and got the reply. */
+export interface RunTiming extends HostRunTiming {
+  sent: number;
+  answered: number;
+}

@@ -7,11 +7,22 @@
  * Invariant: requests are handled one at a time in arrival order (a promise chain), so a
  * `stop` never releases the session under a running `run`.
  */
+import { Socket } from "node:net";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import type { OrtTensorType, RawTensor, TensorData } from "../../shared/tensors.js";
 import { readVerified } from "../bundle/read-verified.js";
-import type { HostMetadata, HostRequest, HostResponse, HostResult, ValueInfo } from "./host-protocol.js";
+import { createPayloadPool, readFrames, writeFrame } from "./host-channel.js";
+import { decodeTensors, encodeFrame, type Frame } from "./host-frames.js";
+import { parseRunRequest } from "./host-headers.js";
+import {
+  type HostMetadata,
+  type HostRequest,
+  type HostResponse,
+  type HostResult,
+  monoMs,
+  type ValueInfo,
+} from "./host-protocol.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 interface HostState {
@@ -42,11 +53,43 @@ function toOrtOptions(o: HostSessionOptions): InferenceSession.SessionOptions {
   return opts;
 }
 
-/** Copies output data out of ORT-owned memory so the structured clone sends only this tensor's bytes. */
+/**
+ * Outputs are written to the bulk channel straight from the tensors' memory, no copy: onnxruntime-node
+ * gives every CPU output its own JS-owned ArrayBuffer (a later run never writes into an earlier result).
+ */
 function toRaw(t: Tensor): RawTensor {
-  const data = t.data as TensorData;
-  const copy = Array.isArray(data) ? [...data] : (data.slice() as TensorData);
-  return { type: t.type as OrtTensorType, dims: [...t.dims], data: copy };
+  return { type: t.type as OrtTensorType, dims: [...t.dims], data: t.data as TensorData };
+}
+
+/**
+ * One `run` frame (host-protocol.ts): feeds are typed views over the frame's payload, handed to
+ * onnxruntime without a copy. `received`: when the frame was complete.
+ */
+async function run(state: HostState, frame: Frame, received: number): Promise<Buffer[]> {
+  // A header without a usable id cannot be answered: the caller (main) treats that as fatal.
+  const { id, outputs: wanted, tensors } = parseRunRequest(frame.header);
+  try {
+    const session = state.session;
+    if (!session) throw new EdgeFleetError("MODEL_NOT_READY", "model host has no session");
+    const feeds: Record<string, Tensor> = {};
+    for (const [name, raw] of Object.entries(decodeTensors(tensors, frame.payload))) {
+      feeds[name] = new Tensor(raw.type, raw.data as Tensor.DataType, raw.dims);
+    }
+    let results: InferenceSession.ReturnType;
+    const ortStart = monoMs();
+    try {
+      results = wanted ? await session.run(feeds, wanted) : await session.run(feeds);
+    } catch (err) {
+      throw toEdgeFleetError(err, "INFERENCE_FAILED");
+    }
+    const ortEnd = monoMs();
+    const outputs: Record<string, RawTensor> = {};
+    for (const [name, value] of Object.entries(results)) outputs[name] = toRaw(value as Tensor);
+    const timing = { received, ortStart, ortEnd, replying: monoMs() };
+    return encodeFrame({ id, ok: true, computeMs: ortEnd - ortStart, timing }, outputs);
+  } catch (err) {
+    return encodeFrame({ id, ok: false, error: toEdgeFleetError(err).toJSON() });
+  }
 }
 
 /**
@@ -75,25 +118,6 @@ async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
       };
       return { type: "load", metadata };
     }
-    case "run": {
-      const session = state.session;
-      if (!session) throw new EdgeFleetError("MODEL_NOT_READY", "model host has no session");
-      const feeds: Record<string, Tensor> = {};
-      for (const [name, raw] of Object.entries(req.feeds)) {
-        feeds[name] = new Tensor(raw.type, raw.data as Tensor.DataType, raw.dims);
-      }
-      let results: InferenceSession.ReturnType;
-      const started = performance.now();
-      try {
-        results = req.outputs ? await session.run(feeds, req.outputs) : await session.run(feeds);
-      } catch (err) {
-        throw toEdgeFleetError(err, "INFERENCE_FAILED");
-      }
-      const computeMs = performance.now() - started;
-      const outputs: Record<string, RawTensor> = {};
-      for (const [name, value] of Object.entries(results)) outputs[name] = toRaw(value as Tensor);
-      return { type: "run", outputs, computeMs };
-    }
     case "rss":
       return { type: "rss", rss: process.memoryUsage.rss() };
     case "stop":
@@ -110,6 +134,33 @@ function main(): void {
   }
   const state: HostState = { session: null };
   let chain: Promise<void> = Promise.resolve();
+  // The bulk channel (host-protocol.ts): run frames in on stdin, replies out on fd 4. Either failing
+  // means the agent is gone or the stream is corrupt; nothing can be answered any more.
+  const fatal = (why: string) => (err: unknown) => {
+    process.stderr.write(`model host: ${why}: ${String(err)}\n`);
+    process.exit(1);
+  };
+  const bulkOut = new Socket({ fd: 4, readable: false, writable: true });
+  bulkOut.on("error", fatal("bulk channel write failed"));
+  process.stdin.on("error", fatal("bulk channel read failed"));
+  // Input payloads are recycled once their run is over (onnxruntime keeps no reference to feeds).
+  const pool = createPayloadPool();
+  readFrames(
+    process.stdin,
+    (frame) => {
+      const received = monoMs();
+      chain = chain.then(async () => {
+        try {
+          writeFrame(bulkOut, await run(state, frame, received));
+          pool.give(frame.payload);
+        } catch (err) {
+          fatal("bad run request")(err);
+        }
+      });
+    },
+    fatal("bad frame from the agent"),
+    { allocate: pool.take },
+  );
   process.on("message", (msg: HostRequest) => {
     chain = chain.then(async () => {
       try {

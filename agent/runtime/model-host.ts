@@ -1,12 +1,23 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
+import type { Readable } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorJson, isErrorCode } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { RawTensor } from "../../shared/tensors.js";
-import type { HostMetadata, HostRequest, HostResponse, HostResult } from "./host-protocol.js";
+import { readFrames, writeFrame } from "./host-channel.js";
+import { decodeTensors, encodeFrame, type Frame } from "./host-frames.js";
+import { parseRunReply, type RunReplyHeader } from "./host-headers.js";
+import {
+  type HostMetadata,
+  type HostRequest,
+  type HostResponse,
+  type HostResult,
+  monoMs,
+  type RunTiming,
+} from "./host-protocol.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 export interface ModelHostDeps {
@@ -42,6 +53,8 @@ export interface HostRun {
   outputs: Record<string, RawTensor>;
   /** Time spent in `session.run` inside the host (ms). */
   computeMs: number;
+  /** Stage timestamps of this run (benchmarks' breakdown; a few clock reads per run). */
+  timing: RunTiming;
 }
 
 export interface ModelHost {
@@ -60,7 +73,8 @@ export interface ModelHost {
 type RequestBody = HostRequest extends infer T ? (T extends HostRequest ? Omit<T, "id"> : never) : never;
 
 interface Pending {
-  resolve(r: HostResult): void;
+  /** A control answer (HostResult) or a run reply (HostRun). */
+  resolve(r: HostResult | HostRun): void;
   reject(e: EdgeFleetError): void;
 }
 
@@ -97,11 +111,14 @@ function fromJson(e: ErrorJson): EdgeFleetError {
 export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): Promise<ModelHost> {
   const log = deps.log.child({ host: spawn.label });
   const entry = deps.entry ?? defaultEntry();
+  // stdin and fd 4: the bulk channel (host-protocol.ts), socketpairs private to the two processes.
   const child: ChildProcess = fork(entry, [], {
     serialization: "advanced",
     execArgv: deps.execArgv ?? defaultExecArgv(entry),
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
+    stdio: ["pipe", "inherit", "inherit", "ipc", "pipe"],
   });
+  const bulkOut = child.stdin!;
+  const bulkIn = child.stdio[4] as Readable;
   const pending = new Map<number, Pending>();
   let nextId = 1;
   let stopping = false;
@@ -135,17 +152,85 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     else p.reject(fromJson(msg.error));
   });
 
-  function call(req: RequestBody): Promise<HostResult> {
-    if (exitInfo !== null || !child.connected) {
-      return Promise.reject(
-        stopping
-          ? new EdgeFleetError("MODEL_NOT_READY", `model host ${spawn.label} was stopped`)
-          : new EdgeFleetError("HOST_CRASHED", `model host ${spawn.label} is not running`),
-      );
+  // The bulk channel. Its failure (a bad frame, a broken socket) leaves the host unusable: kill it, so
+  // every pending call is rejected with HOST_CRASHED by the exit handler and the supervisor restarts it.
+  const condemn = (why: string, err: unknown) => {
+    if (exitInfo !== null) return;
+    log.error({ err, pending: pending.size }, `model host ${why}; killing it`);
+    child.kill("SIGKILL");
+  };
+  bulkOut.on("error", (err) => condemn("bulk channel write failed", err));
+  bulkIn.on("error", (err) => condemn("bulk channel read failed", err));
+  readFrames(
+    bulkIn,
+    (frame) => onRunReply(frame, monoMs()),
+    (err) => condemn("sent a bad frame", err),
+  );
+
+  function onRunReply(frame: Frame, answered: number): void {
+    let h: RunReplyHeader;
+    try {
+      h = parseRunReply(frame.header);
+    } catch (err) {
+      condemn("sent a bad run reply header", err);
+      return;
     }
+    const p = pending.get(h.id);
+    if (!p) return;
+    pending.delete(h.id);
+    if (!h.ok) {
+      p.reject(fromJson(h.error as ErrorJson));
+      return;
+    }
+    let outputs: Record<string, RawTensor>;
+    try {
+      outputs = decodeTensors(h.tensors, frame.payload);
+    } catch (err) {
+      p.reject(new EdgeFleetError("HOST_CRASHED", `model host ${spawn.label} sent unreadable outputs`));
+      condemn("sent unreadable outputs", err);
+      return;
+    }
+    p.resolve({ outputs, computeMs: h.computeMs, timing: { ...h.timing, sent: 0, answered } });
+  }
+
+  function deadError(): EdgeFleetError | null {
+    if (exitInfo === null && child.connected) return null;
+    return stopping
+      ? new EdgeFleetError("MODEL_NOT_READY", `model host ${spawn.label} was stopped`)
+      : new EdgeFleetError("HOST_CRASHED", `model host ${spawn.label} is not running`);
+  }
+
+  /** One run over the bulk channel: the feeds' own memory is written, the outputs are views of the reply. */
+  function runCall(feeds: Record<string, RawTensor>, outputs?: string[]): Promise<HostRun> {
+    const dead = deadError();
+    if (dead) return Promise.reject(dead);
+    const id = nextId++;
+    const sent = monoMs();
+    return new Promise<HostRun>((resolve, reject) => {
+      pending.set(id, {
+        resolve: (r) => {
+          const run = r as HostRun;
+          run.timing.sent = sent;
+          resolve(run);
+        },
+        reject,
+      });
+      try {
+        writeFrame(bulkOut, encodeFrame(outputs ? { id, outputs } : { id }, feeds));
+      } catch (err) {
+        // Nothing was written (encoding failed before the first byte): this request alone fails.
+        pending.delete(id);
+        reject(new EdgeFleetError("INTERNAL", `could not encode a run for ${spawn.label}: ${String(err)}`));
+      }
+    });
+  }
+
+  function call(req: RequestBody): Promise<HostResult> {
+    const dead = deadError();
+    if (dead) return Promise.reject(dead);
     const id = nextId++;
     return new Promise<HostResult>((resolve, reject) => {
-      pending.set(id, { resolve, reject });
+      pending.set(id, { resolve: (r) => resolve(r as HostResult), reject });
       child.send({ ...req, id } as HostRequest, (err) => {
         if (err && pending.delete(id))
           reject(new EdgeFleetError("HOST_CRASHED", `send to model host failed: ${err.message}`));
@@ -205,11 +290,7 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     exited,
     // The IPC channel closes before "exit" fires: a disconnected child is as good as dead.
     alive: () => exitInfo === null && !stopping && child.connected,
-    async run(feeds, outputs) {
-      const res = await call(outputs ? { type: "run", feeds, outputs } : { type: "run", feeds });
-      if (res.type !== "run") throw new EdgeFleetError("INTERNAL", "unexpected host response to run");
-      return { outputs: res.outputs, computeMs: res.computeMs };
-    },
+    run: runCall,
     async rss() {
       // Read by the agent from /proc where there is one: no IPC round trip, so the host is not woken
       // (a wake-up of another process costs callers, docs/benchmarks.md "Shadow"), and a background

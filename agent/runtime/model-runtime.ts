@@ -2,6 +2,7 @@ import type { ErrorCode, ErrorJson } from "../../shared/errors.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { JsonTensor, SamplesFile } from "../../shared/schemas/tensor.js";
+import type { RunTiming } from "./host-protocol.js";
 
 /**
  * Contract between the updater (agent/updater/) and the runtime (agent/runtime/).
@@ -69,6 +70,11 @@ export interface InferRecord {
   nonFinite: number;
   /** A synthetic probe from the bundle's samples rather than a client request. */
   probe: boolean;
+  /**
+   * Monotonic timestamps of the run's stages (host-protocol.ts `RunTiming`); absent on failure.
+   * The benchmarks' per-stage breakdown reads these (issue 13).
+   */
+  stages?: RunTiming;
 }
 
 export interface ActivateOptions {

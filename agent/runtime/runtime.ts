@@ -162,6 +162,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         ok: true,
         nonFinite,
         probe,
+        stages: res.timing,
       });
       return { outputs: out, computeMs: res.computeMs };
     } catch (err) {

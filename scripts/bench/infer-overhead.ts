@@ -11,7 +11,10 @@ import { sessionOptionsFromProfile } from "../../agent/runtime/session-options.j
 import { systemClock } from "../../shared/clock.js";
 import { jsonToRaw } from "../../shared/tensors.js";
 import { sileroInputs, sileroManifest, sileroModelPath } from "../demo/silero.js";
+import { createStageRecorder, stageMedians, type Traced } from "./stages.js";
 import { ratio, summarize, timeSequential } from "./stats.js";
+
+const total = (t: Traced) => t.client1 - t.client0;
 
 /**
  * Scenario "local infer overhead" (DESIGN §9): the same Silero VAD request
@@ -27,7 +30,10 @@ export async function benchInferOverhead(n = 1000): Promise<Record<string, unkno
   const log = pino({ level: "silent" });
   const inputs = sileroInputs(440);
   const runtime = createModelRuntime({ log, clock: systemClock, profile });
+  const rec = createStageRecorder();
+  runtime.observe(rec.onRecord);
   const api = createSocketApi({
+    onInferStages: rec.onHttp,
     log,
     runtime,
     status: () => ({}),
@@ -60,19 +66,21 @@ export async function benchInferOverhead(n = 1000): Promise<Record<string, unkno
       manifest: MANIFEST,
     });
     await runtime.activate(loaded);
-    const ipc = summarize(await timeSequential(n, 50, () => runtime.infer({ model: "silero-vad", inputs })));
+    const ipcTraces = await rec.time(n, 50, () => runtime.infer({ model: "silero-vad", inputs }));
+    const ipc = summarize(ipcTraces.map(total));
 
     await api.listen();
     const client = new SocketClient(join(dir, "a.sock"));
-    const socket = summarize(await timeSequential(n, 50, () => client.inferTensors("silero-vad", inputs)));
+    const socketTraces = await rec.time(n, 50, () => client.inferTensors("silero-vad", inputs));
+    const socket = summarize(socketTraces.map(total));
 
     return {
       scenario: "local-infer-overhead",
       model: "silero_vad_v5 (fp32)",
       profile: profile.id,
       anchor: { what: "in-process onnxruntime-node session.run", ...anchor },
-      ipc: { what: "agent runtime → model host process", ...ipc },
-      figure: { what: "Unix socket v2 JSON infer → model host", ...socket },
+      ipc: { what: "agent runtime → model host process", ...ipc, stagesP50Ms: stageMedians(ipcTraces) },
+      figure: { what: "Unix socket v2 JSON infer → model host", ...socket, stagesP50Ms: stageMedians(socketTraces) },
       ratioP50: ratio(socket.p50Ms, anchor.p50Ms),
       ratioP99: ratio(socket.p99Ms, anchor.p99Ms),
       overheadP50Ms: Math.round((socket.p50Ms - anchor.p50Ms) * 1000) / 1000,

@@ -24,7 +24,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "quantize-int8": () => benchQuantize(),
   "swap-under-load": () => benchSwapUnderLoad(),
   "event-loop-responsiveness": () => benchEventLoop(),
-  "serving-binary-vs-json": () => benchServingBinary(),
+  "serving-binary-vs-json": () => benchServingBinary(Number(process.env.BENCH_BINARY_N ?? 100)),
   "serving-dynamic-batching": () => benchServingBatching(),
   "serving-shadow-latency": () => benchServingShadow(),
   "verify-extract": () => benchVerifyExtract(Number(process.env.BENCH_VX_N ?? 20)),

@@ -1,6 +1,7 @@
 import * as ort from "onnxruntime-node";
 import { sessionOptionsFromProfile } from "../../agent/runtime/session-options.js";
 import { reluModel, startServingFixture } from "./serving-fixture.js";
+import { createStageRecorder, stageMedians } from "./stages.js";
 import { ratio, summarize, timeSequential } from "./stats.js";
 
 /**
@@ -11,7 +12,9 @@ import { ratio, summarize, timeSequential } from "./stats.js";
  *   json   — Unix socket, v2 JSON tensors (1.2 M numbers each way).
  */
 export async function benchServingBinary(n = 40): Promise<Record<string, unknown>> {
-  const fx = await startServingFixture();
+  const rec = createStageRecorder();
+  const fx = await startServingFixture({ onInferStages: rec.onHttp });
+  fx.runtime.observe(rec.onRecord);
   try {
     const dims = [1, 3, 640, 640];
     const size = dims.reduce((a, b) => a * b, 1);
@@ -24,9 +27,10 @@ export async function benchServingBinary(n = 40): Promise<Record<string, unknown
     await session.release();
 
     await fx.install("relu640", "1.0.0", bytes, dims);
-    const binary = summarize(
-      await timeSequential(n, 5, () => fx.client.inferBinary("relu640", { x: { type: "float32", data, dims } })),
+    const binaryTraces = await rec.time(n, 5, () =>
+      fx.client.inferBinary("relu640", { x: { type: "float32", data, dims } }),
     );
+    const binary = summarize(binaryTraces.map((t) => t.client1 - t.client0));
     const asArray = Array.from(data);
     const json = summarize(
       await timeSequential(Math.max(5, Math.floor(n / 4)), 2, () =>
@@ -38,7 +42,12 @@ export async function benchServingBinary(n = 40): Promise<Record<string, unknown
       scenario: "serving-binary-vs-json",
       tensor: "FP32 1x3x640x640 (4.9 MB) in and out, Relu",
       anchor: { what: "in-process onnxruntime-node session.run", ...anchor, inferPerSec: perSec(anchor.meanMs) },
-      figure: { what: "Unix socket v2 binary extension", ...binary, inferPerSec: perSec(binary.meanMs) },
+      figure: {
+        what: "Unix socket v2 binary extension",
+        ...binary,
+        inferPerSec: perSec(binary.meanMs),
+        stagesP50Ms: stageMedians(binaryTraces),
+      },
       json: { what: "Unix socket v2 JSON tensors", ...json, inferPerSec: perSec(json.meanMs) },
       ratioBinaryToAnchorP50: ratio(binary.p50Ms, anchor.p50Ms),
       ratioJsonToAnchorP50: ratio(json.p50Ms, anchor.p50Ms),

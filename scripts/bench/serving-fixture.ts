@@ -5,6 +5,7 @@ import type { onnx } from "onnx-proto";
 import onnxProto from "onnx-proto";
 import { pino } from "pino";
 import { createSocketApi, type SocketApi } from "../../agent/api/socket-api.js";
+import type { InferStages } from "../../agent/api/v2-routes.js";
 import { SocketClient } from "../../agent/client/socket-client.js";
 import { loadProfileFile } from "../../agent/profile/load-profiles.js";
 import type { LoadedVersion } from "../../agent/runtime/model-runtime.js";
@@ -91,7 +92,7 @@ export interface ServingFixture {
 
 /** `tune` adjusts the device profile (generic-x64) before the runtime is built from it. */
 export async function startServingFixture(
-  opts: { tune?: (profile: DeviceProfile) => DeviceProfile } = {},
+  opts: { tune?: (profile: DeviceProfile) => DeviceProfile; onInferStages?: (s: InferStages) => void } = {},
 ): Promise<ServingFixture> {
   const dir = await mkdtemp(join(tmpdir(), "ef-bench-serving-"));
   const base = await loadProfileFile(new URL("../../device-profiles/generic-x64.json", import.meta.url).pathname);
@@ -109,6 +110,7 @@ export async function startServingFixture(
     version: "0.0.0-bench",
     serving,
     bodyLimit: 128 * 1024 * 1024,
+    ...(opts.onInferStages ? { onInferStages: opts.onInferStages } : {}),
   });
   await api.listen();
   let n = 0;

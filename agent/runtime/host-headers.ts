@@ -1,0 +1,106 @@
+import { EdgeFleetError, type ErrorJson } from "../../shared/errors.js";
+import type { OrtTensorType } from "../../shared/tensors.js";
+import type { HostRunTiming } from "./host-protocol.js";
+
+/**
+ * Headers of the bulk channel's `run` frames (host-protocol.ts), checked field by field. The channel
+ * joins two of our own processes, but a header is still checked before use: a corrupt or foreign
+ * frame must be a clear error, never a crash. By hand rather than with zod on purpose: this runs
+ * twice per inference, and zod's ~10 µs per header (measured, warm) was a visible share of a
+ * 0.2 ms model's request (docs/benchmarks.md, issue 13). Pure.
+ */
+export interface TensorEntry {
+  name: string;
+  type: OrtTensorType;
+  dims: number[];
+  offset: number;
+  byteLength: number;
+}
+
+export interface RunRequestHeader {
+  id: number;
+  outputs?: string[];
+  tensors: TensorEntry[];
+}
+
+export type RunReplyHeader =
+  | { id: number; ok: true; computeMs: number; timing: HostRunTiming; tensors: TensorEntry[] }
+  | { id: number; ok: false; error: ErrorJson; tensors: TensorEntry[] };
+
+const TYPES = new Set<string>([
+  "bool",
+  "uint8",
+  "uint16",
+  "uint32",
+  "uint64",
+  "int8",
+  "int16",
+  "int32",
+  "int64",
+  "float16",
+  "float32",
+  "float64",
+  "string",
+]);
+const MAX_TENSORS = 1024;
+const MAX_DIMS = 64;
+
+const bad = (what: string) => new EdgeFleetError("INTERNAL", `model host channel: ${what}`);
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+
+function id(h: Record<string, unknown>): number {
+  if (!isCount(h.id) || h.id < 1) throw bad("frame header without a valid id");
+  return h.id;
+}
+
+export function parseTensorEntries(v: unknown): TensorEntry[] {
+  if (!Array.isArray(v) || v.length > MAX_TENSORS) throw bad(`"tensors" must be an array of at most ${MAX_TENSORS}`);
+  for (const [i, e] of v.entries()) {
+    if (!isObject(e)) throw bad(`tensors[${i}] is not an object`);
+    if (typeof e.name !== "string" || e.name.length === 0) throw bad(`tensors[${i}].name must be a non-empty string`);
+    if (typeof e.type !== "string" || !TYPES.has(e.type)) throw bad(`tensors[${i}].type ${String(e.type)} is unknown`);
+    if (!Array.isArray(e.dims) || e.dims.length > MAX_DIMS || !e.dims.every(isCount)) {
+      throw bad(`tensors[${i}].dims must be at most ${MAX_DIMS} non-negative integers`);
+    }
+    if (!isCount(e.offset) || !isCount(e.byteLength)) throw bad(`tensors[${i}] offset/byteLength must be integers ≥ 0`);
+  }
+  return v as TensorEntry[];
+}
+
+export function parseRunRequest(h: unknown): RunRequestHeader {
+  if (!isObject(h)) throw bad("run request header is not an object");
+  const out: RunRequestHeader = { id: id(h), tensors: parseTensorEntries(h.tensors) };
+  if (h.outputs !== undefined) {
+    if (!Array.isArray(h.outputs) || !h.outputs.every((o) => typeof o === "string")) {
+      throw bad('"outputs" must be an array of names');
+    }
+    out.outputs = h.outputs as string[];
+  }
+  return out;
+}
+
+export function parseRunReply(h: unknown): RunReplyHeader {
+  if (!isObject(h)) throw bad("run reply header is not an object");
+  const replyId = id(h);
+  if (h.ok === false) {
+    const e = h.error;
+    if (!isObject(e) || typeof e.code !== "string" || typeof e.message !== "string") {
+      throw bad("error reply without code and message");
+    }
+    return { id: replyId, ok: false, error: e as unknown as ErrorJson, tensors: [] };
+  }
+  if (h.ok !== true) throw bad('run reply header without "ok"');
+  const t = h.timing;
+  if (typeof h.computeMs !== "number" || !isObject(t)) throw bad("run reply without computeMs and timing");
+  for (const k of ["received", "ortStart", "ortEnd", "replying"] as const) {
+    if (typeof t[k] !== "number") throw bad(`run reply timing.${k} is not a number`);
+  }
+  return {
+    id: replyId,
+    ok: true,
+    computeMs: h.computeMs,
+    timing: t as unknown as HostRunTiming,
+    tensors: parseTensorEntries(h.tensors),
+  };
+}
