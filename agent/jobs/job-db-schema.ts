@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { StoredErrorSchema } from "../store/agent-db-schema.js";
-import { jsonColumn, type Migration } from "../store/schema-migrations.js";
+import { jsonColumn, type Migration, QUARANTINE_TABLE_SQL } from "../store/schema-migrations.js";
 
 /** `{dataDir}/jobs.db`: its migrations and the shape of its rows (issue 23). */
 export const JOB_DB_MIGRATIONS: readonly Migration[] = [
@@ -13,6 +13,8 @@ export const JOB_DB_MIGRATIONS: readonly Migration[] = [
     resumes INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
     PRIMARY KEY (job, run_id))`,
   },
+  // Rows that do not decode are moved here at open (schema-migrations.ts quarantineInvalidRows).
+  { version: 2, sql: QUARANTINE_TABLE_SQL },
 ];
 
 export const RUN_STATES = ["running", "completed", "failed"] as const;

@@ -2,7 +2,7 @@ import { pino } from "pino";
 import type { ErrorJson } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { openFallbackDb } from "../store/fallback-db.js";
-import { decodeRow, migrateSchema } from "../store/schema-migrations.js";
+import { decodeRow, migrateSchema, quarantineInvalidRows } from "../store/schema-migrations.js";
 import { JOB_DB_MIGRATIONS, JobRunRowSchema, type RUN_STATES } from "./job-db-schema.js";
 
 /** Runs of batch jobs in `{dataDir}/jobs.db`: what is running (to resume after a restart) and history. */
@@ -71,6 +71,12 @@ export function openJobState(path: string, log: Logger = pino({ level: "silent" 
         d.pragma("busy_timeout = 5000");
       }
       migrateSchema(d, { name: "jobs.db", path, migrations: JOB_DB_MIGRATIONS });
+      const keyOf = (r: Record<string, unknown>) => `${String(r.job)}/${String(r.run_id)}`;
+      const at = () => new Date().toISOString();
+      const where = { db: "jobs.db", path, table: "job_runs", schema: JobRunRowSchema, keyOf };
+      for (const err of quarantineInvalidRows(d, where, at)) {
+        log.error({ err: err.toJSON() }, "corrupt job run moved to quarantined_rows");
+      }
     },
   });
   const q = (sql: string) => h.prepare(sql);

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { ERROR_CODES } from "../../shared/errors.js";
 import { InstalledRefSchema, UpdateStateSchema } from "../../shared/schemas/device-state.js";
-import { jsonColumn, type Migration } from "./schema-migrations.js";
+import { jsonColumn, type Migration, QUARANTINE_TABLE_SQL } from "./schema-migrations.js";
 
 /**
  * `{dataDir}/agent.db`: its migrations and the shape of its rows (issue 23). Kept apart from
@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS downloads (sha256 TEXT PRIMARY KEY, size INTEGER NOT 
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 `,
   },
+  // Rows that do not decode are moved here at open (schema-migrations.ts quarantineInvalidRows).
+  { version: 2, sql: QUARANTINE_TABLE_SQL },
 ];
 
 /** An error as the agent stores it (EdgeFleetError.toJSON()). */

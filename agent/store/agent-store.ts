@@ -5,7 +5,7 @@ import type { Logger } from "../../shared/logger.js";
 import type { InstalledRef, UpdateState } from "../../shared/schemas/device-state.js";
 import { AGENT_DB_MIGRATIONS, DesiredRowSchema, ModelRowSchema } from "./agent-db-schema.js";
 import { type DbMode, type FallbackDbOptions, openFallbackDb } from "./fallback-db.js";
-import { decodeRow, migrateSchema } from "./schema-migrations.js";
+import { decodeRow, migrateSchema, quarantineInvalidRows } from "./schema-migrations.js";
 
 /** One model's persisted update record (DESIGN §5). */
 export interface ModelRecord {
@@ -90,9 +90,11 @@ export function openAgentStore(
 ): AgentStore & { health(): StoreHealth; restore(): boolean } {
   const opts: AgentStoreOptions = typeof nowOrOpts === "function" ? { now: nowOrOpts } : nowOrOpts;
   const now = opts.now ?? Date.now;
+  const log = opts.log ?? silentLogger;
+  const where = { db: "agent.db", path };
   const h = openFallbackDb({
     path,
-    log: opts.log ?? silentLogger,
+    log,
     init(db, onDisk) {
       if (onDisk) {
         db.pragma("journal_mode = WAL");
@@ -100,6 +102,18 @@ export function openAgentStore(
         db.pragma("busy_timeout = 5000");
       }
       migrateSchema(db, { name: "agent.db", path, migrations: AGENT_DB_MIGRATIONS });
+      const at = () => new Date(now()).toISOString();
+      const moved = [
+        ...quarantineInvalidRows(
+          db,
+          { ...where, table: "models", schema: ModelRowSchema, keyOf: (r) => String(r.model) },
+          at,
+        ),
+        ...quarantineInvalidRows(db, { ...where, table: "desired", schema: DesiredRowSchema, keyOf: () => "1" }, at),
+      ];
+      for (const err of moved) {
+        log.error({ err: err.toJSON() }, "corrupt row moved to quarantined_rows; the agent carries on without it");
+      }
     },
     ...(opts.onModeChange ? { onModeChange: opts.onModeChange } : {}),
   });

@@ -128,3 +128,49 @@ export function decodeRow<T extends z.ZodType>(
     { path: where.path, cause: ROW_INVALID, table: where.table, key: where.key, issues },
   );
 }
+
+/**
+ * Where rows that do not decode are moved when a database opens (`quarantineInvalidRows`): kept
+ * for a person to look at, out of the way of the agent. A migration of each database that decodes rows.
+ */
+export const QUARANTINE_TABLE_SQL = `
+CREATE TABLE quarantined_rows (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, row_key TEXT NOT NULL, row TEXT NOT NULL,
+  reason TEXT NOT NULL, at TEXT NOT NULL);
+`;
+
+/**
+ * Moves every row of `table` that `schema` rejects into `quarantined_rows`, in one transaction, and
+ * returns why each was moved (ROW_INVALID errors). Run at open: a row damaged at rest (a bad sector,
+ * a hand edit, an agent bug) then costs what that row said — the agent installs the model again from
+ * its desired state — instead of an agent that exits at every start on the same row (issue 23).
+ */
+export function quarantineInvalidRows<T extends z.ZodType>(
+  db: Database.Database,
+  opts: { db: string; path: string | null; table: string; schema: T; keyOf: (row: Record<string, unknown>) => string },
+  now: () => string,
+): EdgeFleetError[] {
+  const rows = db.prepare(`SELECT rowid AS _rowid_, * FROM ${opts.table}`).all() as Record<string, unknown>[];
+  const moved: EdgeFleetError[] = [];
+  const bad: { rowid: unknown; key: string; row: string; err: EdgeFleetError }[] = [];
+  for (const { _rowid_, ...row } of rows) {
+    const key = opts.keyOf(row);
+    try {
+      decodeRow(opts.schema, row, { db: opts.db, path: opts.path, table: opts.table, key });
+    } catch (err) {
+      if (!(err instanceof EdgeFleetError)) throw err;
+      bad.push({ rowid: _rowid_, key, row: JSON.stringify(row), err });
+    }
+  }
+  if (bad.length === 0) return moved;
+  db.transaction(() => {
+    const keep = db.prepare("INSERT INTO quarantined_rows (source, row_key, row, reason, at) VALUES (?, ?, ?, ?, ?)");
+    const drop = db.prepare(`DELETE FROM ${opts.table} WHERE rowid = ?`);
+    for (const b of bad) {
+      keep.run(opts.table, b.key, b.row, b.err.message, now());
+      drop.run(b.rowid);
+      moved.push(b.err);
+    }
+  })();
+  return moved;
+}

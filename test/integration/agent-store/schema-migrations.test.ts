@@ -3,6 +3,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { JOB_DB_MIGRATIONS } from "../../../agent/jobs/job-db-schema.js";
 import { openJobState } from "../../../agent/jobs/job-state.js";
 import { AGENT_DB_MIGRATIONS } from "../../../agent/store/agent-db-schema.js";
 import { openAgentStore } from "../../../agent/store/agent-store.js";
@@ -168,20 +169,50 @@ describe("agent.db", () => {
     expect(userVersion(path)).toBe(99);
   });
 
-  it("a corrupt row is a clear STORAGE_FAILED naming the row and the field", () => {
+  it("corrupt rows are moved to quarantined_rows at open with a clear reason; one damaged while open is a clear STORAGE_FAILED", () => {
     const path = writeLegacy((db) => {
       db.prepare("UPDATE models SET committed = '{\"version\":' WHERE model = 'tiny'").run();
       db.prepare("INSERT INTO models (model, state, updated_at) VALUES ('odd', 'dancing', 'now')").run();
+      db.prepare("INSERT INTO models (model, state, updated_at) VALUES ('fine', 'idle', 'now')").run();
       db.prepare("UPDATE desired SET document = 'not json'").run();
     });
     const store = openAgentStore(path, { log });
-    expect(() => store.model("tiny")).toThrow(
-      expect.objectContaining({ code: "STORAGE_FAILED", details: expect.objectContaining({ cause: "ROW_INVALID" }) }),
+    expect(store.models().map((m) => m.model)).toEqual(["fine"]);
+    expect(store.model("tiny")).toBeNull();
+    expect(store.lastDesired()).toBeNull();
+    expect(store.nextEventSeq()).toBe(42); // the rest of the file is as it was
+
+    const side = new Database(path);
+    const quarantined = side.prepare("SELECT source, row_key, row, reason FROM quarantined_rows ORDER BY seq").all();
+    expect(quarantined).toEqual([
+      expect.objectContaining({
+        source: "models",
+        row_key: "tiny",
+        reason: expect.stringMatching(/^agent\.db: row models\[tiny\] is corrupt: committed: not JSON/),
+      }),
+      expect.objectContaining({
+        source: "models",
+        row_key: "odd",
+        reason: expect.stringMatching(/models\[odd\] is corrupt: state: /),
+      }),
+      expect.objectContaining({
+        source: "desired",
+        row_key: "1",
+        reason: expect.stringContaining("document: not JSON"),
+      }),
+    ]);
+    expect(JSON.parse((quarantined[0] as { row: string }).row)).toMatchObject({ model: "tiny", state: "failed" });
+
+    // Damage while the store is open (another writer): a clear error naming the row, not a SyntaxError.
+    side.prepare("UPDATE models SET error = '{}' WHERE model = 'fine'").run();
+    side.close();
+    expect(() => store.model("fine")).toThrow(
+      expect.objectContaining({
+        code: "STORAGE_FAILED",
+        details: expect.objectContaining({ cause: "ROW_INVALID", key: "fine" }),
+      }),
     );
-    expect(() => store.model("tiny")).toThrow(/agent\.db: row models\[tiny\] is corrupt: committed: not JSON/);
-    expect(() => store.model("odd")).toThrow(/row models\[odd\] is corrupt: state: /);
-    expect(() => store.models()).toThrow(EdgeFleetError);
-    expect(() => store.lastDesired()).toThrow(/row desired\[1\] is corrupt: document: not JSON/);
+    expect(() => store.models()).toThrow(/agent\.db: row models\[fine\] is corrupt: error\.code: /);
     store.close();
   });
 });
@@ -206,7 +237,7 @@ describe("jobs.db", () => {
     jobs.markResumed("nightly", "r2");
     expect(jobs.count()).toBe(2);
     jobs.close();
-    expect(userVersion(path)).toBe(1);
+    expect(userVersion(path)).toBe(latestVersion(JOB_DB_MIGRATIONS));
   });
 
   it("a file from a newer agent is refused and left untouched; runs are kept in memory", () => {
@@ -220,11 +251,21 @@ describe("jobs.db", () => {
     expect(sha256Hex(readFileSync(path))).toBe(hash);
   });
 
-  it("a corrupt run is a clear STORAGE_FAILED", () => {
+  it("a corrupt run is moved to quarantined_rows at open; the others stay", () => {
     const path = writeLegacy((db) => db.prepare("UPDATE job_runs SET state = 'paused' WHERE run_id = 'r2'").run());
     const jobs = openJobState(path, log);
-    expect(() => jobs.recent("nightly", 5)).toThrow(/jobs\.db: row job_runs\[nightly\/r2\] is corrupt: state: /);
+    expect(jobs.recent("nightly", 5).map((r) => r.runId)).toEqual(["r1"]);
+    expect(jobs.unfinished("nightly")).toBeNull();
     jobs.close();
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare("SELECT source, row_key, reason FROM quarantined_rows").all()).toEqual([
+      {
+        source: "job_runs",
+        row_key: "nightly/r2",
+        reason: expect.stringMatching(/jobs\.db: row job_runs\[nightly\/r2\] is corrupt: state: /),
+      },
+    ]);
+    db.close();
   });
 });
 
