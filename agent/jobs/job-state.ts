@@ -2,10 +2,12 @@ import { pino } from "pino";
 import type { ErrorJson } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { openFallbackDb } from "../store/fallback-db.js";
+import { decodeRow, migrateSchema, quarantineInvalidRows } from "../store/schema-migrations.js";
+import { JOB_DB_MIGRATIONS, JobRunRowSchema, type RUN_STATES } from "./job-db-schema.js";
 
 /** Runs of batch jobs in `{dataDir}/jobs.db`: what is running (to resume after a restart) and history. */
 
-export type RunState = "running" | "completed" | "failed";
+export type RunState = (typeof RUN_STATES)[number];
 
 export interface JobRun {
   job: string;
@@ -36,35 +38,26 @@ export interface JobStateStore {
   close(): void;
 }
 
-interface Row {
-  job: string;
-  run_id: string;
-  state: RunState;
-  model: string;
-  version: string | null;
-  total: number;
-  done: number;
-  failed: number;
-  resumes: number;
-  started_at: number;
-  finished_at: number | null;
-  error: string | null;
+/** A `job_runs` row decoded at the boundary (issue 23): a corrupt one is a clear STORAGE_FAILED. */
+function fromRow(row: unknown, path: string): JobRun {
+  const o = row as { job?: unknown; run_id?: unknown };
+  const key = `${String(o.job)}/${String(o.run_id)}`;
+  const r = decodeRow(JobRunRowSchema, row, { db: "jobs.db", path, table: "job_runs", key });
+  return {
+    job: r.job,
+    runId: r.run_id,
+    state: r.state,
+    model: r.model,
+    version: r.version,
+    total: r.total,
+    done: r.done,
+    failed: r.failed,
+    resumes: r.resumes,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    error: r.error,
+  };
 }
-
-const fromRow = (r: Row): JobRun => ({
-  job: r.job,
-  runId: r.run_id,
-  state: r.state,
-  model: r.model,
-  version: r.version,
-  total: r.total,
-  done: r.done,
-  failed: r.failed,
-  resumes: r.resumes,
-  startedAt: r.started_at,
-  finishedAt: r.finished_at,
-  error: r.error ? (JSON.parse(r.error) as ErrorJson) : null,
-});
 
 export function openJobState(path: string, log: Logger = pino({ level: "silent" })): JobStateStore {
   // A full, read-only or failing disk (issue 20 §2) moves the store to an in-memory copy instead of
@@ -77,11 +70,13 @@ export function openJobState(path: string, log: Logger = pino({ level: "silent" 
         d.pragma("journal_mode = WAL");
         d.pragma("busy_timeout = 5000");
       }
-      d.exec(`CREATE TABLE IF NOT EXISTS job_runs (
-    job TEXT NOT NULL, run_id TEXT NOT NULL, state TEXT NOT NULL, model TEXT NOT NULL, version TEXT,
-    total INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    resumes INTEGER NOT NULL DEFAULT 0, started_at INTEGER NOT NULL, finished_at INTEGER, error TEXT,
-    PRIMARY KEY (job, run_id))`);
+      migrateSchema(d, { name: "jobs.db", path, migrations: JOB_DB_MIGRATIONS });
+      const keyOf = (r: Record<string, unknown>) => `${String(r.job)}/${String(r.run_id)}`;
+      const at = () => new Date().toISOString();
+      const where = { db: "jobs.db", path, table: "job_runs", schema: JobRunRowSchema, keyOf };
+      for (const err of quarantineInvalidRows(d, where, at)) {
+        log.error({ err: err.toJSON() }, "corrupt job run moved to quarantined_rows");
+      }
     },
   });
   const q = (sql: string) => h.prepare(sql);
@@ -96,14 +91,14 @@ export function openJobState(path: string, log: Logger = pino({ level: "silent" 
   return {
     begin: (r) => void h.run(() => q(begin).run(r.job, r.runId, r.model, r.version, r.startedAt)),
     unfinished(job) {
-      const row = h.run(() => q(unfinished).get(job)) as Row | undefined;
-      return row ? fromRow(row) : null;
+      const row = h.run(() => q(unfinished).get(job));
+      return row ? fromRow(row, path) : null;
     },
     markResumed: (job, runId) => void h.run(() => q(resumed).run(job, runId)),
     progress: (job, runId, p) => void h.run(() => q(progress).run(p.total, p.done, p.failed, job, runId)),
     finish: (job, runId, state, at, error) =>
       void h.run(() => q(finish).run(state, at, error ? JSON.stringify(error) : null, job, runId)),
-    recent: (job, limit) => (h.run(() => q(recent).all(job, limit)) as Row[]).map(fromRow),
+    recent: (job, limit) => h.run(() => q(recent).all(job, limit)).map((row) => fromRow(row, path)),
     count: () => h.run(() => q("SELECT COUNT(*) FROM job_runs").pluck().get()) as number,
     close: () => h.close(),
   };

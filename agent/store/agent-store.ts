@@ -3,7 +3,9 @@ import { pino } from "pino";
 import type { EdgeFleetError, ErrorJson } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { InstalledRef, UpdateState } from "../../shared/schemas/device-state.js";
+import { AGENT_DB_MIGRATIONS, DesiredRowSchema, ModelRowSchema } from "./agent-db-schema.js";
 import { type DbMode, type FallbackDbOptions, openFallbackDb } from "./fallback-db.js";
+import { decodeRow, migrateSchema, quarantineInvalidRows } from "./schema-migrations.js";
 
 /** One model's persisted update record (DESIGN §5). */
 export interface ModelRecord {
@@ -37,18 +39,6 @@ export interface AgentStore {
   close(): void;
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS desired (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, document TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS models (
-  model TEXT PRIMARY KEY, state TEXT NOT NULL, committed TEXT, candidate TEXT, error TEXT,
-  rollout_id TEXT, probation_restarts INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS release_counters (model TEXT PRIMARY KEY, highest INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS bad_bundles (sha256 TEXT PRIMARY KEY, model TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS downloads (sha256 TEXT PRIMARY KEY, size INTEGER NOT NULL, contiguous INTEGER NOT NULL, updated_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-`;
-
 const BUMP_EVENT_SEQ =
   "INSERT INTO counters (name, value) VALUES ('event_seq', 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value";
 const UPSERT_MODEL = `INSERT INTO models (model, state, committed, candidate, error, rollout_id, probation_restarts, updated_at)
@@ -59,25 +49,16 @@ const UPSERT_MODEL = `INSERT INTO models (model, state, committed, candidate, er
 /** For stores opened without a logger (tests): storage faults are still handled, only not logged. */
 const silentLogger: Logger = pino({ level: "silent" });
 
-interface ModelRow {
-  model: string;
-  state: string;
-  committed: string | null;
-  candidate: string | null;
-  error: string | null;
-  rollout_id: string | null;
-  probation_restarts: number;
-}
-
-const parseJson = <T>(s: string | null): T | null => (s === null ? null : (JSON.parse(s) as T));
-
-function toRecord(r: ModelRow): ModelRecord {
+/** A `models` row decoded at the boundary (issue 23): a corrupt one is a clear STORAGE_FAILED. */
+function toRecord(row: unknown, path: string): ModelRecord {
+  const key = String((row as { model?: unknown }).model);
+  const r = decodeRow(ModelRowSchema, row, { db: "agent.db", path, table: "models", key });
   return {
     model: r.model,
-    state: r.state as UpdateState,
-    committed: parseJson<InstalledRef>(r.committed),
-    candidate: parseJson<InstalledRef>(r.candidate),
-    error: parseJson<ErrorJson>(r.error),
+    state: r.state,
+    committed: r.committed,
+    candidate: r.candidate,
+    error: r.error,
     rolloutId: r.rollout_id,
     probationRestarts: r.probation_restarts,
   };
@@ -109,16 +90,30 @@ export function openAgentStore(
 ): AgentStore & { health(): StoreHealth; restore(): boolean } {
   const opts: AgentStoreOptions = typeof nowOrOpts === "function" ? { now: nowOrOpts } : nowOrOpts;
   const now = opts.now ?? Date.now;
+  const log = opts.log ?? silentLogger;
+  const where = { db: "agent.db", path };
   const h = openFallbackDb({
     path,
-    log: opts.log ?? silentLogger,
+    log,
     init(db, onDisk) {
       if (onDisk) {
         db.pragma("journal_mode = WAL");
         db.pragma("synchronous = FULL");
         db.pragma("busy_timeout = 5000");
       }
-      db.exec(SCHEMA);
+      migrateSchema(db, { name: "agent.db", path, migrations: AGENT_DB_MIGRATIONS });
+      const at = () => new Date(now()).toISOString();
+      const moved = [
+        ...quarantineInvalidRows(
+          db,
+          { ...where, table: "models", schema: ModelRowSchema, keyOf: (r) => String(r.model) },
+          at,
+        ),
+        ...quarantineInvalidRows(db, { ...where, table: "desired", schema: DesiredRowSchema, keyOf: () => "1" }, at),
+      ];
+      for (const err of moved) {
+        log.error({ err: err.toJSON() }, "corrupt row moved to quarantined_rows; the agent carries on without it");
+      }
     },
     ...(opts.onModeChange ? { onModeChange: opts.onModeChange } : {}),
   });
@@ -143,10 +138,8 @@ export function openAgentStore(
 
   return {
     lastDesired() {
-      const row = h.run(() => q("SELECT seq, document FROM desired WHERE id = 1").get()) as
-        | { seq: number; document: string }
-        | undefined;
-      return row ? { seq: row.seq, document: JSON.parse(row.document) } : null;
+      const row = h.run(() => q("SELECT seq, document FROM desired WHERE id = 1").get());
+      return row ? decodeRow(DesiredRowSchema, row, { db: "agent.db", path, table: "desired", key: "1" }) : null;
     },
     acceptDesired(seq, document) {
       h.run(() =>
@@ -155,10 +148,10 @@ export function openAgentStore(
         ).run(seq, JSON.stringify(document)),
       );
     },
-    models: () => (h.run(() => q("SELECT * FROM models ORDER BY model").all()) as ModelRow[]).map(toRecord),
+    models: () => h.run(() => q("SELECT * FROM models ORDER BY model").all()).map((row) => toRecord(row, path)),
     model(name) {
-      const row = h.run(() => q("SELECT * FROM models WHERE model = ?").get(name)) as ModelRow | undefined;
-      return row ? toRecord(row) : null;
+      const row = h.run(() => q("SELECT * FROM models WHERE model = ?").get(name));
+      return row ? toRecord(row, path) : null;
     },
     saveModel: (r) => h.run((db) => saveModel(db, r)),
     nextEventSeq: () => h.run((db) => db.transaction(nextEventSeq)()),

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
+import { isSchemaNewer } from "./schema-migrations.js";
 import { asStorageFault } from "./storage-faults.js";
 
 /**
@@ -76,13 +77,18 @@ function readImage(path: string, log: Logger): Buffer | null {
   }
 }
 
-function openMemory(image: Buffer | null, opts: FallbackDbOptions): Database.Database {
+function openMemory(
+  image: Buffer | null,
+  opts: FallbackDbOptions,
+  onSchemaNewer: (err: EdgeFleetError) => void,
+): Database.Database {
   if (image) {
     try {
       const db = new Database(asRollbackImage(image));
       opts.init(db, false);
       return db;
     } catch (err) {
+      if (isSchemaNewer(err)) onSchemaNewer(err);
       opts.log.error(
         { err, path: opts.path },
         "the database file is unreadable; starting from an empty in-memory copy",
@@ -165,9 +171,17 @@ export function openFallbackDb(opts: FallbackDbOptions): FallbackDb {
   let mode: DbMode = "disk";
   let fault: EdgeFleetError | null = null;
   let statements = new Map<string, Database.Statement>();
+  /**
+   * Set when the file was written by a newer agent (schema-migrations.ts, issue 23): the memory
+   * copy starts empty and is never written back over it, so an upgrade finds the file intact.
+   */
+  let newerFile: EdgeFleetError | null = null;
+  const refuseFile = (err: EdgeFleetError) => {
+    newerFile = err;
+  };
 
   const enterMemory = (cause: EdgeFleetError, image: Buffer | null) => {
-    current = openMemory(image, opts);
+    current = openMemory(image, opts, refuseFile);
     statements = new Map();
     mode = "memory";
     fault = cause;
@@ -183,7 +197,10 @@ export function openFallbackDb(opts: FallbackDbOptions): FallbackDb {
   } catch (err) {
     const f = asStorageFault(err, path);
     if (!f) throw err;
-    enterMemory(preciseFault(f, path), readImage(path, log));
+    if (isSchemaNewer(f)) {
+      refuseFile(f);
+      enterMemory(f, null);
+    } else enterMemory(preciseFault(f, path), readImage(path, log));
   }
 
   const toMemory = (cause: EdgeFleetError) => {
@@ -231,6 +248,10 @@ export function openFallbackDb(opts: FallbackDbOptions): FallbackDb {
     },
     restore() {
       if (mode === "disk") return true;
+      if (newerFile) {
+        fault = newerFile;
+        return false;
+      }
       let disk: Database.Database | null = null;
       try {
         writeImage(path, current.serialize());

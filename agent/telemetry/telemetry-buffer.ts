@@ -3,7 +3,9 @@ import type { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { TELEMETRY_MAX_RECORD_BYTES, type UnsequencedRecord } from "../../shared/schemas/telemetry.js";
 import { type DbMode, openFallbackDb } from "../store/fallback-db.js";
+import { migrateSchema, refuseNewerSchema } from "../store/schema-migrations.js";
 import { evictionProbe, overCaps, type RingCaps, rowCost, rowsToEvict, walBudget } from "./ring-accounting.js";
+import { TELEMETRY_DB_MIGRATIONS } from "./telemetry-db-schema.js";
 
 export type Durability = "full" | "normal";
 
@@ -70,10 +72,6 @@ export interface TelemetryBuffer {
   close(): void;
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS records (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, cost INTEGER NOT NULL, body TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-`;
 /** Committing in slices keeps one transaction (and so the WAL) small even after a long stall. */
 const COMMIT_SLICE = 500;
 const MAX_PENDING = 20_000;
@@ -97,6 +95,8 @@ export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuff
     path: opts.path,
     log,
     init(db, onDisk) {
+      const schema = { name: "telemetry.db", path: opts.path, migrations: TELEMETRY_DB_MIGRATIONS };
+      refuseNewerSchema(db, schema); // before auto_vacuum, which writes the header of a newer file too
       if (onDisk) {
         // auto_vacuum must be chosen before the first table exists; INCREMENTAL lets us give freed pages back.
         db.pragma("auto_vacuum = INCREMENTAL");
@@ -105,7 +105,7 @@ export function openTelemetryBuffer(opts: TelemetryBufferOptions): TelemetryBuff
         db.pragma(`wal_autocheckpoint = ${wal.pages}`);
         db.pragma(`journal_size_limit = ${wal.bytes}`);
       }
-      db.exec(SCHEMA);
+      migrateSchema(db, schema);
     },
     ...(opts.onModeChange ? { onModeChange: opts.onModeChange } : {}),
   });

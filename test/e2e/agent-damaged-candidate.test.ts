@@ -104,6 +104,16 @@ describe("e2e: a candidate damaged on disk between staging and loading", () => {
     );
     return modelOf(s)!.candidate!.sha256;
   };
+  /**
+   * The committed version and its answers, read at a test's start: every version "N.0.0" here is the
+   * tiny linear model scaled by N, so a test need not assume which earlier test ran (issue 23).
+   */
+  const committedNow = async () => {
+    const version = modelOf(await status(client))?.committed?.version;
+    if (!version) throw new Error("no committed version serves");
+    const scale = Number(version.split(".")[0]);
+    return { version, y: expectedY(scale, X) };
+  };
   const expectNothingBad = () =>
     expect(readAgentDb(dataDir).bad, "AGENT BUG: a genuine bundle was marked bad").toEqual([]);
 
@@ -187,6 +197,7 @@ describe("e2e: a candidate damaged on disk between staging and loading", () => {
   });
 
   it("3. a shadow side candidate rewritten before loading: re-extracted, runs as the shadow, not marked bad", async () => {
+    const active = await committedNow();
     await pushTiny(env.h, env.tmp.path, "4.0.0", "linear", 4);
     const { rollouts } = await env.h.api.listRollouts();
     const supersedes = rollouts.filter((r) => r.model === MODEL && r.status === "running").map((r) => r.id);
@@ -214,7 +225,7 @@ describe("e2e: a candidate damaged on disk between staging and loading", () => {
     expect(sideOf(s)?.error).toBeUndefined();
     expect((await client.raw("GET", `/v2/models/${MODEL}/versions/4.0.0/ready`)).status).toBe(200);
     // Callers still get the active version; the shadow runs the genuine bytes.
-    expect(await y()).toEqual({ version: "3.0.0", y: expectedY(3, X) });
+    expect(await y()).toEqual(active);
     expect(sha256Hex(await readFile(modelPath(sha)))).toBe(sha256Hex(genuine));
     expectNothingBad();
 
@@ -228,6 +239,7 @@ describe("e2e: a candidate damaged on disk between staging and loading", () => {
   });
 
   it("4. damage that keeps coming back: LOCAL_INTEGRITY_FAILED after 2 repairs, the bundle not marked bad, the committed version serves", async () => {
+    const active = await committedNow();
     await rollActive("5.0.0", 5);
     const sha = await pausedAtLoading("5.0.0");
     const genuine = await readFile(modelPath(sha));
@@ -252,14 +264,14 @@ describe("e2e: a candidate damaged on disk between staging and loading", () => {
     );
     expect(damages).toBe(3); // the first load and both repairs
     const m = modelOf(final)!;
-    expect(m).toMatchObject({ committed: { version: "3.0.0" }, candidate: { sha256: sha } });
+    expect(m).toMatchObject({ committed: { version: active.version }, candidate: { sha256: sha } });
     expect(m.error).toMatchObject({
       code: "LOCAL_INTEGRITY_FAILED",
       details: { damage: "BUNDLE_HASH_MISMATCH", repairs: 2 },
     });
     expect(m.error?.message).toContain("not marked bad");
     expectNothingBad();
-    expect(await y(), "the committed version stopped serving").toEqual({ version: "3.0.0", y: expectedY(3, X) });
+    expect(await y(), "the committed version stopped serving").toEqual(active);
     // The kept bundle is still the genuine one (the damage was only ever the extracted copy).
     expect(sha256Hex(await readFile(bundlePath(sha)))).toBe(sha);
 

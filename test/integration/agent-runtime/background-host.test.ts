@@ -39,11 +39,17 @@ describe.skipIf(process.platform !== "linux")("background (shadow) model host pl
   let models: TempModels;
   let runtime: AgentModelRuntime;
   let own: number[];
+  let serving: LoadedVersion;
+  let shadow: LoadedVersion;
 
+  // Both hosts belong to the file, not to its first test: each test runs alone too (issue 23).
   beforeAll(async () => {
     models = await tempModels();
     runtime = createModelRuntime({ log: testLog, clock: systemClock, profile: testProfile });
     own = await allowedCpus();
+    serving = await runtime.load(await models.install("1.0.0"));
+    await runtime.activate(serving);
+    shadow = await runtime.load(await models.install("2.0.0"), { background: true });
   });
   afterAll(async () => {
     await runtime?.close();
@@ -51,9 +57,6 @@ describe.skipIf(process.platform !== "linux")("background (shadow) model host pl
   });
 
   it("every thread of a background host runs on one CPU in the idle class; a serving host is untouched", async () => {
-    const serving = await runtime.load(await models.install("1.0.0"));
-    await runtime.activate(serving);
-    const shadow = await runtime.load(await models.install("2.0.0"), { background: true });
     expect(shadow.background).toBe(true);
     expect(serving.background).toBe(false);
 
@@ -80,7 +83,6 @@ describe.skipIf(process.platform !== "linux")("background (shadow) model host pl
   });
 
   it("a crashed background host is restarted with the same placement", async () => {
-    const shadow = runtime.loaded().find((l) => l.installed.version === "2.0.0") as LoadedVersion;
     const before = runtime.hostPid(shadow);
     process.kill(before, "SIGKILL");
     const after = await until("the restarted host", () => {
