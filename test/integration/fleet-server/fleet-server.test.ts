@@ -62,10 +62,40 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** Runs `make` once, on first use; later calls get the same promise. */
+function once<T>(make: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | undefined;
+  return () => {
+    p ??= make();
+    return p;
+  };
+}
+
 describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () => {
-  const passwords: Record<string, string> = {};
-  let bundle: { sha256: string; size: number };
-  let rolloutId: string;
+  // Each test takes the fixtures it needs from these, so any one of them runs alone by name
+  // (issue 23): the first test to need a fixture makes it, whichever test that is.
+  const enrolled = once(async () => {
+    const passwords: Record<string, string> = {};
+    for (const id of ["dev-a", "dev-b"]) {
+      const r = await api.ok("enrollDevice", { body: { id, tags: { site: "lab" } } }, 201);
+      expect(r.id).toBe(id);
+      passwords[id] = r.password;
+    }
+    return passwords;
+  });
+  const model = once(async () => {
+    const bytes = readFileSync(MODEL);
+    const up = await api.ok("upload", { raw: { payload: bytes, contentType: "application/octet-stream" } }, 201);
+    const create = { name: "vad", version: "1.0.0", upload: up.sha256, samples: [vadSample] };
+    const version = VersionViewSchema.parse(await api.ok("createModel", { body: create }, 201));
+    return { bytes, up, create, version, bundle: version.variants[0]!.bundle! };
+  });
+  const rollout = once(async () => {
+    await enrolled();
+    await model();
+    return api.ok("createRollout", { body: { model: "vad", version: "1.0.0", target: { deviceIds: ["dev-a"] } } }, 201);
+  });
+  const deviceA = once(async () => device("dev-a", (await enrolled())["dev-a"]!));
 
   it("serves /healthz openly and refuses /v1 without a token", async () => {
     expect((await fetch(`${server.httpUrl}/healthz`)).status).toBe(200);
@@ -75,11 +105,7 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
   });
 
   it("enrolls devices", async () => {
-    for (const id of ["dev-a", "dev-b"]) {
-      const r = await api.ok("enrollDevice", { body: { id, tags: { site: "lab" } } }, 201);
-      expect(r.id).toBe(id);
-      passwords[id] = r.password;
-    }
+    expect(Object.keys(await enrolled())).toEqual(["dev-a", "dev-b"]);
     expect(await api.fail("enrollDevice", { body: { id: "dev-a" } })).toMatchObject({ status: 409, code: "CONFLICT" });
     const bad = await api.fail("enrollDevice", { body: { id: "bad/id" } });
     expect(bad).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
@@ -87,16 +113,11 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
   });
 
   it("uploads a model and registers a version with a signed fp32 bundle", async () => {
-    const bytes = readFileSync(MODEL);
-    const up = await api.ok("upload", { raw: { payload: bytes, contentType: "application/octet-stream" } }, 201);
+    const { bytes, up, create, version: r } = await model();
     expect(up).toEqual({ sha256: createHash("sha256").update(bytes).digest("hex"), size: bytes.length });
-
-    const create = { name: "vad", version: "1.0.0", upload: up.sha256, samples: [vadSample] };
-    const r = VersionViewSchema.parse(await api.ok("createModel", { body: create }, 201));
     // int8 is built by default (issue 5): fp32 first, then the validated int8 variant.
     expect(r.variants.map((v) => v.variant)).toEqual(["fp32", "int8"]);
     expect(r.variants[0]!.releaseCounter).toBe(1);
-    bundle = r.variants[0]!.bundle!;
     const signed = ManifestSchema.parse(r.manifest!.signed);
     expect(signed.inputs.map((i) => i.name)).toEqual(["input", "state", "sr"]);
     expect(signed.opset).toBeGreaterThan(1);
@@ -132,16 +153,12 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
 
   it("rolls out: the device gets a director-signed desired state and pulls the bundle in chunks", async () => {
     const root = SignedRootSchema.parse(JSON.parse(readFileSync(server.rootJsonPath, "utf8"))).signed;
-    const r = await api.ok(
-      "createRollout",
-      { body: { model: "vad", version: "1.0.0", target: { deviceIds: ["dev-a"] } } },
-      201,
-    );
-    rolloutId = r.id;
+    const r = await rollout();
+    const { bundle } = await model();
     expect(r.status).toBe("running");
     expect(r.counts).toMatchObject({ total: 1, pending: 1 });
 
-    const a = await device("dev-a", passwords["dev-a"]!);
+    const a = await deviceA();
     const raw = await nextMessage(a, topics.device("dev-a", "desired"));
     const desired = SignedDesiredStateSchema.parse(JSON.parse(raw.toString("utf8")));
     expect(() => verifyRoleSignatures(desired, root, "director")).not.toThrow();
@@ -194,6 +211,9 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
   });
 
   it("serves bundles over HTTP with Range", async () => {
+    await rollout(); // dev-a may read its assigned bundle, dev-b may not
+    const { bundle } = await model();
+    const passwords = await enrolled();
     const full = await fetch(`${server.httpUrl}/v1/bundles/${bundle.sha256}`, {
       headers: { authorization: `Bearer ${server.adminToken}` },
     });
@@ -228,7 +248,9 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
   });
 
   it("tracks reported state and completes the rollout", async () => {
-    const a = clients[0]!;
+    const rolloutId = (await rollout()).id;
+    const { bundle } = await model();
+    const a = await deviceA();
     await publish(a, topics.device("dev-a", "presence"), "online", true);
     const reported: ReportedState = {
       deviceId: "dev-a",
@@ -262,6 +284,8 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
   });
 
   it("enforces the broker ACL", async () => {
+    const passwords = await enrolled();
+    const before = (await api.ok("getDevice", { params: { id: "dev-a" } })).reported;
     await expect(connectDevice(server.mqttUrl, "dev-b", "wrong-password")).rejects.toThrow();
     await expect(connectDevice(server.mqttUrl, "dev-a-impostor", passwords["dev-a"]!)).rejects.toThrow();
     const b = await device("dev-b", passwords["dev-b"]!);
@@ -284,7 +308,7 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
     b.publish(topics.device("dev-a", "reported"), JSON.stringify(forged), { qos: 1 });
     await new Promise<void>((resolve) => b.once("close", () => resolve()));
     const dev = await api.ok("getDevice", { params: { id: "dev-a" } });
-    expect(dev.reported?.models).toHaveLength(1);
+    expect(dev.reported).toEqual(before);
   });
 });
 
