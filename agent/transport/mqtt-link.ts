@@ -19,6 +19,11 @@ export interface MqttLinkOptions {
   random?: () => number;
   backoff?: BackoffOptions;
   connectTimeoutMs?: number;
+  /**
+   * MQTT keepalive in seconds (default 60). A half-open connection (no FIN, no RST: a NAT that forgot
+   * the flow) is noticed only by a missing PINGRESP, about 1.5 keepalives after the last traffic.
+   */
+  keepaliveSec?: number;
   /** Pinned CA (and optional client certificate) for mqtts:// / wss:// (agent/transport/tls.ts). */
   tls?: TlsClientOptions;
 }
@@ -70,6 +75,7 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
     reconnectPeriod: 0,
     resubscribe: false,
     connectTimeout: opts.connectTimeoutMs ?? 10_000,
+    keepalive: opts.keepaliveSec ?? 60,
     will: { topic: presence, payload: Buffer.from("offline"), qos: 1, retain: true },
     ...(opts.tls ?? {}),
     manualConnect: true,
@@ -110,7 +116,10 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
       timer = null;
       if (closing) return;
       setState("connecting");
-      client.reconnect();
+      // mqtt.js's reconnect() without arguments swaps in new, empty message stores: every QoS 1
+      // publish made while offline, or sent and not yet acknowledged, would be dropped silently
+      // (issue 23, found by test/integration/agent-transport/mqtt-link.test.ts). Keep ours.
+      client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
     }, delay);
   });
 
