@@ -45,8 +45,9 @@ export interface MqttLink {
 
 /**
  * The agent's MQTT connection (DESIGN §4). mqtt.js's fixed `reconnectPeriod` is disabled; we
- * reconnect ourselves with full-jitter exponential backoff on the same client, so publishes made
- * while offline stay queued in mqtt.js and go out after the reconnect.
+ * reconnect ourselves with full-jitter exponential backoff on the same client, so QoS 1 publishes
+ * in flight when the connection broke are re-sent after the reconnect (at least once). Publishes
+ * made while disconnected are dropped, not queued (see `publish`).
  * Invariant: at most one reconnect timer is pending; none after close().
  */
 export function createMqttLink(opts: MqttLinkOptions): MqttLink {
@@ -116,9 +117,9 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
       timer = null;
       if (closing) return;
       setState("connecting");
-      // mqtt.js's reconnect() without arguments swaps in new, empty message stores: every QoS 1
-      // publish made while offline, or sent and not yet acknowledged, would be dropped silently
-      // (issue 23, found by test/integration/agent-transport/mqtt-link.test.ts). Keep ours.
+      // mqtt.js's reconnect() without arguments swaps in new, empty message stores: a QoS 1 publish
+      // sent and not yet acknowledged when the connection broke would be lost silently (issue 23,
+      // found by test/integration/agent-transport/mqtt-link.test.ts). Keep ours.
       client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
     }, delay);
   });
@@ -126,6 +127,15 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
   return {
     state: () => state,
     publish(topic, payload, o) {
+      // Not queued while disconnected (issue 23): an outage of days would otherwise grow mqtt.js's
+      // in-memory store without bound, and nothing needs it: `reported` is re-published on every
+      // connect (agent/main.ts), events and telemetry live in the telemetry buffer until acked, and
+      // the downloader re-requests chunks on timeout. What was in flight when the connection broke
+      // is kept and re-sent after the reconnect (bounded by the in-flight window).
+      if (!client.connected) {
+        log.debug({ topic }, "mqtt publish dropped: not connected");
+        return;
+      }
       client.publish(topic, payload, { qos: o.qos, retain: o.retain ?? false }, (err) => {
         if (err && !closing) log.debug({ err: err.message, topic }, "mqtt publish not delivered yet");
       });

@@ -161,7 +161,7 @@ for (const kind of BROKER_KINDS) {
       await fresh.close();
     });
 
-    it("QoS 1, at least once: a publish whose PUBACK was lost is re-sent after the reconnect and delivered again; one made while away is delivered once", async () => {
+    it("QoS 1, at least once: a publish whose PUBACK was lost is re-sent after the reconnect and delivered again", async () => {
       const d = await device();
       const events = topics.device(d.id, "events");
       const spy = await observe(fx, events);
@@ -179,16 +179,12 @@ for (const kind of BROKER_KINDS) {
       proxy.pause("down"); // the broker gets the publish; its PUBACK never reaches the client
       const acked = c.publishAsync(events, "ack lost", { qos: 1 });
       await until("the broker routing the publish", () => spy.seen.length >= 1);
-      proxy.refuse();
       proxy.reset();
       proxy.resume();
-      await until("the client noticing the reset", () => !c.connected);
-      c.publish(events, "made while away", { qos: 1 });
-      proxy.accept();
       await acked; // resolved by the PUBACK of the re-sent copy
-      await until("both messages after the reconnect", () => spy.seen.length >= 3);
-      await sleep(200);
-      expect(spy.seen.map((m) => m.payload)).toEqual(["ack lost", "ack lost", "made while away"]);
+      await c.publishAsync(events, "after the reconnect", { qos: 1 });
+      await until("the messages after the reconnect", () => spy.seen.length >= 3);
+      expect(spy.seen.map((m) => m.payload)).toEqual(["ack lost", "ack lost", "after the reconnect"]);
       await spy.close();
     });
   });

@@ -145,21 +145,25 @@ for (const kind of BROKER_KINDS) {
         expect(proxy.live()).toBe(1);
       });
 
-      it("publishes made while offline (reported, events) go out after it is back, then presence is online", async () => {
-        const { t, link: l } = await startLink();
+      it("publishes made while disconnected are dropped, not queued (bounded memory); after the reconnect new ones go out and presence is online", async () => {
+        const { t, link: l, logs, scheduled } = await startLink();
         const spy = await observe(fx, `${topics.prefix}/d/+/#`);
         proxy.refuse();
         proxy.reset();
         await until("the link down", () => l.state() !== "connected");
-        l.publish(t("reported"), JSON.stringify({ queued: 1 }), { qos: 1, retain: true });
-        l.publish(t("events"), JSON.stringify({ queued: 2 }), { qos: 1 });
-        await sleep(100);
-        expect(spy.seen.filter((m) => m.payload.includes("queued"))).toEqual([]);
+        l.publish(t("reported"), JSON.stringify({ stale: 1 }), { qos: 1, retain: true });
+        l.publish(t("events"), JSON.stringify({ stale: 2 }), { qos: 1 });
+        await until("two refused attempts", () => scheduled().length >= 2);
         proxy.accept();
-        await until("the queued publishes", () => spy.seen.filter((m) => m.payload.includes("queued")).length >= 2);
         await until("the link back", () => l.state() === "connected");
+        // What the agent does on every connect (agent/main.ts): its current `reported`.
+        l.publish(t("reported"), JSON.stringify({ fresh: 1 }), { qos: 1, retain: true });
+        // Anything mqtt.js had kept would have gone out before `connect`, so before this one.
+        await until("the fresh reported state", () => spy.seen.some((m) => m.payload.includes("fresh")));
         await spy.close();
-        expect(await retained(t("reported"))).toBe(JSON.stringify({ queued: 1 }));
+        expect(spy.seen.filter((m) => m.payload.includes("stale"))).toEqual([]);
+        expect(logs.filter((x) => x.msg === "mqtt publish dropped: not connected")).toHaveLength(2);
+        expect(await retained(t("reported"))).toBe(JSON.stringify({ fresh: 1 }));
         expect(await retained(t("presence"))).toBe("online");
       });
 
