@@ -24,6 +24,8 @@ export interface MqttLinkOptions {
    * the flow) is noticed only by a missing PINGRESP, about 1.5 keepalives after the last traffic.
    */
   keepaliveSec?: number;
+  /** Publishes kept while disconnected (default 100); later ones are dropped until the next connect. */
+  maxQueuedOffline?: number;
   /** Pinned CA (and optional client certificate) for mqtts:// / wss:// (agent/transport/tls.ts). */
   tls?: TlsClientOptions;
 }
@@ -46,8 +48,8 @@ export interface MqttLink {
 /**
  * The agent's MQTT connection (DESIGN §4). mqtt.js's fixed `reconnectPeriod` is disabled; we
  * reconnect ourselves with full-jitter exponential backoff on the same client, so QoS 1 publishes
- * in flight when the connection broke are re-sent after the reconnect (at least once). Publishes
- * made while disconnected are dropped, not queued (see `publish`).
+ * in flight when the connection broke, and those made while disconnected (up to `maxQueuedOffline`),
+ * go out after the reconnect (at least once).
  * Invariant: at most one reconnect timer is pending; none after close().
  */
 export function createMqttLink(opts: MqttLinkOptions): MqttLink {
@@ -60,6 +62,8 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
   let attempt = 0;
   let timer: { cancel(): void } | null = null;
   let closing = false;
+  const maxQueued = opts.maxQueuedOffline ?? 100;
+  let queuedOffline = 0;
 
   const setState = (next: ConnectionState) => {
     if (next === state) return;
@@ -85,6 +89,8 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
 
   client.on("connect", () => {
     attempt = 0;
+    // mqtt.js emits `connect` once everything it kept has been sent and acknowledged.
+    queuedOffline = 0;
     log.info({ url: opts.url }, "mqtt connected");
     client.subscribe(
       opts.subscriptions.map((t) => t),
@@ -127,14 +133,18 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
   return {
     state: () => state,
     publish(topic, payload, o) {
-      // Not queued while disconnected (issue 23): an outage of days would otherwise grow mqtt.js's
-      // in-memory store without bound, and nothing needs it: `reported` is re-published on every
-      // connect (agent/main.ts), events and telemetry live in the telemetry buffer until acked, and
-      // the downloader re-requests chunks on timeout. What was in flight when the connection broke
-      // is kept and re-sent after the reconnect (bounded by the in-flight window).
+      // Queued while disconnected, up to a bound (issue 23): an outage of days must not grow
+      // mqtt.js's in-memory store without limit, and mqtt.js re-sends what it kept one PUBACK at a
+      // time before `connect` (so before we subscribe again): a long queue delays `desired`. Past it, publishes are dropped; nothing is lost
+      // for good: `reported` is re-published on every connect (agent/main.ts), events and
+      // telemetry wait in the telemetry buffer until acked, chunk requests are retried on timeout.
       if (!client.connected) {
-        log.debug({ topic }, "mqtt publish dropped: not connected");
-        return;
+        if (queuedOffline >= maxQueued) {
+          if (queuedOffline === maxQueued) log.warn({ max: maxQueued }, "mqtt offline queue full; dropping publishes");
+          queuedOffline = maxQueued + 1;
+          return;
+        }
+        queuedOffline += 1;
       }
       client.publish(topic, payload, { qos: o.qos, retain: o.retain ?? false }, (err) => {
         if (err && !closing) log.debug({ err: err.message, topic }, "mqtt publish not delivered yet");

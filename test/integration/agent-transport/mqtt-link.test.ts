@@ -60,7 +60,7 @@ for (const kind of BROKER_KINDS) {
       });
 
       /** A device of its own, a fresh proxy and a started link with the agent's subscriptions. */
-      async function startLink(extra: { keepaliveSec?: number } = {}) {
+      async function startLink(extra: { keepaliveSec?: number; maxQueuedOffline?: number } = {}) {
         const d: Creds = await fx.enroll(`${kind}-link-${++n}`);
         proxy = await startTcpProxy({ port: Number(new URL(fx.url).port) });
         const logs: LogLine[] = [];
@@ -145,25 +145,30 @@ for (const kind of BROKER_KINDS) {
         expect(proxy.live()).toBe(1);
       });
 
-      it("publishes made while disconnected are dropped, not queued (bounded memory); after the reconnect new ones go out and presence is online", async () => {
-        const { t, link: l, logs, scheduled } = await startLink();
+      it("publishes made while disconnected go out after it is back, up to its bound; presence ends online", async () => {
+        const { t, link: l, logs, scheduled } = await startLink({ maxQueuedOffline: 2 });
         const spy = await observe(fx, `${topics.prefix}/d/+/#`);
         proxy.refuse();
         proxy.reset();
         await until("the link down", () => l.state() !== "connected");
-        l.publish(t("reported"), JSON.stringify({ stale: 1 }), { qos: 1, retain: true });
-        l.publish(t("events"), JSON.stringify({ stale: 2 }), { qos: 1 });
+        l.publish(t("reported"), JSON.stringify({ queued: 1 }), { qos: 1, retain: true });
+        l.publish(t("events"), JSON.stringify({ queued: 2 }), { qos: 1 });
+        l.publish(t("events"), JSON.stringify({ queued: 3 }), { qos: 1 }); // over the bound: dropped
+        // Kept across failed attempts too (each attempt used to start from empty stores).
         await until("two refused attempts", () => scheduled().length >= 2);
         proxy.accept();
         await until("the link back", () => l.state() === "connected");
-        // What the agent does on every connect (agent/main.ts): its current `reported`.
-        l.publish(t("reported"), JSON.stringify({ fresh: 1 }), { qos: 1, retain: true });
-        // Anything mqtt.js had kept would have gone out before `connect`, so before this one.
-        await until("the fresh reported state", () => spy.seen.some((m) => m.payload.includes("fresh")));
+        l.publish(t("events"), JSON.stringify({ fresh: 1 }), { qos: 1 });
+        // What mqtt.js kept goes out before `connect`, so before this one.
+        await until("the fresh event", () => spy.seen.some((m) => m.payload.includes("fresh")));
         await spy.close();
-        expect(spy.seen.filter((m) => m.payload.includes("stale"))).toEqual([]);
-        expect(logs.filter((x) => x.msg === "mqtt publish dropped: not connected")).toHaveLength(2);
-        expect(await retained(t("reported"))).toBe(JSON.stringify({ fresh: 1 }));
+        expect(spy.seen.filter((m) => /queued|fresh/.test(m.payload)).map((m) => m.payload)).toEqual([
+          JSON.stringify({ queued: 1 }),
+          JSON.stringify({ queued: 2 }),
+          JSON.stringify({ fresh: 1 }),
+        ]);
+        expect(logs.filter((x) => x.msg === "mqtt offline queue full; dropping publishes")).toHaveLength(1);
+        expect(await retained(t("reported"))).toBe(JSON.stringify({ queued: 1 }));
         expect(await retained(t("presence"))).toBe("online");
       });
 
