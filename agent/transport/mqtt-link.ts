@@ -135,9 +135,10 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
     publish(topic, payload, o) {
       // Queued while disconnected, up to a bound (issue 23): an outage of days must not grow
       // mqtt.js's in-memory store without limit, and mqtt.js re-sends what it kept one PUBACK at a
-      // time before `connect` (so before we subscribe again): a long queue delays `desired`. Past it, publishes are dropped; nothing is lost
-      // for good: `reported` is re-published on every connect (agent/main.ts), events and
-      // telemetry wait in the telemetry buffer until acked, chunk requests are retried on timeout.
+      // time before `connect` (so before we subscribe again): a long queue delays `desired`. Past
+      // it, publishes are dropped: `reported` is re-published on every connect (agent/main.ts),
+      // telemetry (events included) waits in the telemetry buffer until acked, chunk requests are
+      // retried on timeout; only the server's live event log misses what was dropped.
       if (!client.connected) {
         if (queuedOffline >= maxQueued) {
           if (queuedOffline === maxQueued) log.warn({ max: maxQueued }, "mqtt offline queue full; dropping publishes");
