@@ -19,6 +19,13 @@ export interface MqttLinkOptions {
   random?: () => number;
   backoff?: BackoffOptions;
   connectTimeoutMs?: number;
+  /**
+   * MQTT keepalive in seconds (default 60). A half-open connection (no FIN, no RST: a NAT that forgot
+   * the flow) is noticed only by a missing PINGRESP, about 1.5 keepalives after the last traffic.
+   */
+  keepaliveSec?: number;
+  /** Publishes kept while disconnected (default 100); later ones are dropped until the next connect. */
+  maxQueuedOffline?: number;
   /** Pinned CA (and optional client certificate) for mqtts:// / wss:// (agent/transport/tls.ts). */
   tls?: TlsClientOptions;
 }
@@ -40,8 +47,9 @@ export interface MqttLink {
 
 /**
  * The agent's MQTT connection (DESIGN §4). mqtt.js's fixed `reconnectPeriod` is disabled; we
- * reconnect ourselves with full-jitter exponential backoff on the same client, so publishes made
- * while offline stay queued in mqtt.js and go out after the reconnect.
+ * reconnect ourselves with full-jitter exponential backoff on the same client, so QoS 1 publishes
+ * in flight when the connection broke, and those made while disconnected (up to `maxQueuedOffline`),
+ * go out after the reconnect (at least once).
  * Invariant: at most one reconnect timer is pending; none after close().
  */
 export function createMqttLink(opts: MqttLinkOptions): MqttLink {
@@ -54,6 +62,8 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
   let attempt = 0;
   let timer: { cancel(): void } | null = null;
   let closing = false;
+  const maxQueued = opts.maxQueuedOffline ?? 100;
+  let queuedOffline = 0;
 
   const setState = (next: ConnectionState) => {
     if (next === state) return;
@@ -70,6 +80,7 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
     reconnectPeriod: 0,
     resubscribe: false,
     connectTimeout: opts.connectTimeoutMs ?? 10_000,
+    keepalive: opts.keepaliveSec ?? 60,
     will: { topic: presence, payload: Buffer.from("offline"), qos: 1, retain: true },
     ...(opts.tls ?? {}),
     manualConnect: true,
@@ -78,6 +89,8 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
 
   client.on("connect", () => {
     attempt = 0;
+    // mqtt.js emits `connect` once everything it kept has been sent and acknowledged.
+    queuedOffline = 0;
     log.info({ url: opts.url }, "mqtt connected");
     client.subscribe(
       opts.subscriptions.map((t) => t),
@@ -110,13 +123,30 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
       timer = null;
       if (closing) return;
       setState("connecting");
-      client.reconnect();
+      // mqtt.js's reconnect() without arguments swaps in new, empty message stores: a QoS 1 publish
+      // sent and not yet acknowledged when the connection broke would be lost silently (issue 23,
+      // found by test/integration/agent-transport/mqtt-link.test.ts). Keep ours.
+      client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
     }, delay);
   });
 
   return {
     state: () => state,
     publish(topic, payload, o) {
+      // Queued while disconnected, up to a bound (issue 23): an outage of days must not grow
+      // mqtt.js's in-memory store without limit, and mqtt.js re-sends what it kept one PUBACK at a
+      // time before `connect` (so before we subscribe again): a long queue delays `desired`. Past
+      // it, publishes are dropped: `reported` is re-published on every connect (agent/main.ts),
+      // telemetry (events included) waits in the telemetry buffer until acked, chunk requests are
+      // retried on timeout; only the server's live event log misses what was dropped.
+      if (!client.connected) {
+        if (queuedOffline >= maxQueued) {
+          if (queuedOffline === maxQueued) log.warn({ max: maxQueued }, "mqtt offline queue full; dropping publishes");
+          queuedOffline = maxQueued + 1;
+          return;
+        }
+        queuedOffline += 1;
+      }
       client.publish(topic, payload, { qos: o.qos, retain: o.retain ?? false }, (err) => {
         if (err && !closing) log.debug({ err: err.message, topic }, "mqtt publish not delivered yet");
       });

@@ -184,6 +184,15 @@ export async function subscribeCodes(client: MqttClient, filter: string): Promis
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `cond` every 20 ms until true; throws naming `what` after `timeoutMs`. */
+export async function until(what: string, cond: () => boolean, timeoutMs = 8000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
 /** Resolves when the client's connection closes (already closed: at once). */
 export function closed(client: MqttClient): Promise<void> {
   return new Promise((resolve) => {
