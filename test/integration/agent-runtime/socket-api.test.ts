@@ -65,7 +65,12 @@ describe("socket API over a real Unix socket", () => {
   let runtime: AgentModelRuntime;
   let api: SocketApi;
   let sock: string;
-  let v1: LoadedVersion;
+  let v1: LoadedVersion | undefined;
+  /** vad 1.0.0 loaded and serving, whichever test asks first: each test runs alone by name (issue 23). */
+  const serving = async () => {
+    v1 ??= await runtime.load(await models.install("1.0.0"));
+    if (!runtime.serving().has("vad")) await runtime.activate(v1);
+  };
 
   beforeAll(async () => {
     models = await tempModels();
@@ -107,7 +112,8 @@ describe("socket API over a real Unix socket", () => {
   });
 
   it("reports not-ready while a model is loaded but not serving, ready after activation", async () => {
-    v1 = await runtime.load(await models.install("1.0.0"));
+    const loaded = await runtime.load(await models.install("1.0.0"));
+    v1 = loaded;
     const notReady = await call(sock, "GET", "/v2/health/ready");
     expect(notReady).toMatchObject({ status: 503, body: { code: "MODEL_NOT_READY" } });
     expect((await call(sock, "GET", "/v2/models/vad/ready")).status).toBe(503);
@@ -115,7 +121,7 @@ describe("socket API over a real Unix socket", () => {
     expect(noServing).toMatchObject({ status: 503, body: { code: "MODEL_NOT_READY" } });
     expect((await call(sock, "GET", "/v2/models/vad/versions/1.0.0/ready")).status).toBe(200);
 
-    await runtime.activate(v1);
+    await runtime.activate(loaded);
     expect((await call(sock, "GET", "/v2/health/ready")).status).toBe(200);
     expect(await call(sock, "GET", "/v2/models/vad/ready")).toMatchObject({
       status: 200,
@@ -124,6 +130,7 @@ describe("socket API over a real Unix socket", () => {
   });
 
   it("returns model and version metadata", async () => {
+    await serving();
     const meta = await call(sock, "GET", "/v2/models/vad");
     expect(meta.status).toBe(200);
     expect(meta.body).toEqual({
@@ -139,7 +146,7 @@ describe("socket API over a real Unix socket", () => {
         { name: "output", datatype: "FP32", shape: [-1, 1] },
         { name: "stateN", datatype: "FP32", shape: [2, -1, 128] },
       ],
-      parameters: { version: "1.0.0", variant: "fp32", bundle_sha256: v1.installed.sha256 },
+      parameters: { version: "1.0.0", variant: "fp32", bundle_sha256: v1!.installed.sha256 },
     });
     expect((await call(sock, "GET", "/v2/models/vad/versions/1.0.0")).body).toEqual(meta.body);
     expect(await call(sock, "GET", "/v2/models/vad/versions/9.9.9")).toMatchObject({
@@ -154,6 +161,7 @@ describe("socket API over a real Unix socket", () => {
   });
 
   it("infers with flat and nested data, echoes the id, filters outputs", async () => {
+    await serving();
     const direct = await runtime.infer({ model: "vad", inputs: sileroInputs(3) });
     const flat = await call(sock, "POST", "/v2/models/vad/infer", JSON.stringify(v2Body(3, { id: "req-1" })));
     expect(flat.status).toBe(200);
@@ -183,6 +191,7 @@ describe("socket API over a real Unix socket", () => {
   });
 
   it("answers bad requests with { error, code } and keeps serving", async () => {
+    await serving();
     const post = (url: string, body: unknown) =>
       call(sock, "POST", url, typeof body === "string" ? body : JSON.stringify(body));
     const cases: [string, Res, number, string][] = [];
