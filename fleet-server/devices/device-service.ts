@@ -34,16 +34,10 @@ export interface DeviceDeps {
 
 const RECENT_EVENTS = 50;
 
-function reportedOf(reported: unknown): ReportedState | null {
-  const parsed = ReportedStateSchema.safeParse(reported);
-  return parsed.success ? parsed.data : null;
-}
-
 /** One line per model for fleet listings: what runs and what is happening, from the last reported state. */
-function modelSummaries(reported: unknown) {
-  const parsed = ReportedStateSchema.safeParse(reported);
-  if (!parsed.success) return [];
-  return parsed.data.models.map((m) => ({
+function modelSummaries(reported: ReportedState | null) {
+  if (!reported) return [];
+  return reported.models.map((m) => ({
     model: m.model,
     state: m.state,
     committedVersion: m.committed?.version ?? null,
@@ -144,7 +138,7 @@ export function createDeviceService(deps: DeviceDeps) {
       return {
         ...deviceSummary(d, deps.presence),
         // Parsed as the contract's type (stored reports were validated on the way in; an unreadable one shows as null).
-        reported: reportedOf(d.reported),
+        reported: d.reported,
         events: devices.recentEvents(id, RECENT_EVENTS).map((e) => e.body),
         variantMeasurements: deps.variantMeasurements?.(id) ?? [],
       };

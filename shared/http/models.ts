@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { BaselineSchema } from "../schemas/baseline.js";
 import { ModelNameSchema, SemverSchema, Sha256Schema, VariantSchema } from "../schemas/common.js";
-import { CompatibilitySchema, LineageSchema, QuantizationReportSchema } from "../schemas/manifest.js";
+import { CompatibilitySchema, LineageSchema, ManifestSchema, QuantizationReportSchema } from "../schemas/manifest.js";
 import { SampleInputSchema } from "../schemas/tensor.js";
 import { SignatureSchema } from "../schemas/trust.js";
 import { defineRoute } from "./contract.js";
@@ -107,9 +107,12 @@ export const VariantViewSchema = z.looseObject({
 });
 export type VariantView = z.infer<typeof VariantViewSchema>;
 
-/** A signed document as the server stores it (manifest kept opaque: its bytes are what is signed). */
+/**
+ * A signed manifest as the server stores it (decoded with `SignedManifestSchema` at the store).
+ * Responses are checked against this schema, never reshaped by it: the bytes are what is signed.
+ */
 const SignedDocumentSchema = z.looseObject({
-  signed: z.record(z.string(), z.unknown()),
+  signed: ManifestSchema,
   signatures: z.array(SignatureSchema),
 });
 
@@ -119,7 +122,7 @@ export const VersionViewSchema = z.looseObject({
   createdAt: z.string(),
   /** SHA-256 of the uploaded fp32 model. */
   upload: Sha256Schema,
-  lineage: z.record(z.string(), z.unknown()),
+  lineage: LineageSchema,
   samplesCount: z.number().int(),
   /** The first variant's signed manifest; null while every variant waits for signatures. */
   manifest: SignedDocumentSchema.nullable(),
