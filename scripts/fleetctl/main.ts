@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { z } from "zod";
 import { AccuracyPolicySchema, CreateModelRequestSchema, type VersionView } from "../../shared/http/models.js";
 import { LineageSchema } from "../../shared/schemas/manifest.js";
@@ -11,6 +11,7 @@ import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
 import { registerReleaseCommands } from "./release-commands.js";
 import { registerRolloutCommands } from "./rollout-commands.js";
+import { writeSecretFile } from "./secret-file.js";
 import { registerTokenCommands } from "./token-commands.js";
 
 /**
@@ -18,10 +19,10 @@ import { registerTokenCommands } from "./token-commands.js";
  * Server and token come from flags or EDGEFLEET_SERVER / EDGEFLEET_TOKEN.
  */
 function client(cmd: Command): ApiClient {
+  // Commander fills both from EDGEFLEET_SERVER / EDGEFLEET_TOKEN when the flag is absent.
   const o = cmd.optsWithGlobals<{ server: string; token?: string }>();
-  const token = o.token ?? process.env.EDGEFLEET_TOKEN;
-  if (!token) throw new ApiError(0, "UNAUTHORIZED", "no API token: pass --token or set EDGEFLEET_TOKEN");
-  return new ApiClient({ baseUrl: o.server, token });
+  if (!o.token) throw new ApiError(0, "UNAUTHORIZED", "no API token: pass --token or set EDGEFLEET_TOKEN");
+  return new ApiClient({ baseUrl: o.server, token: o.token });
 }
 
 function isJson(cmd: Command): boolean {
@@ -93,12 +94,20 @@ function printVariants(v: VersionView): void {
   }
 }
 
+const DEFAULT_SERVER = "http://127.0.0.1:8080";
+/** Shown under every `--help` (issue 23: a newcomer did not find the variables). */
+const ENV_HELP = `
+Environment:
+  EDGEFLEET_SERVER  fleet server URL when --server is not given (default ${DEFAULT_SERVER})
+  EDGEFLEET_TOKEN   API bearer token when --token is not given (create one: fleetctl tokens create)`;
+
 export function buildProgram(): Command {
   const program = new Command("fleetctl")
     .description("Operate an EdgeFleet fleet server")
-    .option("--server <url>", "fleet server URL", process.env.EDGEFLEET_SERVER ?? "http://127.0.0.1:8080")
-    .option("--token <token>", "API bearer token (or EDGEFLEET_TOKEN)")
-    .option("--json", "machine-readable JSON output");
+    .addOption(new Option("--server <url>", "fleet server URL").env("EDGEFLEET_SERVER").default(DEFAULT_SERVER))
+    .addOption(new Option("--token <token>", "API bearer token").env("EDGEFLEET_TOKEN"))
+    .option("--json", "machine-readable JSON output")
+    .addHelpText("after", ENV_HELP);
 
   const models = program.command("models").description("model registry");
   models
@@ -181,13 +190,30 @@ export function buildProgram(): Command {
     });
   devices
     .command("add <id>")
-    .description("enroll a device; prints its MQTT password once")
+    .description("enroll a device; prints its MQTT password once (or writes it to --password-file)")
     .option("--tag <key=value>", "tag (repeatable)", parseTag)
     .option("--profile <profile>", "device profile id")
-    .action(async (id: string, o: { tag?: Record<string, string>; profile?: string }, cmd: Command) => {
-      const res = await client(cmd).enrollDevice({ id, tags: o.tag, profile: o.profile });
-      console.log(JSON.stringify(res, null, 2));
-    });
+    .option("--password-file <file>", "write the password to this new file (mode 0600; refuses an existing file)")
+    .action(
+      async (
+        id: string,
+        o: { tag?: Record<string, string>; profile?: string; passwordFile?: string },
+        cmd: Command,
+      ) => {
+        const api = client(cmd);
+        if (!o.passwordFile) {
+          console.log(JSON.stringify(await api.enrollDevice({ id, tags: o.tag, profile: o.profile }), null, 2));
+          return;
+        }
+        // The file is claimed before enrolling: the password is shown once, so it must have a place to go.
+        const res = await writeSecretFile(o.passwordFile, async () => {
+          const r = await api.enrollDevice({ id, tags: o.tag, profile: o.profile });
+          return { value: r.password, result: r };
+        });
+        if (isJson(cmd)) console.log(JSON.stringify({ id: res.id, passwordFile: o.passwordFile }, null, 2));
+        else console.log(`enrolled ${res.id}; password written to ${o.passwordFile} (mode 0600)`);
+      },
+    );
   return program;
 }
 
