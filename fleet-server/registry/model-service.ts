@@ -15,7 +15,7 @@ import { type Variant, VariantSchema } from "../../shared/schemas/common.js";
 import { CompatibilitySchema } from "../../shared/schemas/manifest.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
-import { AccuracyPolicySchema } from "../quantize/compare.js";
+import { AccuracyPolicySchema, policyProblems } from "../quantize/compare.js";
 import { decodeModel } from "../quantize/onnx-model.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { PendingReleaseRepo, PendingReleaseRow } from "../store/pending-release-repo.js";
@@ -112,6 +112,13 @@ export function createModelService(deps: ModelDeps) {
     const inspection = await inspectModel(fp32Bytes, req.samples, (done) =>
       onProgress?.("recording-samples", done, runs),
     );
+    // The policy is checked against the model's real outputs before anything is quantized.
+    const policyIssues = int8Wanted
+      ? policyProblems(req.accuracyPolicy ?? {}, inspection.samples[0]?.outputs ?? {})
+      : [];
+    if (policyIssues.length > 0) {
+      throw new EdgeFleetError("VALIDATION_FAILED", policyIssues.join("; "), { issues: policyIssues });
+    }
     // Calibration inputs are checked against fp32 first: a mismatch is the operator's error.
     const fp32Calibration =
       calibrationInputs.length > 0

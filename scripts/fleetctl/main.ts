@@ -119,7 +119,10 @@ export function buildProgram(): Command {
     .option("--lineage <file>", "JSON file with lineage metadata")
     .option("--model-card <file>", "Markdown model card")
     .option("--quantize <mode>", "also build a validated int8 variant: int8 | none", parseQuantize, "int8")
-    .option("--accuracy-policy <file>", "JSON file overriding the int8 accuracy policy")
+    .option(
+      "--accuracy-policy <file>",
+      "JSON file overriding the int8 accuracy policy (docs/operations.md, example docs/examples/accuracy-policy.json)",
+    )
     .option("--calibration <file>", "JSON file: extra inputs to validate int8 against fp32 (same format as samples)")
     .action(async (file: string, o: Record<string, string>, cmd: Command) => {
       const api = client(cmd);

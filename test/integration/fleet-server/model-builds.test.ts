@@ -158,6 +158,28 @@ describe("model builds (POST /v1/models?async=1)", () => {
     expect(badBody).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
   });
 
+  it("an accuracy policy naming outputs the model lacks is refused with each problem (issue 23)", async () => {
+    const up = await api.ok("upload", { raw: { payload: readFileSync(sileroModelPath()), contentType: OCTETS } }, 201);
+    const r = await api.fail("createModel", {
+      body: {
+        name: "vad-policy",
+        version: "1.0.0",
+        upload: up.sha256,
+        samples: sileroSamples(),
+        accuracyPolicy: { classifierOutputs: ["outptu", "output"], outputs: { state: { ignore: true } } },
+      },
+    });
+    expect(r).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+    expect(r.message).toBe(
+      [
+        'accuracyPolicy.classifierOutputs[0]: no output "outptu" (the model\'s outputs are "output", "stateN")',
+        'accuracyPolicy.classifierOutputs[1]: output "output" has shape [1,1], not [N, C] or [N, T, C] with C >= 2 classes',
+        'accuracyPolicy.outputs.state: no output "state" (the model\'s outputs are "output", "stateN")',
+      ].join("; "),
+    );
+    expect((await api.fail("getModel", { params: { name: "vad-policy" } })).status).toBe(404);
+  });
+
   it("an unknown build id is 404", async () => {
     const r = await api.fail("getModelBuild", { params: { id: "00000000-0000-4000-8000-000000000000" } });
     expect(r).toMatchObject({ status: 404, code: "NOT_FOUND" });
