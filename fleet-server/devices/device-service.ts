@@ -10,6 +10,7 @@ import {
 import { presenceOf } from "../health/health-decision.js";
 import type { PresenceTracker } from "../health/presence-tracker.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
+import type { VariantMeasurementRow } from "../store/variant-measurement-repo.js";
 import { createCredentialCache } from "./credential-cache.js";
 import { generatePassword, hashPassword, verifyPassword } from "./password.js";
 
@@ -27,7 +28,7 @@ export interface DeviceDeps {
    */
   admitToBroker?: (deviceId: string, password: string) => Promise<void>;
   /** What the device measured per model and variant (issue 5), shown in `GET /v1/devices/{id}`. */
-  variantMeasurements?: (deviceId: string) => unknown[];
+  variantMeasurements?: (deviceId: string) => VariantMeasurementRow[];
   /** Presence judged against the server's broker link: `unknown` while it cannot see (issue 20 §4). */
   presence?: PresenceTracker;
 }

@@ -8,6 +8,7 @@ import { createDeviceRepo } from "../../../fleet-server/store/device-repo.js";
 import { createModelRepo } from "../../../fleet-server/store/model-repo.js";
 import { createPendingReleaseRepo } from "../../../fleet-server/store/pending-release-repo.js";
 import { createRolloutRepo } from "../../../fleet-server/store/rollout-repo.js";
+import { createTelemetryRepo } from "../../../fleet-server/telemetry/telemetry-repo.js";
 import { EdgeFleetError } from "../../../shared/errors.js";
 
 /**
@@ -218,5 +219,33 @@ describe("build repo decodes its rows", () => {
     const repo = createBuildRepo(db);
     expectCorrupt(() => repo.get("b-1"), "model_builds", "id=b-1", "state");
     expectCorrupt(() => repo.running(), "model_builds", "id=b-1", "state");
+  });
+});
+
+describe("telemetry repo decodes its rows", () => {
+  it("a stored record that is no telemetry record is an INTERNAL error naming device and seq", () => {
+    db.prepare(
+      `INSERT INTO telemetry_records (device_id, seq, kind, ts, body, received_at)
+       VALUES ('d-1', 4, 'inference', 0, '{"kind":"inference"}', 0)`,
+    ).run();
+    expectCorrupt(
+      () => createTelemetryRepo(db).records("d-1", { limit: 10 }),
+      "telemetry_records",
+      "device_id=d-1, seq=4",
+      "body",
+    );
+  });
+
+  it("drift features that are not feature reports are an INTERNAL error", () => {
+    db.prepare(
+      `INSERT INTO telemetry_drift_latest (device_id, model, version, cohort, seq, features, ts)
+       VALUES ('d-1', 'vad', '1.0.0', 'c', 1, '[{"feature":1}]', 0)`,
+    ).run();
+    expectCorrupt(
+      () => createTelemetryRepo(db).driftLatest("vad", "1.0.0"),
+      "telemetry_drift_latest",
+      "model=vad, version=1.0.0, device_id=d-1",
+      "features",
+    );
   });
 });
