@@ -115,7 +115,14 @@ export function buildProgram(): Command {
     .description("upload an ONNX model, record its samples' outputs, build and sign its bundles")
     .requiredOption("--name <name>", "model name")
     .requiredOption("--version <semver>", "model version")
-    .requiredOption("--samples <file>", "JSON file: array of { inputs: { name: { datatype, shape, data } } }")
+    .option(
+      "--samples <file>",
+      "JSON file: array of { inputs: { name: { datatype, shape, data } } }; omitted: synthetic inputs from the model's metadata",
+    )
+    .option(
+      "--allow-synthetic-int8",
+      "publish int8 even if validated on synthetic inputs only (no --samples/--calibration)",
+    )
     .option("--lineage <file>", "JSON file with lineage metadata")
     .option("--model-card <file>", "Markdown model card")
     .option("--quantize <mode>", "also build a validated int8 variant: int8 | none", parseQuantize, "int8")
@@ -129,7 +136,15 @@ export function buildProgram(): Command {
       // The same schemas the server parses the request with (shared/http/models.ts), so a bad file
       // is refused here, before the upload, with the field that is wrong.
       const fields = CreateModelRequestSchema.shape;
-      const samples = await readJsonFile(o.samples!, fields.samples, "--samples");
+      const samples = o.samples ? await readJsonFile(o.samples, fields.samples, "--samples") : undefined;
+      if (!samples) {
+        // Said before the upload, so the operator knows what the smoke test will run on (issue 23).
+        console.error(
+          "no --samples: the server generates synthetic smoke-test inputs from the model's input metadata " +
+            "(labelled in the bundle; they prove devices run it, not that it is accurate). int8 is published " +
+            'only with real --samples/--calibration or --allow-synthetic-int8. Recording real samples: docs/operations.md, "Samples".',
+        );
+      }
       const lineage = o.lineage ? await readJsonFile(o.lineage, LineageSchema, "--lineage") : undefined;
       const modelCard = o.modelCard ? await readFile(o.modelCard, "utf8") : undefined;
       const accuracyPolicy = o.accuracyPolicy
@@ -156,6 +171,7 @@ export function buildProgram(): Command {
           version: o.version!,
           upload: up.sha256,
           samples,
+          allowSyntheticInt8: Boolean(o.allowSyntheticInt8),
           lineage,
           modelCard,
           quantize,

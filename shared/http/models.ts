@@ -46,7 +46,14 @@ export const CreateModelRequestSchema = z.object({
   version: SemverSchema,
   /** SHA-256 of a model uploaded with `POST /v1/uploads`. */
   upload: Sha256Schema,
-  samples: z.array(SampleInputSchema).min(1).max(64),
+  /**
+   * Smoke-test inputs; their outputs are recorded on fp32 and checked on every device. Omitted:
+   * the server generates labelled synthetic inputs from the model's input metadata (issue 23),
+   * enough to prove a device runs the bundle, not to judge int8 accuracy.
+   */
+  samples: z.array(SampleInputSchema).min(1).max(64).optional(),
+  /** Publish an int8 variant even when it was validated on synthetic inputs only (no samples, no calibration). */
+  allowSyntheticInt8: z.boolean().default(false),
   lineage: LineageSchema.optional(),
   modelCard: z
     .string()
