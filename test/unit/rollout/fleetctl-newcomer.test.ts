@@ -48,6 +48,21 @@ describe("fleetctl for a newcomer", () => {
     expect(err?.stderr).toContain("EDGEFLEET_SERVER");
   });
 
+  it("models push needs no --samples, and says what the smoke test will run on before uploading", async () => {
+    const port = await closedPort();
+    const model = join(tmp, "m.onnx");
+    writeFileSync(model, "not uploaded: the server is unreachable");
+    const err = await run(process.execPath, [FLEETCTL, "models", "push", model, "--name", "m", "--version", "1.0.0"], {
+      env: { ...process.env, EDGEFLEET_SERVER: `http://127.0.0.1:${port}`, EDGEFLEET_TOKEN: "t" },
+    }).then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(err?.stderr).not.toContain("required option");
+    expect(err?.stderr).toContain("no --samples: the server generates synthetic smoke-test inputs");
+    expect(err?.stderr).toContain("error UNREACHABLE");
+  });
+
   it("unreachable() unwraps undici's `fetch failed` to the innermost causes", () => {
     const inner = Object.assign(new Error("getaddrinfo ENOTFOUND fleet.invalid"), { code: "ENOTFOUND" });
     const e = unreachable(
