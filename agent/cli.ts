@@ -22,6 +22,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--password-file <file>", "file holding the MQTT password")
     .option("--data-dir <dir>", "state directory (SQLite, bundles, models)")
     .option("--socket-path <path>", "Unix socket for the local API (default {dataDir}/agent.sock)")
+    .option("--socket-body-limit <bytes>", "largest request body the socket API accepts (default 16 MiB)", int)
     .option("--root-path <file>", "pinned root.json")
     .option("--profile <id|file>", "device profile id or file (default: auto-detect)")
     .option("--profiles-dir <dir>", "directory of device profiles")
@@ -47,6 +48,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
       passwordFile: o.passwordFile,
       dataDir: o.dataDir,
       socketPath: o.socketPath,
+      socketBodyLimitBytes: o.socketBodyLimit,
       rootPath: o.rootPath,
       profile: o.profile,
       profilesDir: o.profilesDir,

@@ -266,6 +266,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     runtime: tapped,
     status,
     socketPath: config.socketPath,
+    bodyLimit: config.socketBodyLimitBytes,
     version,
     metrics: () => telemetry.metrics.text(),
     serving,

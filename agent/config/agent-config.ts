@@ -9,6 +9,9 @@ import { JobsConfigSchema } from "../jobs/job-config.js";
 import { TelemetryConfigSchema } from "../telemetry/telemetry-config.js";
 import { AgentTlsSchema } from "../transport/tls.js";
 
+/** The socket API's default request body cap: a 1080p float32 image as JSON fits with room to spare. */
+export const DEFAULT_SOCKET_BODY_LIMIT = 16 * 1024 * 1024;
+
 /** Agent configuration: a JSON file (`--config`) merged with flags; flags win. */
 export const AgentConfigSchema = z
   .object({
@@ -18,6 +21,16 @@ export const AgentConfigSchema = z
     passwordFile: z.string().min(1).optional(),
     dataDir: z.string().min(1),
     socketPath: z.string().min(1).optional(),
+    /**
+     * Largest request body the local socket API accepts, in bytes; larger ones get 413
+     * PAYLOAD_TOO_LARGE (issue 23: documented as configurable, now it is). 64 KiB .. 1 GiB.
+     */
+    socketBodyLimitBytes: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .max(1024 * 1024 * 1024)
+      .default(DEFAULT_SOCKET_BODY_LIMIT),
     rootPath: z.string().min(1),
     /** Device profile id or path to a profile file; auto-detected when absent. */
     profile: z.string().min(1).optional(),

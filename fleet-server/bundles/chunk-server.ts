@@ -3,6 +3,7 @@ import { encodeChunkFrame } from "../../shared/chunk-frame.js";
 import type { Clock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
 import { type ChunkHeader, type ChunkRequest, ChunkRequestSchema } from "../../shared/schemas/chunks.js";
+import type { SignedDesiredState } from "../../shared/schemas/desired-state.js";
 import type { Topics } from "../../shared/topics.js";
 import type { Transport } from "../broker/transport.js";
 import type { DeviceRepo } from "../store/device-repo.js";
@@ -28,12 +29,9 @@ interface OpenBundle {
 }
 
 /** Bundles named by the device's current desired state — the only ones it may pull. */
-export function assignedBundles(desired: unknown): Set<string> {
-  const out = new Set<string>();
-  const assignments = (desired as { signed?: { assignments?: { bundle?: { sha256?: unknown } }[] } } | null)?.signed
-    ?.assignments;
-  for (const a of assignments ?? []) if (typeof a.bundle?.sha256 === "string") out.add(a.bundle.sha256);
-  return out;
+export function assignedBundles(desired: SignedDesiredState | null): Set<string> {
+  // The store decoded the stored envelope with `SignedDesiredStateSchema`.
+  return new Set((desired?.signed.assignments ?? []).map((a) => a.bundle.sha256));
 }
 
 /**

@@ -10,6 +10,7 @@ import {
 import { presenceOf } from "../health/health-decision.js";
 import type { PresenceTracker } from "../health/presence-tracker.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
+import type { VariantMeasurementRow } from "../store/variant-measurement-repo.js";
 import { createCredentialCache } from "./credential-cache.js";
 import { generatePassword, hashPassword, verifyPassword } from "./password.js";
 
@@ -27,23 +28,17 @@ export interface DeviceDeps {
    */
   admitToBroker?: (deviceId: string, password: string) => Promise<void>;
   /** What the device measured per model and variant (issue 5), shown in `GET /v1/devices/{id}`. */
-  variantMeasurements?: (deviceId: string) => unknown[];
+  variantMeasurements?: (deviceId: string) => VariantMeasurementRow[];
   /** Presence judged against the server's broker link: `unknown` while it cannot see (issue 20 §4). */
   presence?: PresenceTracker;
 }
 
 const RECENT_EVENTS = 50;
 
-function reportedOf(reported: unknown): ReportedState | null {
-  const parsed = ReportedStateSchema.safeParse(reported);
-  return parsed.success ? parsed.data : null;
-}
-
 /** One line per model for fleet listings: what runs and what is happening, from the last reported state. */
-function modelSummaries(reported: unknown) {
-  const parsed = ReportedStateSchema.safeParse(reported);
-  if (!parsed.success) return [];
-  return parsed.data.models.map((m) => ({
+function modelSummaries(reported: ReportedState | null) {
+  if (!reported) return [];
+  return reported.models.map((m) => ({
     model: m.model,
     state: m.state,
     committedVersion: m.committed?.version ?? null,
@@ -144,7 +139,7 @@ export function createDeviceService(deps: DeviceDeps) {
       return {
         ...deviceSummary(d, deps.presence),
         // Parsed as the contract's type (stored reports were validated on the way in; an unreadable one shows as null).
-        reported: reportedOf(d.reported),
+        reported: d.reported,
         events: devices.recentEvents(id, RECENT_EVENTS).map((e) => e.body),
         variantMeasurements: deps.variantMeasurements?.(id) ?? [],
       };

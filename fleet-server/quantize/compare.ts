@@ -23,11 +23,38 @@ export interface ComparisonResult {
 
 const FLOAT_TYPES = new Set(["FP32", "FP64", "FP16"]);
 
+/**
+ * Pure: what is wrong with an accuracy policy for a model, given one sample's fp32 outputs
+ * (concrete shapes). Issue 23: a policy naming an output the model does not have, or a
+ * classifier output that has no class axis, used to be ignored silently; each is now a precise
+ * message naming the field. Classifier outputs are `[N, C]` or sequences `[N, T, C]` (top-1 is
+ * then compared per time step), with C >= 2 classes on the last axis.
+ */
+export function policyProblems(policy: Partial<AccuracyPolicy>, outputs: Record<string, JsonTensor>): string[] {
+  const names = Object.keys(outputs);
+  const known = `the model's outputs are ${names.map((n) => `"${n}"`).join(", ")}`;
+  const problems: string[] = [];
+  (policy.classifierOutputs ?? []).forEach((name, i) => {
+    const t = outputs[name];
+    const at = `accuracyPolicy.classifierOutputs[${i}]`;
+    if (!t) problems.push(`${at}: no output "${name}" (${known})`);
+    else if (!FLOAT_TYPES.has(t.datatype)) problems.push(`${at}: output "${name}" is ${t.datatype}, not float scores`);
+    else if ((t.shape.length !== 2 && t.shape.length !== 3) || (t.shape.at(-1) ?? 0) < 2) {
+      problems.push(`${at}: output "${name}" has shape [${t.shape}], not [N, C] or [N, T, C] with C >= 2 classes`);
+    }
+  });
+  for (const name of Object.keys(policy.outputs ?? {})) {
+    if (!outputs[name]) problems.push(`accuracyPolicy.outputs.${name}: no output "${name}" (${known})`);
+  }
+  return problems;
+}
+
 function isClassifier(name: string, t: JsonTensor, policy: AccuracyPolicy): boolean {
   if (policy.classifierOutputs) return policy.classifierOutputs.includes(name);
   return FLOAT_TYPES.has(t.datatype) && t.shape.length === 2 && (t.shape[1] ?? 0) >= 2;
 }
 
+/** Argmax over the last axis: one per row of `[N, C]`, one per time step of `[N, T, C]`. */
 function argmaxRows(data: readonly number[], width: number): number[] {
   const out: number[] = [];
   for (let r = 0; r * width < data.length; r++) {

@@ -34,7 +34,8 @@ function specOf(meta: ort.InferenceSession.ValueMetadata): TensorSpec {
  */
 export async function inspectModel(
   modelBytes: Uint8Array,
-  sampleInputs: SampleInput[],
+  /** The inputs to record, or a function making them from the model's input specs (synthetic samples). */
+  samplesOrGenerator: SampleInput[] | ((inputs: TensorSpec[]) => SampleInput[]),
   /** Called once the model is loaded (0 done) and after each sample run. */
   onProgress?: (done: number, total: number) => void,
 ): Promise<ModelInspection> {
@@ -47,6 +48,7 @@ export async function inspectModel(
   try {
     const inputs = session.inputMetadata.map(specOf);
     const outputs = session.outputMetadata.map(specOf);
+    const sampleInputs = typeof samplesOrGenerator === "function" ? samplesOrGenerator(inputs) : samplesOrGenerator;
     const samples: Sample[] = [];
     onProgress?.(0, sampleInputs.length);
     for (const [i, sample] of sampleInputs.entries()) {

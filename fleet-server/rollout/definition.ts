@@ -1,16 +1,10 @@
-import type { z } from "zod";
 import {
   AbortSchema,
-  type AUTO_VARIANT,
   type CreateRolloutRequest,
   DeadlinesSchema,
-  type MaintenanceWindow,
-  type Rate,
-  type Stage,
   StageSchema,
-  type StrategyName,
+  type StoredRolloutDefinition,
 } from "../../shared/http/rollout-definition.js";
-import type { VariantSchema } from "../../shared/schemas/common.js";
 import { HealthPolicySchema } from "../../shared/schemas/desired-state.js";
 
 // The request schemas are part of the HTTP contract (shared/http/rollout-definition.ts); the
@@ -27,6 +21,7 @@ export {
   MaintenanceWindowSchema,
   type Rate,
   RateSchema,
+  RolloutDefinitionSchema,
   type Selector,
   SelectorSchema,
   STRATEGIES,
@@ -35,24 +30,12 @@ export {
   type StrategyName,
 } from "../../shared/http/rollout-definition.js";
 
-/** The stored, fully defaulted definition the planner works from. */
-// A type alias (not an interface), so the rollout view can hand it on as a JSON object.
-export type RolloutDefinition = {
-  model: string;
-  version: string;
-  /** `auto` = per device (issue 5); stored definitions from before it hold `fp32` or `int8`. */
-  variant: z.infer<typeof VariantSchema> | typeof AUTO_VARIANT;
-  target: { deviceIds?: string[]; tags?: Record<string, string>; profiles?: string[] };
-  strategy: StrategyName;
-  stages: Stage[];
-  abWeight: number;
-  shadowSampleRate: number;
-  rate: Rate | null;
-  abort: z.infer<typeof AbortSchema>;
-  deadlines: z.infer<typeof DeadlinesSchema>;
-  maintenanceWindow: MaintenanceWindow | null;
-  healthPolicy: z.infer<typeof HealthPolicySchema>;
-};
+/**
+ * The stored, fully defaulted definition the planner works from; its schema is part of the
+ * contract (shared/http/rollout-definition.ts `RolloutDefinitionSchema`) and the store decodes
+ * the `definition` column with it.
+ */
+export type RolloutDefinition = StoredRolloutDefinition;
 
 export function normalizeDefinition(r: CreateRolloutRequest): RolloutDefinition {
   const strategy = r.strategy ?? (r.stages ? "canary" : "all-at-once");

@@ -1,11 +1,7 @@
 import type { Clock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
-import {
-  type Assignment,
-  type SignedDesiredState,
-  SignedDesiredStateSchema,
-} from "../../shared/schemas/desired-state.js";
-import { ReportedStateSchema } from "../../shared/schemas/device-state.js";
+import type { Assignment, SignedDesiredState } from "../../shared/schemas/desired-state.js";
+import type { EngineState, PreviousRef } from "../../shared/schemas/rollout-state.js";
 import type { Envelope, Root } from "../../shared/schemas/trust.js";
 import type { Topics } from "../../shared/topics.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
@@ -14,7 +10,7 @@ import type { ReReleaser } from "../registry/re-release.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
-import { matchesSelector, type RolloutDefinition } from "./definition.js";
+import { matchesSelector } from "./definition.js";
 import {
   assignmentsForMode,
   buildDesiredState,
@@ -25,9 +21,7 @@ import {
 } from "./desired-state.js";
 import { type Observation, observeDevice } from "./observe.js";
 import {
-  type EngineState,
   HOLDING_STATUSES,
-  type Phase,
   type PlannerDevice,
   type PlannerRollout,
   planAbort,
@@ -55,12 +49,7 @@ export interface ExecutorDeps {
 }
 
 /** What a device ran for the model before a rollout assigned it: the rollback target. */
-export interface PreviousRef {
-  sha256: string;
-  version: string;
-  variant: string;
-  releaseCounter: number;
-}
+export type { PreviousRef };
 
 const EVENTS_PER_DEVICE = 200;
 /** rollback_sha256 when the rollout's assignment was removed: a side (abort, rollback) or a first version. */
@@ -69,20 +58,14 @@ export const ROLLBACK_REMOVED = "removed";
 const releaseRef = (b: BundleRow) => ({ sha256: b.sha256, version: b.version, releaseCounter: b.releaseCounter });
 
 export function engineOf(row: RolloutRow): PlannerRollout | null {
-  if (row.definition === null || row.definition === undefined || row.state === null || row.state === undefined) {
-    return null;
-  }
-  return {
-    id: row.id,
-    status: row.status as RolloutStatus,
-    definition: row.definition as RolloutDefinition,
-    state: row.state as EngineState,
-  };
+  // The store decoded every column with its schema; a staged rollout has all three.
+  const { definition, state, status } = row;
+  if (!definition || !state || status === undefined || status === "legacy") return null;
+  return { id: row.id, status, definition, state };
 }
 
-export function currentAssignments(desired: unknown): Assignment[] {
-  const parsed = SignedDesiredStateSchema.safeParse(desired);
-  return parsed.success ? parsed.data.signed.assignments : [];
+export function currentAssignments(desired: SignedDesiredState | null | undefined): Assignment[] {
+  return desired?.signed.assignments ?? [];
 }
 
 /**
@@ -102,12 +85,11 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     device: DeviceRow | null,
     bundle = memberBundleSha(row, m),
   ): Observation {
-    const reported = ReportedStateSchema.safeParse(device?.reported);
     return observeDevice({
       model: row.model,
       bundle,
       desiredSeq: m.desiredSeq,
-      reported: reported.success ? reported.data : null,
+      reported: device?.reported ?? null,
       events: devices.recentEvents(m.deviceId, EVENTS_PER_DEVICE).map((e) => e.body),
     });
   }
@@ -130,7 +112,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           ? {
               stage: m.stage,
               assignedAt: Date.parse(m.assignedAt),
-              phase: m.phase as Phase,
+              phase: m.phase,
               phaseSince: Date.parse(m.phaseSince ?? m.assignedAt),
               outcome: m.outcome,
               acknowledged: m.acknowledged,
@@ -143,8 +125,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   }
 
   function previousOf(device: DeviceRow, model: string): PreviousRef | null {
-    const reported = ReportedStateSchema.safeParse(device.reported);
-    const committed = reported.success ? reported.data.models.find((m) => m.model === model)?.committed : null;
+    const committed = device.reported?.models.find((m) => m.model === model)?.committed;
     if (committed) return { ...committed };
     const a = currentAssignments(device.desired).find((x) => x.model === model && x.strategy.mode === "active");
     if (!a) return null;
@@ -310,7 +291,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         deviceId: m.deviceId,
         handled: m.rollbackSha256 !== null,
         sideAssigned: m.rollbackSha256 === null && sideAssigned(row, m),
-        previousSha256: (m.previous as PreviousRef | null)?.sha256 ?? null,
+        previousSha256: m.previous?.sha256 ?? null,
       })),
     );
     const released = new Map<string, BundleRow>();

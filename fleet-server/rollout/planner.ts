@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { ROLLOUT_STATUSES } from "../../shared/http/rollouts.js";
+import type { EngineState, MemberPhase } from "../../shared/schemas/rollout-state.js";
 import type { RolloutDefinition } from "./definition.js";
 import { evaluateGates, type GateEvaluation } from "./gates.js";
 import { isWindowOpen } from "./maintenance-window.js";
@@ -20,16 +21,8 @@ export const HOLDING_STATUSES: readonly RolloutStatus[] = ["running", "paused", 
 /** Statuses a newer rollout may only replace by naming them in `supersedes`. */
 export const IN_FLIGHT_STATUSES: readonly RolloutStatus[] = ["running", "paused", "rolling-back"];
 
-export interface EngineState {
-  stage: number;
-  stageStartedAt: number;
-  /** When every device of the current stage had a verdict; the soak runs from here. */
-  soakStartedAt: number | null;
-  /** How assignments are served; `promote` turns shadow/ab into active. */
-  servingMode: "active" | "shadow" | "ab";
-  /** Why the rollout is paused, aborted or rolled back. */
-  reason: string | null;
-}
+// Persisted by the store, which decodes it with this schema (shared/schemas/rollout-state.ts).
+export type { EngineState };
 
 export interface PlannerRollout {
   id: string;
@@ -38,7 +31,7 @@ export interface PlannerRollout {
   state: EngineState;
 }
 
-export type Phase = "download" | "install" | "probation" | "done";
+export type Phase = MemberPhase;
 
 export interface PlannerMember {
   stage: number;

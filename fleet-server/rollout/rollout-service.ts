@@ -225,7 +225,8 @@ export function createRolloutService(deps: RolloutDeps) {
           rollouts.addEvent(id, iso(now), "created", { strategy: def.strategy, stages: def.stages.length });
           for (const old of replaced) {
             const oe = engineOf(old);
-            rollouts.setState(old.id, "superseded", { ...(oe?.state ?? {}), reason: `superseded by ${id}` });
+            // In-flight rollouts are staged ones, so they have an engine state to keep.
+            if (oe) rollouts.setState(old.id, "superseded", { ...oe.state, reason: `superseded by ${id}` });
             rollouts.addEvent(old.id, iso(now), "superseded", { by: id });
           }
         });

@@ -1,6 +1,5 @@
 import type { Variant } from "../../shared/schemas/common.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
-import { ReportedStateSchema } from "../../shared/schemas/device-state.js";
 import type { DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { MemberRow, RolloutRow } from "../store/rollout-repo.js";
@@ -35,8 +34,7 @@ export function createVariantAssignment(deps: VariantAssignmentDeps) {
   const { models, measurements, profiles } = deps;
 
   function profileOf(device: DeviceRow): DeviceProfile | null {
-    const reported = ReportedStateSchema.safeParse(device.reported);
-    const id = device.profile ?? (reported.success ? reported.data.profile : null);
+    const id = device.profile ?? device.reported?.profile ?? null;
     return profiles.find((p) => p.id === id) ?? null;
   }
 

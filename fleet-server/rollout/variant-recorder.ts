@@ -81,9 +81,8 @@ export function createVariantRecorder(deps: VariantRecorderDeps) {
       const ev = parsed.data;
       const device = devices.get(deviceId);
       if (!device) return;
-      const reported = ReportedStateSchema.safeParse(device.reported);
       guarded("probation verdict", deviceId, () =>
-        record(deviceId, ev.model, ev.report, variantResolver(reported.success ? reported.data : null)),
+        record(deviceId, ev.model, ev.report, variantResolver(device.reported)),
       );
     },
   };

@@ -1,6 +1,4 @@
-import { RolloutTargetSchema } from "../../shared/http/rollouts.js";
 import { type DisplayState, emptyDisplayCounts, type MemberState } from "../../shared/rollout-display.js";
-import { HealthPolicySchema } from "../../shared/schemas/desired-state.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
 import type { RolloutDefinition } from "./definition.js";
@@ -115,9 +113,9 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       version: row.version,
       variant: row.variant,
       bundle: row.bundleSha256,
-      // JSON columns this server wrote from a validated definition; parsed as the contract's types.
-      target: RolloutTargetSchema.parse(row.target),
-      healthPolicy: HealthPolicySchema.parse(row.healthPolicy),
+      // Decoded with the contract's schemas by the store (fleet-server/store/rollout-repo.ts).
+      target: row.target,
+      healthPolicy: row.healthPolicy,
       createdAt: row.createdAt,
       devices: perDevice,
       counts,

@@ -1,21 +1,6 @@
+import { z } from "zod";
 import type { Db } from "./db.js";
-
-/**
- * Migration 7: model builds (`POST /v1/models?async=1`) survive a server restart. One row per
- * build; `state` is the whole build document as the tracker keeps it (registry/build-tracker.ts
- * parses it with zod on the way out); `status` and `ended_at` are copied out of it for the
- * start-up sweep and for pruning.
- */
-export const BUILD_MIGRATION_SQL = `
-CREATE TABLE model_builds (
-  id TEXT PRIMARY KEY,
-  status TEXT NOT NULL,
-  created_at TEXT NOT NULL,
-  ended_at TEXT,
-  state TEXT NOT NULL
-);
-CREATE INDEX model_builds_by_status ON model_builds(status, ended_at);
-`;
+import { decodeJson } from "./row-codec.js";
 
 /** The columns the store needs; the rest of the document is opaque here. */
 export interface BuildRecordKeys {
@@ -37,8 +22,12 @@ export function createBuildRepo(db: Db) {
     `INSERT INTO model_builds (id, status, created_at, ended_at, state) VALUES (?, ?, ?, ?, ?)
      ON CONFLICT(id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at, state = excluded.state`,
   );
-  const byId = db.prepare("SELECT state FROM model_builds WHERE id = ?");
-  const running = db.prepare("SELECT state FROM model_builds WHERE status = 'running' ORDER BY created_at, rowid");
+  const byId = db.prepare("SELECT id, state FROM model_builds WHERE id = ?");
+  const running = db.prepare("SELECT id, state FROM model_builds WHERE status = 'running' ORDER BY created_at, rowid");
+  // The tracker owns the document's schema (it parses it with zod); the store checks it is a
+  // JSON object, so a corrupt row names its table and id instead of failing inside the tracker.
+  const state = (r: { id: string; state: string }): unknown =>
+    decodeJson(z.looseObject({}), r.state, { table: "model_builds", key: `id=${r.id}`, column: "state" });
   // ISO-8601 UTC strings from toISOString() have one fixed width, so text order is time order.
   const pruneAge = db.prepare("DELETE FROM model_builds WHERE status != 'running' AND ended_at < ?");
   const pruneCount = db.prepare(
@@ -54,12 +43,12 @@ export function createBuildRepo(db: Db) {
     },
     /** The stored document, unparsed (the tracker owns its schema). */
     get(id: string): unknown {
-      const r = byId.get(id) as { state: string } | undefined;
-      return r ? (JSON.parse(r.state) as unknown) : null;
+      const r = byId.get(id) as { id: string; state: string } | undefined;
+      return r ? state(r) : null;
     },
     /** Builds stored as running: at start-up, exactly those a previous process did not finish. */
     running(): unknown[] {
-      return (running.all() as { state: string }[]).map((r) => JSON.parse(r.state) as unknown);
+      return (running.all() as { id: string; state: string }[]).map(state);
     },
     /** Drops finished builds beyond the retention; running ones are never dropped. Returns how many went. */
     prune(retention: BuildRetention, now: number): number {

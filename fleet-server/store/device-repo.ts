@@ -1,5 +1,16 @@
-import type { DeviceEvent } from "../../shared/schemas/device-state.js";
+import { z } from "zod";
+import { type SignedDesiredState, SignedDesiredStateSchema } from "../../shared/schemas/desired-state.js";
+import {
+  type DeviceEvent,
+  DeviceEventSchema,
+  type ReportedState,
+  ReportedStateSchema,
+} from "../../shared/schemas/device-state.js";
 import type { Db } from "./db.js";
+import { decodeJson, decodeJsonOrNull, decodeSignedJsonOrNull, decodeValue } from "./row-codec.js";
+
+const TagsSchema = z.record(z.string(), z.string());
+const PresenceSchema = z.enum(["online", "offline"]);
 
 export interface DeviceRow {
   id: string;
@@ -7,12 +18,12 @@ export interface DeviceRow {
   tags: Record<string, string>;
   profile: string | null;
   presence: "online" | "offline";
-  /** Last `ReportedStateSchema` document (already validated when stored). */
-  reported: unknown | null;
+  /** Last reported state (validated when stored, decoded with `ReportedStateSchema` when read). */
+  reported: ReportedState | null;
   lastSeen: string | null;
   desiredSeq: number;
   /** Last signed desired-state envelope published to the device. */
-  desired: unknown | null;
+  desired: SignedDesiredState | null;
   createdAt: string;
 }
 
@@ -30,16 +41,17 @@ interface RawDevice {
 }
 
 function toRow(r: RawDevice): DeviceRow {
+  const at = (column: string) => ({ table: "devices", key: `id=${r.id}`, column });
   return {
     id: r.id,
     passwordHash: r.password_hash,
-    tags: JSON.parse(r.tags) as Record<string, string>,
+    tags: decodeJson(TagsSchema, r.tags, at("tags")),
     profile: r.profile,
-    presence: r.presence === "online" ? "online" : "offline",
-    reported: r.reported === null ? null : JSON.parse(r.reported),
+    presence: decodeValue(PresenceSchema, r.presence, at("presence")),
+    reported: decodeJsonOrNull(ReportedStateSchema, r.reported, at("reported")),
     lastSeen: r.last_seen,
     desiredSeq: r.desired_seq,
-    desired: r.desired === null ? null : JSON.parse(r.desired),
+    desired: decodeSignedJsonOrNull(SignedDesiredStateSchema, r.desired, at("desired")),
     createdAt: r.created_at,
   };
 }
@@ -71,7 +83,7 @@ export function createDeviceRepo(db: Db) {
     setPresence(id: string, presence: "online" | "offline", now: string): void {
       db.prepare("UPDATE devices SET presence = ?, last_seen = ? WHERE id = ?").run(presence, now, id);
     },
-    setReported(id: string, reported: unknown, now: string): void {
+    setReported(id: string, reported: ReportedState, now: string): void {
       db.prepare("UPDATE devices SET reported = ?, last_seen = ? WHERE id = ?").run(JSON.stringify(reported), now, id);
     },
     /** Reserves the next desired-state sequence number for a device (monotonic, persisted). */
@@ -82,7 +94,7 @@ export function createDeviceRepo(db: Db) {
       if (!row) throw new Error(`device ${id} vanished`);
       return row.desired_seq;
     },
-    setDesired(id: string, desired: unknown): void {
+    setDesired(id: string, desired: SignedDesiredState): void {
       db.prepare("UPDATE devices SET desired = ? WHERE id = ?").run(JSON.stringify(desired), id);
     },
     /** Stores an event once; a re-delivered (device, eventSeq) is ignored. Returns true when new. */
@@ -104,7 +116,11 @@ export function createDeviceRepo(db: Db) {
         eventSeq: r.event_seq,
         type: r.type,
         ts: r.ts,
-        body: JSON.parse(r.body) as DeviceEvent,
+        body: decodeJson(DeviceEventSchema, r.body, {
+          table: "device_events",
+          key: `device_id=${deviceId}, event_seq=${r.event_seq}`,
+          column: "body",
+        }),
       }));
     },
   };

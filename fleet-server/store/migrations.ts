@@ -1,8 +1,6 @@
 import { AUDIT_ROUTE_MIGRATION_SQL, SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
 import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
-import { BUILD_MIGRATION_SQL } from "./build-repo.js";
-import { PENDING_SIGNATURES_MIGRATION_SQL } from "./pending-release-repo.js";
-import { VARIANT_MIGRATION_SQL } from "./variant-measurement-repo.js";
+import { BUILD_MIGRATION_SQL, PENDING_SIGNATURES_MIGRATION_SQL, VARIANT_MIGRATION_SQL } from "./migration-sql.js";
 
 /**
  * Numbered, append-only schema migrations. Never edit a released migration: add a new one.

@@ -1,6 +1,8 @@
-import type { SignedManifest } from "../../shared/schemas/manifest.js";
+import type { z } from "zod";
+import { LineageSchema, type SignedManifest, SignedManifestSchema } from "../../shared/schemas/manifest.js";
 import type { Db } from "./db.js";
 import { insertPendingRow, type PendingReleaseRow } from "./pending-release-repo.js";
+import { decodeJson, decodeSignedJson } from "./row-codec.js";
 
 export interface BundleRow {
   sha256: string;
@@ -16,7 +18,7 @@ export interface BundleRow {
 export interface ModelVersionRow {
   name: string;
   version: string;
-  lineage: Record<string, unknown>;
+  lineage: z.infer<typeof LineageSchema>;
   samplesCount: number;
   modelSha256: string;
   createdAt: string;
@@ -41,20 +43,29 @@ interface RawVersion {
   created_at: string;
 }
 
-const bundleRow = (r: RawBundle): BundleRow => ({
+/** `table`: bundles built on upload or re_releases (rollbacks); both hold the same columns. */
+const bundleRow = (table: "bundles" | "re_releases", r: RawBundle): BundleRow => ({
   sha256: r.sha256,
   size: r.size,
   name: r.name,
   version: r.version,
   variant: r.variant,
   releaseCounter: r.release_counter,
-  manifest: JSON.parse(r.manifest) as SignedManifest,
+  manifest: decodeSignedJson(SignedManifestSchema, r.manifest, {
+    table,
+    key: `sha256=${r.sha256}`,
+    column: "manifest",
+  }),
   createdAt: r.created_at,
 });
 const versionRow = (r: RawVersion): ModelVersionRow => ({
   name: r.name,
   version: r.version,
-  lineage: JSON.parse(r.lineage) as Record<string, unknown>,
+  lineage: decodeJson(LineageSchema, r.lineage, {
+    table: "model_versions",
+    key: `name=${r.name}, version=${r.version}`,
+    column: "lineage",
+  }),
   samplesCount: r.samples_count,
   modelSha256: r.model_sha256,
   createdAt: r.created_at,
@@ -93,9 +104,10 @@ export function createModelRepo(db: Db) {
     },
     /** A bundle by hash, whether built on upload or re-released. */
     anyBundle(sha256: string): BundleRow | null {
-      const r = (db.prepare("SELECT * FROM bundles WHERE sha256 = ?").get(sha256) ??
-        db.prepare("SELECT * FROM re_releases WHERE sha256 = ?").get(sha256)) as RawBundle | undefined;
-      return r ? bundleRow(r) : null;
+      const b = db.prepare("SELECT * FROM bundles WHERE sha256 = ?").get(sha256) as RawBundle | undefined;
+      if (b) return bundleRow("bundles", b);
+      const r = db.prepare("SELECT * FROM re_releases WHERE sha256 = ?").get(sha256) as RawBundle | undefined;
+      return r ? bundleRow("re_releases", r) : null;
     },
     /**
      * The newest re-release of `originSha256` if its counter is above every bundle built on upload
@@ -109,7 +121,7 @@ export function createModelRepo(db: Db) {
            ORDER BY release_counter DESC LIMIT 1`,
         )
         .get(originSha256, name) as RawBundle | undefined;
-      return r ? bundleRow(r) : null;
+      return r ? bundleRow("re_releases", r) : null;
     },
     hasVersion(name: string, version: string): boolean {
       return db.prepare("SELECT 1 FROM model_versions WHERE name = ? AND version = ?").get(name, version) !== undefined;
@@ -174,11 +186,11 @@ export function createModelRepo(db: Db) {
         db
           .prepare("SELECT * FROM bundles WHERE name = ? AND version = ? ORDER BY release_counter")
           .all(name, version) as RawBundle[]
-      ).map(bundleRow);
+      ).map((r) => bundleRow("bundles", r));
     },
     bundle(sha256: string): BundleRow | null {
       const r = db.prepare("SELECT * FROM bundles WHERE sha256 = ?").get(sha256) as RawBundle | undefined;
-      return r ? bundleRow(r) : null;
+      return r ? bundleRow("bundles", r) : null;
     },
   };
 }

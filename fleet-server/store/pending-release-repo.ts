@@ -1,7 +1,9 @@
-import type { Manifest, SignedManifest } from "../../shared/schemas/manifest.js";
-import type { Signature } from "../../shared/schemas/trust.js";
+import { z } from "zod";
+import { type Manifest, ManifestSchema, type SignedManifest } from "../../shared/schemas/manifest.js";
+import { type Signature, SignatureSchema } from "../../shared/schemas/trust.js";
 import type { Db } from "./db.js";
 import type { BundleRow } from "./model-repo.js";
+import { decodeJson, decodeSignedJson, decodeValue } from "./row-codec.js";
 
 /**
  * Releases built without the release key (offline release signing, docs/security.md): the
@@ -23,15 +25,6 @@ export interface PendingReleaseRow {
   createdAt: string;
 }
 
-/**
- * Migration 8: release signatures uploaded so far (k-of-n custody: each holder may upload alone).
- * Only signatures that verified over the pending manifest by a release key are kept; they are
- * checked again under the current root whenever they are counted.
- */
-export const PENDING_SIGNATURES_MIGRATION_SQL = `
-ALTER TABLE pending_releases ADD COLUMN signatures TEXT NOT NULL DEFAULT '[]';
-`;
-
 /** A pending release as read back, with the signatures collected so far. */
 export interface StoredPendingRelease extends PendingReleaseRow {
   signatures: Signature[];
@@ -51,19 +44,26 @@ interface RawPending {
   signatures: string;
 }
 
-const pendingRow = (r: RawPending): StoredPendingRelease => ({
-  id: r.id,
-  kind: r.kind === "re-release" ? "re-release" : "upload",
-  name: r.name,
-  version: r.version,
-  variant: r.variant,
-  releaseCounter: r.release_counter,
-  manifest: JSON.parse(r.manifest) as Manifest,
-  payload: JSON.parse(r.payload) as string[],
-  originSha256: r.origin_sha256,
-  createdAt: r.created_at,
-  signatures: JSON.parse(r.signatures) as Signature[],
-});
+const KindSchema = z.enum(["upload", "re-release"]);
+const PayloadSchema = z.array(z.string().min(1));
+const SignaturesSchema = z.array(SignatureSchema);
+
+const pendingRow = (r: RawPending): StoredPendingRelease => {
+  const at = (column: string) => ({ table: "pending_releases", key: `id=${r.id}`, column });
+  return {
+    id: r.id,
+    kind: decodeValue(KindSchema, r.kind, at("kind")),
+    name: r.name,
+    version: r.version,
+    variant: r.variant,
+    releaseCounter: r.release_counter,
+    manifest: decodeSignedJson(ManifestSchema, r.manifest, at("manifest")),
+    payload: decodeJson(PayloadSchema, r.payload, at("payload")),
+    originSha256: r.origin_sha256,
+    createdAt: r.created_at,
+    signatures: decodeJson(SignaturesSchema, r.signatures, at("signatures")),
+  };
+};
 
 /** Inserts a pending release (inside the caller's transaction when there is one). */
 export function insertPendingRow(db: Db, p: PendingReleaseRow): void {

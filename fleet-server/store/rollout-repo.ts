@@ -1,4 +1,21 @@
+import { z } from "zod";
+import { RolloutDefinitionSchema, type StoredRolloutDefinition } from "../../shared/http/rollout-definition.js";
+import { ROLLOUT_STATUSES, RolloutTargetSchema } from "../../shared/http/rollouts.js";
+import { HealthPolicySchema } from "../../shared/schemas/desired-state.js";
+import {
+  type EngineState,
+  EngineStateSchema,
+  type MemberPhase,
+  MemberPhaseSchema,
+  type PreviousRef,
+  PreviousRefSchema,
+} from "../../shared/schemas/rollout-state.js";
 import type { Db } from "./db.js";
+import { decodeJson, decodeJsonOrNull, decodeValue } from "./row-codec.js";
+
+/** The `status` column: a planner status, or `legacy` for rollouts created before migration 2. */
+export const StoredRolloutStatusSchema = z.enum([...ROLLOUT_STATUSES, "legacy"]);
+export type StoredRolloutStatus = z.infer<typeof StoredRolloutStatusSchema>;
 
 export interface RolloutRow {
   id: string;
@@ -6,15 +23,15 @@ export interface RolloutRow {
   version: string;
   variant: string;
   bundleSha256: string;
-  target: unknown;
-  healthPolicy: unknown;
+  target: z.infer<typeof RolloutTargetSchema>;
+  healthPolicy: z.infer<typeof HealthPolicySchema>;
   createdAt: string;
-  /** Validated `RolloutDefinition` (null for rollouts created before migration 2). */
-  definition?: unknown | null;
+  /** The defaulted definition (null for rollouts created before migration 2). */
+  definition?: StoredRolloutDefinition | null;
   /** Engine status, a column so "which rollouts are active" is one indexed query. */
-  status?: string;
+  status?: StoredRolloutStatus;
   /** Engine state besides the status (stage, soak clock, reason, serving mode). */
-  state?: unknown | null;
+  state?: EngineState | null;
 }
 
 export interface RolloutDeviceRow {
@@ -23,8 +40,8 @@ export interface RolloutDeviceRow {
   assignedAt: string;
   stage?: number;
   /** What the device ran for the model before this rollout assigned it (for rollback). */
-  previous?: unknown | null;
-  phase?: string;
+  previous?: PreviousRef | null;
+  phase?: MemberPhase;
   phaseSince?: string | null;
   outcome?: "passed" | "failed" | null;
   outcomeReason?: string | null;
@@ -78,38 +95,49 @@ interface RawMember {
   variant_reason: string | null;
 }
 
-const parseOrNull = (s: string | null): unknown => (s === null ? null : JSON.parse(s));
+const EventDetailSchema = z.record(z.string(), z.unknown());
+const OutcomeSchema = z.enum(["passed", "failed"]).nullable();
 
-const toRow = (r: RawRollout): RolloutRow => ({
-  id: r.id,
-  model: r.model,
-  version: r.version,
-  variant: r.variant,
-  bundleSha256: r.bundle_sha256,
-  target: JSON.parse(r.target),
-  healthPolicy: JSON.parse(r.health_policy),
-  createdAt: r.created_at,
-  definition: parseOrNull(r.definition),
-  status: r.status,
-  state: parseOrNull(r.state),
-});
+const toRow = (r: RawRollout): RolloutRow => {
+  const at = (column: string) => ({ table: "rollouts", key: `id=${r.id}`, column });
+  return {
+    id: r.id,
+    model: r.model,
+    version: r.version,
+    variant: r.variant,
+    bundleSha256: r.bundle_sha256,
+    target: decodeJson(RolloutTargetSchema, r.target, at("target")),
+    healthPolicy: decodeJson(HealthPolicySchema, r.health_policy, at("health_policy")),
+    createdAt: r.created_at,
+    definition: decodeJsonOrNull(RolloutDefinitionSchema, r.definition, at("definition")),
+    status: decodeValue(StoredRolloutStatusSchema, r.status, at("status")),
+    state: decodeJsonOrNull(EngineStateSchema, r.state, at("state")),
+  };
+};
 
-const toMember = (r: RawMember): Required<RolloutDeviceRow> => ({
-  deviceId: r.device_id,
-  desiredSeq: r.desired_seq,
-  assignedAt: r.assigned_at,
-  stage: r.stage,
-  previous: parseOrNull(r.previous),
-  phase: r.phase,
-  phaseSince: r.phase_since,
-  outcome: r.outcome === "passed" || r.outcome === "failed" ? r.outcome : null,
-  outcomeReason: r.outcome_reason,
-  acknowledged: r.acknowledged === 1,
-  rollbackSha256: r.rollback_sha256,
-  bundleSha256: r.bundle_sha256,
-  variant: r.variant,
-  variantReason: r.variant_reason,
-});
+const toMember = (rolloutId: string, r: RawMember): Required<RolloutDeviceRow> => {
+  const at = (column: string) => ({
+    table: "rollout_devices",
+    key: `rollout_id=${rolloutId}, device_id=${r.device_id}`,
+    column,
+  });
+  return {
+    deviceId: r.device_id,
+    desiredSeq: r.desired_seq,
+    assignedAt: r.assigned_at,
+    stage: r.stage,
+    previous: decodeJsonOrNull(PreviousRefSchema, r.previous, at("previous")),
+    phase: decodeValue(MemberPhaseSchema, r.phase, at("phase")),
+    phaseSince: r.phase_since,
+    outcome: decodeValue(OutcomeSchema, r.outcome, at("outcome")),
+    outcomeReason: r.outcome_reason,
+    acknowledged: r.acknowledged === 1,
+    rollbackSha256: r.rollback_sha256,
+    bundleSha256: r.bundle_sha256,
+    variant: r.variant,
+    variantReason: r.variant_reason,
+  };
+};
 
 export type MemberRow = ReturnType<typeof toMember>;
 
@@ -132,7 +160,7 @@ export function createRolloutRepo(db: Db) {
         r.state === undefined || r.state === null ? null : JSON.stringify(r.state),
       );
     },
-    setState(id: string, status: string, state: unknown): void {
+    setState(id: string, status: StoredRolloutStatus, state: EngineState): void {
       db.prepare("UPDATE rollouts SET status = ?, state = ? WHERE id = ?").run(status, JSON.stringify(state), id);
     },
     addDevice(rolloutId: string, d: RolloutDeviceRow): void {
@@ -152,7 +180,7 @@ export function createRolloutRepo(db: Db) {
         d.variantReason ?? null,
       );
     },
-    setPhase(rolloutId: string, deviceId: string, phase: string, since: string): void {
+    setPhase(rolloutId: string, deviceId: string, phase: MemberPhase, since: string): void {
       db.prepare("UPDATE rollout_devices SET phase = ?, phase_since = ? WHERE rollout_id = ? AND device_id = ?").run(
         phase,
         since,
@@ -206,7 +234,7 @@ export function createRolloutRepo(db: Db) {
         db
           .prepare("SELECT * FROM rollout_devices WHERE rollout_id = ? ORDER BY device_id")
           .all(rolloutId) as RawMember[]
-      ).map(toMember);
+      ).map((r) => toMember(rolloutId, r));
     },
     /** Which rollout (in one of `statuses`) holds each device for `model`. */
     holders(model: string, statuses: readonly string[]): { deviceId: string; rolloutId: string }[] {
@@ -234,7 +262,16 @@ export function createRolloutRepo(db: Db) {
           .prepare("SELECT seq, ts, type, detail FROM rollout_events WHERE rollout_id = ? ORDER BY seq DESC LIMIT ?")
           .all(rolloutId, limit) as { seq: number; ts: string; type: string; detail: string }[]
       )
-        .map((r) => ({ seq: r.seq, ts: r.ts, type: r.type, detail: JSON.parse(r.detail) as Record<string, unknown> }))
+        .map((r) => ({
+          seq: r.seq,
+          ts: r.ts,
+          type: r.type,
+          detail: decodeJson(EventDetailSchema, r.detail, {
+            table: "rollout_events",
+            key: `rollout_id=${rolloutId}, seq=${r.seq}`,
+            column: "detail",
+          }),
+        }))
         .reverse();
     },
     transaction<T>(fn: () => T): T {

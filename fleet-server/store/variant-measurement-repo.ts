@@ -1,29 +1,5 @@
 import type { Db } from "./db.js";
 
-/**
- * Migration 5 (issue 5, variants per device): which bundle each rollout member got (its variant
- * may differ from the rollout's default bundle, `rollouts.bundle_sha256`, which stays the fp32 or
- * explicitly requested one), and what each device measured per model and variant during its
- * probations, for the variant choice of the next rollout.
- */
-export const VARIANT_MIGRATION_SQL = `
-ALTER TABLE rollout_devices ADD COLUMN bundle_sha256 TEXT;
-ALTER TABLE rollout_devices ADD COLUMN variant TEXT;
-ALTER TABLE rollout_devices ADD COLUMN variant_reason TEXT;
-CREATE TABLE variant_measurements (
-  device_id TEXT NOT NULL REFERENCES devices(id),
-  model TEXT NOT NULL,
-  variant TEXT NOT NULL,
-  version TEXT NOT NULL,
-  sha256 TEXT NOT NULL,
-  p50_ms REAL NOT NULL,
-  p95_ms REAL,
-  requests INTEGER NOT NULL,
-  measured_at TEXT NOT NULL,
-  PRIMARY KEY (device_id, model, variant)
-);
-`;
-
 /** The latest usable measurement of one variant of one model on one device. */
 export interface VariantMeasurementRow {
   deviceId: string;

@@ -1,5 +1,15 @@
-import type { DriftFeatureReport, TelemetryBatch } from "../../shared/schemas/telemetry.js";
+import { z } from "zod";
+import {
+  type DriftFeatureReport,
+  DriftFeatureReportSchema,
+  type TelemetryBatch,
+  type TelemetryRecord,
+  TelemetryRecordSchema,
+} from "../../shared/schemas/telemetry.js";
 import type { Db } from "../store/db.js";
+import { decodeJson } from "../store/row-codec.js";
+
+const DriftFeaturesSchema = z.array(DriftFeatureReportSchema);
 
 export interface IngestResult {
   stored: number;
@@ -165,7 +175,7 @@ export function createTelemetryRepo(db: Db) {
       };
     },
 
-    records(deviceId: string, q: RecordQuery): { total: number; records: unknown[] } {
+    records(deviceId: string, q: RecordQuery): { total: number; records: (TelemetryRecord & { cohort?: string })[] } {
       const where = ["device_id = ?"];
       const args: (string | number)[] = [deviceId];
       if (q.kind) {
@@ -186,11 +196,20 @@ export function createTelemetryRepo(db: Db) {
         args.push(q.afterSeq);
       }
       const rows = db
-        .prepare(`SELECT body, cohort FROM telemetry_records WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?`)
-        .all(...args, q.limit) as { body: string; cohort: string | null }[];
+        .prepare(`SELECT seq, body, cohort FROM telemetry_records WHERE ${where.join(" AND ")} ORDER BY seq LIMIT ?`)
+        .all(...args, q.limit) as { seq: number; body: string; cohort: string | null }[];
+      // Stored as validated at ingest; decoded again here so a corrupt row is a clear error (issue 23).
+      const at = (seq: number) => ({
+        table: "telemetry_records",
+        key: `device_id=${deviceId}, seq=${seq}`,
+        column: "body",
+      });
       return {
         total,
-        records: rows.map((r) => ({ ...JSON.parse(r.body), ...(r.cohort ? { cohort: r.cohort } : {}) })),
+        records: rows.map((r) => ({
+          ...decodeJson(TelemetryRecordSchema, r.body, at(r.seq)),
+          ...(r.cohort ? { cohort: r.cohort } : {}),
+        })),
       };
     },
 
@@ -230,7 +249,11 @@ export function createTelemetryRepo(db: Db) {
       return rows.map((r) => ({
         deviceId: r.deviceId,
         cohort: r.cohort,
-        features: JSON.parse(r.features) as DriftFeatureReport[],
+        features: decodeJson(DriftFeaturesSchema, r.features, {
+          table: "telemetry_drift_latest",
+          key: `model=${model}, version=${version}, device_id=${r.deviceId}`,
+          column: "features",
+        }),
       }));
     },
 

@@ -37,6 +37,35 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Pure: why a request never got an answer, naming the URL and the cause (issue 23: a newcomer
+ * saw only `fetch failed`). undici throws `TypeError("fetch failed")` with the socket error as
+ * `cause` (ECONNREFUSED, ENOTFOUND, a TLS error...), sometimes wrapped once more.
+ */
+export function unreachable(url: URL, err: unknown): ApiError {
+  const causes: string[] = [];
+  for (let c: unknown = err, depth = 0; c instanceof Error && depth < 4; c = c.cause, depth++) {
+    const code = (c as { code?: unknown }).code;
+    const text = typeof code === "string" && !c.message.includes(code) ? `${code} ${c.message}` : c.message;
+    if (c.message !== "fetch failed" && !causes.includes(text)) causes.push(text);
+  }
+  const cause = causes.length > 0 ? causes.join(": ") : String(err);
+  return new ApiError(
+    0,
+    "UNREACHABLE",
+    `cannot reach the fleet server at ${url.origin} (${url.pathname}): ${cause}. Check --server or EDGEFLEET_SERVER.`,
+  );
+}
+
+/** `fetch` with a connection failure turned into an error that names the server and the cause. */
+async function request(url: URL, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    throw unreachable(url, err);
+  }
+}
+
 export interface UploadProgress {
   bytes: number;
   total: number;
@@ -77,7 +106,7 @@ export class ApiClient {
     const method = typeof contract.method === "string" ? contract.method : contract.method[0]!;
     const headers: Record<string, string> = { authorization: `Bearer ${this.opts.token}` };
     if (req.body !== undefined) headers["content-type"] = "application/json";
-    const res = await fetch(new URL(`${pathOf(contract, req.params)}${query}`, this.opts.baseUrl), {
+    const res = await request(new URL(`${pathOf(contract, req.params)}${query}`, this.opts.baseUrl), {
       method,
       headers,
       body: req.body === undefined ? undefined : JSON.stringify(req.body),
@@ -121,7 +150,7 @@ export class ApiClient {
       bytes += (chunk as Buffer).length;
       onProgress?.({ bytes, total });
     });
-    const res = await fetch(new URL(HTTP_ROUTES.upload.path, this.opts.baseUrl), {
+    const res = await request(new URL(HTTP_ROUTES.upload.path, this.opts.baseUrl), {
       method: "POST",
       headers: {
         authorization: `Bearer ${this.opts.token}`,
@@ -195,7 +224,7 @@ export class ApiClient {
   }
   /** `POST /v1/rollouts` with a YAML definition as it is (`content-type: application/yaml`). */
   async createRolloutFromYaml(yaml: string): Promise<RolloutView> {
-    const res = await fetch(new URL(HTTP_ROUTES.createRollout.path, this.opts.baseUrl), {
+    const res = await request(new URL(HTTP_ROUTES.createRollout.path, this.opts.baseUrl), {
       method: "POST",
       headers: { authorization: `Bearer ${this.opts.token}`, "content-type": "application/yaml" },
       body: yaml,

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { z } from "zod";
 import { AccuracyPolicySchema, CreateModelRequestSchema, type VersionView } from "../../shared/http/models.js";
 import { LineageSchema } from "../../shared/schemas/manifest.js";
@@ -11,6 +11,7 @@ import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
 import { registerReleaseCommands } from "./release-commands.js";
 import { registerRolloutCommands } from "./rollout-commands.js";
+import { writeSecretFile } from "./secret-file.js";
 import { registerTokenCommands } from "./token-commands.js";
 
 /**
@@ -18,10 +19,10 @@ import { registerTokenCommands } from "./token-commands.js";
  * Server and token come from flags or EDGEFLEET_SERVER / EDGEFLEET_TOKEN.
  */
 function client(cmd: Command): ApiClient {
+  // Commander fills both from EDGEFLEET_SERVER / EDGEFLEET_TOKEN when the flag is absent.
   const o = cmd.optsWithGlobals<{ server: string; token?: string }>();
-  const token = o.token ?? process.env.EDGEFLEET_TOKEN;
-  if (!token) throw new ApiError(0, "UNAUTHORIZED", "no API token: pass --token or set EDGEFLEET_TOKEN");
-  return new ApiClient({ baseUrl: o.server, token });
+  if (!o.token) throw new ApiError(0, "UNAUTHORIZED", "no API token: pass --token or set EDGEFLEET_TOKEN");
+  return new ApiClient({ baseUrl: o.server, token: o.token });
 }
 
 function isJson(cmd: Command): boolean {
@@ -93,12 +94,20 @@ function printVariants(v: VersionView): void {
   }
 }
 
+const DEFAULT_SERVER = "http://127.0.0.1:8080";
+/** Shown under every `--help` (issue 23: a newcomer did not find the variables). */
+const ENV_HELP = `
+Environment:
+  EDGEFLEET_SERVER  fleet server URL when --server is not given (default ${DEFAULT_SERVER})
+  EDGEFLEET_TOKEN   API bearer token when --token is not given (create one: fleetctl tokens create)`;
+
 export function buildProgram(): Command {
   const program = new Command("fleetctl")
     .description("Operate an EdgeFleet fleet server")
-    .option("--server <url>", "fleet server URL", process.env.EDGEFLEET_SERVER ?? "http://127.0.0.1:8080")
-    .option("--token <token>", "API bearer token (or EDGEFLEET_TOKEN)")
-    .option("--json", "machine-readable JSON output");
+    .addOption(new Option("--server <url>", "fleet server URL").env("EDGEFLEET_SERVER").default(DEFAULT_SERVER))
+    .addOption(new Option("--token <token>", "API bearer token").env("EDGEFLEET_TOKEN"))
+    .option("--json", "machine-readable JSON output")
+    .addHelpText("after", ENV_HELP);
 
   const models = program.command("models").description("model registry");
   models
@@ -106,18 +115,36 @@ export function buildProgram(): Command {
     .description("upload an ONNX model, record its samples' outputs, build and sign its bundles")
     .requiredOption("--name <name>", "model name")
     .requiredOption("--version <semver>", "model version")
-    .requiredOption("--samples <file>", "JSON file: array of { inputs: { name: { datatype, shape, data } } }")
+    .option(
+      "--samples <file>",
+      "JSON file: array of { inputs: { name: { datatype, shape, data } } }; omitted: synthetic inputs from the model's metadata",
+    )
+    .option(
+      "--allow-synthetic-int8",
+      "publish int8 even if validated on synthetic inputs only (no --samples/--calibration)",
+    )
     .option("--lineage <file>", "JSON file with lineage metadata")
     .option("--model-card <file>", "Markdown model card")
     .option("--quantize <mode>", "also build a validated int8 variant: int8 | none", parseQuantize, "int8")
-    .option("--accuracy-policy <file>", "JSON file overriding the int8 accuracy policy")
+    .option(
+      "--accuracy-policy <file>",
+      "JSON file overriding the int8 accuracy policy (docs/operations.md, example docs/examples/accuracy-policy.json)",
+    )
     .option("--calibration <file>", "JSON file: extra inputs to validate int8 against fp32 (same format as samples)")
     .action(async (file: string, o: Record<string, string>, cmd: Command) => {
       const api = client(cmd);
       // The same schemas the server parses the request with (shared/http/models.ts), so a bad file
       // is refused here, before the upload, with the field that is wrong.
       const fields = CreateModelRequestSchema.shape;
-      const samples = await readJsonFile(o.samples!, fields.samples, "--samples");
+      const samples = o.samples ? await readJsonFile(o.samples, fields.samples, "--samples") : undefined;
+      if (!samples) {
+        // Said before the upload, so the operator knows what the smoke test will run on (issue 23).
+        console.error(
+          "no --samples: the server generates synthetic smoke-test inputs from the model's input metadata " +
+            "(labelled in the bundle; they prove devices run it, not that it is accurate). int8 is published " +
+            'only with real --samples/--calibration or --allow-synthetic-int8. Recording real samples: docs/operations.md, "Samples".',
+        );
+      }
       const lineage = o.lineage ? await readJsonFile(o.lineage, LineageSchema, "--lineage") : undefined;
       const modelCard = o.modelCard ? await readFile(o.modelCard, "utf8") : undefined;
       const accuracyPolicy = o.accuracyPolicy
@@ -144,6 +171,7 @@ export function buildProgram(): Command {
           version: o.version!,
           upload: up.sha256,
           samples,
+          allowSyntheticInt8: Boolean(o.allowSyntheticInt8),
           lineage,
           modelCard,
           quantize,
@@ -181,13 +209,30 @@ export function buildProgram(): Command {
     });
   devices
     .command("add <id>")
-    .description("enroll a device; prints its MQTT password once")
+    .description("enroll a device; prints its MQTT password once (or writes it to --password-file)")
     .option("--tag <key=value>", "tag (repeatable)", parseTag)
     .option("--profile <profile>", "device profile id")
-    .action(async (id: string, o: { tag?: Record<string, string>; profile?: string }, cmd: Command) => {
-      const res = await client(cmd).enrollDevice({ id, tags: o.tag, profile: o.profile });
-      console.log(JSON.stringify(res, null, 2));
-    });
+    .option("--password-file <file>", "write the password to this new file (mode 0600; refuses an existing file)")
+    .action(
+      async (
+        id: string,
+        o: { tag?: Record<string, string>; profile?: string; passwordFile?: string },
+        cmd: Command,
+      ) => {
+        const api = client(cmd);
+        if (!o.passwordFile) {
+          console.log(JSON.stringify(await api.enrollDevice({ id, tags: o.tag, profile: o.profile }), null, 2));
+          return;
+        }
+        // The file is claimed before enrolling: the password is shown once, so it must have a place to go.
+        const res = await writeSecretFile(o.passwordFile, async () => {
+          const r = await api.enrollDevice({ id, tags: o.tag, profile: o.profile });
+          return { value: r.password, result: r };
+        });
+        if (isJson(cmd)) console.log(JSON.stringify({ id: res.id, passwordFile: o.passwordFile }, null, 2));
+        else console.log(`enrolled ${res.id}; password written to ${o.passwordFile} (mode 0600)`);
+      },
+    );
   return program;
 }
 

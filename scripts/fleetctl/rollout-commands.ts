@@ -174,24 +174,49 @@ export function formatRollout(s: RolloutDisplay): string[] {
   return lines;
 }
 
+/**
+ * Pure: the rollout on one line, for `--wait`/`--watch` when stdout is not a terminal (issue 23:
+ * a redrawn screen in a log or pipe is unreadable). Printed only when it changes, so a log holds
+ * one line per change: status, stage, counts, the gates' state and the reason.
+ */
+export function formatRolloutChange(s: RolloutDisplay): string {
+  const stage = s.stage ? ` stage ${s.stage.number}/${s.stage.of} (${s.stage.percent}%)` : "";
+  const c = s.counts;
+  const counts = DISPLAY_STATES.filter((k) => (c[k] ?? 0) > 0)
+    .map((k) => `${k} ${c[k]}`)
+    .join(", ");
+  const g = s.gates;
+  const gates = g
+    ? ` | gates ${g.breached ? `TRIPPED: ${g.breached}` : g.waitingFor ? `waiting: ${g.waitingFor}` : "passing"}`
+    : "";
+  const reason = s.reason ? ` | reason: ${s.reason}` : "";
+  return `rollout ${s.id} ${s.status}${stage} | ${c.total ?? s.devices.length} devices: ${counts || "none yet"}${gates}${reason}`;
+}
+
 function print(s: RolloutView, json: boolean): void {
   console.log(json ? JSON.stringify(s, null, 2) : formatRollout(s).join("\n"));
 }
 
-/** Redraws the display in place on a terminal; elsewhere prints it when it changed. */
-async function watch(api: ApiClient, id: string): Promise<RolloutView> {
-  const tty = process.stdout.isTTY === true;
+/**
+ * Redraws the display in place on a terminal; elsewhere prints one line per change and, at the
+ * end, the whole display once.
+ */
+async function watch(api: ApiClient, id: string, json: boolean): Promise<RolloutView> {
+  // With --json the progress goes to stderr, so stdout holds one JSON document.
+  const out = json ? process.stderr : process.stdout;
+  const tty = out.isTTY === true;
   let last = "";
-  return api.waitForRollout(id, {
+  const final = await api.waitForRollout(id, {
     intervalMs: 1000,
     timeoutMs: 7 * 24 * 3600 * 1000,
     onUpdate: (s) => {
-      const text = formatRollout(s).join("\n");
+      const text = tty ? formatRollout(s).join("\n") : formatRolloutChange(s);
       if (text === last) return;
       last = text;
-      process.stdout.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n\n`);
+      out.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n`);
     },
   });
+  return final;
 }
 
 export function registerRolloutCommands(program: Command, deps: RolloutCommandDeps): void {
@@ -227,7 +252,7 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
       const file = path ? parseDefinitionFile(path, await readFile(path, "utf8")) : {};
       const created = await api.createRolloutDraft(rolloutBodyFromFlags(o, file));
       const follow = o.watch === true || o.wait === true;
-      const final = follow ? await watch(api, created.id) : created;
+      const final = follow ? await watch(api, created.id, deps.isJson(cmd)) : created;
       print(final, deps.isJson(cmd));
       if (follow && final.status !== "completed") process.exitCode = 1;
     });
@@ -252,8 +277,9 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
     .action(async (id: string, o: { watch?: boolean }, cmd: Command) => {
       const api = deps.client(cmd);
       if (o.watch) {
-        const s = await watch(api, id);
-        if (deps.isJson(cmd)) print(s, true);
+        const s = await watch(api, id, deps.isJson(cmd));
+        // On a terminal the last redraw is the display; in a log, the change lines end with it.
+        if (deps.isJson(cmd) || process.stdout.isTTY !== true) print(s, deps.isJson(cmd));
         if (ROLLOUT_MOVING.has(s.status)) process.exitCode = 1;
         return;
       }

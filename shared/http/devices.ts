@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DeviceIdSchema } from "../schemas/common.js";
+import { DeviceIdSchema, Sha256Schema } from "../schemas/common.js";
 import { DeviceEventSchema, ReportedStateSchema, UpdateStateSchema } from "../schemas/device-state.js";
 import { defineRoute } from "./contract.js";
 
@@ -25,6 +25,22 @@ const ModelSummarySchema = z.object({
   candidateVersion: z.string().nullable(),
 });
 
+/**
+ * One variant's latest usable measurement on a device (fleet-server/store/variant-measurement-repo.ts),
+ * what `variant: auto` rollouts choose from.
+ */
+export const VariantMeasurementSchema = z.object({
+  deviceId: DeviceIdSchema,
+  model: z.string(),
+  variant: z.string(),
+  version: z.string(),
+  sha256: Sha256Schema,
+  p50Ms: z.number(),
+  p95Ms: z.number().nullable(),
+  requests: z.number().int().min(0),
+  measuredAt: z.string(),
+});
+
 export const DeviceSummarySchema = z.looseObject({
   id: DeviceIdSchema,
   tags: z.record(z.string(), z.string()),
@@ -45,8 +61,8 @@ export const DeviceDetailSchema = DeviceSummarySchema.extend({
   reported: ReportedStateSchema.nullable(),
   /** Its most recent events (validated when they arrived), newest last. */
   events: z.array(DeviceEventSchema),
-  /** What the device measured per model and variant. */
-  variantMeasurements: z.array(z.unknown()),
+  /** What the device measured per model and variant (the latest usable probation figures). */
+  variantMeasurements: z.array(VariantMeasurementSchema),
 });
 
 export const RevokeDeviceRequestSchema = z.object({ reason: z.string().max(512).optional() }).strict();

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { BaselineSchema } from "../schemas/baseline.js";
 import { ModelNameSchema, SemverSchema, Sha256Schema, VariantSchema } from "../schemas/common.js";
-import { CompatibilitySchema, LineageSchema, QuantizationReportSchema } from "../schemas/manifest.js";
+import { CompatibilitySchema, LineageSchema, ManifestSchema, QuantizationReportSchema } from "../schemas/manifest.js";
 import { SampleInputSchema } from "../schemas/tensor.js";
 import { SignatureSchema } from "../schemas/trust.js";
 import { defineRoute } from "./contract.js";
@@ -46,7 +46,14 @@ export const CreateModelRequestSchema = z.object({
   version: SemverSchema,
   /** SHA-256 of a model uploaded with `POST /v1/uploads`. */
   upload: Sha256Schema,
-  samples: z.array(SampleInputSchema).min(1).max(64),
+  /**
+   * Smoke-test inputs; their outputs are recorded on fp32 and checked on every device. Omitted:
+   * the server generates labelled synthetic inputs from the model's input metadata (issue 23),
+   * enough to prove a device runs the bundle, not to judge int8 accuracy.
+   */
+  samples: z.array(SampleInputSchema).min(1).max(64).optional(),
+  /** Publish an int8 variant even when it was validated on synthetic inputs only (no samples, no calibration). */
+  allowSyntheticInt8: z.boolean().default(false),
   lineage: LineageSchema.optional(),
   modelCard: z
     .string()
@@ -107,9 +114,12 @@ export const VariantViewSchema = z.looseObject({
 });
 export type VariantView = z.infer<typeof VariantViewSchema>;
 
-/** A signed document as the server stores it (manifest kept opaque: its bytes are what is signed). */
+/**
+ * A signed manifest as the server stores it (decoded with `SignedManifestSchema` at the store).
+ * Responses are checked against this schema, never reshaped by it: the bytes are what is signed.
+ */
 const SignedDocumentSchema = z.looseObject({
-  signed: z.record(z.string(), z.unknown()),
+  signed: ManifestSchema,
   signatures: z.array(SignatureSchema),
 });
 
@@ -119,7 +129,7 @@ export const VersionViewSchema = z.looseObject({
   createdAt: z.string(),
   /** SHA-256 of the uploaded fp32 model. */
   upload: Sha256Schema,
-  lineage: z.record(z.string(), z.unknown()),
+  lineage: LineageSchema,
   samplesCount: z.number().int(),
   /** The first variant's signed manifest; null while every variant waits for signatures. */
   manifest: SignedDocumentSchema.nullable(),

@@ -193,3 +193,30 @@ export const CreateRolloutRequestSchema = z
     }
   });
 export type CreateRolloutRequest = z.infer<typeof CreateRolloutRequestSchema>;
+
+/**
+ * The stored definition, every default applied (fleet-server/rollout/definition.ts
+ * `normalizeDefinition`): what the planner works from, what the store decodes the `definition`
+ * column with, and what the rollout view shows. `variant` is `auto` or, for definitions stored
+ * before per-device variants, `fp32`/`int8`.
+ */
+export const RolloutDefinitionSchema = z.object({
+  model: ModelNameSchema,
+  version: SemverSchema,
+  variant: z.union([VariantSchema, z.literal(AUTO_VARIANT)]),
+  target: z.object({
+    deviceIds: z.array(DeviceIdSchema).optional(),
+    tags: z.record(z.string(), z.string()).optional(),
+    profiles: z.array(z.string()).optional(),
+  }),
+  strategy: z.enum(STRATEGIES),
+  stages: z.array(StageSchema).min(1),
+  abWeight: z.number().gt(0).max(1),
+  shadowSampleRate: z.number().gt(0).max(1),
+  rate: RateSchema.nullable(),
+  abort: AbortSchema,
+  deadlines: DeadlinesSchema,
+  maintenanceWindow: MaintenanceWindowSchema.nullable(),
+  healthPolicy: HealthPolicySchema,
+});
+export type StoredRolloutDefinition = z.output<typeof RolloutDefinitionSchema>;

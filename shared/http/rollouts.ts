@@ -2,8 +2,9 @@ import { z } from "zod";
 import { DeviceIdSchema, ModelNameSchema, SemverSchema, Sha256Schema } from "../schemas/common.js";
 import { HealthPolicySchema } from "../schemas/desired-state.js";
 import { ProbationReportSchema, UpdateStateSchema } from "../schemas/device-state.js";
+import { PreviousRefSchema } from "../schemas/rollout-state.js";
 import { defineRoute } from "./contract.js";
-import { CreateRolloutRequestSchema, STRATEGIES } from "./rollout-definition.js";
+import { CreateRolloutRequestSchema, RolloutDefinitionSchema, STRATEGIES } from "./rollout-definition.js";
 
 /** Rollout routes: create (JSON or YAML), list, the operator's view, and the operator commands. */
 
@@ -76,8 +77,8 @@ export const RolloutMemberViewSchema = z.looseObject({
   reason: z.string().nullable(),
   acknowledged: z.boolean(),
   assignedAt: z.string(),
-  /** What the device ran before (to roll back to). */
-  previous: z.unknown(),
+  /** What the device ran before (to roll back to); null when it ran nothing of the model. */
+  previous: PreviousRefSchema.nullable(),
   progress: z.object({ bytes: z.number(), total: z.number() }).optional(),
   error: ErrorSchema.optional(),
   probation: ProbationReportSchema.optional(),
@@ -163,7 +164,7 @@ export const RolloutViewSchema = z.looseObject({
     .optional(),
   gates: GateEvaluationSchema.optional(),
   /** The stored definition, defaults applied. */
-  definition: z.record(z.string(), z.unknown()).optional(),
+  definition: RolloutDefinitionSchema.optional(),
   history: z
     .array(
       z.object({ seq: z.number().int(), ts: z.string(), type: z.string(), detail: z.record(z.string(), z.unknown()) }),

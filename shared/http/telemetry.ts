@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DeviceIdSchema, ModelNameSchema, SemverSchema } from "../schemas/common.js";
+import { TelemetryRecordSchema } from "../schemas/telemetry.js";
 import { defineRoute } from "./contract.js";
 
 /** Telemetry reads of the operator API, version health, drift alerts, and the probes and metrics. */
@@ -36,10 +37,10 @@ export const DeviceTelemetrySchema = z.object({
   /** Records matching the kind/source filter (before `afterSeq`). */
   total: z.number().int(),
   /**
-   * The records as the device sent them (shared/schemas/telemetry.ts `TelemetryRecordSchema`, validated
-   * at ingest), oldest first, with their `cohort`. Not re-described here: they are stored as sent.
+   * The records as the device sent them (shared/schemas/telemetry.ts `TelemetryRecordSchema`,
+   * validated at ingest and decoded again by the store), oldest first, with their `cohort`.
    */
-  records: z.array(z.unknown()),
+  records: z.array(z.intersection(TelemetryRecordSchema, z.object({ cohort: z.string().optional() }))),
 });
 
 export const AlertSchema = z.object({

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -85,6 +85,12 @@ describe("fleetctl", () => {
     );
     expect(rollout.stdout).toMatch(/completed/);
     expect(rollout.stdout).toMatch(/cli-1\s+committed/);
+    // stdout is a pipe: one line per change, no redraw codes, then the final display (issue 23).
+    expect(rollout.stdout.includes("\r") || rollout.stdout.includes("\u001b")).toBe(false);
+    const changes = rollout.stdout.split("\n").filter((l) => /^rollout r-\S+ \S+ .*\| \d+ devices: /.test(l));
+    expect(changes.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(changes).size).toBe(changes.length);
+    expect(changes.at(-1)).toMatch(/ completed .*committed 1/);
 
     const list = await cli("devices", "list");
     expect(list.stdout).toMatch(/cli-1\s+online\s+generic-x64\s+vad@1\.0\.0 committed/);
@@ -97,6 +103,24 @@ describe("fleetctl", () => {
     );
     expect(err?.code).toBe(1);
     expect(err?.stderr).toContain("error NOT_FOUND");
+  });
+
+  it("devices add --password-file writes the password 0600 and refuses an existing file (issue 23)", async () => {
+    const file = join(tmp.path, "pw-cli-2");
+    const added = await cli("devices", "add", "cli-2", "--password-file", file);
+    expect(added.stdout).toBe(`enrolled cli-2; password written to ${file} (mode 0600)\n`);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const password = (await readFile(file, "utf8")).trim();
+    expect(password.length).toBeGreaterThanOrEqual(16);
+    const again = await cli("devices", "add", "cli-3", "--password-file", file).then(
+      () => null,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(again?.code).toBe(2);
+    expect(again?.stderr).toContain("already exists (refusing to overwrite a secret)");
+    expect((await readFile(file, "utf8")).trim()).toBe(password);
+    // Refused before enrolling: cli-3 was not created.
+    expect((await cli("devices", "list")).stdout).not.toContain("cli-3");
   });
 
   it("refuses to run without a token", async () => {

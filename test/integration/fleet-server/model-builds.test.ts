@@ -4,11 +4,18 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FleetServer, startFleetServer } from "../../../fleet-server/main.js";
 import { BUILD_PHASES } from "../../../fleet-server/registry/build-tracker.js";
+import { SYNTHETIC_SAMPLE_COUNT } from "../../../fleet-server/registry/synthetic-samples.js";
 import { sileroModelPath, sileroSamples } from "../../../scripts/demo/silero.js";
 import type { RequestBodyOf } from "../../../shared/http/contract.js";
-import { BuildStartedSchema, type BuildViewBody, type modelRoutes } from "../../../shared/http/models.js";
+import {
+  BuildStartedSchema,
+  type BuildViewBody,
+  type modelRoutes,
+  VersionViewSchema,
+} from "../../../shared/http/models.js";
 import { createLogger } from "../../../shared/logger.js";
 import { type HttpApi, httpApi } from "../../helpers/http-api.js";
+import { mlpModel } from "../../helpers/onnx-builder.js";
 
 type CreateModelBody = RequestBodyOf<typeof modelRoutes.createModel>;
 const OCTETS = "application/octet-stream";
@@ -156,6 +163,71 @@ describe("model builds (POST /v1/models?async=1)", () => {
       raw: { payload: JSON.stringify({ name: "junk", version: "1.0.0" }), contentType: JSON_TYPE },
     });
     expect(badBody).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+  });
+
+  it("an accuracy policy naming outputs the model lacks is refused with each problem (issue 23)", async () => {
+    const up = await api.ok("upload", { raw: { payload: readFileSync(sileroModelPath()), contentType: OCTETS } }, 201);
+    const r = await api.fail("createModel", {
+      body: {
+        name: "vad-policy",
+        version: "1.0.0",
+        upload: up.sha256,
+        samples: sileroSamples(),
+        accuracyPolicy: { classifierOutputs: ["outptu", "output"], outputs: { state: { ignore: true } } },
+      },
+    });
+    expect(r).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+    expect(r.message).toBe(
+      [
+        'accuracyPolicy.classifierOutputs[0]: no output "outptu" (the model\'s outputs are "output", "stateN")',
+        'accuracyPolicy.classifierOutputs[1]: output "output" has shape [1,1], not [N, C] or [N, T, C] with C >= 2 classes',
+        'accuracyPolicy.outputs.state: no output "state" (the model\'s outputs are "output", "stateN")',
+      ].join("; "),
+    );
+    expect((await api.fail("getModel", { params: { name: "vad-policy" } })).status).toBe(404);
+  });
+
+  it("without samples: synthetic smoke-test inputs, fp32 published, int8 only with real inputs or the flag (issue 23)", async () => {
+    const up = await api.ok("upload", { raw: { payload: Buffer.from(mlpModel()), contentType: OCTETS } }, 201);
+    // `ok` checked the 201 against the contract; the parse narrows the 201 | 202 union.
+    const v = VersionViewSchema.parse(
+      await api.ok("createModel", { body: { name: "mlp-nosamples", version: "1.0.0", upload: up.sha256 } }, 201),
+    );
+    expect(v.samplesCount).toBe(SYNTHETIC_SAMPLE_COUNT);
+    const fp32 = v.variants.find((x) => x.variant === "fp32")!;
+    const int8 = v.variants.find((x) => x.variant === "int8")!;
+    expect(fp32.published).toBe(true);
+    expect(int8.published).toBe(false);
+    expect(int8.validation?.failures).toContain(
+      "validated on synthetic inputs only: give real --samples or --calibration, or allowSyntheticInt8 (--allow-synthetic-int8)",
+    );
+    // Asked for explicitly (a lenient policy, so only the flag decides here): int8 is published.
+    const allowed = VersionViewSchema.parse(
+      await api.ok(
+        "createModel",
+        {
+          body: {
+            name: "mlp-nosamples",
+            version: "1.0.1",
+            upload: up.sha256,
+            allowSyntheticInt8: true,
+            accuracyPolicy: { minTop1Agreement: 0, maxAbsError: 10, maxRelError: 10 },
+          },
+        },
+        201,
+      ),
+    );
+    expect(allowed.variants.find((x) => x.variant === "int8")?.published).toBe(true);
+  });
+
+  it("without samples, a model that cannot run on generated inputs is refused with the way out", async () => {
+    const up = await api.ok("upload", { raw: { payload: readFileSync(sileroModelPath()), contentType: OCTETS } }, 201);
+    const r = await api.fail("createModel", { body: { name: "vad-nosamples", version: "1.0.0", upload: up.sha256 } });
+    expect(r).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+    expect(r.message).toMatch(
+      /^sample synthetic \(generated from input metadata, not real data\) #1: inference failed: /,
+    );
+    expect(r.message).toContain("give real samples, fleetctl models push --samples FILE");
   });
 
   it("an unknown build id is 404", async () => {

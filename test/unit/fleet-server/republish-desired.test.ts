@@ -12,6 +12,7 @@ import { createModelRepo } from "../../../fleet-server/store/model-repo.js";
 import { createRolloutRepo } from "../../../fleet-server/store/rollout-repo.js";
 import { createFakeClock } from "../../../shared/clock.js";
 import { createLogger } from "../../../shared/logger.js";
+import { HealthPolicySchema, type SignedDesiredState } from "../../../shared/schemas/desired-state.js";
 import { createTopics } from "../../../shared/topics.js";
 
 const dir = mkdtempSync(join(tmpdir(), "republish-"));
@@ -25,8 +26,22 @@ describe("republishDesired (start and broker reconnect)", () => {
     for (const id of ["dev-a", "dev-b", "dev-c"]) {
       devices.insert({ id, passwordHash: "x", tags: {}, profile: null, now });
     }
-    devices.setDesired("dev-a", { for: "a" });
-    devices.setDesired("dev-b", { for: "b" });
+    // A desired-state envelope as the store decodes it (no assignment, unsigned: only republished here).
+    const desired = (deviceId: string): SignedDesiredState => ({
+      signed: {
+        _type: "desired",
+        deviceId,
+        seq: 1,
+        issuedAt: now,
+        expires: now,
+        assignments: [],
+        healthPolicy: HealthPolicySchema.parse({}),
+        rollout: null,
+      },
+      signatures: [],
+    });
+    devices.setDesired("dev-a", desired("dev-a"));
+    devices.setDesired("dev-b", desired("dev-b"));
     // dev-c never had a desired state: nothing to publish for it.
     const published: { topic: string; payload: string; retain: boolean }[] = [];
     const transport: Transport = {
@@ -53,7 +68,9 @@ describe("republishDesired (start and broker reconnect)", () => {
     });
     await service.republishDesired();
     // Revocation cleared dev-b's retained desired state; a restart or reconnect must not put it back.
-    expect(published).toEqual([{ topic: topics.device("dev-a", "desired"), payload: '{"for":"a"}', retain: true }]);
+    expect(published).toEqual([
+      { topic: topics.device("dev-a", "desired"), payload: JSON.stringify(desired("dev-a")), retain: true },
+    ]);
     db.close();
   });
 });

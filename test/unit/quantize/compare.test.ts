@@ -1,5 +1,6 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { AccuracyPolicySchema, compareOutputs } from "../../../fleet-server/quantize/compare.js";
+import { AccuracyPolicySchema, compareOutputs, policyProblems } from "../../../fleet-server/quantize/compare.js";
 import type { JsonTensor } from "../../../shared/schemas/tensor.js";
 
 const t = (shape: number[], data: number[]): JsonTensor => ({ datatype: "FP32", shape, data });
@@ -47,5 +48,42 @@ describe("int8 vs fp32 comparison under the accuracy policy", () => {
 
   it("refuses unknown policy fields", () => {
     expect(AccuracyPolicySchema.safeParse({ maxAbsErr: 1 }).success).toBe(false);
+  });
+
+  it("a sequence output [N, T, C] named in classifierOutputs is compared per time step", () => {
+    // 1 sequence, 3 time steps, 2 classes: step 2's argmax flips.
+    const ref = [{ seq: t([1, 3, 2], [0.9, 0.1, 0.4, 0.6, 0.7, 0.3]) }];
+    const cand = [{ seq: t([1, 3, 2], [0.9, 0.1, 0.6, 0.4, 0.7, 0.3]) }];
+    const named = AccuracyPolicySchema.parse({ classifierOutputs: ["seq"], maxAbsError: 1 });
+    const r = compareOutputs(ref, cand, named);
+    expect(r.outputs[0]!.top1).toEqual({ agree: 2, total: 3 });
+    expect(r.failures).toEqual(["top-1 agreement 0.667 < 1 (2/3 rows)"]);
+    // Not named: a rank-3 float output is not taken for class scores (a recurrent state is rank 3 too).
+    expect(compareOutputs(ref, cand, AccuracyPolicySchema.parse({ maxAbsError: 1 })).top1Agreement).toBeNull();
+  });
+
+  it("policyProblems names the field and the model's real outputs (issue 23)", () => {
+    const outputs = {
+      probs: t([1, 4], [0, 0, 0, 1]),
+      seq: t([1, 5, 3], new Array(15).fill(0)),
+      score: t([1], [0.5]),
+      idx: { datatype: "INT64" as const, shape: [1, 2], data: [0, 1] },
+    };
+    expect(
+      policyProblems({ classifierOutputs: ["probs", "seq"], outputs: { score: { ignore: true } } }, outputs),
+    ).toEqual([]);
+    expect(
+      policyProblems({ classifierOutputs: ["prob", "score", "idx"], outputs: { logits: { maxAbsError: 1 } } }, outputs),
+    ).toEqual([
+      'accuracyPolicy.classifierOutputs[0]: no output "prob" (the model\'s outputs are "probs", "seq", "score", "idx")',
+      'accuracyPolicy.classifierOutputs[1]: output "score" has shape [1], not [N, C] or [N, T, C] with C >= 2 classes',
+      'accuracyPolicy.classifierOutputs[2]: output "idx" is INT64, not float scores',
+      'accuracyPolicy.outputs.logits: no output "logits" (the model\'s outputs are "probs", "seq", "score", "idx")',
+    ]);
+  });
+
+  it("the documented example policy (docs/examples/accuracy-policy.json) parses", () => {
+    const text = readFileSync(new URL("../../../docs/examples/accuracy-policy.json", import.meta.url), "utf8");
+    expect(AccuracyPolicySchema.parse(JSON.parse(text)).classifierOutputs).toEqual(["probs", "ctc_logits"]);
   });
 });

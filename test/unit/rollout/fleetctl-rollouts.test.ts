@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   formatRollout,
+  formatRolloutChange,
   type RolloutDisplay,
   rolloutBodyFromFlags,
 } from "../../../scripts/fleetctl/rollout-commands.js";
@@ -92,5 +93,30 @@ describe("fleetctl rollouts", () => {
       counts: { total: 2, committed: 0, failed: 0, inProgress: 0, pending: 0 },
     };
     expect(formatRollout(s)[1]).toMatch(/^ {2}stage 1 100% \[#{16}\] 100% pending 0 .* reverted 0 {2}removed 2$/);
+  });
+
+  it("--wait off a terminal: one line per change, no redraw codes (issue 23)", () => {
+    const at = (over: Partial<RolloutDisplay>): RolloutDisplay => ({
+      id: "r-2",
+      model: "vad",
+      version: "2.0.0",
+      variant: "fp32",
+      status: "running",
+      createdAt: "2025-01-01T00:00:00Z",
+      stage: { index: 0, number: 1, of: 2, percent: 50, soakSeconds: 0, startedAt: "", soakStartedAt: null },
+      gates: { executed: 0, failed: 0, failedPercent: null, breached: null, waitingFor: "1 executed device" },
+      devices: [{ deviceId: "a", state: "downloading" }],
+      counts: { total: 2, downloading: 1, pending: 1 },
+      ...over,
+    });
+    const first = formatRolloutChange(at({}));
+    expect(first).toBe(
+      "rollout r-2 running stage 1/2 (50%) | 2 devices: pending 1, downloading 1 | gates waiting: 1 executed device",
+    );
+    const paused = formatRolloutChange(
+      at({ status: "paused", reason: "gate tripped", counts: { total: 2, failed: 1, committed: 1 }, gates: undefined }),
+    );
+    expect(paused).toBe("rollout r-2 paused stage 1/2 (50%) | 2 devices: committed 1, failed 1 | reason: gate tripped");
+    for (const line of [first, paused]) expect(["\r", "\n", "\u001b"].some((c) => line.includes(c))).toBe(false);
   });
 });

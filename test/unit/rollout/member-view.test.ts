@@ -4,6 +4,7 @@ import { memberView } from "../../../fleet-server/rollout/view.js";
 import type { MemberRow, RolloutRow } from "../../../fleet-server/store/rollout-repo.js";
 import { formatRollout, type RolloutDisplay } from "../../../scripts/fleetctl/rollout-commands.js";
 import { sha256Hex } from "../../../shared/hash.js";
+import { HealthPolicySchema } from "../../../shared/schemas/desired-state.js";
 import type { ReportedState } from "../../../shared/schemas/device-state.js";
 
 const OLD = sha256Hex("1.0.0");
@@ -15,7 +16,7 @@ const row: RolloutRow = {
   variant: "fp32",
   bundleSha256: NEW,
   target: { deviceIds: ["late-1"] },
-  healthPolicy: {},
+  healthPolicy: HealthPolicySchema.parse({}),
   createdAt: "2025-06-01T00:00:00.000Z",
   definition: null,
   status: "completed",
@@ -26,7 +27,7 @@ const member = (over: Partial<MemberRow> = {}): MemberRow => ({
   desiredSeq: 2,
   assignedAt: "2025-06-01T00:00:01.000Z",
   stage: 0,
-  previous: { version: "1.0.0", variant: "fp32", sha256: OLD },
+  previous: { version: "1.0.0", variant: "fp32", sha256: OLD, releaseCounter: 1 },
   phase: "done",
   phaseSince: "2025-06-01T00:10:00.000Z",
   outcome: "failed",

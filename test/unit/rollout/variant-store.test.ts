@@ -11,6 +11,7 @@ import { createVariantMeasurementRepo } from "../../../fleet-server/store/varian
 import { systemClock } from "../../../shared/clock.js";
 import { createLogger } from "../../../shared/logger.js";
 import { loadProfiles } from "../../../shared/profiles/load-profiles.js";
+import { HealthPolicySchema } from "../../../shared/schemas/desired-state.js";
 import type { SignedManifest } from "../../../shared/schemas/manifest.js";
 import { makeTempDir } from "../../helpers/temp-dir.js";
 
@@ -24,16 +25,24 @@ const MIB = 1024 * 1024;
 const TS = "2025-03-03T00:00:00.000Z";
 
 function bundle(sha256: string, variant: "fp32" | "int8", opts: { published?: boolean; minMemoryMB?: number } = {}) {
-  const manifest = {
+  // A whole manifest: the store decodes the column with SignedManifestSchema (issue 23).
+  const manifest: SignedManifest = {
     signed: {
+      _type: "manifest",
       model: { name: "vad", version: "1.0.0", variant },
+      releaseCounter: 1,
+      createdAt: TS,
+      inputs: [{ name: "x", datatype: "FP32", shape: [1, 4] }],
+      outputs: [{ name: "y", datatype: "FP32", shape: [1, 2] }],
+      opset: 17,
+      lineage: {},
       files: [{ path: "model.onnx", size: (variant === "int8" ? 1 : 4) * MIB, sha256: "c".repeat(64) }],
       compatibility: { arch: [], minMemoryMB: opts.minMemoryMB ?? 0, executionProviders: ["cpu"] },
       quantization:
         variant === "int8" ? { method: "x", nodes: [], validation: { passed: opts.published ?? true } } : null,
     },
     signatures: [],
-  } as unknown as SignedManifest;
+  };
   return { sha256, size: 1000, name: "vad", version: "1.0.0", variant, releaseCounter: 1, manifest, createdAt: TS };
 }
 
@@ -150,7 +159,7 @@ describe("variant measurements and assignment on SQLite", () => {
       variant,
       bundleSha256: FP32,
       target: {},
-      healthPolicy: {},
+      healthPolicy: HealthPolicySchema.parse({}),
       createdAt: TS,
     });
     const pick = (id: string, variant = "auto") => {

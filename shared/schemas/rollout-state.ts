@@ -1,0 +1,35 @@
+import { z } from "zod";
+import { Sha256Schema } from "./common.js";
+
+/**
+ * The fleet server's persisted rollout state (issue 23, rows parsed at the store): the store
+ * decodes these columns with the schemas below, so the planner, executor and view receive typed
+ * values. The rollout view (shared/http/rollouts.ts) shows parts of them.
+ */
+
+/** The planner's state besides the status: stage, soak clock, serving mode, reason. */
+export const EngineStateSchema = z.object({
+  stage: z.number().int().min(0),
+  stageStartedAt: z.number(),
+  /** When every device of the current stage had a verdict; the soak runs from here. */
+  soakStartedAt: z.number().nullable(),
+  /** How assignments are served; `promote` turns shadow/ab into active. */
+  servingMode: z.enum(["active", "shadow", "ab"]),
+  /** Why the rollout is paused, aborted or rolled back. */
+  reason: z.string().nullable(),
+});
+export type EngineState = z.infer<typeof EngineStateSchema>;
+
+/** Where a rollout member stands in the planner's per-device state machine. */
+export const MEMBER_PHASES = ["download", "install", "probation", "done"] as const;
+export const MemberPhaseSchema = z.enum(MEMBER_PHASES);
+export type MemberPhase = z.infer<typeof MemberPhaseSchema>;
+
+/** What a device ran for the model before a rollout assigned it (the rollback target). */
+export const PreviousRefSchema = z.object({
+  sha256: Sha256Schema,
+  version: z.string(),
+  variant: z.string(),
+  releaseCounter: z.number().int().min(0),
+});
+export type PreviousRef = z.infer<typeof PreviousRefSchema>;
