@@ -10,6 +10,16 @@ describe("error codes", () => {
     expect(missing).toEqual([]);
   });
 
+  it("every code's HTTP status is the one docs/errors.md states (issue 23: one table, both places)", () => {
+    const doc = readFileSync(new URL("../../../docs/errors.md", import.meta.url), "utf8");
+    const documented = new Map<string, number>();
+    for (const m of doc.matchAll(/^\| `([A-Z_]+)` \| (\d{3})/gm)) documented.set(m[1]!, Number(m[2]));
+    const differ = ERROR_CODES.filter((c) => documented.get(c) !== httpStatusFor(c)).map(
+      (c) => `${c}: code ${httpStatusFor(c)}, docs ${documented.get(c)}`,
+    );
+    expect(differ).toEqual([]);
+  });
+
   it("maps client errors to 4xx and unknown failures to 500", () => {
     expect(httpStatusFor("VALIDATION_FAILED")).toBe(400);
     expect(httpStatusFor("NOT_FOUND")).toBe(404);
