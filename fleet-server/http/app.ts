@@ -1,5 +1,6 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
-import { EdgeFleetError, type ErrorCode } from "../../shared/errors.js";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
+import { EdgeFleetError } from "../../shared/errors.js";
+import { fromThrown } from "../../shared/fastify-errors.js";
 import type { RouteContract } from "../../shared/http/contract.js";
 import { HTTP_API_VERSION, HTTP_ROUTES, metaRoutes } from "../../shared/http/routes.js";
 import { httpStatusFor } from "../../shared/http-status.js";
@@ -82,21 +83,6 @@ const JSON_BODY_LIMIT = 8 * 1024 * 1024;
 /** Contracts by operation id, for the response check. */
 const CONTRACTS: ReadonlyMap<string, RouteContract> = new Map(Object.entries(HTTP_ROUTES));
 
-/** Maps anything thrown (ours, fastify's, a bug) to our error type. */
-function toApiError(err: unknown): EdgeFleetError {
-  if (err instanceof EdgeFleetError) return err;
-  const fe = err as Partial<FastifyError>;
-  const status = typeof fe.statusCode === "number" ? fe.statusCode : 500;
-  const message = typeof fe.message === "string" ? fe.message : "request failed";
-  if (status === 413 || fe.code === "FST_ERR_CTP_BODY_TOO_LARGE")
-    return new EdgeFleetError("PAYLOAD_TOO_LARGE", message);
-  if (status >= 400 && status < 500) {
-    const code: ErrorCode = status === 404 ? "NOT_FOUND" : "BAD_REQUEST";
-    return new EdgeFleetError(code, message, fe.code ? { fastifyCode: fe.code } : undefined);
-  }
-  return new EdgeFleetError("INTERNAL", "internal server error", undefined, { cause: err });
-}
-
 export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   const { log } = deps;
   const app: FastifyInstance = Fastify({
@@ -127,7 +113,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   app.addContentTypeParser("application/octet-stream", (_req, payload, done) => done(null, payload));
 
   app.setErrorHandler((err, req, reply) => {
-    const e = toApiError(err);
+    const e = fromThrown(err);
     const status = httpStatusFor(e.code);
     if (status >= 500) req.log.error({ err }, "request failed");
     else req.log.info({ code: e.code, msg: e.message }, "request rejected");
