@@ -73,23 +73,51 @@ export function elementCount(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-function numbers(t: JsonTensor, name: string): number[] {
-  const out = new Array<number>(t.data.length);
-  for (let i = 0; i < t.data.length; i++) {
-    const v = t.data[i];
-    if (typeof v === "number") out[i] = v;
-    else if (typeof v === "boolean") out[i] = v ? 1 : 0;
+type NumericArray =
+  | Uint8Array
+  | Uint16Array
+  | Uint32Array
+  | Int8Array
+  | Int16Array
+  | Int32Array
+  | Float32Array
+  | Float64Array;
+
+/**
+ * Elements → `out` in one pass, checked as it goes: numbers, and booleans as 1/0 (what `numbers`
+ * accepted before), integers only when `integer`. No intermediate array (issue 13, JSON path: the
+ * old `Float32Array.from(numbers(...))` built a JS array of every element first, then copied it).
+ * Typed-array assignment converts exactly like `TypedArray.from` did (ToNumber, then the element
+ * type's own conversion), so the bytes are the same.
+ */
+function fillNumbers<A extends NumericArray>(out: A, t: JsonTensor, name: string, integer: boolean): A {
+  const data = t.data;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    let n: number;
+    if (typeof v === "number") n = v;
+    else if (typeof v === "boolean") n = v ? 1 : 0;
     else throw new EdgeFleetError("INVALID_TENSOR", `tensor ${name}: element ${i} must be a number`);
+    if (integer && !Number.isInteger(n)) {
+      throw new EdgeFleetError("INVALID_TENSOR", `tensor ${name}: element ${i} must be an integer for ${t.datatype}`);
+    }
+    out[i] = n;
   }
   return out;
 }
 
-function integers(t: JsonTensor, name: string): number[] {
-  const out = numbers(t, name);
-  for (let i = 0; i < out.length; i++) {
-    if (!Number.isInteger(out[i])) {
+function fillBigInts<A extends BigInt64Array | BigUint64Array>(out: A, t: JsonTensor, name: string): A {
+  const data = t.data;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    let n: number;
+    if (typeof v === "number") n = v;
+    else if (typeof v === "boolean") n = v ? 1 : 0;
+    else throw new EdgeFleetError("INVALID_TENSOR", `tensor ${name}: element ${i} must be a number`);
+    if (!Number.isInteger(n)) {
       throw new EdgeFleetError("INVALID_TENSOR", `tensor ${name}: element ${i} must be an integer for ${t.datatype}`);
     }
+    out[i] = BigInt(n);
   }
   return out;
 }
@@ -106,31 +134,41 @@ export function jsonToRaw(name: string, t: JsonTensor): RawTensor {
   const type = ortTypeOf(t.datatype);
   const dims = [...t.shape];
   switch (t.datatype) {
-    case "BOOL":
-      return { type, dims, data: Uint8Array.from(t.data.map((v) => (v === true || v === 1 ? 1 : 0))) };
+    case "BOOL": {
+      const data = new Uint8Array(count);
+      for (let i = 0; i < count; i++) {
+        const v = t.data[i];
+        data[i] = v === true || v === 1 ? 1 : 0;
+      }
+      return { type, dims, data };
+    }
     case "UINT8":
-      return { type, dims, data: Uint8Array.from(integers(t, name)) };
+      return { type, dims, data: fillNumbers(new Uint8Array(count), t, name, true) };
     case "UINT16":
-      return { type, dims, data: Uint16Array.from(integers(t, name)) };
+      return { type, dims, data: fillNumbers(new Uint16Array(count), t, name, true) };
     case "UINT32":
-      return { type, dims, data: Uint32Array.from(integers(t, name)) };
+      return { type, dims, data: fillNumbers(new Uint32Array(count), t, name, true) };
     case "UINT64":
-      return { type, dims, data: BigUint64Array.from(integers(t, name).map(BigInt)) };
+      return { type, dims, data: fillBigInts(new BigUint64Array(count), t, name) };
     case "INT8":
-      return { type, dims, data: Int8Array.from(integers(t, name)) };
+      return { type, dims, data: fillNumbers(new Int8Array(count), t, name, true) };
     case "INT16":
-      return { type, dims, data: Int16Array.from(integers(t, name)) };
+      return { type, dims, data: fillNumbers(new Int16Array(count), t, name, true) };
     case "INT32":
-      return { type, dims, data: Int32Array.from(integers(t, name)) };
+      return { type, dims, data: fillNumbers(new Int32Array(count), t, name, true) };
     case "INT64":
-      return { type, dims, data: BigInt64Array.from(integers(t, name).map(BigInt)) };
-    case "FP16":
+      return { type, dims, data: fillBigInts(new BigInt64Array(count), t, name) };
+    case "FP16": {
       // FP16 travels as raw uint16 bit patterns inside onnxruntime-node.
-      return { type, dims, data: Uint16Array.from(numbers(t, name).map(toHalfBits)) };
+      const data = fillNumbers(new Float64Array(count), t, name, false);
+      const bits = new Uint16Array(count);
+      for (let i = 0; i < count; i++) bits[i] = toHalfBits(data[i]!);
+      return { type, dims, data: bits };
+    }
     case "FP32":
-      return { type, dims, data: Float32Array.from(numbers(t, name)) };
+      return { type, dims, data: fillNumbers(new Float32Array(count), t, name, false) };
     case "FP64":
-      return { type, dims, data: Float64Array.from(numbers(t, name)) };
+      return { type, dims, data: fillNumbers(new Float64Array(count), t, name, false) };
     case "BYTES":
       return { type, dims, data: t.data.map((v) => String(v)) };
   }
@@ -160,9 +198,13 @@ function mapArray<T, R>(src: ArrayLike<T>, fn: (v: T) => R): R[] {
   return out;
 }
 
+/** Scratch for `toHalfBits` (one pair per module, not two typed arrays per element). */
+const HALF_F32 = new Float32Array(1);
+const HALF_U32 = new Uint32Array(HALF_F32.buffer);
+
 function toHalfBits(value: number): number {
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
+  const f32 = HALF_F32;
+  const u32 = HALF_U32;
   f32[0] = value;
   const x = u32[0]!;
   const sign = (x >> 16) & 0x8000;

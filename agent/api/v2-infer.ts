@@ -3,7 +3,7 @@ import type { JsonTensor } from "../../shared/schemas/tensor.js";
 import { datatypeOf, jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
 import type { ServeResult } from "../serving/serving-layer.js";
 import { tensorFromBytes, tensorToBytes } from "./binary-tensors.js";
-import { flattenData, V2InferRequestSchema } from "./v2-body.js";
+import { flattenData, quickInferRequest, type V2InferRequest, V2InferRequestSchema } from "./v2-body.js";
 
 /**
  * Open Inference Protocol infer request/response, JSON and binary tensor extension (issue 8). Pure:
@@ -58,13 +58,20 @@ export function checkParameters(where: string, parameters: Record<string, unknow
 
 const str = (v: unknown) => (typeof v === "string" || typeof v === "number" ? String(v) : undefined);
 
-export function decodeInferRequest(body: unknown, binary: Buffer | null): DecodedInfer {
+/** The request as `V2InferRequestSchema` parses it: the hand-compiled check first, zod for the rest. */
+function parseRequest(body: unknown): V2InferRequest {
+  const quick = quickInferRequest(body);
+  if (quick) return quick;
   const parsed = V2InferRequestSchema.safeParse(body);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
     throw new EdgeFleetError("BAD_REQUEST", `invalid inference request: ${issues.join("; ")}`, { issues });
   }
-  const req = parsed.data;
+  return parsed.data;
+}
+
+export function decodeInferRequest(body: unknown, binary: Buffer | null): DecodedInfer {
+  const req = parseRequest(body);
   const parameters = req.parameters ?? {};
   checkParameters("request", parameters);
   for (const input of req.inputs) checkParameters(`input "${input.name}"`, input.parameters);

@@ -1,6 +1,6 @@
 import type { Readable, Writable } from "node:stream";
 import { EdgeFleetError } from "../../shared/errors.js";
-import { DEFAULT_FRAME_LIMITS, type Frame, type FrameLimits, FrameReader } from "./host-frames.js";
+import { DEFAULT_FRAME_LIMITS, type Frame, type FrameLimits, FrameReader, SMALL_FRAME_BYTES } from "./host-frames.js";
 
 /**
  * A one-buffer pool for a receiver that processes one payload at a time (the model host): `take` hands
@@ -58,9 +58,7 @@ export function readFrames(
   return reader;
 }
 
-/** Below this a frame is copied into one buffer and written at once: cheaper than a corked writev. */
-const SMALL_FRAME_BYTES = 64 * 1024;
-
+/** Small frames arrive as one buffer from `encodeFrame` (copied there: cheaper than a corked writev). */
 export function writeFrame(stream: Writable, buffers: readonly Buffer[]): void {
   if (stream.destroyed || stream.writableEnded) return;
   let total = 0;

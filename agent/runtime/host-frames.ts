@@ -89,32 +89,74 @@ function defaultAllocate(bytes: number): Buffer {
   return Buffer.allocUnsafeSlow(bytes);
 }
 
+/** At most this many bytes, a frame is encoded into one buffer (header and tensors copied in). */
+export const SMALL_FRAME_BYTES = 64 * 1024;
+
+/**
+ * One tensor entry as JSON text, built directly: the same text `JSON.stringify` gives for the entry
+ * object (names are escaped by it; types come from a fixed set of plain words; dims and offsets are
+ * safe integers), without building and walking the objects (issue 13: per-request cost of small frames).
+ */
+function entryJson(e: TensorEntry): string {
+  return `{"name":${JSON.stringify(e.name)},"type":"${e.type}","dims":[${e.dims.join(",")}],"offset":${e.offset},"byteLength":${e.byteLength}}`;
+}
+
+/** `JSON.stringify({ ...header, tensors: entries })`, with the entries written by `entryJson`. */
+function headerJson(header: Record<string, unknown>, entries: readonly TensorEntry[]): string {
+  if (Object.hasOwn(header, "tensors")) return JSON.stringify({ ...header, tensors: entries });
+  const head = JSON.stringify(header);
+  const list = `"tensors":[${entries.map(entryJson).join(",")}]}`;
+  return head.length === 2 ? `{${list}` : `${head.slice(0, -1)},${list}`;
+}
+
 /**
  * Encodes one frame as the list of buffers to write (prefix + header first, then the tensors' own
- * memory, with padding to 8-byte offsets). `header` gets a `tensors` entry listing them.
+ * memory, with padding to 8-byte offsets). `header` gets a `tensors` entry listing them. A frame of
+ * at most SMALL_FRAME_BYTES comes back as one buffer with the tensor bytes copied in: one allocation
+ * and one write instead of a list, a concatenation and its own allocation (the small-model path).
  */
 export function encodeFrame(header: Record<string, unknown>, tensors: Record<string, RawTensor> = {}): Buffer[] {
   const entries: TensorEntry[] = [];
   const body: Buffer[] = [];
   let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
+  for (const name in tensors) {
+    const t = tensors[name]!;
     const bytes = tensorBytes(t);
-    const pad = (ALIGN - (offset % ALIGN)) % ALIGN;
-    if (pad > 0) body.push(ZEROS.subarray(0, pad));
-    offset += pad;
-    entries.push({ name, type: t.type, dims: [...t.dims], offset, byteLength: bytes.length });
-    if (bytes.length > 0) body.push(bytes);
+    offset += (ALIGN - (offset % ALIGN)) % ALIGN;
+    entries.push({ name, type: t.type, dims: t.dims.slice(), offset, byteLength: bytes.length });
+    body.push(bytes);
     offset += bytes.length;
   }
-  const json = JSON.stringify({ ...header, tensors: entries });
+  const json = headerJson(header, entries);
   const jsonBytes = Buffer.byteLength(json, "utf8");
-  const head = Buffer.allocUnsafe(PREFIX_BYTES + jsonBytes);
+  const small = PREFIX_BYTES + jsonBytes + offset <= SMALL_FRAME_BYTES;
+  const head = Buffer.allocUnsafe(PREFIX_BYTES + jsonBytes + (small ? offset : 0));
   head.writeUInt32LE(FRAME_MAGIC, 0);
   head.writeUInt32LE(jsonBytes, 4);
   head.writeUInt32LE(offset % 2 ** 32, 8);
   head.writeUInt32LE(Math.floor(offset / 2 ** 32), 12);
   head.write(json, PREFIX_BYTES, "utf8");
-  return [head, ...body];
+  const start = PREFIX_BYTES + jsonBytes;
+  if (small) {
+    // Padding is zeroed so a frame's bytes are a function of its content (allocUnsafe memory is not).
+    let at = 0;
+    for (let i = 0; i < body.length; i++) {
+      const e = entries[i]!;
+      if (e.offset > at) head.fill(0, start + at, start + e.offset);
+      body[i]!.copy(head, start + e.offset);
+      at = e.offset + e.byteLength;
+    }
+    return [head];
+  }
+  const out: Buffer[] = [head];
+  let at = 0;
+  for (let i = 0; i < body.length; i++) {
+    const e = entries[i]!;
+    if (e.offset > at) out.push(ZEROS.subarray(0, e.offset - at));
+    if (e.byteLength > 0) out.push(body[i]!);
+    at = e.offset + e.byteLength;
+  }
+  return out;
 }
 
 function typedView(type: Exclude<OrtTensorType, "string">, buf: ArrayBuffer, at: number, count: number): TensorData {

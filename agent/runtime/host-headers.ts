@@ -49,6 +49,12 @@ const bad = (what: string) => new EdgeFleetError("INTERNAL", `model host channel
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
+function isDims(d: unknown): boolean {
+  if (!Array.isArray(d) || d.length > MAX_DIMS) return false;
+  for (let i = 0; i < d.length; i++) if (!isCount(d[i])) return false;
+  return true;
+}
+
 function id(h: Record<string, unknown>): number {
   if (!isCount(h.id) || h.id < 1) throw bad("frame header without a valid id");
   return h.id;
@@ -56,13 +62,14 @@ function id(h: Record<string, unknown>): number {
 
 export function parseTensorEntries(v: unknown): TensorEntry[] {
   if (!Array.isArray(v) || v.length > MAX_TENSORS) throw bad(`"tensors" must be an array of at most ${MAX_TENSORS}`);
-  for (const [i, e] of v.entries()) {
+  // Indexed loops, not entries()/every(): this runs on every frame, once per request, mostly cold
+  // (issue 13: iterator and callback overhead showed in the frame path's instruction counts).
+  for (let i = 0; i < v.length; i++) {
+    const e: unknown = v[i];
     if (!isObject(e)) throw bad(`tensors[${i}] is not an object`);
     if (typeof e.name !== "string" || e.name.length === 0) throw bad(`tensors[${i}].name must be a non-empty string`);
     if (typeof e.type !== "string" || !TYPES.has(e.type)) throw bad(`tensors[${i}].type ${String(e.type)} is unknown`);
-    if (!Array.isArray(e.dims) || e.dims.length > MAX_DIMS || !e.dims.every(isCount)) {
-      throw bad(`tensors[${i}].dims must be at most ${MAX_DIMS} non-negative integers`);
-    }
+    if (!isDims(e.dims)) throw bad(`tensors[${i}].dims must be at most ${MAX_DIMS} non-negative integers`);
     if (!isCount(e.offset) || !isCount(e.byteLength)) throw bad(`tensors[${i}] offset/byteLength must be integers ≥ 0`);
   }
   return v as TensorEntry[];
@@ -93,9 +100,11 @@ export function parseRunReply(h: unknown): RunReplyHeader {
   if (h.ok !== true) throw bad('run reply header without "ok"');
   const t = h.timing;
   if (typeof h.computeMs !== "number" || !isObject(t)) throw bad("run reply without computeMs and timing");
-  for (const k of ["received", "ortStart", "ortEnd", "replying"] as const) {
-    if (typeof t[k] !== "number") throw bad(`run reply timing.${k} is not a number`);
-  }
+  // Named loads, not a loop over key names (keyed loads stay generic in optimized code).
+  if (typeof t.received !== "number") throw bad("run reply timing.received is not a number");
+  if (typeof t.ortStart !== "number") throw bad("run reply timing.ortStart is not a number");
+  if (typeof t.ortEnd !== "number") throw bad("run reply timing.ortEnd is not a number");
+  if (typeof t.replying !== "number") throw bad("run reply timing.replying is not a number");
   return {
     id: replyId,
     ok: true,

@@ -190,7 +190,17 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
       condemn("sent unreadable outputs", err);
       return;
     }
-    p.resolve({ outputs, computeMs: h.computeMs, timing: { ...h.timing, sent: 0, answered } });
+    // Built field by field: a spread of the parsed header object is a generic clone on every reply.
+    const t = h.timing;
+    const timing = {
+      received: t.received,
+      ortStart: t.ortStart,
+      ortEnd: t.ortEnd,
+      replying: t.replying,
+      sent: 0,
+      answered,
+    };
+    p.resolve({ outputs, computeMs: h.computeMs, timing });
   }
 
   function deadError(): EdgeFleetError | null {

@@ -26,7 +26,10 @@ const MANIFEST = sileroManifest();
 
 export async function benchInferOverhead(n = 1000): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(tmpdir(), "ef-bench-"));
-  const profile = await loadProfileFile(new URL("../../device-profiles/generic-x64.json", import.meta.url).pathname);
+  // BENCH_PROFILE: another profile file (session options are a per-profile trade-off, docs/operations.md).
+  const profile = await loadProfileFile(
+    process.env.BENCH_PROFILE ?? new URL("../../device-profiles/generic-x64.json", import.meta.url).pathname,
+  );
   const log = pino({ level: "silent" });
   const inputs = sileroInputs(440);
   const runtime = createModelRuntime({ log, clock: systemClock, profile });

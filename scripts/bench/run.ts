@@ -8,6 +8,7 @@ import { benchQuantize } from "./quantize.js";
 import { benchServingBatching } from "./serving-batching.js";
 import { benchServingBinary } from "./serving-binary.js";
 import { benchServingShadow } from "./serving-shadow.js";
+import { benchSessionOptions } from "./session-options.js";
 import { benchSwapUnderLoad } from "./swap-under-load.js";
 import { benchTelemetryFlush } from "./telemetry-flush.js";
 import { benchTelemetryIngest } from "./telemetry-ingest.js";
@@ -24,6 +25,8 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "quantize-int8": () => benchQuantize(),
   "swap-under-load": () => benchSwapUnderLoad(),
   "event-loop-responsiveness": () => benchEventLoop(),
+  "session-options": () =>
+    benchSessionOptions(Number(process.env.BENCH_N ?? 300), Number(process.env.BENCH_ROUNDS ?? 3)),
   "serving-binary-vs-json": () => benchServingBinary(Number(process.env.BENCH_BINARY_N ?? 100)),
   "serving-dynamic-batching": () => benchServingBatching(),
   "serving-shadow-latency": () => benchServingShadow(),

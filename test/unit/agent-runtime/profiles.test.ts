@@ -27,6 +27,14 @@ describe("device profiles", () => {
     expect(pi4.session.intraOpNumThreads).toBe(4);
     expect(pi4.session.extra["session.intra_op.allow_spinning"]).toBe("0");
     expect(pi4.preferredVariants).toEqual(["int8", "fp32"]);
+    // Issue 13 (docs/operations.md, "Thread spinning"): a small x64 box shares its few cores with the
+    // apps and the agent; one thread without spinning measured as fast for small models and 2-3x less CPU.
+    const x64 = profiles.find((p) => p.id === "generic-x64")!;
+    expect(x64.session.intraOpNumThreads).toBe(1);
+    expect(x64.session.extra["session.intra_op.allow_spinning"]).toBe("0");
+    // The gateway keeps spinning during a run for latency, but not between runs.
+    const gw = profiles.find((p) => p.id === "x86-gateway")!;
+    expect(gw.session.extra["session.force_spinning_stop"]).toBe("1");
   });
 
   it("committed schema.json equals the schema generated from zod", async () => {
