@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import onnxProto from "onnx-proto";
@@ -162,7 +163,16 @@ describe.skipIf(!canMountTmpfs)(
     it("short of space, the disk GC runs before refusing: an orphaned partial download makes room and the update goes through", async () => {
       // Leave ~1 MB free, the rest held by a partial download no assignment names (GC removes it).
       const orphan = join(tmp.path, ID, "downloads", `${"e".repeat(64)}.part`);
-      await writeFile(orphan, Buffer.alloc(Math.max(0, (await disk.freeBytes()) - 1024 * 1024)));
+      // The agent's GC runs after every reconcile, and the previous case's recovery may still be
+      // reconciling: an orphan written then is removed at once (seen in CI, 23 MB free after it).
+      // Write it until it stays through a quiet second, so it is there when the rollout arrives.
+      let settled = false;
+      for (let attempt = 0; attempt < 10 && !settled; attempt++) {
+        await writeFile(orphan, Buffer.alloc(Math.max(0, (await disk.freeBytes()) - 1024 * 1024)));
+        await new Promise((r) => setTimeout(r, 1000));
+        settled = existsSync(orphan) && (await disk.freeBytes()) < 1.5 * 1024 * 1024;
+      }
+      expect(existsSync(orphan)).toBe(true);
       expect(await disk.freeBytes()).toBeLessThan(1.5 * 1024 * 1024);
       await pushTiny(h, tmp.path, "2.1.0", "linear", 2);
       await rollout(h, ID, "2.1.0", { probationSeconds: 0 });
