@@ -17,15 +17,3 @@ export function fullJitterDelay(attempt: number, random: () => number, opts: Bac
   const ceiling = Math.min(opts.capMs, opts.baseMs * 2 ** exp);
   return Math.floor(random() * ceiling);
 }
-
-/** Small deterministic PRNG (mulberry32) for tests and simulations. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

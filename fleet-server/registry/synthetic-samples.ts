@@ -1,4 +1,5 @@
 import type { SampleInput, TensorSpec } from "../../shared/schemas/tensor.js";
+import { seededRandom } from "../../shared/seeded-random.js";
 
 /**
  * Smoke-test inputs generated from the model's input metadata, for `POST /v1/models` without
@@ -23,18 +24,6 @@ export function concreteShape(shape: TensorSpec["shape"]): number[] {
   return shape.map((d, i) => (typeof d === "number" && d >= 0 ? d : i === 0 ? 1 : SYNTHETIC_DYNAMIC_LENGTH));
 }
 
-/** Deterministic values in [0, 1): the same model always gets the same samples (mulberry32). */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function value(datatype: TensorSpec["datatype"], next: () => number): number | boolean | string {
   if (datatype === "BOOL") return next() < 0.5;
   if (datatype === "BYTES") return "";
@@ -46,7 +35,7 @@ function value(datatype: TensorSpec["datatype"], next: () => number): number | b
 /** Pure: `count` labelled sample inputs, one tensor per model input, values from a fixed seed. */
 export function syntheticSamples(inputs: readonly TensorSpec[], count = SYNTHETIC_SAMPLE_COUNT): SampleInput[] {
   return Array.from({ length: count }, (_, i) => {
-    const next = generator(0x5eed + i);
+    const next = seededRandom(0x5eed + i);
     return {
       name: `${SYNTHETIC_LABEL} #${i + 1}`,
       inputs: Object.fromEntries(

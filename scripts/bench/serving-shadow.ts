@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { allowedCpus, backgroundPlacement } from "../../agent/runtime/host-placement.js";
 import { DEFAULT_SHADOW_POLICY } from "../../agent/serving/shadow-scheduler.js";
-import { seededRandom } from "../../agent/transport/backoff.js";
+import { seededRandom } from "../../shared/seeded-random.js";
 import { startClientProcess } from "./client-process.js";
 import { matmulModel, startServingFixture } from "./serving-fixture.js";
 import { medianWithCi, pairedMedianDifferenceWithCi, percentile, ratio, summarize } from "./stats.js";

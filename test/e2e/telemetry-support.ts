@@ -1,8 +1,8 @@
-import { seededRandom } from "../../agent/transport/backoff.js";
 import type { FleetServer } from "../../fleet-server/main.js";
 import { sileroInputs, sileroModelPath } from "../../scripts/demo/silero.js";
 import type { BaselineInput } from "../../shared/schemas/baseline.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
+import { seededRandom } from "../../shared/seeded-random.js";
 import { runDirect } from "../helpers/onnx-direct.js";
 
 /** GET on the fleet server's operator API with the admin token. */

@@ -1,9 +1,10 @@
 import { Writable } from "node:stream";
 import pino from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type BackoffOptions, fullJitterDelay, seededRandom } from "../../../agent/transport/backoff.js";
+import { type BackoffOptions, fullJitterDelay } from "../../../agent/transport/backoff.js";
 import { createMqttLink, type MqttLink } from "../../../agent/transport/mqtt-link.js";
 import { systemClock } from "../../../shared/clock.js";
+import { seededRandom } from "../../../shared/seeded-random.js";
 import { createTopics } from "../../../shared/topics.js";
 import { startTcpProxy, type TcpProxy } from "../../helpers/tcp-proxy.js";
 import { makeTempDir } from "../../helpers/temp-dir.js";

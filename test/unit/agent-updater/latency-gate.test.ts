@@ -9,6 +9,7 @@ import {
 import { judgeProbation, type ProbationStats } from "../../../agent/updater/verdicts.js";
 import { type HealthPolicy, HealthPolicySchema } from "../../../shared/schemas/desired-state.js";
 import type { HealthSummary } from "../../../shared/schemas/device-state.js";
+import { seededRandom } from "../../../shared/seeded-random.js";
 
 /**
  * Issue 20 §6: the latency gate on paired measurements. The scenario of the issue, in numbers: an
@@ -18,21 +19,9 @@ import type { HealthSummary } from "../../../shared/schemas/device-state.js";
 const policy = (over: Partial<HealthPolicy> = {}): HealthPolicy => HealthPolicySchema.parse(over);
 const MB = 2 ** 20;
 
-/** mulberry32: a small PRNG whose successive draws are independent enough for a noise model. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 /** `n` pairs: a load factor per pair shared by both halves (what pairing buys), independent jitter on each. */
 function pairs(n: number, candidateBaseMs: number, previousBaseMs: number, seed = 1, load = (_i: number) => 1) {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   // Each half on its own: 0.75x to 1.35x, and one run in twenty preempted (4x) on either side.
   const jitter = () => 0.75 + r() * 0.6;
   return Array.from({ length: n }, (_, i): LatencyPair => {

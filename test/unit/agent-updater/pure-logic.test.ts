@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_BACKOFF, fullJitterDelay, seededRandom } from "../../../agent/transport/backoff.js";
+import { DEFAULT_BACKOFF, fullJitterDelay } from "../../../agent/transport/backoff.js";
 import { type ModelCurrent, planUpdate } from "../../../agent/updater/plan-update.js";
 import { planResume } from "../../../agent/updater/verdicts.js";
 import { sha256Hex } from "../../../shared/hash.js";
 import { type DesiredState, DesiredStateSchema } from "../../../shared/schemas/desired-state.js";
+import { seededRandom } from "../../../shared/seeded-random.js";
 import { makeKeys, makeManifest, signedManifest } from "./helpers.js";
 
 describe("fullJitterDelay", () => {

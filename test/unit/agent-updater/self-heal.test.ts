@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DEFAULT_BACKOFF, seededRandom } from "../../../agent/transport/backoff.js";
+import { DEFAULT_BACKOFF } from "../../../agent/transport/backoff.js";
 import {
   decideAfterFailure,
   decideRepair,
@@ -9,6 +9,7 @@ import {
   repairResumeStep,
 } from "../../../agent/updater/self-heal.js";
 import type { InstalledRef } from "../../../shared/schemas/device-state.js";
+import { seededRandom } from "../../../shared/seeded-random.js";
 
 const C: InstalledRef = { version: "1.0.0", variant: "fp32", sha256: "c".repeat(64), releaseCounter: 1 };
 const N: InstalledRef = { version: "2.0.0", variant: "fp32", sha256: "d".repeat(64), releaseCounter: 2 };
