@@ -86,11 +86,15 @@ export class EdgeFleetError extends Error {
   readonly code: ErrorCode;
   readonly details: unknown;
 
-  constructor(code: ErrorCode, message: string, details?: unknown, options?: { cause?: unknown }) {
-    super(message, options);
+  /**
+   * `details` reach clients (HTTP bodies, MQTT events); `cause` stays on this side (logs). One
+   * options object, so a cause can never be passed where details go (issue 23).
+   */
+  constructor(code: ErrorCode, message: string, options: { details?: unknown; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "EdgeFleetError";
     this.code = code;
-    this.details = details;
+    this.details = options.details;
   }
 
   toJSON(): ErrorJson {
@@ -104,7 +108,7 @@ export class EdgeFleetError extends Error {
 export function toEdgeFleetError(err: unknown, fallback: ErrorCode = "INTERNAL"): EdgeFleetError {
   if (err instanceof EdgeFleetError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new EdgeFleetError(fallback, message, undefined, { cause: err });
+  return new EdgeFleetError(fallback, message, { cause: err });
 }
 
 export function isErrorCode(value: string): value is ErrorCode {

@@ -22,7 +22,7 @@ export function fromThrown(err: unknown): EdgeFleetError {
   }
   if (status >= 400 && status < 500) {
     const code: ErrorCode = status === 404 ? "NOT_FOUND" : "BAD_REQUEST";
-    return new EdgeFleetError(code, message, fastifyCode ? { fastifyCode } : undefined);
+    return new EdgeFleetError(code, message, { details: fastifyCode ? { fastifyCode } : undefined });
   }
-  return new EdgeFleetError("INTERNAL", "internal error", undefined, { cause: err });
+  return new EdgeFleetError("INTERNAL", "internal error", { cause: err });
 }

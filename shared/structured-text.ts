@@ -57,7 +57,7 @@ export function sniffFormat(text: string): TextFormat {
 }
 
 function bad(source: string, message: string, details: Record<string, unknown>): EdgeFleetError {
-  return new EdgeFleetError("BAD_REQUEST", `${source}: ${message}`, details);
+  return new EdgeFleetError("BAD_REQUEST", `${source}: ${message}`, { details: details });
 }
 
 function syntaxError(source: string, err: YAMLError, lines: LineCounter, what: string): EdgeFleetError {

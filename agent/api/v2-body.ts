@@ -144,7 +144,7 @@ export function parseInferBody(body: unknown): ParsedInferBody {
   const parsed = V2InferRequestSchema.safeParse(body);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
-    throw new EdgeFleetError("BAD_REQUEST", `invalid inference request: ${issues.join("; ")}`, { issues });
+    throw new EdgeFleetError("BAD_REQUEST", `invalid inference request: ${issues.join("; ")}`, { details: { issues } });
   }
   const inputs: Record<string, JsonTensor> = {};
   for (const input of parsed.data.inputs) {

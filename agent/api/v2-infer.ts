@@ -65,7 +65,7 @@ function parseRequest(body: unknown): V2InferRequest {
   const parsed = V2InferRequestSchema.safeParse(body);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
-    throw new EdgeFleetError("BAD_REQUEST", `invalid inference request: ${issues.join("; ")}`, { issues });
+    throw new EdgeFleetError("BAD_REQUEST", `invalid inference request: ${issues.join("; ")}`, { details: { issues } });
   }
   return parsed.data;
 }

@@ -172,7 +172,7 @@ export function checkExternalData(model: Uint8Array, listed: ReadonlySet<string>
       throw new EdgeFleetError(
         "BUNDLE_UNSAFE_ENTRY",
         `model.onnx tensor ${JSON.stringify(t.name)} has external data at ${JSON.stringify(t.location)}, not a file of the bundle`,
-        { tensor: t.name, location: t.location },
+        { details: { tensor: t.name, location: t.location } },
       );
     }
   }

@@ -86,7 +86,9 @@ export async function resolveAgentConfig(input: unknown): Promise<AgentConfig> {
   const parsed = AgentConfigSchema.safeParse(input);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);
-    throw new EdgeFleetError("VALIDATION_FAILED", `invalid agent config:\n  ${problems.join("\n  ")}`, { problems });
+    throw new EdgeFleetError("VALIDATION_FAILED", `invalid agent config:\n  ${problems.join("\n  ")}`, {
+      details: { problems },
+    });
   }
   const { passwordFile, ...c } = parsed.data;
   let password = c.password;

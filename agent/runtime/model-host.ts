@@ -98,7 +98,7 @@ function defaultExecArgv(entry: string): string[] {
 }
 
 function fromJson(e: ErrorJson): EdgeFleetError {
-  return new EdgeFleetError(isErrorCode(e.code) ? e.code : "INTERNAL", e.message, e.details);
+  return new EdgeFleetError(isErrorCode(e.code) ? e.code : "INTERNAL", e.message, { details: e.details });
 }
 
 /**
@@ -288,7 +288,9 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     // bad: keep the code, so the updater re-makes the files instead of condemning the bundle
     // (damaged-candidate.ts, self-heal.ts) — MODEL_LOAD_FAILED would mark it bad for ever.
     if (e.code === "BUNDLE_HASH_MISMATCH") throw new EdgeFleetError(e.code, `loading ${spawn.label}: ${e.message}`);
-    throw new EdgeFleetError("MODEL_LOAD_FAILED", `loading ${spawn.label}: ${e.message}`, { cause: e.code });
+    throw new EdgeFleetError("MODEL_LOAD_FAILED", `loading ${spawn.label}: ${e.message}`, {
+      details: { cause: e.code },
+    });
   } finally {
     timer.cancel();
   }

@@ -290,7 +290,9 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         const e = toEdgeFleetError(err, "MODEL_LOAD_FAILED");
         throw e.code === "MODEL_LOAD_FAILED"
           ? e
-          : new EdgeFleetError("MODEL_LOAD_FAILED", `warm-up of ${label(installed)} failed: ${e.message}`, e.toJSON());
+          : new EdgeFleetError("MODEL_LOAD_FAILED", `warm-up of ${label(installed)} failed: ${e.message}`, {
+              details: e.toJSON(),
+            });
       }
       log.info({ version: label(installed), pid: host.pid }, "model version loaded");
       return v;

@@ -11,7 +11,7 @@ function parse<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
   const r = schema.safeParse(body ?? {});
   if (!r.success) {
     const issues = r.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`);
-    throw new EdgeFleetError("BAD_REQUEST", `invalid ${what}: ${issues.join("; ")}`, { issues });
+    throw new EdgeFleetError("BAD_REQUEST", `invalid ${what}: ${issues.join("; ")}`, { details: { issues } });
   }
   return r.data;
 }

@@ -81,7 +81,7 @@ export function refuseNewerSchema(db: Database.Database, opts: SchemaOptions): {
       "STORAGE_FAILED",
       `${opts.name} has schema version ${from}, newer than this agent knows (${known}): it was written by a newer agent; ` +
         "refusing to use it (left untouched; the agent runs on an in-memory database until it is upgraded or the file is moved away)",
-      details,
+      { details: details },
     );
   }
   return { from, known };
@@ -125,7 +125,7 @@ export function decodeRow<T extends z.ZodType>(
   throw new EdgeFleetError(
     "STORAGE_FAILED",
     `${where.db}: row ${where.table}[${where.key}] is corrupt: ${issues.join("; ")}`,
-    { path: where.path, cause: ROW_INVALID, table: where.table, key: where.key, issues },
+    { details: { path: where.path, cause: ROW_INVALID, table: where.table, key: where.key, issues } },
   );
 }
 

@@ -111,7 +111,7 @@ export function asStorageFault(err: unknown, path: string | null = null): EdgeFl
   const where = typeof e.path === "string" ? e.path : path;
   const details: StorageFaultDetails = { path: where, cause: e.code };
   const message = `${describe(code)}${where ? ` (${where})` : ""}: ${typeof e.message === "string" ? e.message : e.code}`;
-  return new EdgeFleetError(code, message, details, { cause: err });
+  return new EdgeFleetError(code, message, { details: details, cause: err });
 }
 
 /** `asStorageFault(err)` or, when it is none, `err` as an EdgeFleetError with `fallback`. */
@@ -120,7 +120,7 @@ export function classifyError(err: unknown, fallback: ErrorCode, path: string | 
   if (fault) return fault;
   if (err instanceof EdgeFleetError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new EdgeFleetError(fallback, message, undefined, { cause: err });
+  return new EdgeFleetError(fallback, message, { cause: err });
 }
 
 function describe(code: StorageCode): string {
@@ -145,5 +145,5 @@ export function withFreeBytes(e: EdgeFleetError, fallbackPath: string): EdgeFlee
   if (typeof d.freeBytes === "number") return e;
   const freeBytes = (typeof d.path === "string" ? freeBytesAt(d.path) : null) ?? freeBytesAt(fallbackPath);
   const details: StorageFaultDetails = { path: d.path ?? null, cause: d.cause ?? e.code, ...d, freeBytes };
-  return new EdgeFleetError(e.code, e.message, details, { cause: e });
+  return new EdgeFleetError(e.code, e.message, { details: details, cause: e });
 }

@@ -95,8 +95,10 @@ function verifyOrThrow(input: unknown, ctx: VerifyContext): VerifiedDesired {
   }
   if (desired.seq <= ctx.lastSeq) {
     throw new EdgeFleetError("SEQ_REPLAYED", `seq ${desired.seq} is not greater than accepted ${ctx.lastSeq}`, {
-      seq: desired.seq,
-      lastSeq: ctx.lastSeq,
+      details: {
+        seq: desired.seq,
+        lastSeq: ctx.lastSeq,
+      },
     });
   }
   if (Date.parse(desired.expires) <= ctx.now) {
@@ -124,7 +126,7 @@ function verifyAssignment(a: DesiredState["assignments"][number], rawManifest: E
     verifyRoleSignatures(rawManifest, ctx.root, "release");
   } catch (err) {
     if (err instanceof EdgeFleetError) {
-      throw new EdgeFleetError(err.code, `manifest of ${a.model}: ${err.message}`, err.details);
+      throw new EdgeFleetError(err.code, `manifest of ${a.model}: ${err.message}`, { details: err.details });
     }
     throw err;
   }
@@ -146,7 +148,7 @@ function verifyAssignment(a: DesiredState["assignments"][number], rawManifest: E
     throw new EdgeFleetError(
       "RELEASE_COUNTER_ROLLBACK",
       `${a.model}: release counter ${a.releaseCounter} is lower than installed ${highest}`,
-      { model: a.model, releaseCounter: a.releaseCounter, highest },
+      { details: { model: a.model, releaseCounter: a.releaseCounter, highest } },
     );
   }
   if (ctx.badBundles.has(a.bundle.sha256)) {
@@ -171,7 +173,7 @@ export function estimateHostMB(manifest: Pick<Manifest, "files">): number {
 export function checkCompatibility(manifest: Manifest, facts: DeviceFacts): void {
   const name = `${manifest.model.name}@${manifest.model.version}`;
   const refuse = (why: string, details: Record<string, unknown>) => {
-    throw new EdgeFleetError("INCOMPATIBLE", `${name}: ${why}`, details);
+    throw new EdgeFleetError("INCOMPATIBLE", `${name}: ${why}`, { details: details });
   };
   const { arch, minMemoryMB, minAgentVersion, executionProviders } = manifest.compatibility;
   if (arch.length > 0 && !arch.includes(facts.arch)) {

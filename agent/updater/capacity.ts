@@ -27,7 +27,13 @@ export function checkCapacity(
     throw new EdgeFleetError(
       "INCOMPATIBLE",
       `${model}: the device already runs ${others.length} model(s) (${others.map((o) => o.model).join(", ")}); profile allows ${limits.maxLoadedModels}`,
-      { check: "maxLoadedModels", running: others.map((o) => o.model), maxLoadedModels: limits.maxLoadedModels },
+      {
+        details: {
+          check: "maxLoadedModels",
+          running: others.map((o) => o.model),
+          maxLoadedModels: limits.maxLoadedModels,
+        },
+      },
     );
   }
   const total = others.reduce((sum, o) => sum + o.estimateMB, estimateMB);
@@ -35,7 +41,7 @@ export function checkCapacity(
     throw new EdgeFleetError(
       "INCOMPATIBLE",
       `${model}: about ${estimateMB} MB beside ${total - estimateMB} MB already in use exceeds the profile budget of ${limits.memoryBudgetMB} MB`,
-      { check: "memory", estimateMB, inUseMB: total - estimateMB, memoryBudgetMB: limits.memoryBudgetMB },
+      { details: { check: "memory", estimateMB, inUseMB: total - estimateMB, memoryBudgetMB: limits.memoryBudgetMB } },
     );
   }
 }

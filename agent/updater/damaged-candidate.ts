@@ -94,7 +94,10 @@ export function createDamagedCandidates(deps: {
           "candidate damaged on disk again; giving up",
         );
         const message = `${name}: its files kept changing on the device after ${repairs} repairs (${err.message}); the bundle is not marked bad`;
-        return { kind: "fail", error: new EdgeFleetError("LOCAL_INTEGRITY_FAILED", message, { damage, repairs }) };
+        return {
+          kind: "fail",
+          error: new EdgeFleetError("LOCAL_INTEGRITY_FAILED", message, { details: { damage, repairs } }),
+        };
       }
       if (job.loaded) await deps.runtime.unload(job.loaded).catch(() => undefined);
       job.loaded = null;

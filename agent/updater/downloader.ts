@@ -163,7 +163,7 @@ export function startDownload(opts: DownloadOptions): Download {
     p.timer.cancel();
     if (header.error) {
       if (header.error.code === "NOT_FOUND") {
-        void finish(new EdgeFleetError("DOWNLOAD_FAILED", `server has no bundle ${sha256}`, header.error));
+        void finish(new EdgeFleetError("DOWNLOAD_FAILED", `server has no bundle ${sha256}`, { details: header.error }));
       } else requeue(p, 1, header.error.code);
       return;
     }
@@ -292,7 +292,7 @@ export function startDownload(opts: DownloadOptions): Download {
     done,
     async close() {
       await persisting;
-      await finish(new EdgeFleetError("DOWNLOAD_FAILED", "download aborted", { aborted: true }));
+      await finish(new EdgeFleetError("DOWNLOAD_FAILED", "download aborted", { details: { aborted: true } }));
     },
   };
 }

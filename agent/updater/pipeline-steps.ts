@@ -155,7 +155,9 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
           baseline: null,
         };
         throw new EdgeFleetError("SMOKE_TEST_FAILED", `smoke test failed for ${job.model}@${job.ref.version}`, {
-          samples: failed,
+          details: {
+            samples: failed,
+          },
         });
       }
     },

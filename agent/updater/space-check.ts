@@ -88,6 +88,6 @@ export async function ensureSpace(deps: {
   throw new EdgeFleetError(
     "DISK_FULL",
     `${deps.what} needs ${deps.needed} bytes free in ${deps.path}, only ${free} are`,
-    details,
+    { details: details },
   );
 }

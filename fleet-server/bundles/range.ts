@@ -35,6 +35,8 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 
 function unsatisfiable(header: string, size: number): EdgeFleetError {
   return new EdgeFleetError("RANGE_NOT_SATISFIABLE", `range "${header}" is outside the ${size}-byte resource`, {
-    size,
+    details: {
+      size,
+    },
   });
 }

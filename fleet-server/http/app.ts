@@ -192,8 +192,10 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     if (verdict === "forbidden") {
       const role = principals.get(req)?.role;
       throw new EdgeFleetError("FORBIDDEN", `role ${role} may not ${req.method} ${route} (needs ${level})`, {
-        route,
-        access: level,
+        details: {
+          route,
+          access: level,
+        },
       });
     }
   });

@@ -17,7 +17,9 @@ export function parseInput<T extends z.ZodType>(schema: T, value: unknown, where
   const r = schema.safeParse(value);
   if (!r.success) {
     throw new EdgeFleetError("VALIDATION_FAILED", describeIssues(where, r.error), {
-      issues: r.error.issues.slice(0, 10).map((i) => ({ path: i.path.map(String), message: i.message })),
+      details: {
+        issues: r.error.issues.slice(0, 10).map((i) => ({ path: i.path.map(String), message: i.message })),
+      },
     });
   }
   return r.data;

@@ -66,7 +66,7 @@ export function encodeModel(model: ModelProto): Uint8Array {
 }
 
 function loadError(message: string, reason: string, extra: Record<string, unknown> = {}): EdgeFleetError {
-  return new EdgeFleetError("MODEL_LOAD_FAILED", message, { reason, ...extra });
+  return new EdgeFleetError("MODEL_LOAD_FAILED", message, { details: { reason, ...extra } });
 }
 
 function findExternalData(graph: GraphProto): { tensor: string; location: string } | null {

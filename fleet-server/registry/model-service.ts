@@ -127,7 +127,7 @@ export function createModelService(deps: ModelDeps) {
       ? policyProblems(req.accuracyPolicy ?? {}, inspection.samples[0]?.outputs ?? {})
       : [];
     if (policyIssues.length > 0) {
-      throw new EdgeFleetError("VALIDATION_FAILED", policyIssues.join("; "), { issues: policyIssues });
+      throw new EdgeFleetError("VALIDATION_FAILED", policyIssues.join("; "), { details: { issues: policyIssues } });
     }
     // Calibration inputs are checked against fp32 first: a mismatch is the operator's error.
     const fp32Calibration =
@@ -309,7 +309,7 @@ export function createModelService(deps: ModelDeps) {
         throw new EdgeFleetError(
           "CONFLICT",
           `model ${name} version ${version}: the ${variant} variant failed validation and is not published`,
-          { validation: (b.manifest.signed.quantization as { validation?: unknown } | null)?.validation },
+          { details: { validation: (b.manifest.signed.quantization as { validation?: unknown } | null)?.validation } },
         );
       }
       return b;

@@ -43,7 +43,7 @@ export function createReReleaser(deps: ReReleaseDeps) {
     new EdgeFleetError(
       "RELEASE_NOT_SIGNED",
       `rolling back to ${origin.name}@${origin.version} (${origin.variant}) needs a signed re-release: sign pending release ${p.id} with fleetctl release sign and POST it to /v1/releases/pending/${p.id}/signatures; the rollout waits until then`,
-      { pendingId: p.id, originSha256: origin.sha256 },
+      { details: { pendingId: p.id, originSha256: origin.sha256 } },
     );
 
   return async function reRelease(originSha256: string): Promise<BundleRow> {

@@ -92,7 +92,7 @@ export function collectReleaseSignatures(
     throw new EdgeFleetError(
       "SIGNATURE_THRESHOLD_NOT_MET",
       `none of the ${upload.signatures.length} uploaded signature(s) is a valid release signature over this manifest; release signatures: ${status.valid} valid of threshold ${status.required}`,
-      { role: "release", valid: status.valid, threshold: status.required, missing: status.missing },
+      { details: { role: "release", valid: status.valid, threshold: status.required, missing: status.missing } },
     );
   }
   let envelope: Envelope<Manifest> | null = null;

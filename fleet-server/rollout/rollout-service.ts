@@ -45,7 +45,7 @@ const COMMAND_FROM: Record<RolloutCommand, readonly RolloutStatus[]> = {
 };
 
 const invalid = (message: string, path: string) =>
-  new EdgeFleetError("VALIDATION_FAILED", message, { issues: [{ path: path.split("."), message }] });
+  new EdgeFleetError("VALIDATION_FAILED", message, { details: { issues: [{ path: path.split("."), message }] } });
 
 /**
  * Rollout commands and queries. Every state change runs on the scheduler's chain, so it never
@@ -69,7 +69,7 @@ export function createRolloutService(deps: RolloutDeps) {
       throw new EdgeFleetError(
         "RELEASE_NOT_SIGNED",
         `${req.model} ${req.version} ${variant} is not signed yet: sign its manifest offline (fleetctl release sign) and upload the signatures before rolling it out`,
-        { issues: [{ path: ["variant"], message: "release not signed" }] },
+        { details: { issues: [{ path: ["variant"], message: "release not signed" }] } },
       );
     }
     if (!bundle) throw invalid(`model ${req.model} ${req.version} has no ${variant} bundle`, "variant");
@@ -128,7 +128,7 @@ export function createRolloutService(deps: RolloutDeps) {
             .slice(0, 5)
             .map((d) => d.id)
             .join(", ")}${overlap.length > 5 ? ", …" : ""}; name it in "supersedes" to replace it`,
-          { conflicting: other.id },
+          { details: { conflicting: other.id } },
         );
       }
       replaced.push(other); // completed ones are superseded implicitly: they have nothing in flight
@@ -144,7 +144,9 @@ export function createRolloutService(deps: RolloutDeps) {
       if (!engine) throw new EdgeFleetError("CONFLICT", `rollout ${id} predates staged rollouts and cannot be ${cmd}d`);
       if (!COMMAND_FROM[cmd].includes(engine.status)) {
         throw new EdgeFleetError("CONFLICT", `cannot ${cmd} rollout ${id}: it is ${engine.status}`, {
-          status: engine.status,
+          details: {
+            status: engine.status,
+          },
         });
       }
       const now = clock.now();

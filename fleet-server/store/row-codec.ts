@@ -20,7 +20,7 @@ function corrupt(at: ColumnRef, problem: string): EdgeFleetError {
   return new EdgeFleetError(
     "INTERNAL",
     `corrupt row in table ${at.table} (${at.key}): column ${at.column} ${problem}`,
-    { table: at.table, key: at.key, column: at.column },
+    { details: { table: at.table, key: at.key, column: at.column } },
   );
 }
 

@@ -18,14 +18,14 @@ export async function loadProfileFile(file: string): Promise<DeviceProfile> {
   try {
     raw = JSON.parse(await readFile(file, "utf8"));
   } catch (err) {
-    throw new EdgeFleetError("VALIDATION_FAILED", `device profile ${file}: ${(err as Error).message}`, undefined, {
-      cause: err,
-    });
+    throw new EdgeFleetError("VALIDATION_FAILED", `device profile ${file}: ${(err as Error).message}`, { cause: err });
   }
   const parsed = DeviceProfileSchema.safeParse(raw);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw new EdgeFleetError("VALIDATION_FAILED", `device profile ${file}: ${issues.join("; ")}`, { issues });
+    throw new EdgeFleetError("VALIDATION_FAILED", `device profile ${file}: ${issues.join("; ")}`, {
+      details: { issues },
+    });
   }
   return parsed.data;
 }

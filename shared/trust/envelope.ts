@@ -46,7 +46,7 @@ export function verifyRoleSignatures(envelope: Envelope<unknown>, root: Root, ro
     throw new EdgeFleetError(
       "SIGNATURE_THRESHOLD_NOT_MET",
       `${roleName} signatures: ${valid} valid of threshold ${role.threshold}`,
-      { role: roleName, valid, threshold: role.threshold },
+      { details: { role: roleName, valid, threshold: role.threshold } },
     );
   }
 }

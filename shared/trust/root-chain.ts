@@ -28,8 +28,10 @@ export function walkRootChain(trusted: Root, chain: readonly Envelope<unknown>[]
     const byNew = countValidSignatures(env, next.roles.root, next.keys);
     if (byOld < current.roles.root.threshold || byNew < next.roles.root.threshold) {
       throw new EdgeFleetError("SIGNATURE_THRESHOLD_NOT_MET", `root v${next.version} lacks threshold signatures`, {
-        byOld,
-        byNew,
+        details: {
+          byOld,
+          byNew,
+        },
       });
     }
     current = next;

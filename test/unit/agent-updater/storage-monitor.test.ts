@@ -12,7 +12,7 @@ import { parsePrometheus, promValue } from "../../helpers/prometheus.js";
 /** Issue 20 §2: faults reported once per change, restored with backoff, updates retried; losses counted. */
 const log = createLogger({ name: "test", level: "silent", pretty: false });
 const full = () =>
-  new EdgeFleetError("DISK_FULL", "full", { path: "/data/agent.db", cause: "SQLITE_FULL", freeBytes: 0 });
+  new EdgeFleetError("DISK_FULL", "full", { details: { path: "/data/agent.db", cause: "SQLITE_FULL", freeBytes: 0 } });
 
 function setup() {
   const clock = createFakeClock(1_000_000);
@@ -97,7 +97,9 @@ describe("storage monitor", () => {
     });
     const other = new EdgeFleetError("SMOKE_TEST_FAILED", "bad");
     expect(retry.failed(other)).toBe(other); // not the disk: unchanged, not retried
-    const noRoom = new EdgeFleetError("DISK_FULL", "full", { path: "/nonexistent/x.part", cause: "ENOSPC" });
+    const noRoom = new EdgeFleetError("DISK_FULL", "full", {
+      details: { path: "/nonexistent/x.part", cause: "ENOSPC" },
+    });
     const e = retry.failed(noRoom);
     expect(e.details).toMatchObject({ path: "/nonexistent/x.part", cause: "ENOSPC", freeBytes: expect.any(Number) });
     retry.failed(noRoom); // one timer at a time
