@@ -32,7 +32,7 @@ import { createUpdater } from "./updater/updater.js";
 import type { Updater, UpdaterDeps } from "./updater/updater-types.js";
 import { PIPELINE, type PipelineStep } from "./updater/verdicts.js";
 
-/** Optional overrides, mainly for tests; everything else is built here (DESIGN §1 composition root). */
+/** Optional overrides, mainly for tests; everything else is built here (architecture.md §1 composition root). */
 export interface AgentDeps {
   log?: Logger;
   clock?: Clock;
@@ -88,7 +88,7 @@ function clockWithFault(spec: string | undefined, log: Logger): Clock {
 }
 
 /**
- * Starts the agent. Order matters (DESIGN §5 "inference works with no network at all"): the
+ * Starts the agent. Order matters (architecture.md §5 "inference works with no network at all"): the
  * committed models are loaded and the socket API listens before MQTT is even attempted.
  */
 export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Promise<RunningAgent> {
@@ -120,7 +120,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     log: log.child({ c: "store" }),
     onModeChange: dbFault("agent-db"),
   });
-  // A root rotated over MQTT earlier supersedes the pinned one (it chains from it, DESIGN §3).
+  // A root rotated over MQTT earlier supersedes the pinned one (it chains from it, architecture.md §3).
   const saved = store.getKv(ROOT_KEY);
   let root: Root = saved ? RootSchema.parse(JSON.parse(saved)) : pinned;
   if (root.version < pinned.version) root = pinned;
@@ -287,7 +287,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   await api.listen();
   jobs.start();
 
-  /** Moves to a newer trusted root when `walk` reaches one; a bad chain changes nothing (DESIGN §3). */
+  /** Moves to a newer trusted root when `walk` reaches one; a bad chain changes nothing (architecture.md §3). */
   const adoptRoot = (walk: () => Root): void => {
     try {
       const next = walk();

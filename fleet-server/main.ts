@@ -198,7 +198,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     }
     security.attachBroker((id) => brokerAccess?.revoke(id) ?? Promise.resolve());
 
-    // The trust root chain (oldest first), retained so a device can walk rotations (DESIGN §3).
+    // The trust root chain (oldest first), retained so a device can walk rotations (architecture.md §3).
     await transport.publish(topics.trustRoot(), JSON.stringify(keys.rootChain), { qos: 1, retain: true });
 
     const chunks = createChunkServer({

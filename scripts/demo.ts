@@ -13,7 +13,7 @@ import { ApiClient } from "./fleetctl/api-client.js";
 import { bar, createProgressLine, formatBytes } from "./fleetctl/progress.js";
 
 /**
- * `npm run demo`: the whole system on one machine (DESIGN §7). A fleet server with its embedded
+ * `npm run demo`: the whole system on one machine (architecture.md §7). A fleet server with its embedded
  * broker, three agent processes with different device profiles, a real model from an npm package
  * pushed, rolled out, committed everywhere, and queried over an agent's Unix socket.
  */

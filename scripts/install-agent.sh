@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the EdgeFleet edge agent as a systemd service (DESIGN §5, docs/operations.md).
+# Installs the EdgeFleet edge agent as a systemd service (architecture.md §5, docs/operations.md).
 #
 #   sudo scripts/install-agent.sh --device-id pi-17 --mqtt-url mqtts://fleet.example:8883 \
 #        --password-file ./pi-17.password --root-json ./root.json [--profile raspberry-pi-4]

@@ -1,7 +1,7 @@
 import canonicalizeImpl from "canonicalize";
 
 /**
- * RFC 8785 (JCS) canonical JSON. Signatures are computed over these bytes (DESIGN §3).
+ * RFC 8785 (JCS) canonical JSON. Signatures are computed over these bytes (architecture.md §3).
  * We use the `canonicalize` package (reference implementation by the RFC's author) rather
  * than hand-rolling number serialisation, which is the subtle part of JCS.
  */

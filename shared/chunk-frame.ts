@@ -3,7 +3,7 @@ import { type ChunkHeader, ChunkHeaderSchema } from "./schemas/chunks.js";
 
 /**
  * `chunks/res` binary frame: [u32 BE header length][UTF-8 JSON header][chunk bytes].
- * Binary payload avoids base64's 33% overhead on bulk data (DESIGN §4).
+ * Binary payload avoids base64's 33% overhead on bulk data (architecture.md §4).
  */
 const MAX_HEADER = 4096;
 

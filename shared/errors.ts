@@ -14,7 +14,7 @@ export const ERROR_CODES = [
   "UNAUTHORIZED",
   "FORBIDDEN",
   "RANGE_NOT_SATISFIABLE",
-  // trust (DESIGN §3)
+  // trust (architecture.md §3)
   "SIGNATURE_THRESHOLD_NOT_MET",
   "UNKNOWN_ROLE",
   "WRONG_DEVICE",
@@ -24,7 +24,7 @@ export const ERROR_CODES = [
   "MANIFEST_MISMATCH",
   /** A release (bundle or re-release) waits for offline release signatures (docs/security.md). */
   "RELEASE_NOT_SIGNED",
-  // bundles (DESIGN §2)
+  // bundles (architecture.md §2)
   "BUNDLE_HASH_MISMATCH",
   "BUNDLE_SIZE_MISMATCH",
   "BUNDLE_UNSAFE_ENTRY",
@@ -57,12 +57,12 @@ export const ERROR_CODES = [
   "SMOKE_TEST_FAILED",
   "HOST_CRASHED",
   "INVALID_TENSOR",
-  // probation verdicts (DESIGN §5)
+  // probation verdicts (architecture.md §5)
   "LATENCY_REGRESSION",
   "ERROR_RATE_EXCEEDED",
   "NON_FINITE_OUTPUT",
   "MEMORY_BUDGET_EXCEEDED",
-  // telemetry (DESIGN §5, issue 6)
+  // telemetry (architecture.md §5, issue 6)
   "TELEMETRY_MALFORMED",
   "TELEMETRY_DEVICE_MISMATCH",
   "TELEMETRY_TOO_LARGE",

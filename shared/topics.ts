@@ -12,7 +12,7 @@ export type DeviceTopic =
   | "chunks/req"
   | "chunks/res";
 
-/** Topics a device may publish to / subscribe to (DESIGN §4); the broker ACL follows these lists. */
+/** Topics a device may publish to / subscribe to (architecture.md §4); the broker ACL follows these lists. */
 export const DEVICE_PUBLISHES: readonly DeviceTopic[] = ["reported", "presence", "events", "telemetry", "chunks/req"];
 export const DEVICE_SUBSCRIBES: readonly DeviceTopic[] = ["desired", "telemetry/ack", "chunks/res"];
 

@@ -98,7 +98,7 @@ function defaultReady(runtime: SocketApiRuntime): boolean {
 }
 
 /**
- * The agent's local HTTP API on a Unix socket (DESIGN §5): Open Inference Protocol v2 + status.
+ * The agent's local HTTP API on a Unix socket (architecture.md §5): Open Inference Protocol v2 + status.
  * Every error leaves through one handler as `{ error, code }`; no input can crash the process.
  */
 export function createSocketApi(deps: SocketApiDeps): SocketApi {

@@ -1,7 +1,7 @@
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { ManifestFile } from "../../shared/schemas/manifest.js";
 
-/** Limits on an untrusted archive (DESIGN §2 "cap entry count and total size"). */
+/** Limits on an untrusted archive (architecture.md §2 "cap entry count and total size"). */
 export interface ExtractLimits {
   maxEntries: number;
   maxTotalBytes: number;
@@ -42,7 +42,7 @@ export function newTally(): EntryTally {
 const FILE_TYPES = new Set(["File", "OldFile", "ContiguousFile"]);
 
 /**
- * Syntactic safety of an archive path (DESIGN §2): relative, no `..`/`.`/empty segments,
+ * Syntactic safety of an archive path (architecture.md §2): relative, no `..`/`.`/empty segments,
  * no backslashes (a Windows separator that later code might honour), no NUL, no control chars.
  */
 export function checkEntryPath(path: string): void {

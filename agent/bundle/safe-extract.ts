@@ -37,7 +37,7 @@ export interface ExtractOptions {
 const GZIP_MAGIC = [0x1f, 0x8b];
 
 /**
- * Safe extraction of an untrusted bundle (DESIGN §2). tar's Parser only decodes headers; every
+ * Safe extraction of an untrusted bundle (architecture.md §2). tar's Parser only decodes headers; every
  * decision is `decideEntry`'s and every file is written here, by us, under a path we validated,
  * with O_EXCL into a fresh 0700 staging dir. Nothing reaches `destDir` unless every check passed;
  * on failure the staging dir is removed.

@@ -63,7 +63,7 @@ function report(v: VersionWindows, i: number): DriftFeatureReport {
 }
 
 /**
- * Rolling drift windows per model version (DESIGN §5, issue 6). The baseline is read once per
+ * Rolling drift windows per model version (architecture.md §5, issue 6). The baseline is read once per
  * bundle directory; a bundle without one (or with an invalid one, logged once) has no drift.
  * All state lives in this object; the composition root owns it.
  */

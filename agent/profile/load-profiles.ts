@@ -23,7 +23,7 @@ export interface ResolvedProfile {
   facts?: DeviceFacts;
 }
 
-/** The configured profile when there is one, else the detected one (DESIGN §5). */
+/** The configured profile when there is one, else the detected one (architecture.md §5). */
 export async function resolveProfile(opts: ResolveProfileOptions): Promise<ResolvedProfile> {
   const override = opts.override;
   if (override && (override.includes("/") || override.endsWith(".json"))) {

@@ -3,7 +3,7 @@ import { elementCount, type OrtTensorType, type RawTensor, type TensorData } fro
 import type { TensorEntry } from "./host-headers.js";
 
 /**
- * Frames of the agent ↔ model host bulk channel (DESIGN §11 "Agent ↔ host data path", issue 13).
+ * Frames of the agent ↔ model host bulk channel (architecture.md §11 "Agent ↔ host data path", issue 13).
  * Pure: bytes in, frames out, and back.
  *
  *   frame   = prefix (16 bytes) · header (JSON, UTF-8) · payload (raw bytes)

@@ -19,7 +19,7 @@ export function countNonFinite(outputs: Record<string, RawTensor>): number {
   return n;
 }
 
-/** Restart backoff for a crashed host (DESIGN §5): first restart after 250 ms, doubling, capped at 30 s. */
+/** Restart backoff for a crashed host (architecture.md §5): first restart after 250 ms, doubling, capped at 30 s. */
 export const RESTART_BASE_MS = 250;
 export const RESTART_MAX_MS = 30_000;
 /** Crashes older than this no longer count toward the backoff (a host that ran a while is "healthy"). */

@@ -3,7 +3,7 @@ import type { RawTensor } from "../../shared/tensors.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 /**
- * Agent (parent) ↔ model host (child), two channels (DESIGN §11 "Agent ↔ host data path", issue 13):
+ * Agent (parent) ↔ model host (child), two channels (architecture.md §11 "Agent ↔ host data path", issue 13):
  *
  * - control: the fork IPC channel (`serialization: "advanced"`) carries `load`, `rss` and `stop` and
  *   their answers — small objects, never tensors;

@@ -16,7 +16,7 @@ export interface HostSupervisorDeps {
 }
 
 /**
- * Crash supervision of model hosts (DESIGN §5: "a model host that dies, even by a native crash, is
+ * Crash supervision of model hosts (architecture.md §5: "a model host that dies, even by a native crash, is
  * restarted"). Invariants: only the version's *current* host is watched; a retiring version is
  * never restarted, and a host spawned while it started retiring is stopped at once, so no host
  * outlives its version. `v.restarting` is set while a restart is under way so requests can wait.

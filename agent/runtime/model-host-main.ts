@@ -1,5 +1,5 @@
 /**
- * Entry point of a model host process (one per loaded model version, DESIGN §5).
+ * Entry point of a model host process (one per loaded model version, architecture.md §5).
  * Forked by `spawnModelHost`; talks only over the IPC channel (see host-protocol.ts).
  * It owns exactly one onnxruntime session. `run()` may block this process's thread — that is
  * the point of running it here and not in the agent's main process.

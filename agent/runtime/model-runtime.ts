@@ -8,7 +8,7 @@ import type { RunTiming } from "./host-protocol.js";
  * Contract between the updater (agent/updater/) and the runtime (agent/runtime/).
  * The updater decides *what* should run; the runtime owns model host processes and the
  * routing of requests to them. All methods are async and never block the main thread on
- * inference (each version runs in its own host process, DESIGN §5).
+ * inference (each version runs in its own host process, architecture.md §5).
  */
 export interface InstalledModel {
   model: string;

@@ -41,7 +41,7 @@ async function readSamples(dir: string): Promise<SamplesFile | null> {
 }
 
 /**
- * The agent's model runtime (DESIGN §5): one host process per loaded version, atomic hot swap.
+ * The agent's model runtime (architecture.md §5): one host process per loaded version, atomic hot swap.
  *
  * Concurrency invariants (single-threaded event loop, so "atomic" = "no await in between"):
  * - `infer` picks its target version and increments that version's `inFlight` in the same synchronous

@@ -7,7 +7,7 @@ import { AGENT_DB_MIGRATIONS, DesiredRowSchema, ModelRowSchema } from "./agent-d
 import { type DbMode, type FallbackDbOptions, openFallbackDb } from "./fallback-db.js";
 import { decodeRow, migrateSchema, quarantineInvalidRows } from "./schema-migrations.js";
 
-/** One model's persisted update record (DESIGN §5). */
+/** One model's persisted update record (architecture.md §5). */
 export interface ModelRecord {
   model: string;
   state: UpdateState;
@@ -15,7 +15,7 @@ export interface ModelRecord {
   candidate: InstalledRef | null;
   error: ErrorJson | null;
   rolloutId: string | null;
-  /** Agent restarts seen while this candidate was in probation (crash-loop guard, DESIGN §5). */
+  /** Agent restarts seen while this candidate was in probation (crash-loop guard, architecture.md §5). */
   probationRestarts: number;
 }
 
@@ -78,7 +78,7 @@ export interface AgentStoreOptions {
 
 /**
  * `{dataDir}/agent.db`: WAL + synchronous=FULL, so a transition that returned is on disk even
- * if power is cut right after (DESIGN §5: every transition is persisted before it is published).
+ * if power is cut right after (architecture.md §5: every transition is persisted before it is published).
  * better-sqlite3 is synchronous; each method is one statement or one transaction.
  *
  * On a full, read-only or failing disk (issue 20 §2) the store never throws for it: it continues on

@@ -9,7 +9,7 @@ import { freeBytesAt, type StorageFaultDetails } from "./storage-faults.js";
  * The agent's view of its own storage (issue 20 §2). Components report faults per area; the
  * monitor keeps them for `reported.storage`, publishes a `storage.fault` event when one appears,
  * changes code or clears, and while a database runs in memory tries to put it back on disk with
- * full-jitter backoff (never a fixed period, DESIGN §4), telling listeners when it did.
+ * full-jitter backoff (never a fixed period, architecture.md §4), telling listeners when it did.
  */
 export type StorageArea = "agent-db" | "telemetry-db" | "updates";
 

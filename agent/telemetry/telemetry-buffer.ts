@@ -77,7 +77,7 @@ const COMMIT_SLICE = 500;
 const MAX_PENDING = 20_000;
 
 /**
- * The device's telemetry ring (DESIGN §5): SQLite in WAL mode, appends batched into one
+ * The device's telemetry ring (architecture.md §5): SQLite in WAL mode, appends batched into one
  * transaction per event-loop turn (`full`) or per `commitIntervalMs` (`normal`).
  *
  * Invariants (better-sqlite3 is synchronous and this object is the only writer, so each method

@@ -1,5 +1,5 @@
 /**
- * Full-jitter exponential backoff (DESIGN §4: "agents reconnect with full-jitter exponential
+ * Full-jitter exponential backoff (architecture.md §4: "agents reconnect with full-jitter exponential
  * backoff, never a fixed period"). Pure: the random source is injected so tests can seed it.
  * A thousand devices losing the same broker spread their reconnects over the whole window
  * instead of stampeding it at fixed instants.

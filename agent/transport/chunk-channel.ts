@@ -2,7 +2,7 @@ import type { ChunkRequest } from "../../shared/schemas/chunks.js";
 import type { Topics } from "../../shared/topics.js";
 import type { MqttLink } from "./mqtt-link.js";
 
-/** What the downloader needs from a transport: the pull protocol of DESIGN §4, nothing more. */
+/** What the downloader needs from a transport: the pull protocol of architecture.md §4, nothing more. */
 export interface ChunkChannel {
   connected(): boolean;
   request(req: ChunkRequest): void;

@@ -46,7 +46,7 @@ export interface MqttLink {
 }
 
 /**
- * The agent's MQTT connection (DESIGN §4). mqtt.js's fixed `reconnectPeriod` is disabled; we
+ * The agent's MQTT connection (architecture.md §4). mqtt.js's fixed `reconnectPeriod` is disabled; we
  * reconnect ourselves with full-jitter exponential backoff on the same client, so QoS 1 publishes
  * in flight when the connection broke, and those made while disconnected (up to `maxQueuedOffline`),
  * go out after the reconnect (at least once).

@@ -6,7 +6,7 @@ import { walkRootChain } from "../../shared/trust/root-chain.js";
 
 /**
  * Parses a pinned root envelope and checks it is signed by a threshold of its own root keys
- * (DESIGN §3): a root.json that fails this was corrupted or tampered with at provisioning.
+ * (architecture.md §3): a root.json that fails this was corrupted or tampered with at provisioning.
  */
 export function parsePinnedRoot(json: unknown): Root {
   const env = SignedRootSchema.safeParse(json);
@@ -30,7 +30,7 @@ export async function loadPinnedRoot(path: string): Promise<Root> {
 
 /**
  * Applies a root chain published on `fleet/v1/trust/root` (a JSON array of signed roots, or one).
- * Returns the newest root reachable from `trusted` by valid rotations (TUF 5.3, DESIGN §3).
+ * Returns the newest root reachable from `trusted` by valid rotations (TUF 5.3, architecture.md §3).
  */
 export function applyRootChain(trusted: Root, payload: unknown): Root {
   const list = Array.isArray(payload) ? payload : [payload];

@@ -6,7 +6,7 @@ import { type Manifest, ManifestSchema } from "../../shared/schemas/manifest.js"
 import { type Envelope, type Root, SignatureSchema } from "../../shared/schemas/trust.js";
 import { verifyRoleSignatures } from "../../shared/trust/envelope.js";
 
-/** Device facts the compatibility check needs (DESIGN §2 manifest `compatibility`). */
+/** Device facts the compatibility check needs (architecture.md §2 manifest `compatibility`). */
 export interface DeviceFacts {
   arch: string;
   memoryBudgetMB: number;
@@ -33,7 +33,7 @@ export interface VerifyContext {
   now: number;
   /** Highest release counter installed (committed) per model. */
   highestCounters: ReadonlyMap<string, number>;
-  /** SHA-256 of bundles marked bad (never retried, DESIGN §5). */
+  /** SHA-256 of bundles marked bad (never retried, architecture.md §5). */
   badBundles: ReadonlySet<string>;
 }
 
@@ -54,7 +54,7 @@ export type VerifyResult = { ok: true; value: VerifiedDesired } | { ok: false; e
 const RawEnvelopeSchema = z.object({ signed: z.unknown(), signatures: z.array(SignatureSchema).max(32) });
 
 /**
- * Decides whether a desired-state document may be accepted (DESIGN §3). Pure: no clock, no I/O;
+ * Decides whether a desired-state document may be accepted (architecture.md §3). Pure: no clock, no I/O;
  * every rejection is a result with a stable error code, and the caller leaves its state unchanged.
  * Order matters: nothing in the document is trusted (not even its seq for replay bookkeeping)
  * before the director signatures check out.
@@ -160,7 +160,7 @@ function verifyAssignment(a: DesiredState["assignments"][number], rawManifest: E
 
 /**
  * Throws INCOMPATIBLE, with a message an operator can act on, when this device cannot run the
- * release (DESIGN §2 manifest compatibility): wrong arch, agent too old, an execution provider the
+ * release (architecture.md §2 manifest compatibility): wrong arch, agent too old, an execution provider the
  * profile does not configure, or more memory than the profile's budget — the manifest's declared
  * minimum, and our estimate from the model file's size. Pure.
  */

@@ -54,7 +54,7 @@ export function rejectDesired(error: ErrorJson, seq: number | null, deps: Omit<D
 }
 
 /**
- * The door for a desired-state document (DESIGN §3/§5): a retained re-delivery of the accepted one
+ * The door for a desired-state document (architecture.md §3/§5): a retained re-delivery of the accepted one
  * is ignored; anything else is verified (signatures, sequence, expiry, counters, bad bundles) and
  * either stored as the accepted state or rejected with a `desired.rejected` event. True when a new
  * document was accepted (the caller then reconciles).

@@ -50,7 +50,7 @@ interface Pending {
 }
 
 /**
- * Pull download over chunk requests (DESIGN §4), resumable after a crash.
+ * Pull download over chunk requests (architecture.md §4), resumable after a crash.
  *
  * Invariants:
  * - `persisted` (in SQLite) is a contiguous prefix of the .part file that was written *and*

@@ -21,7 +21,7 @@ export function percentile(values: readonly number[], p: number): number | null 
 const round3 = (x: number | null) => (x === null ? null : Math.round(x * 1000) / 1000);
 
 /**
- * The `HealthSummary` of one version over a set of samples (DESIGN §5; read by the rollout gates).
+ * The `HealthSummary` of one version over a set of samples (architecture.md §5; read by the rollout gates).
  * Latency figures are the model's execution time inside its host, so they compare versions rather
  * than how busy the device was. `nonFinite` counts requests with at least one NaN/Inf output. Pure.
  */

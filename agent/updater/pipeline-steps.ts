@@ -59,7 +59,7 @@ export interface StepContext {
 }
 
 /**
- * The I/O of each pipeline step (DESIGN §5), run in order by the updater's executor, which owns the
+ * The I/O of each pipeline step (architecture.md §5), run in order by the updater's executor, which owns the
  * transitions, failures and reverts. A step throws to fail; it never transitions by itself.
  */
 export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job: Job) => Promise<void>> {

@@ -44,7 +44,7 @@ export function splitAssignments(
   const out = new Map<string, { active: Assignment | null; side: Assignment | null }>();
   for (const a of desired.assignments) {
     const slot = out.get(a.model) ?? { active: null, side: null };
-    // One of each per model: the first wins (the server never publishes more, DESIGN §3).
+    // One of each per model: the first wins (the server never publishes more, architecture.md §3).
     if (a.strategy.mode === "active") slot.active ??= a;
     else slot.side ??= a;
     out.set(a.model, slot);
@@ -68,7 +68,7 @@ const sameMode = (a: SideMode, b: SideMode) =>
   (a.mode === "shadow" ? a.sampleRate === (b as typeof a).sampleRate : a.weight === (b as typeof a).weight);
 
 /**
- * Decides what happens to side candidates (DESIGN §5, issue 4 `shadow`/`ab`). Pure. Removals come
+ * Decides what happens to side candidates (architecture.md §5, issue 4 `shadow`/`ab`). Pure. Removals come
  * first so a model never holds two side hosts at once. `committedSha` is the model's committed
  * version after the active pipeline ran: a side needs a serving version to run beside (control),
  * and a side whose bundle is the committed one has nothing left to do.

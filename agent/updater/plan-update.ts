@@ -2,7 +2,7 @@ import type { Assignment, DesiredState } from "../../shared/schemas/desired-stat
 import type { InstalledRef, UpdateState } from "../../shared/schemas/device-state.js";
 import { isStorageCode } from "../store/storage-faults.js";
 
-/** What the store knows about one model (DESIGN §5). */
+/** What the store knows about one model (architecture.md §5). */
 export interface ModelCurrent {
   model: string;
   state: UpdateState;
@@ -29,7 +29,7 @@ export const IN_PROGRESS_STATES: ReadonlySet<UpdateState> = new Set<UpdateState>
 ]);
 
 /**
- * Decides, per assigned model, whether anything must happen. Pure (DESIGN §1): the executor in
+ * Decides, per assigned model, whether anything must happen. Pure (architecture.md §1): the executor in
  * `updater.ts` does the I/O. Models present on the device but absent from the desired state are
  * left alone: removing a model is an explicit operator action, not a side effect of a document.
  */
@@ -42,7 +42,7 @@ export function planUpdate(current: readonly ModelCurrent[], desired: DesiredSta
     if (!cur) return { kind: "install", model, assignment, supersedes: null };
     if (cur.candidate?.sha256 === sha) {
       if (IN_PROGRESS_STATES.has(cur.state)) return { kind: "noop", model, reason: "in-progress" };
-      // A bundle that failed or was reverted is marked bad and never retried (DESIGN §5) — unless it
+      // A bundle that failed or was reverted is marked bad and never retried (architecture.md §5) — unless it
       // failed for the device's disk (full, read-only, I/O): then the same bundle is tried again
       // when space returns or a new rollout names it again (issue 20 §2).
       // (A repair of the committed bundle retries on its own: agent/updater/self-heal.ts.)

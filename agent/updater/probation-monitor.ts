@@ -134,7 +134,7 @@ export type ProbationOutcome = {
 } | null;
 
 /**
- * Watches a serving candidate until `judgeProbation` decides (DESIGN §5). The thin I/O shell around
+ * Watches a serving candidate until `judgeProbation` decides (architecture.md §5). The thin I/O shell around
  * the pure verdict: it reads the recorder, samples host RSS, and fires synthetic probes when client
  * traffic is idle so a quiet device still fills its window. Returns null if the agent closes first.
  */

@@ -6,7 +6,7 @@ const KEY = (model: string) => `probation:${model}`;
 
 /**
  * The current or last probation report per model, as `reported.models[].probation` shows it
- * (DESIGN §5; the rollout gates read it). A pending report lives in memory (it changes every few
+ * (architecture.md §5; the rollout gates read it). A pending report lives in memory (it changes every few
  * seconds); a final one is persisted so it survives restarts, and is announced once as a
  * `probation.verdict` event.
  */

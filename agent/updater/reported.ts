@@ -28,7 +28,7 @@ export interface ReportedInputs {
   storage?: ReportedStorage;
 }
 
-/** The retained `reported` document (DESIGN §4/§5): always the current truth, built from the store. Pure. */
+/** The retained `reported` document (architecture.md §4/§5): always the current truth, built from the store. Pure. */
 export function buildReported(i: ReportedInputs): ReportedState {
   const models = i.models.slice(0, 16).map((m): ReportedModel => {
     const out: ReportedModel = {

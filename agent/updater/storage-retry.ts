@@ -23,7 +23,7 @@ export interface StorageRetry {
 /**
  * Issue 20 §2: an update that failed for the device's disk (full, read-only, I/O) marks nothing
  * bad; the fault is reported (`reported.storage`, a `storage.fault` event) and the same bundle is
- * tried again after a full-jitter backoff (never a fixed period, DESIGN §4), or at once when a
+ * tried again after a full-jitter backoff (never a fixed period, architecture.md §4), or at once when a
  * database gets back on disk (`onRecovered`) or a new desired state arrives (the updater reconciles).
  */
 export function createStorageRetry(deps: {

@@ -41,7 +41,7 @@ const IDLE = (model: string): ModelRecord => ({
 });
 
 /**
- * Executor of the update state machine (DESIGN §5). Decisions are pure (`verifyDesiredState`,
+ * Executor of the update state machine (architecture.md §5). Decisions are pure (`verifyDesiredState`,
  * `planUpdate`, `planResume`, `judgeProbation`); this file does the I/O in between.
  * Invariants: update work runs strictly one job at a time on the `queue` chain; every transition
  * is written to SQLite before its event and the `reported` document are published.
@@ -212,7 +212,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
   };
 
   /**
-   * Back to the last committed version (DESIGN §5); the candidate is marked bad, never retried.
+   * Back to the last committed version (architecture.md §5); the candidate is marked bad, never retried.
    * With a warm previous host (blue-green) the revert is one atomic switch; otherwise the committed
    * version is loaded again first. Either way the candidate keeps serving until the switch, so no
    * request fails because of the revert.
@@ -270,7 +270,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
     transition(job.model, "verifying", { candidate: job.ref, rolloutId: job.rolloutId, probationRestarts: 0 });
     job.priorRestarts = 0;
     try {
-      // Before a single byte is downloaded (DESIGN §5): a device that cannot run it says so and stops.
+      // Before a single byte is downloaded (architecture.md §5): a device that cannot run it says so and stops.
       checkCompatibility(job.manifest, deps.facts);
       const installed = await installedEstimates(store, deps.dirs.models);
       checkCapacity(job.model, estimateHostMB(job.manifest), installed, deps.limits);

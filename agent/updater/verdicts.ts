@@ -3,7 +3,7 @@ import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
 import type { HealthSummary, UpdateState } from "../../shared/schemas/device-state.js";
 import type { PairedVerdict } from "./latency-gate.js";
 
-/** Pipeline steps that can be (re)started, in order (DESIGN §5). */
+/** Pipeline steps that can be (re)started, in order (architecture.md §5). */
 export const PIPELINE = ["downloading", "staging", "loading", "smoke-testing", "swapping", "probation"] as const;
 export type PipelineStep = (typeof PIPELINE)[number];
 
@@ -13,7 +13,7 @@ export type ResumeAction =
   | { kind: "revert"; code: ErrorCode; reason: string };
 
 /**
- * What to do at startup with a model whose update was interrupted (DESIGN §5: "a restart resumes
+ * What to do at startup with a model whose update was interrupted (architecture.md §5: "a restart resumes
  * where it stopped"; "a restart during probation counts against the candidate"). Pure.
  * - verifying/downloading resume the download; staging onwards restart from the bundle on disk;
  * - swapping restarts from loading (whether the swap happened is unknown after a crash, and
@@ -43,7 +43,7 @@ export function planResume(state: UpdateState, restarts: number, maxHostRestarts
   }
 }
 
-/** What the monitor measured on the candidate so far (DESIGN §5 probation). */
+/** What the monitor measured on the candidate so far (architecture.md §5 probation). */
 export interface ProbationStats {
   /** Epoch ms when the candidate started serving. */
   startedAt: number;
@@ -78,7 +78,7 @@ export type ProbationJudgement =
   | { verdict: "passed" }
   | { verdict: "failed"; code: ErrorCode; reason: string };
 
-/** Whether the window (duration and/or request count, DESIGN §5) has closed. Pure. */
+/** Whether the window (duration and/or request count, architecture.md §5) has closed. Pure. */
 export function windowComplete(stats: ProbationStats, policy: HealthPolicy, now: number): boolean {
   return (
     now - stats.startedAt >= policy.probationSeconds * 1000 && stats.candidate.requests >= policy.probationRequests
@@ -86,7 +86,7 @@ export function windowComplete(stats: ProbationStats, policy: HealthPolicy, now:
 }
 
 /**
- * Probation verdict (DESIGN §5), pure (`now` is passed in). Order of checks:
+ * Probation verdict (architecture.md §5), pure (`now` is passed in). Order of checks:
  * 1. Conditions that fail at once, whatever the window: crashes beyond `maxHostRestarts`, any non-finite
  *    output, host RSS above the profile budget, the candidate no longer serving.
  * 2. Until the window closes: pending.
@@ -160,7 +160,7 @@ export function judgeProbation(
 }
 
 /**
- * Which failures condemn the bundle itself (never retried, DESIGN §5) and which are circumstances
+ * Which failures condemn the bundle itself (never retried, architecture.md §5) and which are circumstances
  * (retried, or decided elsewhere). A full `Record` over every code: a new error code does not
  * compile until someone decides here (issue 20 §2: only errors that prove a bundle bad condemn
  * it; a full, read-only or failing disk — DISK_FULL, STORAGE_READ_ONLY, STORAGE_FAILED, see

@@ -1,7 +1,7 @@
 import { type ApiRole, RoleSchema } from "../../shared/http/security.js";
 
 /**
- * API roles (DESIGN §6, issue 7), ordered: each role has every right of the ones before it.
+ * API roles (architecture.md §6, issue 7), ordered: each role has every right of the ones before it.
  * - viewer: read-only.
  * - operator: viewer + every change to models, rollouts, devices and enrollment tokens.
  * - admin: everything, including API tokens and the audit log (who may mint credentials and who

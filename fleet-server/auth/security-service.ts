@@ -8,7 +8,7 @@ import type { Transport } from "../broker/transport.js";
 import type { ApiRole } from "./roles.js";
 import type { AuditEntry, EnrollmentTokenRow, SecurityRepo } from "./security-repo.js";
 
-/** Who made an authenticated operator request (DESIGN §6). */
+/** Who made an authenticated operator request (architecture.md §6). */
 export interface Principal {
   /** `bootstrap-admin` for the `admin-token` file, `token:<id>` otherwise. */
   actor: string;

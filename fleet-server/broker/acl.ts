@@ -9,7 +9,7 @@ export function isValidDeviceUsername(username: string): boolean {
 }
 
 /**
- * Pure ACL (DESIGN §4): a device publishes only on its own DEVICE_PUBLISHES topics and subscribes
+ * Pure ACL (architecture.md §4): a device publishes only on its own DEVICE_PUBLISHES topics and subscribes
  * only to its own DEVICE_SUBSCRIBES topics plus the trust root. Exact topics only — a device
  * never needs a wildcard, and allowing one would let it read other devices' traffic.
  */
@@ -27,7 +27,7 @@ export function maySubscribe(topics: Topics, who: Identity, filter: string): boo
 /**
  * A Last Will is a publish the broker makes on the client's behalf later, so it needs the same
  * right as a publish *and* is narrower: a device's will may only be `offline` on its own presence
- * topic (DESIGN §4, issue 20 §5), which is all the agent ever sets. Checked at CONNECT so a
+ * topic (architecture.md §4, issue 20 §5), which is all the agent ever sets. Checked at CONNECT so a
  * forbidden will never gets stored. (Mosquitto cannot check a will apart from a publish: see
  * docs/security.md "Broker rules" for the rule that holds there.)
  */

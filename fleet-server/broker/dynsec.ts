@@ -2,7 +2,7 @@ import { DEVICE_PUBLISHES, DEVICE_SUBSCRIBES, type Topics } from "../../shared/t
 
 /**
  * Mosquitto's dynamic-security plugin (issue 20 §5), pure part: the roles, ACLs and clients that give
- * Mosquitto the embedded broker's rules (DESIGN §4, `acl.ts`), as commands for
+ * Mosquitto the embedded broker's rules (architecture.md §4, `acl.ts`), as commands for
  * `$CONTROL/dynamic-security/v1` and as the plugin's JSON config file (the offline/bootstrap path).
  *
  * Why dynsec rather than `password_file` + `acl_file`: the plugin is changed live (enrollment and

@@ -5,7 +5,7 @@ import type { Topics } from "../../shared/topics.js";
 import { renderDynsecConfig } from "./dynsec.js";
 
 /**
- * Mosquitto files with the same rules as the embedded broker (DESIGN §4, fleet-server/broker/acl.ts),
+ * Mosquitto files with the same rules as the embedded broker (architecture.md §4, fleet-server/broker/acl.ts),
  * through the dynamic-security plugin (issue 20 §5, `dynsec.ts`): `mosquitto.conf` loads the plugin
  * and `dynamic-security.json` is its bootstrap state (the server, every non-revoked device, one role
  * per device). Once Mosquitto runs, the fleet server (`--mosquitto-dynsec`) changes that state live

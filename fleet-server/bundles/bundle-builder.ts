@@ -13,7 +13,7 @@ import type { KeyPair } from "../../shared/trust/keys.js";
 
 /** Fixed entry mtime so the same inputs always produce the same bytes (and the same bundle id). */
 export const BUNDLE_MTIME = new Date(0);
-/** DESIGN §2: gzip only where it saves at least 15% of the tar's size. */
+/** architecture.md §2: gzip only where it saves at least 15% of the tar's size. */
 export const GZIP_MIN_SAVING = 0.15;
 
 export interface BundleInput {
@@ -39,7 +39,7 @@ export interface BuiltBundle {
 }
 
 /**
- * Builds a bundle (DESIGN §2): a tar of `manifest.json` (release-signed envelope), `model.onnx`,
+ * Builds a bundle (architecture.md §2): a tar of `manifest.json` (release-signed envelope), `model.onnx`,
  * `samples.json` and optional `MODEL_CARD.md`. Regular files only, mode 0644, no directory
  * entries, portable headers and a fixed mtime, in a fixed order with the manifest first so an
  * agent can read it before anything else.

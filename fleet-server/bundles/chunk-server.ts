@@ -35,7 +35,7 @@ export function assignedBundles(desired: SignedDesiredState | null): Set<string>
 }
 
 /**
- * Serves `chunks/req` → `chunks/res` (DESIGN §4 pull protocol). Stateless per request, so a
+ * Serves `chunks/req` → `chunks/res` (architecture.md §4 pull protocol). Stateless per request, so a
  * device resumes simply by asking for the offsets it still lacks.
  */
 export function createChunkServer(deps: ChunkServerDeps) {

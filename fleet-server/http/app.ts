@@ -151,7 +151,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
       callers.set(req, { kind: "token", principal });
       return { kind: "bearer", role: principal.role };
     }
-    // Devices may fetch bundles over HTTP with their MQTT credentials (DESIGN §4), nothing else:
+    // Devices may fetch bundles over HTTP with their MQTT credentials (architecture.md §4), nothing else:
     // their password is only checked where a route declares `device-bundle`.
     if (auth.startsWith("Basic ") && level === "device-bundle") {
       const decoded = Buffer.from(auth.slice(6).trim(), "base64").toString("utf8");

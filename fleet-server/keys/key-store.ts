@@ -18,7 +18,7 @@ export interface ServerKeys {
   signedRoot: Envelope<Root>;
   /**
    * Every root version, oldest first, ending with `signedRoot`: what the retained trust topic
-   * carries so a device pinned to any older version can walk forward (DESIGN §3, TUF 5.3).
+   * carries so a device pinned to any older version can walk forward (architecture.md §3, TUF 5.3).
    */
   rootChain: Envelope<Root>[];
   rootJsonPath: string;

@@ -180,7 +180,7 @@ export function createModelService(deps: ModelDeps) {
         }
       }
       // One counter for every variant of a version: variants are the same release in different
-      // encodings, so a device may move between them (anti-rollback compares counters, DESIGN §3),
+      // encodings, so a device may move between them (anti-rollback compares counters, architecture.md §3),
       // and any newer version's variants outrank all of them.
       const releaseCounter = models.nextReleaseCounter(req.name);
       const { bundles, pendings } = await bundleVariants(

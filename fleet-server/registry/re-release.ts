@@ -25,7 +25,7 @@ export interface ReReleaseDeps {
 }
 
 /**
- * Fleet rollback (DESIGN §3): a device never installs a lower release counter, so going back to
+ * Fleet rollback (architecture.md §3): a device never installs a lower release counter, so going back to
  * an older version means releasing its bytes again under the next counter. The new bundle's
  * manifest is the old one with a new `releaseCounter` (and `createdAt`), re-signed by the release
  * key; `model.onnx`, `samples.json` and the model card are byte-identical (checked), only the

@@ -4,7 +4,7 @@ import { isVariantPublished } from "../registry/model-service.js";
 import type { BundleRow } from "../store/model-repo.js";
 
 /**
- * Which bundle variant a device gets when a rollout leaves `variant` out (issue 5, DESIGN §5/§6).
+ * Which bundle variant a device gets when a rollout leaves `variant` out (issue 5, architecture.md §5/§6).
  * Pure: the executor gathers the version's variants, the device's profile and what the device
  * measured, and applies the answer.
  */

@@ -32,7 +32,7 @@ export function mergeAssignments(previous: readonly Assignment[], next: NewAssig
 /**
  * Like `mergeAssignments`, for a rollout's serving mode: `active` replaces the model's assignment;
  * `shadow` and `ab` keep the device's current active assignment and add the new bundle beside it
- * with its strategy (the agent runs both; DESIGN §3 "the strategy for each").
+ * with its strategy (the agent runs both; architecture.md §3 "the strategy for each").
  */
 export function assignmentsForMode(
   previous: readonly Assignment[],

@@ -45,7 +45,7 @@ const enough = (h: HealthSummary | null | undefined, min: number): h is HealthSu
   h !== null && h !== undefined && h.requests >= min;
 
 /**
- * Pure gate evaluation (DESIGN §6): failures counted once per device, metric gates from the
+ * Pure gate evaluation (architecture.md §6): failures counted once per device, metric gates from the
  * devices' probation reports (candidate against the device's own baseline), each device counted
  * only with `minRequestsPerDevice` samples. Nothing trips or passes below `minDevices`.
  */

@@ -7,7 +7,7 @@ import { isWindowOpen } from "./maintenance-window.js";
 import type { Observation } from "./observe.js";
 
 /**
- * The rollout planner (issue 4, DESIGN §6): a pure function from the rollout's persisted state,
+ * The rollout planner (issue 4, architecture.md §6): a pure function from the rollout's persisted state,
  * what each device reports, and the time, to the actions that move the rollout on. No I/O and
  * no clock of its own, so every rule below is unit-tested with plain data; `scheduler.ts`
  * applies the actions and persists them.
@@ -67,7 +67,7 @@ export type RolloutAction =
 const MINUTE = 60_000;
 const INSTALLING: ReadonlySet<string> = new Set(["staging", "loading", "smoke-testing", "swapping"]);
 
-/** Deterministic cohort order: hash of rollout id and device id (DESIGN §6). */
+/** Deterministic cohort order: hash of rollout id and device id (architecture.md §6). */
 export function cohortKey(rolloutId: string, deviceId: string): string {
   return createHash("sha256").update(`${rolloutId}\n${deviceId}`).digest("hex");
 }

@@ -75,7 +75,7 @@ CREATE TABLE device_events (
   {
     // Issue 4: staged rollouts. The definition and engine state of a rollout, each device's
     // membership (stage, phase clock, sticky outcome, what it ran before), an audit trail of
-    // transitions, and re-releases (old bytes under a new release counter, DESIGN §3).
+    // transitions, and re-releases (old bytes under a new release counter, architecture.md §3).
     version: 2,
     sql: `
 ALTER TABLE rollouts ADD COLUMN definition TEXT;

@@ -86,7 +86,7 @@ export function createModelRepo(db: Db) {
         .get(name, name, name) as { m: number | null };
       return (r.m ?? 0) + 1;
     },
-    /** A re-release: existing bytes under a new release counter (DESIGN §3 fleet rollback). */
+    /** A re-release: existing bytes under a new release counter (architecture.md §3 fleet rollback). */
     insertReRelease(b: BundleRow, originSha256: string): void {
       db.prepare(
         "INSERT INTO re_releases (sha256, size, name, version, variant, release_counter, manifest, origin_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

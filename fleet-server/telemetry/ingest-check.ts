@@ -34,7 +34,7 @@ const reject = (
 ): BatchCheck => ({ ok: false, reason, code: CODES[reason], message, range });
 
 /**
- * Pure validation of one telemetry payload from the device in the topic (DESIGN §4): size first
+ * Pure validation of one telemetry payload from the device in the topic (architecture.md §4): size first
  * (before parsing anything), then JSON and schema, then identity, then sequence order. Every
  * record must parse: a batch is stored whole or not at all, so its ack means one thing.
  *

@@ -34,7 +34,7 @@ function usage(samples: ProcSample[], seconds: number): Usage {
 }
 
 /**
- * Scenario "agent idle RSS/CPU" (DESIGN §9): a real `edge-agent` connected to a real fleet server
+ * Scenario "agent idle RSS/CPU" (architecture.md §9): a real `edge-agent` connected to a real fleet server
  * with one committed Silero model, sampled from /proc over an idle window, beside a bare
  * `node -e "setInterval(()=>{},1000)"` process sampled the same way over the same window.
  */

@@ -61,7 +61,7 @@ async function connectLink(fleet: BenchFleet, password: string): Promise<MqttLin
 }
 
 /**
- * Scenario "bundle delivery over MQTT chunks vs HTTP Range" (DESIGN §9): the agent's real chunk
+ * Scenario "bundle delivery over MQTT chunks vs HTTP Range" (architecture.md §9): the agent's real chunk
  * downloader against the real fleet server's chunk server (through its embedded broker), and the
  * same bundle over `GET /v1/bundles/{sha256}` with Range requests of the same size and window.
  * Both write to disk and verify the SHA-256; runs are interleaved.

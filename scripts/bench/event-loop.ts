@@ -4,7 +4,7 @@ import { ratio, summarize, timeSequential } from "./stats.js";
 import { closedLoop, startServingFixture } from "./swap-fixture.js";
 
 /**
- * Scenario "event-loop responsiveness" (DESIGN §5: the main process never blocks on inference):
+ * Scenario "event-loop responsiveness" (architecture.md §5: the main process never blocks on inference):
  * `GET /v2/health/ready` latency over the socket with no load (anchor) and while `clients`
  * closed-loop clients keep the model host busy with inference (figure), plus the main process's
  * event-loop delay p99 in both phases.

@@ -107,7 +107,7 @@ async function fanoutOnce(root: string, broker: string, n: number, mqttUrl?: str
 }
 
 /**
- * Scenario "rollout notification fan-out" (DESIGN §9): from `POST /v1/rollouts` to N simulated
+ * Scenario "rollout notification fan-out" (architecture.md §9): from `POST /v1/rollouts` to N simulated
  * devices holding their new desired state, with the embedded aedes broker (figure) and with an
  * external Mosquitto (anchor) in the same run.
  */

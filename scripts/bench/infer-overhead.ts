@@ -17,7 +17,7 @@ import { ratio, summarize, timeSequential } from "./stats.js";
 const total = (t: Traced) => t.client1 - t.client0;
 
 /**
- * Scenario "local infer overhead" (DESIGN §9): the same Silero VAD request
+ * Scenario "local infer overhead" (architecture.md §9): the same Silero VAD request
  *   anchor  — onnxruntime-node in-process, same session options;
  *   ipc     — through the agent runtime (host process, structured-clone tensors);
  *   socket  — a local app's full path: HTTP/1.1 over the Unix socket, JSON tensors, host process.

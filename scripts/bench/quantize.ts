@@ -9,7 +9,7 @@ import type { JsonTensor, SampleInput } from "../../shared/schemas/tensor.js";
 import { sileroModelPath, sileroSamples } from "../demo/silero.js";
 
 /**
- * Quantized vs fp32 (DESIGN §9): per real model from npm, size ratio, output agreement and
+ * Quantized vs fp32 (architecture.md §9): per real model from npm, size ratio, output agreement and
  * latency ratio on this machine. The fp32 model is the anchor measured in the same run.
  */
 function pkgFile(pkg: string, ...rel: string[]): string {
@@ -102,7 +102,7 @@ export async function benchQuantizeModel(m: RealModel): Promise<Record<string, u
   const quantizeAndValidateMs = Math.round(performance.now() - t0);
   if (!out.built) return { model: m.id, error: out.reason };
   const v = out.report.validation;
-  // Bundles gzip only when it saves >= 15% (DESIGN §2); compare what would actually ship.
+  // Bundles gzip only when it saves >= 15% (architecture.md §2); compare what would actually ship.
   const shipped = (b: Uint8Array) =>
     Math.min(
       b.length,

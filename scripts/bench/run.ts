@@ -16,7 +16,7 @@ import { benchVerifyExtract } from "./verify-extract.js";
 
 /**
  * `npm run bench`: each scenario prints one JSON line with its figure and an anchor measured
- * in the same run (DESIGN §9). `npm run bench -- <scenario>` runs one.
+ * in the same run (architecture.md §9). `npm run bench -- <scenario>` runs one.
  */
 const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "telemetry-ingest": () => benchTelemetryIngest(),

@@ -4,7 +4,7 @@ import { timePaced, timeSequential } from "./stats.js";
 
 /**
  * A local app in its own process, for benchmarks where the caller must not share the agent's
- * event loop or CPU accounting (DESIGN §9: figures as a device's apps would see them). Forked by
+ * event loop or CPU accounting (architecture.md §9: figures as a device's apps would see them). Forked by
  * `runInClientProcess`; each message asks for `n` sequential infers and is answered with their
  * latencies in milliseconds.
  */

@@ -1,4 +1,4 @@
-/** Latency statistics for benchmarks; every scenario prints its figure beside an anchor from the same run (DESIGN §9). */
+/** Latency statistics for benchmarks; every scenario prints its figure beside an anchor from the same run (architecture.md §9). */
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));

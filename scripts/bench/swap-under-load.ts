@@ -2,7 +2,7 @@ import { summarize } from "./stats.js";
 import { closedLoop, sleep, startServingFixture } from "./swap-fixture.js";
 
 /**
- * Scenario "swap under load" (DESIGN §9, issue 3): `clients` closed-loop clients infer Silero VAD over
+ * Scenario "swap under load" (architecture.md §9, issue 3): `clients` closed-loop clients infer Silero VAD over
  * the Unix socket while a new version is loaded, smoke-tested and activated (the updater's swap path).
  *   anchor — the same load for the same time with no swap;
  *   figure — latency before / during (from the start of loading to the end of the drain) / after,

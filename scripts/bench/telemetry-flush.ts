@@ -17,7 +17,7 @@ import { createTopics } from "../../shared/topics.js";
 import { benchRecord } from "./telemetry-ingest.js";
 
 /**
- * Scenario "telemetry-flush" (DESIGN §9): draining a backlog of `rows` buffered records, end to
+ * Scenario "telemetry-flush" (architecture.md §9): draining a backlog of `rows` buffered records, end to
  * end (read batch from the ring → QoS 1 publish → broker → the server's real ingest into SQLite
  * with de-dup → ack → delete from the ring), against the anchor: mqtt.js publishing the very same
  * batch payloads QoS 1 back-to-back to the same broker, received by a plain subscriber.

@@ -25,7 +25,7 @@ export function benchRecord(i: number): UnsequencedRecord {
 }
 
 /**
- * Scenario "telemetry-ingest" (DESIGN §9): rows/s into the agent's telemetry ring (append +
+ * Scenario "telemetry-ingest" (architecture.md §9): rows/s into the agent's telemetry ring (append +
  * group commit, ring accounting, WAL, `full` durability = synchronous FULL) against the anchor:
  * a raw better-sqlite3 loop inserting the same JSON rows with the same pragmas in transactions of
  * the same size. `group` = rows per commit (requests answered per event-loop turn).

@@ -97,7 +97,7 @@ async function benchOne(m: BenchModel, root: string, n: number): Promise<Record<
 }
 
 /**
- * Scenario "verify+extract vs sha256sum+tar" (DESIGN §9): the agent's whole-file SHA-256 and safe
+ * Scenario "verify+extract vs sha256sum+tar" (architecture.md §9): the agent's whole-file SHA-256 and safe
  * extraction of a real bundle, against the coreutils/GNU tar pair on the same file in the same run.
  */
 export async function benchVerifyExtract(n = 20): Promise<Record<string, unknown>> {

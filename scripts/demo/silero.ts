@@ -6,7 +6,7 @@ import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { JsonTensor, SampleInput } from "../../shared/schemas/tensor.js";
 
 /**
- * Silero VAD v5, shipped inside the @ricky0123/vad-web npm package (DESIGN §8: real models
+ * Silero VAD v5, shipped inside the @ricky0123/vad-web npm package (architecture.md §8: real models
  * come from npm packages, never from a hub). Inputs: `input` float32 [1,512] audio at 16 kHz,
  * `state` float32 [2,1,128], `sr` int64 scalar. Outputs: `output` [1,1] speech probability,
  * `stateN` [2,1,128].

@@ -4,7 +4,7 @@ import { EdgeFleetError } from "../errors.js";
 import { type DeviceProfile, DeviceProfileSchema } from "../schemas/device-profile.js";
 
 /**
- * Device profile files (DESIGN §5), read by both sides: the agent tunes its sessions from its own
+ * Device profile files (architecture.md §5), read by both sides: the agent tunes its sessions from its own
  * profile, the fleet server picks each device's bundle variant from its profile (issue 5). Pure
  * file parsing only; detecting which profile fits this machine stays in the agent.
  */

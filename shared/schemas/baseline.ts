@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 /**
- * `baseline.json` inside a bundle (DESIGN §2): statistics of the training/validation data that
+ * `baseline.json` inside a bundle (architecture.md §2): statistics of the training/validation data that
  * drift is measured against. Each feature is one scalar stream taken from one input or output
  * tensor, binned on fixed edges so device windows and the baseline are directly comparable.
  *

@@ -4,7 +4,7 @@ import { Sha256Schema } from "./common.js";
 export const MIN_CHUNK = 64 * 1024;
 export const MAX_CHUNK = 256 * 1024;
 
-/** `fleet/v1/d/{id}/chunks/req` (DESIGN §4 pull protocol). */
+/** `fleet/v1/d/{id}/chunks/req` (architecture.md §4 pull protocol). */
 export const ChunkRequestSchema = z.object({
   bundle: Sha256Schema,
   offset: z.number().int().min(0),

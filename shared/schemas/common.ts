@@ -2,7 +2,7 @@ import { z } from "zod";
 
 export const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex characters (SHA-256)");
 
-/** Device ids appear inside MQTT topics, so the MQTT wildcard and level characters are forbidden (DESIGN §4). */
+/** Device ids appear inside MQTT topics, so the MQTT wildcard and level characters are forbidden (architecture.md §4). */
 export const DeviceIdSchema = z
   .string()
   .min(1)

@@ -1,7 +1,7 @@
 import { z } from "zod";
 
 /**
- * A device class (DESIGN §5): how to detect it and how to tune onnxruntime sessions on it.
+ * A device class (architecture.md §5): how to detect it and how to tune onnxruntime sessions on it.
  * Files in device-profiles/*.json; JSON Schema generated from this (device-profiles/schema.json).
  */
 export const DeviceProfileSchema = z

@@ -9,7 +9,7 @@ import {
   VariantSchema,
 } from "./common.js";
 
-/** Agent update state machine (DESIGN §5). Persisted on the device; reported to the server. */
+/** Agent update state machine (architecture.md §5). Persisted on the device; reported to the server. */
 export const UPDATE_STATES = [
   "idle",
   "verifying",

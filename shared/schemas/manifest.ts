@@ -3,7 +3,7 @@ import { IsoTimeSchema, ModelNameSchema, SemverSchema, Sha256Schema, VariantSche
 import { TensorSpecSchema } from "./tensor.js";
 import { envelopeSchema } from "./trust.js";
 
-/** Paths inside a bundle: plain relative names, no traversal, no backslashes or NUL (DESIGN §2). */
+/** Paths inside a bundle: plain relative names, no traversal, no backslashes or NUL (architecture.md §2). */
 export const BundlePathSchema = z
   .string()
   .min(1)
@@ -64,6 +64,6 @@ export type Manifest = z.infer<typeof ManifestSchema>;
 export const SignedManifestSchema = envelopeSchema(ManifestSchema);
 export type SignedManifest = z.infer<typeof SignedManifestSchema>;
 
-/** Files every bundle must contain; the rest are optional (DESIGN §2). */
+/** Files every bundle must contain; the rest are optional (architecture.md §2). */
 export const REQUIRED_BUNDLE_FILES = ["manifest.json", "model.onnx", "samples.json"] as const;
 export const OPTIONAL_BUNDLE_FILES = ["MODEL_CARD.md", "baseline.json"] as const;

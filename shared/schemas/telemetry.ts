@@ -3,7 +3,7 @@ import { DeviceIdSchema, ErrorPayloadSchema, ModelNameSchema, SemverSchema } fro
 import { DeviceEventSchema } from "./device-state.js";
 
 /**
- * Telemetry wire format (DESIGN §4–5, docs/protocol.md "Telemetry"): a device buffers records in
+ * Telemetry wire format (architecture.md §4–5, docs/protocol.md "Telemetry"): a device buffers records in
  * SQLite, each with a per-device sequence number, and publishes them in batches on
  * `fleet/v1/d/{id}/telemetry`; the server stores them de-duplicated by (device, seq) and answers
  * on `fleet/v1/d/{id}/telemetry/ack`. The device deletes rows only after that ack.

@@ -25,7 +25,7 @@ export const ToleranceSchema = z.object({
   rel: z.number().min(0).default(1e-3),
 });
 
-/** samples.json (DESIGN §2): golden inputs with expected outputs, used for the on-device smoke test. */
+/** samples.json (architecture.md §2): golden inputs with expected outputs, used for the on-device smoke test. */
 export const SampleSchema = z.object({
   name: z.string().optional(),
   inputs: z.record(z.string(), JsonTensorSchema),

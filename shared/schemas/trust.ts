@@ -16,7 +16,7 @@ export const SignatureSchema = z.object({
 });
 export type Signature = z.infer<typeof SignatureSchema>;
 
-/** `{ signed, signatures }` over RFC 8785 canonical JSON of `signed` (DESIGN §3). */
+/** `{ signed, signatures }` over RFC 8785 canonical JSON of `signed` (architecture.md §3). */
 export function envelopeSchema<T extends z.ZodType>(signed: T) {
   return z.object({
     signed,

@@ -4,7 +4,7 @@ import { EdgeFleetError } from "../errors.js";
 import type { Envelope, Role, RoleName, Root, Signature } from "../schemas/trust.js";
 import type { KeyPair } from "./keys.js";
 
-/** Signs the canonical JSON of `signed` with each key (DESIGN §3). */
+/** Signs the canonical JSON of `signed` with each key (architecture.md §3). */
 export function signEnvelope<T>(signed: T, keys: readonly KeyPair[]): Envelope<T> {
   const message = canonicalBytes(signed);
   const signatures: Signature[] = keys.map((k) => ({
@@ -18,7 +18,7 @@ export function signEnvelope<T>(signed: T, keys: readonly KeyPair[]): Envelope<T
  * Counts valid signatures by distinct trusted key ids of `role`.
  * Invariants: a key id counts at most once however often it appears (no duplicate-signature
  * inflation); a signature is only ever a yes/no answer, never used as an identifier
- * (tweetnacl signatures are malleable, DESIGN §3).
+ * (tweetnacl signatures are malleable, architecture.md §3).
  */
 export function countValidSignatures(envelope: Envelope<unknown>, role: Role, keys: Root["keys"]): number {
   const message = canonicalBytes(envelope.signed);

@@ -6,7 +6,7 @@ import { countValidSignatures } from "./envelope.js";
 export const MAX_ROOT_CHAIN = 32;
 
 /**
- * Walks root rotations from the pinned `trusted` root (DESIGN §3, TUF 5.3): each v(N+1) must be
+ * Walks root rotations from the pinned `trusted` root (architecture.md §3, TUF 5.3): each v(N+1) must be
  * signed by a threshold of v(N)'s root keys *and* of its own, and carry version exactly N+1.
  * Returns the newest root reached; `trusted` if the chain is empty.
  */

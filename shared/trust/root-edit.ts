@@ -4,7 +4,7 @@ import { signEnvelope } from "./envelope.js";
 import type { KeyPair } from "./keys.js";
 
 /**
- * Pure builders for root rotation (DESIGN §3, TUF 5.3): a new root version names new keys for one
+ * Pure builders for root rotation (architecture.md §3, TUF 5.3): a new root version names new keys for one
  * role and must then be signed by a threshold of the old root keys *and* of the new ones.
  */
 

@@ -6,7 +6,7 @@ import { makeTempDir } from "../helpers/temp-dir.js";
 import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
 
 /**
- * Resume after SIGKILL mid-download (DESIGN §4): the server caps each device's chunk bandwidth
+ * Resume after SIGKILL mid-download (architecture.md §4): the server caps each device's chunk bandwidth
  * so the download takes seconds, the test kills the agent part-way, and the restarted agent
  * must finish from its persisted offset, re-requesting at most one window of chunks.
  */

@@ -128,7 +128,7 @@ describe("staged rollouts across ten real agents", () => {
           TIMEOUT,
         );
         expect(committed.version).toBe("5.0.0");
-        // 5.0.0 was counter 1 and 5.1.0 counter 2: the re-release carries 3 (DESIGN §3).
+        // 5.0.0 was counter 1 and 5.1.0 counter 2: the re-release carries 3 (architecture.md §3).
         expect(committed.releaseCounter).toBe(touched.has(a.id) ? 3 : 1);
         const client = await waitForServing(h.agents.get(a.id)!, "silero-vad");
         const res = await client.inferTensors("silero-vad", sileroInputs(200, 0.5));

@@ -2,7 +2,7 @@ import type { onnx } from "onnx-proto";
 import onnxProto from "onnx-proto";
 
 /**
- * Builds tiny ONNX models with onnx-proto for tests (DESIGN §8: tiny models come from helpers,
+ * Builds tiny ONNX models with onnx-proto for tests (architecture.md §8: tiny models come from helpers,
  * nothing is downloaded). Deterministic: weights come from a seeded generator.
  */
 const proto: typeof onnx = onnxProto.onnx;

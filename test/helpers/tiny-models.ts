@@ -5,7 +5,7 @@ import onnxProto from "onnx-proto";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
 
 /**
- * Tiny ONNX models built with onnx-proto for runtime tests (DESIGN §8). All share one signature —
+ * Tiny ONNX models built with onnx-proto for runtime tests (architecture.md §8). All share one signature —
  * input `x` FP32 [1,4], output `y` FP32 [1,4] — so any of them can replace another as a new version:
  * - `linear`: y = x·W + b, W = scale·I. Finite for every finite input.
  * - `slow`: the same y, plus a chain of 256×256 MatMuls that depends on x (so it cannot be

@@ -9,7 +9,7 @@ import { ApiClient } from "../../scripts/fleetctl/api-client.js";
 import { findMosquitto, startDynsecMosquitto } from "../helpers/mosquitto.js";
 
 /**
- * Probes for the broker rules (DESIGN §4, issues 7 and 20 §5): a real fleet server with enrolled
+ * Probes for the broker rules (architecture.md §4, issues 7 and 20 §5): a real fleet server with enrolled
  * devices and their credentials, on either broker:
  * - `aedes`: the embedded broker; server-side observers connect in-process (the only place the
  *   server's identity is accepted);

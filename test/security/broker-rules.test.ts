@@ -18,7 +18,7 @@ import {
 } from "./broker-probe.js";
 
 /**
- * Broker rules (DESIGN §4, issues 7 and 20 §5) against the embedded aedes broker and against a real
+ * Broker rules (architecture.md §4, issues 7 and 20 §5) against the embedded aedes broker and against a real
  * Mosquitto run with the dynamic-security files `broker-config --mosquitto` generates, the fleet
  * server administering it live. Device A attacks device B; every case asserts the attack fails AND
  * B's state on the broker (its retained `desired`, `reported` and `presence`) is exactly what it was.

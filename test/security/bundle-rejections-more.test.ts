@@ -27,7 +27,7 @@ import {
 } from "./device.js";
 
 /**
- * More attacks carried by bundle bytes and manifests (DESIGN §2, issue 7): archive entry kinds and
+ * More attacks carried by bundle bytes and manifests (architecture.md §2, issue 7): archive entry kinds and
  * names a safe extractor must refuse, decompression bombs, oversize downloads and incompatible
  * releases. Each must fail before anything is installed; the committed 5.0.0 keeps serving.
  */

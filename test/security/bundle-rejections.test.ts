@@ -22,7 +22,7 @@ import {
 } from "./device.js";
 
 /**
- * Attacks carried by the bundle bytes (DESIGN §2). The desired state and the manifest are validly
+ * Attacks carried by the bundle bytes (architecture.md §2). The desired state and the manifest are validly
  * signed, so the device accepts the document and downloads the bundle; the attack must then be
  * caught before anything is installed: the update goes to `failed` with the specific code, the
  * committed 5.0.0 keeps serving, and nothing is written outside the agent's data dir.

@@ -5,7 +5,7 @@ import { buildValidBundle, type ReleaseInfo, type ServedBundle } from "./bundles
 import { deviceStatus, expectUnchanged, type SecuredDevice, startSecuredDevice } from "./device.js";
 
 /**
- * Attacks on the desired-state document itself (DESIGN §3). Each one points at a real, valid,
+ * Attacks on the desired-state document itself (architecture.md §3). Each one points at a real, valid,
  * served bundle that the device *would* install if it accepted the document, so "state unchanged"
  * means something: the device must refuse the document, report the reason on `events`, keep
  * `lastDesiredSeq`, never ask for a single chunk of the bundle, and keep serving 5.0.0.

@@ -8,7 +8,7 @@ import type { SeenEvent } from "./adversary.js";
 import { deviceStatus, expectUnchanged, type SecuredDevice, startSecuredDevice } from "./device.js";
 
 /**
- * Root rotation, thresholds and freeze (DESIGN §3, TUF 5.3). The adversary publishes root chains on
+ * Root rotation, thresholds and freeze (architecture.md §3, TUF 5.3). The adversary publishes root chains on
  * the retained trust topic; the device must only move to a root signed by a threshold of the old
  * *and* the new root keys, count each key id once, accept a threshold with junk beside it, and stop
  * accepting anything once its trusted root has expired. Every case ends with the committed model

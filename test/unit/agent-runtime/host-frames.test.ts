@@ -13,7 +13,7 @@ import { parseRunReply, parseRunRequest, type TensorEntry } from "../../../agent
 import { EdgeFleetError } from "../../../shared/errors.js";
 import type { RawTensor } from "../../../shared/tensors.js";
 
-/** The agent ↔ model host bulk channel's frame codec (issue 13, DESIGN §11). Pure. */
+/** The agent ↔ model host bulk channel's frame codec (issue 13, architecture.md §11). Pure. */
 
 const concat = (bufs: Buffer[]) => Buffer.concat(bufs);
 const entriesOf = (f: Frame) => (f.header as { tensors: TensorEntry[] }).tensors;
