@@ -7,6 +7,9 @@ import type { AgentModelRuntime } from "../runtime/runtime.js";
 import type { ServingLayer } from "../serving/serving-layer.js";
 import { apiErrorReply } from "./api-errors.js";
 import { modelMetadata } from "./model-metadata.js";
+import { peerCredentialsAvailable } from "./peer-credentials.js";
+import { ShmRegistry } from "./shm-regions.js";
+import { registerShmRoutes } from "./shm-routes.js";
 import { removeStaleSocket, restrictSocket } from "./socket-file.js";
 import { defaultServingLayer, type InferStages, registerBinaryParsers, registerV2InferRoutes } from "./v2-routes.js";
 
@@ -40,6 +43,11 @@ export interface SocketApiDeps {
    * (v2-routes.ts `InferStages`). Unset in the agent, where it costs nothing (no hooks registered).
    */
   onInferStages?: (stages: InferStages) => void;
+  /**
+   * The shared-memory extension's regions (issue 13). Default: a registry over /dev/shm, offered when
+   * the caller's socket credentials can be read; `false` turns the extension off.
+   */
+  shm?: ShmRegistry | false;
 }
 
 export interface SocketApi {
@@ -106,6 +114,8 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
   const log = deps.log.child({ component: "socket-api" });
   const ready = deps.ready ?? (() => defaultReady(runtime));
   const server = Fastify({ logger: false, bodyLimit: deps.bodyLimit ?? 16 * 1024 * 1024 });
+  // Without SO_PEERCRED a region could not be tied to its owner: then the extension is not offered at all.
+  const shm = deps.shm === false || !peerCredentialsAvailable() ? null : (deps.shm ?? new ShmRegistry());
 
   server.setErrorHandler((err, req, reply) => {
     const r = apiErrorReply(err);
@@ -120,7 +130,7 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
   server.get("/v2", async () => ({
     name: "edgefleet-agent",
     version: deps.version,
-    extensions: ["binary_tensor_data", "parameters", "model_repository"],
+    extensions: ["binary_tensor_data", "parameters", "model_repository", ...(shm ? ["system_shared_memory"] : [])],
   }));
   server.get("/v2/health/live", async () => ({ live: true }));
   server.get("/v2/health/ready", async () => {
@@ -159,7 +169,9 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
     runtime,
     serving: deps.serving ?? defaultServingLayer(log, runtime),
     ...(deps.onInferStages ? { onInferStages: deps.onInferStages } : {}),
+    shm,
   });
+  if (shm) registerShmRoutes(server, shm);
   deps.registerRoutes?.(server);
 
   server.get("/v1/status", async () => deps.status());
@@ -183,6 +195,7 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
     },
     async close() {
       await server.close();
+      shm?.close();
       if (listening) {
         listening = false;
         // Fastify/net usually unlinks it; make sure a restart never sees a stale file.

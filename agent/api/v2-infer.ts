@@ -4,6 +4,7 @@ import { datatypeOf, jsonToRaw, type RawTensor, rawToJson } from "../../shared/t
 import type { ServeResult } from "../serving/serving-layer.js";
 import { tensorFromBytes, tensorToBytes } from "./binary-tensors.js";
 import { flattenData, quickInferRequest, type V2InferRequest, V2InferRequestSchema } from "./v2-body.js";
+import { inputRegion, NO_REGIONS, type OutputRegion, outputRegion, type RegionAccess } from "./v2-shm.js";
 
 /**
  * Open Inference Protocol infer request/response, JSON and binary tensor extension (issue 8). Pure:
@@ -21,6 +22,8 @@ export interface DecodedInfer {
   binaryOutput: (name: string) => boolean;
   /** Sticky A/B key from `parameters.ab_key`. */
   abKey?: string;
+  /** Outputs the caller asked to receive in a shared-memory region (checked to lie inside it). */
+  regionOutputs: Map<string, OutputRegion>;
 }
 
 /**
@@ -29,13 +32,27 @@ export interface DecodedInfer {
  * `inputs[].parameters.shared_memory_region` used to answer 200 with the full tensor): a client that
  * asks for an extension must learn at once that it does not get it.
  */
+function count(v: unknown): boolean {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
 const SUPPORTED: Record<"request" | "input" | "output", Record<string, (v: unknown) => boolean>> = {
   request: {
     binary_data_output: (v) => typeof v === "boolean",
     ab_key: (v) => typeof v === "string" || typeof v === "number",
   },
-  input: { binary_data_size: (v) => typeof v === "number" && Number.isInteger(v) && v >= 0 },
-  output: { binary_data: (v) => typeof v === "boolean" },
+  input: {
+    binary_data_size: count,
+    shared_memory_region: (v) => typeof v === "string" && v.length > 0,
+    shared_memory_byte_size: count,
+    shared_memory_offset: count,
+  },
+  output: {
+    binary_data: (v) => typeof v === "boolean",
+    shared_memory_region: (v) => typeof v === "string" && v.length > 0,
+    shared_memory_byte_size: count,
+    shared_memory_offset: count,
+  },
 };
 
 /** Throws BAD_REQUEST on a parameter that `where` does not support or one of the wrong type. Pure. */
@@ -70,7 +87,15 @@ function parseRequest(body: unknown): V2InferRequest {
   return parsed.data;
 }
 
-export function decodeInferRequest(body: unknown, binary: Buffer | null): DecodedInfer {
+/**
+ * `regions` resolves shared-memory parameters for the calling uid (v2-shm.ts); without it a request
+ * naming a region is refused as naming an unknown one.
+ */
+export function decodeInferRequest(
+  body: unknown,
+  binary: Buffer | null,
+  regions: RegionAccess = NO_REGIONS,
+): DecodedInfer {
   const req = parseRequest(body);
   const parameters = req.parameters ?? {};
   checkParameters("request", parameters);
@@ -84,8 +109,12 @@ export function decodeInferRequest(body: unknown, binary: Buffer | null): Decode
   for (const input of req.inputs) {
     if (seen.has(input.name)) throw new EdgeFleetError("INVALID_TENSOR", `input "${input.name}" given twice`);
     seen.add(input.name);
+    const region = inputRegion(input, regions);
     const size = input.parameters?.binary_data_size;
-    if (size !== undefined) {
+    if (region) {
+      raw[input.name] = tensorFromBytes(input.name, input.datatype, input.shape, region);
+      anyBinary = true;
+    } else if (size !== undefined) {
       if (!binary)
         throw new EdgeFleetError(
           "BAD_REQUEST",
@@ -116,12 +145,20 @@ export function decodeInferRequest(body: unknown, binary: Buffer | null): Decode
     const b = o.parameters?.binary_data;
     if (typeof b === "boolean") explicit.set(o.name, b);
   }
+  const regionOutputs = new Map<string, OutputRegion>();
+  for (const o of req.outputs ?? []) {
+    const r = outputRegion(o, regions);
+    if (r) regionOutputs.set(o.name, r);
+  }
   const out: DecodedInfer = {
     parameters,
     binaryOutput: (name) => explicit.get(name) ?? allBinary,
+    regionOutputs,
   };
   if (req.id !== undefined) out.id = req.id;
-  if (req.outputs) out.outputs = req.outputs.map((o) => o.name);
+  // An empty `outputs` list means what an absent one does (all outputs), as in Triton; passed on,
+  // it reached onnxruntime as an empty fetch list and failed as a server error.
+  if (req.outputs && req.outputs.length > 0) out.outputs = req.outputs.map((o) => o.name);
   const key = str(parameters.ab_key);
   if (key !== undefined) out.abKey = key;
   if (anyBinary) {
@@ -135,16 +172,30 @@ export interface EncodedInfer {
   header: Record<string, unknown>;
   /** Binary parts in output order; empty for a pure JSON response. */
   parts: Buffer[];
+  /** Outputs to write into shared-memory regions before the reply leaves (the route does the I/O). */
+  regionWrites: { name: string; region: OutputRegion; bytes: Buffer }[];
 }
 
 /** The v2 response for a served request; outputs in the requested order, else the model's. */
 export function encodeInferResponse(res: ServeResult, req: DecodedInfer): EncodedInfer {
   const names = req.outputs ?? Object.keys(res.outputs);
   const parts: Buffer[] = [];
+  const regionWrites: EncodedInfer["regionWrites"] = [];
   const outputs = names
     .filter((n) => res.outputs[n] !== undefined)
     .map((name) => {
       const t = res.outputs[name]!;
+      const region = req.regionOutputs.get(name);
+      if (region) {
+        const bytes = tensorToBytes(t);
+        regionWrites.push({ name, region, bytes });
+        return {
+          name,
+          datatype: datatypeOf(t.type),
+          shape: [...t.dims],
+          parameters: { shared_memory_region: region.region, shared_memory_byte_size: bytes.length },
+        };
+      }
       if (req.binaryOutput(name)) {
         const bytes = tensorToBytes(t);
         parts.push(bytes);
@@ -165,5 +216,5 @@ export function encodeInferResponse(res: ServeResult, req: DecodedInfer): Encode
   if (res.cached) parameters.cached = true;
   if (Object.keys(parameters).length > 0) header.parameters = parameters;
   header.outputs = outputs;
-  return { header, parts };
+  return { header, parts, regionWrites };
 }

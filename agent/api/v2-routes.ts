@@ -9,6 +9,8 @@ import type { InferRequest, InferResult } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime, RawInferRequest, RawInferResult } from "../runtime/runtime.js";
 import { createServingLayer, type ServingLayer } from "../serving/serving-layer.js";
 import { HEADER_LENGTH, headerBytes, splitBody } from "./binary-tensors.js";
+import type { ShmRegistry } from "./shm-regions.js";
+import { callerRegions } from "./shm-routes.js";
 import { decodeInferRequest, encodeInferResponse } from "./v2-infer.js";
 
 export type V2Runtime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf"> &
@@ -67,6 +69,9 @@ export function registerBinaryParsers(server: FastifyInstance): void {
   server.removeContentTypeParser("application/json");
   server.addContentTypeParser("application/json", { parseAs: "buffer" }, (req, body, done) => {
     if (req.headers[HEADER_LENGTH] !== undefined) return done(null, { binaryBody: body as Buffer });
+    // An empty body is "no body" (clients send the JSON content type on bodiless POSTs such as
+    // `…/unregister`); each route still validates what it needs.
+    if ((body as Buffer).length === 0) return done(null, undefined);
     json(req, (body as Buffer).toString("utf8"), done);
   });
   server.addContentTypeParser(["application/octet-stream", "*"], { parseAs: "buffer" }, (_req, body, done) =>
@@ -131,7 +136,13 @@ function traceInferStages(
  */
 export function registerV2InferRoutes(
   server: FastifyInstance,
-  deps: { runtime: V2Runtime; serving: ServingLayer; onInferStages?: (s: InferStages) => void },
+  deps: {
+    runtime: V2Runtime;
+    serving: ServingLayer;
+    onInferStages?: (s: InferStages) => void;
+    /** Shared-memory regions (issue 13); null when the extension is off. */
+    shm?: ShmRegistry | null;
+  },
 ): void {
   const { runtime, serving } = deps;
   const trace = deps.onInferStages ? traceInferStages(server, deps.onInferStages) : null;
@@ -140,7 +151,8 @@ export function registerV2InferRoutes(
     const stages = trace?.get(req.raw);
     if (stages) stages.parsed = monoMs();
     const { header, binary } = bodyParts(req);
-    const decoded = decodeInferRequest(header, binary);
+    const regions = callerRegions(deps.shm ?? null, req);
+    const decoded = decodeInferRequest(header, binary, regions);
     const hdrKey = req.headers["x-ab-key"];
     const key = decoded.abKey ?? (typeof hdrKey === "string" ? hdrKey : undefined);
     const res = await serving.serve({
@@ -156,6 +168,8 @@ export function registerV2InferRoutes(
     if (res.afterResponse) reply.raw.once("finish", res.afterResponse);
     if (res.arm) void reply.header("x-ab-arm", res.arm);
     const enc = encodeInferResponse(res, decoded);
+    for (const w of enc.regionWrites)
+      regions.write(`output "${w.name}"`, w.region.region, w.region.offset, w.region.byteSize, w.bytes);
     if (enc.parts.length === 0) return enc.header;
     void reply.type("application/octet-stream");
     const head = headerBytes(enc.header);

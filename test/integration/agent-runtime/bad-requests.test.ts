@@ -176,7 +176,11 @@ describe("protocol details (issue 20 §7)", () => {
       "output classification",
       { inputs: [x([1, 3, 48, 8])], outputs: [{ name: "softmax_11.tmp_0", parameters: { classification: 3 } }] },
     ],
-    ["input shared_memory_region", { inputs: [{ ...x([1, 3, 48, 8]), parameters: { shared_memory_region: "r0" } }] }],
+    // A region the caller never registered (the extension itself: test/conformance/v2-shared-memory.test.ts).
+    [
+      "input shared_memory_region of no registered region",
+      { inputs: [{ ...x([1, 3, 48, 8]), parameters: { shared_memory_region: "r0", shared_memory_byte_size: 8 } }] },
+    ],
   ])("%s → 400", async (_what, body) => {
     const r = await post("rec", body);
     expect(r).toMatchObject({ status: 400, body: { code: "BAD_REQUEST" } });

@@ -100,7 +100,7 @@ describe("socket API over a real Unix socket", () => {
       body: {
         name: "edgefleet-agent",
         version: "0.1.0",
-        extensions: ["binary_tensor_data", "parameters", "model_repository"],
+        extensions: ["binary_tensor_data", "parameters", "model_repository", "system_shared_memory"],
       },
     });
     expect((await call(sock, "GET", "/v2/health/live")).status).toBe(200);

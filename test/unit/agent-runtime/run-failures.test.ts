@@ -162,11 +162,18 @@ describe("parameters the agent does not implement are refused at every level", (
     ["request classification", { inputs: [x], parameters: { classification: 2 } }],
     ["request sequence_id", { inputs: [x], parameters: { sequence_id: 1 } }],
     ["request unknown", { inputs: [x], parameters: { priority: 1 } }],
-    ["input shared_memory_region", { inputs: [{ ...x, parameters: { shared_memory_region: "r" } }] }],
-    ["input shared_memory_byte_size", { inputs: [{ ...x, parameters: { shared_memory_byte_size: 12 } }] }],
+    // Shared memory is implemented (v2-shm.ts) but these name no registered region or lack a region.
+    [
+      "input shared_memory_region of no registered region",
+      { inputs: [{ ...x, data: undefined, parameters: { shared_memory_region: "r", shared_memory_byte_size: 12 } }] },
+    ],
+    [
+      "input shared_memory_byte_size without a region",
+      { inputs: [{ ...x, parameters: { shared_memory_byte_size: 12 } }] },
+    ],
     ["output classification", { inputs: [x], outputs: [{ name: "y", parameters: { classification: 2 } }] }],
     [
-      "output shared_memory_region",
+      "output shared_memory_region without its byte size",
       { inputs: [x], outputs: [{ name: "y", parameters: { shared_memory_region: "r" } }] },
     ],
     ["binary_data not a boolean", { inputs: [x], outputs: [{ name: "y", parameters: { binary_data: "yes" } }] }],
