@@ -1,4 +1,5 @@
 import * as ort from "onnxruntime-node";
+import { inferShared, registerRegion, SharedMemoryObject } from "../../agent/client/shm-client.js";
 import { sessionOptionsFromProfile } from "../../agent/runtime/session-options.js";
 import { reluModel, startServingFixture } from "./serving-fixture.js";
 import { createStageRecorder, stageMedians } from "./stages.js";
@@ -9,7 +10,8 @@ import { ratio, summarize, timeSequential } from "./stats.js";
  * nearly free model (Relu), so the transport is what is measured:
  *   anchor — onnxruntime-node in-process session.run, same session options;
  *   binary — Unix socket, v2 binary tensor extension (input and output as raw bytes);
- *   json   — Unix socket, v2 JSON tensors (1.2 M numbers each way).
+ *   json   — Unix socket, v2 JSON tensors (1.2 M numbers each way);
+ *   shm    — Unix socket, shared-memory extension: input and output in /dev/shm regions (issue 13).
  */
 export async function benchServingBinary(n = 40): Promise<Record<string, unknown>> {
   const rec = createStageRecorder();
@@ -31,6 +33,27 @@ export async function benchServingBinary(n = 40): Promise<Record<string, unknown
       fx.client.inferBinary("relu640", { x: { type: "float32", data, dims } }),
     );
     const binary = summarize(binaryTraces.map((t) => t.client1 - t.client0));
+    const tensorBytes = data.byteLength;
+    const shmIn = SharedMemoryObject.create(`ef-bench-in-${process.pid}`, tensorBytes);
+    const shmOut = SharedMemoryObject.create(`ef-bench-out-${process.pid}`, tensorBytes);
+    let shmTraces: Awaited<ReturnType<typeof rec.time>>;
+    try {
+      shmIn.write(0, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      await registerRegion(fx.client, "in", { key: shmIn.key, byteSize: tensorBytes });
+      await registerRegion(fx.client, "out", { key: shmOut.key, byteSize: tensorBytes });
+      shmTraces = await rec.time(n, 5, () =>
+        inferShared(
+          fx.client,
+          "relu640",
+          [{ name: "x", datatype: "FP32", shape: dims, region: "in", byteSize: tensorBytes }],
+          [{ name: "y", region: "out", byteSize: tensorBytes }],
+        ),
+      );
+    } finally {
+      shmIn.destroy();
+      shmOut.destroy();
+    }
+    const shm = summarize(shmTraces.map((t) => t.client1 - t.client0));
     const asArray = Array.from(data);
     const json = summarize(
       await timeSequential(Math.max(5, Math.floor(n / 4)), 2, () =>
@@ -48,8 +71,15 @@ export async function benchServingBinary(n = 40): Promise<Record<string, unknown
         inferPerSec: perSec(binary.meanMs),
         stagesP50Ms: stageMedians(binaryTraces),
       },
+      shm: {
+        what: "Unix socket, shared-memory regions for input and output",
+        ...shm,
+        inferPerSec: perSec(shm.meanMs),
+        stagesP50Ms: stageMedians(shmTraces),
+      },
       json: { what: "Unix socket v2 JSON tensors", ...json, inferPerSec: perSec(json.meanMs) },
       ratioBinaryToAnchorP50: ratio(binary.p50Ms, anchor.p50Ms),
+      ratioShmToAnchorP50: ratio(shm.p50Ms, anchor.p50Ms),
       ratioJsonToAnchorP50: ratio(json.p50Ms, anchor.p50Ms),
       speedupBinaryOverJson: ratio(json.p50Ms, binary.p50Ms),
     };

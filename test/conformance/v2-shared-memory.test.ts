@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm, symlink, truncate } from "node:fs/promises";
+import { chmod, mkdtemp, readdir, readFile, readlink, rm, symlink, truncate } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -304,6 +304,61 @@ describe("system shared memory: every bad region parameter is a 400 and the agen
   it("unregister or status of an unknown region is a 400", async () => {
     await expectRefused(unregisterRegion(client, "never"), 400, /unable to find/);
     await expectRefused(regionStatus(client, "never"), 400, /unable to find/);
+  });
+});
+
+describe("system shared memory: a model host killed mid-request", () => {
+  it("leaves no stuck request, no lost or leaked region and no leaked descriptor; the next request is served", async () => {
+    // Descriptors of this test's /dev/shm objects held by this process (the agent's and the client's).
+    const fds = async () => {
+      let n = 0;
+      for (const fd of await readdir("/proc/self/fd")) {
+        const target = await readlink(`/proc/self/fd/${fd}`).catch(() => "");
+        if (target.includes(`${tag}-kill-`)) n++;
+      }
+      return n;
+    };
+    const rows = 200_000; // x [200000, 3] FP32: 2.4 MB per request, so the kill lands mid-transfer for some
+    const bytes = rows * 3 * 4;
+    const input = object("kill-in", bytes);
+    const output = object("kill-out", bytes * 2);
+    input.write(0, new Uint8Array(Float32Array.from({ length: rows * 3 }, (_, i) => i % 7).buffer));
+    await registerRegion(client, "kill-in", { key: input.key, byteSize: bytes });
+    await registerRegion(client, "kill-out", { key: output.key, byteSize: bytes * 2 });
+    expect(await fds()).toBe(4); // the client's two objects, the agent's two registrations
+    const call = () =>
+      inferShared(
+        client,
+        "fp",
+        [{ name: "x", datatype: "FP32", shape: [rows, 3], region: "kill-in", byteSize: bytes }],
+        [
+          { name: "y", region: "kill-out", byteSize: bytes },
+          { name: "z", region: "kill-out", byteSize: bytes, offset: bytes },
+        ],
+      ).then(
+        () => "ok",
+        (e: unknown) => (e instanceof SocketApiError ? (e.body as { code: string }).code : String(e)),
+      );
+    const serving = runtime.serving().get("fp")!;
+    const pid = runtime.hostPid(serving);
+    const calls = Array.from({ length: 24 }, call);
+    await new Promise((r) => setTimeout(r, 20));
+    process.kill(pid, "SIGKILL");
+    const outcomes = await Promise.all(calls);
+    expect(outcomes.filter((o) => o !== "ok" && o !== "HOST_CRASHED")).toEqual([]);
+    expect(outcomes, "the kill should land while requests are in the host").toContain("HOST_CRASHED");
+    // Both regions are still registered, exactly as they were.
+    expect((await regionStatus(client)).map((r) => [r.name, r.byte_size])).toEqual([
+      ["kill-in", bytes],
+      ["kill-out", bytes * 2],
+    ]);
+    // The restarted host serves from the same regions, and the output is right.
+    await expect.poll(() => call(), { timeout: 60_000, interval: 200 }).toBe("ok");
+    const z = output.read(bytes, 24);
+    expect([...new Float32Array(z.buffer, z.byteOffset, 6)]).toEqual([0, 2, 4, 6, 8, 10]);
+    await unregisterRegion(client);
+    // Every descriptor the registrations opened is closed again; the client's own two remain.
+    expect(await fds()).toBe(2);
   });
 });
 
