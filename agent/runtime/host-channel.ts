@@ -1,6 +1,14 @@
 import type { Readable, Writable } from "node:stream";
 import { EdgeFleetError } from "../../shared/errors.js";
-import { DEFAULT_FRAME_LIMITS, type Frame, type FrameLimits, FrameReader, SMALL_FRAME_BYTES } from "./host-frames.js";
+import {
+  DEFAULT_FRAME_LIMITS,
+  type Frame,
+  type FrameLimits,
+  FrameReader,
+  SIDE_FRAME_MAGIC,
+  SMALL_FRAME_BYTES,
+} from "./host-frames.js";
+import { SIDE_PAYLOAD_MIN_BYTES, type SidePayloads } from "./host-side-payloads.js";
 
 /**
  * A one-buffer pool for a receiver that processes one payload at a time (the model host): `take` hands
@@ -39,9 +47,9 @@ export function readFrames(
   stream: Readable,
   onFrame: (frame: Frame) => void,
   onBadFrame: (err: EdgeFleetError) => void,
-  opts: { limits?: FrameLimits; allocate?: (bytes: number) => Buffer } = {},
+  opts: { limits?: FrameLimits; allocate?: (bytes: number) => Buffer; side?: SidePayloads | null } = {},
 ): FrameReader {
-  const reader = new FrameReader(opts.limits ?? DEFAULT_FRAME_LIMITS, opts.allocate);
+  const reader = new FrameReader(opts.limits ?? DEFAULT_FRAME_LIMITS, opts.allocate, opts.side ?? null);
   const onData = (chunk: Buffer) => {
     let frames: Frame[];
     try {
@@ -58,14 +66,32 @@ export function readFrames(
   return reader;
 }
 
-/** Small frames arrive as one buffer from `encodeFrame` (copied there: cheaper than a corked writev). */
-export function writeFrame(stream: Writable, buffers: readonly Buffer[]): void {
+/**
+ * Small frames arrive as one buffer from `encodeFrame` (copied there: cheaper than a corked writev).
+ * With `side`, a payload of at least SIDE_PAYLOAD_MIN_BYTES goes into a side payload file and only the
+ * header and its number go on the stream (host-side-payloads.ts says why).
+ */
+export function writeFrame(stream: Writable, buffers: readonly Buffer[], side?: SidePayloads | null): void {
   if (stream.destroyed || stream.writableEnded) return;
   let total = 0;
   for (const b of buffers) total += b.length;
   if (total <= SMALL_FRAME_BYTES) {
     stream.write(buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers as Buffer[], total));
     return;
+  }
+  const head = buffers[0]!;
+  if (side && total - head.length >= SIDE_PAYLOAD_MIN_BYTES) {
+    const seq = side.put(buffers.slice(1), total - head.length);
+    if (seq !== null) {
+      // `head` is this frame's own prefix + header (encodeFrame allocates one per frame).
+      const out = Buffer.allocUnsafe(head.length + 8);
+      head.copy(out, 0);
+      out.writeUInt32LE(SIDE_FRAME_MAGIC, 0);
+      out.writeUInt32LE(seq % 2 ** 32, head.length);
+      out.writeUInt32LE(Math.floor(seq / 2 ** 32), head.length + 4);
+      stream.write(out);
+      return;
+    }
   }
   stream.cork();
   for (const b of buffers) stream.write(b);

@@ -1,6 +1,7 @@
 import { EdgeFleetError } from "../../shared/errors.js";
 import { elementCount, type OrtTensorType, type RawTensor, type TensorData } from "../../shared/tensors.js";
 import type { TensorEntry } from "./host-headers.js";
+import type { SidePayloads } from "./host-side-payloads.js";
 
 /**
  * Frames of the agent ↔ model host bulk channel (architecture.md §11 "Agent ↔ host data path", issue 13).
@@ -15,8 +16,14 @@ import type { TensorEntry } from "./host-headers.js";
  * of the announced size and hands out typed-array views over it. A frame that breaks these rules is
  * an EdgeFleetError with a message saying which rule, never a crash; after it the stream cannot be
  * resynchronised, so the reader refuses further input.
+ *
+ *   side frame = prefix (magic "EFH2") · header · u64 LE sequence number
+ * carries no payload bytes on the stream: the payload (same length and layout) is the sender's side
+ * payload file of that number (host-side-payloads.ts), for payloads too large for the socket to move
+ * cheaply.
  */
 export const FRAME_MAGIC = 0x31484645; // "EFH1" little-endian
+export const SIDE_FRAME_MAGIC = 0x32484645; // "EFH2" little-endian
 export const PREFIX_BYTES = 16;
 const ALIGN = 8;
 
@@ -246,6 +253,10 @@ export class FrameReader {
   private parsedHeader: unknown = null;
   private payload: Buffer | null = null;
   private payloadHave = 0;
+  /** A side frame: after the header come 8 bytes of sequence number, not the payload. */
+  private isSide = false;
+  private readonly seq = Buffer.alloc(8);
+  private seqHave = 0;
   private failed: EdgeFleetError | null = null;
 
   /**
@@ -257,6 +268,8 @@ export class FrameReader {
   constructor(
     private readonly limits: FrameLimits = DEFAULT_FRAME_LIMITS,
     private readonly allocate: (bytes: number) => Buffer = defaultAllocate,
+    /** Where side frames' payloads are; without it a side frame is a bad frame. */
+    private readonly side: SidePayloads | null = null,
   ) {}
 
   /** True while a frame has been started but not finished (bytes lost if the stream ends now). */
@@ -309,6 +322,18 @@ export class FrameReader {
         this.parsedHeader = parseHeader(header, 0, header.length);
       }
       const payload = this.payload!;
+      if (this.isSide) {
+        const k = Math.min(8 - this.seqHave, chunk.length - at);
+        chunk.copy(this.seq, this.seqHave, at, at + k);
+        this.seqHave += k;
+        at += k;
+        if (this.seqHave < 8) continue;
+        const seq = this.seq.readUInt32LE(0) + this.seq.readUInt32LE(4) * 2 ** 32;
+        this.side!.take(seq, payload);
+        frames.push({ header: this.parsedHeader, payload });
+        this.reset();
+        continue;
+      }
       const n = Math.min(payload.length - this.payloadHave, chunk.length - at);
       if (n > 0) {
         chunk.copy(payload, this.payloadHave, at, at + n);
@@ -326,7 +351,11 @@ export class FrameReader {
   /** Checks the prefix at `buf[at..at+16)` and allocates the payload. */
   private startFrame(buf: Buffer, at: number): void {
     const magic = buf.readUInt32LE(at);
-    if (magic !== FRAME_MAGIC) throw frameError(`bad frame magic 0x${magic.toString(16).padStart(8, "0")}`);
+    if (magic !== FRAME_MAGIC && magic !== SIDE_FRAME_MAGIC)
+      throw frameError(`bad frame magic 0x${magic.toString(16).padStart(8, "0")}`);
+    this.isSide = magic === SIDE_FRAME_MAGIC;
+    if (this.isSide && !this.side) throw frameError("a side-payload frame on a channel without side payloads");
+    this.seqHave = 0;
     const headerBytes = buf.readUInt32LE(at + 4);
     const payloadBytes = buf.readUInt32LE(at + 8) + buf.readUInt32LE(at + 12) * 2 ** 32;
     if (headerBytes === 0 || headerBytes > this.limits.maxHeaderBytes) {

@@ -23,6 +23,7 @@ import {
   monoMs,
   type ValueInfo,
 } from "./host-protocol.js";
+import { sidePayloadsIn } from "./host-side-payloads.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 interface HostState {
@@ -145,13 +146,16 @@ function main(): void {
   process.stdin.on("error", fatal("bulk channel read failed"));
   // Input payloads are recycled once their run is over (onnxruntime keeps no reference to feeds).
   const pool = createPayloadPool();
+  // Set by the agent when the pair has a side-payload directory (host-side-payloads.ts).
+  const sideDir = process.env.EDGEFLEET_HOST_SIDE_DIR;
+  const side = sideDir ? sidePayloadsIn(sideDir, "h") : null;
   readFrames(
     process.stdin,
     (frame) => {
       const received = monoMs();
       chain = chain.then(async () => {
         try {
-          writeFrame(bulkOut, await run(state, frame, received));
+          writeFrame(bulkOut, await run(state, frame, received), side);
           pool.give(frame.payload);
         } catch (err) {
           fatal("bad run request")(err);
@@ -159,7 +163,7 @@ function main(): void {
       });
     },
     fatal("bad frame from the agent"),
-    { allocate: pool.take },
+    { allocate: pool.take, side },
   );
   process.on("message", (msg: HostRequest) => {
     chain = chain.then(async () => {

@@ -18,6 +18,7 @@ import {
   monoMs,
   type RunTiming,
 } from "./host-protocol.js";
+import { createSideDir, removeSideDir, sidePayloadsIn } from "./host-side-payloads.js";
 import type { HostSessionOptions } from "./session-options.js";
 
 export interface ModelHostDeps {
@@ -31,6 +32,11 @@ export interface ModelHostDeps {
   loadTimeoutMs?: number;
   /** How long a stopping host may take to exit before SIGKILL (default 5 s). */
   stopTimeoutMs?: number;
+  /**
+   * tmpfs directory under which each host pair gets its side-payload directory (host-side-payloads.ts);
+   * default /dev/shm; null sends every payload on the socket.
+   */
+  sidePayloadRoot?: string | null;
 }
 
 export interface SpawnOptions {
@@ -112,10 +118,14 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
   const log = deps.log.child({ host: spawn.label });
   const entry = deps.entry ?? defaultEntry();
   // stdin and fd 4: the bulk channel (host-protocol.ts), socketpairs private to the two processes.
+  // Large payloads travel through files in a directory private to this pair (host-side-payloads.ts).
+  const sideDir = deps.sidePayloadRoot === null ? null : createSideDir(deps.sidePayloadRoot);
+  const side = sideDir ? sidePayloadsIn(sideDir, "a") : null;
   const child: ChildProcess = fork(entry, [], {
     serialization: "advanced",
     execArgv: deps.execArgv ?? defaultExecArgv(entry),
     stdio: ["pipe", "inherit", "inherit", "ipc", "pipe"],
+    env: sideDir ? { ...process.env, EDGEFLEET_HOST_SIDE_DIR: sideDir } : process.env,
   });
   const bulkOut = child.stdin!;
   const bulkIn = child.stdio[4] as Readable;
@@ -127,6 +137,8 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
   const exited = new Promise<HostExit>((resolve) => {
     child.once("exit", (code, signal) => {
       exitInfo = { code, signal, expected: stopping };
+      // Payloads in flight when it died are nobody's now.
+      removeSideDir(sideDir);
       const err = stopping
         ? new EdgeFleetError("MODEL_NOT_READY", `model host ${spawn.label} was stopped`)
         : new EdgeFleetError(
@@ -165,6 +177,7 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     bulkIn,
     (frame) => onRunReply(frame, monoMs()),
     (err) => condemn("sent a bad frame", err),
+    { side },
   );
 
   function onRunReply(frame: Frame, answered: number): void {
@@ -226,7 +239,7 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
         reject,
       });
       try {
-        writeFrame(bulkOut, encodeFrame(outputs ? { id, outputs } : { id }, feeds));
+        writeFrame(bulkOut, encodeFrame(outputs ? { id, outputs } : { id }, feeds), side);
       } catch (err) {
         // Nothing was written (encoding failed before the first byte): this request alone fails.
         pending.delete(id);

@@ -33,6 +33,21 @@ export async function benchServingBinary(n = 40): Promise<Record<string, unknown
       fx.client.inferBinary("relu640", { x: { type: "float32", data, dims } }),
     );
     const binary = summarize(binaryTraces.map((t) => t.client1 - t.client0));
+    // The same binary requests with every agent ↔ host payload on the socket (the transport before
+    // side payloads, host-side-payloads.ts): the before/after of that change in one run.
+    const socketRec = createStageRecorder();
+    const fxSocket = await startServingFixture({ onInferStages: socketRec.onHttp, sidePayloads: false });
+    fxSocket.runtime.observe(socketRec.onRecord);
+    let socketTraces: Awaited<ReturnType<typeof rec.time>>;
+    try {
+      await fxSocket.install("relu640", "1.0.0", bytes, dims);
+      socketTraces = await socketRec.time(n, 5, () =>
+        fxSocket.client.inferBinary("relu640", { x: { type: "float32", data, dims } }),
+      );
+    } finally {
+      await fxSocket.close();
+    }
+    const binarySocket = summarize(socketTraces.map((t) => t.client1 - t.client0));
     const tensorBytes = data.byteLength;
     const shmIn = SharedMemoryObject.create(`ef-bench-in-${process.pid}`, tensorBytes);
     const shmOut = SharedMemoryObject.create(`ef-bench-out-${process.pid}`, tensorBytes);
@@ -71,6 +86,12 @@ export async function benchServingBinary(n = 40): Promise<Record<string, unknown
         inferPerSec: perSec(binary.meanMs),
         stagesP50Ms: stageMedians(binaryTraces),
       },
+      binaryHostPayloadsOnSocket: {
+        what: "binary extension, agent ↔ host payloads on the socket (no side files)",
+        ...binarySocket,
+        inferPerSec: perSec(binarySocket.meanMs),
+        stagesP50Ms: stageMedians(socketTraces),
+      },
       shm: {
         what: "Unix socket, shared-memory regions for input and output",
         ...shm,
@@ -79,6 +100,7 @@ export async function benchServingBinary(n = 40): Promise<Record<string, unknown
       },
       json: { what: "Unix socket v2 JSON tensors", ...json, inferPerSec: perSec(json.meanMs) },
       ratioBinaryToAnchorP50: ratio(binary.p50Ms, anchor.p50Ms),
+      ratioBinarySocketToAnchorP50: ratio(binarySocket.p50Ms, anchor.p50Ms),
       ratioShmToAnchorP50: ratio(shm.p50Ms, anchor.p50Ms),
       ratioJsonToAnchorP50: ratio(json.p50Ms, anchor.p50Ms),
       speedupBinaryOverJson: ratio(json.p50Ms, binary.p50Ms),

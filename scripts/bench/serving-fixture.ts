@@ -92,13 +92,23 @@ export interface ServingFixture {
 
 /** `tune` adjusts the device profile (generic-x64) before the runtime is built from it. */
 export async function startServingFixture(
-  opts: { tune?: (profile: DeviceProfile) => DeviceProfile; onInferStages?: (s: InferStages) => void } = {},
+  opts: {
+    tune?: (profile: DeviceProfile) => DeviceProfile;
+    onInferStages?: (s: InferStages) => void;
+    /** false: every agent ↔ host payload on the socket (the transport before side payloads). */
+    sidePayloads?: boolean;
+  } = {},
 ): Promise<ServingFixture> {
   const dir = await mkdtemp(join(tmpdir(), "ef-bench-serving-"));
   const base = await loadProfileFile(new URL("../../device-profiles/generic-x64.json", import.meta.url).pathname);
   const profile = opts.tune ? opts.tune(base) : base;
   const log = pino({ level: "silent" });
-  const runtime = createModelRuntime({ log, clock: systemClock, profile });
+  const runtime = createModelRuntime({
+    log,
+    clock: systemClock,
+    profile,
+    ...(opts.sidePayloads === false ? { host: { sidePayloadRoot: null } } : {}),
+  });
   const serving = createServingLayer({ log, backend: runtime });
   const socketPath = join(dir, "a.sock");
   // 128 MiB: a 1×3×640×640 FP32 tensor as JSON text is ~25 MB, over the agent's default 16 MiB limit.

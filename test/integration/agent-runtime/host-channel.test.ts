@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { joinBody } from "../../../agent/api/binary-tensors.js";
 import type { LoadedVersion } from "../../../agent/runtime/model-runtime.js";
@@ -10,7 +10,8 @@ import type { RawTensor } from "../../../shared/tensors.js";
  * real host process and a real onnxruntime session (y = relu(x)). Each request is 48 MiB each way, far
  * more than the socket buffers hold, so a kill lands while bytes are still on the wire. The caller must
  * get HOST_CRASHED (the runtime's semantics for a request in flight on a host that dies), nothing may
- * stay pending, and the restarted host must serve the next request.
+ * stay pending, and the restarted host must serve the next request. Run on both transports: payloads
+ * on the socket, and payloads in side files (host-side-payloads.ts, the default for large ones).
  */
 
 const DIMS = [1, 3, 2048, 2048];
@@ -51,12 +52,21 @@ function settles<T>(p: Promise<T>, ms = 30_000): Promise<{ ok: true; value: T } 
   ]);
 }
 
-describe("agent ↔ host bulk channel: host SIGKILLed mid-transfer", () => {
+/** Side-payload files of this process's hosts (/dev/shm/edgefleet-host-<our pid>-*), by directory. */
+function sideFiles(): { dirs: number; files: number } {
+  const dirs = readdirSync("/dev/shm").filter((d) => d.startsWith(`edgefleet-host-${process.pid}-`));
+  return { dirs: dirs.length, files: dirs.reduce((n, d) => n + readdirSync(`/dev/shm/${d}`).length, 0) };
+}
+
+describe.each([
+  ["socket", false],
+  ["side files", true],
+])("agent ↔ host bulk channel (%s): host SIGKILLed mid-transfer", (_transport, sidePayloads) => {
   let fx: ServingFixture;
   let v: LoadedVersion;
 
   beforeAll(async () => {
-    fx = await startServingFixture();
+    fx = await startServingFixture({ sidePayloads });
     v = await fx.install("relu", "1.0.0", reluModel(), [1, 3, 2, 2]);
   });
   afterAll(async () => {
@@ -100,9 +110,18 @@ describe("agent ↔ host bulk channel: host SIGKILLed mid-transfer", () => {
     expect((io(pid)?.wchar ?? 0) - before.wchar).toBeGreaterThanOrEqual(65_536);
     process.kill(pid, "SIGKILL");
     const r = await settles(pending);
-    expect(r.ok).toBe(false);
-    expect((r as { error: { code?: string } }).error.code).toBe("HOST_CRASHED");
+    if (sidePayloads && r.ok) {
+      // A reply in a side file is sent whole or not at all: it may have been complete before the kill.
+      const y = (r.value as { outputs: Record<string, RawTensor> }).outputs.y!.data as Float32Array;
+      expect(y.length).toBe(3 * 2048 * 2048);
+      expect([y[0], y[1], y[2], y[y.length - 1]]).toEqual([0, 0, 0, Math.max(0, ((y.length - 1) % 5) - 2)]);
+    } else {
+      expect(r.ok).toBe(false);
+      expect((r as { error: { code?: string } }).error.code).toBe("HOST_CRASHED");
+    }
     await expectServesAgain();
+    // The dead host's directory went with it; the live host's holds nothing between requests.
+    if (sidePayloads) expect(sideFiles()).toEqual({ dirs: 1, files: 0 });
   });
 
   it("a big request still round-trips exactly after the crashes", async () => {
