@@ -11,6 +11,7 @@ export interface ClientProcess {
     n: number;
     warmup: number;
     intervalMs?: number;
+    binary?: boolean;
   }): Promise<number[]>;
   close(): void;
 }
@@ -22,12 +23,24 @@ export function startClientProcess(): ClientProcess {
     execArgv: ["--import", tsx],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
+  let exited: string | null = null;
+  const onExit = new Set<(why: string) => void>();
+  child.once("exit", (code, signal) => {
+    exited = `client process exited (code ${code}, signal ${signal})`;
+    for (const f of onExit) f(exited);
+  });
   return {
     run: (job) =>
       new Promise((resolve, reject) => {
-        child.once("message", (m: { latencies?: number[]; error?: string }) =>
-          m.latencies ? resolve(m.latencies) : reject(new Error(m.error ?? "client process failed")),
-        );
+        // A client that dies must fail the benchmark, not leave it waiting on an empty event loop.
+        if (exited) return reject(new Error(exited));
+        const fail = (why: string) => reject(new Error(why));
+        onExit.add(fail);
+        child.once("message", (m: { latencies?: number[]; error?: string }) => {
+          onExit.delete(fail);
+          if (m.latencies) resolve(m.latencies);
+          else reject(new Error(m.error ?? "client process failed"));
+        });
         child.send(job);
       }),
     close: () => {

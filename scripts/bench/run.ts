@@ -7,6 +7,7 @@ import { benchInferOverhead } from "./infer-overhead.js";
 import { benchQuantize } from "./quantize.js";
 import { benchServingBatching } from "./serving-batching.js";
 import { benchServingBinary } from "./serving-binary.js";
+import { benchServingConcurrency } from "./serving-concurrency.js";
 import { benchServingShadow } from "./serving-shadow.js";
 import { benchSessionOptions } from "./session-options.js";
 import { benchSwapUnderLoad } from "./swap-under-load.js";
@@ -29,6 +30,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
     benchSessionOptions(Number(process.env.BENCH_N ?? 300), Number(process.env.BENCH_ROUNDS ?? 3)),
   "serving-binary-vs-json": () => benchServingBinary(Number(process.env.BENCH_BINARY_N ?? 100)),
   "serving-dynamic-batching": () => benchServingBatching(),
+  "serving-concurrency": () => benchServingConcurrency(),
   "serving-shadow-latency": () => benchServingShadow(),
   "verify-extract": () => benchVerifyExtract(Number(process.env.BENCH_VX_N ?? 20)),
   "agent-idle": () => benchAgentIdle(Number(process.env.BENCH_IDLE_SECONDS ?? 20)),

@@ -85,7 +85,7 @@ export interface ServingFixture {
     version: string,
     bytes: Uint8Array,
     inputShape: number[],
-    opts?: { activate?: boolean; background?: boolean },
+    opts?: { activate?: boolean; background?: boolean; outputs?: string[] },
   ): Promise<LoadedVersion>;
   close(): Promise<void>;
 }
@@ -144,7 +144,11 @@ export async function startServingFixture(
         createdAt: "2026-01-01T00:00:00Z",
         files: [{ path: "model.onnx", size: bytes.length, sha256: sha256Hex(bytes) }],
         inputs: spec,
-        outputs: [{ name: "y", datatype: "FP32", shape: inputShape.map(() => -1) }],
+        outputs: (opts.outputs ?? ["y"]).map((name) => ({
+          name,
+          datatype: "FP32" as const,
+          shape: inputShape.map(() => -1),
+        })),
         opset: 13,
         compatibility: { arch: [], minMemoryMB: 0, executionProviders: ["cpu"] },
         lineage: {},

@@ -1,5 +1,6 @@
 import { SocketClient } from "../../agent/client/socket-client.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
+import { jsonToRaw, type RawTensor } from "../../shared/tensors.js";
 import { timePaced, timeSequential } from "./stats.js";
 
 /**
@@ -16,11 +17,15 @@ interface Job {
   warmup: number;
   /** Set: one request every `intervalMs` (timePaced); unset: back to back. */
   intervalMs?: number;
+  /** Send with the binary tensor extension instead of JSON. */
+  binary?: boolean;
 }
 
 process.on("message", (job: Job) => {
   const client = new SocketClient(job.socketPath);
-  const call = () => client.inferTensors(job.model, job.inputs);
+  const raw: Record<string, RawTensor> = {};
+  if (job.binary) for (const [n, t] of Object.entries(job.inputs)) raw[n] = jsonToRaw(n, t);
+  const call = job.binary ? () => client.inferBinary(job.model, raw) : () => client.inferTensors(job.model, job.inputs);
   const timed =
     job.intervalMs === undefined
       ? timeSequential(job.n, job.warmup, call)
