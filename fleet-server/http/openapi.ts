@@ -8,6 +8,7 @@ import {
   VersionViewSchema,
 } from "../../shared/http/models.js";
 import { CreateRolloutRequestSchema } from "../../shared/http/rollout-definition.js";
+import { RolloutHistoryEntrySchema } from "../../shared/http/rollout-history.js";
 import { GateEvaluationSchema, RolloutMemberViewSchema, RolloutViewSchema } from "../../shared/http/rollouts.js";
 import type { OpenApiDocumentSchema } from "../../shared/http/routes.js";
 import type { DeclaredRoute, RouteAccess } from "./route-access.js";
@@ -31,6 +32,7 @@ const NAMED: readonly [z.ZodType, string][] = [
   [RolloutViewSchema, "Rollout"],
   [RolloutMemberViewSchema, "RolloutDevice"],
   [GateEvaluationSchema, "GateEvaluation"],
+  [RolloutHistoryEntrySchema, "RolloutEvent"],
 ];
 const NAMED_REQUESTS: readonly [z.ZodType, string][] = [
   [CreateModelRequestSchema, "CreateModelRequest"],

@@ -1,4 +1,5 @@
 import type { Clock } from "../../shared/clock.js";
+import { type StageEventInput, withStage } from "../../shared/http/rollout-history.js";
 import type { Logger } from "../../shared/logger.js";
 import type { Assignment, SignedDesiredState } from "../../shared/schemas/desired-state.js";
 import type { EngineState, PreviousRef } from "../../shared/schemas/rollout-state.js";
@@ -217,10 +218,11 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     );
   }
 
-  function setState(row: RolloutRow, status: RolloutStatus, state: EngineState, event: string, detail = {}): void {
+  /** Persists a status change and its history event (with the stage it happened at) in one transaction. */
+  function setState(row: RolloutRow, status: RolloutStatus, state: EngineState, event: StageEventInput): void {
     rollouts.transaction(() => {
       rollouts.setState(row.id, status, state);
-      rollouts.addEvent(row.id, iso(clock.now()), event, { stage: state.stage, ...detail });
+      rollouts.addEvent(row.id, iso(clock.now()), withStage(state.stage, event));
     });
     row.status = status;
     row.state = state;
@@ -237,10 +239,9 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         case "device-outcome":
           rollouts.setOutcome(row.id, a.deviceId, a.outcome, a.reason, iso(now));
           if (a.outcome === "failed") {
-            rollouts.addEvent(row.id, iso(now), "device-failed", {
-              deviceId: a.deviceId,
-              reason: a.reason,
-              message: a.message,
+            rollouts.addEvent(row.id, iso(now), {
+              type: "device-failed",
+              detail: { deviceId: a.deviceId, reason: a.reason, message: a.message },
             });
           }
           break;
@@ -249,22 +250,27 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           break;
         case "start-soak":
           state = { ...state, soakStartedAt: now };
-          setState(row, engine.status, state, "soak-started");
+          setState(row, engine.status, state, { type: "soak-started", detail: {} });
           break;
         case "advance-stage":
           state = { ...state, stage: a.to, stageStartedAt: now, soakStartedAt: null };
-          setState(row, "running", state, "stage-advanced");
+          setState(row, "running", state, { type: "stage-advanced", detail: {} });
           break;
         case "complete":
-          setState(row, "completed", { ...state, soakStartedAt: null }, "completed");
+          setState(row, "completed", { ...state, soakStartedAt: null }, { type: "completed", detail: {} });
           break;
         case "pause":
           log.warn({ rollout: row.id, reason: a.reason }, "rollout paused");
-          setState(row, "paused", { ...state, reason: a.reason }, "paused", { reason: a.reason });
+          setState(row, "paused", { ...state, reason: a.reason }, { type: "paused", detail: { reason: a.reason } });
           break;
         case "rollback":
           log.warn({ rollout: row.id, reason: a.reason }, "rollout rolling back");
-          setState(row, "rolling-back", { ...state, reason: a.reason }, "rollback-started", { reason: a.reason });
+          setState(
+            row,
+            "rolling-back",
+            { ...state, reason: a.reason },
+            { type: "rollback-started", detail: { reason: a.reason } },
+          );
           await rollback(row);
           break;
       }
@@ -312,7 +318,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
       await publishDesired(a.deviceId, engine, next, (seq) => rollouts.setRollback(row.id, a.deviceId, marker, seq));
     }
     const reReleases = [...released.values()].map(releaseRef);
-    setState(row, "rolled-back", engine.state, "rolled-back", { sidesRemoved, reReleases });
+    setState(row, "rolled-back", engine.state, { type: "rolled-back", detail: { sidesRemoved, reReleases } });
   }
 
   /**
@@ -321,7 +327,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
    * with sides nothing removes. The `removed` rollback marker: the device is back on what it ran
    * before, so a later `rollback` skips it rather than re-install that version as a re-release.
    */
-  async function abort(row: RolloutRow, reason: string, detail: Record<string, unknown> = {}): Promise<void> {
+  async function abort(row: RolloutRow, reason: string): Promise<void> {
     const engine = engineOf(row);
     if (!engine) return;
     const members = rollouts.devices(row.id);
@@ -331,7 +337,12 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
       members.map((m) => ({ deviceId: m.deviceId, sideAssigned: m.rollbackSha256 === null && sideAssigned(row, m) })),
     );
     const docs = rollouts.transaction(() => {
-      setState(row, "aborted", { ...engine.state, reason }, "aborted", { ...detail, sidesRemoved: plan.length });
+      setState(
+        row,
+        "aborted",
+        { ...engine.state, reason },
+        { type: "aborted", detail: { by: "operator", sidesRemoved: plan.length } },
+      );
       return plan.map((a) => ({
         deviceId: a.deviceId,
         signed: prepareDesired(

@@ -153,22 +153,30 @@ export function createRolloutService(deps: RolloutDeps) {
       const s: EngineState = { ...engine.state };
       switch (cmd) {
         case "pause":
-          executor.setState(row, "paused", { ...s, reason: "paused by operator" }, "paused", { by: "operator" });
+          executor.setState(
+            row,
+            "paused",
+            { ...s, reason: "paused by operator" },
+            { type: "paused", detail: { by: "operator" } },
+          );
           break;
         case "resume": {
           // Resuming means "go on despite the failures so far": they stop counting against gates.
           const acknowledged = rollouts.acknowledgeFailures(id);
-          executor.setState(row, "running", { ...s, reason: null }, "resumed", { acknowledged });
+          executor.setState(row, "running", { ...s, reason: null }, { type: "resumed", detail: { acknowledged } });
           break;
         }
         case "abort":
           // Shadow/ab: also takes the side version off the devices (planAbort in planner.ts).
-          await executor.abort(row, "aborted by operator", { by: "operator" });
+          await executor.abort(row, "aborted by operator");
           break;
         case "rollback":
-          executor.setState(row, "rolling-back", { ...s, reason: "rollback by operator" }, "rollback-started", {
-            by: "operator",
-          });
+          executor.setState(
+            row,
+            "rolling-back",
+            { ...s, reason: "rollback by operator" },
+            { type: "rollback-started", detail: { by: "operator" } },
+          );
           await executor.rollback(row);
           break;
         case "promote": {
@@ -183,9 +191,9 @@ export function createRolloutService(deps: RolloutDeps) {
             reason: null,
             servingMode: "active",
           };
-          executor.setState(row, engine.status === "completed" ? "completed" : "running", next, "promoted", {
-            from: { stage: s.stage, servingMode: s.servingMode },
-            acknowledged,
+          executor.setState(row, engine.status === "completed" ? "completed" : "running", next, {
+            type: "promoted",
+            detail: { from: { stage: s.stage, servingMode: s.servingMode }, acknowledged },
           });
           if (modeChanged) await executor.republishMembers(row);
           break;
@@ -224,12 +232,15 @@ export function createRolloutService(deps: RolloutDeps) {
             status: "running",
             state,
           });
-          rollouts.addEvent(id, iso(now), "created", { strategy: def.strategy, stages: def.stages.length });
+          rollouts.addEvent(id, iso(now), {
+            type: "created",
+            detail: { strategy: def.strategy, stages: def.stages.length },
+          });
           for (const old of replaced) {
             const oe = engineOf(old);
             // In-flight rollouts are staged ones, so they have an engine state to keep.
             if (oe) rollouts.setState(old.id, "superseded", { ...oe.state, reason: `superseded by ${id}` });
-            rollouts.addEvent(old.id, iso(now), "superseded", { by: id });
+            rollouts.addEvent(old.id, iso(now), { type: "superseded", detail: { by: id } });
           }
         });
         log.info({ rollout: id, model: def.model, version: def.version, strategy: def.strategy }, "rollout created");

@@ -1,5 +1,11 @@
 import { z } from "zod";
 import { RolloutDefinitionSchema, type StoredRolloutDefinition } from "../../shared/http/rollout-definition.js";
+import {
+  type RolloutEvent,
+  RolloutEventSchema,
+  RolloutEventTypeSchema,
+  type RolloutHistoryEntry,
+} from "../../shared/http/rollout-history.js";
 import { ROLLOUT_STATUSES, RolloutTargetSchema } from "../../shared/http/rollouts.js";
 import { HealthPolicySchema } from "../../shared/schemas/desired-state.js";
 import {
@@ -58,13 +64,6 @@ export interface RolloutDeviceRow {
   variantReason?: string | null;
 }
 
-export interface RolloutEventRow {
-  seq: number;
-  ts: string;
-  type: string;
-  detail: Record<string, unknown>;
-}
-
 interface RawRollout {
   id: string;
   model: string;
@@ -95,7 +94,7 @@ interface RawMember {
   variant_reason: string | null;
 }
 
-const EventDetailSchema = z.record(z.string(), z.unknown());
+const JsonValueSchema = z.unknown();
 const OutcomeSchema = z.enum(["passed", "failed"]).nullable();
 
 const toRow = (r: RawRollout): RolloutRow => {
@@ -248,30 +247,31 @@ export function createRolloutRepo(db: Db) {
           .all(model, ...statuses) as { deviceId: string; rolloutId: string }[]
       ).map((x) => ({ deviceId: x.deviceId, rolloutId: x.rolloutId }));
     },
-    addEvent(rolloutId: string, ts: string, type: string, detail: Record<string, unknown>): void {
+    addEvent(rolloutId: string, ts: string, event: RolloutEvent): void {
       db.prepare("INSERT INTO rollout_events (rollout_id, ts, type, detail) VALUES (?, ?, ?, ?)").run(
         rolloutId,
         ts,
-        type,
-        JSON.stringify(detail),
+        event.type,
+        JSON.stringify(event.detail),
       );
     },
-    events(rolloutId: string, limit: number): RolloutEventRow[] {
+    /** The last `limit` events, oldest first; each `detail` decoded with its kind's schema (shared/http/rollout-history.ts). */
+    events(rolloutId: string, limit: number): RolloutHistoryEntry[] {
       return (
         db
           .prepare("SELECT seq, ts, type, detail FROM rollout_events WHERE rollout_id = ? ORDER BY seq DESC LIMIT ?")
           .all(rolloutId, limit) as { seq: number; ts: string; type: string; detail: string }[]
       )
-        .map((r) => ({
-          seq: r.seq,
-          ts: r.ts,
-          type: r.type,
-          detail: decodeJson(EventDetailSchema, r.detail, {
+        .map((r) => {
+          const at = (column: string) => ({
             table: "rollout_events",
             key: `rollout_id=${rolloutId}, seq=${r.seq}`,
-            column: "detail",
-          }),
-        }))
+            column,
+          });
+          const type = decodeValue(RolloutEventTypeSchema, r.type, at("type"));
+          const detail = decodeJson(JsonValueSchema, r.detail, at("detail"));
+          return { seq: r.seq, ts: r.ts, ...decodeValue(RolloutEventSchema, { type, detail }, at("detail")) };
+        })
         .reverse();
     },
     transaction<T>(fn: () => T): T {

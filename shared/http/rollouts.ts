@@ -5,6 +5,7 @@ import { ProbationReportSchema, UpdateStateSchema } from "../schemas/device-stat
 import { PreviousRefSchema } from "../schemas/rollout-state.js";
 import { defineRoute } from "./contract.js";
 import { CreateRolloutRequestSchema, RolloutDefinitionSchema, STRATEGIES } from "./rollout-definition.js";
+import { RolloutHistoryEntrySchema } from "./rollout-history.js";
 
 /** Rollout routes: create (JSON or YAML), list, the operator's view, and the operator commands. */
 
@@ -165,11 +166,8 @@ export const RolloutViewSchema = z.looseObject({
   gates: GateEvaluationSchema.optional(),
   /** The stored definition, defaults applied. */
   definition: RolloutDefinitionSchema.optional(),
-  history: z
-    .array(
-      z.object({ seq: z.number().int(), ts: z.string(), type: z.string(), detail: z.record(z.string(), z.unknown()) }),
-    )
-    .optional(),
+  /** The last 100 events, oldest first; `detail` depends on `type` (shared/http/rollout-history.ts). */
+  history: z.array(RolloutHistoryEntrySchema).optional(),
   devices: z.array(RolloutMemberViewSchema),
   counts: RolloutCountsSchema,
 });

@@ -129,6 +129,40 @@ describe("rollout repo decodes its rows", () => {
     db.prepare("INSERT INTO rollout_events (rollout_id, ts, type, detail) VALUES ('r-1', 't', 'created', '[1]')").run();
     expectCorrupt(() => createRolloutRepo(db).events("r-1", 10), "rollout_events", "rollout_id=r-1, seq=1", "detail");
   });
+
+  // Each kind of event has its own detail schema (shared/http/rollout-history.ts).
+  it.each([
+    ["detail", "stage-advanced", '{"reason":"x"}', "at detail.stage"],
+    ["detail", "paused", '{"stage":0,"by":"someone"}', "does not match its schema"],
+    ["detail", "created", '{"strategy":"canary","stages":2,"extra":1}', "does not match its schema"],
+    ["type", "exploded", '{"stage":0}', "not a known rollout event type"],
+  ])("a history event with a wrong %s for its kind (%s) is an INTERNAL error", (column, type, detail, problem) => {
+    insertRollout();
+    db.prepare("INSERT INTO rollout_events (rollout_id, ts, type, detail) VALUES ('r-1', 't', ?, ?)").run(type, detail);
+    const message = expectCorrupt(
+      () => createRolloutRepo(db).events("r-1", 10),
+      "rollout_events",
+      "rollout_id=r-1, seq=1",
+      column,
+    );
+    expect(message).toContain(problem);
+  });
+
+  it("history events come back typed by kind, as written", () => {
+    insertRollout();
+    const repo = createRolloutRepo(db);
+    repo.addEvent("r-1", "t1", { type: "created", detail: { strategy: "canary", stages: 3 } });
+    repo.addEvent("r-1", "t2", { type: "paused", detail: { stage: 1, reason: "gate failedPercent breached" } });
+    repo.addEvent("r-1", "t3", {
+      type: "rolled-back",
+      detail: { stage: 1, sidesRemoved: 0, reReleases: [{ sha256: SHA, version: "1.0.0", releaseCounter: 3 }] },
+    });
+    const events = repo.events("r-1", 10);
+    expect(events.map((e) => e.type)).toEqual(["created", "paused", "rolled-back"]);
+    const rolled = events[2]!;
+    if (rolled.type !== "rolled-back") throw new Error("narrowing");
+    expect(rolled.detail.reReleases[0]!.releaseCounter).toBe(3);
+  });
 });
 
 describe("device repo decodes its rows", () => {
