@@ -11,6 +11,7 @@ import { CreateRolloutRequestSchema } from "../../shared/http/rollout-definition
 import { RolloutHistoryEntrySchema } from "../../shared/http/rollout-history.js";
 import { GateEvaluationSchema, RolloutMemberViewSchema, RolloutViewSchema } from "../../shared/http/rollouts.js";
 import type { OpenApiDocumentSchema } from "../../shared/http/routes.js";
+import { QuantizationReportSchema } from "../../shared/schemas/quantization-report.js";
 import type { DeclaredRoute, RouteAccess } from "./route-access.js";
 
 /**
@@ -28,6 +29,7 @@ const NAMED: readonly [z.ZodType, string][] = [
   [VersionViewSchema, "ModelVersion"],
   [VariantViewSchema, "ModelVariant"],
   [ValidationReportSchema, "Int8Validation"],
+  [QuantizationReportSchema, "QuantizationReport"],
   [BuildViewSchema, "ModelBuild"],
   [RolloutViewSchema, "Rollout"],
   [RolloutMemberViewSchema, "RolloutDevice"],

@@ -13,6 +13,7 @@ import { createLogger } from "../../../shared/logger.js";
 import { loadProfiles } from "../../../shared/profiles/load-profiles.js";
 import { HealthPolicySchema } from "../../../shared/schemas/desired-state.js";
 import type { SignedManifest } from "../../../shared/schemas/manifest.js";
+import { AccuracyPolicySchema, type QuantizationReport } from "../../../shared/schemas/quantization-report.js";
 import { makeTempDir } from "../../helpers/temp-dir.js";
 
 /**
@@ -23,6 +24,30 @@ const FP32 = "a".repeat(64);
 const INT8 = "b".repeat(64);
 const MIB = 1024 * 1024;
 const TS = "2025-03-03T00:00:00.000Z";
+
+/** A whole int8 report (the store decodes it with QuantizationReportSchema); only `passed` matters here. */
+function int8Report(passed: boolean): QuantizationReport {
+  return {
+    method: "int8-weights",
+    opset: 17,
+    weightOnlyEncoding: "dequantize-linear-per-axis",
+    options: { minElements: 256, dynamicMinElements: 4096, dynamicMatMul: true, reduceRange: true, keepFp32: [] },
+    nodes: [],
+    weights: [],
+    totals: { weightsQuantized: 1, dynamicNodes: 1, weightOnlyNodes: 0, bytesBefore: 4096, bytesAfter: 1040 },
+    validation: {
+      passed,
+      policy: AccuracyPolicySchema.parse({}),
+      samples: 1,
+      calibrationInputs: 0,
+      outputs: [],
+      top1Agreement: null,
+      sizeRatio: 0.3,
+      latency: { fp32Ms: 1, int8Ms: 1, ratio: 1, runs: 3 },
+      failures: passed ? [] : ["output y: max abs error 1 > 0.05 and relative 1 > 0.1"],
+    },
+  };
+}
 
 function bundle(sha256: string, variant: "fp32" | "int8", opts: { published?: boolean; minMemoryMB?: number } = {}) {
   // A whole manifest: the store decodes the column with SignedManifestSchema (issue 23).
@@ -38,8 +63,7 @@ function bundle(sha256: string, variant: "fp32" | "int8", opts: { published?: bo
       lineage: {},
       files: [{ path: "model.onnx", size: (variant === "int8" ? 1 : 4) * MIB, sha256: "c".repeat(64) }],
       compatibility: { arch: [], minMemoryMB: opts.minMemoryMB ?? 0, executionProviders: ["cpu"] },
-      quantization:
-        variant === "int8" ? { method: "x", nodes: [], validation: { passed: opts.published ?? true } } : null,
+      quantization: variant === "int8" ? int8Report(opts.published ?? true) : null,
     },
     signatures: [],
   };
