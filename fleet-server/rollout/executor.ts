@@ -31,7 +31,7 @@ import {
   type RolloutAction,
   type RolloutStatus,
 } from "./planner.js";
-import { memberBundleSha, type VariantAssignment } from "./variant-assignment.js";
+import type { VariantAssignment } from "./variant-assignment.js";
 
 export interface ExecutorDeps {
   log: Logger;
@@ -58,11 +58,9 @@ export const ROLLBACK_REMOVED = "removed";
 
 const releaseRef = (b: BundleRow) => ({ sha256: b.sha256, version: b.version, releaseCounter: b.releaseCounter });
 
-export function engineOf(row: RolloutRow): PlannerRollout | null {
-  // The store decoded every column with its schema; a staged rollout has all three.
-  const { definition, state, status } = row;
-  if (!definition || !state || status === undefined || status === "legacy") return null;
-  return { id: row.id, status, definition, state };
+/** The planner's view of a stored rollout (the store decoded every column with its schema). */
+export function engineOf(row: RolloutRow): PlannerRollout {
+  return { id: row.id, status: row.status, definition: row.definition, state: row.state };
 }
 
 export function currentAssignments(desired: SignedDesiredState | null | undefined): Assignment[] {
@@ -80,12 +78,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   const iso = (t: number) => new Date(t).toISOString();
 
   /** Where the device stands with its own bundle of the rollout (or `bundle`, e.g. a rollback's). */
-  function observe(
-    row: RolloutRow,
-    m: MemberRow,
-    device: DeviceRow | null,
-    bundle = memberBundleSha(row, m),
-  ): Observation {
+  function observe(row: RolloutRow, m: MemberRow, device: DeviceRow | null, bundle = m.bundleSha256): Observation {
     return observeDevice({
       model: row.model,
       bundle,
@@ -279,7 +272,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
 
   /** This rollout's bundle still runs beside the device's active version (shadow/ab, not promoted). */
   function sideAssigned(row: RolloutRow, m: MemberRow): boolean {
-    return hasSide(currentAssignments(devices.get(m.deviceId)?.desired), row.model, memberBundleSha(row, m));
+    return hasSide(currentAssignments(devices.get(m.deviceId)?.desired), row.model, m.bundleSha256);
   }
 
   /**
@@ -290,7 +283,6 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
    */
   async function rollback(row: RolloutRow): Promise<void> {
     const engine = engineOf(row);
-    if (!engine) return;
     const members = new Map(rollouts.devices(row.id).map((m) => [m.deviceId, m]));
     const plan = planRollback(
       [...members.values()].map((m) => ({
@@ -312,7 +304,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         next = (prev) => assignmentsForMode(prev, newAssignment(target), { mode: "active" });
         marker = target.sha256;
       } else if (a.kind === "remove-side") {
-        next = (prev) => withoutSide(prev, row.model, memberBundleSha(row, members.get(a.deviceId)!));
+        next = (prev) => withoutSide(prev, row.model, members.get(a.deviceId)!.bundleSha256);
         sidesRemoved++;
       } else next = (prev) => withoutModel(prev, row.model);
       await publishDesired(a.deviceId, engine, next, (seq) => rollouts.setRollback(row.id, a.deviceId, marker, seq));
@@ -329,9 +321,8 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
    */
   async function abort(row: RolloutRow, reason: string): Promise<void> {
     const engine = engineOf(row);
-    if (!engine) return;
     const members = rollouts.devices(row.id);
-    const shaOf = new Map(members.map((m) => [m.deviceId, memberBundleSha(row, m)]));
+    const shaOf = new Map(members.map((m) => [m.deviceId, m.bundleSha256]));
     const plan = planAbort(
       engine,
       members.map((m) => ({ deviceId: m.deviceId, sideAssigned: m.rollbackSha256 === null && sideAssigned(row, m) })),
@@ -366,17 +357,15 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     async step(row: RolloutRow): Promise<void> {
       if (row.status === "rolling-back") return rollback(row);
       const engine = engineOf(row);
-      if (!engine) return;
       const actions = planRolloutStep(engine, plannerDevices(row, engine), clock.now());
       if (actions.length > 0) await apply(row, engine, actions);
     },
     /** Re-issues every member's assignment in the current serving mode (promote of shadow/ab). */
     async republishMembers(row: RolloutRow): Promise<void> {
       const engine = engineOf(row);
-      if (!engine) return;
       for (const m of rollouts.devices(row.id)) {
         if (m.outcome === "failed") continue;
-        const bundle = models.bundle(memberBundleSha(row, m));
+        const bundle = models.bundle(m.bundleSha256);
         if (!bundle) continue;
         await publishDesired(
           m.deviceId,

@@ -7,6 +7,7 @@ import {
   type RolloutHistoryEntry,
 } from "../../shared/http/rollout-history.js";
 import { ROLLOUT_STATUSES, RolloutTargetSchema } from "../../shared/http/rollouts.js";
+import { Sha256Schema, VariantSchema } from "../../shared/schemas/common.js";
 import { HealthPolicySchema } from "../../shared/schemas/desired-state.js";
 import {
   type EngineState,
@@ -19,8 +20,12 @@ import {
 import type { Db } from "./db.js";
 import { decodeJson, decodeJsonOrNull, decodeValue } from "./row-codec.js";
 
-/** The `status` column: a planner status, or `legacy` for rollouts created before migration 2. */
-export const StoredRolloutStatusSchema = z.enum([...ROLLOUT_STATUSES, "legacy"]);
+/**
+ * The `status` column: a planner status. (Migration 2 gave rollouts from before staged rollouts
+ * the status `legacy`; no 0.1.0 server ever wrote one, so such a row is corrupt: decisions.md,
+ * "Legacy branches removed".)
+ */
+export const StoredRolloutStatusSchema = z.enum(ROLLOUT_STATUSES);
 export type StoredRolloutStatus = z.infer<typeof StoredRolloutStatusSchema>;
 
 export interface RolloutRow {
@@ -32,12 +37,12 @@ export interface RolloutRow {
   target: z.infer<typeof RolloutTargetSchema>;
   healthPolicy: z.infer<typeof HealthPolicySchema>;
   createdAt: string;
-  /** The defaulted definition (null for rollouts created before migration 2). */
-  definition?: StoredRolloutDefinition | null;
+  /** The defaulted definition. */
+  definition: StoredRolloutDefinition;
   /** Engine status, a column so "which rollouts are active" is one indexed query. */
-  status?: StoredRolloutStatus;
+  status: StoredRolloutStatus;
   /** Engine state besides the status (stage, soak clock, reason, serving mode). */
-  state?: EngineState | null;
+  state: EngineState;
 }
 
 export interface RolloutDeviceRow {
@@ -55,13 +60,13 @@ export interface RolloutDeviceRow {
   acknowledged?: boolean;
   rollbackSha256?: string | null;
   /**
-   * The bundle this device was assigned (migration 5): its variant may differ from the rollout's
-   * default bundle when the rollout chooses per device. Null = the rollout's `bundleSha256`.
+   * The bundle this device was assigned: its variant may differ from the rollout's default bundle
+   * when the rollout chooses per device (`variant: auto`).
    */
-  bundleSha256?: string | null;
-  variant?: string | null;
+  bundleSha256: string;
+  variant: string;
   /** Why this variant (`VariantChoiceReason`, or `explicit` when the rollout fixed one). */
-  variantReason?: string | null;
+  variantReason: string;
 }
 
 interface RawRollout {
@@ -96,6 +101,7 @@ interface RawMember {
 
 const JsonValueSchema = z.unknown();
 const OutcomeSchema = z.enum(["passed", "failed"]).nullable();
+const VariantReasonSchema = z.string().min(1);
 
 const toRow = (r: RawRollout): RolloutRow => {
   const at = (column: string) => ({ table: "rollouts", key: `id=${r.id}`, column });
@@ -108,9 +114,9 @@ const toRow = (r: RawRollout): RolloutRow => {
     target: decodeJson(RolloutTargetSchema, r.target, at("target")),
     healthPolicy: decodeJson(HealthPolicySchema, r.health_policy, at("health_policy")),
     createdAt: r.created_at,
-    definition: decodeJsonOrNull(RolloutDefinitionSchema, r.definition, at("definition")),
+    definition: decodeJson(RolloutDefinitionSchema, r.definition, at("definition")),
     status: decodeValue(StoredRolloutStatusSchema, r.status, at("status")),
-    state: decodeJsonOrNull(EngineStateSchema, r.state, at("state")),
+    state: decodeJson(EngineStateSchema, r.state, at("state")),
   };
 };
 
@@ -132,9 +138,10 @@ const toMember = (rolloutId: string, r: RawMember): Required<RolloutDeviceRow> =
     outcomeReason: r.outcome_reason,
     acknowledged: r.acknowledged === 1,
     rollbackSha256: r.rollback_sha256,
-    bundleSha256: r.bundle_sha256,
-    variant: r.variant,
-    variantReason: r.variant_reason,
+    // NULL only in members written before migration 5 (never by a 0.1.0 server): corrupt rows now.
+    bundleSha256: decodeValue(Sha256Schema, r.bundle_sha256, at("bundle_sha256")),
+    variant: decodeValue(VariantSchema, r.variant, at("variant")),
+    variantReason: decodeValue(VariantReasonSchema, r.variant_reason, at("variant_reason")),
   };
 };
 
@@ -154,9 +161,9 @@ export function createRolloutRepo(db: Db) {
         JSON.stringify(r.target),
         JSON.stringify(r.healthPolicy),
         r.createdAt,
-        r.definition === undefined || r.definition === null ? null : JSON.stringify(r.definition),
-        r.status ?? "legacy",
-        r.state === undefined || r.state === null ? null : JSON.stringify(r.state),
+        JSON.stringify(r.definition),
+        r.status,
+        JSON.stringify(r.state),
       );
     },
     setState(id: string, status: StoredRolloutStatus, state: EngineState): void {
@@ -174,9 +181,9 @@ export function createRolloutRepo(db: Db) {
         d.previous === undefined || d.previous === null ? null : JSON.stringify(d.previous),
         d.phase ?? "download",
         d.phaseSince ?? d.assignedAt,
-        d.bundleSha256 ?? null,
-        d.variant ?? null,
-        d.variantReason ?? null,
+        d.bundleSha256,
+        d.variant,
+        d.variantReason,
       );
     },
     setPhase(rolloutId: string, deviceId: string, phase: MemberPhase, since: string): void {

@@ -19,8 +19,7 @@ export const ROLLOUT_STATUSES = [
   "rolled-back",
   "superseded",
 ] as const;
-/** The statuses above, plus `failed`: the status of a rollout created before staged rollouts (`legacy: true`). */
-export const RolloutStatusSchema = z.enum([...ROLLOUT_STATUSES, "failed"]);
+export const RolloutStatusSchema = z.enum(ROLLOUT_STATUSES);
 export type RolloutStatusName = z.infer<typeof RolloutStatusSchema>;
 
 /** A device's state in the view: its update state for the rollout's bundle, collapsed for display. */
@@ -133,9 +132,8 @@ export const RolloutTargetSchema = z.object({
 });
 
 /**
- * The operator's view of a rollout (`GET /v1/rollouts/{id}`). Staged rollouts carry the stage,
- * per-stage counts, gates, definition and history; a rollout created before staged rollouts
- * carries `legacy: true` and none of them.
+ * The operator's view of a rollout (`GET /v1/rollouts/{id}`): the stage, per-stage counts, gates,
+ * definition, history and each device.
  */
 export const RolloutViewSchema = z.looseObject({
   id: z.string(),
@@ -148,26 +146,24 @@ export const RolloutViewSchema = z.looseObject({
   createdAt: z.string(),
   status: RolloutStatusSchema,
   strategy: StrategySchema,
-  reason: z.string().nullable().optional(),
-  servingMode: z.enum(["active", "shadow", "ab"]).optional(),
-  legacy: z.literal(true).optional(),
-  stage: StageNowSchema.optional(),
-  stages: z
-    .array(
-      z.object({
-        index: z.number().int().min(0),
-        percent: z.number(),
-        soakSeconds: z.number(),
-        gates: z.record(z.string(), z.unknown()),
-        counts: DisplayCountsSchema,
-      }),
-    )
-    .optional(),
-  gates: GateEvaluationSchema.optional(),
+  /** Why the rollout is paused, aborted or rolled back. */
+  reason: z.string().nullable(),
+  servingMode: z.enum(["active", "shadow", "ab"]),
+  stage: StageNowSchema,
+  stages: z.array(
+    z.object({
+      index: z.number().int().min(0),
+      percent: z.number(),
+      soakSeconds: z.number(),
+      gates: z.record(z.string(), z.unknown()),
+      counts: DisplayCountsSchema,
+    }),
+  ),
+  gates: GateEvaluationSchema,
   /** The stored definition, defaults applied. */
-  definition: RolloutDefinitionSchema.optional(),
+  definition: RolloutDefinitionSchema,
   /** The last 100 events, oldest first; `detail` depends on `type` (shared/http/rollout-history.ts). */
-  history: z.array(RolloutHistoryEntrySchema).optional(),
+  history: z.array(RolloutHistoryEntrySchema),
   devices: z.array(RolloutMemberViewSchema),
   counts: RolloutCountsSchema,
 });

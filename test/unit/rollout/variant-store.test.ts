@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defaultProfilesDir } from "../../../fleet-server/config.js";
 import { MIN_MEASURED_REQUESTS } from "../../../fleet-server/rollout/choose-variant.js";
-import { createVariantAssignment, memberBundleSha } from "../../../fleet-server/rollout/variant-assignment.js";
+import { createVariantAssignment } from "../../../fleet-server/rollout/variant-assignment.js";
 import { createVariantRecorder } from "../../../fleet-server/rollout/variant-recorder.js";
 import { type Db, openDatabase } from "../../../fleet-server/store/db.js";
 import { createDeviceRepo } from "../../../fleet-server/store/device-repo.js";
@@ -15,6 +15,7 @@ import { HealthPolicySchema } from "../../../shared/schemas/desired-state.js";
 import type { SignedManifest } from "../../../shared/schemas/manifest.js";
 import { AccuracyPolicySchema, type QuantizationReport } from "../../../shared/schemas/quantization-report.js";
 import { makeTempDir } from "../../helpers/temp-dir.js";
+import { definition, rollout } from "./fixtures.js";
 
 /**
  * The I/O around the pure choice, on a real SQLite file with every migration applied: probation
@@ -176,16 +177,22 @@ describe("variant measurements and assignment on SQLite", () => {
     const profiles = await loadProfiles(defaultProfilesDir());
     const { devices, models, measurements, rollouts, recorder } = repos;
     const assign = createVariantAssignment({ models, measurements, profiles });
-    const row = (variant: string): RolloutRow => ({
-      id: `r-${variant}`,
-      model: "vad",
-      version: "1.0.0",
-      variant,
-      bundleSha256: FP32,
-      target: {},
-      healthPolicy: HealthPolicySchema.parse({}),
-      createdAt: TS,
-    });
+    const row = (variant: string): RolloutRow => {
+      const def = definition({ model: "vad", version: "1.0.0", variant, target: { tags: { site: "lab" } } });
+      return {
+        id: `r-${variant}`,
+        model: "vad",
+        version: "1.0.0",
+        variant,
+        bundleSha256: FP32,
+        target: {},
+        healthPolicy: HealthPolicySchema.parse({}),
+        createdAt: TS,
+        definition: def,
+        status: "running",
+        state: rollout(def).state,
+      };
+    };
     const pick = (id: string, variant = "auto") => {
       const p = assign.pick(row(variant), devices.get(id)!);
       return [p.variant, p.reason, p.bundle.sha256];
@@ -207,8 +214,8 @@ describe("variant measurements and assignment on SQLite", () => {
     recorder.onReported("x64", reportedPayload("x64", summary(INT8, 80, 1.5), summary(FP32, 80, 2.5)));
     expect(pick("x64")).toEqual(["int8", "measured-faster", INT8]);
 
-    // The member row stores its own bundle; older members fall back to the rollout's.
-    rollouts.insert({ ...row("auto"), definition: null, status: "running", state: null });
+    // The member row stores its own bundle, variant and why.
+    rollouts.insert(row("auto"));
     rollouts.addDevice("r-auto", {
       deviceId: "pi",
       desiredSeq: 1,
@@ -217,10 +224,16 @@ describe("variant measurements and assignment on SQLite", () => {
       variant: "int8",
       variantReason: "profile",
     });
-    rollouts.addDevice("r-auto", { deviceId: "x64", desiredSeq: 1, assignedAt: TS });
+    rollouts.addDevice("r-auto", {
+      deviceId: "x64",
+      desiredSeq: 1,
+      assignedAt: TS,
+      bundleSha256: FP32,
+      variant: "fp32",
+      variantReason: "explicit",
+    });
     const [pi, x64] = rollouts.devices("r-auto");
     expect(pi).toMatchObject({ bundleSha256: INT8, variant: "int8", variantReason: "profile" });
-    expect(memberBundleSha(row("auto"), pi!)).toBe(INT8);
-    expect(memberBundleSha(row("auto"), x64!)).toBe(FP32);
+    expect(x64).toMatchObject({ bundleSha256: FP32, variant: "fp32", variantReason: "explicit" });
   });
 });
