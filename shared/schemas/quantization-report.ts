@@ -82,7 +82,8 @@ export const WeightRecordSchema = z.object({
   dims: z.array(z.number().int().min(0)),
   /** Storage used: a weight-only encoding and/or `matmul-integer-per-column` (the dynamic MatMul chain). */
   encodings: z.array(z.union([WeightEncodingSchema, z.literal("matmul-integer-per-column")])),
-  axis: z.number().int().min(0),
+  // Not bounded below: the plan gives a 1-D first MatMul operand `rank - 2`, i.e. -1.
+  axis: z.number().int(),
   bytesBefore: BytesSchema,
   bytesAfter: BytesSchema,
 });
