@@ -147,6 +147,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     subscriptions: [t("desired"), t("chunks/res"), t("telemetry/ack"), topics.trustRoot()],
     log: log.child({ c: "mqtt" }),
     clock,
+    keepaliveSec: config.mqtt.keepaliveSec,
+    connectTimeoutMs: config.mqtt.connectTimeoutMs,
+    backoff: config.mqtt.reconnect,
+    maxQueuedOffline: config.mqtt.maxQueuedOffline,
     ...(deps.random ? { random: deps.random } : {}),
     ...(config.tls ? { tls: await loadTlsOptions(config.tls) } : {}),
   });

@@ -7,6 +7,7 @@ import { DeviceIdSchema } from "../../shared/schemas/common.js";
 import { DEFAULT_TOPIC_PREFIX } from "../../shared/topics.js";
 import { JobsConfigSchema } from "../jobs/job-config.js";
 import { TelemetryConfigSchema } from "../telemetry/telemetry-config.js";
+import { MqttTimingSchema } from "../transport/mqtt-config.js";
 import { AgentTlsSchema } from "../transport/tls.js";
 
 /** The socket API's default request body cap: a 1080p float32 image as JSON fits with room to spare. */
@@ -53,6 +54,8 @@ export const AgentConfigSchema = z
       .default({ chunkSize: 128 * 1024, window: 4, timeoutMs: 10_000, maxTries: 5 }),
     /** Telemetry buffer and flush (issue 6; docs/operations.md "Telemetry buffer durability"). */
     telemetry: TelemetryConfigSchema,
+    /** MQTT link timing: keepalive, connect timeout, reconnect backoff, offline queue (agent/transport/mqtt-config.ts). */
+    mqtt: MqttTimingSchema,
     /** mqtts:// with a pinned CA, optional client certificate (issue 7, agent/transport/tls.ts). */
     tls: AgentTlsSchema.optional(),
     /** Group (name or gid) owning the socket's 0750 directory (issue 7, agent/api/socket-dir.ts). */

@@ -1,4 +1,4 @@
-import { EdgeFleetError, type ErrorJson } from "../../shared/errors.js";
+import { EdgeFleetError, type ErrorJson, isErrorCode } from "../../shared/errors.js";
 import type { OrtTensorType } from "../../shared/tensors.js";
 import type { HostRunTiming } from "./host-protocol.js";
 
@@ -95,7 +95,13 @@ export function parseRunReply(h: unknown): RunReplyHeader {
     if (!isObject(e) || typeof e.code !== "string" || typeof e.message !== "string") {
       throw bad("error reply without code and message");
     }
-    return { id: replyId, ok: false, error: e as unknown as ErrorJson, tensors: [] };
+    if (!isErrorCode(e.code)) throw bad(`error reply with unknown code ${JSON.stringify(e.code.slice(0, 64))}`);
+    const error: ErrorJson = {
+      code: e.code,
+      message: e.message,
+      ...(e.details !== undefined ? { details: e.details } : {}),
+    };
+    return { id: replyId, ok: false, error, tensors: [] };
   }
   if (h.ok !== true) throw bad('run reply header without "ok"');
   const t = h.timing;
@@ -109,7 +115,7 @@ export function parseRunReply(h: unknown): RunReplyHeader {
     id: replyId,
     ok: true,
     computeMs: h.computeMs,
-    timing: t as unknown as HostRunTiming,
+    timing: { received: t.received, ortStart: t.ortStart, ortEnd: t.ortEnd, replying: t.replying },
     tensors: parseTensorEntries(h.tensors),
   };
 }

@@ -2,7 +2,8 @@ import mqtt, { type MqttClient } from "mqtt";
 import type { Clock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
 import type { Topics } from "../../shared/topics.js";
-import { type BackoffOptions, DEFAULT_BACKOFF, fullJitterDelay } from "./backoff.js";
+import { type BackoffOptions, fullJitterDelay } from "./backoff.js";
+import { DEFAULT_MQTT_TIMING } from "./mqtt-config.js";
 import type { TlsClientOptions } from "./tls.js";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected" | "closed";
@@ -17,14 +18,17 @@ export interface MqttLinkOptions {
   log: Logger;
   clock: Clock;
   random?: () => number;
+  /** Reconnect backoff bounds (agent config `mqtt.reconnect`; defaults in mqtt-config.ts, as for the rest). */
   backoff?: BackoffOptions;
+  /** One connection attempt's limit (agent config `mqtt.connectTimeoutMs`). */
   connectTimeoutMs?: number;
   /**
-   * MQTT keepalive in seconds (default 60). A half-open connection (no FIN, no RST: a NAT that forgot
-   * the flow) is noticed only by a missing PINGRESP, about 1.5 keepalives after the last traffic.
+   * MQTT keepalive in seconds (agent config `mqtt.keepaliveSec`). A half-open connection (no FIN,
+   * no RST: a NAT that forgot the flow) is noticed only by a missing PINGRESP, about 1.5
+   * keepalives after the last traffic.
    */
   keepaliveSec?: number;
-  /** Publishes kept while disconnected (default 100); later ones are dropped until the next connect. */
+  /** Publishes kept while disconnected (agent config `mqtt.maxQueuedOffline`); later ones are dropped until the next connect. */
   maxQueuedOffline?: number;
   /** Pinned CA (and optional client certificate) for mqtts:// / wss:// (agent/transport/tls.ts). */
   tls?: TlsClientOptions;
@@ -62,7 +66,7 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
   let attempt = 0;
   let timer: { cancel(): void } | null = null;
   let closing = false;
-  const maxQueued = opts.maxQueuedOffline ?? 100;
+  const maxQueued = opts.maxQueuedOffline ?? DEFAULT_MQTT_TIMING.maxQueuedOffline;
   let queuedOffline = 0;
 
   const setState = (next: ConnectionState) => {
@@ -79,8 +83,8 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
     clean: true,
     reconnectPeriod: 0,
     resubscribe: false,
-    connectTimeout: opts.connectTimeoutMs ?? 10_000,
-    keepalive: opts.keepaliveSec ?? 60,
+    connectTimeout: opts.connectTimeoutMs ?? DEFAULT_MQTT_TIMING.connectTimeoutMs,
+    keepalive: opts.keepaliveSec ?? DEFAULT_MQTT_TIMING.keepaliveSec,
     will: { topic: presence, payload: Buffer.from("offline"), qos: 1, retain: true },
     ...(opts.tls ?? {}),
     manualConnect: true,
@@ -116,7 +120,7 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
     if (closing) return;
     setState("disconnected");
     if (timer) return;
-    const delay = fullJitterDelay(attempt, random, opts.backoff ?? DEFAULT_BACKOFF);
+    const delay = fullJitterDelay(attempt, random, opts.backoff ?? DEFAULT_MQTT_TIMING.reconnect);
     attempt += 1;
     log.debug({ delay, attempt }, "mqtt reconnect scheduled");
     timer = clock.setTimeout(() => {

@@ -152,6 +152,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   return {
     port,
     async disconnect(deviceId) {
+      // aedes's type declarations omit its `clients` map and a client's `will`, `_will` and `conn`
+      // (used above): the casts here name exactly the fields read, nothing more.
       const client = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[deviceId];
       if (!client) return;
       // Clear the will first: a revoked device must not get one last retained `offline` in.

@@ -16,7 +16,9 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
   if (header === undefined) return null;
   const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
   if (!m) return null;
-  const [, a, b] = m as unknown as [string, string, string];
+  // Both groups always take part in a match (each may be empty).
+  const a = m[1] ?? "";
+  const b = m[2] ?? "";
   if (a === "" && b === "") return null;
   if (a === "") {
     // Suffix range: the last N bytes.

@@ -85,16 +85,18 @@ const CONTRACTS: ReadonlyMap<string, RouteContract> = new Map(Object.entries(HTT
 
 export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   const { log } = deps;
+  // Typed as fastify's logger interface (which pino implements), so the instance gets fastify's
+  // default logger type rather than pino's generics.
+  const httpLog: FastifyBaseLogger = log.child({ component: "http" });
   const app: FastifyInstance = Fastify({
-    // pino's Logger and fastify's logger type differ only in generics; the instance is the same.
-    loggerInstance: log.child({ component: "http" }) as unknown as FastifyBaseLogger,
+    loggerInstance: httpLog,
     bodyLimit: JSON_BODY_LIMIT,
     // A device id may be 128 characters (DeviceIdSchema), 3 each when percent-encoded (issue 20 §5:
     // one id grammar); fastify's default of 100 answered 414 to `/v1/devices/{id}` for long ids.
     routerOptions: { maxParamLength: 512 },
     // fastify types an HTTPS instance differently; routes and hooks are the same.
     ...(deps.https ? { https: { ...deps.https, minVersion: "TLSv1.2" as const } } : {}),
-  }) as unknown as FastifyInstance;
+  });
   const callers = new WeakMap<FastifyRequest, Caller>();
   const callerOf: CallerOf = (req) => callers.get(req) ?? { kind: "anonymous" };
   const principals = new WeakMap<FastifyRequest, Principal>();

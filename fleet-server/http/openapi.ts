@@ -8,8 +8,10 @@ import {
   VersionViewSchema,
 } from "../../shared/http/models.js";
 import { CreateRolloutRequestSchema } from "../../shared/http/rollout-definition.js";
+import { RolloutHistoryEntrySchema } from "../../shared/http/rollout-history.js";
 import { GateEvaluationSchema, RolloutMemberViewSchema, RolloutViewSchema } from "../../shared/http/rollouts.js";
 import type { OpenApiDocumentSchema } from "../../shared/http/routes.js";
+import { QuantizationReportSchema } from "../../shared/schemas/quantization-report.js";
 import type { DeclaredRoute, RouteAccess } from "./route-access.js";
 
 /**
@@ -27,10 +29,12 @@ const NAMED: readonly [z.ZodType, string][] = [
   [VersionViewSchema, "ModelVersion"],
   [VariantViewSchema, "ModelVariant"],
   [ValidationReportSchema, "Int8Validation"],
+  [QuantizationReportSchema, "QuantizationReport"],
   [BuildViewSchema, "ModelBuild"],
   [RolloutViewSchema, "Rollout"],
   [RolloutMemberViewSchema, "RolloutDevice"],
   [GateEvaluationSchema, "GateEvaluation"],
+  [RolloutHistoryEntrySchema, "RolloutEvent"],
 ];
 const NAMED_REQUESTS: readonly [z.ZodType, string][] = [
   [CreateModelRequestSchema, "CreateModelRequest"],

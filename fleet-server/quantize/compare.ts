@@ -1,19 +1,14 @@
-// The policy is part of the HTTP contract (`POST /v1/models`), so its schema lives in shared/http.
-import { type AccuracyPolicy, AccuracyPolicySchema } from "../../shared/http/models.js";
+// The policy is part of the HTTP contract (`POST /v1/models`) and of the signed int8 report, so its
+// schema lives in shared/ (shared/schemas/quantization-report.ts), as does the comparison's.
+import {
+  type AccuracyPolicy,
+  AccuracyPolicySchema,
+  type OutputComparison,
+} from "../../shared/schemas/quantization-report.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
 
+export type { OutputComparison };
 export { type AccuracyPolicy, AccuracyPolicySchema };
-
-export interface OutputComparison {
-  output: string;
-  maxAbsError: number;
-  /** max |int8 - fp32| / max |fp32| over all samples. */
-  maxRelError: number;
-  nonFinite: number;
-  top1?: { agree: number; total: number };
-  pass: boolean;
-  ignored?: boolean;
-}
 
 export interface ComparisonResult {
   outputs: OutputComparison[];
@@ -75,7 +70,7 @@ export function compareOutputs(
   policy: AccuracyPolicy,
 ): ComparisonResult {
   const failures: string[] = [];
-  const byName = new Map<string, OutputComparison & { absMax: number }>();
+  const byName = new Map<string, Omit<OutputComparison, "maxRelError"> & { absMax: number }>();
   let agree = 0;
   let rows = 0;
   reference.forEach((ref, i) => {
@@ -84,7 +79,6 @@ export function compareOutputs(
       const acc = byName.get(name) ?? {
         output: name,
         maxAbsError: 0,
-        maxRelError: 0,
         nonFinite: 0,
         pass: true,
         absMax: 0,
@@ -124,8 +118,10 @@ export function compareOutputs(
   });
   const outputs: OutputComparison[] = [];
   for (const acc of byName.values()) {
-    const { absMax, ...cmp } = acc;
-    cmp.maxRelError = absMax > 0 ? cmp.maxAbsError / absMax : cmp.maxAbsError === 0 ? 0 : Number.POSITIVE_INFINITY;
+    const { absMax, ...rest } = acc;
+    const rel = absMax > 0 ? rest.maxAbsError / absMax : rest.maxAbsError === 0 ? 0 : Number.POSITIVE_INFINITY;
+    // Unbounded is recorded as null: the report is signed JSON, which has no Infinity.
+    const cmp: OutputComparison = { ...rest, maxRelError: Number.isFinite(rel) ? rel : null };
     const own = policy.outputs?.[cmp.output] ?? {};
     const maxAbs = own.maxAbsError ?? policy.maxAbsError;
     const maxRel = own.maxRelError ?? policy.maxRelError;
@@ -133,10 +129,10 @@ export function compareOutputs(
     else if (cmp.nonFinite > 0) {
       cmp.pass = false;
       failures.push(`output ${cmp.output}: ${cmp.nonFinite} non-finite values where fp32 is finite`);
-    } else if (cmp.pass && cmp.maxAbsError > maxAbs && cmp.maxRelError > maxRel) {
+    } else if (cmp.pass && cmp.maxAbsError > maxAbs && rel > maxRel) {
       cmp.pass = false;
       failures.push(
-        `output ${cmp.output}: max abs error ${fmt(cmp.maxAbsError)} > ${maxAbs} and relative ${fmt(cmp.maxRelError)} > ${maxRel}`,
+        `output ${cmp.output}: max abs error ${fmt(cmp.maxAbsError)} > ${maxAbs} and relative ${fmt(rel)} > ${maxRel}`,
       );
     }
     outputs.push(cmp);

@@ -1,19 +1,11 @@
+import type { NodeDecision, QuantizeOptions, WeightEncoding } from "../../shared/schemas/quantization-report.js";
 import { type ConstDef, type GraphScan, isFloatWeight, nodeLabel, type Use } from "./graph-scan.js";
 import { elementCount, floatAttr, intAttr } from "./onnx-model.js";
 
-export interface QuantizeOptions {
-  /** Weights with fewer elements stay fp32: the saving is negligible and small tensors (biases, norms) are precision-sensitive. */
-  minElements: number;
-  /** MatMul/Gemm weights with fewer elements use weight-only storage: below this, the per-call
-   * DynamicQuantizeLinear of the activation costs more than the integer GEMM saves. */
-  dynamicMinElements: number;
-  /** Use the dynamic integer MatMul chain at all (false: weight-only everywhere). */
-  dynamicMatMul: boolean;
-  /** 7-bit weights for MatMulInteger, so u8*s8 pair sums never saturate int16 on x86 without VNNI (VPMADDUBSW). */
-  reduceRange: boolean;
-  /** Weight names the operator wants kept in fp32 (e.g. a layer known to be sensitive). */
-  keepFp32: string[];
-}
+// The options and decisions are recorded in the quantizer's report, so their types come from its
+// schema (shared/schemas/quantization-report.ts, issue 23).
+export type { QuantizeOptions, WeightEncoding };
+export type Decision = NodeDecision;
 
 export const DEFAULT_QUANTIZE_OPTIONS: QuantizeOptions = {
   minElements: 256,
@@ -22,8 +14,6 @@ export const DEFAULT_QUANTIZE_OPTIONS: QuantizeOptions = {
   reduceRange: true,
   keepFp32: [],
 };
-
-export type WeightEncoding = "dequantize-linear-per-axis" | "cast-mul-per-channel";
 
 /** How a dynamic MatMul/Gemm use reads the weight: as stored ([K,N]) or transposed (Gemm transB=1). */
 export interface DynamicUse {
@@ -40,16 +30,6 @@ export interface WeightPlan {
   weightOnly: Use[];
   /** Channel axis for the weight-only encoding. */
   axis: number;
-}
-
-export interface Decision {
-  node: string;
-  op: string;
-  action: "dynamic-int8" | "weight-only-int8" | "skipped";
-  reason?: string;
-  weight?: string;
-  /** Subgraph path for nodes inside If/Loop/Scan bodies. */
-  scope?: string;
 }
 
 /** Inputs of known weight-bearing ops that hold weights, and the per-channel axis that fits them. */

@@ -1,4 +1,5 @@
 import { EdgeFleetError } from "../../shared/errors.js";
+import type { QuantizerReport, WeightRecord } from "../../shared/schemas/quantization-report.js";
 import { type GraphScan, scanModel, uniqueName } from "./graph-scan.js";
 import {
   DT,
@@ -18,7 +19,6 @@ import {
 } from "./onnx-model.js";
 import {
   DEFAULT_QUANTIZE_OPTIONS,
-  type Decision,
   type DynamicUse,
   planWeights,
   type QuantizeOptions,
@@ -27,34 +27,12 @@ import {
 } from "./plan.js";
 import { qmaxFor, quantizePerChannel, transpose2d } from "./quant-math.js";
 
-export interface WeightRecord {
-  name: string;
-  dims: number[];
-  /** Storage used: per-axis DequantizeLinear, Cast*Mul, and/or MatMulInteger per-column. */
-  encodings: string[];
-  axis: number;
-  bytesBefore: number;
-  bytesAfter: number;
-}
+export type { WeightRecord };
 
 export interface QuantizationResult {
   model: ModelProto;
-  report: {
-    method: "int8-weights";
-    opset: number;
-    /** Weight-only encoding chosen for this opset (no opset is ever raised). */
-    weightOnlyEncoding: WeightEncoding;
-    options: QuantizeOptions;
-    nodes: Decision[];
-    weights: WeightRecord[];
-    totals: {
-      weightsQuantized: number;
-      dynamicNodes: number;
-      weightOnlyNodes: number;
-      bytesBefore: number;
-      bytesAfter: number;
-    };
-  };
+  /** Recorded in the int8 manifest with the validation added (shared/schemas/quantization-report.ts). */
+  report: QuantizerReport;
 }
 
 /** Pending graph edits, applied at the end so node positions stay valid while planning. */

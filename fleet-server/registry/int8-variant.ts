@@ -1,5 +1,6 @@
 import * as ort from "onnxruntime-node";
 import { EdgeFleetError } from "../../shared/errors.js";
+import type { QuantizationReport, ValidationReport } from "../../shared/schemas/quantization-report.js";
 import type { Sample, SampleInput } from "../../shared/schemas/tensor.js";
 import { jsonToRaw } from "../../shared/tensors.js";
 import { type AccuracyPolicy, compareOutputs, fmt } from "../quantize/compare.js";
@@ -9,27 +10,8 @@ import { type QuantizationResult, quantizeModel } from "../quantize/transform.js
 import type { BuildProgressFn } from "./build-tracker.js";
 import { inspectModel } from "./onnx-inspect.js";
 
-export interface ValidationReport {
-  passed: boolean;
-  policy: AccuracyPolicy;
-  samples: number;
-  calibrationInputs: number;
-  outputs: ReturnType<typeof compareOutputs>["outputs"];
-  top1Agreement: number | null;
-  /** int8 model file size / fp32 model file size. */
-  sizeRatio: number;
-  /** Median run time per input on the fleet server's CPU; devices report their own. */
-  latency: { fp32Ms: number; int8Ms: number; ratio: number; runs: number };
-  failures: string[];
-}
-
 export type Int8Outcome =
-  | {
-      built: true;
-      modelBytes: Uint8Array;
-      samples: Sample[];
-      report: QuantizationResult["report"] & { validation: ValidationReport };
-    }
+  | { built: true; modelBytes: Uint8Array; samples: Sample[]; report: QuantizationReport }
   | { built: false; reason: string };
 
 /**

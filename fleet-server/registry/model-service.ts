@@ -3,13 +3,7 @@ import { join } from "node:path";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 // The request schema is part of the HTTP contract (shared/http/models.ts).
-import {
-  type CreateModelRequest,
-  CreateModelRequestSchema,
-  DEFAULT_API_QUANTIZE,
-  type ValidationReport,
-  ValidationReportSchema,
-} from "../../shared/http/models.js";
+import { type CreateModelRequest, CreateModelRequestSchema, DEFAULT_API_QUANTIZE } from "../../shared/http/models.js";
 import type { Logger } from "../../shared/logger.js";
 import { type Variant, VariantSchema } from "../../shared/schemas/common.js";
 import { CompatibilitySchema } from "../../shared/schemas/manifest.js";
@@ -42,18 +36,8 @@ export interface ModelDeps {
  * out. Exported so the rollout side can apply the same rule when it picks bundles itself.
  */
 export function isVariantPublished(b: Pick<BundleRow, "manifest">): boolean {
-  const validation = (b.manifest.signed.quantization as { validation?: { passed?: boolean } } | null)?.validation;
-  return validation?.passed !== false;
-}
-
-/**
- * The int8 validation report inside a manifest's quantization record, as the HTTP contract types it
- * (shared/http/models.ts); null when there is none or it is not one (a manifest is signed data
- * this server wrote, so that only happens to manifests older than the report).
- */
-function validationOf(quantization: Record<string, unknown> | null): ValidationReport | null {
-  const parsed = ValidationReportSchema.safeParse(quantization?.validation);
-  return parsed.success ? parsed.data : null;
+  // The store decoded the manifest, its quantization report included (shared/schemas/quantization-report.ts).
+  return b.manifest.signed.quantization?.validation.passed !== false;
 }
 
 function variantView(b: BundleRow) {
@@ -65,7 +49,7 @@ function variantView(b: BundleRow) {
     releaseCounter: b.releaseCounter,
     published: isVariantPublished(b),
     pendingSignature: false,
-    validation: validationOf(quantization),
+    validation: quantization?.validation ?? null,
     quantization,
   };
 }
@@ -80,7 +64,7 @@ function pendingVariantView(p: PendingReleaseRow) {
     published: false,
     pendingSignature: true,
     pendingId: p.id,
-    validation: validationOf(quantization),
+    validation: quantization?.validation ?? null,
     quantization,
   };
 }
@@ -309,7 +293,7 @@ export function createModelService(deps: ModelDeps) {
         throw new EdgeFleetError(
           "CONFLICT",
           `model ${name} version ${version}: the ${variant} variant failed validation and is not published`,
-          { details: { validation: (b.manifest.signed.quantization as { validation?: unknown } | null)?.validation } },
+          { details: { validation: b.manifest.signed.quantization?.validation } },
         );
       }
       return b;

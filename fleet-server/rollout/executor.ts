@@ -1,4 +1,5 @@
 import type { Clock } from "../../shared/clock.js";
+import { type StageEventInput, withStage } from "../../shared/http/rollout-history.js";
 import type { Logger } from "../../shared/logger.js";
 import type { Assignment, SignedDesiredState } from "../../shared/schemas/desired-state.js";
 import type { EngineState, PreviousRef } from "../../shared/schemas/rollout-state.js";
@@ -30,7 +31,7 @@ import {
   type RolloutAction,
   type RolloutStatus,
 } from "./planner.js";
-import { memberBundleSha, type VariantAssignment } from "./variant-assignment.js";
+import type { VariantAssignment } from "./variant-assignment.js";
 
 export interface ExecutorDeps {
   log: Logger;
@@ -57,11 +58,9 @@ export const ROLLBACK_REMOVED = "removed";
 
 const releaseRef = (b: BundleRow) => ({ sha256: b.sha256, version: b.version, releaseCounter: b.releaseCounter });
 
-export function engineOf(row: RolloutRow): PlannerRollout | null {
-  // The store decoded every column with its schema; a staged rollout has all three.
-  const { definition, state, status } = row;
-  if (!definition || !state || status === undefined || status === "legacy") return null;
-  return { id: row.id, status, definition, state };
+/** The planner's view of a stored rollout (the store decoded every column with its schema). */
+export function engineOf(row: RolloutRow): PlannerRollout {
+  return { id: row.id, status: row.status, definition: row.definition, state: row.state };
 }
 
 export function currentAssignments(desired: SignedDesiredState | null | undefined): Assignment[] {
@@ -79,12 +78,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   const iso = (t: number) => new Date(t).toISOString();
 
   /** Where the device stands with its own bundle of the rollout (or `bundle`, e.g. a rollback's). */
-  function observe(
-    row: RolloutRow,
-    m: MemberRow,
-    device: DeviceRow | null,
-    bundle = memberBundleSha(row, m),
-  ): Observation {
+  function observe(row: RolloutRow, m: MemberRow, device: DeviceRow | null, bundle = m.bundleSha256): Observation {
     return observeDevice({
       model: row.model,
       bundle,
@@ -217,10 +211,11 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     );
   }
 
-  function setState(row: RolloutRow, status: RolloutStatus, state: EngineState, event: string, detail = {}): void {
+  /** Persists a status change and its history event (with the stage it happened at) in one transaction. */
+  function setState(row: RolloutRow, status: RolloutStatus, state: EngineState, event: StageEventInput): void {
     rollouts.transaction(() => {
       rollouts.setState(row.id, status, state);
-      rollouts.addEvent(row.id, iso(clock.now()), event, { stage: state.stage, ...detail });
+      rollouts.addEvent(row.id, iso(clock.now()), withStage(state.stage, event));
     });
     row.status = status;
     row.state = state;
@@ -237,10 +232,9 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         case "device-outcome":
           rollouts.setOutcome(row.id, a.deviceId, a.outcome, a.reason, iso(now));
           if (a.outcome === "failed") {
-            rollouts.addEvent(row.id, iso(now), "device-failed", {
-              deviceId: a.deviceId,
-              reason: a.reason,
-              message: a.message,
+            rollouts.addEvent(row.id, iso(now), {
+              type: "device-failed",
+              detail: { deviceId: a.deviceId, reason: a.reason, message: a.message },
             });
           }
           break;
@@ -249,22 +243,27 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           break;
         case "start-soak":
           state = { ...state, soakStartedAt: now };
-          setState(row, engine.status, state, "soak-started");
+          setState(row, engine.status, state, { type: "soak-started", detail: {} });
           break;
         case "advance-stage":
           state = { ...state, stage: a.to, stageStartedAt: now, soakStartedAt: null };
-          setState(row, "running", state, "stage-advanced");
+          setState(row, "running", state, { type: "stage-advanced", detail: {} });
           break;
         case "complete":
-          setState(row, "completed", { ...state, soakStartedAt: null }, "completed");
+          setState(row, "completed", { ...state, soakStartedAt: null }, { type: "completed", detail: {} });
           break;
         case "pause":
           log.warn({ rollout: row.id, reason: a.reason }, "rollout paused");
-          setState(row, "paused", { ...state, reason: a.reason }, "paused", { reason: a.reason });
+          setState(row, "paused", { ...state, reason: a.reason }, { type: "paused", detail: { reason: a.reason } });
           break;
         case "rollback":
           log.warn({ rollout: row.id, reason: a.reason }, "rollout rolling back");
-          setState(row, "rolling-back", { ...state, reason: a.reason }, "rollback-started", { reason: a.reason });
+          setState(
+            row,
+            "rolling-back",
+            { ...state, reason: a.reason },
+            { type: "rollback-started", detail: { reason: a.reason } },
+          );
           await rollback(row);
           break;
       }
@@ -273,7 +272,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
 
   /** This rollout's bundle still runs beside the device's active version (shadow/ab, not promoted). */
   function sideAssigned(row: RolloutRow, m: MemberRow): boolean {
-    return hasSide(currentAssignments(devices.get(m.deviceId)?.desired), row.model, memberBundleSha(row, m));
+    return hasSide(currentAssignments(devices.get(m.deviceId)?.desired), row.model, m.bundleSha256);
   }
 
   /**
@@ -284,7 +283,6 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
    */
   async function rollback(row: RolloutRow): Promise<void> {
     const engine = engineOf(row);
-    if (!engine) return;
     const members = new Map(rollouts.devices(row.id).map((m) => [m.deviceId, m]));
     const plan = planRollback(
       [...members.values()].map((m) => ({
@@ -306,13 +304,13 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         next = (prev) => assignmentsForMode(prev, newAssignment(target), { mode: "active" });
         marker = target.sha256;
       } else if (a.kind === "remove-side") {
-        next = (prev) => withoutSide(prev, row.model, memberBundleSha(row, members.get(a.deviceId)!));
+        next = (prev) => withoutSide(prev, row.model, members.get(a.deviceId)!.bundleSha256);
         sidesRemoved++;
       } else next = (prev) => withoutModel(prev, row.model);
       await publishDesired(a.deviceId, engine, next, (seq) => rollouts.setRollback(row.id, a.deviceId, marker, seq));
     }
     const reReleases = [...released.values()].map(releaseRef);
-    setState(row, "rolled-back", engine.state, "rolled-back", { sidesRemoved, reReleases });
+    setState(row, "rolled-back", engine.state, { type: "rolled-back", detail: { sidesRemoved, reReleases } });
   }
 
   /**
@@ -321,17 +319,21 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
    * with sides nothing removes. The `removed` rollback marker: the device is back on what it ran
    * before, so a later `rollback` skips it rather than re-install that version as a re-release.
    */
-  async function abort(row: RolloutRow, reason: string, detail: Record<string, unknown> = {}): Promise<void> {
+  async function abort(row: RolloutRow, reason: string): Promise<void> {
     const engine = engineOf(row);
-    if (!engine) return;
     const members = rollouts.devices(row.id);
-    const shaOf = new Map(members.map((m) => [m.deviceId, memberBundleSha(row, m)]));
+    const shaOf = new Map(members.map((m) => [m.deviceId, m.bundleSha256]));
     const plan = planAbort(
       engine,
       members.map((m) => ({ deviceId: m.deviceId, sideAssigned: m.rollbackSha256 === null && sideAssigned(row, m) })),
     );
     const docs = rollouts.transaction(() => {
-      setState(row, "aborted", { ...engine.state, reason }, "aborted", { ...detail, sidesRemoved: plan.length });
+      setState(
+        row,
+        "aborted",
+        { ...engine.state, reason },
+        { type: "aborted", detail: { by: "operator", sidesRemoved: plan.length } },
+      );
       return plan.map((a) => ({
         deviceId: a.deviceId,
         signed: prepareDesired(
@@ -355,17 +357,15 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     async step(row: RolloutRow): Promise<void> {
       if (row.status === "rolling-back") return rollback(row);
       const engine = engineOf(row);
-      if (!engine) return;
       const actions = planRolloutStep(engine, plannerDevices(row, engine), clock.now());
       if (actions.length > 0) await apply(row, engine, actions);
     },
     /** Re-issues every member's assignment in the current serving mode (promote of shadow/ab). */
     async republishMembers(row: RolloutRow): Promise<void> {
       const engine = engineOf(row);
-      if (!engine) return;
       for (const m of rollouts.devices(row.id)) {
         if (m.outcome === "failed") continue;
-        const bundle = models.bundle(memberBundleSha(row, m));
+        const bundle = models.bundle(m.bundleSha256);
         if (!bundle) continue;
         await publishDesired(
           m.deviceId,

@@ -104,7 +104,7 @@ export function createRolloutService(deps: RolloutDeps) {
     const supersedes = new Set(req.supersedes ?? []);
     for (const sid of supersedes) {
       const other = rollouts.get(sid);
-      if (!other || other.model !== req.model || !["running", "paused", "completed"].includes(other.status ?? "")) {
+      if (!other || other.model !== req.model || !["running", "paused", "completed"].includes(other.status)) {
         throw invalid(`supersedes: ${sid} is not a running, paused or completed rollout of ${req.model}`, "supersedes");
       }
     }
@@ -112,15 +112,13 @@ export function createRolloutService(deps: RolloutDeps) {
     const replaced: RolloutRow[] = [];
     for (const other of rollouts.listByStatus(["running", "paused", "completed"])) {
       if (other.model !== req.model || other.id === id) continue;
-      const oe = engineOf(other);
       const overlap = all.filter(
         (d) =>
           matchedIds.has(d.id) &&
-          (rollouts.devices(other.id).some((m) => m.deviceId === d.id) ||
-            (oe && matchesSelector(d, oe.definition.target))),
+          (rollouts.devices(other.id).some((m) => m.deviceId === d.id) || matchesSelector(d, other.definition.target)),
       );
       if (overlap.length === 0) continue;
-      const inFlight = IN_FLIGHT_STATUSES.includes(other.status as RolloutStatus);
+      const inFlight = IN_FLIGHT_STATUSES.includes(other.status);
       if (inFlight && !supersedes.has(other.id)) {
         throw new EdgeFleetError(
           "CONFLICT",
@@ -141,7 +139,6 @@ export function createRolloutService(deps: RolloutDeps) {
       const row = rollouts.get(id);
       if (!row) throw new EdgeFleetError("NOT_FOUND", `rollout ${id} not found`);
       const engine = engineOf(row);
-      if (!engine) throw new EdgeFleetError("CONFLICT", `rollout ${id} predates staged rollouts and cannot be ${cmd}d`);
       if (!COMMAND_FROM[cmd].includes(engine.status)) {
         throw new EdgeFleetError("CONFLICT", `cannot ${cmd} rollout ${id}: it is ${engine.status}`, {
           details: {
@@ -153,22 +150,30 @@ export function createRolloutService(deps: RolloutDeps) {
       const s: EngineState = { ...engine.state };
       switch (cmd) {
         case "pause":
-          executor.setState(row, "paused", { ...s, reason: "paused by operator" }, "paused", { by: "operator" });
+          executor.setState(
+            row,
+            "paused",
+            { ...s, reason: "paused by operator" },
+            { type: "paused", detail: { by: "operator" } },
+          );
           break;
         case "resume": {
           // Resuming means "go on despite the failures so far": they stop counting against gates.
           const acknowledged = rollouts.acknowledgeFailures(id);
-          executor.setState(row, "running", { ...s, reason: null }, "resumed", { acknowledged });
+          executor.setState(row, "running", { ...s, reason: null }, { type: "resumed", detail: { acknowledged } });
           break;
         }
         case "abort":
           // Shadow/ab: also takes the side version off the devices (planAbort in planner.ts).
-          await executor.abort(row, "aborted by operator", { by: "operator" });
+          await executor.abort(row, "aborted by operator");
           break;
         case "rollback":
-          executor.setState(row, "rolling-back", { ...s, reason: "rollback by operator" }, "rollback-started", {
-            by: "operator",
-          });
+          executor.setState(
+            row,
+            "rolling-back",
+            { ...s, reason: "rollback by operator" },
+            { type: "rollback-started", detail: { by: "operator" } },
+          );
           await executor.rollback(row);
           break;
         case "promote": {
@@ -183,9 +188,9 @@ export function createRolloutService(deps: RolloutDeps) {
             reason: null,
             servingMode: "active",
           };
-          executor.setState(row, engine.status === "completed" ? "completed" : "running", next, "promoted", {
-            from: { stage: s.stage, servingMode: s.servingMode },
-            acknowledged,
+          executor.setState(row, engine.status === "completed" ? "completed" : "running", next, {
+            type: "promoted",
+            detail: { from: { stage: s.stage, servingMode: s.servingMode }, acknowledged },
           });
           if (modeChanged) await executor.republishMembers(row);
           break;
@@ -224,12 +229,13 @@ export function createRolloutService(deps: RolloutDeps) {
             status: "running",
             state,
           });
-          rollouts.addEvent(id, iso(now), "created", { strategy: def.strategy, stages: def.stages.length });
+          rollouts.addEvent(id, iso(now), {
+            type: "created",
+            detail: { strategy: def.strategy, stages: def.stages.length },
+          });
           for (const old of replaced) {
-            const oe = engineOf(old);
-            // In-flight rollouts are staged ones, so they have an engine state to keep.
-            if (oe) rollouts.setState(old.id, "superseded", { ...oe.state, reason: `superseded by ${id}` });
-            rollouts.addEvent(old.id, iso(now), "superseded", { by: id });
+            rollouts.setState(old.id, "superseded", { ...old.state, reason: `superseded by ${id}` });
+            rollouts.addEvent(old.id, iso(now), { type: "superseded", detail: { by: id } });
           }
         });
         log.info({ rollout: id, model: def.model, version: def.version, strategy: def.strategy }, "rollout created");
@@ -255,7 +261,7 @@ export function createRolloutService(deps: RolloutDeps) {
             variant: v.variant,
             status: v.status,
             strategy: v.strategy,
-            ...("stage" in v ? { stage: v.stage } : {}),
+            stage: v.stage,
             createdAt: v.createdAt,
             counts: v.counts,
           };

@@ -2,7 +2,7 @@ import type { Variant } from "../../shared/schemas/common.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import type { DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
-import type { MemberRow, RolloutRow } from "../store/rollout-repo.js";
+import type { RolloutRow } from "../store/rollout-repo.js";
 import type { VariantMeasurementRepo } from "../store/variant-measurement-repo.js";
 import { candidatesOf, chooseVariant, type VariantChoiceReason, whyNotPreferred } from "./choose-variant.js";
 import { AUTO_VARIANT } from "./definition.js";
@@ -18,11 +18,6 @@ export interface MemberBundle {
   bundle: BundleRow;
   variant: string;
   reason: VariantChoiceReason | "explicit";
-}
-
-/** The bundle a member was assigned; members from before migration 5 got the rollout's. */
-export function memberBundleSha(row: Pick<RolloutRow, "bundleSha256">, m: Pick<MemberRow, "bundleSha256">): string {
-  return m.bundleSha256 ?? row.bundleSha256;
 }
 
 /**

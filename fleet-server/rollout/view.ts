@@ -6,8 +6,6 @@ import { engineOf, ROLLBACK_REMOVED, type RolloutExecutor } from "./executor.js"
 import type { Observation } from "./observe.js";
 import { currentGates, type PlannerDevice } from "./planner.js";
 import { runningNowOf, verdictNote } from "./running-now.js";
-import { rolloutStatus } from "./status.js";
-import { memberBundleSha } from "./variant-assignment.js";
 
 const HISTORY = 100;
 
@@ -40,7 +38,7 @@ export function memberView(
   else if (m.rollbackSha256 !== null && back) {
     rollback = { bundle: m.rollbackSha256, state: back.display, ...(back.error ? { error: back.error } : {}) };
   }
-  const bundle = memberBundleSha(row, m);
+  const bundle = m.bundleSha256;
   // What the device serves now, beside the verdict, so the two are never confused (issue 20 §4).
   const runningNow = runningNowOf(dev?.reported ?? null, row.model, bundle);
   const note = verdictNote(display, m.outcomeReason, runningNow);
@@ -48,9 +46,9 @@ export function memberView(
     deviceId: m.deviceId,
     stage: m.stage,
     // Each device's own bundle: with `variant: auto` they differ by profile (issue 5).
-    variant: m.variant ?? row.variant,
+    variant: m.variant,
     bundle,
-    variantReason: m.variantReason ?? "explicit",
+    variantReason: m.variantReason,
     ...(variantNote ? { variantNote } : {}),
     state: display,
     agentState: obs.state,
@@ -76,8 +74,9 @@ export function memberView(
 /**
  * The operator's view of a rollout (`GET /v1/rollouts/{id}`): status, current stage, per-stage
  * progress by display state, the current gate evaluation, each device, and the history.
- * `counts` keeps the shape of the first API version (total/committed/failed/inProgress/pending);
- * members whose assignment the rollout removed count as `removed`, not `pending`.
+ * `counts` has every display state plus `inProgress`, with reverted devices counted under
+ * `failed` too (a revert is the rollout failing on that device); members whose assignment the
+ * rollout removed count as `removed`, not `pending`.
  */
 export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; executor: RolloutExecutor }) {
   const { rollouts, devices, executor } = deps;
@@ -92,7 +91,7 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
           ? executor.observe(row, m, dev, m.rollbackSha256)
           : null;
       // Why not the profile's preferred variant (issue 20 §7), from the registry and profile as they are now.
-      const variantNote = executor.explainVariant(row, dev, m.variant ?? row.variant);
+      const variantNote = executor.explainVariant(row, dev, m.variant);
       return memberView(row, m, dev, executor.observe(row, m, dev), back, variantNote);
     });
 
@@ -101,7 +100,7 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       all.total++;
       all[d.state]++;
     }
-    // `failed` counts reverted devices too (the first API's meaning); `reverted` says how many.
+    // `failed` counts reverted devices too (what the gates count as failed); `reverted` says how many.
     const counts = {
       ...all,
       failed: all.failed + all.reverted,
@@ -120,10 +119,6 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       devices: perDevice,
       counts,
     };
-    if (!engine) {
-      // Created before staged rollouts existed: all-at-once, status from device states only.
-      return { ...base, status: rolloutStatus(counts), strategy: "all-at-once" as const, legacy: true as const };
-    }
     const def: RolloutDefinition = engine.definition;
     const plannerDevices: PlannerDevice[] = members.map((m, i) => ({
       deviceId: m.deviceId,

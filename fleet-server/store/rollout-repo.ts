@@ -1,6 +1,13 @@
 import { z } from "zod";
 import { RolloutDefinitionSchema, type StoredRolloutDefinition } from "../../shared/http/rollout-definition.js";
+import {
+  type RolloutEvent,
+  RolloutEventSchema,
+  RolloutEventTypeSchema,
+  type RolloutHistoryEntry,
+} from "../../shared/http/rollout-history.js";
 import { ROLLOUT_STATUSES, RolloutTargetSchema } from "../../shared/http/rollouts.js";
+import { Sha256Schema, VariantSchema } from "../../shared/schemas/common.js";
 import { HealthPolicySchema } from "../../shared/schemas/desired-state.js";
 import {
   type EngineState,
@@ -13,8 +20,12 @@ import {
 import type { Db } from "./db.js";
 import { decodeJson, decodeJsonOrNull, decodeValue } from "./row-codec.js";
 
-/** The `status` column: a planner status, or `legacy` for rollouts created before migration 2. */
-export const StoredRolloutStatusSchema = z.enum([...ROLLOUT_STATUSES, "legacy"]);
+/**
+ * The `status` column: a planner status. (Migration 2 gave rollouts from before staged rollouts
+ * the status `legacy`; no 0.1.0 server ever wrote one, so such a row is corrupt: decisions.md,
+ * "Legacy branches removed".)
+ */
+export const StoredRolloutStatusSchema = z.enum(ROLLOUT_STATUSES);
 export type StoredRolloutStatus = z.infer<typeof StoredRolloutStatusSchema>;
 
 export interface RolloutRow {
@@ -26,12 +37,12 @@ export interface RolloutRow {
   target: z.infer<typeof RolloutTargetSchema>;
   healthPolicy: z.infer<typeof HealthPolicySchema>;
   createdAt: string;
-  /** The defaulted definition (null for rollouts created before migration 2). */
-  definition?: StoredRolloutDefinition | null;
+  /** The defaulted definition. */
+  definition: StoredRolloutDefinition;
   /** Engine status, a column so "which rollouts are active" is one indexed query. */
-  status?: StoredRolloutStatus;
+  status: StoredRolloutStatus;
   /** Engine state besides the status (stage, soak clock, reason, serving mode). */
-  state?: EngineState | null;
+  state: EngineState;
 }
 
 export interface RolloutDeviceRow {
@@ -49,20 +60,13 @@ export interface RolloutDeviceRow {
   acknowledged?: boolean;
   rollbackSha256?: string | null;
   /**
-   * The bundle this device was assigned (migration 5): its variant may differ from the rollout's
-   * default bundle when the rollout chooses per device. Null = the rollout's `bundleSha256`.
+   * The bundle this device was assigned: its variant may differ from the rollout's default bundle
+   * when the rollout chooses per device (`variant: auto`).
    */
-  bundleSha256?: string | null;
-  variant?: string | null;
+  bundleSha256: string;
+  variant: string;
   /** Why this variant (`VariantChoiceReason`, or `explicit` when the rollout fixed one). */
-  variantReason?: string | null;
-}
-
-export interface RolloutEventRow {
-  seq: number;
-  ts: string;
-  type: string;
-  detail: Record<string, unknown>;
+  variantReason: string;
 }
 
 interface RawRollout {
@@ -95,8 +99,9 @@ interface RawMember {
   variant_reason: string | null;
 }
 
-const EventDetailSchema = z.record(z.string(), z.unknown());
+const JsonValueSchema = z.unknown();
 const OutcomeSchema = z.enum(["passed", "failed"]).nullable();
+const VariantReasonSchema = z.string().min(1);
 
 const toRow = (r: RawRollout): RolloutRow => {
   const at = (column: string) => ({ table: "rollouts", key: `id=${r.id}`, column });
@@ -109,9 +114,9 @@ const toRow = (r: RawRollout): RolloutRow => {
     target: decodeJson(RolloutTargetSchema, r.target, at("target")),
     healthPolicy: decodeJson(HealthPolicySchema, r.health_policy, at("health_policy")),
     createdAt: r.created_at,
-    definition: decodeJsonOrNull(RolloutDefinitionSchema, r.definition, at("definition")),
+    definition: decodeJson(RolloutDefinitionSchema, r.definition, at("definition")),
     status: decodeValue(StoredRolloutStatusSchema, r.status, at("status")),
-    state: decodeJsonOrNull(EngineStateSchema, r.state, at("state")),
+    state: decodeJson(EngineStateSchema, r.state, at("state")),
   };
 };
 
@@ -133,9 +138,10 @@ const toMember = (rolloutId: string, r: RawMember): Required<RolloutDeviceRow> =
     outcomeReason: r.outcome_reason,
     acknowledged: r.acknowledged === 1,
     rollbackSha256: r.rollback_sha256,
-    bundleSha256: r.bundle_sha256,
-    variant: r.variant,
-    variantReason: r.variant_reason,
+    // NULL only in members written before migration 5 (never by a 0.1.0 server): corrupt rows now.
+    bundleSha256: decodeValue(Sha256Schema, r.bundle_sha256, at("bundle_sha256")),
+    variant: decodeValue(VariantSchema, r.variant, at("variant")),
+    variantReason: decodeValue(VariantReasonSchema, r.variant_reason, at("variant_reason")),
   };
 };
 
@@ -155,9 +161,9 @@ export function createRolloutRepo(db: Db) {
         JSON.stringify(r.target),
         JSON.stringify(r.healthPolicy),
         r.createdAt,
-        r.definition === undefined || r.definition === null ? null : JSON.stringify(r.definition),
-        r.status ?? "legacy",
-        r.state === undefined || r.state === null ? null : JSON.stringify(r.state),
+        JSON.stringify(r.definition),
+        r.status,
+        JSON.stringify(r.state),
       );
     },
     setState(id: string, status: StoredRolloutStatus, state: EngineState): void {
@@ -175,9 +181,9 @@ export function createRolloutRepo(db: Db) {
         d.previous === undefined || d.previous === null ? null : JSON.stringify(d.previous),
         d.phase ?? "download",
         d.phaseSince ?? d.assignedAt,
-        d.bundleSha256 ?? null,
-        d.variant ?? null,
-        d.variantReason ?? null,
+        d.bundleSha256,
+        d.variant,
+        d.variantReason,
       );
     },
     setPhase(rolloutId: string, deviceId: string, phase: MemberPhase, since: string): void {
@@ -248,30 +254,31 @@ export function createRolloutRepo(db: Db) {
           .all(model, ...statuses) as { deviceId: string; rolloutId: string }[]
       ).map((x) => ({ deviceId: x.deviceId, rolloutId: x.rolloutId }));
     },
-    addEvent(rolloutId: string, ts: string, type: string, detail: Record<string, unknown>): void {
+    addEvent(rolloutId: string, ts: string, event: RolloutEvent): void {
       db.prepare("INSERT INTO rollout_events (rollout_id, ts, type, detail) VALUES (?, ?, ?, ?)").run(
         rolloutId,
         ts,
-        type,
-        JSON.stringify(detail),
+        event.type,
+        JSON.stringify(event.detail),
       );
     },
-    events(rolloutId: string, limit: number): RolloutEventRow[] {
+    /** The last `limit` events, oldest first; each `detail` decoded with its kind's schema (shared/http/rollout-history.ts). */
+    events(rolloutId: string, limit: number): RolloutHistoryEntry[] {
       return (
         db
           .prepare("SELECT seq, ts, type, detail FROM rollout_events WHERE rollout_id = ? ORDER BY seq DESC LIMIT ?")
           .all(rolloutId, limit) as { seq: number; ts: string; type: string; detail: string }[]
       )
-        .map((r) => ({
-          seq: r.seq,
-          ts: r.ts,
-          type: r.type,
-          detail: decodeJson(EventDetailSchema, r.detail, {
+        .map((r) => {
+          const at = (column: string) => ({
             table: "rollout_events",
             key: `rollout_id=${rolloutId}, seq=${r.seq}`,
-            column: "detail",
-          }),
-        }))
+            column,
+          });
+          const type = decodeValue(RolloutEventTypeSchema, r.type, at("type"));
+          const detail = decodeJson(JsonValueSchema, r.detail, at("detail"));
+          return { seq: r.seq, ts: r.ts, ...decodeValue(RolloutEventSchema, { type, detail }, at("detail")) };
+        })
         .reverse();
     },
     transaction<T>(fn: () => T): T {

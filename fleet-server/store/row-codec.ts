@@ -32,8 +32,9 @@ function checked<S extends z.ZodType>(schema: S, value: unknown, at: ColumnRef):
   throw corrupt(at, `does not match its schema${path}: ${issue?.message ?? "invalid"}`);
 }
 
-/** A JSON text column, parsed and then checked against `schema`. */
-export function decodeJson<S extends z.ZodType>(schema: S, text: string, at: ColumnRef): z.output<S> {
+/** A JSON text column, parsed and then checked against `schema`; SQL NULL is corrupt (see `decodeJsonOrNull`). */
+export function decodeJson<S extends z.ZodType>(schema: S, text: string | null, at: ColumnRef): z.output<S> {
+  if (text === null) throw corrupt(at, "is NULL");
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -118,7 +118,8 @@ export async function benchQuantizeModel(m: RealModel): Promise<Record<string, u
     sizeRatio: v.sizeRatio,
     shippedSizeRatio: Math.round((shipped(out.modelBytes) / shipped(fp32Bytes)) * 1000) / 1000,
     maxAbsError: Math.max(...v.outputs.map((o) => o.maxAbsError)),
-    maxRelError: Math.max(...v.outputs.map((o) => o.maxRelError)),
+    // null (unbounded: fp32 all zeros, int8 not) reads as Infinity here; JSON.stringify prints it as null.
+    maxRelError: Math.max(...v.outputs.map((o) => o.maxRelError ?? Number.POSITIVE_INFINITY)),
     top1Agreement: v.top1Agreement,
     fp32Ms: v.latency.fp32Ms,
     int8Ms: v.latency.int8Ms,

@@ -1,42 +1,23 @@
 import { z } from "zod";
 import { BaselineSchema } from "../schemas/baseline.js";
 import { ModelNameSchema, SemverSchema, Sha256Schema, VariantSchema } from "../schemas/common.js";
-import { CompatibilitySchema, LineageSchema, ManifestSchema, QuantizationReportSchema } from "../schemas/manifest.js";
+import { CompatibilitySchema, LineageSchema, ManifestSchema } from "../schemas/manifest.js";
+import {
+  type AccuracyPolicy,
+  AccuracyPolicySchema,
+  QuantizationReportSchema,
+  type ValidationReport,
+  ValidationReportSchema,
+} from "../schemas/quantization-report.js";
 import { SampleInputSchema } from "../schemas/tensor.js";
 import { SignatureSchema } from "../schemas/trust.js";
 import { defineRoute } from "./contract.js";
 
 /** Model registry routes: uploads, model versions and their variants, tracked builds, bundle downloads. */
 
-const OutputPolicySchema = z.object({
-  maxAbsError: z.number().min(0).optional(),
-  maxRelError: z.number().min(0).optional(),
-  /** Leave this output out of the verdict (still measured and reported). */
-  ignore: z.boolean().optional(),
-});
-
-/**
- * What an int8 variant must achieve against fp32 on the samples (and calibration inputs) to be
- * published. An output passes when its max abs error is within `maxAbsError` OR its error
- * relative to the output's largest fp32 magnitude is within `maxRelError` (element-wise relative
- * error explodes near zero, so it is normalised by the output's range instead).
- */
-export const AccuracyPolicySchema = z
-  .object({
-    maxAbsError: z.number().min(0).default(0.05),
-    maxRelError: z.number().min(0).default(0.1),
-    /** Fraction of classifier rows whose argmax must match fp32. */
-    minTop1Agreement: z.number().min(0).max(1).default(1),
-    /** Output names to treat as classifiers; default: float outputs of shape [N, C] with C >= 2. */
-    classifierOutputs: z.array(z.string()).optional(),
-    /** int8 bundle size / fp32 bundle size must not exceed this (unset: reported only). */
-    maxSizeRatio: z.number().positive().optional(),
-    /** int8 / fp32 latency on the server must not exceed this (unset: reported only, since devices differ). */
-    maxLatencyRatio: z.number().positive().optional(),
-    outputs: z.record(z.string(), OutputPolicySchema).optional(),
-  })
-  .strict();
-export type AccuracyPolicy = z.infer<typeof AccuracyPolicySchema>;
+// The policy and the int8 reports are part of the signed manifest too, so their schemas live
+// beside it (shared/schemas/quantization-report.ts); re-exported here as part of the HTTP contract.
+export { type AccuracyPolicy, AccuracyPolicySchema, type ValidationReport, ValidationReportSchema };
 
 /** What POST /v1/models does when `quantize` is omitted: build and validate int8 too (quantization on by default). */
 export const DEFAULT_API_QUANTIZE = "int8" as const;
@@ -71,32 +52,6 @@ export const CreateModelRequestSchema = z.object({
 });
 export type CreateModelRequest = z.infer<typeof CreateModelRequestSchema>;
 
-/** How an int8 variant compared with fp32 (fleet-server/registry/int8-variant.ts). */
-export const ValidationReportSchema = z.looseObject({
-  passed: z.boolean(),
-  policy: z.record(z.string(), z.unknown()),
-  samples: z.number().int(),
-  calibrationInputs: z.number().int(),
-  outputs: z.array(
-    z.looseObject({
-      output: z.string(),
-      maxAbsError: z.number(),
-      maxRelError: z.number(),
-      nonFinite: z.number().int(),
-      top1: z.object({ agree: z.number().int(), total: z.number().int() }).optional(),
-      pass: z.boolean(),
-      ignored: z.boolean().optional(),
-    }),
-  ),
-  top1Agreement: z.number().nullable(),
-  /** int8 model file size / fp32 model file size. */
-  sizeRatio: z.number(),
-  /** Median run time per input on the fleet server's CPU; devices report their own. */
-  latency: z.object({ fp32Ms: z.number(), int8Ms: z.number(), ratio: z.number(), runs: z.number().int() }),
-  failures: z.array(z.string()),
-});
-export type ValidationReport = z.infer<typeof ValidationReportSchema>;
-
 /** One variant of a version: its bundle (none while it waits for signatures or when not built) and int8 report. */
 export const VariantViewSchema = z.looseObject({
   variant: VariantSchema,
@@ -107,7 +62,9 @@ export const VariantViewSchema = z.looseObject({
   pendingSignature: z.boolean(),
   /** The pending release to sign (offline release signing). */
   pendingId: Sha256Schema.optional(),
+  /** The int8 validation (the same as `quantization.validation`); null for fp32. */
   validation: ValidationReportSchema.nullable(),
+  /** The quantizer's report as signed into the manifest; null for fp32. */
   quantization: QuantizationReportSchema.nullable(),
   /** Why the variant could not be built at all. */
   reason: z.string().optional(),

@@ -5,6 +5,7 @@ import { ProbationReportSchema, UpdateStateSchema } from "../schemas/device-stat
 import { PreviousRefSchema } from "../schemas/rollout-state.js";
 import { defineRoute } from "./contract.js";
 import { CreateRolloutRequestSchema, RolloutDefinitionSchema, STRATEGIES } from "./rollout-definition.js";
+import { RolloutHistoryEntrySchema } from "./rollout-history.js";
 
 /** Rollout routes: create (JSON or YAML), list, the operator's view, and the operator commands. */
 
@@ -18,8 +19,7 @@ export const ROLLOUT_STATUSES = [
   "rolled-back",
   "superseded",
 ] as const;
-/** The statuses above, plus `failed`: the status of a rollout created before staged rollouts (`legacy: true`). */
-export const RolloutStatusSchema = z.enum([...ROLLOUT_STATUSES, "failed"]);
+export const RolloutStatusSchema = z.enum(ROLLOUT_STATUSES);
 export type RolloutStatusName = z.infer<typeof RolloutStatusSchema>;
 
 /** A device's state in the view: its update state for the rollout's bundle, collapsed for display. */
@@ -132,9 +132,8 @@ export const RolloutTargetSchema = z.object({
 });
 
 /**
- * The operator's view of a rollout (`GET /v1/rollouts/{id}`). Staged rollouts carry the stage,
- * per-stage counts, gates, definition and history; a rollout created before staged rollouts
- * carries `legacy: true` and none of them.
+ * The operator's view of a rollout (`GET /v1/rollouts/{id}`): the stage, per-stage counts, gates,
+ * definition, history and each device.
  */
 export const RolloutViewSchema = z.looseObject({
   id: z.string(),
@@ -147,29 +146,24 @@ export const RolloutViewSchema = z.looseObject({
   createdAt: z.string(),
   status: RolloutStatusSchema,
   strategy: StrategySchema,
-  reason: z.string().nullable().optional(),
-  servingMode: z.enum(["active", "shadow", "ab"]).optional(),
-  legacy: z.literal(true).optional(),
-  stage: StageNowSchema.optional(),
-  stages: z
-    .array(
-      z.object({
-        index: z.number().int().min(0),
-        percent: z.number(),
-        soakSeconds: z.number(),
-        gates: z.record(z.string(), z.unknown()),
-        counts: DisplayCountsSchema,
-      }),
-    )
-    .optional(),
-  gates: GateEvaluationSchema.optional(),
+  /** Why the rollout is paused, aborted or rolled back. */
+  reason: z.string().nullable(),
+  servingMode: z.enum(["active", "shadow", "ab"]),
+  stage: StageNowSchema,
+  stages: z.array(
+    z.object({
+      index: z.number().int().min(0),
+      percent: z.number(),
+      soakSeconds: z.number(),
+      gates: z.record(z.string(), z.unknown()),
+      counts: DisplayCountsSchema,
+    }),
+  ),
+  gates: GateEvaluationSchema,
   /** The stored definition, defaults applied. */
-  definition: RolloutDefinitionSchema.optional(),
-  history: z
-    .array(
-      z.object({ seq: z.number().int(), ts: z.string(), type: z.string(), detail: z.record(z.string(), z.unknown()) }),
-    )
-    .optional(),
+  definition: RolloutDefinitionSchema,
+  /** The last 100 events, oldest first; `detail` depends on `type` (shared/http/rollout-history.ts). */
+  history: z.array(RolloutHistoryEntrySchema),
   devices: z.array(RolloutMemberViewSchema),
   counts: RolloutCountsSchema,
 });

@@ -152,7 +152,7 @@ export const StorageFaultSchema = z.object({
 });
 export type StorageFault = z.infer<typeof StorageFaultSchema>;
 
-/** The device's storage as `reported` shows it (optional: older agents do not send it). */
+/** The device's storage as `reported` shows it (absent only from an agent built without a storage monitor, as in tests). */
 export const ReportedStorageSchema = z.object({
   faults: z.array(StorageFaultSchema).max(8),
   /** Telemetry records lost on the device since the agent started, by reason (ring_full, commit_failed, ...). */

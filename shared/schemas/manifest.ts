@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { IsoTimeSchema, ModelNameSchema, SemverSchema, Sha256Schema, VariantSchema } from "./common.js";
+import { QuantizationReportSchema } from "./quantization-report.js";
 import { TensorSpecSchema } from "./tensor.js";
 import { envelopeSchema } from "./trust.js";
 
@@ -40,13 +41,6 @@ export const LineageSchema = z.object({
   source: z.string().max(512).optional(),
 });
 
-export const QuantizationReportSchema = z
-  .object({
-    method: z.string(),
-    nodes: z.array(z.object({ node: z.string(), op: z.string(), action: z.string(), reason: z.string().optional() })),
-  })
-  .passthrough();
-
 export const ManifestSchema = z.object({
   _type: z.literal("manifest"),
   model: z.object({ name: ModelNameSchema, version: SemverSchema, variant: VariantSchema }),
@@ -58,6 +52,7 @@ export const ManifestSchema = z.object({
   opset: z.number().int().min(1),
   compatibility: CompatibilitySchema,
   lineage: LineageSchema.default({}),
+  /** The int8 quantizer's report with its validation (shared/schemas/quantization-report.ts); null for fp32. */
   quantization: QuantizationReportSchema.nullable().default(null),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;

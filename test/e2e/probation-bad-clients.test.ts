@@ -6,7 +6,7 @@ import type { SocketClient } from "../../agent/client/socket-client.js";
 import { buildModel, node, valueInfo } from "../helpers/onnx-builder.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
-import { readAgentDb, waitStatus } from "./runtime-support.js";
+import { type AgentStatus, readAgentDb, waitStatus } from "./runtime-support.js";
 
 /**
  * Issue 20 §3 with a real agent process and the real PP-OCRv4 recognition model: a local app that
@@ -98,17 +98,7 @@ async function rollout(h: Harness, version: string, healthPolicy: Record<string,
   return h.api.createRollout(body as Parameters<Harness["api"]["createRollout"]>[0]);
 }
 
-interface Status {
-  models: {
-    model: string;
-    state: string;
-    committed: { version: string } | null;
-    candidate: { version: string } | null;
-    error?: { code: string };
-    probation?: { verdict: string; reason?: string; candidate: { requests: number; errors: number } };
-  }[];
-}
-const rec = (s: Status) => s.models.find((m) => m.model === MODEL);
+const rec = (s: AgentStatus) => s.models.find((m) => m.model === MODEL);
 
 describe("probation under a careless local app (issue 20 §3)", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
@@ -124,7 +114,7 @@ describe("probation under a careless local app (issue 20 §3)", () => {
     await push(h, join(tmp.path, "rec.onnx"), "1.0.0");
     await rollout(h, "1.0.0", { probationSeconds: 0 });
     client = await waitForServing(agent, MODEL, 180_000);
-    await waitStatus(client, "1.0.0 committed", (s) => rec(s as unknown as Status)?.committed?.version === "1.0.0");
+    await waitStatus(client, "1.0.0 committed", (s) => rec(s)?.committed?.version === "1.0.0");
   }, 300_000);
 
   afterAll(async () => {
@@ -136,10 +126,10 @@ describe("probation under a careless local app (issue 20 §3)", () => {
     await push(h, join(tmp.path, "rec.onnx"), "1.1.0"); // the same bytes: a byte-identical, healthy model
     const traffic = startTraffic(client);
     await rollout(h, "1.1.0", policy);
-    const s = (await waitStatus(client, "1.1.0 judged", (x) => {
-      const m = rec(x as unknown as Status);
+    const s = await waitStatus(client, "1.1.0 judged", (x) => {
+      const m = rec(x);
       return m?.committed?.version === "1.1.0" || m?.state === "reverted";
-    })) as unknown as Status;
+    });
     const counts = await traffic.stop();
 
     const m = rec(s)!;
@@ -162,10 +152,10 @@ describe("probation under a careless local app (issue 20 §3)", () => {
     await push(h, broken, "1.2.0");
     const traffic = startTraffic(client);
     await rollout(h, "1.2.0", policy);
-    const s = (await waitStatus(client, "1.2.0 judged", (x) => {
-      const m = rec(x as unknown as Status);
+    const s = await waitStatus(client, "1.2.0 judged", (x) => {
+      const m = rec(x);
       return m?.committed?.version === "1.2.0" || m?.state === "reverted";
-    })) as unknown as Status;
+    });
     const counts = await traffic.stop();
 
     const m = rec(s)!;

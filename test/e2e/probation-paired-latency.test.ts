@@ -48,11 +48,6 @@ async function pushSlow(h: Harness, dir: string, version: string, scale: number,
   await h.api.createModel({ name: MODEL, version, upload: up.sha256, samples: tinySamples(), quantize: "none" });
 }
 
-interface PairedFigures {
-  pairs: number;
-  ratio: number | null;
-}
-
 describe("paired latency gate under a load that starts mid-probation (issue 20 ยง6)", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
   let h: Harness;
@@ -103,7 +98,7 @@ describe("paired latency gate under a load that starts mid-probation (issue 20 ย
   it("a candidate of equal speed commits", async () => {
     await pushSlow(h, tmp.path, "2.0.0", 2, BASE_DEPTH);
     const { m, records } = await probationUnderLoad("2.0.0");
-    const paired = (m.probation as unknown as { pairedLatency?: PairedFigures }).pairedLatency;
+    const paired = m.probation?.pairedLatency;
     console.log(
       `equal speed: baseline p95 ${m.probation?.baseline?.p95Ms} ms (idle), candidate p95 ${m.probation?.candidate.p95Ms} ms, paired ${JSON.stringify(paired)}`,
     );
@@ -117,10 +112,8 @@ describe("paired latency gate under a load that starts mid-probation (issue 20 ย
   it("a candidate over three times slower is still reverted with LATENCY_REGRESSION", async () => {
     await pushSlow(h, tmp.path, "3.0.0", 3, BASE_DEPTH * 4);
     const { m } = await probationUnderLoad("3.0.0");
-    const paired = (m.probation as unknown as { pairedLatency?: PairedFigures; message?: string }).pairedLatency;
-    console.log(
-      `3x slower: paired ${JSON.stringify(paired)}; ${m.probation && (m.probation as { message?: string }).message}`,
-    );
+    const paired = m.probation?.pairedLatency;
+    console.log(`3x slower: paired ${JSON.stringify(paired)}; ${m.probation?.message}`);
     expect(m.state).toBe("reverted");
     expect(m.error?.code).toBe("LATENCY_REGRESSION");
     expect(m.probation).toMatchObject({ verdict: "failed", reason: "LATENCY_REGRESSION" });

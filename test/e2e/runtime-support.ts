@@ -2,6 +2,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { SocketApiError, SocketClient } from "../../agent/client/socket-client.js";
+import type { ProbationReport, ReportedModel } from "../../shared/schemas/device-state.js";
 import { waitFor } from "../helpers/agent-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { type TinyKind, tinyInput, tinySamples, writeTinyModel } from "../helpers/tiny-models.js";
@@ -23,20 +24,9 @@ export interface HostInfo {
   pid: number;
   restarts: number;
 }
-export interface ProbationInfo {
-  verdict: string;
-  reason?: string;
-  candidate: { version: string; requests: number; nonFinite: number; p95Ms: number | null; hostRestarts: number };
-  baseline: { version: string; p95Ms: number | null } | null;
-}
-export interface ModelInfo {
-  model: string;
-  state: string;
-  committed: { version: string; sha256: string } | null;
-  candidate: { version: string; sha256: string } | null;
-  error?: { code: string; message: string };
-  probation?: ProbationInfo;
-}
+/** The agent's `GET /v1/status` shows each model as its `reported` document does (agent/main.ts). */
+export type ProbationInfo = ProbationReport;
+export type ModelInfo = ReportedModel;
 export interface AgentStatus {
   models: ModelInfo[];
   hosts: HostInfo[];

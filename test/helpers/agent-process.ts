@@ -2,19 +2,15 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { AgentConfigInput } from "../../agent/config/agent-config.js";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
-export interface AgentProcessConfig {
-  deviceId: string;
-  mqttUrl: string;
-  password: string;
-  dataDir: string;
-  socketPath: string;
-  rootPath: string;
-  profile?: string;
-  logLevel?: string;
-}
+/**
+ * The agent's config file as a test writes it: the agent's own config schema's input (so a test
+ * can set any key, typed), with the data directory and socket path every test names.
+ */
+export type AgentProcessConfig = AgentConfigInput & { dataDir: string; socketPath: string };
 
 export interface AgentProcess {
   proc: ChildProcess;

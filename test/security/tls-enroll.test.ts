@@ -47,18 +47,17 @@ describe("security: TLS with a pinned CA, token enrollment, socket directory", (
     httpsRequest(new URL(path, server.httpUrl).toString(), { ca, token: server.adminToken, ...o });
 
   /** An agent config file: password from a file, mqtts:// pinned to `caPath`, socket in its own dir. */
-  const agentConfig = (id: string, passwordFile: string, caPath: string) =>
-    ({
-      deviceId: id,
-      mqttUrl: server.mqttUrl,
-      passwordFile,
-      dataDir: join(tmp.path, id),
-      socketPath: join(tmp.path, `${id}-run`, "agent.sock"),
-      rootPath: server.rootJsonPath,
-      profile: PROFILE,
-      tls: { caPath },
-      socketGroup: process.getgid!(),
-    }) as unknown as AgentProcessConfig;
+  const agentConfig = (id: string, passwordFile: string, caPath: string): AgentProcessConfig => ({
+    deviceId: id,
+    mqttUrl: server.mqttUrl,
+    passwordFile,
+    dataDir: join(tmp.path, id),
+    socketPath: join(tmp.path, `${id}-run`, "agent.sock"),
+    rootPath: server.rootJsonPath,
+    profile: PROFILE,
+    tls: { caPath },
+    socketGroup: process.getgid!(),
+  });
 
   beforeAll(async () => {
     tmp = await makeTempDir("ef-tls-");

@@ -163,6 +163,25 @@ describe("HTTP contract and OpenAPI document (issue 23)", () => {
     check("ErrorResponse", { error: { code: missing.code, message: missing.message } });
   });
 
+  it("the document describes each kind of rollout history event and its detail", () => {
+    const ajv = new Ajv2020({ strict: false, validateFormats: false, allErrors: true });
+    ajv.addSchema({ components: doc.components }, "doc");
+    const event = ajv.getSchema("doc#/components/schemas/RolloutEvent")!;
+    const at = { seq: 1, ts: "2026-01-01T00:00:00.000Z" };
+    expect(event({ ...at, type: "paused", detail: { stage: 0, by: "operator" } })).toBe(true);
+    expect(event({ ...at, type: "paused", detail: { stage: 0, reason: "gate failedPercent breached" } })).toBe(true);
+    expect(
+      event({
+        ...at,
+        type: "promoted",
+        detail: { stage: 2, from: { stage: 0, servingMode: "shadow" }, acknowledged: 0 },
+      }),
+    ).toBe(true);
+    // A detail of another kind, or an unknown kind, is not a history event.
+    expect(event({ ...at, type: "stage-advanced", detail: { by: "operator" } })).toBe(false);
+    expect(event({ ...at, type: "exploded", detail: {} })).toBe(false);
+  });
+
   it("the OpenAPI document needs a token like every other read (viewer)", async () => {
     expect(await api.fail("getOpenApi", { token: null })).toMatchObject({ status: 401, code: "UNAUTHORIZED" });
     const viewer = await api.ok("createToken", { body: { name: "contract-viewer", role: "viewer" } }, 201);

@@ -5,6 +5,8 @@ import { AccuracyPolicySchema } from "../../../fleet-server/quantize/compare.js"
 import { buildInt8Variant } from "../../../fleet-server/registry/int8-variant.js";
 import { inspectModel } from "../../../fleet-server/registry/onnx-inspect.js";
 import { realModels } from "../../../scripts/bench/quantize.js";
+import { canonicalJson } from "../../../shared/canonical-json.js";
+import { QuantizationReportSchema } from "../../../shared/schemas/quantization-report.js";
 
 const policy = AccuracyPolicySchema.parse({});
 const byId = Object.fromEntries(realModels().map((m) => [m.id, m]));
@@ -15,6 +17,11 @@ async function int8Of(id: string) {
   const fp32 = await inspectModel(fp32Bytes, m.samples);
   const out = await buildInt8Variant({ fp32Bytes, fp32Samples: fp32.samples, calibration: [], policy });
   if (!out.built) throw new Error(out.reason);
+  // Every real model's report is signed into its manifest and read back with the one schema
+  // (shared/schemas/quantization-report.ts): it must survive canonical JSON and parse, or the
+  // server would refuse to sign it or later read its own bundle as a corrupt row.
+  const stored = QuantizationReportSchema.safeParse(JSON.parse(canonicalJson(out.report)));
+  expect(stored.error?.issues ?? []).toEqual([]);
   return out;
 }
 

@@ -71,6 +71,13 @@ describe("POST /v1/models with quantize=int8 (real fleet server, Silero VAD)", (
     const got = await api.ok("getModelVersion", { params: { name: "vad", version: "1.0.0" } });
     expect(got.variants[1]!.validation!.outputs.map((o) => o.output)).toEqual(["output", "stateN"]);
     expect(got.variants[1]!.quantization!.nodes.length).toBeGreaterThan(10);
+    // The report is typed by one schema (shared/schemas/quantization-report.ts): the stored manifest,
+    // the HTTP answer and fleetctl read the same fields, and the validation is the one inside it.
+    const q = got.variants[1]!.quantization!;
+    expect(q.method).toBe("int8-weights");
+    expect(q.totals.weightsQuantized).toBe(q.weights.length);
+    expect(q.totals.bytesAfter).toBeLessThan(q.totals.bytesBefore);
+    expect(q.validation).toEqual(got.variants[1]!.validation);
     await api.ok("enrollDevice", { body: { id: "dev-q" } }, 201);
     await api.ok(
       "createRollout",

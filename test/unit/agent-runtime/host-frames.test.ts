@@ -212,6 +212,12 @@ describe("host frame headers: checked field by field", () => {
       /ortEnd/,
     ],
     ["error without code", { id: 1, ok: false, error: { message: "m" }, tensors: [] }, /code and message/],
+    // The code is one of ours, not any string (it becomes an EdgeFleetError's stable code).
+    [
+      "error with a foreign code",
+      { id: 1, ok: false, error: { code: "OOPS", message: "m" }, tensors: [] },
+      /unknown code "OOPS"/,
+    ],
   ])("run reply: %s", (_name, header, message) => {
     expect(() => parseRunReply(header)).toThrow(message);
   });

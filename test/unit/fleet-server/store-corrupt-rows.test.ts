@@ -10,6 +10,7 @@ import { createPendingReleaseRepo } from "../../../fleet-server/store/pending-re
 import { createRolloutRepo } from "../../../fleet-server/store/rollout-repo.js";
 import { createTelemetryRepo } from "../../../fleet-server/telemetry/telemetry-repo.js";
 import { EdgeFleetError } from "../../../shared/errors.js";
+import { definition } from "../rollout/fixtures.js";
 
 /**
  * Issue 23, rows parsed at the store: every JSON column and enum is decoded with its schema when
@@ -69,9 +70,9 @@ const insertRollout = (over: Record<string, string | null> = {}) => {
     target: '{"deviceIds":["d-1"]}',
     health_policy: "{}",
     created_at: "2026-01-01T00:00:00.000Z",
-    definition: null,
-    status: "legacy",
-    state: null,
+    definition: JSON.stringify(definition({ model: "vad", version: "1.0.0", target: { deviceIds: ["d-1"] } })),
+    status: "running",
+    state: '{"stage":0,"stageStartedAt":0,"soakStartedAt":null,"servingMode":"active","reason":null}',
     ...over,
   };
   db.prepare(
@@ -82,10 +83,11 @@ const insertRollout = (over: Record<string, string | null> = {}) => {
 };
 
 describe("rollout repo decodes its rows", () => {
-  it("a legacy row reads back typed (the control case)", () => {
+  it("a valid row reads back typed (the control case)", () => {
     insertRollout();
     const row = createRolloutRepo(db).get("r-1");
-    expect(row?.status).toBe("legacy");
+    expect(row?.status).toBe("running");
+    expect(row?.definition.stages.length).toBeGreaterThan(0);
     expect(row?.target).toEqual({ deviceIds: ["d-1"] });
     // health_policy '{}' is decoded with the schema's defaults.
     expect(row?.healthPolicy.probationSeconds).toBe(30);
@@ -93,6 +95,10 @@ describe("rollout repo decodes its rows", () => {
 
   it.each([
     ["status", { status: "runing" }, "expected one of"],
+    // What migration 2 gave rollouts from before staged rollouts; 0.1.0 never wrote one (decisions.md).
+    ["status", { status: "legacy" }, "expected one of"],
+    ["definition", { definition: null }, "is NULL"],
+    ["state", { state: null }, "is NULL"],
     ["target", { target: '{"deviceIds":"d-1"}' }, "at deviceIds"],
     ["health_policy", { health_policy: '{"maxErrorRatePercent":500}' }, "at maxErrorRatePercent"],
     ["definition", { definition: "{not json" }, "is not JSON"],
@@ -112,9 +118,19 @@ describe("rollout repo decodes its rows", () => {
     ["phase", "UPDATE rollout_devices SET phase = 'installing'"],
     ["previous", `UPDATE rollout_devices SET previous = '{"sha256":"${SHA}","version":"1.0.0"}'`],
     ["outcome", "UPDATE rollout_devices SET outcome = 'maybe'"],
+    // NULL only in members from before migration 5, which 0.1.0 never wrote (decisions.md).
+    ["bundle_sha256", "UPDATE rollout_devices SET bundle_sha256 = NULL"],
+    ["variant", "UPDATE rollout_devices SET variant = 'int4'"],
   ])("a member's corrupt %s is an INTERNAL error naming rollout and device", (column, sql) => {
     insertRollout();
-    createRolloutRepo(db).addDevice("r-1", { deviceId: "d-1", desiredSeq: 1, assignedAt: "2026-01-01T00:00:00.000Z" });
+    createRolloutRepo(db).addDevice("r-1", {
+      deviceId: "d-1",
+      desiredSeq: 1,
+      assignedAt: "2026-01-01T00:00:00.000Z",
+      bundleSha256: SHA,
+      variant: "fp32",
+      variantReason: "explicit",
+    });
     db.exec(sql);
     expectCorrupt(
       () => createRolloutRepo(db).devices("r-1"),
@@ -128,6 +144,40 @@ describe("rollout repo decodes its rows", () => {
     insertRollout();
     db.prepare("INSERT INTO rollout_events (rollout_id, ts, type, detail) VALUES ('r-1', 't', 'created', '[1]')").run();
     expectCorrupt(() => createRolloutRepo(db).events("r-1", 10), "rollout_events", "rollout_id=r-1, seq=1", "detail");
+  });
+
+  // Each kind of event has its own detail schema (shared/http/rollout-history.ts).
+  it.each([
+    ["detail", "stage-advanced", '{"reason":"x"}', "at detail.stage"],
+    ["detail", "paused", '{"stage":0,"by":"someone"}', "does not match its schema"],
+    ["detail", "created", '{"strategy":"canary","stages":2,"extra":1}', "does not match its schema"],
+    ["type", "exploded", '{"stage":0}', "not a known rollout event type"],
+  ])("a history event with a wrong %s for its kind (%s) is an INTERNAL error", (column, type, detail, problem) => {
+    insertRollout();
+    db.prepare("INSERT INTO rollout_events (rollout_id, ts, type, detail) VALUES ('r-1', 't', ?, ?)").run(type, detail);
+    const message = expectCorrupt(
+      () => createRolloutRepo(db).events("r-1", 10),
+      "rollout_events",
+      "rollout_id=r-1, seq=1",
+      column,
+    );
+    expect(message).toContain(problem);
+  });
+
+  it("history events come back typed by kind, as written", () => {
+    insertRollout();
+    const repo = createRolloutRepo(db);
+    repo.addEvent("r-1", "t1", { type: "created", detail: { strategy: "canary", stages: 3 } });
+    repo.addEvent("r-1", "t2", { type: "paused", detail: { stage: 1, reason: "gate failedPercent breached" } });
+    repo.addEvent("r-1", "t3", {
+      type: "rolled-back",
+      detail: { stage: 1, sidesRemoved: 0, reReleases: [{ sha256: SHA, version: "1.0.0", releaseCounter: 3 }] },
+    });
+    const events = repo.events("r-1", 10);
+    expect(events.map((e) => e.type)).toEqual(["created", "paused", "rolled-back"]);
+    const rolled = events[2]!;
+    if (rolled.type !== "rolled-back") throw new Error("narrowing");
+    expect(rolled.detail.reReleases[0]!.releaseCounter).toBe(3);
   });
 });
 

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { AccuracyPolicySchema, compareOutputs, policyProblems } from "../../../fleet-server/quantize/compare.js";
+import { canonicalJson } from "../../../shared/canonical-json.js";
+import { OutputComparisonSchema } from "../../../shared/schemas/quantization-report.js";
 import type { JsonTensor } from "../../../shared/schemas/tensor.js";
 
 const t = (shape: number[], data: number[]): JsonTensor => ({ datatype: "FP32", shape, data });
@@ -19,6 +21,20 @@ describe("int8 vs fp32 comparison under the accuracy policy", () => {
     const r = compareOutputs([{ y: t([1, 1], [1]) }], [{ y: t([1, 1], [1.5]) }], policy);
     expect(r.outputs[0]!.pass).toBe(false);
     expect(r.failures[0]).toContain("output y: max abs error 0.5");
+  });
+
+  it("an unbounded relative error (fp32 all zeros, int8 not) is null, so the signed report stays JSON", () => {
+    const tight = AccuracyPolicySchema.parse({ maxAbsError: 0.001 });
+    const r = compareOutputs([{ y: t([1, 2], [0, 0]) }], [{ y: t([1, 2], [0.01, 0]) }], tight);
+    expect(r.outputs[0]!.maxRelError).toBeNull();
+    // Still judged as unbounded: over both bounds, so the output fails.
+    expect(r.outputs[0]!.pass).toBe(false);
+    expect(r.failures[0]).toContain("relative Infinity > 0.1");
+    // Within the absolute bound it passes whatever the relative error.
+    expect(compareOutputs([{ y: t([1, 2], [0, 0]) }], [{ y: t([1, 2], [0.01, 0]) }], policy).failures).toEqual([]);
+    // RFC 8785 refuses Infinity; the comparison as recorded in a manifest must canonicalize.
+    expect(() => canonicalJson(r.outputs)).not.toThrow();
+    expect(OutputComparisonSchema.array().safeParse(JSON.parse(canonicalJson(r.outputs))).success).toBe(true);
   });
 
   it("counts top-1 agreement over classifier rows and applies the minimum", () => {

@@ -6,6 +6,7 @@ import { formatRollout, type RolloutDisplay } from "../../../scripts/fleetctl/ro
 import { sha256Hex } from "../../../shared/hash.js";
 import { HealthPolicySchema } from "../../../shared/schemas/desired-state.js";
 import type { ReportedState } from "../../../shared/schemas/device-state.js";
+import { definition, rollout } from "./fixtures.js";
 
 const OLD = sha256Hex("1.0.0");
 const NEW = sha256Hex("2.0.0");
@@ -18,9 +19,9 @@ const row: RolloutRow = {
   target: { deviceIds: ["late-1"] },
   healthPolicy: HealthPolicySchema.parse({}),
   createdAt: "2025-06-01T00:00:00.000Z",
-  definition: null,
+  definition: definition({ model: "vad", version: "2.0.0", target: { deviceIds: ["late-1"] } }),
   status: "completed",
-  state: null,
+  state: rollout(definition()).state,
 };
 const member = (over: Partial<MemberRow> = {}): MemberRow => ({
   deviceId: "late-1",
@@ -34,9 +35,9 @@ const member = (over: Partial<MemberRow> = {}): MemberRow => ({
   outcomeReason: "TIMEOUT",
   acknowledged: true,
   rollbackSha256: null,
-  bundleSha256: null,
-  variant: null,
-  variantReason: null,
+  bundleSha256: NEW,
+  variant: "fp32",
+  variantReason: "explicit",
   ...over,
 });
 const reported = (committed: { version: string; sha256: string }): ReportedState => ({

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { defaultProfilesDir } from "../../../fleet-server/config.js";
 import { MIN_MEASURED_REQUESTS } from "../../../fleet-server/rollout/choose-variant.js";
-import { createVariantAssignment, memberBundleSha } from "../../../fleet-server/rollout/variant-assignment.js";
+import { createVariantAssignment } from "../../../fleet-server/rollout/variant-assignment.js";
 import { createVariantRecorder } from "../../../fleet-server/rollout/variant-recorder.js";
 import { type Db, openDatabase } from "../../../fleet-server/store/db.js";
 import { createDeviceRepo } from "../../../fleet-server/store/device-repo.js";
@@ -13,7 +13,9 @@ import { createLogger } from "../../../shared/logger.js";
 import { loadProfiles } from "../../../shared/profiles/load-profiles.js";
 import { HealthPolicySchema } from "../../../shared/schemas/desired-state.js";
 import type { SignedManifest } from "../../../shared/schemas/manifest.js";
+import { AccuracyPolicySchema, type QuantizationReport } from "../../../shared/schemas/quantization-report.js";
 import { makeTempDir } from "../../helpers/temp-dir.js";
+import { definition, rollout } from "./fixtures.js";
 
 /**
  * The I/O around the pure choice, on a real SQLite file with every migration applied: probation
@@ -23,6 +25,30 @@ const FP32 = "a".repeat(64);
 const INT8 = "b".repeat(64);
 const MIB = 1024 * 1024;
 const TS = "2025-03-03T00:00:00.000Z";
+
+/** A whole int8 report (the store decodes it with QuantizationReportSchema); only `passed` matters here. */
+function int8Report(passed: boolean): QuantizationReport {
+  return {
+    method: "int8-weights",
+    opset: 17,
+    weightOnlyEncoding: "dequantize-linear-per-axis",
+    options: { minElements: 256, dynamicMinElements: 4096, dynamicMatMul: true, reduceRange: true, keepFp32: [] },
+    nodes: [],
+    weights: [],
+    totals: { weightsQuantized: 1, dynamicNodes: 1, weightOnlyNodes: 0, bytesBefore: 4096, bytesAfter: 1040 },
+    validation: {
+      passed,
+      policy: AccuracyPolicySchema.parse({}),
+      samples: 1,
+      calibrationInputs: 0,
+      outputs: [],
+      top1Agreement: null,
+      sizeRatio: 0.3,
+      latency: { fp32Ms: 1, int8Ms: 1, ratio: 1, runs: 3 },
+      failures: passed ? [] : ["output y: max abs error 1 > 0.05 and relative 1 > 0.1"],
+    },
+  };
+}
 
 function bundle(sha256: string, variant: "fp32" | "int8", opts: { published?: boolean; minMemoryMB?: number } = {}) {
   // A whole manifest: the store decodes the column with SignedManifestSchema (issue 23).
@@ -38,8 +64,7 @@ function bundle(sha256: string, variant: "fp32" | "int8", opts: { published?: bo
       lineage: {},
       files: [{ path: "model.onnx", size: (variant === "int8" ? 1 : 4) * MIB, sha256: "c".repeat(64) }],
       compatibility: { arch: [], minMemoryMB: opts.minMemoryMB ?? 0, executionProviders: ["cpu"] },
-      quantization:
-        variant === "int8" ? { method: "x", nodes: [], validation: { passed: opts.published ?? true } } : null,
+      quantization: variant === "int8" ? int8Report(opts.published ?? true) : null,
     },
     signatures: [],
   };
@@ -152,16 +177,22 @@ describe("variant measurements and assignment on SQLite", () => {
     const profiles = await loadProfiles(defaultProfilesDir());
     const { devices, models, measurements, rollouts, recorder } = repos;
     const assign = createVariantAssignment({ models, measurements, profiles });
-    const row = (variant: string): RolloutRow => ({
-      id: `r-${variant}`,
-      model: "vad",
-      version: "1.0.0",
-      variant,
-      bundleSha256: FP32,
-      target: {},
-      healthPolicy: HealthPolicySchema.parse({}),
-      createdAt: TS,
-    });
+    const row = (variant: string): RolloutRow => {
+      const def = definition({ model: "vad", version: "1.0.0", variant, target: { tags: { site: "lab" } } });
+      return {
+        id: `r-${variant}`,
+        model: "vad",
+        version: "1.0.0",
+        variant,
+        bundleSha256: FP32,
+        target: {},
+        healthPolicy: HealthPolicySchema.parse({}),
+        createdAt: TS,
+        definition: def,
+        status: "running",
+        state: rollout(def).state,
+      };
+    };
     const pick = (id: string, variant = "auto") => {
       const p = assign.pick(row(variant), devices.get(id)!);
       return [p.variant, p.reason, p.bundle.sha256];
@@ -183,8 +214,8 @@ describe("variant measurements and assignment on SQLite", () => {
     recorder.onReported("x64", reportedPayload("x64", summary(INT8, 80, 1.5), summary(FP32, 80, 2.5)));
     expect(pick("x64")).toEqual(["int8", "measured-faster", INT8]);
 
-    // The member row stores its own bundle; older members fall back to the rollout's.
-    rollouts.insert({ ...row("auto"), definition: null, status: "running", state: null });
+    // The member row stores its own bundle, variant and why.
+    rollouts.insert(row("auto"));
     rollouts.addDevice("r-auto", {
       deviceId: "pi",
       desiredSeq: 1,
@@ -193,10 +224,16 @@ describe("variant measurements and assignment on SQLite", () => {
       variant: "int8",
       variantReason: "profile",
     });
-    rollouts.addDevice("r-auto", { deviceId: "x64", desiredSeq: 1, assignedAt: TS });
+    rollouts.addDevice("r-auto", {
+      deviceId: "x64",
+      desiredSeq: 1,
+      assignedAt: TS,
+      bundleSha256: FP32,
+      variant: "fp32",
+      variantReason: "explicit",
+    });
     const [pi, x64] = rollouts.devices("r-auto");
     expect(pi).toMatchObject({ bundleSha256: INT8, variant: "int8", variantReason: "profile" });
-    expect(memberBundleSha(row("auto"), pi!)).toBe(INT8);
-    expect(memberBundleSha(row("auto"), x64!)).toBe(FP32);
+    expect(x64).toMatchObject({ bundleSha256: FP32, variant: "fp32", variantReason: "explicit" });
   });
 });
