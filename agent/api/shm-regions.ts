@@ -64,6 +64,11 @@ export class ShmRegistry {
     this.maxPerUid = opts.maxRegionsPerUid ?? 64;
   }
 
+  /** True when no caller holds a region (then an infer request needs no caller lookup at all). */
+  get empty(): boolean {
+    return this.byUid.size === 0;
+  }
+
   register(uid: number, name: string, spec: RegionSpec): void {
     const mine = this.byUid.get(uid) ?? new Map<string, Region>();
     if (mine.has(name)) throw bad(`shared memory region "${name}" is already registered`);
@@ -111,6 +116,7 @@ export class ShmRegistry {
     if (!r) throw bad(`unable to find shared memory region "${name}"`);
     closeSync(r.fd);
     mine!.delete(name);
+    if (mine!.size === 0) this.byUid.delete(uid);
   }
 
   status(uid: number, name?: string): RegionStatus[] {

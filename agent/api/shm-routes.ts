@@ -44,7 +44,9 @@ function regionName(raw: string): string {
 
 /** The regions an infer request may name: the caller's, looked up only if the request names one. */
 export function callerRegions(registry: ShmRegistry | null, req: FastifyRequest): RegionAccess {
-  if (!registry) return NO_REGIONS;
+  // The common case (no region registered by anyone) costs nothing per request: an unknown region
+  // is refused by NO_REGIONS with the same message the registry would give.
+  if (!registry || registry.empty) return NO_REGIONS;
   let access: RegionAccess | undefined;
   const resolve = () => {
     if (access) return access;

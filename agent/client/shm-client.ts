@@ -1,6 +1,6 @@
 import { closeSync, constants, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import type { SocketClient, V2InferResponse } from "./socket-client.js";
+import { inferPath, type SocketClient, type V2InferResponse } from "./socket-client.js";
 
 /**
  * Client side of the shared-memory extension (issue 13, docs/protocol.md "Shared memory"): create a
@@ -125,6 +125,5 @@ export function inferShared(
     outputs: outputs.map((o) => ({ name: o.name, parameters: params(o) })),
   };
   if (opts.id !== undefined) body.id = opts.id;
-  const path = `/v2/models/${enc(model)}${opts.version !== undefined ? `/versions/${enc(opts.version)}` : ""}/infer`;
-  return client.json("POST", path, body);
+  return client.json("POST", inferPath(model, opts.version), body);
 }

@@ -219,7 +219,7 @@ export class SocketClient {
   }
 }
 
-function inferPath(model: string, version?: string): string {
+export function inferPath(model: string, version?: string): string {
   return version
     ? `/v2/models/${encodeURIComponent(model)}/versions/${encodeURIComponent(version)}/infer`
     : `/v2/models/${encodeURIComponent(model)}/infer`;
