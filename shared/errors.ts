@@ -32,6 +32,7 @@ export const ERROR_CODES = [
   "BUNDLE_MISSING_FILE",
   "BUNDLE_TOO_LARGE",
   "BUNDLE_MARKED_BAD",
+  "BUNDLE_SAMPLES_INVALID",
   /**
    * A genuine bundle's extracted files kept changing on the device between staging and loading;
    * the local copies were re-made and damaged again. The bundle itself is not marked bad.

@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
-import { type JsonTensor, type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
+import { decodeSamples, SAMPLES_BLOB_FILE } from "../../shared/samples-codec.js";
+import type { JsonTensor, SamplesFile } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
 import { bounded, countNonFinite } from "./host-health.js";
 import { allowedCpus, applyPlacement, backgroundPlacement, backgroundSessionOptions } from "./host-placement.js";
@@ -34,7 +35,9 @@ const label = (i: InstalledModel): string => `${i.model}@${i.version}`;
 
 async function readSamples(dir: string): Promise<SamplesFile | null> {
   try {
-    return SamplesFileSchema.parse(JSON.parse(await readFile(path.join(dir, "samples.json"), "utf8")));
+    return await decodeSamples(await readFile(path.join(dir, "samples.json"), "utf8"), () =>
+      readFile(path.join(dir, SAMPLES_BLOB_FILE)),
+    );
   } catch {
     return null;
   }

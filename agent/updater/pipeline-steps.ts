@@ -1,10 +1,11 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { EdgeFleetError } from "../../shared/errors.js";
+import { decodeSamples, SAMPLES_BLOB_FILE } from "../../shared/samples-codec.js";
 import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
 import type { HealthSummary, InstalledRef, ProbationReport, ReportedModel } from "../../shared/schemas/device-state.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
-import { type SamplesFile, SamplesFileSchema } from "../../shared/schemas/tensor.js";
+import type { SamplesFile } from "../../shared/schemas/tensor.js";
 import type { Envelope } from "../../shared/schemas/trust.js";
 import { readVerified } from "../bundle/read-verified.js";
 import { extractBundle } from "../bundle/safe-extract.js";
@@ -134,10 +135,12 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
       const dir = join(deps.dirs.models, job.model, job.ref.sha256);
       // Hashed as read: a change after the load's re-check is local damage, not a failed smoke test
       // (which would condemn the bundle).
-      const listed = job.manifest.files.find((f) => f.path === "samples.json");
-      const path = join(dir, "samples.json");
-      const text = (listed ? await readVerified(path, listed.sha256) : await readFile(path)).toString("utf8");
-      job.samples = SamplesFileSchema.parse(JSON.parse(text));
+      const read = async (name: string): Promise<Buffer> => {
+        const listed = job.manifest.files.find((f) => f.path === name);
+        const path = join(dir, name);
+        return listed ? readVerified(path, listed.sha256) : readFile(path);
+      };
+      job.samples = await decodeSamples((await read("samples.json")).toString("utf8"), () => read(SAMPLES_BLOB_FILE));
       const result = await runtime.smokeTest(job.loaded, job.samples);
       if (!result.ok) {
         const failed = result.samples.filter((s) => !s.ok);

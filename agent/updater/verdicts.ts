@@ -174,6 +174,8 @@ export const CONDEMNS_BUNDLE: Readonly<Record<ErrorCode, boolean>> = {
   BUNDLE_UNLISTED_ENTRY: true,
   BUNDLE_MISSING_FILE: true,
   BUNDLE_TOO_LARGE: true,
+  // signed smoke-test samples that do not decode (shared/samples-codec.ts)
+  BUNDLE_SAMPLES_INVALID: true,
   MANIFEST_MISMATCH: true,
   // the model itself fails on this device
   MODEL_LOAD_FAILED: true,

@@ -5,6 +5,7 @@ import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import * as tar from "tar";
 import { sha256File } from "../../shared/hash.js";
+import { encodeSamples, SAMPLES_BLOB_FILE, sampleBudgetBytes } from "../../shared/samples-codec.js";
 import type { Manifest, ManifestFile, SignedManifest } from "../../shared/schemas/manifest.js";
 import type { SamplesFile } from "../../shared/schemas/tensor.js";
 import type { Envelope } from "../../shared/schemas/trust.js";
@@ -68,9 +69,13 @@ export async function prepareBundleContent(
   input: Omit<BundleInput, "releaseKey" | "workDir">,
   dir: string,
 ): Promise<PreparedContent> {
-  const payload: string[] = ["model.onnx", "samples.json"];
+  const payload: string[] = ["model.onnx", "samples.json", SAMPLES_BLOB_FILE];
   await copyFile(input.modelPath, join(dir, "model.onnx"));
-  await writeFile(join(dir, "samples.json"), `${JSON.stringify(input.samples)}\n`);
+  // Samples as an index plus a compressed binary blob, capped by the model's size (issue 23, lean bundles).
+  const { size: modelBytes } = await stat(join(dir, "model.onnx"));
+  const { index, blob } = encodeSamples(input.samples, sampleBudgetBytes(modelBytes));
+  await writeFile(join(dir, "samples.json"), `${JSON.stringify(index)}\n`);
+  await writeFile(join(dir, SAMPLES_BLOB_FILE), blob);
   if (input.modelCard !== undefined) {
     await writeFile(join(dir, "MODEL_CARD.md"), input.modelCard);
     payload.push("MODEL_CARD.md");

@@ -26,7 +26,7 @@ function lcg(seed: number): () => number {
 }
 
 /** A synthetic "document": light background with dark text-like bars, normalised per channel. */
-function textImage(h: number, w: number, seed: number, mean: number[], std: number[]): JsonTensor {
+export function textImage(h: number, w: number, seed: number, mean: number[], std: number[]): JsonTensor {
   const r = lcg(seed);
   const pix = new Float32Array(h * w).fill(0.92);
   for (let line = 0; line < Math.max(1, Math.floor(h / 16)); line++) {

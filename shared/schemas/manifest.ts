@@ -61,4 +61,4 @@ export type SignedManifest = z.infer<typeof SignedManifestSchema>;
 
 /** Files every bundle must contain; the rest are optional (architecture.md §2). */
 export const REQUIRED_BUNDLE_FILES = ["manifest.json", "model.onnx", "samples.json"] as const;
-export const OPTIONAL_BUNDLE_FILES = ["MODEL_CARD.md", "baseline.json"] as const;
+export const OPTIONAL_BUNDLE_FILES = ["MODEL_CARD.md", "baseline.json", "samples.bin"] as const;

@@ -6,6 +6,7 @@ import * as tar from "tar";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildBundle } from "../../../fleet-server/bundles/bundle-builder.js";
 import { readDefaultOpset } from "../../../fleet-server/registry/opset.js";
+import { decodeSamples } from "../../../shared/samples-codec.js";
 import { SignedManifestSchema } from "../../../shared/schemas/manifest.js";
 import { SamplesFileSchema } from "../../../shared/schemas/tensor.js";
 import { generateKeyPair } from "../../../shared/trust/keys.js";
@@ -67,7 +68,13 @@ describe("buildBundle", () => {
     const b = await build("a", "# VAD\n");
     expect(b.sha256).toBe(createHash("sha256").update(readFileSync(b.path)).digest("hex"));
     const list = await entries(b.path);
-    expect(list.map((e) => e.path)).toEqual(["manifest.json", "model.onnx", "samples.json", "MODEL_CARD.md"]);
+    expect(list.map((e) => e.path)).toEqual([
+      "manifest.json",
+      "model.onnx",
+      "samples.json",
+      "samples.bin",
+      "MODEL_CARD.md",
+    ]);
     for (const e of list) {
       expect(e.type).toBe("File");
       expect(e.mode & 0o777).toBe(0o644);
@@ -76,13 +83,15 @@ describe("buildBundle", () => {
     expect(signed).toEqual(b.manifest);
     expect(signed.signatures[0]!.keyid).toBe(release.keyid);
     const listed = signed.signed.files;
-    expect(listed.map((f) => f.path)).toEqual(["model.onnx", "samples.json", "MODEL_CARD.md"]);
+    expect(listed.map((f) => f.path)).toEqual(["model.onnx", "samples.json", "samples.bin", "MODEL_CARD.md"]);
     for (const f of listed) {
       const body = list.find((e) => e.path === f.path)!.body;
       expect(body.length).toBe(f.size);
       expect(createHash("sha256").update(body).digest("hex")).toBe(f.sha256);
     }
-    SamplesFileSchema.parse(JSON.parse(list[2]!.body.toString("utf8")));
+    // The samples travel as an index and a compressed blob, and decode to exactly what was given.
+    const back = await decodeSamples(list[2]!.body.toString("utf8"), async () => list[3]!.body);
+    expect(back).toEqual(SamplesFileSchema.parse(samples));
   });
 
   it("is reproducible and gzips only when it saves at least 15%", async () => {
