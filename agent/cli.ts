@@ -1,8 +1,10 @@
 import { Command, InvalidArgumentError } from "commander";
 import { EdgeFleetError } from "../shared/errors.js";
+import { createLogger } from "../shared/logger.js";
 import { loadAgentConfig } from "./config/agent-config.js";
 import { runEnrollCli } from "./enroll/enroll-cli.js";
 import { startAgent } from "./main.js";
+import { createSystemdNotifier, statusLine } from "./service/systemd-notify.js";
 
 const int = (v: string) => {
   const n = Number(v);
@@ -60,9 +62,20 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     process.stderr.write(`edge-agent: ${err instanceof EdgeFleetError ? err.message : String(err)}\n`);
     process.exit(2);
   }
-  const agent = await startAgent(config);
+  const log = createLogger({ name: "edge-agent", level: config.logLevel });
+  const agent = await startAgent(config, { log });
+  // Under systemd (Type=notify): READY=1 only now, when committed models are loaded and the socket
+  // API listens (startAgent resolves after both); then watchdog pings from this event loop.
+  const systemd = createSystemdNotifier({
+    env: process.env,
+    pid: process.pid,
+    log: log.child({ c: "systemd" }),
+    currentStatus: () => statusLine(agent.updater.reported()),
+  });
+  systemd.ready(statusLine(agent.updater.reported()));
   const stop = (signal: string) => {
     process.stderr.write(`edge-agent: ${signal}, shutting down\n`);
+    systemd.stopping();
     agent.close().then(
       () => process.exit(0),
       () => process.exit(1),

@@ -10,9 +10,9 @@
 #   - /etc/edgefleet/{agent.json,mqtt.password,root.json}, owned root:edgefleet, 0640;
 #   - state in /var/lib/edgefleet (systemd StateDirectory, 0700), the socket in /run/edgefleet
 #     (RuntimeDirectory, 0750: only the agent and the edgefleet group can reach agent.sock, 0660);
-#   - edgefleet-agent.service: Type=simple (the agent does not implement sd_notify, so no
-#     Type=notify/WatchdogSec), Restart=on-failure with a start-rate limit, KillMode=control-group so
-#     model host processes stop with the agent.
+#   - edgefleet-agent.service: Type=notify (READY=1 once committed models serve) with a 30 s
+#     watchdog, Restart=on-failure with a start-rate limit, KillMode=control-group so model host
+#     processes stop with the agent.
 # Options:
 #   --app-dir DIR     where the repository (with node_modules) is installed (default: this script's repo)
 #   --node PATH       node binary (default: `command -v node`)
@@ -92,8 +92,13 @@ StartLimitIntervalSec=300
 StartLimitBurst=5
 
 [Service]
-# The agent does not implement sd_notify: Type=simple, no WatchdogSec.
-Type=simple
+# READY=1 once committed models are loaded and the socket serves (agent/service/systemd-notify.ts);
+# units ordered After= this one start when the agent answers. Loading large models can take a while.
+Type=notify
+NotifyAccess=main
+TimeoutStartSec=300
+# Pings come from the agent's event loop every WatchdogSec/2: a stuck loop is restarted.
+WatchdogSec=30
 User=edgefleet
 Group=edgefleet
 ExecStart=$NODE_BIN $APP_DIR/bin/edge-agent.js --config /etc/edgefleet/agent.json

@@ -16,7 +16,8 @@ export interface Harness {
   api: ApiClient;
   agents: Map<string, AgentProcess>;
   startAgent(id: string, profile: string, extra?: Record<string, unknown>): Promise<AgentProcess>;
-  restartAgent(id: string, signal?: NodeJS.Signals): Promise<AgentProcess>;
+  /** Stops the agent and starts it again with the same config (and `env`, e.g. a fake NOTIFY_SOCKET). */
+  restartAgent(id: string, signal?: NodeJS.Signals, env?: Record<string, string>): Promise<AgentProcess>;
   pushSilero(version?: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -79,9 +80,9 @@ export async function startHarness(
       agents.set(id, agent);
       return agent;
     },
-    async restartAgent(id, signal = "SIGTERM") {
+    async restartAgent(id, signal = "SIGTERM", env) {
       await agents.get(id)?.kill(signal);
-      const agent = await spawnAgent(configs.get(id)!);
+      const agent = await spawnAgent(configs.get(id)!, env ? { env } : {});
       agents.set(id, agent);
       return agent;
     },
