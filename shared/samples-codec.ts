@@ -1,7 +1,7 @@
 import { brotliCompressSync, brotliDecompressSync, constants } from "node:zlib";
 import { z } from "zod";
 import { EdgeFleetError } from "./errors.js";
-import { DatatypeSchema } from "./schemas/common.js";
+import { type Datatype, DatatypeSchema } from "./schemas/common.js";
 import {
   type JsonTensor,
   JsonTensorSchema,
@@ -10,7 +10,15 @@ import {
   SamplesFileSchema,
   ToleranceSchema,
 } from "./schemas/tensor.js";
-import { elementCount, jsonToRaw, type RawTensor, rawToJson } from "./tensors.js";
+import {
+  ELEMENT_WIDTH,
+  elementCount,
+  jsonToRaw,
+  ortTypeOf,
+  type RawTensor,
+  rawToJson,
+  typedArrayOver,
+} from "./tensors.js";
 
 /**
  * Lean smoke-test samples (issue 23, "Lean bundles"). `samples.json` stays the bundle's sample file
@@ -56,21 +64,6 @@ export const SamplesIndexSchema = z.object({
   samples: z.array(IndexedSampleSchema).min(1).max(64),
 });
 export type SamplesIndex = z.infer<typeof SamplesIndexSchema>;
-
-const BYTES_PER: Record<Exclude<JsonTensor["datatype"], "BYTES">, number> = {
-  BOOL: 1,
-  UINT8: 1,
-  INT8: 1,
-  UINT16: 2,
-  INT16: 2,
-  FP16: 2,
-  UINT32: 4,
-  INT32: 4,
-  FP32: 4,
-  UINT64: 8,
-  INT64: 8,
-  FP64: 8,
-};
 
 export interface EncodedSamples {
   index: SamplesIndex;
@@ -126,7 +119,7 @@ export function encodeSamples(file: SamplesFile, capBytes: number): EncodedSampl
           out[name] = t;
           continue;
         }
-        const buf = planes(jsonToRaw(name, t), BYTES_PER[t.datatype]);
+        const buf = planes(jsonToRaw(name, t), ELEMENT_WIDTH[t.datatype]);
         out[name] = { datatype: t.datatype, shape: [...t.shape], offset };
         parts.push(buf);
         offset += buf.length;
@@ -191,7 +184,7 @@ export async function decodeSamples(json: string, readBlob: () => Promise<Buffer
         out[name] = t;
         continue;
       }
-      const width = BYTES_PER[t.datatype];
+      const width = ELEMENT_WIDTH[t.datatype];
       const length = elementCount(t.shape) * width;
       if (t.offset + length > raw.length) {
         throw invalid(`${where}.${name}: bytes ${t.offset}..${t.offset + length} lie outside ${SAMPLES_BLOB_FILE}`);
@@ -209,36 +202,10 @@ export async function decodeSamples(json: string, readBlob: () => Promise<Buffer
   };
 }
 
-function unplane(src: Buffer, datatype: keyof typeof BYTES_PER, shape: number[], width: number): RawTensor {
+/** Byte planes back to interleaved little-endian elements, as a typed tensor (one copy). */
+function unplane(src: Buffer, datatype: Exclude<Datatype, "BYTES">, shape: number[], width: number): RawTensor {
   const n = src.length / width;
   const bytes = new Uint8Array(src.length);
   for (let b = 0; b < width; b++) for (let i = 0; i < n; i++) bytes[i * width + b] = src[b * n + i]!;
-  const buf = bytes.buffer;
-  const dims = [...shape];
-  switch (datatype) {
-    case "BOOL":
-      return { type: "bool", dims, data: bytes };
-    case "UINT8":
-      return { type: "uint8", dims, data: bytes };
-    case "INT8":
-      return { type: "int8", dims, data: new Int8Array(buf) };
-    case "UINT16":
-      return { type: "uint16", dims, data: new Uint16Array(buf) };
-    case "INT16":
-      return { type: "int16", dims, data: new Int16Array(buf) };
-    case "FP16":
-      return { type: "float16", dims, data: new Uint16Array(buf) };
-    case "UINT32":
-      return { type: "uint32", dims, data: new Uint32Array(buf) };
-    case "INT32":
-      return { type: "int32", dims, data: new Int32Array(buf) };
-    case "FP32":
-      return { type: "float32", dims, data: new Float32Array(buf) };
-    case "UINT64":
-      return { type: "uint64", dims, data: new BigUint64Array(buf) };
-    case "INT64":
-      return { type: "int64", dims, data: new BigInt64Array(buf) };
-    case "FP64":
-      return { type: "float64", dims, data: new Float64Array(buf) };
-  }
+  return { type: ortTypeOf(datatype), dims: [...shape], data: typedArrayOver(datatype, bytes.buffer, 0, n) };
 }

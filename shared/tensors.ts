@@ -229,3 +229,52 @@ export function fromHalfBits(h: number): number {
   if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
   return sign * 2 ** (exp - 15) * (1 + mant / 1024);
 }
+
+/** Bytes per element of each fixed-width datatype (BYTES has none). */
+export const ELEMENT_WIDTH: Record<Exclude<Datatype, "BYTES">, number> = {
+  BOOL: 1,
+  UINT8: 1,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 2,
+  FP16: 2,
+  UINT32: 4,
+  INT32: 4,
+  FP32: 4,
+  UINT64: 8,
+  INT64: 8,
+  FP64: 8,
+};
+
+/** A typed array of `count` elements of `datatype` over `buf` from byte `at` (no copy). */
+export function typedArrayOver(
+  datatype: Exclude<Datatype, "BYTES">,
+  buf: ArrayBuffer,
+  at: number,
+  count: number,
+): TensorData {
+  switch (datatype) {
+    case "BOOL":
+    case "UINT8":
+      return new Uint8Array(buf, at, count);
+    case "INT8":
+      return new Int8Array(buf, at, count);
+    case "UINT16":
+    case "FP16":
+      return new Uint16Array(buf, at, count);
+    case "INT16":
+      return new Int16Array(buf, at, count);
+    case "UINT32":
+      return new Uint32Array(buf, at, count);
+    case "INT32":
+      return new Int32Array(buf, at, count);
+    case "FP32":
+      return new Float32Array(buf, at, count);
+    case "UINT64":
+      return new BigUint64Array(buf, at, count);
+    case "INT64":
+      return new BigInt64Array(buf, at, count);
+    case "FP64":
+      return new Float64Array(buf, at, count);
+  }
+}

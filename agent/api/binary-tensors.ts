@@ -1,6 +1,13 @@
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Datatype } from "../../shared/schemas/common.js";
-import { elementCount, ortTypeOf, type RawTensor, type TensorData } from "../../shared/tensors.js";
+import {
+  ELEMENT_WIDTH,
+  elementCount,
+  ortTypeOf,
+  type RawTensor,
+  type TensorData,
+  typedArrayOver,
+} from "../../shared/tensors.js";
 
 /**
  * The Open Inference Protocol's binary tensor data extension: a request or response body is a JSON
@@ -10,21 +17,6 @@ import { elementCount, ortTypeOf, type RawTensor, type TensorData } from "../../
  * Pure.
  */
 export const HEADER_LENGTH = "inference-header-content-length";
-
-const WIDTH: Record<Exclude<Datatype, "BYTES">, number> = {
-  BOOL: 1,
-  UINT8: 1,
-  INT8: 1,
-  UINT16: 2,
-  INT16: 2,
-  FP16: 2,
-  UINT32: 4,
-  INT32: 4,
-  FP32: 4,
-  UINT64: 8,
-  INT64: 8,
-  FP64: 8,
-};
 
 /** Splits a body at the header length; throws BAD_REQUEST when the length is not a valid offset. */
 export function splitBody(body: Buffer, headerLength: string | undefined): { header: Buffer; binary: Buffer } {
@@ -43,41 +35,14 @@ function typedView(datatype: Exclude<Datatype, "BYTES">, bytes: Buffer, count: n
   // a 4.9 MB copy into fresh memory costs ~2.5 ms here); else a copy into an aligned buffer.
   let buf: ArrayBuffer;
   let at = 0;
-  if (bytes.byteOffset % WIDTH[datatype] === 0) {
+  if (bytes.byteOffset % ELEMENT_WIDTH[datatype] === 0) {
     buf = bytes.buffer as ArrayBuffer;
     at = bytes.byteOffset;
   } else {
     buf = new ArrayBuffer(bytes.length);
     new Uint8Array(buf).set(bytes);
   }
-  return viewOf(datatype, buf, at, count);
-}
-
-function viewOf(datatype: Exclude<Datatype, "BYTES">, buf: ArrayBuffer, at: number, count: number): TensorData {
-  switch (datatype) {
-    case "BOOL":
-    case "UINT8":
-      return new Uint8Array(buf, at, count);
-    case "INT8":
-      return new Int8Array(buf, at, count);
-    case "UINT16":
-    case "FP16":
-      return new Uint16Array(buf, at, count);
-    case "INT16":
-      return new Int16Array(buf, at, count);
-    case "UINT32":
-      return new Uint32Array(buf, at, count);
-    case "INT32":
-      return new Int32Array(buf, at, count);
-    case "FP32":
-      return new Float32Array(buf, at, count);
-    case "UINT64":
-      return new BigUint64Array(buf, at, count);
-    case "INT64":
-      return new BigInt64Array(buf, at, count);
-    case "FP64":
-      return new Float64Array(buf, at, count);
-  }
+  return typedArrayOver(datatype, buf, at, count);
 }
 
 /** Raw little-endian bytes of one tensor → typed tensor. Checks the size against the shape. */
@@ -104,7 +69,7 @@ export function tensorFromBytes(name: string, datatype: Datatype, shape: number[
     }
     return { type, dims: [...shape], data };
   }
-  const expected = count * WIDTH[datatype];
+  const expected = count * ELEMENT_WIDTH[datatype];
   if (bytes.length !== expected) {
     throw new EdgeFleetError(
       "INVALID_TENSOR",

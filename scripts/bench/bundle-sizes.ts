@@ -11,6 +11,7 @@ import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { Sample } from "../../shared/schemas/tensor.js";
 import { generateKeyPair } from "../../shared/trust/keys.js";
 import { type RealModel, realModels, textImage } from "./quantize.js";
+import { benchManifest } from "./verify-extract.js";
 
 /**
  * Bundle size against model size for every real model (issue 23, lean bundles), fp32 and int8. The
@@ -63,18 +64,7 @@ const r3 = (x: number) => Math.round(x * 1000) / 1000;
 async function one(m: RealModel): Promise<Record<string, unknown>> {
   const fp32Bytes = await readFile(m.path);
   const inspection = await inspectModel(fp32Bytes, m.samples);
-  const manifest = (variant: "fp32" | "int8"): Omit<Manifest, "files"> => ({
-    _type: "manifest",
-    model: { name: m.id, version: "1.0.0", variant },
-    releaseCounter: 1,
-    createdAt: "2026-01-01T00:00:00.000Z",
-    inputs: inspection.inputs,
-    outputs: inspection.outputs,
-    opset: inspection.opset,
-    compatibility: { arch: [], minMemoryMB: 0, executionProviders: ["cpu"] },
-    lineage: {},
-    quantization: null,
-  });
+  const manifest = (variant: "fp32" | "int8") => benchManifest(m.id, inspection, variant);
   const inlineSamples = (s: Sample[]) => Buffer.byteLength(`${JSON.stringify({ samples: s })}\n`);
   const fp32Bundle = await bundleBytes(manifest("fp32"), m.path, inspection.samples);
   // Anchor: the model and its samples inline, as the bundle carried them before (tar overhead aside).

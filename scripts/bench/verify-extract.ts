@@ -6,9 +6,10 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { extractBundle } from "../../agent/bundle/safe-extract.js";
 import { type BuiltBundle, buildBundle } from "../../fleet-server/bundles/bundle-builder.js";
-import { inspectModel } from "../../fleet-server/registry/onnx-inspect.js";
+import { inspectModel, type ModelInspection } from "../../fleet-server/registry/onnx-inspect.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { sha256File } from "../../shared/hash.js";
+import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { SampleInput } from "../../shared/schemas/tensor.js";
 import { generateKeyPair } from "../../shared/trust/keys.js";
 import { sileroModelPath, sileroSamples } from "../demo/silero.js";
@@ -26,22 +27,31 @@ interface BenchModel {
   samples: SampleInput[];
 }
 
+/** A manifest (minus files) for a benchmark's bundle of an inspected model. */
+export function benchManifest(
+  name: string,
+  inspection: Pick<ModelInspection, "inputs" | "outputs" | "opset">,
+  variant: "fp32" | "int8",
+): Omit<Manifest, "files"> {
+  return {
+    _type: "manifest",
+    model: { name, version: "1.0.0", variant },
+    releaseCounter: 1,
+    createdAt: "2026-01-01T00:00:00.000Z",
+    inputs: inspection.inputs,
+    outputs: inspection.outputs,
+    opset: inspection.opset,
+    compatibility: { arch: [], minMemoryMB: 0, executionProviders: ["cpu"] },
+    lineage: {},
+    quantization: null,
+  };
+}
+
 /** A real bundle from the fleet server's builder, release-signed with a fresh key. */
 export async function buildBenchBundle(m: BenchModel, workDir: string): Promise<BuiltBundle> {
   const inspection = await inspectModel(await readFile(m.path), m.samples);
   return buildBundle({
-    manifest: {
-      _type: "manifest",
-      model: { name: m.name, version: "1.0.0", variant: "fp32" },
-      releaseCounter: 1,
-      createdAt: "2026-01-01T00:00:00.000Z",
-      inputs: inspection.inputs,
-      outputs: inspection.outputs,
-      opset: inspection.opset,
-      compatibility: { arch: [], minMemoryMB: 0, executionProviders: ["cpu"] },
-      lineage: {},
-      quantization: null,
-    },
+    manifest: benchManifest(m.name, inspection, "fp32"),
     modelPath: m.path,
     samples: { samples: inspection.samples },
     releaseKey: generateKeyPair(),
