@@ -1,7 +1,6 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { arch } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { type Clock, offsetClock, systemClock } from "../shared/clock.js";
 import type { EdgeFleetError } from "../shared/errors.js";
 import { createLogger, type Logger } from "../shared/logger.js";
@@ -12,6 +11,7 @@ import { createTopics } from "../shared/topics.js";
 import { createSocketApi } from "./api/socket-api.js";
 import { prepareSocketDir } from "./api/socket-dir.js";
 import type { AgentConfig } from "./config/agent-config.js";
+import { packageRoot } from "./config/package-root.js";
 import { createJobScheduler } from "./jobs/job-scheduler.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
@@ -55,7 +55,7 @@ const ROOT_KEY = "trusted_root";
 /** Desired states are a few KiB (manifests included); 4 MiB is far beyond any honest one. */
 
 async function agentVersion(): Promise<string> {
-  const pkg = join(dirname(fileURLToPath(import.meta.url)), "..", "package.json");
+  const pkg = join(packageRoot(import.meta.url), "package.json");
   return (JSON.parse(await readFile(pkg, "utf8")) as { version: string }).version;
 }
 

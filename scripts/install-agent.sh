@@ -81,6 +81,10 @@ JSON
 chmod 0640 "$ETC/agent.json"
 if [[ -z "$DESTDIR" ]]; then chgrp "$GROUP" "$ETC" "$ETC/agent.json" "$ETC/mqtt.password" "$ETC/root.json"; fi
 
+# The esbuild bundle when it was built (`npm run build:agent`: plain node, ~45 MiB less RSS per
+# process than the sources under tsx; docs/benchmarks.md "Agent idle"), else the sources.
+AGENT_ENTRY="$APP_DIR/bin/edge-agent.js"
+[[ -f "$APP_DIR/dist/agent/edge-agent.js" ]] && AGENT_ENTRY="$APP_DIR/dist/agent/edge-agent.js"
 cat >"$UNIT" <<UNIT
 [Unit]
 Description=EdgeFleet edge agent (model updates and local inference)
@@ -101,7 +105,7 @@ TimeoutStartSec=300
 WatchdogSec=30
 User=edgefleet
 Group=edgefleet
-ExecStart=$NODE_BIN $APP_DIR/bin/edge-agent.js --config /etc/edgefleet/agent.json
+ExecStart=$NODE_BIN $AGENT_ENTRY --config /etc/edgefleet/agent.json
 WorkingDirectory=$APP_DIR
 Environment=LOG_FORMAT=json
 Restart=on-failure

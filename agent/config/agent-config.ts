@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { DeviceIdSchema } from "../../shared/schemas/common.js";
@@ -9,6 +8,7 @@ import { JobsConfigSchema } from "../jobs/job-config.js";
 import { TelemetryConfigSchema } from "../telemetry/telemetry-config.js";
 import { MqttTimingSchema } from "../transport/mqtt-config.js";
 import { AgentTlsSchema } from "../transport/tls.js";
+import { packageRoot } from "./package-root.js";
 
 /** The socket API's default request body cap: a 1080p float32 image as JSON fits with room to spare. */
 export const DEFAULT_SOCKET_BODY_LIMIT = 16 * 1024 * 1024;
@@ -81,7 +81,7 @@ export interface AgentConfig extends Omit<z.infer<typeof AgentConfigSchema>, "pa
 
 /** The repository's `device-profiles/`, found relative to this file rather than the cwd. */
 export function defaultProfilesDir(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", "device-profiles");
+  return join(packageRoot(import.meta.url), "device-profiles");
 }
 
 /** Validates and completes a config object; throws VALIDATION_FAILED with every problem listed. */

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SocketClient } from "../../agent/client/socket-client.js";
+import { buildAgent } from "../build/build-agent.js";
 import { sileroModelPath, sileroSamples } from "../demo/silero.js";
 import {
   type BenchAgent,
@@ -38,14 +39,16 @@ function usage(samples: ProcSample[], seconds: number): Usage {
  * with one committed Silero model, sampled from /proc over an idle window, beside a bare
  * `node -e "setInterval(()=>{},1000)"` process sampled the same way over the same window.
  */
-export async function benchAgentIdle(seconds = 20): Promise<Record<string, unknown>> {
+export async function benchAgentIdle(seconds = 20, bundled = false): Promise<Record<string, unknown>> {
   const root = await mkdtemp(join(tmpdir(), "ef-bench-idle-"));
   let fleet: BenchFleet | undefined;
   let agent: BenchAgent | undefined;
   const bare = spawn(process.execPath, ["-e", "setInterval(()=>{},1000)"], { stdio: "ignore" });
   try {
     fleet = await startBenchFleet(root);
-    agent = await spawnBenchAgent(fleet, root, "idle-1");
+    // BENCH_IDLE_BUNDLE=1: the esbuild bundle (npm run build:agent, issue 16) instead of the sources under tsx.
+    const entry = bundled ? (await buildAgent()).entry : undefined;
+    agent = await spawnBenchAgent(fleet, root, "idle-1", entry);
     const up = await fleet.api.upload(sileroModelPath());
     await fleet.api.createModel({ name: "silero-vad", version: "5.0.0", upload: up.sha256, samples: sileroSamples() });
     const rollout = await fleet.api.createRollout({
@@ -81,6 +84,9 @@ export async function benchAgentIdle(seconds = 20): Promise<Record<string, unkno
     const totalRss = Math.round((agentU.rssMeanMiB + hostU.rssMeanMiB) * 10) / 10;
     return {
       scenario: "agent-idle",
+      agentEntry: bundled
+        ? "dist/agent/edge-agent.js (esbuild bundle, plain node)"
+        : "bin/edge-agent.js (sources under tsx)",
       seconds: Math.round(elapsed * 10) / 10,
       model: "silero_vad_v5 (fp32), committed",
       anchor: { what: 'bare node -e "setInterval(()=>{},1000)"', ...bareU },

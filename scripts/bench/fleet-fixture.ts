@@ -34,7 +34,13 @@ export interface BenchAgent {
 }
 
 /** Enrolls `id` and starts a real `edge-agent` process through the package's bin. */
-export async function spawnBenchAgent(fleet: BenchFleet, root: string, id: string): Promise<BenchAgent> {
+/** `entry`: the agent's entry file (default the bin, which runs the sources through tsx). */
+export async function spawnBenchAgent(
+  fleet: BenchFleet,
+  root: string,
+  id: string,
+  entry = join(REPO, "bin/edge-agent.js"),
+): Promise<BenchAgent> {
   const { password } = await fleet.api.enrollDevice({ id, profile: "generic-x64" });
   const socketPath = join(root, `${id}.sock`);
   const config = {
@@ -49,7 +55,7 @@ export async function spawnBenchAgent(fleet: BenchFleet, root: string, id: strin
   };
   const configPath = join(root, `${id}.agent.json`);
   await writeFile(configPath, JSON.stringify(config, null, 2));
-  const proc = spawn(process.execPath, [join(REPO, "bin/edge-agent.js"), "--config", configPath], {
+  const proc = spawn(process.execPath, [entry, "--config", configPath], {
     cwd: REPO,
     env: { ...process.env, LOG_FORMAT: "json" },
     stdio: ["ignore", "ignore", "ignore"],

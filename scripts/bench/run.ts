@@ -34,7 +34,8 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "serving-concurrency": () => benchServingConcurrency(),
   "serving-shadow-latency": () => benchServingShadow(),
   "verify-extract": () => benchVerifyExtract(Number(process.env.BENCH_VX_N ?? 20)),
-  "agent-idle": () => benchAgentIdle(Number(process.env.BENCH_IDLE_SECONDS ?? 20)),
+  "agent-idle": () =>
+    benchAgentIdle(Number(process.env.BENCH_IDLE_SECONDS ?? 20), process.env.BENCH_IDLE_BUNDLE === "1"),
   "bundle-delivery": () => benchBundleDelivery(Number(process.env.BENCH_RUNS ?? 5)),
   "bundle-sizes": () => benchBundleSizes(),
   fanout: () => benchFanout(Number(process.env.BENCH_FANOUT_N ?? 200)),

@@ -16,8 +16,15 @@ export interface Harness {
   api: ApiClient;
   agents: Map<string, AgentProcess>;
   startAgent(id: string, profile: string, extra?: Record<string, unknown>): Promise<AgentProcess>;
-  /** Stops the agent and starts it again with the same config (and `env`, e.g. a fake NOTIFY_SOCKET). */
-  restartAgent(id: string, signal?: NodeJS.Signals, env?: Record<string, string>): Promise<AgentProcess>;
+  /**
+   * Stops the agent and starts it again with the same config; `opts` adds environment (e.g. a fake
+   * NOTIFY_SOCKET) or another entry file (the esbuild bundle).
+   */
+  restartAgent(
+    id: string,
+    signal?: NodeJS.Signals,
+    opts?: { env?: Record<string, string>; entry?: string },
+  ): Promise<AgentProcess>;
   pushSilero(version?: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -80,9 +87,9 @@ export async function startHarness(
       agents.set(id, agent);
       return agent;
     },
-    async restartAgent(id, signal = "SIGTERM", env) {
+    async restartAgent(id, signal = "SIGTERM", opts = {}) {
       await agents.get(id)?.kill(signal);
-      const agent = await spawnAgent(configs.get(id)!, env ? { env } : {});
+      const agent = await spawnAgent(configs.get(id)!, opts);
       agents.set(id, agent);
       return agent;
     },

@@ -34,11 +34,17 @@ export function takeUnexpectedAgentExits(): string[] {
 /** Starts a real edge-agent process through the package's bin, with a JSON config file. */
 export async function spawnAgent(
   config: AgentProcessConfig,
-  opts: { env?: Record<string, string> /** The test expects the agent to exit by itself. */; mayExit?: boolean } = {},
+  opts: {
+    env?: Record<string, string>;
+    /** The test expects the agent to exit by itself. */
+    mayExit?: boolean;
+    /** Entry file instead of bin/edge-agent.js (e.g. the bundle from `npm run build:agent`). */
+    entry?: string;
+  } = {},
 ): Promise<AgentProcess> {
   const configPath = join(config.dataDir, "..", `${config.deviceId}.agent.json`);
   await writeFile(configPath, JSON.stringify({ logLevel: "debug", ...config }, null, 2));
-  const proc = spawn(process.execPath, [join(REPO, "bin/edge-agent.js"), "--config", configPath], {
+  const proc = spawn(process.execPath, [opts.entry ?? join(REPO, "bin/edge-agent.js"), "--config", configPath], {
     cwd: REPO,
     env: { ...process.env, LOG_FORMAT: "json", ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
