@@ -209,3 +209,8 @@ function unplane(src: Buffer, datatype: Exclude<Datatype, "BYTES">, shape: numbe
   for (let b = 0; b < width; b++) for (let i = 0; i < n; i++) bytes[i * width + b] = src[b * n + i]!;
   return { type: ortTypeOf(datatype), dims: [...shape], data: typedArrayOver(datatype, bytes.buffer, 0, n) };
 }
+
+/** A bundle's samples, given a reader of its files by name (plain or hash-verified, as the caller needs). */
+export async function readBundleSamples(read: (file: string) => Promise<Buffer>): Promise<SamplesFile> {
+  return decodeSamples((await read("samples.json")).toString("utf8"), () => read(SAMPLES_BLOB_FILE));
+}

@@ -1,5 +1,13 @@
 import { EdgeFleetError } from "../../shared/errors.js";
-import { elementCount, type OrtTensorType, type RawTensor, type TensorData } from "../../shared/tensors.js";
+import type { Datatype } from "../../shared/schemas/common.js";
+import {
+  datatypeOf,
+  elementCount,
+  type OrtTensorType,
+  type RawTensor,
+  type TensorData,
+  typedArrayOver,
+} from "../../shared/tensors.js";
 import type { TensorEntry } from "./host-headers.js";
 import type { SidePayloads } from "./host-side-payloads.js";
 
@@ -166,31 +174,9 @@ export function encodeFrame(header: Record<string, unknown>, tensors: Record<str
   return out;
 }
 
+/** One constructor per datatype lives in shared/tensors.ts; this maps the frame's ORT type name onto it. */
 function typedView(type: Exclude<OrtTensorType, "string">, buf: ArrayBuffer, at: number, count: number): TensorData {
-  switch (type) {
-    case "bool":
-    case "uint8":
-      return new Uint8Array(buf, at, count);
-    case "int8":
-      return new Int8Array(buf, at, count);
-    case "uint16":
-    case "float16":
-      return new Uint16Array(buf, at, count);
-    case "int16":
-      return new Int16Array(buf, at, count);
-    case "uint32":
-      return new Uint32Array(buf, at, count);
-    case "int32":
-      return new Int32Array(buf, at, count);
-    case "float32":
-      return new Float32Array(buf, at, count);
-    case "uint64":
-      return new BigUint64Array(buf, at, count);
-    case "int64":
-      return new BigInt64Array(buf, at, count);
-    case "float64":
-      return new Float64Array(buf, at, count);
-  }
+  return typedArrayOver(datatypeOf(type) as Exclude<Datatype, "BYTES">, buf, at, count);
 }
 
 function decodeStrings(name: string, bytes: Buffer, count: number): string[] {

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
-import { decodeSamples, SAMPLES_BLOB_FILE } from "../../shared/samples-codec.js";
+import { readBundleSamples } from "../../shared/samples-codec.js";
 import type { JsonTensor, SamplesFile } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
 import { bounded, countNonFinite } from "./host-health.js";
@@ -35,9 +35,7 @@ const label = (i: InstalledModel): string => `${i.model}@${i.version}`;
 
 async function readSamples(dir: string): Promise<SamplesFile | null> {
   try {
-    return await decodeSamples(await readFile(path.join(dir, "samples.json"), "utf8"), () =>
-      readFile(path.join(dir, SAMPLES_BLOB_FILE)),
-    );
+    return await readBundleSamples((f) => readFile(path.join(dir, f)));
   } catch {
     return null;
   }

@@ -1,7 +1,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { EdgeFleetError } from "../../shared/errors.js";
-import { decodeSamples, SAMPLES_BLOB_FILE } from "../../shared/samples-codec.js";
+import { readBundleSamples } from "../../shared/samples-codec.js";
 import type { HealthPolicy } from "../../shared/schemas/desired-state.js";
 import type { HealthSummary, InstalledRef, ProbationReport, ReportedModel } from "../../shared/schemas/device-state.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
@@ -140,7 +140,7 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
         const path = join(dir, name);
         return listed ? readVerified(path, listed.sha256) : readFile(path);
       };
-      job.samples = await decodeSamples((await read("samples.json")).toString("utf8"), () => read(SAMPLES_BLOB_FILE));
+      job.samples = await readBundleSamples(read);
       const result = await runtime.smokeTest(job.loaded, job.samples);
       if (!result.ok) {
         const failed = result.samples.filter((s) => !s.ok);

@@ -5,7 +5,7 @@ import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { sha256File } from "../../shared/hash.js";
 import type { Logger } from "../../shared/logger.js";
-import { decodeSamples, SAMPLES_BLOB_FILE } from "../../shared/samples-codec.js";
+import { readBundleSamples } from "../../shared/samples-codec.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
 import type { SamplesFile } from "../../shared/schemas/tensor.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
@@ -76,9 +76,7 @@ export function createReReleaser(deps: ReReleaseDeps) {
           throw new EdgeFleetError("MANIFEST_MISMATCH", `bundle ${originSha256}: ${f.path} differs from its manifest`);
         }
       }
-      const samples: SamplesFile = await decodeSamples(await readFile(join(src, "samples.json"), "utf8"), () =>
-        readFile(join(src, SAMPLES_BLOB_FILE)),
-      );
+      const samples: SamplesFile = await readBundleSamples((f) => readFile(join(src, f)));
       const modelCard = listed.has("MODEL_CARD.md") ? await readFile(join(src, "MODEL_CARD.md"), "utf8") : undefined;
       const baseline = listed.has("baseline.json")
         ? (JSON.parse(await readFile(join(src, "baseline.json"), "utf8")) as unknown)
