@@ -14,7 +14,9 @@
 #     watchdog, Restart=on-failure with a start-rate limit, KillMode=control-group so model host
 #     processes stop with the agent.
 # Options:
-#   --app-dir DIR     where the repository (with node_modules) is installed (default: this script's repo)
+#   --app-dir DIR     where the agent is installed: an unpacked package from `npm run package:agent`
+#                     (bin/edge-agent launcher) or a repository checkout with node_modules
+#                     (default: the tree this script is in)
 #   --node PATH       node binary (default: `command -v node`)
 #   --destdir DIR     stage every file under DIR instead of / and skip useradd/systemctl (packaging, tests)
 #   --no-start        install but do not enable/start the service
@@ -47,8 +49,8 @@ done
 [[ -r "$PASSWORD_FILE" ]] || die "cannot read $PASSWORD_FILE"
 [[ -r "$ROOT_JSON" ]] || die "cannot read $ROOT_JSON"
 [[ -x "$NODE_BIN" ]] || die "node not found; pass --node"
-[[ -f "$APP_DIR/bin/edge-agent.js" && -d "$APP_DIR/node_modules" ]] ||
-  die "$APP_DIR is not an installed EdgeFleet tree (bin/edge-agent.js, node_modules)"
+[[ ( -x "$APP_DIR/bin/edge-agent" || -f "$APP_DIR/bin/edge-agent.js" ) && -d "$APP_DIR/node_modules" ]] ||
+  die "$APP_DIR is not an installed EdgeFleet tree (bin/edge-agent or bin/edge-agent.js, node_modules)"
 if [[ -z "$DESTDIR" && $EUID -ne 0 ]]; then die "run as root (or use --destdir to stage)"; fi
 
 ETC="$DESTDIR/etc/edgefleet"
@@ -81,10 +83,17 @@ JSON
 chmod 0640 "$ETC/agent.json"
 if [[ -z "$DESTDIR" ]]; then chgrp "$GROUP" "$ETC" "$ETC/agent.json" "$ETC/mqtt.password" "$ETC/root.json"; fi
 
-# The esbuild bundle when it was built (`npm run build:agent`: plain node, ~45 MiB less RSS per
-# process than the sources under tsx; docs/benchmarks.md "Agent idle"), else the sources.
-AGENT_ENTRY="$APP_DIR/bin/edge-agent.js"
-[[ -f "$APP_DIR/dist/agent/edge-agent.js" ]] && AGENT_ENTRY="$APP_DIR/dist/agent/edge-agent.js"
+# What runs, best first (docs/operations.md "Agent package"):
+#  1. a package's launcher, which runs the bundle with the agent's V8 flags (dist/agent/node-flags);
+#  2. in a checkout, the esbuild bundle when it was built (`npm run build:agent`), with the same flags;
+#  3. the sources under tsx (`bin/edge-agent.js`): ~45 MiB more RSS per process (docs/benchmarks.md).
+if [[ -x "$APP_DIR/bin/edge-agent" ]]; then
+  EXEC_START="$APP_DIR/bin/edge-agent --config /etc/edgefleet/agent.json"
+elif [[ -f "$APP_DIR/dist/agent/edge-agent.js" ]]; then
+  EXEC_START="$NODE_BIN $(cat "$APP_DIR/dist/agent/node-flags" 2>/dev/null || true) $APP_DIR/dist/agent/edge-agent.js --config /etc/edgefleet/agent.json"
+else
+  EXEC_START="$NODE_BIN $APP_DIR/bin/edge-agent.js --config /etc/edgefleet/agent.json"
+fi
 cat >"$UNIT" <<UNIT
 [Unit]
 Description=EdgeFleet edge agent (model updates and local inference)
@@ -105,9 +114,10 @@ TimeoutStartSec=300
 WatchdogSec=30
 User=edgefleet
 Group=edgefleet
-ExecStart=$NODE_BIN $AGENT_ENTRY --config /etc/edgefleet/agent.json
+ExecStart=$EXEC_START
 WorkingDirectory=$APP_DIR
 Environment=LOG_FORMAT=json
+Environment=EDGEFLEET_NODE=$NODE_BIN
 Restart=on-failure
 RestartSec=2
 # SIGTERM: the agent finishes in-flight requests, persists state and stops its model hosts.

@@ -7,6 +7,7 @@ import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorJson, isErrorCode } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { RawTensor } from "../../shared/tensors.js";
+import { hostExecArgv } from "../service/node-flags.js";
 import { readFrames, writeFrame } from "./host-channel.js";
 import { decodeTensors, encodeFrame, type Frame } from "./host-frames.js";
 import { parseRunReply, type RunReplyHeader } from "./host-headers.js";
@@ -92,10 +93,10 @@ function defaultEntry(): string {
 /**
  * Forked children inherit our execArgv; under `node --import tsx` that already loads tsx. Under other
  * TypeScript runners (vitest) it does not, so add tsx's loader, resolved from this package rather than
- * from the working directory.
+ * from the working directory. The agent's own memory flags stay with the agent (node-flags.ts).
  */
 function defaultExecArgv(entry: string): string[] {
-  const argv = [...process.execArgv];
+  const argv = hostExecArgv(process.execArgv);
   if (entry.endsWith(".ts") && !argv.some((a) => a.includes("tsx"))) {
     const loader = createRequire(import.meta.url).resolve("tsx");
     argv.push("--import", pathToFileURL(loader).href);

@@ -88,6 +88,10 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
     will: { topic: presence, payload: Buffer.from("offline"), qos: 1, retain: true },
     ...(opts.tls ?? {}),
     manualConnect: true,
+    // mqtt-packet otherwise pre-builds 65,536 two-byte Buffers for packet ids on the first write:
+    // about 6 MiB of heap an idle device keeps for ever, to save one tiny allocation per QoS 1
+    // packet (issue 16, heap snapshot in docs/benchmarks.md "Agent idle").
+    writeCache: false,
   });
   let started = false;
 

@@ -15,6 +15,7 @@ import {
   startBenchFleet,
   waitUntil,
 } from "./fleet-fixture.js";
+import { memoryBreakdown, v8HeapFromMetrics } from "./proc-memory.js";
 import { ratio } from "./stats.js";
 
 interface Usage {
@@ -43,12 +44,15 @@ export async function benchAgentIdle(seconds = 20, bundled = false): Promise<Rec
   const root = await mkdtemp(join(tmpdir(), "ef-bench-idle-"));
   let fleet: BenchFleet | undefined;
   let agent: BenchAgent | undefined;
+  let nodeFlags: string[] = [];
   const bare = spawn(process.execPath, ["-e", "setInterval(()=>{},1000)"], { stdio: "ignore" });
   try {
     fleet = await startBenchFleet(root);
-    // BENCH_IDLE_BUNDLE=1: the esbuild bundle (npm run build:agent, issue 16) instead of the sources under tsx.
-    const entry = bundled ? (await buildAgent()).entry : undefined;
-    agent = await spawnBenchAgent(fleet, root, "idle-1", entry);
+    // BENCH_IDLE_BUNDLE=1: the esbuild bundle (npm run build:agent, issue 16) instead of the sources under
+    // tsx, with the V8 flags the package's launcher passes; BENCH_AGENT_FLAGS="..." overrides them.
+    const built = bundled ? await buildAgent() : undefined;
+    nodeFlags = process.env.BENCH_AGENT_FLAGS?.split(" ").filter(Boolean) ?? built?.nodeFlags ?? [];
+    agent = await spawnBenchAgent(fleet, root, "idle-1", built?.entry, nodeFlags);
     const up = await fleet.api.upload(sileroModelPath());
     await fleet.api.createModel({ name: "silero-vad", version: "5.0.0", upload: up.sha256, samples: sileroSamples() });
     const rollout = await fleet.api.createRollout({
@@ -78,6 +82,16 @@ export async function benchAgentIdle(seconds = 20, bundled = false): Promise<Rec
       if (i < seconds) await new Promise((r) => setTimeout(r, t0 + (i + 1) * 1000 - Date.now()));
     }
     const elapsed = (Date.now() - t0) / 1000;
+    // What the resident memory is made of, read once at the end of the idle window (issue 16).
+    const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
+    const table = async (pid: number) =>
+      Object.fromEntries((await memoryBreakdown(pid)).groups.map((g) => [g.group, mib(g.rssKiB)]));
+    const metrics = (await client.raw("GET", "/metrics")).body.toString();
+    const breakdown = {
+      agent: { smapsMiB: await table(pids.agent), v8MiB: v8HeapFromMetrics(metrics) },
+      host: { smapsMiB: await table(pids.host) },
+      bare: { smapsMiB: await table(pids.bare) },
+    };
     const agentU = usage(samples.agent, elapsed);
     const hostU = usage(samples.host, elapsed);
     const bareU = usage(samples.bare, elapsed);
@@ -87,6 +101,7 @@ export async function benchAgentIdle(seconds = 20, bundled = false): Promise<Rec
       agentEntry: bundled
         ? "dist/agent/edge-agent.js (esbuild bundle, plain node)"
         : "bin/edge-agent.js (sources under tsx)",
+      agentNodeFlags: nodeFlags,
       seconds: Math.round(elapsed * 10) / 10,
       model: "silero_vad_v5 (fp32), committed",
       anchor: { what: 'bare node -e "setInterval(()=>{},1000)"', ...bareU },
@@ -98,6 +113,7 @@ export async function benchAgentIdle(seconds = 20, bundled = false): Promise<Rec
         cpuPercent: Math.round((agentU.cpuPercent + hostU.cpuPercent) * 100) / 100,
       },
       ratioRss: ratio(totalRss, bareU.rssMeanMiB),
+      breakdown,
       agentRatioRss: ratio(agentU.rssMeanMiB, bareU.rssMeanMiB),
     };
   } finally {

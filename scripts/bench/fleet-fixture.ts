@@ -40,6 +40,7 @@ export async function spawnBenchAgent(
   root: string,
   id: string,
   entry = join(REPO, "bin/edge-agent.js"),
+  nodeFlags: readonly string[] = [],
 ): Promise<BenchAgent> {
   const { password } = await fleet.api.enrollDevice({ id, profile: "generic-x64" });
   const socketPath = join(root, `${id}.sock`);
@@ -55,7 +56,7 @@ export async function spawnBenchAgent(
   };
   const configPath = join(root, `${id}.agent.json`);
   await writeFile(configPath, JSON.stringify(config, null, 2));
-  const proc = spawn(process.execPath, [entry, "--config", configPath], {
+  const proc = spawn(process.execPath, [...nodeFlags, entry, "--config", configPath], {
     cwd: REPO,
     env: { ...process.env, LOG_FORMAT: "json" },
     stdio: ["ignore", "ignore", "ignore"],

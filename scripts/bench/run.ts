@@ -1,5 +1,6 @@
 import { cpus, totalmem } from "node:os";
 import { benchAgentIdle } from "./agent-idle.js";
+import { benchAgentModules } from "./agent-modules.js";
 import { benchBundleDelivery } from "./bundle-delivery.js";
 import { benchBundleSizes } from "./bundle-sizes.js";
 import { benchEventLoop } from "./event-loop.js";
@@ -36,6 +37,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "verify-extract": () => benchVerifyExtract(Number(process.env.BENCH_VX_N ?? 20)),
   "agent-idle": () =>
     benchAgentIdle(Number(process.env.BENCH_IDLE_SECONDS ?? 20), process.env.BENCH_IDLE_BUNDLE === "1"),
+  "agent-modules": () => benchAgentModules(),
   "bundle-delivery": () => benchBundleDelivery(Number(process.env.BENCH_RUNS ?? 5)),
   "bundle-sizes": () => benchBundleSizes(),
   fanout: () => benchFanout(Number(process.env.BENCH_FANOUT_N ?? 200)),

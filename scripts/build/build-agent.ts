@@ -1,7 +1,8 @@
-import { cp, mkdir, rm } from "node:fs/promises";
+import { cp, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { AGENT_NODE_FLAGS } from "../../agent/service/node-flags.js";
 
 /**
  * `npm run build:agent` (issue 16): the agent and its model host as two bundled ES modules in
@@ -19,7 +20,9 @@ const ADDONS = ["peer-credentials", "sd-notify"];
  * Builds into `outRoot` (default dist/): `agent/edge-agent.js`, `agent/model-host-main.js`,
  * `native/…`. It must lie inside the package, where node_modules and package.json are found.
  */
-export async function buildAgent(outRoot = join(ROOT, "dist")): Promise<{ entry: string; files: string[] }> {
+export async function buildAgent(
+  outRoot = join(ROOT, "dist"),
+): Promise<{ entry: string; nodeFlags: string[]; files: string[] }> {
   const OUT = join(outRoot, "agent");
   await rm(outRoot, { recursive: true, force: true });
   await mkdir(OUT, { recursive: true });
@@ -36,16 +39,33 @@ export async function buildAgent(outRoot = join(ROOT, "dist")): Promise<{ entry:
       js: "import { createRequire as __efRequire } from 'node:module'; const require = __efRequire(import.meta.url);",
     },
     external: ["better-sqlite3", "onnxruntime-node", "pino", "pino-pretty", "*.node"],
+    // The device keeps the whole bundle's source text in V8's heap for the life of the process:
+    // unminified it was 4 MB of text held as an 8 MB two-byte string (a few non-ASCII comments force
+    // UTF-16). Minified, comment-free ASCII is a quarter of that (issue 16, docs/benchmarks.md
+    // "Agent idle"). keepNames keeps function and class names in stack traces and logged errors;
+    // licence comments go to a .LEGAL.txt file beside each bundle.
+    minify: true,
+    keepNames: true,
+    charset: "ascii",
+    legalComments: "external",
     metafile: true,
     logLevel: "warning",
   });
+  // Read by the package's launcher and by install-agent.sh's unit (agent/service/node-flags.ts).
+  await writeFile(join(OUT, "node-flags"), `${AGENT_NODE_FLAGS.join(" ")}\n`);
   for (const addon of ADDONS) {
-    const from = join(ROOT, "agent", "native", addon, "build", "Release");
-    await cp(from, join(outRoot, "native", addon, "build", "Release"), { recursive: true }).catch(() => {
+    const file = `${addon.replace(/-/g, "_")}.node`;
+    const release = join("native", addon, "build", "Release");
+    await mkdir(join(outRoot, release), { recursive: true });
+    await cp(join(ROOT, "agent", release, file), join(outRoot, release, file)).catch(() => {
       // Not built on this machine: the bundle runs without it, like the sources do (see each addon's loader).
     });
   }
-  return { entry: join(OUT, "edge-agent.js"), files: Object.keys(result.metafile.outputs) };
+  return {
+    entry: join(OUT, "edge-agent.js"),
+    nodeFlags: [...AGENT_NODE_FLAGS],
+    files: Object.keys(result.metafile.outputs),
+  };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -20,11 +20,7 @@ export interface Harness {
    * Stops the agent and starts it again with the same config; `opts` adds environment (e.g. a fake
    * NOTIFY_SOCKET) or another entry file (the esbuild bundle).
    */
-  restartAgent(
-    id: string,
-    signal?: NodeJS.Signals,
-    opts?: { env?: Record<string, string>; entry?: string },
-  ): Promise<AgentProcess>;
+  restartAgent(id: string, signal?: NodeJS.Signals, opts?: Parameters<typeof spawnAgent>[1]): Promise<AgentProcess>;
   pushSilero(version?: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -40,11 +40,16 @@ export async function spawnAgent(
     mayExit?: boolean;
     /** Entry file instead of bin/edge-agent.js (e.g. the bundle from `npm run build:agent`). */
     entry?: string;
+    /** An executable to run instead of node + entry (e.g. an unpacked package's bin/edge-agent launcher). */
+    command?: string;
   } = {},
 ): Promise<AgentProcess> {
   const configPath = join(config.dataDir, "..", `${config.deviceId}.agent.json`);
   await writeFile(configPath, JSON.stringify({ logLevel: "debug", ...config }, null, 2));
-  const proc = spawn(process.execPath, [opts.entry ?? join(REPO, "bin/edge-agent.js"), "--config", configPath], {
+  const [file, ...args] = opts.command
+    ? [opts.command, "--config", configPath]
+    : [process.execPath, opts.entry ?? join(REPO, "bin/edge-agent.js"), "--config", configPath];
+  const proc = spawn(file!, args, {
     cwd: REPO,
     env: { ...process.env, LOG_FORMAT: "json", ...opts.env },
     stdio: ["ignore", "pipe", "pipe"],
