@@ -259,9 +259,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         version: l.installed.version,
         sha256: l.installed.sha256,
         state: runtime.stateOf(l),
-        pid: runtime.hostPid(l),
-        restarts: runtime.restarts(l),
-        inFlight: runtime.inFlight(l),
+        ...(({ parked, reloads, lastReloadMs }) => ({
+          pid: parked ? null : runtime.hostPid(l),
+          restarts: runtime.restarts(l),
+          inFlight: runtime.inFlight(l),
+          // Low-power profiles: the host is stopped until the next request (idle-unload.ts).
+          parked,
+          reloads,
+          lastReloadMs,
+        }))(runtime.idleState(l)),
       })),
     };
   };

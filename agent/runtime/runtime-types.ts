@@ -36,6 +36,8 @@ export interface AgentModelRuntime extends ModelRuntime {
   setPriority(loaded: LoadedVersion, nice: number): Promise<boolean>;
   /** OS pid of the version's host process. */
   hostPid(loaded: LoadedVersion): number;
+  /** Low-power parking (idle-unload.ts): whether the host is stopped until the next request, and reloads so far. */
+  idleState(loaded: LoadedVersion): { parked: boolean; reloads: number; lastReloadMs: number | null };
   /** `infer` on typed arrays (binary extension, batching, jobs); same routing, records and validation. */
   inferRaw(req: RawInferRequest): Promise<RawInferResult>;
 }

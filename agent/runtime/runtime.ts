@@ -1,12 +1,11 @@
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
-import { readBundleSamples } from "../../shared/samples-codec.js";
-import type { JsonTensor, SamplesFile } from "../../shared/schemas/tensor.js";
+import type { JsonTensor } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
 import { bounded, countNonFinite } from "./host-health.js";
 import { allowedCpus, applyPlacement, backgroundPlacement, backgroundSessionOptions } from "./host-placement.js";
 import { createHostSupervisor } from "./host-supervisor.js";
+import { createIdleUnload } from "./idle-unload.js";
 import { type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
 import type { InferRecord, InferRequest, InferResult, InstalledModel, LoadedVersion } from "./model-runtime.js";
 import { routeVersion } from "./route-version.js";
@@ -14,7 +13,8 @@ import { attributeRunFailure, createShapeMemory, shapeSignature } from "./run-fa
 import type { AgentModelRuntime, ModelRuntimeDeps, RawInferRequest, RawInferResult, Version } from "./runtime-types.js";
 import { sessionOptionsFromProfile } from "./session-options.js";
 import { runSmokeTest } from "./smoke-test.js";
-import { validateInputs, validateOutputNames, validateRawInputs, zerosFor } from "./tensor-validation.js";
+import { validateInputs, validateOutputNames, validateRawInputs } from "./tensor-validation.js";
+import { warmUp } from "./warm-up.js";
 
 export type {
   AgentModelRuntime,
@@ -32,14 +32,6 @@ const modelHash = (i: InstalledModel): { modelSha256?: string } => {
   return f ? { modelSha256: f.sha256 } : {};
 };
 const label = (i: InstalledModel): string => `${i.model}@${i.version}`;
-
-async function readSamples(dir: string): Promise<SamplesFile | null> {
-  try {
-    return await readBundleSamples((f) => readFile(path.join(dir, f)));
-  } catch {
-    return null;
-  }
-}
 
 /**
  * The agent's model runtime (architecture.md §5): one host process per loaded version, atomic hot swap.
@@ -85,6 +77,24 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     isServing: (v) => servingByModel.get(v.installed.model) === v,
     onHostExit: (v, exit) => deps.onHostExit?.(v.installed, exit),
     applyPlacement: async (v) => {
+      await place(v);
+    },
+  });
+
+  // Low-power profiles (idleUnloadSeconds): idle serving hosts stop and reload on demand.
+  const idle = createIdleUnload({
+    log,
+    clock: deps.clock,
+    idleMs: deps.profile.idleUnloadSeconds === undefined ? null : deps.profile.idleUnloadSeconds * 1000,
+    stopHost: (v) => v.host.stop(),
+    async startHost(v) {
+      const host = await spawnModelHost(hostDeps, v.spawn);
+      if (v.retiring) {
+        await host.stop();
+        throw new EdgeFleetError("MODEL_NOT_READY", `${label(v.installed)} is being unloaded`);
+      }
+      v.host = host;
+      watch(v, host);
       await place(v);
     },
   });
@@ -147,6 +157,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     v.inFlight++;
     const started = performance.now();
     try {
+      const waking = idle.awake(v); // null on the hot path: no extra await when the host runs
+      if (waking) await waking;
       // A host that just died (IPC closed, exit not yet seen) is about to be restarted: wait for that too.
       if (!v.restarting && !v.retiring && !v.host.alive()) await bounded(deps.clock, v.host.exited.then(noop), 2_000);
       if (v.restarting) await bounded(deps.clock, v.restarting, restartWaitMs);
@@ -185,6 +197,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       throw e;
     } finally {
       v.inFlight--;
+      idle.touch(v);
       if (v.inFlight === 0) v.onIdle?.();
     }
   }
@@ -212,36 +225,14 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     }
     v.cancelBackoff?.();
     if (v.restarting) await v.restarting;
+    await idle.forget(v);
     await v.host.stop();
     v.state = "stopped";
     versions.delete(v);
     log.info({ version: label(v.installed), why }, "model host stopped");
   }
 
-  /**
-   * One run so the first real request does not pay for lazy allocations. With a golden sample a failure
-   * is fatal (the bundle's own input does not run). Without one we guess zeros with dynamic dims = 1,
-   * which some models legitimately refuse (e.g. a minimum frame length), so that failure is only logged.
-   */
-  async function warm(v: Version): Promise<void> {
-    const samples = await readSamples(v.installed.dir);
-    const first = samples?.samples[0];
-    if (first) {
-      await runOn(v, first.inputs);
-      return;
-    }
-    const inputs: Record<string, JsonTensor> = {};
-    for (const spec of v.installed.manifest.inputs) inputs[spec.name] = zerosFor(spec);
-    try {
-      await runOn(v, inputs);
-    } catch (err) {
-      if (!v.host.alive()) throw err;
-      log.warn(
-        { version: label(v.installed), err: toEdgeFleetError(err).message },
-        "warm-up with zeros failed; continuing",
-      );
-    }
-  }
+  const warm = (v: Version) => warmUp(v, (inputs) => runOn(v, inputs), log);
 
   const runtime: AgentModelRuntime = {
     profile: deps.profile,
@@ -268,7 +259,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         inFlight: 0,
         onIdle: null,
         retiring: null,
-        rss: () => v.host.rss(),
+        rss: () => (idle.info(v).parked ? Promise.resolve(0) : v.host.rss()),
       };
       versions.add(v);
       watch(v, host);
@@ -296,6 +287,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
             });
       }
       log.info({ version: label(installed), pid: host.pid }, "model version loaded");
+      idle.touch(v);
       return v;
     },
 
@@ -306,7 +298,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
 
     async activate(loaded, opts = {}) {
       const next = own(loaded);
-      if (next.retiring || (!next.host.alive() && !next.restarting)) {
+      if (next.retiring || (!next.host.alive() && !next.restarting && !idle.info(next).parked)) {
         throw new EdgeFleetError("MODEL_NOT_READY", `${label(next.installed)} has no running host (${next.state})`);
       }
       const model = next.installed.model;
@@ -393,6 +385,9 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
 
     hostPid(loaded) {
       return (loaded as Version).host.pid;
+    },
+    idleState(loaded) {
+      return idle.info(loaded as Version);
     },
   };
   return runtime;

@@ -36,6 +36,11 @@ export const DeviceProfileSchema = z
     preferredVariants: z.array(z.enum(["fp32", "int8"])).min(1),
     memoryBudgetMB: z.number().int().min(16),
     maxLoadedModels: z.number().int().min(1).default(2),
+    /**
+     * Low-power devices (issue 16): stop the host of a serving model nobody has asked for in this
+     * many seconds and start it again on the next request, which pays the reload. Absent: never.
+     */
+    idleUnloadSeconds: z.number().int().min(10).optional(),
     buffers: z
       .object({
         telemetryMaxRows: z.number().int().min(100).default(100_000),

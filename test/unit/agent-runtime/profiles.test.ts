@@ -18,6 +18,7 @@ describe("device profiles", () => {
       "generic-x64",
       "raspberry-pi-4",
       "raspberry-pi-5",
+      "raspberry-pi-zero-2",
       "x86-gateway",
     ]);
     // Distinct tuning: no two profiles carry identical session options.
@@ -78,6 +79,9 @@ describe("detectProfile", () => {
       detectProfile(facts({ arch: "arm64", cores: 4, deviceTreeModel: "Raspberry Pi 5 Model B Rev 1.0" }), profiles)
         ?.id,
     ).toBe("raspberry-pi-5");
+    const zero = detectProfile(facts({ arch: "arm64", deviceTreeModel: "Raspberry Pi Zero 2 W Rev 1.0" }), profiles);
+    expect(zero?.id).toBe("raspberry-pi-zero-2");
+    expect(zero?.idleUnloadSeconds).toBe(300); // the low-power profile parks idle model hosts
     expect(detectProfile(facts({ arch: "arm64", deviceTreeModel: "Pine64 RockPro64" }), profiles)?.id).toBe(
       "generic-arm64",
     );
