@@ -146,7 +146,7 @@ export const devicePage: Page = {
     );
     const inf = (inference ?? []).filter((r): r is Inference => r.kind === "inference");
     const s = inferenceSeries(inf);
-    const charts = el("div", { class: "grid" });
+    const charts = el("div", { class: "grid charts" });
     charts.appendChild(lineChart("Latency p50 / p95", s.latency, (y) => `${y.toFixed(1)} ms`, "latency"));
     charts.appendChild(lineChart("Error rate", s.errors, (y) => `${y.toFixed(0)}%`, "errors"));
     charts.appendChild(
@@ -197,6 +197,8 @@ function describeEvent(e: Detail["events"][number]): string {
   switch (e.type) {
     case "probation.verdict":
       return `${e.model}: ${e.report.verdict}${e.report.reason ? ` (${e.report.reason})` : ""}`;
+    case "update.transition":
+      return `${e.model ?? "—"}: ${e.from} → ${e.to}${e.error ? ` (${e.error.code})` : ""}`;
     case "storage.fault":
       return `${e.area}: ${e.fault ? e.fault.error.code : "cleared"}`;
     default: {
