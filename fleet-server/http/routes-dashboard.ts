@@ -82,17 +82,24 @@ export function registerDashboardRoutes(
     if (!p) throw new EdgeFleetError("UNAUTHORIZED", "missing Authorization: Bearer <token>");
     return { actor: p.actor, role: p.role };
   });
-  contractRoute(app, dashboardRoutes.streamEvents, "viewer", async ({ query, req, reply }) => {
-    // The stream outlives the handler: fastify hands the socket over and sends nothing itself.
-    reply.hijack();
-    reply.raw.writeHead(200, {
-      "Content-Type": "text/event-stream; charset=utf-8",
-      "Cache-Control": "no-store",
-      "X-Content-Type-Options": "nosniff",
-      Connection: "keep-alive",
-    });
-    hub.attach(reply.raw, query.since);
-    req.log.debug({ since: query.since }, "dashboard event stream opened");
-    return reply;
-  });
+  contractRoute(
+    app,
+    dashboardRoutes.streamEvents,
+    "viewer",
+    async ({ query, req, reply }) => {
+      // The stream outlives the handler: fastify hands the socket over and sends nothing itself.
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        Connection: "keep-alive",
+      });
+      hub.attach(reply.raw, query.since);
+      req.log.debug({ since: query.since }, "dashboard event stream opened");
+      return reply;
+    },
+    // No HEAD twin: a stream has no end at which to answer it.
+    { exposeHeadRoute: false },
+  );
 }

@@ -81,6 +81,12 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
       expect(csp).not.toContain("unsafe-inline");
       expect(await res.text()).not.toMatch(/<script>|<style|style=/);
 
+      // The stream is a viewer route like any other; `since` is required, so no bare GET opens one.
+      const bearer = { authorization: `Bearer ${tokens.viewer}` };
+      expect((await fetch(`${base}/v1/events?since=0`)).status).toBe(401);
+      expect((await fetch(`${base}/v1/events`, { headers: bearer })).status).toBe(400);
+      expect(await (await fetch(`${base}/v1/session`, { headers: bearer })).json()).toMatchObject({ role: "viewer" });
+
       await viewer.goto(`${base}/ui/`);
       await viewer.fill("#token", "not-a-token-at-all");
       await viewer.click("button[type=submit]");

@@ -148,12 +148,12 @@ export const devicePage: Page = {
     const s = inferenceSeries(inf);
     const charts = el("div", { class: "grid charts" });
     charts.appendChild(lineChart("Latency p50 / p95", s.latency, (y) => `${y.toFixed(1)} ms`, "latency"));
-    charts.appendChild(lineChart("Error rate", s.errors, (y) => `${y.toFixed(0)}%`, "errors"));
+    charts.appendChild(lineChart("Error rate", s.errors, (y) => `${y.toFixed(y < 10 ? 1 : 0)}%`, "errors"));
     charts.appendChild(
       lineChart(
         "Drift (PSI per feature)",
         driftSeries((drift ?? []).filter((r): r is Drift => r.kind === "drift")),
-        (y) => y.toFixed(2),
+        (y) => y.toFixed(3),
         "drift",
       ),
     );
@@ -182,8 +182,9 @@ export const devicePage: Page = {
         "Recent events",
         table(
           ["Time", "Event", "Detail"],
+          // Newest first, whatever order the API keeps them in.
           [...d.events]
-            .reverse()
+            .sort((x, y) => y.ts.localeCompare(x.ts) || y.eventSeq - x.eventSeq)
             .slice(0, 50)
             .map((e) => [fmtTime(e.ts), e.type, describeEvent(e)]),
           "No events yet.",
