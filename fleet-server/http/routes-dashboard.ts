@@ -69,6 +69,7 @@ export function registerDashboardRoutes(
   // Open streams would hold the server's close forever.
   app.addHook("preClose", async () => hub.close());
 
+  contractRoute(app, dashboardRoutes.dashboardRedirect, "public", async ({ reply }) => reply.redirect("/ui/", 308));
   contractRoute(app, dashboardRoutes.getDashboard, "public", async ({ reply }) => {
     const page = await assets.page();
     return secure(reply, page.type, "no-store").send(page.body);

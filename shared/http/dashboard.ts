@@ -47,6 +47,14 @@ export type RolloutChange = z.infer<typeof RolloutChangeSchema>;
 export type DeviceChange = z.infer<typeof DeviceChangeSchema>;
 
 export const dashboardRoutes = {
+  dashboardRedirect: defineRoute({
+    operationId: "dashboardRedirect",
+    method: "GET",
+    path: "/ui",
+    tag: "dashboard",
+    summary: "Redirects to `/ui/` (what an operator types)",
+    responses: { 308: null },
+  }),
   getDashboard: defineRoute({
     operationId: "getDashboard",
     method: "GET",

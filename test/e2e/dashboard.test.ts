@@ -81,6 +81,8 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
       expect(csp).not.toContain("unsafe-inline");
       expect(await res.text()).not.toMatch(/<script>|<style|style=/);
 
+      const bare = await fetch(`${base}/ui`, { redirect: "manual" });
+      expect([bare.status, bare.headers.get("location")]).toEqual([308, "/ui/"]);
       // The stream is a viewer route like any other; `since` is required, so no bare GET opens one.
       const bearer = { authorization: `Bearer ${tokens.viewer}` };
       expect((await fetch(`${base}/v1/events?since=0`)).status).toBe(401);
@@ -120,7 +122,7 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
         variant: "fp32",
         target: { tags: { suite: "e2e" } },
         strategy: "canary",
-        stages: [{ percent: 50, soakSeconds: 1 }, { percent: 100 }],
+        stages: [{ percent: 50 }, { percent: 100 }],
         healthPolicy: { probationSeconds: 1 },
       });
       await op.goto(`${base}/ui/#/rollouts/${created.id}`);
