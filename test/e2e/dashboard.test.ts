@@ -30,8 +30,6 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   let viewer: Page;
   let tokens: { viewer: string; operator: string };
   let base: string;
-  /** The rollout aborted from the page (the viewer case looks at it too). */
-  let aborted: string;
   const problems: string[] = [];
   const report: Record<string, unknown> = {};
 
@@ -43,6 +41,61 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   };
   const shot = (p: Page, name: string) => p.screenshot({ path: join(OUTPUT, `${name}.png`), fullPage: true });
   const status = (p: Page) => p.getAttribute("#rollout-status", "data-status");
+
+  /**
+   * Fixtures shared by the cases, each built once on first use: run in order the cases reuse them,
+   * run alone (issue 23, scripts/ci/tests-alone.ts) a case builds what it needs.
+   */
+  const memo = <T>(f: () => Promise<T>) => {
+    let p: Promise<T> | null = null;
+    return () => (p ??= f());
+  };
+  const xssDevice = memo(() => h.api.enrollDevice({ id: "xss-device", profile: "generic-x64", tags: { note: XSS } }));
+  const loggedIn = new Map<Page, Promise<void>>();
+  const logInOnce = (p: Page, token: string) => {
+    if (!loggedIn.has(p)) loggedIn.set(p, logIn(p, base, token));
+    return loggedIn.get(p)!;
+  };
+  /** Two agents and version 1.0.0 published. */
+  const fleet = memo(async () => {
+    const telemetry = { flushCron: "*/1 * * * * *", drift: { window: 200, minSamples: 10 } };
+    await Promise.all([
+      ...AGENTS.map((id) => h.startAgent(id, "generic-x64", { telemetry })),
+      pushTinyVersion(h, tmp.path, "1.0.0", 1),
+    ]);
+  });
+  /** The canary of 1.0.0 to both agents, started (the live case watches it). */
+  const goodRollout = memo(async () => {
+    await fleet();
+    return h.api.createRollout({
+      model: MODEL,
+      version: "1.0.0",
+      variant: "fp32",
+      target: { tags: { suite: "e2e" } },
+      strategy: "canary",
+      stages: [{ percent: 50 }, { percent: 100 }],
+      healthPolicy: { probationSeconds: 1 },
+    });
+  });
+  const goodRolloutDone = memo(async () => {
+    const r = await goodRollout();
+    return h.api.waitForRollout(r.id, { timeoutMs: T, intervalMs: 500 });
+  });
+  /** 2.0.0, built for arm64 only: both x64 agents refuse it and the gate pauses the rollout. */
+  const badRolloutPaused = memo(async () => {
+    await goodRolloutDone();
+    await pushTinyVersion(h, tmp.path, "2.0.0", 3, { armOnly: true });
+    const bad = await h.api.createRollout({
+      model: MODEL,
+      version: "2.0.0",
+      variant: "fp32",
+      target: { tags: { suite: "e2e" } },
+      stages: [{ percent: 100, gates: { minDevices: 2, maxFailedPercent: 0 } }],
+      healthPolicy: { probationSeconds: 1 },
+    });
+    await h.api.waitForRollout(bad.id, { timeoutMs: T, intervalMs: 500, until: (r) => r.status === "paused" });
+    return bad.id;
+  });
 
   beforeAll(async () => {
     tmp = await makeTempDir("ef-dash-");
@@ -95,7 +148,7 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
       await viewer.waitForSelector("text=That token is not valid.");
       expect(viewer.url()).not.toContain("not-a-token");
 
-      await logIn(viewer, base, tokens.viewer);
+      await logInOnce(viewer, tokens.viewer);
       expect(await viewer.getAttribute("#role", "data-role")).toBe("viewer");
       await viewer.waitForSelector("#empty-state");
       expect(await viewer.textContent("#empty-state")).toContain("fleetctl devices add");
@@ -110,21 +163,7 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   it(
     "an operator follows a real rollout to two agents until completed, without reloading",
     async () => {
-      const telemetry = { flushCron: "*/1 * * * * *", drift: { window: 200, minSamples: 10 } };
-      await Promise.all([
-        ...AGENTS.map((id) => h.startAgent(id, "generic-x64", { telemetry })),
-        pushTinyVersion(h, tmp.path, "1.0.0", 1),
-      ]);
-      await logIn(op, base, tokens.operator);
-      const created = await h.api.createRollout({
-        model: MODEL,
-        version: "1.0.0",
-        variant: "fp32",
-        target: { tags: { suite: "e2e" } },
-        strategy: "canary",
-        stages: [{ percent: 50 }, { percent: 100 }],
-        healthPolicy: { probationSeconds: 1 },
-      });
+      const [, created] = await Promise.all([logInOnce(op, tokens.operator), goodRollout()]);
       await op.goto(`${base}/ui/#/rollouts/${created.id}`);
       await op.waitForSelector("#rollout-status");
       await op.waitForSelector(".live.on");
@@ -155,6 +194,7 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   it(
     "a device page charts latency, error rate and drift from the agent's real telemetry",
     async () => {
+      await Promise.all([logInOnce(op, tokens.operator), goodRolloutDone()]);
       const client: SocketClient = await waitForServing(h.agents.get("dash-a")!, MODEL);
       for (let i = 0; i < 60; i++) {
         const x = [0, 1, 2, 3].map((k) => ((i * 7 + k * 3) % 100) / 10) as [number, number, number, number];
@@ -184,18 +224,9 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   it(
     "a failing rollout stops at its gate; the operator aborts it from the page and the devices stay on 1.0.0",
     async () => {
-      await pushTinyVersion(h, tmp.path, "2.0.0", 3, { armOnly: true });
-      const bad = await h.api.createRollout({
-        model: MODEL,
-        version: "2.0.0",
-        variant: "fp32",
-        target: { tags: { suite: "e2e" } },
-        stages: [{ percent: 100, gates: { minDevices: 2, maxFailedPercent: 0 } }],
-        healthPolicy: { probationSeconds: 1 },
-      });
-      aborted = bad.id;
-      await op.goto(`${base}/ui/#/rollouts/${bad.id}`);
-      await waitFor("the gate to pause the rollout on the page", async () => (await status(op)) === "paused", T);
+      const [, bad] = await Promise.all([logInOnce(op, tokens.operator), badRolloutPaused()]);
+      await op.goto(`${base}/ui/#/rollouts/${bad}`);
+      await waitFor("the page to show the rollout paused by its gate", async () => (await status(op)) === "paused", T);
       await op.waitForSelector("text=INCOMPATIBLE");
       await op.click("[data-action=abort]");
       await op.waitForSelector("dialog[open]");
@@ -218,21 +249,28 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   it(
     "a viewer sees the rollout but no action, and the API refuses the command from the page anyway",
     async () => {
-      await viewer.goto(`${base}/ui/#/rollouts/${aborted}`);
+      const [, , bad] = await Promise.all([
+        logInOnce(viewer, tokens.viewer),
+        logInOnce(op, tokens.operator),
+        badRolloutPaused(),
+      ]);
+      // Paused by its gate, or aborted when the case before ran: an operator may act on it either way.
+      const before = (await h.api.getRollout(bad)).status;
+      await viewer.goto(`${base}/ui/#/rollouts/${bad}`);
       await viewer.waitForSelector("#rollout-status");
       expect(await viewer.locator("[data-action]").count()).toBe(0);
       // What a crafted click would send: the viewer's own token, straight at the command route.
       const answer = await viewer.evaluate(`(async () => {
-      const res = await fetch("/v1/rollouts/${aborted}/rollback", {
+      const res = await fetch("/v1/rollouts/${bad}/rollback", {
         method: "POST",
         headers: { authorization: "Bearer " + sessionStorage.getItem("edgefleet.token") },
       });
       return { status: res.status, body: await res.json() };
     })()`);
       expect(answer).toMatchObject({ status: 403, body: { error: { code: "FORBIDDEN" } } });
-      expect((await h.api.getRollout(aborted)).status).toBe("aborted");
+      expect((await h.api.getRollout(bad)).status).toBe(before);
       // The operator's page offers rollback on the same rollout.
-      await op.goto(`${base}/ui/#/rollouts/${aborted}`);
+      await op.goto(`${base}/ui/#/rollouts/${bad}`);
       await op.waitForSelector("[data-action=rollback]");
       await shot(viewer, "rollout-viewer");
     },
@@ -242,7 +280,7 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   it(
     "an XSS payload in a device tag is shown as text",
     async () => {
-      await h.api.enrollDevice({ id: "xss-device", profile: "generic-x64", tags: { note: XSS } });
+      await Promise.all([logInOnce(viewer, tokens.viewer), fleet(), xssDevice()]);
       await viewer.goto(`${base}/ui/#/devices?q=xss`);
       await viewer.waitForSelector("[data-device=xss-device]");
       expect(await viewer.textContent("tbody")).toContain(XSS);
@@ -254,7 +292,7 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
       // audit page, which tells a non-admin it needs an admin token.
       await viewer.goto(`${base}/ui/#/models`);
       await viewer.waitForSelector(`h2:has-text("${MODEL}")`);
-      expect(await viewer.textContent("main")).toMatch(/2\.0\.0.*fp32/s);
+      expect(await viewer.textContent("main")).toMatch(/1\.0\.0.*fp32/s);
       await viewer.goto(`${base}/ui/#/audit`);
       await viewer.waitForSelector("#audit-admin-only");
       expect(await viewer.evaluate("window.__xss")).toBeUndefined();
