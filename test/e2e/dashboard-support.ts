@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +19,13 @@ export const OUTPUT = fileURLToPath(new URL("../../test-output/dashboard/", impo
 /** Debian's chromium, driven by playwright-core (no browser download at install time). */
 export async function launchBrowser(): Promise<Browser> {
   await mkdir(OUTPUT, { recursive: true });
-  return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox"] });
+  const executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+  if (!existsSync(executablePath)) {
+    throw new Error(
+      `no Chromium at ${executablePath}: apt-get install -y chromium (as .ci/run does) or set CHROMIUM_PATH`,
+    );
+  }
+  return chromium.launch({ executablePath, args: ["--no-sandbox"] });
 }
 
 /** A drift baseline on the tiny model's input values 0..10 (what the test's requests are drawn from). */
