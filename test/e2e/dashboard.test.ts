@@ -293,6 +293,8 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
       await viewer.goto(`${base}/ui/#/models`);
       await viewer.waitForSelector(`h2:has-text("${MODEL}")`);
       expect(await viewer.textContent("main")).toMatch(/1\.0\.0.*fp32/s);
+      expect(await viewer.textContent("main")).toMatch(/Fleet health of \d|No fleet telemetry for \d/);
+      await shot(viewer, "models");
       await viewer.goto(`${base}/ui/#/audit`);
       await viewer.waitForSelector("#audit-admin-only");
       expect(await viewer.evaluate("window.__xss")).toBeUndefined();
