@@ -26,6 +26,7 @@ import {
   type RouteAccess,
   RouteAccessSchema,
 } from "./route-access.js";
+import { registerDashboardRoutes } from "./routes-dashboard.js";
 import { registerDeviceRoutes } from "./routes-devices.js";
 import { registerModelRoutes } from "./routes-models.js";
 import { registerReleaseRoutes } from "./routes-releases.js";
@@ -224,6 +225,8 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   registerDeviceRoutes(app, deps);
   registerRolloutRoutes(app, deps);
   if (deps.telemetry) registerTelemetryRoutes(app, deps.telemetry);
+  // The operator dashboard (issue 15): its page, who a token is, and the change stream.
+  registerDashboardRoutes(app, deps, (req) => principals.get(req));
   registerSecurityRoutes(app, {
     security: deps.security,
     devices: deps.devices,

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { defineRoute, type RouteContract } from "./contract.js";
+import { dashboardRoutes } from "./dashboard.js";
 import { deviceRoutes } from "./devices.js";
 import { modelRoutes } from "./models.js";
 import { releaseRoutes } from "./releases.js";
@@ -41,6 +42,7 @@ export const HTTP_ROUTES = {
   ...telemetryRoutes,
   ...securityRoutes,
   ...metaRoutes,
+  ...dashboardRoutes,
 } as const;
 export type HttpRoutes = typeof HTTP_ROUTES;
 export type OperationId = keyof HttpRoutes;
