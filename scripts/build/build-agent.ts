@@ -24,7 +24,8 @@ export async function buildAgent(
   outRoot = join(ROOT, "dist"),
 ): Promise<{ entry: string; nodeFlags: string[]; files: string[] }> {
   const OUT = join(outRoot, "agent");
-  await rm(outRoot, { recursive: true, force: true });
+  // Only what this build writes: dist/ui (npm run build:dashboard) and dist/packages stay.
+  for (const dir of ["agent", "native"]) await rm(join(outRoot, dir), { recursive: true, force: true });
   await mkdir(OUT, { recursive: true });
   const result = await build({
     absWorkingDir: ROOT,
