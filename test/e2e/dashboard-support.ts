@@ -61,6 +61,7 @@ export async function pushTinyVersion(
     samples: [{ name: "ones", inputs: { x: { datatype: "FP32", shape: [1, 4], data: [1, 1, 1, 1] } } }],
     quantize: "none",
     baseline: TINY_BASELINE,
+    lineage: { source: `git:edgefleet-tests@${version}`, metrics: { accuracy: 0.97 } },
     ...(opts.armOnly ? { compatibility: { arch: ["arm64"] } } : {}),
   });
 }

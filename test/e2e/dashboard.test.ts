@@ -294,6 +294,9 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
       await viewer.waitForSelector(`h2:has-text("${MODEL}")`);
       expect(await viewer.textContent("main")).toMatch(/1\.0\.0.*fp32/s);
       expect(await viewer.textContent("main")).toMatch(/Fleet health of \d|No fleet telemetry for \d/);
+      // The newest version's signed lineage, as pushed.
+      await viewer.click("details.lineage summary");
+      expect(await viewer.textContent("details.lineage")).toMatch(/source.*git:edgefleet-tests@\d.*metric accuracy.*0\.97/s);
       await shot(viewer, "models");
       await viewer.goto(`${base}/ui/#/audit`);
       await viewer.waitForSelector("#audit-admin-only");

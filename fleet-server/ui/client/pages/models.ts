@@ -1,5 +1,5 @@
 import type { z } from "zod";
-import type { ModelListSchema, ModelViewSchema, VariantView } from "../../../../shared/http/models.js";
+import type { ModelListSchema, ModelViewSchema, VariantView, VersionView } from "../../../../shared/http/models.js";
 import type { VersionHealthSchema } from "../../../../shared/http/telemetry.js";
 import { api } from "../api.js";
 import type { Page } from "../app-context.js";
@@ -29,6 +29,29 @@ async function healthLine(name: string, version: string | undefined): Promise<HT
   );
 }
 
+/** Where the newest version came from (its signed lineage) and how many samples it was checked on. */
+async function lineageOf(name: string, version: string | undefined): Promise<HTMLElement | null> {
+  if (!version) return null;
+  const v = await api<VersionView>(
+    `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`,
+  ).catch(() => null);
+  if (!v) return null;
+  const l = v.lineage;
+  const rows: [string, string][] = [];
+  if (l.source) rows.push(["source", l.source]);
+  if (l.parentVersion) rows.push(["parent version", l.parentVersion]);
+  if (l.trainingDataHash) rows.push(["training data", l.trainingDataHash]);
+  for (const [k, x] of Object.entries(l.metrics ?? {})) rows.push([`metric ${k}`, String(x)]);
+  for (const [k, x] of Object.entries(l.hyperparameters ?? {})) rows.push([`hyperparameter ${k}`, JSON.stringify(x)]);
+  rows.push(["samples", `${v.samplesCount} (smoke-test inputs with their fp32 outputs, in every bundle)`]);
+  return el(
+    "details",
+    { class: "lineage" },
+    el("summary", {}, `Lineage of ${version}`),
+    el("dl", { class: "kv" }, ...rows.flatMap(([k, x]) => [el("dt", {}, k), el("dd", {}, x)])),
+  );
+}
+
 function accuracy(v: VariantView): string {
   const r = v.validation;
   if (!r) return v.variant === "fp32" ? "reference" : (v.reason ?? "—");
@@ -44,6 +67,7 @@ export const modelsPage: Page = {
     const { models } = await api<ModelList>("/v1/models");
     const views = await Promise.all(models.map((m) => api<ModelView>(`/v1/models/${encodeURIComponent(m.name)}`)));
     const health = await Promise.all(models.map((m) => healthLine(m.name, m.latestVersion)));
+    const lineage = await Promise.all(models.map((m) => lineageOf(m.name, m.latestVersion)));
     clear(root);
     root.appendChild(el("h1", {}, "Models"));
     if (views.length === 0) {
@@ -62,6 +86,7 @@ export const modelsPage: Page = {
         card(
           m.name,
           health[i],
+          lineage[i],
           table(
             ["Version", "Created", "Variant", "Bundle", "Status", "Accuracy (int8 vs fp32)"],
             m.versions.flatMap((v) =>
