@@ -6,6 +6,7 @@ import { EdgeFleetError } from "../../shared/errors.js";
 import { modelRoutes, VersionViewSchema } from "../../shared/http/models.js";
 import { assignedBundles } from "../bundles/chunk-server.js";
 import { parseRange } from "../bundles/range.js";
+import { summariseBundleSamples } from "../registry/sample-summary.js";
 import type { CallerOf, HttpDeps } from "./app.js";
 import { contractRoute } from "./contract-route.js";
 
@@ -57,6 +58,14 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
   contractRoute(app, modelRoutes.getModelVersion, "viewer", async ({ params }) =>
     deps.models.getVersion(params.name, params.version),
   );
+
+  contractRoute(app, modelRoutes.getModelVersionSamples, "viewer", async ({ params }) => {
+    const v = deps.models.getVersion(params.name, params.version);
+    const fp32 = v.variants.find((x) => x.variant === "fp32" && x.bundle);
+    if (!fp32?.bundle) throw new EdgeFleetError("NOT_FOUND", `${params.name} ${params.version} has no fp32 bundle yet`);
+    const path = deps.blobs.bundlePath(fp32.bundle.sha256);
+    return { variant: "fp32" as const, bundle: fp32.bundle.sha256, samples: await summariseBundleSamples(path) };
+  });
 
   contractRoute(
     app,

@@ -94,6 +94,25 @@ export const VersionViewSchema = z.looseObject({
 });
 export type VersionView = z.infer<typeof VersionViewSchema>;
 
+const TensorShapeSchema = z.object({ name: z.string(), datatype: z.string(), shape: z.array(z.number().int()) });
+/** One bundled sample, summarised (fleet-server/registry/sample-summary.ts): shapes, first output values, arg-max. */
+export const SampleSummarySchema = z.object({
+  name: z.string(),
+  inputs: z.array(TensorShapeSchema),
+  outputs: z.array(
+    TensorShapeSchema.extend({
+      preview: z.array(z.union([z.number(), z.string()])),
+      argmax: z.number().int().nullable(),
+    }),
+  ),
+});
+export type SampleSummary = z.infer<typeof SampleSummarySchema>;
+export const VersionSamplesSchema = z.object({
+  variant: VariantSchema,
+  bundle: Sha256Schema,
+  samples: z.array(SampleSummarySchema),
+});
+
 /** The phases of a model build, in order (fleet-server/registry/build-tracker.ts). */
 export const BUILD_PHASES = [
   "inspecting",
@@ -212,6 +231,15 @@ export const modelRoutes = {
     summary: "One model version: manifest, lineage and each variant with its int8 validation",
     params: VersionParams,
     responses: { 200: VersionViewSchema },
+  }),
+  getModelVersionSamples: defineRoute({
+    operationId: "getModelVersionSamples",
+    method: "GET",
+    path: "/v1/models/:name/versions/:version/samples",
+    tag: "models",
+    summary: "The samples in a version's fp32 bundle: input shapes and the outputs devices check against",
+    params: VersionParams,
+    responses: { 200: VersionSamplesSchema },
   }),
   getBundle: defineRoute({
     operationId: "getBundle",

@@ -296,7 +296,12 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
       expect(await viewer.textContent("main")).toMatch(/Fleet health of \d|No fleet telemetry for \d/);
       // The newest version's signed lineage, as pushed.
       await viewer.click("details.lineage summary");
-      expect(await viewer.textContent("details.lineage")).toMatch(/source.*git:edgefleet-tests@\d.*metric accuracy.*0\.97/s);
+      expect(await viewer.textContent("details.lineage")).toMatch(
+        /source.*git:edgefleet-tests@\d.*metric accuracy.*0\.97/s,
+      );
+      // Its bundled sample with the fp32 output every device checks: x = ones through y = W·x + B.
+      await viewer.click("details.samples summary");
+      expect(await viewer.textContent("details.samples")).toMatch(/ones.*x FP32\[1×4\].*y FP32\[1×4\]: [-\d.]+, /s);
       await shot(viewer, "models");
       await viewer.goto(`${base}/ui/#/audit`);
       await viewer.waitForSelector("#audit-admin-only");

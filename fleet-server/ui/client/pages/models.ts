@@ -1,5 +1,11 @@
 import type { z } from "zod";
-import type { ModelListSchema, ModelViewSchema, VariantView, VersionView } from "../../../../shared/http/models.js";
+import type {
+  ModelListSchema,
+  ModelViewSchema,
+  VariantView,
+  VersionSamplesSchema,
+  VersionView,
+} from "../../../../shared/http/models.js";
 import type { VersionHealthSchema } from "../../../../shared/http/telemetry.js";
 import { api } from "../api.js";
 import type { Page } from "../app-context.js";
@@ -8,6 +14,38 @@ import { badge, card, clear, el, fmtBytes, fmtTime, table } from "../dom.js";
 type ModelList = z.output<typeof ModelListSchema>;
 type ModelView = z.output<typeof ModelViewSchema>;
 type Health = z.output<typeof VersionHealthSchema>;
+type Samples = z.output<typeof VersionSamplesSchema>;
+
+const fmtValue = (v: number | string) => (typeof v === "number" ? Number(v.toPrecision(4)).toString() : v);
+
+/** The newest version's bundled samples: what every device's smoke test runs and expects. */
+async function samplesOf(name: string, version: string | undefined): Promise<HTMLElement | null> {
+  if (!version) return null;
+  const s = await api<Samples>(
+    `/v1/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}/samples`,
+  ).catch(() => null);
+  if (!s) return null;
+  const shape = (t: { name: string; datatype: string; shape: number[] }) =>
+    `${t.name} ${t.datatype}[${t.shape.join("×")}]`;
+  return el(
+    "details",
+    { class: "samples" },
+    el("summary", {}, `Sample outputs of ${version} (${s.samples.length})`),
+    table(
+      ["Sample", "Inputs", "fp32 outputs (first values, arg-max)"],
+      s.samples.map((x) => [
+        x.name,
+        x.inputs.map(shape).join(", "),
+        x.outputs
+          .map(
+            (o) =>
+              `${shape(o)}: ${o.preview.map(fmtValue).join(", ")}${o.argmax === null ? "" : `; arg-max ${o.argmax}`}`,
+          )
+          .join(" | "),
+      ]),
+    ),
+  );
+}
 
 /** The fleet's telemetry for the newest version: requests, errors, latency, drift alerts. */
 async function healthLine(name: string, version: string | undefined): Promise<HTMLElement | null> {
@@ -68,6 +106,7 @@ export const modelsPage: Page = {
     const views = await Promise.all(models.map((m) => api<ModelView>(`/v1/models/${encodeURIComponent(m.name)}`)));
     const health = await Promise.all(models.map((m) => healthLine(m.name, m.latestVersion)));
     const lineage = await Promise.all(models.map((m) => lineageOf(m.name, m.latestVersion)));
+    const samples = await Promise.all(models.map((m) => samplesOf(m.name, m.latestVersion)));
     clear(root);
     root.appendChild(el("h1", {}, "Models"));
     if (views.length === 0) {
@@ -87,6 +126,7 @@ export const modelsPage: Page = {
           m.name,
           health[i],
           lineage[i],
+          samples[i],
           table(
             ["Version", "Created", "Variant", "Bundle", "Status", "Accuracy (int8 vs fp32)"],
             m.versions.flatMap((v) =>
