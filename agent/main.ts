@@ -12,6 +12,7 @@ import { createSocketApi } from "./api/socket-api.js";
 import { prepareSocketDir } from "./api/socket-dir.js";
 import type { AgentConfig } from "./config/agent-config.js";
 import { packageRoot } from "./config/package-root.js";
+import { createFeedback } from "./feedback/feedback-routes.js";
 import { createJobScheduler } from "./jobs/job-scheduler.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
@@ -281,6 +282,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     metrics: () => telemetry.metrics.text(),
     serving,
     registerRoutes: (server) => registerServingRoutes(server, { locks, serving }),
+    // Ground truth joined to predictions that carried an `id` (issue 22, docs/protocol.md "Feedback").
+    feedback: createFeedback({ clock }),
   });
   telemetry.registerRoutes(api.server);
   // Scheduled batch jobs (issue 8): offline runs against the runtime, resumed after a restart.

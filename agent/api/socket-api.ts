@@ -2,6 +2,7 @@ import { unlink } from "node:fs/promises";
 import Fastify, { type FastifyInstance } from "fastify";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
+import type { Feedback } from "../feedback/feedback-routes.js";
 import type { LoadedVersion } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime } from "../runtime/runtime.js";
 import type { ServingLayer } from "../serving/serving-layer.js";
@@ -48,6 +49,8 @@ export interface SocketApiDeps {
    * the caller's socket credentials can be read; `false` turns the extension off.
    */
   shm?: ShmRegistry | false;
+  /** Ground-truth feedback (issue 22): predictions with an `id` are remembered and joinable. */
+  feedback?: Feedback;
 }
 
 export interface SocketApi {
@@ -169,9 +172,11 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
     runtime,
     serving: deps.serving ?? defaultServingLayer(log, runtime),
     ...(deps.onInferStages ? { onInferStages: deps.onInferStages } : {}),
+    ...(deps.feedback ? { feedback: deps.feedback } : {}),
     shm,
   });
   if (shm) registerShmRoutes(server, shm);
+  deps.feedback?.register(server);
   deps.registerRoutes?.(server);
 
   server.get("/v1/status", async () => deps.status());

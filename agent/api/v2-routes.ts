@@ -4,6 +4,7 @@ import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
+import type { Feedback } from "../feedback/feedback-routes.js";
 import { monoMs } from "../runtime/host-protocol.js";
 import type { InferRequest, InferResult } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime, RawInferRequest, RawInferResult } from "../runtime/runtime.js";
@@ -142,6 +143,8 @@ export function registerV2InferRoutes(
     onInferStages?: (s: InferStages) => void;
     /** Shared-memory regions (issue 13); null when the extension is off. */
     shm?: ShmRegistry | null;
+    /** Remembers predictions that carry an `id`, for ground-truth feedback (issue 22). */
+    feedback?: Pick<Feedback, "recordPrediction"> | null;
   },
 ): void {
   const { runtime, serving } = deps;
@@ -164,6 +167,15 @@ export function registerV2InferRoutes(
       ...(key !== undefined ? { key } : {}),
     });
     if (stages) stages.served = monoMs();
+    if (decoded.id !== undefined && deps.feedback) {
+      deps.feedback.recordPrediction({
+        model: res.model,
+        id: decoded.id,
+        version: res.version,
+        ...(res.arm ? { arm: res.arm } : {}),
+        outputs: res.outputs,
+      });
+    }
     // Shadow work starts only once the caller's reply is on the wire (issue 8: never affects the caller).
     if (res.afterResponse) reply.raw.once("finish", res.afterResponse);
     if (res.arm) void reply.header("x-ab-arm", res.arm);
