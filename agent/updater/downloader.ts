@@ -1,6 +1,7 @@
 import { type FileHandle, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { decodeChunkFrame } from "../../shared/chunk-frame.js";
+import { chunkTraceActive, traceChunk, traceNow } from "../../shared/chunk-trace.js";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { sha256File } from "../../shared/hash.js";
@@ -90,6 +91,7 @@ export function startDownload(opts: DownloadOptions): Download {
   let persisting: Promise<void> | null = null;
   let dirty = false;
   let lastProgressAt = Number.NEGATIVE_INFINITY;
+  let stallSince = 0;
   const unsubscribe: (() => void)[] = [];
 
   const lengthAt = (offset: number) => Math.min(chunk, size - offset);
@@ -111,7 +113,9 @@ export function startDownload(opts: DownloadOptions): Download {
     const length = lengthAt(offset);
     const timer = clock.setTimeout(() => onTimeout(reqId), timeoutMs);
     inflight.set(reqId, { offset, length, tries, timer });
+    const t0 = chunkTraceActive() ? traceNow() : 0;
     channel.request({ bundle: sha256, offset, length, reqId });
+    if (t0 > 0) traceChunk({ kind: "request", reqId, offset, t0, t: traceNow() });
   };
 
   const pump = () => {
@@ -122,7 +126,15 @@ export function startDownload(opts: DownloadOptions): Download {
         issue(again.offset, again.tries);
         continue;
       }
-      if (nextOffset >= size || nextOffset >= persisted + window * chunk) break;
+      if (nextOffset >= size) break;
+      if (nextOffset >= persisted + window * chunk) {
+        if (stallSince === 0 && chunkTraceActive()) stallSince = traceNow();
+        break;
+      }
+      if (stallSince > 0) {
+        traceChunk({ kind: "stall", t0: stallSince, t1: traceNow() });
+        stallSince = 0;
+      }
       issue(nextOffset, 0);
       nextOffset += lengthAt(nextOffset);
     }
@@ -148,6 +160,7 @@ export function startDownload(opts: DownloadOptions): Download {
 
   const onFrame = (frame: Buffer) => {
     if (finished) return;
+    const tIn = chunkTraceActive() ? traceNow() : 0;
     let decoded: ReturnType<typeof decodeChunkFrame>;
     try {
       decoded = decodeChunkFrame(frame);
@@ -182,14 +195,15 @@ export function startDownload(opts: DownloadOptions): Download {
       requeue(p, 1, "chunk does not match its request");
       return;
     }
-    void write(p.offset, bytes);
+    void write(p.offset, bytes, header.reqId, tIn, tIn > 0 ? traceNow() : 0);
   };
 
-  const write = async (offset: number, bytes: Buffer) => {
+  const write = async (offset: number, bytes: Buffer, reqId: string, tIn: number, tDecoded: number) => {
     try {
       const handle = fh;
       if (!handle) return;
       await writeFully(handle, bytes, offset);
+      if (tIn > 0) traceChunk({ kind: "frame", reqId, offset, tIn, tDecoded, tWritten: traceNow() });
       received.set(offset, bytes.length);
       while (received.has(memContiguous)) {
         const len = received.get(memContiguous)!;
@@ -222,9 +236,12 @@ export function startDownload(opts: DownloadOptions): Download {
       dirty = false;
       const target = memContiguous;
       if (target <= persisted || !fh) return;
+      const t0 = chunkTraceActive() ? traceNow() : 0;
       await fh.datasync(); // every byte below `target` was written before this call
       if (finished) return;
+      const tSynced = t0 > 0 ? traceNow() : 0;
       opts.store.setDownloadProgress(sha256, size, target);
+      if (t0 > 0) traceChunk({ kind: "persist", t0, tSynced, tRecorded: traceNow(), bytes: target - persisted });
       persisted = target;
       reportProgress(false);
       if (persisted >= size) {
@@ -243,6 +260,7 @@ export function startDownload(opts: DownloadOptions): Download {
   };
 
   const complete = async () => {
+    const t0 = traceNow();
     await fh?.close();
     fh = null;
     const actual = await sha256File(part);
@@ -256,6 +274,7 @@ export function startDownload(opts: DownloadOptions): Download {
     await rename(part, final);
     await fsyncDir(opts.dir);
     opts.store.clearDownload(sha256);
+    traceChunk({ kind: "verify", t0, t1: traceNow() });
     reportProgress(true);
     await finish(null, final);
   };

@@ -1,5 +1,6 @@
 import { type FileHandle, open } from "node:fs/promises";
 import { encodeChunkFrame } from "../../shared/chunk-frame.js";
+import { chunkTraceActive, traceChunk, traceNow } from "../../shared/chunk-trace.js";
 import type { Clock } from "../../shared/clock.js";
 import type { Logger } from "../../shared/logger.js";
 import { type ChunkHeader, type ChunkRequest, ChunkRequestSchema } from "../../shared/schemas/chunks.js";
@@ -80,7 +81,7 @@ export function createChunkServer(deps: ChunkServerDeps) {
     });
   }
 
-  async function serve(deviceId: string, req: ChunkRequest): Promise<void> {
+  async function serve(deviceId: string, req: ChunkRequest, tIn: number, tParsed: number): Promise<void> {
     const fail = (code: string, message: string, size = 0) =>
       reply(
         deviceId,
@@ -92,6 +93,7 @@ export function createChunkServer(deps: ChunkServerDeps) {
     if (!device || !assignedBundles(device.desired).has(req.bundle)) {
       return fail("FORBIDDEN", `bundle ${req.bundle} is not assigned to device ${deviceId}`);
     }
+    const tAuthorized = tIn > 0 ? traceNow() : 0;
     if (!(await blobs.bundleExists(req.bundle))) return fail("NOT_FOUND", `bundle ${req.bundle} not found`);
     const { fh, size } = await acquire(req.bundle);
     if (req.offset >= size) {
@@ -101,18 +103,35 @@ export function createChunkServer(deps: ChunkServerDeps) {
     const buf = Buffer.alloc(length);
     const { bytesRead } = await fh.read(buf, 0, length, req.offset);
     const bytes = buf.subarray(0, bytesRead);
+    const tRead = tIn > 0 ? traceNow() : 0;
     await pace(deviceId, bytes.length);
     served.set(deviceId, (served.get(deviceId) ?? 0) + bytes.length);
+    const tPublish = tIn > 0 ? traceNow() : 0;
     await reply(
       deviceId,
       { reqId: req.reqId, bundle: req.bundle, offset: req.offset, length: bytes.length, size },
       bytes,
     );
+    if (tIn > 0) {
+      const tSent = traceNow();
+      traceChunk({
+        kind: "serve",
+        reqId: req.reqId,
+        offset: req.offset,
+        tIn,
+        tParsed,
+        tAuthorized,
+        tRead,
+        tPublish,
+        tSent,
+      });
+    }
   }
 
   return {
     /** MQTT handler for `{prefix}/d/{id}/chunks/req`. Never throws. */
     handle(deviceId: string, payload: Buffer): void {
+      const tIn = chunkTraceActive() ? traceNow() : 0;
       let raw: unknown;
       try {
         raw = JSON.parse(payload.toString("utf8"));
@@ -123,7 +142,9 @@ export function createChunkServer(deps: ChunkServerDeps) {
       if (!parsed.success) {
         return void log.warn({ deviceId, issues: parsed.error.issues.slice(0, 3) }, "chunk request invalid; dropped");
       }
-      serve(deviceId, parsed.data).catch((err: unknown) => log.error({ err, deviceId }, "chunk request failed"));
+      serve(deviceId, parsed.data, tIn, tIn > 0 ? traceNow() : 0).catch((err: unknown) =>
+        log.error({ err, deviceId }, "chunk request failed"),
+      );
     },
     /** Payload bytes served to one device over MQTT since start (used to check resume). */
     bytesServed(deviceId: string): number {
