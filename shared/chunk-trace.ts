@@ -36,7 +36,7 @@ export type ChunkTraceEvent =
   /** Agent: final verification (SHA-256 of the whole file) and rename. */
   | { kind: "verify"; t0: number; t1: number }
   /** Agent: the window changed (adaptive rule). */
-  | { kind: "window"; t: number; window: number; minRttMs: number; srttMs: number };
+  | { kind: "window"; t: number; window: number; minRttMs: number; rateBytesPerMs: number };
 
 const ch = channel("edgefleet:chunks");
 

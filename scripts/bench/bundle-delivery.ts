@@ -133,6 +133,7 @@ export async function benchBundleDelivery(runs = 5): Promise<Record<string, unkn
     const httpMs: number[] = [];
     const httpAdminMs: number[] = [];
     const bearer = `Bearer ${fleet.server.adminToken}`;
+    const fixedWindow = process.env.BENCH_DL_WINDOW ? Number(process.env.BENCH_DL_WINDOW) : undefined;
     const mqttOnce = async () => {
       const path = await startDownload({
         sha256: bundle.sha256,
@@ -143,7 +144,8 @@ export async function benchBundleDelivery(runs = 5): Promise<Record<string, unkn
         clock: systemClock,
         log: createLogger({ name: "bench", level: "silent", pretty: false }),
         chunkSize: DEFAULT_CHUNK,
-        window: DEFAULT_WINDOW,
+        // The downloader's own adaptive window unless BENCH_DL_WINDOW fixes one (to compare).
+        ...(fixedWindow !== undefined ? { window: fixedWindow } : {}),
       }).done;
       await rm(path, { force: true });
     };
@@ -181,7 +183,7 @@ export async function benchBundleDelivery(runs = 5): Promise<Record<string, unkn
       model: model.name,
       bundleBytes: bundle.size,
       chunkBytes: DEFAULT_CHUNK,
-      window: DEFAULT_WINDOW,
+      window: { http: DEFAULT_WINDOW, mqtt: fixedWindow ?? "adaptive" },
       anchor: {
         what: "HTTP Range GET /v1/bundles/{sha256}, device Basic auth, same chunk and window",
         ...http,
