@@ -347,8 +347,11 @@ export function startDownload(opts: DownloadOptions): Download {
   };
 }
 
-/** Server answers that asking again cannot change: the download fails at once, with the server's reason. */
-const FATAL_SERVER_ERRORS = new Set(["NOT_FOUND", "BAD_REQUEST"]);
+/**
+ * Server answers that asking again cannot change: the download fails at once, with the server's
+ * reason (BUNDLE_HASH_MISMATCH: the server's own copy is damaged; the updater's retry comes later).
+ */
+const FATAL_SERVER_ERRORS = new Set(["NOT_FOUND", "BAD_REQUEST", "BUNDLE_HASH_MISMATCH"]);
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
