@@ -1,3 +1,4 @@
+import type { ChildProcess } from "node:child_process";
 import { mkdir, mkdtemp, open, rm } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +14,8 @@ import type { SampleInput } from "../../shared/schemas/tensor.js";
 import { createTopics } from "../../shared/topics.js";
 import { sileroModelPath, sileroSamples } from "../demo/silero.js";
 import { recordChunkStages } from "./chunk-stages.js";
-import { type BenchFleet, startBenchFleet, waitUntil } from "./fleet-fixture.js";
+import { startMosquitto } from "./fanout.js";
+import { type BenchFleet, killChild, startBenchFleet, waitUntil } from "./fleet-fixture.js";
 import { textImage } from "./quantize.js";
 import { ratio, summarize } from "./stats.js";
 
@@ -90,10 +92,16 @@ async function connectLink(fleet: BenchFleet, password: string): Promise<MqttLin
 export async function benchBundleDelivery(runs = 5): Promise<Record<string, unknown>> {
   const root = await mkdtemp(join(tmpdir(), "ef-bench-dl-"));
   let fleet: BenchFleet | undefined;
+  let mosquitto: { url: string; proc: ChildProcess } | undefined;
   let link: MqttLink | undefined;
   let store: ReturnType<typeof openAgentStore> | undefined;
   try {
-    fleet = await startBenchFleet(root);
+    // BENCH_DL_BROKER=mosquitto: the server in external-broker mode on a local Mosquitto
+    // (anonymous, set_tcp_nodelay as the generated config has it) instead of its embedded aedes.
+    if (process.env.BENCH_DL_BROKER === "mosquitto") {
+      mosquitto = await startMosquitto(root, ["set_tcp_nodelay true"]);
+    }
+    fleet = await startBenchFleet(root, mosquitto ? { mqttUrl: mosquitto.url } : {});
     const { password } = await fleet.api.enrollDevice({ id: DEVICE, profile: "generic-x64" });
     const model = deliveredModel();
     const up = await fleet.api.upload(model.path);
@@ -194,7 +202,11 @@ export async function benchBundleDelivery(runs = 5): Promise<Record<string, unkn
         ...httpAdmin,
         MBps: mbps(httpAdmin.p50Ms),
       },
-      figure: { what: "agent downloader over MQTT chunks (aedes, embedded)", ...mqtt, MBps: mbps(mqtt.p50Ms) },
+      figure: {
+        what: `agent downloader over MQTT chunks (${mosquitto ? "external Mosquitto" : "aedes, embedded"})`,
+        ...mqtt,
+        MBps: mbps(mqtt.p50Ms),
+      },
       ratioP50: ratio(mqtt.p50Ms, http.p50Ms),
       ratioP50Bearer: ratio(mqtt.p50Ms, httpAdmin.p50Ms),
       stages,
@@ -203,6 +215,7 @@ export async function benchBundleDelivery(runs = 5): Promise<Record<string, unkn
     await link?.close();
     store?.close();
     await fleet?.close();
+    if (mosquitto) await killChild(mosquitto.proc);
     await rm(root, { recursive: true, force: true });
   }
 }
