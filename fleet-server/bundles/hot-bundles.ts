@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { type FileHandle, open } from "node:fs/promises";
+import { type FileHandle, open, stat } from "node:fs/promises";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
@@ -14,6 +14,10 @@ import type { Logger } from "../../shared/logger.js";
  * through); at most `maxOpen` bundles are held; an entry unused for `idleMs` is dropped. A bundle
  * whose bytes do not match its name is refused (`BUNDLE_HASH_MISMATCH`, logged) and the refusal is
  * remembered for `idleMs`, so a device asking again does not re-hash it for every request.
+ *
+ * The store stays the truth: at most once a second (`VALIDATE_MS`) a request checks that the file
+ * is still there and is the one that was verified (inode, size, mtime). A removed bundle is
+ * NOT_FOUND again within a second, as over HTTP; a replaced one is read and verified anew.
  */
 export interface HotBundle {
   size: number;
@@ -34,13 +38,21 @@ export const HOT_BUNDLE_DEFAULTS = { maxBytes: 256 * 1024 * 1024, maxOpen: 64, i
 
 interface Entry {
   loaded: Promise<Loaded>;
+  /** When the file was last seen unchanged (clock ms). */
+  validatedAt: number;
   /** Bytes held in memory once loaded (0 for a file-backed entry or a refusal). */
   bytes: number;
   lastUsed: number;
   timer: { cancel(): void } | null;
 }
 
-type Loaded = { ok: true; bundle: HotBundle; close(): Promise<void> } | { ok: false; error: EdgeFleetError };
+type Loaded =
+  | { ok: true; bundle: HotBundle; identity: string; close(): Promise<void> }
+  | { ok: false; error: EdgeFleetError };
+
+const VALIDATE_MS = 1000;
+
+const identityOf = (st: { ino: number; size: number; mtimeMs: number }) => `${st.ino}:${st.size}:${st.mtimeMs}`;
 
 const HASH_PIECE = 1024 * 1024;
 
@@ -85,7 +97,9 @@ export function createHotBundles(opts: HotBundlesOptions) {
       throw err;
     }
     try {
-      const { size } = await fh.stat();
+      const st = await fh.stat();
+      const { size } = st;
+      const identity = identityOf(st);
       const hash = createHash("sha256");
       if (size <= maxBytes / 2) {
         const buf = Buffer.allocUnsafe(size);
@@ -105,6 +119,7 @@ export function createHotBundles(opts: HotBundlesOptions) {
         entry.bytes = size;
         return {
           ok: true,
+          identity,
           bundle: { size, read: async (offset, length) => whole.subarray(offset, Math.min(size, offset + length)) },
           close: async () => undefined,
         };
@@ -129,6 +144,7 @@ export function createHotBundles(opts: HotBundlesOptions) {
       let closing = false;
       return {
         ok: true,
+        identity,
         bundle: {
           size,
           async read(offset, length) {
@@ -163,32 +179,62 @@ export function createHotBundles(opts: HotBundlesOptions) {
     };
   }
 
+  /** Still the file that was verified? Missing: NOT_FOUND; replaced: drop it so the caller loads it anew. */
+  async function stillValid(sha256: string, e: Entry): Promise<boolean> {
+    const now = clock.now();
+    if (now - e.validatedAt < VALIDATE_MS) return true;
+    const loaded = await e.loaded;
+    if (!loaded.ok) return true; // a refusal stands for idleMs
+    const current = await stat(opts.path(sha256)).then(identityOf, (err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT") return null;
+      throw err;
+    });
+    if (current === loaded.identity) {
+      e.validatedAt = now;
+      return true;
+    }
+    if (entries.get(sha256) === e) drop(sha256);
+    if (current === null) throw new EdgeFleetError("NOT_FOUND", `bundle ${sha256} not found`);
+    return false;
+  }
+
+  /** The verified bundle; NOT_FOUND or BUNDLE_HASH_MISMATCH as an EdgeFleetError. */
+  async function get(sha256: string): Promise<HotBundle> {
+    if (closed) throw new EdgeFleetError("NOT_FOUND", "chunk serving is closed");
+    const held = entries.get(sha256);
+    if (held && !(await stillValid(sha256, held))) return get(sha256);
+    let entry = entries.get(sha256);
+    if (!entry) {
+      makeRoom(0);
+      const now = clock.now();
+      const e: Entry = {
+        loaded: Promise.resolve() as never,
+        validatedAt: now,
+        bytes: 0,
+        lastUsed: now,
+        timer: null,
+      };
+      e.loaded = load(sha256, e);
+      entry = e;
+      entries.set(sha256, e);
+      // A failed open (EMFILE, EIO) is not remembered: the next request tries again.
+      e.loaded.catch(() => entries.get(sha256) === e && entries.delete(sha256));
+    }
+    const e = entry;
+    e.lastUsed = clock.now();
+    e.timer?.cancel();
+    e.timer = clock.setTimeout(() => entries.get(sha256) === e && drop(sha256), idleMs);
+    const loaded = await e.loaded;
+    if (!loaded.ok) {
+      // NOT_FOUND is not remembered: the bundle may be built in a moment.
+      if (loaded.error.code === "NOT_FOUND" && entries.get(sha256) === e) drop(sha256);
+      throw loaded.error;
+    }
+    return loaded.bundle;
+  }
+
   return {
-    /** The verified bundle; NOT_FOUND or BUNDLE_HASH_MISMATCH as an EdgeFleetError. */
-    async get(sha256: string): Promise<HotBundle> {
-      if (closed) throw new EdgeFleetError("NOT_FOUND", "chunk serving is closed");
-      let entry = entries.get(sha256);
-      if (!entry) {
-        makeRoom(0);
-        const e: Entry = { loaded: Promise.resolve() as never, bytes: 0, lastUsed: clock.now(), timer: null };
-        e.loaded = load(sha256, e);
-        entry = e;
-        entries.set(sha256, e);
-        // A failed open (EMFILE, EIO) is not remembered: the next request tries again.
-        e.loaded.catch(() => entries.get(sha256) === e && entries.delete(sha256));
-      }
-      const e = entry;
-      e.lastUsed = clock.now();
-      e.timer?.cancel();
-      e.timer = clock.setTimeout(() => entries.get(sha256) === e && drop(sha256), idleMs);
-      const loaded = await e.loaded;
-      if (!loaded.ok) {
-        // NOT_FOUND is not remembered: the bundle may be built in a moment.
-        if (loaded.error.code === "NOT_FOUND" && entries.get(sha256) === e) drop(sha256);
-        throw loaded.error;
-      }
-      return loaded.bundle;
-    },
+    get,
     /** Bytes of bundles held in memory now (for tests and metrics). */
     heldBytes(): number {
       return [...entries.values()].reduce((a, e) => a + e.bytes, 0);

@@ -31,7 +31,7 @@ const codeOf = (p: Promise<unknown>) =>
   );
 
 describe("hot bundles", () => {
-  it("serves from memory after one verified read; later changes on disk are not seen", async () => {
+  it("serves from memory after one verified read; the file is not read again per request", async () => {
     const bytes = randomBytes(300_000);
     const sha = await stored(bytes);
     const hot = createHotBundles({ path: (s) => join(dir, s), clock: createFakeClock(), log, maxBytes: 1_000_000 });
@@ -82,6 +82,24 @@ describe("hot bundles", () => {
     expect(await codeOf(hot.get(b))).toBe("BUNDLE_HASH_MISMATCH");
     clock.advance(30_001); // idle: all go
     expect(hot.heldBytes()).toBe(0);
+    await hot.close();
+  });
+
+  it("follows the store within a second: a removed bundle is NOT_FOUND, a replaced one is verified anew", async () => {
+    const bytes = randomBytes(200_000);
+    const sha = await stored(bytes);
+    const clock = createFakeClock();
+    const hot = createHotBundles({ path: (s) => join(dir, s), clock, log });
+    await hot.get(sha);
+    await rm(join(dir, sha));
+    expect(await codeOf(hot.get(sha))).toBe("resolved"); // checked at most once a second
+    clock.advance(1001);
+    expect(await codeOf(hot.get(sha))).toBe("NOT_FOUND");
+    await stored(bytes);
+    expect(await codeOf(hot.get(sha))).toBe("resolved");
+    clock.advance(1001);
+    await writeFile(join(dir, sha), Buffer.concat([bytes, Buffer.from("tail")])); // damaged in place
+    expect(await codeOf(hot.get(sha))).toBe("BUNDLE_HASH_MISMATCH");
     await hot.close();
   });
 
