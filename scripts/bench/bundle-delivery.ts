@@ -142,6 +142,8 @@ export async function benchBundleDelivery(runs = 5): Promise<Record<string, unkn
     const httpAdminMs: number[] = [];
     const bearer = `Bearer ${fleet.server.adminToken}`;
     const fixedWindow = process.env.BENCH_DL_WINDOW ? Number(process.env.BENCH_DL_WINDOW) : undefined;
+    // The anchors' requests in flight: 4 as in the first version; BENCH_DL_HTTP_WINDOW to compare.
+    const httpWindow = Number(process.env.BENCH_DL_HTTP_WINDOW ?? DEFAULT_WINDOW);
     const mqttOnce = async () => {
       const path = await startDownload({
         sha256: bundle.sha256,
@@ -164,13 +166,13 @@ export async function benchBundleDelivery(runs = 5): Promise<Record<string, unkn
 
       const httpPath = join(root, "http.bundle");
       t0 = process.hrtime.bigint();
-      const got = await httpRangeDownload(url, auth, bundle.size, httpPath, DEFAULT_CHUNK, DEFAULT_WINDOW);
+      const got = await httpRangeDownload(url, auth, bundle.size, httpPath, DEFAULT_CHUNK, httpWindow);
       if (got.sha256 !== bundle.sha256) throw new Error("HTTP download hash mismatch");
       if (i >= 0) httpMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
       await rm(httpPath, { force: true });
 
       t0 = process.hrtime.bigint();
-      const again = await httpRangeDownload(url, bearer, bundle.size, httpPath, DEFAULT_CHUNK, DEFAULT_WINDOW);
+      const again = await httpRangeDownload(url, bearer, bundle.size, httpPath, DEFAULT_CHUNK, httpWindow);
       if (again.sha256 !== bundle.sha256) throw new Error("HTTP download hash mismatch");
       if (i >= 0) httpAdminMs.push(Number(process.hrtime.bigint() - t0) / 1e6);
       await rm(httpPath, { force: true });
@@ -191,7 +193,7 @@ export async function benchBundleDelivery(runs = 5): Promise<Record<string, unkn
       model: model.name,
       bundleBytes: bundle.size,
       chunkBytes: DEFAULT_CHUNK,
-      window: { http: DEFAULT_WINDOW, mqtt: fixedWindow ?? "adaptive" },
+      window: { http: httpWindow, mqtt: fixedWindow ?? "adaptive" },
       anchor: {
         what: "HTTP Range GET /v1/bundles/{sha256}, device Basic auth, same chunk and window",
         ...http,
