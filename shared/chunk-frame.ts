@@ -7,6 +7,15 @@ import { type ChunkHeader, ChunkHeaderSchema } from "./schemas/chunks.js";
  */
 const MAX_HEADER = 4096;
 
+/**
+ * QoS of `chunks/req` and `chunks/res` (docs/protocol.md, "Chunk pull protocol"): 0. The pull protocol
+ * is its own acknowledgement: every request has a reqId, a timeout and retries, and progress is
+ * persisted by the device, so a lost request or frame costs one re-request. QoS 1 added a PUBACK per
+ * packet on both legs and made the broker keep every 128 KiB frame in flight, and bought nothing:
+ * the sessions are clean, so what was in flight when a link dropped is discarded either way.
+ */
+export const CHUNK_QOS = 0 as const;
+
 export function encodeChunkFrame(header: ChunkHeader, bytes: Uint8Array): Buffer {
   const head = Buffer.from(JSON.stringify(header), "utf8");
   const len = Buffer.alloc(4);

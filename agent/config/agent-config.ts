@@ -46,12 +46,13 @@ export const AgentConfigSchema = z
           .min(64 * 1024)
           .max(256 * 1024)
           .default(128 * 1024),
-        window: z.number().int().min(1).max(16).default(4),
+        /** A fixed number of chunk requests in flight; absent: the adaptive window (agent/updater/chunk-window.ts). */
+        window: z.number().int().min(1).max(16).optional(),
         timeoutMs: z.number().int().min(100).default(10_000),
         maxTries: z.number().int().min(1).default(5),
       })
       .strict()
-      .default({ chunkSize: 128 * 1024, window: 4, timeoutMs: 10_000, maxTries: 5 }),
+      .default({ chunkSize: 128 * 1024, timeoutMs: 10_000, maxTries: 5 }),
     /** Telemetry buffer and flush (issue 6; docs/operations.md "Telemetry buffer durability"). */
     telemetry: TelemetryConfigSchema,
     /** MQTT link timing: keepalive, connect timeout, reconnect backoff, offline queue (agent/transport/mqtt-config.ts). */

@@ -1,3 +1,4 @@
+import { CHUNK_QOS } from "../../shared/chunk-frame.js";
 import type { ChunkRequest } from "../../shared/schemas/chunks.js";
 import type { Topics } from "../../shared/topics.js";
 import type { MqttLink } from "./mqtt-link.js";
@@ -15,8 +16,8 @@ export function mqttChunkChannel(link: MqttLink, topics: Topics, deviceId: strin
   const resTopic = topics.device(deviceId, "chunks/res");
   return {
     connected: () => link.state() === "connected",
-    // QoS 0 would do (the downloader retries on timeout), but QoS 1 avoids needless timeouts on lossy links.
-    request: (req) => link.publish(reqTopic, JSON.stringify(req), { qos: 1 }),
+    // QoS 0: the downloader's reqId, timeout and retry are the acknowledgement (CHUNK_QOS).
+    request: (req) => link.publish(reqTopic, JSON.stringify(req), { qos: CHUNK_QOS }),
     onFrame: (cb) => link.onMessage((topic, payload) => topic === resTopic && cb(payload)),
     onConnectionChange: (cb) => link.onState((s) => cb(s === "connected")),
   };

@@ -97,6 +97,9 @@ export function createMqttLink(opts: MqttLinkOptions): MqttLink {
 
   client.on("connect", () => {
     attempt = 0;
+    // Small packets (chunk requests, PUBACKs) must not wait for Nagle: behind a delayed ACK each one
+    // cost up to 40 ms, most of a chunk's round trip (docs/benchmarks.md, "Bundle delivery").
+    (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     // mqtt.js emits `connect` once everything it kept has been sent and acknowledged.
     queuedOffline = 0;
     log.info({ url: opts.url }, "mqtt connected");

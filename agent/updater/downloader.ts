@@ -1,6 +1,8 @@
 import { type FileHandle, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { decodeChunkFrame } from "../../shared/chunk-frame.js";
+import { chunkTraceActive, traceChunk, traceNow } from "../../shared/chunk-trace.js";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { sha256File } from "../../shared/hash.js";
@@ -10,6 +12,7 @@ import type { AgentStore } from "../store/agent-store.js";
 import { classifyError } from "../store/storage-faults.js";
 import { writeFully } from "../store/write-fully.js";
 import type { ChunkChannel } from "../transport/chunk-channel.js";
+import { createWindowController, DEFAULT_WINDOW_BOUNDS, type WindowBounds } from "./chunk-window.js";
 
 export interface DownloadOptions {
   sha256: string;
@@ -21,7 +24,9 @@ export interface DownloadOptions {
   clock: Clock;
   log: Logger;
   chunkSize?: number;
+  /** A fixed number of requests in flight; absent: the adaptive window of chunk-window.ts within `windowBounds`. */
   window?: number;
+  windowBounds?: WindowBounds;
   timeoutMs?: number;
   maxTries?: number;
   progressIntervalMs?: number;
@@ -36,6 +41,7 @@ export interface Download {
 }
 
 export const DEFAULT_CHUNK = 128 * 1024;
+/** The fixed window of earlier versions, still the HTTP anchor's in the bundle-delivery benchmark. */
 export const DEFAULT_WINDOW = 4;
 
 export function bundleFilePath(dir: string, sha256: string): string {
@@ -46,6 +52,8 @@ interface Pending {
   offset: number;
   length: number;
   tries: number;
+  /** `performance.now()` when sent: the RTT sample of the window rule. */
+  sentAt: number;
   timer: { cancel(): void };
 }
 
@@ -55,15 +63,25 @@ interface Pending {
  * Invariants:
  * - `persisted` (in SQLite) is a contiguous prefix of the .part file that was written *and*
  *   fsynced before it was recorded, so a restart can trust every byte below it.
- * - A request is only issued for an offset below `persisted + window * chunkSize`. Hence after a
- *   SIGKILL at most one window of received-but-unpersisted bytes is requested again.
+ * - A request is only issued for an offset below `persisted + maxWindow * chunkSize` (`maxWindow`:
+ *   the fixed window, or the adaptive window's upper bound). Hence after a SIGKILL at most one
+ *   (largest) window of received-but-unpersisted bytes is requested again, and after a dropped link
+ *   only the requests that were in flight (at most the window of the moment). The bound is the
+ *   largest window, not the current one, so a persist round (an fdatasync) in progress does not hold
+ *   the requests back while the window is small (issue 17: it was the main stall).
  * - Persisting is serialised (one fsync + one row update at a time).
  */
 export function startDownload(opts: DownloadOptions): Download {
   const chunk = opts.chunkSize ?? DEFAULT_CHUNK;
   if (chunk < MIN_CHUNK || chunk > MAX_CHUNK)
     throw new EdgeFleetError("BAD_REQUEST", `chunk size ${chunk} out of range`);
-  const window = opts.window ?? DEFAULT_WINDOW;
+  const fixedWindow = opts.window;
+  if (fixedWindow !== undefined && !(Number.isInteger(fixedWindow) && fixedWindow >= 1)) {
+    throw new EdgeFleetError("BAD_REQUEST", `window ${fixedWindow} must be a positive integer`);
+  }
+  const control = createWindowController(chunk, opts.windowBounds ?? DEFAULT_WINDOW_BOUNDS);
+  const windowNow = () => fixedWindow ?? control.current();
+  const aheadLimit = (fixedWindow ?? (opts.windowBounds ?? DEFAULT_WINDOW_BOUNDS).max) * chunk;
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const maxTries = opts.maxTries ?? 5;
   const { sha256, size, clock, log, channel } = opts;
@@ -90,6 +108,7 @@ export function startDownload(opts: DownloadOptions): Download {
   let persisting: Promise<void> | null = null;
   let dirty = false;
   let lastProgressAt = Number.NEGATIVE_INFINITY;
+  let stallSince = 0;
   const unsubscribe: (() => void)[] = [];
 
   const lengthAt = (offset: number) => Math.min(chunk, size - offset);
@@ -110,19 +129,30 @@ export function startDownload(opts: DownloadOptions): Download {
     const reqId = `${sha256.slice(0, 12)}-${offset}-${++seq}`;
     const length = lengthAt(offset);
     const timer = clock.setTimeout(() => onTimeout(reqId), timeoutMs);
-    inflight.set(reqId, { offset, length, tries, timer });
+    inflight.set(reqId, { offset, length, tries, sentAt: performance.now(), timer });
+    const t0 = chunkTraceActive() ? traceNow() : 0;
     channel.request({ bundle: sha256, offset, length, reqId });
+    if (t0 > 0) traceChunk({ kind: "request", reqId, offset, t0, t: traceNow() });
   };
 
   const pump = () => {
     if (finished || !channel.connected() || fh === null) return;
+    const window = windowNow();
     while (inflight.size < window) {
       const again = retry.shift();
       if (again) {
         issue(again.offset, again.tries);
         continue;
       }
-      if (nextOffset >= size || nextOffset >= persisted + window * chunk) break;
+      if (nextOffset >= size) break;
+      if (nextOffset >= persisted + aheadLimit) {
+        if (stallSince === 0 && chunkTraceActive()) stallSince = traceNow();
+        break;
+      }
+      if (stallSince > 0) {
+        traceChunk({ kind: "stall", t0: stallSince, t1: traceNow() });
+        stallSince = 0;
+      }
       issue(nextOffset, 0);
       nextOffset += lengthAt(nextOffset);
     }
@@ -143,11 +173,13 @@ export function startDownload(opts: DownloadOptions): Download {
     if (!p || finished) return;
     inflight.delete(reqId);
     log.debug({ offset: p.offset, tries: p.tries + 1 }, "chunk request timed out");
+    control.onTimeout(performance.now());
     requeue(p, 1, "timeout");
   };
 
   const onFrame = (frame: Buffer) => {
     if (finished) return;
+    const tIn = chunkTraceActive() ? traceNow() : 0;
     let decoded: ReturnType<typeof decodeChunkFrame>;
     try {
       decoded = decodeChunkFrame(frame);
@@ -162,8 +194,9 @@ export function startDownload(opts: DownloadOptions): Download {
     inflight.delete(header.reqId);
     p.timer.cancel();
     if (header.error) {
-      if (header.error.code === "NOT_FOUND") {
-        void finish(new EdgeFleetError("DOWNLOAD_FAILED", `server has no bundle ${sha256}`, { details: header.error }));
+      if (FATAL_SERVER_ERRORS.has(header.error.code)) {
+        const what = header.error.code === "NOT_FOUND" ? `server has no bundle ${sha256}` : header.error.message;
+        void finish(new EdgeFleetError("DOWNLOAD_FAILED", what, { details: header.error }));
       } else requeue(p, 1, header.error.code);
       return;
     }
@@ -179,17 +212,28 @@ export function startDownload(opts: DownloadOptions): Download {
       return;
     }
     if (header.offset !== p.offset || header.length !== p.length) {
+      log.warn(
+        { asked: { offset: p.offset, length: p.length }, got: { offset: header.offset, length: header.length } },
+        "chunk does not match its request; asked again",
+      );
       requeue(p, 1, "chunk does not match its request");
       return;
     }
-    void write(p.offset, bytes);
+    const now = performance.now();
+    const before = control.current();
+    control.onReply(bytes.length, p.tries === 0 ? now - p.sentAt : null, now);
+    if (tIn > 0 && control.current() !== before) {
+      traceChunk({ kind: "window", t: traceNow(), ...control.state() });
+    }
+    void write(p.offset, bytes, header.reqId, tIn, tIn > 0 ? traceNow() : 0);
   };
 
-  const write = async (offset: number, bytes: Buffer) => {
+  const write = async (offset: number, bytes: Buffer, reqId: string, tIn: number, tDecoded: number) => {
     try {
       const handle = fh;
       if (!handle) return;
       await writeFully(handle, bytes, offset);
+      if (tIn > 0) traceChunk({ kind: "frame", reqId, offset, tIn, tDecoded, tWritten: traceNow() });
       received.set(offset, bytes.length);
       while (received.has(memContiguous)) {
         const len = received.get(memContiguous)!;
@@ -222,9 +266,13 @@ export function startDownload(opts: DownloadOptions): Download {
       dirty = false;
       const target = memContiguous;
       if (target <= persisted || !fh) return;
+      const t0 = performance.now();
       await fh.datasync(); // every byte below `target` was written before this call
       if (finished) return;
+      const tSynced = performance.now();
       opts.store.setDownloadProgress(sha256, size, target);
+      const tRecorded = performance.now();
+      if (chunkTraceActive()) traceChunk({ kind: "persist", t0, tSynced, tRecorded, bytes: target - persisted });
       persisted = target;
       reportProgress(false);
       if (persisted >= size) {
@@ -243,6 +291,7 @@ export function startDownload(opts: DownloadOptions): Download {
   };
 
   const complete = async () => {
+    const t0 = traceNow();
     await fh?.close();
     fh = null;
     const actual = await sha256File(part);
@@ -256,6 +305,7 @@ export function startDownload(opts: DownloadOptions): Download {
     await rename(part, final);
     await fsyncDir(opts.dir);
     opts.store.clearDownload(sha256);
+    traceChunk({ kind: "verify", t0, t1: traceNow() });
     reportProgress(true);
     await finish(null, final);
   };
@@ -296,6 +346,12 @@ export function startDownload(opts: DownloadOptions): Download {
     },
   };
 }
+
+/**
+ * Server answers that asking again cannot change: the download fails at once, with the server's
+ * reason (BUNDLE_HASH_MISMATCH: the server's own copy is damaged; the updater's retry comes later).
+ */
+const FATAL_SERVER_ERRORS = new Set(["NOT_FOUND", "BAD_REQUEST", "BUNDLE_HASH_MISMATCH"]);
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(

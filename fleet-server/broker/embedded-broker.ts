@@ -136,8 +136,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   });
 
   const server: Server = opts.tls
-    ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: "TLSv1.2" }, aedes.handle)
-    : createServer(aedes.handle);
+    ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, minVersion: "TLSv1.2", noDelay: true }, aedes.handle)
+    : // No Nagle: MQTT is small request/answer packets (PUBACKs, chunk requests); see mqtt-link.ts.
+      createServer({ noDelay: true }, aedes.handle);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.port, opts.host, () => {

@@ -78,6 +78,8 @@ export async function connectTransport(opts: {
   client.on("reconnect", () => log.info("mqtt reconnecting"));
   client.on("connect", () => {
     lastError = undefined;
+    // No Nagle on a TCP broker link: chunk requests and PUBACKs are small (mqtt-link.ts says why).
+    (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     up = true;
     for (const l of linkListeners) l({ up: true });
   });

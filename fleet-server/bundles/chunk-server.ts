@@ -1,6 +1,8 @@
-import { type FileHandle, open } from "node:fs/promises";
-import { encodeChunkFrame } from "../../shared/chunk-frame.js";
+import { CHUNK_QOS, encodeChunkFrame } from "../../shared/chunk-frame.js";
+import { chunkTraceActive, traceChunk, traceNow } from "../../shared/chunk-trace.js";
 import type { Clock } from "../../shared/clock.js";
+import { EdgeFleetError } from "../../shared/errors.js";
+import { SHA256_HEX } from "../../shared/hash.js";
 import type { Logger } from "../../shared/logger.js";
 import { type ChunkHeader, type ChunkRequest, ChunkRequestSchema } from "../../shared/schemas/chunks.js";
 import type { SignedDesiredState } from "../../shared/schemas/desired-state.js";
@@ -8,6 +10,7 @@ import type { Topics } from "../../shared/topics.js";
 import type { Transport } from "../broker/transport.js";
 import type { DeviceRepo } from "../store/device-repo.js";
 import type { BlobStore } from "./bundle-store.js";
+import { createHotBundles, type HotBundlesOptions } from "./hot-bundles.js";
 
 export interface ChunkServerDeps {
   log: Logger;
@@ -18,15 +21,18 @@ export interface ChunkServerDeps {
   devices: DeviceRepo;
   /** Per-device bandwidth cap for chunk replies; undefined = unlimited. */
   bandwidthBytesPerSec?: number;
+  /** Memory and open-file bounds of the bundles kept ready for chunk requests (hot-bundles.ts). */
+  hot?: Pick<HotBundlesOptions, "maxBytes" | "maxOpen" | "idleMs">;
 }
 
-/** How long an idle bundle fd stays open: long enough to span one download's request window. */
-const FD_IDLE_MS = 30_000;
-
-interface OpenBundle {
-  fh: Promise<{ fh: FileHandle; size: number }>;
-  timer: { cancel(): void } | null;
-}
+/**
+ * How long a device's right to a bundle, once checked, is taken as given. A download asks for one
+ * bundle many times a second; reading and decoding the device row (with its signed desired state)
+ * for each chunk was a measurable share of serving it. An unassignment stops chunk serving within
+ * this time; revocation is immediate anyway (the broker drops the device).
+ */
+const AUTHORIZATION_MEMO_MS = 1000;
+const MAX_MEMOS = 10_000;
 
 /** Bundles named by the device's current desired state — the only ones it may pull. */
 export function assignedBundles(desired: SignedDesiredState | null): Set<string> {
@@ -35,13 +41,16 @@ export function assignedBundles(desired: SignedDesiredState | null): Set<string>
 }
 
 /**
- * Serves `chunks/req` → `chunks/res` (architecture.md §4 pull protocol). Stateless per request, so a
- * device resumes simply by asking for the offsets it still lacks.
+ * Serves `chunks/req` → `chunks/res` (architecture.md §4 pull protocol, docs/protocol.md). Stateless
+ * per request, so a device resumes simply by asking for the offsets it still lacks. Bytes come from
+ * bundles verified once and kept ready (hot-bundles.ts), never re-read from scratch per request.
  */
 export function createChunkServer(deps: ChunkServerDeps) {
   const { log, clock, topics, transport, blobs, devices } = deps;
-  const fds = new Map<string, OpenBundle>();
+  const hot = createHotBundles({ path: (sha) => blobs.bundlePath(sha), clock, log, ...(deps.hot ?? {}) });
   const served = new Map<string, number>();
+  /** `${deviceId} ${bundle}` → until when the assignment check holds. */
+  const authorized = new Map<string, number>();
   /** Per device: the time its link is next free under the bandwidth cap (a simple pacing schedule). */
   const linkFreeAt = new Map<string, number>();
 
@@ -56,63 +65,81 @@ export function createChunkServer(deps: ChunkServerDeps) {
     return wait <= 0 ? Promise.resolve() : new Promise((resolve) => clock.setTimeout(resolve, wait));
   }
 
-  function acquire(sha256: string): Promise<{ fh: FileHandle; size: number }> {
-    let entry = fds.get(sha256);
-    if (!entry) {
-      const fh = open(blobs.bundlePath(sha256), "r").then(async (h) => ({ fh: h, size: (await h.stat()).size }));
-      entry = { fh, timer: null };
-      fds.set(sha256, entry);
-      fh.catch(() => fds.delete(sha256));
-    }
-    const e = entry;
-    e.timer?.cancel();
-    e.timer = clock.setTimeout(() => {
-      fds.delete(sha256);
-      e.fh.then(({ fh }) => fh.close()).catch(() => {});
-    }, FD_IDLE_MS);
-    return e.fh;
+  function mayPull(deviceId: string, bundle: string): boolean {
+    const key = `${deviceId} ${bundle}`;
+    const now = clock.now();
+    if ((authorized.get(key) ?? 0) > now) return true;
+    const device = devices.get(deviceId);
+    if (!device || !assignedBundles(device.desired).has(bundle)) return false;
+    if (authorized.size >= MAX_MEMOS) authorized.clear();
+    authorized.set(key, now + AUTHORIZATION_MEMO_MS);
+    return true;
   }
 
   async function reply(deviceId: string, header: ChunkHeader, bytes: Uint8Array): Promise<void> {
     await transport.publish(topics.device(deviceId, "chunks/res"), encodeChunkFrame(header, bytes), {
-      qos: 1,
+      qos: CHUNK_QOS,
       retain: false,
     });
   }
 
-  async function serve(deviceId: string, req: ChunkRequest): Promise<void> {
-    const fail = (code: string, message: string, size = 0) =>
-      reply(
-        deviceId,
-        { reqId: req.reqId, bundle: req.bundle, offset: req.offset, length: 0, size, error: { code, message } },
-        new Uint8Array(0),
-      );
+  function fail(deviceId: string, req: Pick<ChunkRequest, "reqId" | "bundle" | "offset">, err: EdgeFleetError) {
+    const size = typeof err.details === "number" ? err.details : 0;
+    const header = { reqId: req.reqId, bundle: req.bundle, offset: req.offset, length: 0, size };
+    return reply(deviceId, { ...header, error: { code: err.code, message: err.message } }, new Uint8Array(0));
+  }
 
-    const device = devices.get(deviceId);
-    if (!device || !assignedBundles(device.desired).has(req.bundle)) {
-      return fail("FORBIDDEN", `bundle ${req.bundle} is not assigned to device ${deviceId}`);
+  async function serve(deviceId: string, req: ChunkRequest, tIn: number, tParsed: number): Promise<void> {
+    if (!mayPull(deviceId, req.bundle)) {
+      throw new EdgeFleetError("FORBIDDEN", `bundle ${req.bundle} is not assigned to device ${deviceId}`);
     }
-    if (!(await blobs.bundleExists(req.bundle))) return fail("NOT_FOUND", `bundle ${req.bundle} not found`);
-    const { fh, size } = await acquire(req.bundle);
-    if (req.offset >= size) {
-      return fail("RANGE_NOT_SATISFIABLE", `offset ${req.offset} is beyond the bundle size ${size}`, size);
+    const tAuthorized = tIn > 0 ? traceNow() : 0;
+    const bundle = await hot.get(req.bundle);
+    if (req.offset >= bundle.size) {
+      throw new EdgeFleetError(
+        "RANGE_NOT_SATISFIABLE",
+        `offset ${req.offset} is beyond the bundle size ${bundle.size}`,
+        // The size rides along so the device learns it (it is not secret from an assigned device).
+        { details: bundle.size },
+      );
     }
-    const length = Math.min(req.length, size - req.offset);
-    const buf = Buffer.alloc(length);
-    const { bytesRead } = await fh.read(buf, 0, length, req.offset);
-    const bytes = buf.subarray(0, bytesRead);
+    const bytes = await bundle.read(req.offset, req.length);
+    const tRead = tIn > 0 ? traceNow() : 0;
     await pace(deviceId, bytes.length);
     served.set(deviceId, (served.get(deviceId) ?? 0) + bytes.length);
-    await reply(
-      deviceId,
-      { reqId: req.reqId, bundle: req.bundle, offset: req.offset, length: bytes.length, size },
-      bytes,
-    );
+    const tPublish = tIn > 0 ? traceNow() : 0;
+    const header = {
+      reqId: req.reqId,
+      bundle: req.bundle,
+      offset: req.offset,
+      length: bytes.length,
+      size: bundle.size,
+    };
+    await reply(deviceId, header, bytes);
+    if (tIn > 0) {
+      const tSent = traceNow();
+      traceChunk({
+        kind: "serve",
+        reqId: req.reqId,
+        offset: req.offset,
+        tIn,
+        tParsed,
+        tAuthorized,
+        tRead,
+        tPublish,
+        tSent,
+      });
+    }
   }
 
   return {
-    /** MQTT handler for `{prefix}/d/{id}/chunks/req`. Never throws. */
+    /**
+     * MQTT handler for `{prefix}/d/{id}/chunks/req`. Never throws. Every request that names a reqId
+     * and a bundle gets an answer, an error frame when it cannot be served (docs/protocol.md), so the
+     * device learns why instead of waiting for its timeout; only unreadable requests are dropped.
+     */
     handle(deviceId: string, payload: Buffer): void {
+      const tIn = chunkTraceActive() ? traceNow() : 0;
       let raw: unknown;
       try {
         raw = JSON.parse(payload.toString("utf8"));
@@ -121,21 +148,35 @@ export function createChunkServer(deps: ChunkServerDeps) {
       }
       const parsed = ChunkRequestSchema.safeParse(raw);
       if (!parsed.success) {
-        return void log.warn({ deviceId, issues: parsed.error.issues.slice(0, 3) }, "chunk request invalid; dropped");
+        const r = raw as Partial<Record<string, unknown>> | null;
+        const answerable =
+          typeof r?.reqId === "string" && r.reqId.length > 0 && r.reqId.length <= 64 && typeof r.bundle === "string";
+        log.warn({ deviceId, issues: parsed.error.issues.slice(0, 3), answered: answerable }, "chunk request invalid");
+        if (answerable && SHA256_HEX.test(r.bundle as string)) {
+          const offset = Number.isSafeInteger(r.offset) && (r.offset as number) >= 0 ? (r.offset as number) : 0;
+          const issue = parsed.error.issues[0];
+          const why = `chunk request invalid: ${issue ? `${issue.path.join(".")}: ${issue.message}` : "bad shape"}`;
+          const req = { reqId: r.reqId as string, bundle: r.bundle as string, offset };
+          fail(deviceId, req, new EdgeFleetError("BAD_REQUEST", why)).catch((err: unknown) =>
+            log.warn({ err, deviceId }, "chunk error reply failed"),
+          );
+        }
+        return;
       }
-      serve(deviceId, parsed.data).catch((err: unknown) => log.error({ err, deviceId }, "chunk request failed"));
+      const req = parsed.data;
+      serve(deviceId, req, tIn, tIn > 0 ? traceNow() : 0).catch((err: unknown) => {
+        const known = err instanceof EdgeFleetError;
+        if (!known) log.error({ err, deviceId }, "chunk request failed");
+        const answer = known ? err : new EdgeFleetError("INTERNAL", "chunk could not be served");
+        fail(deviceId, req, answer).catch((e: unknown) => log.warn({ err: e, deviceId }, "chunk error reply failed"));
+      });
     },
     /** Payload bytes served to one device over MQTT since start (used to check resume). */
     bytesServed(deviceId: string): number {
       return served.get(deviceId) ?? 0;
     },
     async close(): Promise<void> {
-      const entries = [...fds.values()];
-      fds.clear();
-      for (const e of entries) {
-        e.timer?.cancel();
-        await e.fh.then(({ fh }) => fh.close()).catch(() => {});
-      }
+      await hot.close();
     },
   };
 }

@@ -17,14 +17,20 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startMosquitto(dir: string): Promise<{ url: string; proc: ChildProcess }> {
+/** An anonymous local Mosquitto; `extra` config lines are appended (bundle-delivery adds set_tcp_nodelay). */
+export async function startMosquitto(dir: string, extra: string[] = []): Promise<{ url: string; proc: ChildProcess }> {
   const port = await freePort();
   const conf = join(dir, "mosquitto.conf");
   await writeFile(
     conf,
-    [`listener ${port} 127.0.0.1`, "allow_anonymous true", "persistence false", "max_inflight_messages 0", ""].join(
-      "\n",
-    ),
+    [
+      `listener ${port} 127.0.0.1`,
+      "allow_anonymous true",
+      "persistence false",
+      "max_inflight_messages 0",
+      ...extra,
+      "",
+    ].join("\n"),
   );
   const proc = spawn("/usr/sbin/mosquitto", ["-c", conf], { stdio: "ignore" });
   await waitUntil("mosquitto port", async () => {
