@@ -283,7 +283,26 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     serving,
     registerRoutes: (server) => registerServingRoutes(server, { locks, serving }),
     // Ground truth joined to predictions that carried an `id` (issue 22, docs/protocol.md "Feedback").
-    feedback: createFeedback({ clock }),
+    feedback: createFeedback({
+      clock,
+      onConceptDrift: (d) => {
+        log.warn({ model: d.model, version: d.version, drift: d }, "concept drift: the joined error rate rose");
+        publishEvent({
+          type: "concept.drift",
+          deviceId: config.deviceId,
+          ts: new Date(d.at).toISOString(),
+          eventSeq: store.nextEventSeq(),
+          model: d.model,
+          version: d.version,
+          samples: d.samples,
+          errorRateBefore: d.meanBefore,
+          errorRateRecent: Math.min(1, d.meanRecent),
+          recentSamples: d.recentSamples,
+          statistic: d.statistic,
+          threshold: d.threshold,
+        });
+      },
+    }),
   });
   telemetry.registerRoutes(api.server);
   // Scheduled batch jobs (issue 8): offline runs against the runtime, resumed after a restart.

@@ -4,7 +4,14 @@ import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { RawTensor } from "../../shared/tensors.js";
 import { createFeedbackStats, type FeedbackStats, type JoinOutcome, type Truth } from "./feedback-stats.js";
+import { createPageHinkley, type PageHinkley, type PageHinkleyAlarm } from "./page-hinkley.js";
 import { createPredictionWindow, type PredictionWindow, summarise } from "./prediction-window.js";
+
+export interface ConceptDrift extends PageHinkleyAlarm {
+  model: string;
+  version: string;
+  at: number;
+}
 
 /**
  * Ground truth from local apps (issue 22, docs/protocol.md "Feedback"): an app that learns the
@@ -41,16 +48,41 @@ export interface Feedback {
 
 type Result = { id: string; status: JoinOutcome | "unknown" | "expired" | "already-joined" };
 
-export function createFeedback(opts: { clock: Clock; config?: Partial<FeedbackConfig> }): Feedback {
+export function createFeedback(opts: {
+  clock: Clock;
+  config?: Partial<FeedbackConfig>;
+  /** A version's joined error rate rose (Page-Hinkley alarm): the agent publishes a `concept.drift` event. */
+  onConceptDrift?: (d: ConceptDrift) => void;
+}): Feedback {
   const config = { ...DEFAULT_FEEDBACK, ...opts.config };
   const window: PredictionWindow = createPredictionWindow({ clock: opts.clock, ...config });
   const stats = createFeedbackStats();
+  // One detector per model version, on its classification error stream (1 = wrong, 0 = right).
+  const detectors = new Map<string, PageHinkley>();
+  const lastDrift = new Map<string, ConceptDrift>();
+  const watchErrors = (model: string, version: string, wrong: boolean) => {
+    const k = `${model}\u0000${version}`;
+    let d = detectors.get(k);
+    if (!d) {
+      d = createPageHinkley();
+      detectors.set(k, d);
+    }
+    const alarm = d.add(wrong ? 1 : 0);
+    if (!alarm) return;
+    const drift: ConceptDrift = { ...alarm, model, version, at: opts.clock.now() };
+    lastDrift.set(k, drift);
+    opts.onConceptDrift?.(drift);
+  };
 
   const join = (model: string, item: z.infer<typeof OneSchema>): Result => {
     const found = window.take(model, item.id);
     if (!found.found) return { id: item.id, status: found.reason };
     const truth: Truth = "label" in item ? { label: item.label } : { target: item.target };
-    return { id: item.id, status: stats.add(found.prediction, truth) };
+    const status = stats.add(found.prediction, truth);
+    if (status === "correct" || status === "wrong") {
+      watchErrors(model, found.prediction.version, status === "wrong");
+    }
+    return { id: item.id, status };
   };
 
   return {
@@ -103,7 +135,10 @@ export function createFeedback(opts: { clock: Clock; config?: Partial<FeedbackCo
       });
       server.get<{ Params: { model: string } }>("/v2/models/:model/feedback", async (req) => ({
         model: req.params.model,
-        stats: stats.snapshot(req.params.model),
+        stats: stats.snapshot(req.params.model).map((s) => ({
+          ...s,
+          conceptDrift: lastDrift.get(`${s.model}\u0000${s.version}`) ?? null,
+        })),
       }));
     },
   };

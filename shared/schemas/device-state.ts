@@ -217,11 +217,31 @@ export const StorageEventSchema = z.object({
   area: z.string().min(1).max(32),
   fault: StorageFaultSchema.nullable(),
 });
+/**
+ * `concept.drift` (issue 22): the error rate of a version's joined feedback rose, by the agent's
+ * Page-Hinkley test (agent/feedback/page-hinkley.ts), with the figures that triggered it.
+ */
+export const ConceptDriftEventSchema = z.object({
+  type: z.literal("concept.drift"),
+  deviceId: DeviceIdSchema,
+  ts: IsoTimeSchema,
+  eventSeq: z.number().int().min(0),
+  model: ModelNameSchema,
+  version: z.string().min(1).max(64),
+  /** Joined predictions the test had seen, the error rate over them, and since the change began. */
+  samples: z.number().int().min(0),
+  errorRateBefore: z.number().min(0).max(1),
+  errorRateRecent: z.number().min(0).max(1),
+  recentSamples: z.number().int().min(0),
+  statistic: z.number(),
+  threshold: z.number(),
+});
 export const DeviceEventSchema = z.discriminatedUnion("type", [
   UpdateEventSchema,
   DesiredRejectedEventSchema,
   ProbationEventSchema,
   StorageEventSchema,
+  ConceptDriftEventSchema,
 ]);
 export type DeviceEvent = z.infer<typeof DeviceEventSchema>;
 

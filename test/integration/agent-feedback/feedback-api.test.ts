@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSocketApi, type SocketApi } from "../../../agent/api/socket-api.js";
-import { createFeedback } from "../../../agent/feedback/feedback-routes.js";
+import { type ConceptDrift, createFeedback } from "../../../agent/feedback/feedback-routes.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
 import { createFakeClock, systemClock } from "../../../shared/clock.js";
 import { seededRandom } from "../../../shared/seeded-random.js";
@@ -24,6 +24,7 @@ describe("feedback API", () => {
   let runtime: AgentModelRuntime;
   let api: SocketApi;
   const clock = createFakeClock(Date.parse("2026-01-01T00:00:00Z"));
+  const drifts: ConceptDrift[] = [];
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "ef-feedback-"));
@@ -42,7 +43,11 @@ describe("feedback API", () => {
       socketPath: path.join(dir, "agent.sock"),
       version: "test",
       shm: false,
-      feedback: createFeedback({ clock, config: { capacity: 1000, horizonMs: 600_000 } }),
+      feedback: createFeedback({
+        clock,
+        config: { capacity: 1000, horizonMs: 600_000 },
+        onConceptDrift: (d) => drifts.push(d),
+      }),
     });
     await api.server.ready();
   }, 60_000);
@@ -121,5 +126,28 @@ describe("feedback API", () => {
       "already-joined",
       "unknown",
     ]);
+  });
+
+  it("a version whose answers turn wrong raises one concept-drift alarm with its figures", async () => {
+    const rnd = seededRandom(11);
+    const before = drifts.length;
+    const send = async (i: number, wrong: boolean) => {
+      const x = [rnd(), rnd(), rnd(), rnd()];
+      const predicted = argmax((await infer(`cd-${i}`, x)).outputs[0]!.data);
+      const label = wrong ? (predicted + 1) % 4 : predicted;
+      expect((await feedback({ id: `cd-${i}`, label })).statusCode).toBe(200);
+    };
+    for (let i = 0; i < 150; i++) await send(i, rnd() < 0.05);
+    const quiet = drifts.length;
+    for (let i = 150; i < 260 && drifts.length === quiet; i++) await send(i, rnd() < 0.6);
+    expect(drifts.length).toBe(quiet + 1);
+    expect(drifts.length - before).toBeGreaterThanOrEqual(1);
+    const d = drifts.at(-1)!;
+    expect(d).toMatchObject({ model: "cls", version: "1.0.0", threshold: 20 });
+    expect(d.meanRecent).toBeGreaterThan(d.meanBefore);
+    const stats = (await api.server.inject({ method: "GET", url: "/v2/models/cls/feedback" })).json() as {
+      stats: { conceptDrift: { statistic: number } | null }[];
+    };
+    expect(stats.stats[0]!.conceptDrift?.statistic).toBe(d.statistic);
   });
 });
