@@ -12,7 +12,8 @@ import { createSocketApi } from "./api/socket-api.js";
 import { prepareSocketDir } from "./api/socket-dir.js";
 import type { AgentConfig } from "./config/agent-config.js";
 import { packageRoot } from "./config/package-root.js";
-import { createFeedback } from "./feedback/feedback-routes.js";
+import { registerFeedbackMetrics } from "./feedback/feedback-metrics.js";
+import { conceptDriftEvent, createFeedback } from "./feedback/feedback-routes.js";
 import { createJobScheduler } from "./jobs/job-scheduler.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
@@ -272,6 +273,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       })),
     };
   };
+  // Ground truth joined to predictions that carried an `id` (issue 22, docs/protocol.md "Feedback").
+  const feedback = createFeedback({
+    clock,
+    onConceptDrift: (d) => {
+      log.warn({ model: d.model, version: d.version, drift: d }, "concept drift: the joined error rate rose");
+      publishEvent(conceptDriftEvent(d, config.deviceId, store.nextEventSeq()));
+    },
+  });
+  registerFeedbackMetrics(telemetry.metrics.registry, feedback);
   const api = createSocketApi({
     log: log.child({ c: "api" }),
     runtime: tapped,
@@ -282,27 +292,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     metrics: () => telemetry.metrics.text(),
     serving,
     registerRoutes: (server) => registerServingRoutes(server, { locks, serving }),
-    // Ground truth joined to predictions that carried an `id` (issue 22, docs/protocol.md "Feedback").
-    feedback: createFeedback({
-      clock,
-      onConceptDrift: (d) => {
-        log.warn({ model: d.model, version: d.version, drift: d }, "concept drift: the joined error rate rose");
-        publishEvent({
-          type: "concept.drift",
-          deviceId: config.deviceId,
-          ts: new Date(d.at).toISOString(),
-          eventSeq: store.nextEventSeq(),
-          model: d.model,
-          version: d.version,
-          samples: d.samples,
-          errorRateBefore: d.meanBefore,
-          errorRateRecent: Math.min(1, d.meanRecent),
-          recentSamples: d.recentSamples,
-          statistic: d.statistic,
-          threshold: d.threshold,
-        });
-      },
-    }),
+    feedback,
   });
   telemetry.registerRoutes(api.server);
   // Scheduled batch jobs (issue 8): offline runs against the runtime, resumed after a restart.

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
+import type { DeviceEvent } from "../../shared/schemas/device-state.js";
 import type { RawTensor } from "../../shared/tensors.js";
 import { createFeedbackStats, type FeedbackStats, type JoinOutcome, type Truth } from "./feedback-stats.js";
 import { createPageHinkley, type PageHinkley, type PageHinkleyAlarm } from "./page-hinkley.js";
@@ -11,6 +12,24 @@ export interface ConceptDrift extends PageHinkleyAlarm {
   model: string;
   version: string;
   at: number;
+}
+
+/** The `concept.drift` device event for an alarm (shared/schemas/device-state.ts). */
+export function conceptDriftEvent(d: ConceptDrift, deviceId: string, eventSeq: number): DeviceEvent {
+  return {
+    type: "concept.drift",
+    deviceId,
+    ts: new Date(d.at).toISOString(),
+    eventSeq,
+    model: d.model,
+    version: d.version,
+    samples: d.samples,
+    errorRateBefore: Math.min(1, d.meanBefore),
+    errorRateRecent: Math.min(1, d.meanRecent),
+    recentSamples: d.recentSamples,
+    statistic: d.statistic,
+    threshold: d.threshold,
+  };
 }
 
 /**
@@ -43,6 +62,8 @@ export interface Feedback {
     outputs: Record<string, RawTensor>;
   }): void;
   readonly stats: FeedbackStats;
+  /** Concept-drift alarms per model version since start (for the metrics). */
+  driftAlarms(): { model: string; version: string; count: number }[];
   register(server: FastifyInstance): void;
 }
 
@@ -60,6 +81,7 @@ export function createFeedback(opts: {
   // One detector per model version, on its classification error stream (1 = wrong, 0 = right).
   const detectors = new Map<string, PageHinkley>();
   const lastDrift = new Map<string, ConceptDrift>();
+  const alarmCounts = new Map<string, { model: string; version: string; count: number }>();
   const watchErrors = (model: string, version: string, wrong: boolean) => {
     const k = `${model}\u0000${version}`;
     let d = detectors.get(k);
@@ -71,6 +93,9 @@ export function createFeedback(opts: {
     if (!alarm) return;
     const drift: ConceptDrift = { ...alarm, model, version, at: opts.clock.now() };
     lastDrift.set(k, drift);
+    const c = alarmCounts.get(k) ?? { model, version, count: 0 };
+    c.count++;
+    alarmCounts.set(k, c);
     opts.onConceptDrift?.(drift);
   };
 
@@ -87,6 +112,7 @@ export function createFeedback(opts: {
 
   return {
     stats,
+    driftAlarms: () => [...alarmCounts.values()].map((c) => ({ ...c })),
     recordPrediction(r) {
       const first = Object.values(r.outputs)[0];
       const summary = first ? summarise(first) : null;

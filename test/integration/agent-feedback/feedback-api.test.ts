@@ -1,11 +1,19 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSocketApi, type SocketApi } from "../../../agent/api/socket-api.js";
-import { type ConceptDrift, createFeedback } from "../../../agent/feedback/feedback-routes.js";
+import { registerFeedbackMetrics } from "../../../agent/feedback/feedback-metrics.js";
+import {
+  type ConceptDrift,
+  conceptDriftEvent,
+  createFeedback,
+  type Feedback,
+} from "../../../agent/feedback/feedback-routes.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
 import { createFakeClock, systemClock } from "../../../shared/clock.js";
+import { DeviceEventSchema } from "../../../shared/schemas/device-state.js";
 import { seededRandom } from "../../../shared/seeded-random.js";
 import { installModel, manifestFor } from "../../conformance/datatype-models.js";
 import { buildTinyModel } from "../../helpers/tiny-models.js";
@@ -25,6 +33,7 @@ describe("feedback API", () => {
   let api: SocketApi;
   const clock = createFakeClock(Date.parse("2026-01-01T00:00:00Z"));
   const drifts: ConceptDrift[] = [];
+  let fb: Feedback;
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "ef-feedback-"));
@@ -36,6 +45,11 @@ describe("feedback API", () => {
     };
     const v = await runtime.load(await installModel(dir, "cls", "1.0.0", buildTinyModel("linear"), manifest));
     await runtime.activate(v);
+    fb = createFeedback({
+      clock,
+      config: { capacity: 1000, horizonMs: 600_000 },
+      onConceptDrift: (d) => drifts.push(d),
+    });
     api = createSocketApi({
       log: testLog,
       runtime,
@@ -43,11 +57,7 @@ describe("feedback API", () => {
       socketPath: path.join(dir, "agent.sock"),
       version: "test",
       shm: false,
-      feedback: createFeedback({
-        clock,
-        config: { capacity: 1000, horizonMs: 600_000 },
-        onConceptDrift: (d) => drifts.push(d),
-      }),
+      feedback: fb,
     });
     await api.server.ready();
   }, 60_000);
@@ -149,5 +159,16 @@ describe("feedback API", () => {
       stats: { conceptDrift: { statistic: number } | null }[];
     };
     expect(stats.stats[0]!.conceptDrift?.statistic).toBe(d.statistic);
+    // The device event the agent publishes for it is one the server's schema accepts.
+    expect(DeviceEventSchema.parse(conceptDriftEvent(d, "dev-1", 5))).toMatchObject({
+      type: "concept.drift",
+      version: "1.0.0",
+    });
+    // And Prometheus sees the figures.
+    const registry = new Registry();
+    registerFeedbackMetrics(registry, fb);
+    const text = await registry.metrics();
+    expect(text).toMatch(/edgefleet_feedback_accuracy\{model="cls",version="1\.0\.0",arm=""\} 0\.\d+/);
+    expect(text).toMatch(/edgefleet_concept_drift_alarms\{model="cls",version="1\.0\.0"\} [1-9]/);
   });
 });
