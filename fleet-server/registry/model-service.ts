@@ -9,14 +9,10 @@ import { type Variant, VariantSchema } from "../../shared/schemas/common.js";
 import { CompatibilitySchema } from "../../shared/schemas/manifest.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
-import { AccuracyPolicySchema, policyProblems } from "../quantize/compare.js";
-import { decodeModel } from "../quantize/onnx-model.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { PendingReleaseRepo, PendingReleaseRow } from "../store/pending-release-repo.js";
 import type { BuildProgressFn } from "./build-tracker.js";
-import { buildInt8Variant } from "./int8-variant.js";
-import { inspectModel } from "./onnx-inspect.js";
-import { SYNTHETIC_SAMPLE_COUNT, syntheticSamples } from "./synthetic-samples.js";
+import { checkModel } from "./model-checks.js";
 import { bundleVariants, type PreparedVariant } from "./variant-bundles.js";
 
 export { type CreateModelRequest, CreateModelRequestSchema, DEFAULT_API_QUANTIZE };
@@ -87,41 +83,7 @@ export function createModelService(deps: ModelDeps) {
     await precheck(req);
     const uploadPath = await blobs.uploadPath(req.upload);
     const fp32Bytes = await readFile(uploadPath);
-    onProgress?.("inspecting");
-    // Protobuf first, for precise refusals (not ONNX, truncated, external data); then onnxruntime.
-    decodeModel(fp32Bytes);
-    const int8Wanted = req.quantize === "int8";
-    const calibrationInputs = int8Wanted ? (req.calibration ?? []) : [];
-    // Sample outputs and (for int8) calibration outputs are both fp32 reference runs.
-    // No samples: labelled synthetic inputs from the model's input metadata (synthetic-samples.ts).
-    const synthetic = req.samples === undefined;
-    const sampleCount = req.samples?.length ?? SYNTHETIC_SAMPLE_COUNT;
-    const runs = sampleCount + calibrationInputs.length;
-    const inspection = await inspectModel(fp32Bytes, req.samples ?? syntheticSamples, (done) =>
-      onProgress?.("recording-samples", done, runs),
-    ).catch((err: unknown) => {
-      if (!synthetic || !(err instanceof EdgeFleetError) || err.code !== "VALIDATION_FAILED") throw err;
-      throw new EdgeFleetError(
-        "VALIDATION_FAILED",
-        `${err.message} (the model does not run on inputs generated from its metadata: give real samples, fleetctl models push --samples FILE; see docs/operations.md "Samples")`,
-      );
-    });
-    // The policy is checked against the model's real outputs before anything is quantized.
-    const policyIssues = int8Wanted
-      ? policyProblems(req.accuracyPolicy ?? {}, inspection.samples[0]?.outputs ?? {})
-      : [];
-    if (policyIssues.length > 0) {
-      throw new EdgeFleetError("VALIDATION_FAILED", policyIssues.join("; "), { details: { issues: policyIssues } });
-    }
-    // Calibration inputs are checked against fp32 first: a mismatch is the operator's error.
-    const fp32Calibration =
-      calibrationInputs.length > 0
-        ? (
-            await inspectModel(fp32Bytes, calibrationInputs, (done) =>
-              onProgress?.("recording-samples", sampleCount + done, runs),
-            )
-          ).samples
-        : [];
+    const { inspection, int8 } = await checkModel(fp32Bytes, req, onProgress);
     const createdAt = new Date(clock.now()).toISOString();
     const compatibility = CompatibilitySchema.parse(req.compatibility ?? {});
     const lineage = req.lineage ?? {};
@@ -133,26 +95,11 @@ export function createModelService(deps: ModelDeps) {
     try {
       // Everything that can refuse the upload runs before any bundle is committed, so a refused
       // upload leaves nothing behind.
-      if (int8Wanted) {
-        const int8 = await buildInt8Variant({
-          fp32Bytes,
-          fp32Samples: inspection.samples,
-          calibration: calibrationInputs,
-          fp32Calibration,
-          policy: AccuracyPolicySchema.parse(req.accuracyPolicy ?? {}),
-          ...(onProgress ? { onProgress } : {}),
-        });
+      if (int8) {
         if (int8.built) {
           const modelPath = join(scratch, "model-int8.onnx");
           await writeFile(modelPath, int8.modelBytes);
           const v = int8.report.validation;
-          // int8 is published only when judged on real inputs, or when the caller says so (issue 23).
-          if (synthetic && calibrationInputs.length === 0 && !req.allowSyntheticInt8) {
-            v.passed = false;
-            v.failures.push(
-              "validated on synthetic inputs only: give real --samples or --calibration, or allowSyntheticInt8 (--allow-synthetic-int8)",
-            );
-          }
           prepared.push({ variant: "int8", modelPath, samples: int8.samples, quantization: int8.report });
           log.info(
             { model: req.name, version: req.version, passed: v.passed, sizeRatio: v.sizeRatio, failures: v.failures },

@@ -13,6 +13,7 @@ import { registerReleaseCommands } from "./release-commands.js";
 import { registerRolloutCommands } from "./rollout-commands.js";
 import { writeSecretFile } from "./secret-file.js";
 import { registerTokenCommands } from "./token-commands.js";
+import { registerValidateCommand } from "./validate-command.js";
 
 /**
  * fleetctl: the operator's command line for the fleet server's HTTP API.
@@ -106,6 +107,7 @@ export function buildProgram(): Command {
     .addHelpText("after", ENV_HELP);
 
   const models = program.command("models").description("model registry");
+  registerValidateCommand(models, readJsonFile, isJson);
   models
     .command("push <file>")
     .description("upload an ONNX model, record its samples' outputs, build and sign its bundles")
