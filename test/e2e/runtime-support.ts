@@ -163,14 +163,7 @@ export async function childPids(ppid: number): Promise<number[]> {
   return out;
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { isAlive } from "../helpers/process-alive.js";
 
 /**
  * The starting point of the runtime e2e suites: a fleet server and one agent `id` with the tiny

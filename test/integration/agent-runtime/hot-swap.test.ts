@@ -4,16 +4,8 @@ import type { InstalledModel } from "../../../agent/runtime/model-runtime.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
 import { systemClock } from "../../../shared/clock.js";
 import { EdgeFleetError } from "../../../shared/errors.js";
+import { isAlive as alive } from "../../helpers/process-alive.js";
 import { sileroInputs, type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe("hot swap and host crashes", () => {
   let models: TempModels;

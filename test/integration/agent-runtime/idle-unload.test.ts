@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoadedVersion } from "../../../agent/runtime/model-runtime.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
 import { createFakeClock } from "../../../shared/clock.js";
+import { isAlive as alive } from "../../helpers/process-alive.js";
 import { sileroInputs, type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
 
 /**
@@ -9,14 +10,6 @@ import { sileroInputs, type TempModels, tempModels, testLog, testProfile } from 
  * for in that long, and the next request starts it again. Real model hosts and onnxruntime; only
  * time is fake, so "idle for 60 s" takes no minute.
  */
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 async function until(what: string, check: () => boolean, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!check()) {
