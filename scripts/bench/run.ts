@@ -5,6 +5,7 @@ import { benchBundleDelivery } from "./bundle-delivery.js";
 import { benchBundleSizes } from "./bundle-sizes.js";
 import { benchEventLoop } from "./event-loop.js";
 import { benchFanout } from "./fanout.js";
+import { benchFeedbackWindow } from "./feedback-window.js";
 import { benchInferOverhead } from "./infer-overhead.js";
 import { benchQuantize } from "./quantize.js";
 import { benchServingBatching } from "./serving-batching.js";
@@ -40,6 +41,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "agent-modules": () => benchAgentModules(),
   "bundle-delivery": () => benchBundleDelivery(Number(process.env.BENCH_RUNS ?? 5)),
   "bundle-sizes": () => benchBundleSizes(),
+  "feedback-window": () => benchFeedbackWindow(),
   fanout: () => benchFanout(Number(process.env.BENCH_FANOUT_N ?? 200)),
 };
 
