@@ -1,5 +1,6 @@
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
+import type { ImportResult } from "../../shared/http/devices.js";
 import type { Logger } from "../../shared/logger.js";
 import {
   DeviceEventSchema,
@@ -11,6 +12,7 @@ import { presenceOf } from "../health/health-decision.js";
 import type { PresenceTracker } from "../health/presence-tracker.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { VariantMeasurementRow } from "../store/variant-measurement-repo.js";
+import { planImport } from "./bulk-enroll.js";
 import { createCredentialCache } from "./credential-cache.js";
 import { generatePassword, hashPassword, verifyPassword } from "./password.js";
 
@@ -34,6 +36,8 @@ export interface DeviceDeps {
 }
 
 const RECENT_EVENTS = 50;
+/** Broker admissions (Mosquitto dynsec round trips) in flight during a bulk enrollment. */
+const ADMIT_CONCURRENCY = 16;
 
 /** One line per model for fleet listings: what runs and what is happening, from the last reported state. */
 function modelSummaries(reported: ReportedState | null) {
@@ -104,7 +108,7 @@ export function createDeviceService(deps: DeviceDeps) {
       enrolling.add(input.id);
       const password = generatePassword();
       try {
-        const passwordHash = await hashPassword(password);
+        const passwordHash = hashPassword(password);
         // The broker first (issue 20 §5): if it cannot admit the device, nothing is stored and a
         // token stays unspent. `enrolling` keeps a concurrent enrollment of the same id from
         // replacing the winner's broker credentials between the check above and the insert.
@@ -127,6 +131,67 @@ export function createDeviceService(deps: DeviceDeps) {
       }
       log.info({ deviceId: input.id }, "device enrolled");
       return { id: input.id, password };
+    },
+
+    /**
+     * Bulk enrollment (issue 14, `POST /v1/devices/import`): every entry is checked on its own and
+     * refused alone (`planImport`); the accepted ones are admitted to the broker (a device the broker
+     * refuses is not stored: same rule as `enroll`), then stored in one transaction with their broker
+     * hashes. A refused entry leaves nothing behind, and the stored ones are complete.
+     */
+    async enrollMany(
+      entries: readonly unknown[],
+    ): Promise<{ enrolled: number; failed: number; results: ImportResult[] }> {
+      const plan = planImport(entries, (id) => devices.exists(id) || enrolling.has(id));
+      const results: ImportResult[] = [];
+      const accepted: {
+        index: number;
+        device: { id: string; tags?: Record<string, string>; profile?: string };
+        password: string;
+      }[] = [];
+      for (const p of plan) {
+        if (p.ok) accepted.push({ index: p.index, device: p.device, password: generatePassword() });
+        else results.push({ index: p.index, ok: false, id: p.id, error: { code: p.code, message: p.message } });
+      }
+      for (const a of accepted) enrolling.add(a.device.id);
+      try {
+        const admitted: typeof accepted = [];
+        let next = 0;
+        const worker = async () => {
+          while (next < accepted.length) {
+            const a = accepted[next++]!;
+            try {
+              await deps.admitToBroker?.(a.device.id, a.password);
+              admitted.push(a);
+            } catch (err) {
+              const e = err instanceof EdgeFleetError ? err : new EdgeFleetError("INTERNAL", String(err));
+              results.push({ index: a.index, ok: false, id: a.device.id, error: { code: e.code, message: e.message } });
+            }
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(ADMIT_CONCURRENCY, accepted.length) }, worker));
+        const now = nowIso();
+        devices.transaction(() => {
+          for (const a of admitted) {
+            const ok = devices.insert({
+              id: a.device.id,
+              passwordHash: hashPassword(a.password),
+              tags: a.device.tags ?? {},
+              profile: a.device.profile ?? null,
+              now,
+            });
+            // Cannot happen (`enrolling` holds the ids), but a lost race must not hand out a password.
+            if (!ok) throw new EdgeFleetError("CONFLICT", `device ${a.device.id} already exists`);
+            deps.onEnrolled?.(a.device.id, a.password);
+          }
+        });
+        for (const a of admitted) results.push({ index: a.index, ok: true, id: a.device.id, password: a.password });
+        log.info({ enrolled: admitted.length, refused: entries.length - admitted.length }, "devices imported");
+        results.sort((x, y) => x.index - y.index);
+        return { enrolled: admitted.length, failed: entries.length - admitted.length, results };
+      } finally {
+        for (const a of accepted) enrolling.delete(a.device.id);
+      }
     },
 
     list() {

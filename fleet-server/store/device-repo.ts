@@ -65,6 +65,7 @@ export interface StoredEvent {
 
 export function createDeviceRepo(db: Db) {
   const getStmt = db.prepare("SELECT * FROM devices WHERE id = ?");
+  const existsStmt = db.prepare("SELECT 1 FROM devices WHERE id = ?");
   return {
     /** Returns false when the id is taken. */
     insert(d: { id: string; passwordHash: string; tags: Record<string, string>; profile: string | null; now: string }) {
@@ -72,6 +73,13 @@ export function createDeviceRepo(db: Db) {
         .prepare("INSERT OR IGNORE INTO devices (id, password_hash, tags, profile, created_at) VALUES (?, ?, ?, ?, ?)")
         .run(d.id, d.passwordHash, JSON.stringify(d.tags), d.profile, d.now);
       return res.changes === 1;
+    },
+    /** Existence only: no row decoding (bulk enrollment checks thousands of ids). */
+    exists(id: string): boolean {
+      return existsStmt.get(id) !== undefined;
+    },
+    transaction<T>(fn: () => T): T {
+      return db.transaction(fn)();
     },
     get(id: string): DeviceRow | null {
       const r = getStmt.get(id) as RawDevice | undefined;

@@ -74,6 +74,36 @@ export const DeviceRevokedSchema = z.object({
 
 const IdParams = z.object({ id: DeviceIdSchema });
 
+/** Most devices one `POST /v1/devices/import` takes; fleetctl sends a larger CSV in batches of this size. */
+export const IMPORT_BATCH_MAX = 1000;
+
+/**
+ * Bulk enrollment (issue 14): each entry is checked on its own (an invalid one fails alone with its
+ * index, the rest are enrolled), so entries are `unknown` here and parsed with
+ * `EnrollDeviceRequestSchema` by the server.
+ */
+export const ImportDevicesRequestSchema = z
+  .object({ devices: z.array(z.unknown()).min(1).max(IMPORT_BATCH_MAX) })
+  .strict();
+
+/** One entry's outcome, by its index in the request: the password (shown once) or why it was refused. */
+export const ImportResultSchema = z.discriminatedUnion("ok", [
+  z.object({ index: z.number().int().min(0), ok: z.literal(true), id: DeviceIdSchema, password: z.string().min(1) }),
+  z.object({
+    index: z.number().int().min(0),
+    ok: z.literal(false),
+    id: z.string().nullable(),
+    error: z.object({ code: z.string(), message: z.string() }),
+  }),
+]);
+export type ImportResult = z.infer<typeof ImportResultSchema>;
+
+export const ImportDevicesResponseSchema = z.object({
+  enrolled: z.number().int().min(0),
+  failed: z.number().int().min(0),
+  results: z.array(ImportResultSchema),
+});
+
 export const deviceRoutes = {
   enrollDevice: defineRoute({
     operationId: "enrollDevice",
@@ -100,6 +130,15 @@ export const deviceRoutes = {
     summary: "One device: its summary, last reported state, recent events and measurements",
     params: IdParams,
     responses: { 200: DeviceDetailSchema },
+  }),
+  importDevices: defineRoute({
+    operationId: "importDevices",
+    method: "POST",
+    path: "/v1/devices/import",
+    tag: "devices",
+    summary: `Enroll up to ${IMPORT_BATCH_MAX} devices; answers each one's password once, or why it was refused`,
+    body: ImportDevicesRequestSchema,
+    responses: { 200: ImportDevicesResponseSchema },
   }),
   revokeDevice: defineRoute({
     operationId: "revokeDevice",
