@@ -4,6 +4,7 @@ import { benchBundleDelivery } from "./bundle-delivery.js";
 import { benchBundleSizes } from "./bundle-sizes.js";
 import { benchEventLoop } from "./event-loop.js";
 import { benchFanout } from "./fanout.js";
+import { benchFleetScale } from "./fleet-scale.js";
 import { benchInferOverhead } from "./infer-overhead.js";
 import { benchQuantize } from "./quantize.js";
 import { benchServingBatching } from "./serving-batching.js";
@@ -39,6 +40,8 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "bundle-delivery": () => benchBundleDelivery(Number(process.env.BENCH_RUNS ?? 5)),
   "bundle-sizes": () => benchBundleSizes(),
   fanout: () => benchFanout(Number(process.env.BENCH_FANOUT_N ?? 200)),
+  "fleet-scale": () =>
+    benchFleetScale(Number(process.env.BENCH_SCALE_N ?? 1000), process.env.BENCH_SCALE_BROKER ?? "both"),
 };
 
 const only = process.argv.slice(2);
