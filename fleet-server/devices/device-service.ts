@@ -10,7 +10,7 @@ import {
 } from "../../shared/schemas/device-state.js";
 import { presenceOf } from "../health/health-decision.js";
 import type { PresenceTracker } from "../health/presence-tracker.js";
-import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
+import type { DeviceListQuery, DeviceListRow, DeviceRepo } from "../store/device-repo.js";
 import type { VariantMeasurementRow } from "../store/variant-measurement-repo.js";
 import { planImport } from "./bulk-enroll.js";
 import { createCredentialCache } from "./credential-cache.js";
@@ -50,7 +50,7 @@ function modelSummaries(reported: ReportedState | null) {
   }));
 }
 
-export function deviceSummary(d: DeviceRow, presence?: PresenceTracker) {
+export function deviceSummary(d: DeviceListRow, presence?: PresenceTracker) {
   return {
     id: d.id,
     tags: d.tags,
@@ -195,7 +195,16 @@ export function createDeviceService(deps: DeviceDeps) {
     },
 
     list() {
-      return devices.list().map((d) => deviceSummary(d, deps.presence));
+      return devices.listSummaries().map((d) => deviceSummary(d, deps.presence));
+    },
+
+    /** One filtered page (`GET /v1/devices?limit=…`); `next` is null on the last page. */
+    page(q: DeviceListQuery & { limit: number }) {
+      // One more row than asked says whether another page follows without a COUNT over the fleet.
+      const rows = devices.listPage({ ...q, limit: q.limit + 1 });
+      const more = rows.length > q.limit;
+      const shown = more ? rows.slice(0, q.limit) : rows;
+      return { devices: shown.map((d) => deviceSummary(d, deps.presence)), next: more ? shown.at(-1)!.id : null };
     },
 
     get(id: string) {

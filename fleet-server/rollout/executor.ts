@@ -78,7 +78,12 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   const iso = (t: number) => new Date(t).toISOString();
 
   /** Where the device stands with its own bundle of the rollout (or `bundle`, e.g. a rollback's). */
-  function observe(row: RolloutRow, m: MemberRow, device: DeviceRow | null, bundle = m.bundleSha256): Observation {
+  function observe(
+    row: RolloutRow,
+    m: MemberRow,
+    device: Pick<DeviceRow, "reported"> | null,
+    bundle = m.bundleSha256,
+  ): Observation {
     return observeDevice({
       model: row.model,
       bundle,
@@ -94,7 +99,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     for (const h of rollouts.holders(row.model, HOLDING_STATUSES)) {
       if (h.rolloutId !== row.id) heldBy.set(h.deviceId, h.rolloutId);
     }
-    const all = devices.list();
+    const all = devices.listSummaries();
     const byId = new Map(all.map((d) => [d.id, d]));
     const out: PlannerDevice[] = all.map((d) => {
       const m = members.get(d.id);

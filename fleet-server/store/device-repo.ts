@@ -40,21 +40,70 @@ interface RawDevice {
   created_at: string;
 }
 
-function toRow(r: RawDevice): DeviceRow {
+/**
+ * A device without its credentials and its last signed desired state: what listings, selectors and
+ * the rollout planner read for every device on every tick. The desired envelope carries a signed
+ * manifest per assignment; decoding 10,000 of them each second was most of the scheduler's time
+ * (issue 14, `npm run bench -- fleet-scale`).
+ */
+export type DeviceListRow = Omit<DeviceRow, "passwordHash" | "desired">;
+
+type RawListed = Omit<RawDevice, "password_hash" | "desired">;
+
+/** Filters and keyset paging of `listPage` (ordered by id; `after` is the last id of the previous page). */
+export interface DeviceListQuery {
+  limit?: number;
+  after?: string;
+  profile?: string;
+  presence?: "online" | "offline";
+  /** Every pair must match (JSON `tags` column). */
+  tags?: Record<string, string>;
+}
+
+/**
+ * Decoded reported states by device, reused while the stored text is the same: the planner reads
+ * every device's report on every tick, and most do not change between two ticks. Bounded by the
+ * number of devices (one entry each), dropped with the row's text.
+ */
+function createReportedMemo() {
+  const memo = new Map<string, { raw: string; value: ReportedState }>();
+  return (id: string, raw: string | null): ReportedState | null => {
+    if (raw === null) {
+      memo.delete(id);
+      return null;
+    }
+    const hit = memo.get(id);
+    if (hit && hit.raw === raw) return hit.value;
+    const value = decodeJsonOrNull(ReportedStateSchema, raw, { table: "devices", key: `id=${id}`, column: "reported" });
+    if (value) memo.set(id, { raw, value });
+    return value;
+  };
+}
+
+function toListRow(r: RawListed, reported: (id: string, raw: string | null) => ReportedState | null): DeviceListRow {
   const at = (column: string) => ({ table: "devices", key: `id=${r.id}`, column });
   return {
     id: r.id,
-    passwordHash: r.password_hash,
     tags: decodeJson(TagsSchema, r.tags, at("tags")),
     profile: r.profile,
     presence: decodeValue(PresenceSchema, r.presence, at("presence")),
-    reported: decodeJsonOrNull(ReportedStateSchema, r.reported, at("reported")),
+    reported: reported(r.id, r.reported),
     lastSeen: r.last_seen,
     desiredSeq: r.desired_seq,
-    desired: decodeSignedJsonOrNull(SignedDesiredStateSchema, r.desired, at("desired")),
     createdAt: r.created_at,
   };
 }
+
+function toRow(r: RawDevice, reported: (id: string, raw: string | null) => ReportedState | null): DeviceRow {
+  const at = (column: string) => ({ table: "devices", key: `id=${r.id}`, column });
+  return {
+    ...toListRow(r, reported),
+    passwordHash: r.password_hash,
+    desired: decodeSignedJsonOrNull(SignedDesiredStateSchema, r.desired, at("desired")),
+  };
+}
+
+const LIST_COLUMNS = "id, tags, profile, presence, reported, last_seen, desired_seq, created_at";
 
 export interface StoredEvent {
   eventSeq: number;
@@ -66,6 +115,11 @@ export interface StoredEvent {
 export function createDeviceRepo(db: Db) {
   const getStmt = db.prepare("SELECT * FROM devices WHERE id = ?");
   const existsStmt = db.prepare("SELECT 1 FROM devices WHERE id = ?");
+  const listStmt = db.prepare(`SELECT ${LIST_COLUMNS} FROM devices ORDER BY id`);
+  const eventsStmt = db.prepare(
+    "SELECT event_seq, type, ts, body FROM device_events WHERE device_id = ? ORDER BY event_seq DESC LIMIT ?",
+  );
+  const reported = createReportedMemo();
   return {
     /** Returns false when the id is taken. */
     insert(d: { id: string; passwordHash: string; tags: Record<string, string>; profile: string | null; now: string }) {
@@ -83,10 +137,42 @@ export function createDeviceRepo(db: Db) {
     },
     get(id: string): DeviceRow | null {
       const r = getStmt.get(id) as RawDevice | undefined;
-      return r ? toRow(r) : null;
+      return r ? toRow(r, reported) : null;
     },
     list(): DeviceRow[] {
-      return (db.prepare("SELECT * FROM devices ORDER BY id").all() as RawDevice[]).map(toRow);
+      return (db.prepare("SELECT * FROM devices ORDER BY id").all() as RawDevice[]).map((r) => toRow(r, reported));
+    },
+    /** Every device without credentials and desired state (listings, selectors, the rollout planner). */
+    listSummaries(): DeviceListRow[] {
+      return (listStmt.all() as RawListed[]).map((r) => toListRow(r, reported));
+    },
+    /**
+     * One page, filtered in SQL: keyset paging on the primary key (`id > after`), so page N costs the
+     * same as page 1 whatever the fleet size; tags through `json_each` on the stored object.
+     */
+    listPage(q: DeviceListQuery): DeviceListRow[] {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (q.after !== undefined) {
+        where.push("id > ?");
+        args.push(q.after);
+      }
+      if (q.profile !== undefined) {
+        where.push("profile = ?");
+        args.push(q.profile);
+      }
+      if (q.presence !== undefined) {
+        where.push("presence = ?");
+        args.push(q.presence);
+      }
+      for (const [k, v] of Object.entries(q.tags ?? {})) {
+        // json_each rather than a JSON path: a tag key may hold any character, a path would need quoting.
+        where.push("EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE json_each.key = ? AND json_each.value = ?)");
+        args.push(k, v);
+      }
+      const sql = `SELECT ${LIST_COLUMNS} FROM devices${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id${q.limit !== undefined ? " LIMIT ?" : ""}`;
+      if (q.limit !== undefined) args.push(q.limit);
+      return (db.prepare(sql).all(...args) as RawListed[]).map((r) => toListRow(r, reported));
     },
     setPresence(id: string, presence: "online" | "offline", now: string): void {
       db.prepare("UPDATE devices SET presence = ?, last_seen = ? WHERE id = ?").run(presence, now, id);
@@ -115,11 +201,7 @@ export function createDeviceRepo(db: Db) {
       return res.changes === 1;
     },
     recentEvents(deviceId: string, limit: number): StoredEvent[] {
-      const rows = db
-        .prepare(
-          "SELECT event_seq, type, ts, body FROM device_events WHERE device_id = ? ORDER BY event_seq DESC LIMIT ?",
-        )
-        .all(deviceId, limit) as { event_seq: number; type: string; ts: string; body: string }[];
+      const rows = eventsStmt.all(deviceId, limit) as { event_seq: number; type: string; ts: string; body: string }[];
       return rows.map((r) => ({
         eventSeq: r.event_seq,
         type: r.type,

@@ -300,8 +300,11 @@ async function scaleOnce(root: string, broker: "aedes" | "mosquitto", n: number)
   } finally {
     await sim?.close().catch(() => undefined);
     if (server) {
-      await server.ask("close").catch(() => undefined);
-      await killChild(server.proc);
+      const proc = server.proc;
+      const exited = new Promise((r) => proc.once("exit", r));
+      if (proc.exitCode === null) proc.send({ cmd: "close" });
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
+      await killChild(proc);
     }
     if (mosq) await killChild(mosq);
     await rm(dir, { recursive: true, force: true });

@@ -74,6 +74,26 @@ export const DeviceRevokedSchema = z.object({
 
 const IdParams = z.object({ id: DeviceIdSchema });
 
+/**
+ * `GET /v1/devices` filters and keyset paging (issue 14): ordered by id; `after` is the `next` of the
+ * previous page. Without `limit` every matching device is answered (what fleetctl and the dashboard
+ * did before paging; at 10,000 devices one such answer costs about a second of server time).
+ * `tag=key=value` may be repeated; every pair must match.
+ */
+export const ListDevicesQuerySchema = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+    after: DeviceIdSchema.optional(),
+    profile: ProfileIdSchema.optional(),
+    presence: z.enum(["online", "offline"]).optional(),
+    tag: z
+      .union([z.string(), z.array(z.string()).max(16)])
+      .optional()
+      .transform((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]))
+      .pipe(z.array(z.string().regex(/^[^=]+=.*$/, "tag must be key=value")).optional()),
+  })
+  .strict();
+
 /** Most devices one `POST /v1/devices/import` takes; fleetctl sends a larger CSV in batches of this size. */
 export const IMPORT_BATCH_MAX = 1000;
 
@@ -119,8 +139,15 @@ export const deviceRoutes = {
     method: "GET",
     path: "/v1/devices",
     tag: "devices",
-    summary: "Every device with presence and models",
-    responses: { 200: z.object({ devices: z.array(DeviceSummarySchema) }) },
+    summary: "Devices with presence and models: all, or one page (limit, after) filtered by profile, presence, tags",
+    query: ListDevicesQuerySchema,
+    responses: {
+      200: z.object({
+        devices: z.array(DeviceSummarySchema),
+        /** The `after` of the next page; null on the last page (or without `limit`). */
+        next: DeviceIdSchema.nullable().optional(),
+      }),
+    },
   }),
   getDevice: defineRoute({
     operationId: "getDevice",

@@ -14,6 +14,7 @@ import { importDevices } from "../../../scripts/fleetctl/device-import.js";
 import { systemClock } from "../../../shared/clock.js";
 import { EdgeFleetError } from "../../../shared/errors.js";
 import { createLogger } from "../../../shared/logger.js";
+import { httpApi } from "../../helpers/http-api.js";
 import { connectDevice } from "./device-client.js";
 
 const log = createLogger({ name: "device-import-test", level: "silent", pretty: false });
@@ -146,6 +147,50 @@ describe("bulk enrollment", () => {
     ]);
     expect(repo.list().map((d) => d.id)).toEqual(["svc-1", "svc-4"]);
     db.close();
+  });
+});
+
+describe("device list paging and filters (GET /v1/devices)", () => {
+  it("pages by id with a cursor, filters by profile, tags and presence in SQL, and answers everything without limit", async () => {
+    const http = httpApi(server.app, server.adminToken);
+    const r = await api.importDevices({
+      devices: [
+        { id: "pg-a", profile: "rpi4", tags: { site: "north", 'we"i.rd': "x" } },
+        { id: "pg-b", profile: "rpi4", tags: { site: "south" } },
+        { id: "pg-c", tags: { site: "north" } },
+        { id: "pg-d", profile: "rpi4", tags: { site: "north" } },
+      ],
+    });
+    expect(r.enrolled).toBe(4);
+    const pages: string[][] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await http.ok("listDevices", { query: { limit: 2, profile: "rpi4", ...(after ? { after } : {}) } });
+      pages.push(page.devices.map((d) => d.id));
+      if (!page.next) break;
+      after = page.next;
+    }
+    expect(pages).toEqual([["pg-a", "pg-b"], ["pg-d"]]);
+    const north = await http.ok("listDevices", { query: { limit: 10, tag: ["site=north"], after: "pg" } });
+    expect(north.devices.map((d) => d.id)).toEqual(["pg-a", "pg-c", "pg-d"]);
+    expect(north.next).toBeNull();
+    // Repeated `tag` parameters (the typed helper joins arrays into one value): every pair must match.
+    const q = new URLSearchParams([
+      ["tag", "site=north"],
+      ["tag", 'we"i.rd=x'],
+    ]);
+    const both = await server.app.inject({
+      url: `/v1/devices?${q.toString()}`,
+      headers: { authorization: `Bearer ${server.adminToken}` },
+    });
+    expect((both.json() as { devices: { id: string }[] }).devices.map((d) => d.id)).toEqual(["pg-a"]);
+    const online = await http.ok("listDevices", { query: { presence: "online", profile: "rpi4" } });
+    expect(online.devices).toEqual([]);
+    const all = await http.ok("listDevices");
+    expect(all.devices.length).toBe((await api.listDevices()).devices.length);
+    expect(all.devices.map((d) => d.id)).toEqual(expect.arrayContaining(["pg-a", "pg-b", "pg-c", "pg-d", "imp-1"]));
+    const bad = await http.fail("listDevices", { query: { limit: 0 } as never });
+    expect(bad).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
   });
 });
 
