@@ -2,6 +2,7 @@ import type { Clock } from "../../shared/clock.js";
 import { type StageEventInput, withStage } from "../../shared/http/rollout-history.js";
 import type { Logger } from "../../shared/logger.js";
 import type { Assignment, SignedDesiredState } from "../../shared/schemas/desired-state.js";
+import type { DeviceEvent } from "../../shared/schemas/device-state.js";
 import type { EngineState, PreviousRef } from "../../shared/schemas/rollout-state.js";
 import type { Envelope, Root } from "../../shared/schemas/trust.js";
 import type { Topics } from "../../shared/topics.js";
@@ -83,13 +84,14 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     m: MemberRow,
     device: Pick<DeviceRow, "reported"> | null,
     bundle = m.bundleSha256,
+    events: readonly DeviceEvent[] = devices.recentEvents(m.deviceId, EVENTS_PER_DEVICE).map((e) => e.body),
   ): Observation {
     return observeDevice({
       model: row.model,
       bundle,
       desiredSeq: m.desiredSeq,
       reported: device?.reported ?? null,
-      events: devices.recentEvents(m.deviceId, EVENTS_PER_DEVICE).map((e) => e.body),
+      events,
     });
   }
 
@@ -100,6 +102,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
       if (h.rolloutId !== row.id) heldBy.set(h.deviceId, h.rolloutId);
     }
     const all = devices.listSummaries();
+    const events = devices.recentEventsOfMembers(row.id, EVENTS_PER_DEVICE);
     const byId = new Map(all.map((d) => [d.id, d]));
     const out: PlannerDevice[] = all.map((d) => {
       const m = members.get(d.id);
@@ -117,7 +120,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
               acknowledged: m.acknowledged,
             }
           : null,
-        observation: m ? observe(row, m, byId.get(d.id) ?? null) : null,
+        observation: m ? observe(row, m, byId.get(d.id) ?? null, m.bundleSha256, events.get(d.id) ?? []) : null,
       };
     });
     return out;

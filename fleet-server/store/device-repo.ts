@@ -119,6 +119,13 @@ export function createDeviceRepo(db: Db) {
   const eventsStmt = db.prepare(
     "SELECT event_seq, type, ts, body FROM device_events WHERE device_id = ? ORDER BY event_seq DESC LIMIT ?",
   );
+  const membersEventsStmt = db.prepare(
+    `SELECT device_id, event_seq, body FROM (
+       SELECT e.device_id, e.event_seq, e.body,
+              ROW_NUMBER() OVER (PARTITION BY e.device_id ORDER BY e.event_seq DESC) AS n
+       FROM device_events e JOIN rollout_devices rd ON rd.device_id = e.device_id AND rd.rollout_id = ?
+     ) WHERE n <= ? ORDER BY device_id, event_seq DESC`,
+  );
   const reported = createReportedMemo();
   return {
     /** Returns false when the id is taken. */
@@ -199,6 +206,26 @@ export function createDeviceRepo(db: Db) {
         )
         .run(deviceId, ev.eventSeq, ev.type, ev.ts, JSON.stringify(ev), now);
       return res.changes === 1;
+    },
+    /**
+     * The `limit` most recent events of every member of a rollout, newest first, in one query: the
+     * planner observes every member on each tick, and one query per member was its largest cost at
+     * 1,000 devices (issue 14).
+     */
+    recentEventsOfMembers(rolloutId: string, limit: number): Map<string, DeviceEvent[]> {
+      const rows = membersEventsStmt.all(rolloutId, limit) as { device_id: string; event_seq: number; body: string }[];
+      const out = new Map<string, DeviceEvent[]>();
+      for (const r of rows) {
+        const body = decodeJson(DeviceEventSchema, r.body, {
+          table: "device_events",
+          key: `device_id=${r.device_id}, event_seq=${r.event_seq}`,
+          column: "body",
+        });
+        const list = out.get(r.device_id);
+        if (list) list.push(body);
+        else out.set(r.device_id, [body]);
+      }
+      return out;
     },
     recentEvents(deviceId: string, limit: number): StoredEvent[] {
       const rows = eventsStmt.all(deviceId, limit) as { event_seq: number; type: string; ts: string; body: string }[];
