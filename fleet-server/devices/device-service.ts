@@ -236,7 +236,7 @@ export function createDeviceService(deps: DeviceDeps) {
     onPresence(deviceId: string, payload: Buffer): void {
       const presence = parsePresence(payload);
       if (!presence) return void log.warn({ deviceId }, "presence payload invalid; dropped");
-      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "presence from unknown device; dropped");
+      if (!devices.exists(deviceId)) return void log.warn({ deviceId }, "presence from unknown device; dropped");
       devices.setPresence(deviceId, presence, nowIso());
       deps.presence?.heard(deviceId);
     },
@@ -252,7 +252,7 @@ export function createDeviceService(deps: DeviceDeps) {
       if (parsed.data.deviceId !== deviceId) {
         return void log.warn({ deviceId, claimed: parsed.data.deviceId }, "reported deviceId mismatch; dropped");
       }
-      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "reported from unknown device; dropped");
+      if (!devices.exists(deviceId)) return void log.warn({ deviceId }, "reported from unknown device; dropped");
       devices.setReported(deviceId, parsed.data, nowIso());
     },
 
@@ -264,7 +264,7 @@ export function createDeviceService(deps: DeviceDeps) {
       if (parsed.data.deviceId !== deviceId) {
         return void log.warn({ deviceId, claimed: parsed.data.deviceId }, "event deviceId mismatch; dropped");
       }
-      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "event from unknown device; dropped");
+      if (!devices.exists(deviceId)) return void log.warn({ deviceId }, "event from unknown device; dropped");
       devices.insertEvent(deviceId, parsed.data, nowIso());
     },
   };

@@ -194,7 +194,8 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   }
 
   async function assign(row: RolloutRow, engine: PlannerRollout, deviceId: string, stage: number): Promise<void> {
-    const device = devices.get(deviceId);
+    // Without the signed desired state: prepareDesired reads it once, inside its transaction.
+    const device = devices.getSummary(deviceId);
     if (!device) return;
     // Chosen once, at assignment, and stored with the member: a later measurement or profile
     // change applies to the next rollout, never to a device already on its way.

@@ -67,34 +67,44 @@ export interface DeviceListQuery {
  */
 function createReportedMemo() {
   const memo = new Map<string, { raw: string; value: ReportedState }>();
-  return (id: string, raw: string | null): ReportedState | null => {
-    if (raw === null) {
-      memo.delete(id);
-      return null;
-    }
-    const hit = memo.get(id);
-    if (hit && hit.raw === raw) return hit.value;
-    const value = decodeJsonOrNull(ReportedStateSchema, raw, { table: "devices", key: `id=${id}`, column: "reported" });
-    if (value) memo.set(id, { raw, value });
-    return value;
+  return {
+    decode(id: string, raw: string | null): ReportedState | null {
+      if (raw === null) {
+        memo.delete(id);
+        return null;
+      }
+      const hit = memo.get(id);
+      if (hit && hit.raw === raw) return hit.value;
+      const value = decodeJsonOrNull(ReportedStateSchema, raw, {
+        table: "devices",
+        key: `id=${id}`,
+        column: "reported",
+      });
+      if (value) memo.set(id, { raw, value });
+      return value;
+    },
+    prime(id: string, raw: string, value: ReportedState): void {
+      memo.set(id, { raw, value });
+    },
   };
 }
+type ReportedMemo = ReturnType<typeof createReportedMemo>;
 
-function toListRow(r: RawListed, reported: (id: string, raw: string | null) => ReportedState | null): DeviceListRow {
+function toListRow(r: RawListed, reported: ReportedMemo): DeviceListRow {
   const at = (column: string) => ({ table: "devices", key: `id=${r.id}`, column });
   return {
     id: r.id,
     tags: decodeJson(TagsSchema, r.tags, at("tags")),
     profile: r.profile,
     presence: decodeValue(PresenceSchema, r.presence, at("presence")),
-    reported: reported(r.id, r.reported),
+    reported: reported.decode(r.id, r.reported),
     lastSeen: r.last_seen,
     desiredSeq: r.desired_seq,
     createdAt: r.created_at,
   };
 }
 
-function toRow(r: RawDevice, reported: (id: string, raw: string | null) => ReportedState | null): DeviceRow {
+function toRow(r: RawDevice, reported: ReportedMemo): DeviceRow {
   const at = (column: string) => ({ table: "devices", key: `id=${r.id}`, column });
   return {
     ...toListRow(r, reported),
@@ -116,6 +126,7 @@ export function createDeviceRepo(db: Db) {
   const getStmt = db.prepare("SELECT * FROM devices WHERE id = ?");
   const existsStmt = db.prepare("SELECT 1 FROM devices WHERE id = ?");
   const listStmt = db.prepare(`SELECT ${LIST_COLUMNS} FROM devices ORDER BY id`);
+  const getSummaryStmt = db.prepare(`SELECT ${LIST_COLUMNS} FROM devices WHERE id = ?`);
   const eventsStmt = db.prepare(
     "SELECT event_seq, type, ts, body FROM device_events WHERE device_id = ? ORDER BY event_seq DESC LIMIT ?",
   );
@@ -126,6 +137,10 @@ export function createDeviceRepo(db: Db) {
        FROM device_events e JOIN rollout_devices rd ON rd.device_id = e.device_id AND rd.rollout_id = ?
      ) WHERE n <= ? ORDER BY device_id, event_seq DESC`,
   );
+  const presenceStmt = db.prepare("UPDATE devices SET presence = ?, last_seen = ? WHERE id = ?");
+  const reportedStmt = db.prepare("UPDATE devices SET reported = ?, last_seen = ? WHERE id = ?");
+  const nextSeqStmt = db.prepare("UPDATE devices SET desired_seq = desired_seq + 1 WHERE id = ? RETURNING desired_seq");
+  const setDesiredStmt = db.prepare("UPDATE devices SET desired = ? WHERE id = ?");
   const reported = createReportedMemo();
   return {
     /** Returns false when the id is taken. */
@@ -148,6 +163,11 @@ export function createDeviceRepo(db: Db) {
     },
     list(): DeviceRow[] {
       return (db.prepare("SELECT * FROM devices ORDER BY id").all() as RawDevice[]).map((r) => toRow(r, reported));
+    },
+    /** One device without credentials and desired state; null when unknown. */
+    getSummary(id: string): DeviceListRow | null {
+      const r = getSummaryStmt.get(id) as RawListed | undefined;
+      return r ? toListRow(r, reported) : null;
     },
     /** Every device without credentials and desired state (listings, selectors, the rollout planner). */
     listSummaries(): DeviceListRow[] {
@@ -182,21 +202,22 @@ export function createDeviceRepo(db: Db) {
       return (db.prepare(sql).all(...args) as RawListed[]).map((r) => toListRow(r, reported));
     },
     setPresence(id: string, presence: "online" | "offline", now: string): void {
-      db.prepare("UPDATE devices SET presence = ?, last_seen = ? WHERE id = ?").run(presence, now, id);
+      presenceStmt.run(presence, now, id);
     },
-    setReported(id: string, reported: ReportedState, now: string): void {
-      db.prepare("UPDATE devices SET reported = ?, last_seen = ? WHERE id = ?").run(JSON.stringify(reported), now, id);
+    setReported(id: string, value: ReportedState, now: string): void {
+      const text = JSON.stringify(value);
+      reportedStmt.run(text, now, id);
+      // Validated on the way in: the planner's next read reuses it instead of parsing it again.
+      reported.prime(id, text, value);
     },
     /** Reserves the next desired-state sequence number for a device (monotonic, persisted). */
     nextSeq(id: string): number {
-      const row = db
-        .prepare("UPDATE devices SET desired_seq = desired_seq + 1 WHERE id = ? RETURNING desired_seq")
-        .get(id) as { desired_seq: number } | undefined;
+      const row = nextSeqStmt.get(id) as { desired_seq: number } | undefined;
       if (!row) throw new Error(`device ${id} vanished`);
       return row.desired_seq;
     },
     setDesired(id: string, desired: SignedDesiredState): void {
-      db.prepare("UPDATE devices SET desired = ? WHERE id = ?").run(JSON.stringify(desired), id);
+      setDesiredStmt.run(JSON.stringify(desired), id);
     },
     /** Stores an event once; a re-delivered (device, eventSeq) is ignored. Returns true when new. */
     insertEvent(deviceId: string, ev: DeviceEvent, now: string): boolean {
