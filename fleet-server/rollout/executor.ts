@@ -54,6 +54,8 @@ export interface ExecutorDeps {
 export type { PreviousRef };
 
 const EVENTS_PER_DEVICE = 200;
+/** Longest run of planner actions without a turn of the event loop. */
+const SLICE_MS = 20;
 /** rollback_sha256 when the rollout's assignment was removed: a side (abort, rollback) or a first version. */
 export const ROLLBACK_REMOVED = "removed";
 
@@ -233,7 +235,15 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   async function apply(row: RolloutRow, engine: PlannerRollout, actions: readonly RolloutAction[]): Promise<void> {
     const now = clock.now();
     let state = { ...engine.state };
+    let slice = performance.now();
     for (const a of actions) {
+      // An all-at-once stage over 10,000 devices is 10,000 assignments, and an in-process broker's
+      // publish resolves without a turn of the event loop: give I/O (the API, device messages) a
+      // turn every SLICE_MS so a fan-out never blocks the server for its whole length (issue 14).
+      if (performance.now() - slice > SLICE_MS) {
+        await new Promise((r) => setImmediate(r));
+        slice = performance.now();
+      }
       switch (a.kind) {
         case "device-phase":
           rollouts.setPhase(row.id, a.deviceId, a.phase, iso(now));
