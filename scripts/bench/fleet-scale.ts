@@ -258,7 +258,11 @@ async function scaleOnce(root: string, broker: "aedes" | "mosquitto", n: number)
 
     poller.setPhase("telemetry");
     await server.ask("eld-reset");
-    const storm = await sim.telemetryStorm(RECORDS_PER_DEVICE, 1000, 180_000);
+    const storm = await sim.telemetryStorm(
+      RECORDS_PER_DEVICE,
+      1000,
+      Number(process.env.BENCH_SCALE_STORM_TIMEOUT_MS ?? 180_000),
+    );
     const eldStorm = await server.ask("eld");
     poller.setPhase("after");
     // Rollout status with the counts over the whole fleet (the view every operator polls).
