@@ -20,7 +20,7 @@ export interface EmbeddedBrokerOptions {
   topics: Topics;
   log: Logger;
   server: { username: string; password: string };
-  /** Device credential check (scrypt hash in the store). */
+  /** Device credential check (password hash in the store, fleet-server/devices/password.ts). */
   authenticateDevice(deviceId: string, password: string): Promise<boolean>;
   /** Operator-supplied certificate and key (PEM): serve MQTT over TLS (`mqtts://`) only. */
   tls?: { cert: Buffer; key: Buffer };

@@ -1,5 +1,6 @@
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
+import type { ImportResult } from "../../shared/http/devices.js";
 import type { Logger } from "../../shared/logger.js";
 import {
   DeviceEventSchema,
@@ -9,8 +10,9 @@ import {
 } from "../../shared/schemas/device-state.js";
 import { presenceOf } from "../health/health-decision.js";
 import type { PresenceTracker } from "../health/presence-tracker.js";
-import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
+import type { DeviceListQuery, DeviceListRow, DeviceRepo } from "../store/device-repo.js";
 import type { VariantMeasurementRow } from "../store/variant-measurement-repo.js";
+import { planImport } from "./bulk-enroll.js";
 import { createCredentialCache } from "./credential-cache.js";
 import { generatePassword, hashPassword, verifyPassword } from "./password.js";
 
@@ -34,6 +36,8 @@ export interface DeviceDeps {
 }
 
 const RECENT_EVENTS = 50;
+/** Broker admissions (Mosquitto dynsec round trips) in flight during a bulk enrollment. */
+const ADMIT_CONCURRENCY = 16;
 
 /** One line per model for fleet listings: what runs and what is happening, from the last reported state. */
 function modelSummaries(reported: ReportedState | null) {
@@ -46,7 +50,7 @@ function modelSummaries(reported: ReportedState | null) {
   }));
 }
 
-export function deviceSummary(d: DeviceRow, presence?: PresenceTracker) {
+export function deviceSummary(d: DeviceListRow, presence?: PresenceTracker) {
   return {
     id: d.id,
     tags: d.tags,
@@ -104,7 +108,7 @@ export function createDeviceService(deps: DeviceDeps) {
       enrolling.add(input.id);
       const password = generatePassword();
       try {
-        const passwordHash = await hashPassword(password);
+        const passwordHash = hashPassword(password);
         // The broker first (issue 20 §5): if it cannot admit the device, nothing is stored and a
         // token stays unspent. `enrolling` keeps a concurrent enrollment of the same id from
         // replacing the winner's broker credentials between the check above and the insert.
@@ -129,8 +133,78 @@ export function createDeviceService(deps: DeviceDeps) {
       return { id: input.id, password };
     },
 
+    /**
+     * Bulk enrollment (issue 14, `POST /v1/devices/import`): every entry is checked on its own and
+     * refused alone (`planImport`); the accepted ones are admitted to the broker (a device the broker
+     * refuses is not stored: same rule as `enroll`), then stored in one transaction with their broker
+     * hashes. A refused entry leaves nothing behind, and the stored ones are complete.
+     */
+    async enrollMany(
+      entries: readonly unknown[],
+    ): Promise<{ enrolled: number; failed: number; results: ImportResult[] }> {
+      const plan = planImport(entries, (id) => devices.exists(id) || enrolling.has(id));
+      const results: ImportResult[] = [];
+      const accepted: {
+        index: number;
+        device: { id: string; tags?: Record<string, string>; profile?: string };
+        password: string;
+      }[] = [];
+      for (const p of plan) {
+        if (p.ok) accepted.push({ index: p.index, device: p.device, password: generatePassword() });
+        else results.push({ index: p.index, ok: false, id: p.id, error: { code: p.code, message: p.message } });
+      }
+      for (const a of accepted) enrolling.add(a.device.id);
+      try {
+        const admitted: typeof accepted = [];
+        let next = 0;
+        const worker = async () => {
+          while (next < accepted.length) {
+            const a = accepted[next++]!;
+            try {
+              await deps.admitToBroker?.(a.device.id, a.password);
+              admitted.push(a);
+            } catch (err) {
+              const e = err instanceof EdgeFleetError ? err : new EdgeFleetError("INTERNAL", String(err));
+              results.push({ index: a.index, ok: false, id: a.device.id, error: { code: e.code, message: e.message } });
+            }
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(ADMIT_CONCURRENCY, accepted.length) }, worker));
+        const now = nowIso();
+        devices.transaction(() => {
+          for (const a of admitted) {
+            const ok = devices.insert({
+              id: a.device.id,
+              passwordHash: hashPassword(a.password),
+              tags: a.device.tags ?? {},
+              profile: a.device.profile ?? null,
+              now,
+            });
+            // Cannot happen (`enrolling` holds the ids), but a lost race must not hand out a password.
+            if (!ok) throw new EdgeFleetError("CONFLICT", `device ${a.device.id} already exists`);
+            deps.onEnrolled?.(a.device.id, a.password);
+          }
+        });
+        for (const a of admitted) results.push({ index: a.index, ok: true, id: a.device.id, password: a.password });
+        log.info({ enrolled: admitted.length, refused: entries.length - admitted.length }, "devices imported");
+        results.sort((x, y) => x.index - y.index);
+        return { enrolled: admitted.length, failed: entries.length - admitted.length, results };
+      } finally {
+        for (const a of accepted) enrolling.delete(a.device.id);
+      }
+    },
+
     list() {
-      return devices.list().map((d) => deviceSummary(d, deps.presence));
+      return devices.listSummaries().map((d) => deviceSummary(d, deps.presence));
+    },
+
+    /** One filtered page (`GET /v1/devices?limit=…`); `next` is null on the last page. */
+    page(q: DeviceListQuery & { limit: number }) {
+      // One more row than asked says whether another page follows without a COUNT over the fleet.
+      const rows = devices.listPage({ ...q, limit: q.limit + 1 });
+      const more = rows.length > q.limit;
+      const shown = more ? rows.slice(0, q.limit) : rows;
+      return { devices: shown.map((d) => deviceSummary(d, deps.presence)), next: more ? shown.at(-1)!.id : null };
     },
 
     get(id: string) {
@@ -162,7 +236,7 @@ export function createDeviceService(deps: DeviceDeps) {
     onPresence(deviceId: string, payload: Buffer): void {
       const presence = parsePresence(payload);
       if (!presence) return void log.warn({ deviceId }, "presence payload invalid; dropped");
-      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "presence from unknown device; dropped");
+      if (!devices.exists(deviceId)) return void log.warn({ deviceId }, "presence from unknown device; dropped");
       devices.setPresence(deviceId, presence, nowIso());
       deps.presence?.heard(deviceId);
     },
@@ -178,7 +252,7 @@ export function createDeviceService(deps: DeviceDeps) {
       if (parsed.data.deviceId !== deviceId) {
         return void log.warn({ deviceId, claimed: parsed.data.deviceId }, "reported deviceId mismatch; dropped");
       }
-      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "reported from unknown device; dropped");
+      if (!devices.exists(deviceId)) return void log.warn({ deviceId }, "reported from unknown device; dropped");
       devices.setReported(deviceId, parsed.data, nowIso());
     },
 
@@ -190,7 +264,7 @@ export function createDeviceService(deps: DeviceDeps) {
       if (parsed.data.deviceId !== deviceId) {
         return void log.warn({ deviceId, claimed: parsed.data.deviceId }, "event deviceId mismatch; dropped");
       }
-      if (!devices.get(deviceId)) return void log.warn({ deviceId }, "event from unknown device; dropped");
+      if (!devices.exists(deviceId)) return void log.warn({ deviceId }, "event from unknown device; dropped");
       devices.insertEvent(deviceId, parsed.data, nowIso());
     },
   };

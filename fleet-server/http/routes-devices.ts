@@ -9,6 +9,21 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: HttpDeps): void
   contractRoute(app, deviceRoutes.enrollDevice, "operator", async ({ body, reply }) =>
     reply.status(201).send(await deps.devices.enroll(body)),
   );
-  contractRoute(app, deviceRoutes.listDevices, "viewer", async () => ({ devices: deps.devices.list() }));
+  contractRoute(app, deviceRoutes.importDevices, "operator", async ({ body }) => deps.devices.enrollMany(body.devices));
+  contractRoute(app, deviceRoutes.listDevices, "viewer", async ({ query }) => {
+    const tags = query.tag
+      ? Object.fromEntries(query.tag.map((t) => [t.slice(0, t.indexOf("=")), t.slice(t.indexOf("=") + 1)]))
+      : undefined;
+    const filtered = query.profile !== undefined || query.presence !== undefined || tags !== undefined;
+    if (query.limit === undefined && query.after === undefined && !filtered) return { devices: deps.devices.list() };
+    const q = {
+      limit: query.limit ?? Number.MAX_SAFE_INTEGER,
+      ...(query.after !== undefined ? { after: query.after } : {}),
+      ...(query.profile !== undefined ? { profile: query.profile } : {}),
+      ...(query.presence !== undefined ? { presence: query.presence } : {}),
+      ...(tags ? { tags } : {}),
+    };
+    return deps.devices.page(q);
+  });
   contractRoute(app, deviceRoutes.getDevice, "viewer", async ({ params }) => deps.devices.get(params.id));
 }

@@ -2,6 +2,7 @@ import type { Clock } from "../../shared/clock.js";
 import { type StageEventInput, withStage } from "../../shared/http/rollout-history.js";
 import type { Logger } from "../../shared/logger.js";
 import type { Assignment, SignedDesiredState } from "../../shared/schemas/desired-state.js";
+import type { DeviceEvent } from "../../shared/schemas/device-state.js";
 import type { EngineState, PreviousRef } from "../../shared/schemas/rollout-state.js";
 import type { Envelope, Root } from "../../shared/schemas/trust.js";
 import type { Topics } from "../../shared/topics.js";
@@ -53,6 +54,10 @@ export interface ExecutorDeps {
 export type { PreviousRef };
 
 const EVENTS_PER_DEVICE = 200;
+/** Desired-state publishes of one step in flight at once (each waits for its QoS 1 PUBACK). */
+const PUBLISH_WINDOW = 256;
+/** Longest run of planner actions without a turn of the event loop. */
+const SLICE_MS = 20;
 /** rollback_sha256 when the rollout's assignment was removed: a side (abort, rollback) or a first version. */
 export const ROLLBACK_REMOVED = "removed";
 
@@ -78,13 +83,19 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   const iso = (t: number) => new Date(t).toISOString();
 
   /** Where the device stands with its own bundle of the rollout (or `bundle`, e.g. a rollback's). */
-  function observe(row: RolloutRow, m: MemberRow, device: DeviceRow | null, bundle = m.bundleSha256): Observation {
+  function observe(
+    row: RolloutRow,
+    m: MemberRow,
+    device: Pick<DeviceRow, "reported"> | null,
+    bundle = m.bundleSha256,
+    events: readonly DeviceEvent[] = devices.recentEvents(m.deviceId, EVENTS_PER_DEVICE).map((e) => e.body),
+  ): Observation {
     return observeDevice({
       model: row.model,
       bundle,
       desiredSeq: m.desiredSeq,
       reported: device?.reported ?? null,
-      events: devices.recentEvents(m.deviceId, EVENTS_PER_DEVICE).map((e) => e.body),
+      events,
     });
   }
 
@@ -94,7 +105,8 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     for (const h of rollouts.holders(row.model, HOLDING_STATUSES)) {
       if (h.rolloutId !== row.id) heldBy.set(h.deviceId, h.rolloutId);
     }
-    const all = devices.list();
+    const all = devices.listSummaries();
+    const events = devices.recentEventsOfMembers(row.id, EVENTS_PER_DEVICE);
     const byId = new Map(all.map((d) => [d.id, d]));
     const out: PlannerDevice[] = all.map((d) => {
       const m = members.get(d.id);
@@ -112,7 +124,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
               acknowledged: m.acknowledged,
             }
           : null,
-        observation: m ? observe(row, m, byId.get(d.id) ?? null) : null,
+        observation: m ? observe(row, m, byId.get(d.id) ?? null, m.bundleSha256, events.get(d.id) ?? []) : null,
       };
     });
     return out;
@@ -186,7 +198,8 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   }
 
   async function assign(row: RolloutRow, engine: PlannerRollout, deviceId: string, stage: number): Promise<void> {
-    const device = devices.get(deviceId);
+    // Without the signed desired state: prepareDesired reads it once, inside its transaction.
+    const device = devices.getSummary(deviceId);
     if (!device) return;
     // Chosen once, at assignment, and stored with the member: a later measurement or profile
     // change applies to the next rollout, never to a device already on its way.
@@ -224,7 +237,17 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   async function apply(row: RolloutRow, engine: PlannerRollout, actions: readonly RolloutAction[]): Promise<void> {
     const now = clock.now();
     let state = { ...engine.state };
+    let slice = performance.now();
+    const publishing: Promise<void>[] = [];
+    const publishErrors: unknown[] = [];
     for (const a of actions) {
+      // An all-at-once stage over 10,000 devices is 10,000 assignments, and an in-process broker's
+      // publish resolves without a turn of the event loop: give I/O (the API, device messages) a
+      // turn every SLICE_MS so a fan-out never blocks the server for its whole length (issue 14).
+      if (performance.now() - slice > SLICE_MS) {
+        await new Promise((r) => setImmediate(r));
+        slice = performance.now();
+      }
       switch (a.kind) {
         case "device-phase":
           rollouts.setPhase(row.id, a.deviceId, a.phase, iso(now));
@@ -239,7 +262,15 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           }
           break;
         case "assign":
-          await assign(row, { ...engine, state }, a.deviceId, a.stage);
+          // Stored and signed now (assign's synchronous part commits before it publishes); the
+          // publishes overlap, a window of them at a time: one PUBACK round trip per device in
+          // turn made a 10,000-device stage on an external Mosquitto take minutes (issue 14).
+          publishing.push(
+            assign(row, { ...engine, state }, a.deviceId, a.stage).catch((err: unknown) => {
+              publishErrors.push(err);
+            }),
+          );
+          if (publishing.length >= PUBLISH_WINDOW) await Promise.all(publishing.splice(0));
           break;
         case "start-soak":
           state = { ...state, soakStartedAt: now };
@@ -264,10 +295,14 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
             { ...state, reason: a.reason },
             { type: "rollback-started", detail: { reason: a.reason } },
           );
+          await Promise.all(publishing.splice(0));
           await rollback(row);
           break;
       }
     }
+    await Promise.all(publishing);
+    // The first failed publish fails the step (as before): the next tick plans again.
+    if (publishErrors.length > 0) throw publishErrors[0];
   }
 
   /** This rollout's bundle still runs beside the device's active version (shadow/ab, not promoted). */

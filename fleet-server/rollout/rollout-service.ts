@@ -77,7 +77,7 @@ export function createRolloutService(deps: RolloutDeps) {
     if (!isVariantPublished(bundle)) {
       throw invalid(`${req.model} ${req.version} ${req.variant} failed validation and is not published`, "variant");
     }
-    const all = devices.list();
+    const all = devices.listSummaries();
     const known = new Set(all.map((d) => d.id));
     const unknown = (req.target.deviceIds ?? []).filter((d) => !known.has(d));
     if (unknown.length > 0) throw invalid(`unknown device(s): ${unknown.join(", ")}`, "target.deviceIds");

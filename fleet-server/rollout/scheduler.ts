@@ -12,6 +12,9 @@ export interface SchedulerDeps {
   tickMs?: number;
 }
 
+/** A tick shorter than this never delays the next one (small fleets, the tests). */
+const PACE_ABOVE_MS = 50;
+
 /** Rollouts the scheduler plans: those that may still assign, time out or roll back devices. */
 const PLANNED = ["running", "paused", "completed", "rolling-back"] as const;
 
@@ -35,7 +38,30 @@ export function createRolloutScheduler(deps: SchedulerDeps) {
     return run;
   }
 
+  /** Real time (not `clock`): pacing is about CPU actually spent, which a test clock does not move. */
+  let lastTick = { endedAt: 0, tookMs: 0 };
+
   async function tickAll(): Promise<void> {
+    const started = performance.now();
+    try {
+      await tickRollouts();
+    } finally {
+      const endedAt = performance.now();
+      lastTick = { endedAt, tookMs: endedAt - started };
+    }
+  }
+
+  /**
+   * How long a device-triggered tick waits so that planning takes at most a fifth of the event loop
+   * (issue 14): a tick over 10,000 devices costs a noticeable time, and 10,000 devices reporting after
+   * a fan-out would otherwise chain ticks back to back and starve the API. Cheap ticks run at once.
+   */
+  function pokeDelayMs(): number {
+    if (lastTick.tookMs < PACE_ABOVE_MS) return 0;
+    return Math.max(0, lastTick.endedAt + lastTick.tookMs * 4 - performance.now());
+  }
+
+  async function tickRollouts(): Promise<void> {
     for (const row of rollouts.listByStatus(PLANNED)) {
       try {
         await executor.step(row);
@@ -48,9 +74,11 @@ export function createRolloutScheduler(deps: SchedulerDeps) {
 
   function schedule(): void {
     if (stopped) return;
+    // A long tick spaces the periodic ones too (at most a fifth of the loop, see pokeDelayMs).
+    const paced = lastTick.tookMs < PACE_ABOVE_MS ? tickMs : Math.max(tickMs, lastTick.tookMs * 4);
     timer = clock.setTimeout(() => {
       void serialize(tickAll).finally(schedule);
-    }, tickMs);
+    }, paced);
   }
 
   return {
@@ -63,10 +91,14 @@ export function createRolloutScheduler(deps: SchedulerDeps) {
     poke(): void {
       if (stopped || pokeQueued) return;
       pokeQueued = true;
-      void serialize(async () => {
-        pokeQueued = false;
-        await tickAll();
-      });
+      const run = () =>
+        void serialize(async () => {
+          pokeQueued = false;
+          if (!stopped) await tickAll();
+        });
+      const wait = pokeDelayMs();
+      if (wait > 0) setTimeout(run, wait);
+      else run();
     },
     /** Plans one rollout now (after create and operator commands). */
     stepNow(id: string): Promise<void> {

@@ -28,7 +28,7 @@ export interface MemberBundle {
 export function createVariantAssignment(deps: VariantAssignmentDeps) {
   const { models, measurements, profiles } = deps;
 
-  function profileOf(device: DeviceRow): DeviceProfile | null {
+  function profileOf(device: Pick<DeviceRow, "profile" | "reported">): DeviceProfile | null {
     const id = device.profile ?? device.reported?.profile ?? null;
     return profiles.find((p) => p.id === id) ?? null;
   }
@@ -36,7 +36,7 @@ export function createVariantAssignment(deps: VariantAssignmentDeps) {
   return {
     profileOf,
     /** Throws when a bundle the rollout was created with has vanished from the registry. */
-    pick(row: RolloutRow, device: DeviceRow): MemberBundle {
+    pick(row: RolloutRow, device: Pick<DeviceRow, "id" | "profile" | "reported">): MemberBundle {
       const fallback = models.bundle(row.bundleSha256);
       if (!fallback) throw new Error(`bundle ${row.bundleSha256} vanished`);
       if (row.variant !== AUTO_VARIANT) return { bundle: fallback, variant: fallback.variant, reason: "explicit" };
@@ -49,7 +49,11 @@ export function createVariantAssignment(deps: VariantAssignmentDeps) {
       return { bundle, variant: bundle.variant, reason: choice.reason };
     },
     /** Why a member of an `auto` rollout did not get its profile's preferred variant (null: it did, or explicit). */
-    explain(row: RolloutRow, device: DeviceRow | null | undefined, variant: string): string | null {
+    explain(
+      row: RolloutRow,
+      device: Pick<DeviceRow, "profile" | "reported"> | null | undefined,
+      variant: string,
+    ): string | null {
       if (row.variant !== AUTO_VARIANT || !device) return null;
       const bundles = models.bundlesOf(row.model, row.version);
       return whyNotPreferred(candidatesOf(bundles), profileOf(device), variant as Variant);

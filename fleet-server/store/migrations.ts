@@ -148,4 +148,7 @@ CREATE INDEX pending_releases_by_model ON pending_releases(name, version, varian
   { version: 8, sql: PENDING_SIGNATURES_MIGRATION_SQL },
   // 9: the audit log records the matched route beside the raw path (issue 20 §1). See auth/security-schema.ts.
   { version: 9, sql: AUDIT_ROUTE_MIGRATION_SQL },
+  // 10: a device's rollouts by device (issue 14): the telemetry cohort lookup runs once per batch and
+  // scanned every rollout's members without it (10,000 devices: the ingest's largest cost).
+  { version: 10, sql: "CREATE INDEX rollout_devices_by_device ON rollout_devices(device_id);" },
 ];

@@ -71,7 +71,11 @@ const versionRow = (r: RawVersion): ModelVersionRow => ({
   createdAt: r.created_at,
 });
 
+/** Decoded bundle rows kept by `bundle()`. */
+const DECODED_BUNDLES_MAX = 256;
+
 export function createModelRepo(db: Db) {
+  const decodedBundles = new Map<string, BundleRow>();
   return {
     /** Release counters are per model name and never reused: next = max existing + 1. */
     nextReleaseCounter(name: string): number {
@@ -188,9 +192,20 @@ export function createModelRepo(db: Db) {
           .all(name, version) as RawBundle[]
       ).map((r) => bundleRow("bundles", r));
     },
+    /**
+     * Bundle rows are written once and never changed (content-addressed), so decoded ones are kept:
+     * a rollout assigning 10,000 devices read and schema-checked the same signed manifest for each
+     * (issue 14). Bounded; the oldest entry goes first.
+     */
     bundle(sha256: string): BundleRow | null {
+      const hit = decodedBundles.get(sha256);
+      if (hit) return hit;
       const r = db.prepare("SELECT * FROM bundles WHERE sha256 = ?").get(sha256) as RawBundle | undefined;
-      return r ? bundleRow("bundles", r) : null;
+      if (!r) return null;
+      const row = bundleRow("bundles", r);
+      if (decodedBundles.size >= DECODED_BUNDLES_MAX) decodedBundles.delete(decodedBundles.keys().next().value!);
+      decodedBundles.set(sha256, row);
+      return row;
     },
   };
 }

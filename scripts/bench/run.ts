@@ -6,6 +6,7 @@ import { benchBundleSizes } from "./bundle-sizes.js";
 import { benchEventLoop } from "./event-loop.js";
 import { benchFanout } from "./fanout.js";
 import { benchFeedbackWindow } from "./feedback-window.js";
+import { benchFleetScale } from "./fleet-scale.js";
 import { benchInferOverhead } from "./infer-overhead.js";
 import { benchQuantize } from "./quantize.js";
 import { benchServingBatching } from "./serving-batching.js";
@@ -43,6 +44,8 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "bundle-sizes": () => benchBundleSizes(),
   "feedback-window": () => benchFeedbackWindow(),
   fanout: () => benchFanout(Number(process.env.BENCH_FANOUT_N ?? 200)),
+  "fleet-scale": () =>
+    benchFleetScale(Number(process.env.BENCH_SCALE_N ?? 1000), process.env.BENCH_SCALE_BROKER ?? "both"),
 };
 
 const only = process.argv.slice(2);

@@ -183,6 +183,10 @@ export class ApiClient {
   enrollDevice(body: RequestBodyOf<HttpRoutes["enrollDevice"]>): Promise<Answer<"enrollDevice">> {
     return this.call("enrollDevice", { body });
   }
+  /** Bulk enrollment: at most IMPORT_BATCH_MAX devices per call (fleetctl devices import batches a CSV). */
+  importDevices(body: RequestBodyOf<HttpRoutes["importDevices"]>): Promise<Answer<"importDevices">> {
+    return this.call("importDevices", { body });
+  }
   listDevices(): Promise<Answer<"listDevices">> {
     return this.call("listDevices");
   }

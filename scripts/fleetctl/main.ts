@@ -7,6 +7,7 @@ import { SampleInputSchema } from "../../shared/schemas/tensor.js";
 import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
 import { formatDeviceLine } from "./device-format.js";
+import { importDevices } from "./device-import.js";
 import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
 import { registerReleaseCommands } from "./release-commands.js";
@@ -231,6 +232,19 @@ export function buildProgram(): Command {
         else console.log(`enrolled ${res.id}; password written to ${o.passwordFile} (mode 0600)`);
       },
     );
+  devices
+    .command("import <csv>")
+    .description("enroll every device of a CSV (header: id,profile,tags with tags as k=v;k=v), in batches")
+    .requiredOption("--out <file>", "new file (mode 0600) receiving id,password of each enrolled device")
+    .option("--batch <n>", "devices per request (at most 1000)", (v) => Number.parseInt(v, 10))
+    .action(async (csv: string, o: { out: string; batch?: number }, cmd: Command) => {
+      const r = await importDevices(client(cmd), csv, o.out, { batch: o.batch, progress: !isJson(cmd) });
+      if (isJson(cmd)) console.log(JSON.stringify(r, null, 2));
+      else
+        for (const e of r.errors)
+          console.error(`line ${e.line}: ${e.code} ${e.id ?? ""} ${e.message}`.replace("  ", " "));
+      if (r.errors.length > 0) process.exitCode = 1;
+    });
   return program;
 }
 

@@ -74,6 +74,56 @@ export const DeviceRevokedSchema = z.object({
 
 const IdParams = z.object({ id: DeviceIdSchema });
 
+/**
+ * `GET /v1/devices` filters and keyset paging (issue 14): ordered by id; `after` is the `next` of the
+ * previous page. Without `limit` every matching device is answered (what fleetctl and the dashboard
+ * did before paging; at 10,000 devices one such answer costs about a second of server time).
+ * `tag=key=value` may be repeated; every pair must match.
+ */
+export const ListDevicesQuerySchema = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+    after: DeviceIdSchema.optional(),
+    profile: ProfileIdSchema.optional(),
+    presence: z.enum(["online", "offline"]).optional(),
+    tag: z
+      .union([z.string(), z.array(z.string()).max(16)])
+      .optional()
+      .transform((v) => (v === undefined ? undefined : Array.isArray(v) ? v : [v]))
+      .pipe(z.array(z.string().regex(/^[^=]+=.*$/, "tag must be key=value")).optional()),
+  })
+  .strict();
+
+/** Most devices one `POST /v1/devices/import` takes; fleetctl sends a larger CSV in batches of this size. */
+export const IMPORT_BATCH_MAX = 1000;
+
+/**
+ * Bulk enrollment (issue 14): each entry is checked on its own (an invalid one fails alone with its
+ * index, the rest are enrolled), so entries are `unknown` here and parsed with
+ * `EnrollDeviceRequestSchema` by the server.
+ */
+export const ImportDevicesRequestSchema = z
+  .object({ devices: z.array(z.unknown()).min(1).max(IMPORT_BATCH_MAX) })
+  .strict();
+
+/** One entry's outcome, by its index in the request: the password (shown once) or why it was refused. */
+export const ImportResultSchema = z.discriminatedUnion("ok", [
+  z.object({ index: z.number().int().min(0), ok: z.literal(true), id: DeviceIdSchema, password: z.string().min(1) }),
+  z.object({
+    index: z.number().int().min(0),
+    ok: z.literal(false),
+    id: z.string().nullable(),
+    error: z.object({ code: z.string(), message: z.string() }),
+  }),
+]);
+export type ImportResult = z.infer<typeof ImportResultSchema>;
+
+export const ImportDevicesResponseSchema = z.object({
+  enrolled: z.number().int().min(0),
+  failed: z.number().int().min(0),
+  results: z.array(ImportResultSchema),
+});
+
 export const deviceRoutes = {
   enrollDevice: defineRoute({
     operationId: "enrollDevice",
@@ -89,8 +139,15 @@ export const deviceRoutes = {
     method: "GET",
     path: "/v1/devices",
     tag: "devices",
-    summary: "Every device with presence and models",
-    responses: { 200: z.object({ devices: z.array(DeviceSummarySchema) }) },
+    summary: "Devices with presence and models: all, or one page (limit, after) filtered by profile, presence, tags",
+    query: ListDevicesQuerySchema,
+    responses: {
+      200: z.object({
+        devices: z.array(DeviceSummarySchema),
+        /** The `after` of the next page; null on the last page (or without `limit`). */
+        next: DeviceIdSchema.nullable().optional(),
+      }),
+    },
   }),
   getDevice: defineRoute({
     operationId: "getDevice",
@@ -100,6 +157,15 @@ export const deviceRoutes = {
     summary: "One device: its summary, last reported state, recent events and measurements",
     params: IdParams,
     responses: { 200: DeviceDetailSchema },
+  }),
+  importDevices: defineRoute({
+    operationId: "importDevices",
+    method: "POST",
+    path: "/v1/devices/import",
+    tag: "devices",
+    summary: `Enroll up to ${IMPORT_BATCH_MAX} devices; answers each one's password once, or why it was refused`,
+    body: ImportDevicesRequestSchema,
+    responses: { 200: ImportDevicesResponseSchema },
   }),
   revokeDevice: defineRoute({
     operationId: "revokeDevice",

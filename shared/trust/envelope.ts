@@ -1,17 +1,38 @@
+import { createPrivateKey, type KeyObject, sign } from "node:crypto";
 import nacl from "tweetnacl";
 import { canonicalBytes } from "../canonical-json.js";
 import { EdgeFleetError } from "../errors.js";
 import type { Envelope, Role, RoleName, Root, Signature } from "../schemas/trust.js";
 import type { KeyPair } from "./keys.js";
 
-/** Signs the canonical JSON of `signed` with each key (architecture.md §3). */
+/**
+ * Signs the canonical JSON of `signed` with each key (architecture.md §3), through node:crypto's
+ * Ed25519 (OpenSSL): Ed25519 signatures are deterministic (RFC 8032), so the bytes are exactly
+ * tweetnacl's and every verifier (tweetnacl on the agent) accepts them, while a sign costs ~0.1 ms
+ * instead of 5-9 ms in pure JS, the fleet server's cost per device of a rollout fan-out (issue 14).
+ */
 export function signEnvelope<T>(signed: T, keys: readonly KeyPair[]): Envelope<T> {
   const message = canonicalBytes(signed);
   const signatures: Signature[] = keys.map((k) => ({
     keyid: k.keyid,
-    sig: Buffer.from(nacl.sign.detached(message, new Uint8Array(Buffer.from(k.secretKeyHex, "hex")))).toString("hex"),
+    sig: sign(null, message, ed25519PrivateKey(k.secretKeyHex)).toString("hex"),
   }));
   return { signed, signatures };
+}
+
+/** A tweetnacl 64-byte secret key (seed, then public key) as a node:crypto key object. */
+function ed25519PrivateKey(secretKeyHex: string): KeyObject {
+  const secret = Buffer.from(secretKeyHex, "hex");
+  if (secret.length !== nacl.sign.secretKeyLength) throw new Error("ed25519 secret key must be 64 bytes");
+  return createPrivateKey({
+    key: {
+      kty: "OKP",
+      crv: "Ed25519",
+      d: secret.subarray(0, 32).toString("base64url"),
+      x: secret.subarray(32).toString("base64url"),
+    },
+    format: "jwk",
+  });
 }
 
 /**
