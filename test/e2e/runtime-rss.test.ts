@@ -21,8 +21,9 @@ import {
  * to the OS and the agent's own RSS stays flat however many swaps it does.
  */
 const ID = "rt-rss";
-// 6 swaps show the bound in `npm test` (each swap is a full rollout with probation: ~8 s); a longer soak is `EDGEFLEET_RSS_SWAPS=100 npx vitest run
-// test/e2e/runtime-rss.test.ts` (docs/benchmarks.md), kept out of the suite's time budget.
+// 6 swaps show the bound in `npm test` (each swap is a whole rollout, ~8 s); a longer soak is
+// `EDGEFLEET_RSS_SWAPS=100 npx vitest run test/e2e/runtime-rss.test.ts` (docs/benchmarks.md), kept
+// out of the suite's time budget.
 const SWAPS = Number(process.env.EDGEFLEET_RSS_SWAPS ?? 6);
 const MB = 2 ** 20;
 
