@@ -22,6 +22,7 @@ import {
   withoutSide,
 } from "./desired-state.js";
 import { type Observation, observeDevice } from "./observe.js";
+import { createPacedPublisher } from "./paced-publish.js";
 import {
   HOLDING_STATUSES,
   type PlannerDevice,
@@ -237,17 +238,9 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
   async function apply(row: RolloutRow, engine: PlannerRollout, actions: readonly RolloutAction[]): Promise<void> {
     const now = clock.now();
     let state = { ...engine.state };
-    let slice = performance.now();
-    const publishing: Promise<void>[] = [];
-    const publishErrors: unknown[] = [];
+    const paced = createPacedPublisher({ sliceMs: SLICE_MS, window: PUBLISH_WINDOW });
     for (const a of actions) {
-      // An all-at-once stage over 10,000 devices is 10,000 assignments, and an in-process broker's
-      // publish resolves without a turn of the event loop: give I/O (the API, device messages) a
-      // turn every SLICE_MS so a fan-out never blocks the server for its whole length (issue 14).
-      if (performance.now() - slice > SLICE_MS) {
-        await new Promise((r) => setImmediate(r));
-        slice = performance.now();
-      }
+      await paced.pace();
       switch (a.kind) {
         case "device-phase":
           rollouts.setPhase(row.id, a.deviceId, a.phase, iso(now));
@@ -263,14 +256,8 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           break;
         case "assign":
           // Stored and signed now (assign's synchronous part commits before it publishes); the
-          // publishes overlap, a window of them at a time: one PUBACK round trip per device in
-          // turn made a 10,000-device stage on an external Mosquitto take minutes (issue 14).
-          publishing.push(
-            assign(row, { ...engine, state }, a.deviceId, a.stage).catch((err: unknown) => {
-              publishErrors.push(err);
-            }),
-          );
-          if (publishing.length >= PUBLISH_WINDOW) await Promise.all(publishing.splice(0));
+          // publishes overlap in a window (paced-publish.ts).
+          await paced.add(assign(row, { ...engine, state }, a.deviceId, a.stage));
           break;
         case "start-soak":
           state = { ...state, soakStartedAt: now };
@@ -295,14 +282,12 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
             { ...state, reason: a.reason },
             { type: "rollback-started", detail: { reason: a.reason } },
           );
-          await Promise.all(publishing.splice(0));
+          await paced.settle();
           await rollback(row);
           break;
       }
     }
-    await Promise.all(publishing);
-    // The first failed publish fails the step (as before): the next tick plans again.
-    if (publishErrors.length > 0) throw publishErrors[0];
+    await paced.drain();
   }
 
   /** This rollout's bundle still runs beside the device's active version (shadow/ab, not promoted). */
