@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Browser, BrowserContext, Page, Request, Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
 import { waitFor } from "../helpers/agent-process.js";
@@ -222,6 +222,55 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   );
 
   it(
+    "a slow answer for the page just left never paints over the page just opened",
+    async () => {
+      const [, done] = await Promise.all([logInOnce(op, tokens.operator), goodRolloutDone()]);
+      // The device page's reads are held until the test lets them go: a slow link, a busy server.
+      const isDeviceRead = (url: string | URL) => new URL(url).pathname.startsWith("/v1/devices/dash-a");
+      const held: Route[] = [];
+      let release = false;
+      await op.route(isDeviceRead, (r) => (release ? r.continue() : void held.push(r)));
+      let started = 0;
+      let ended = 0;
+      const end = (r: Request) => void (isDeviceRead(r.url()) && ended++);
+      op.on("request", (r) => void (isDeviceRead(r.url()) && started++));
+      op.on("requestfinished", end);
+      op.on("requestfailed", end);
+      try {
+        await op.goto(`${base}/ui/#/devices/dash-b`);
+        await op.waitForSelector("#device-id");
+        await op.goto(`${base}/ui/#/devices/dash-a`);
+        await waitFor("the device page's reads to be held", async () => held.length > 0);
+        await op.goto(`${base}/ui/#/rollouts/${done.id}`);
+        await op.waitForSelector("#rollout-status");
+        // Any paint of the device page from now on is the defect, even one a later refresh hides.
+        await op.evaluate(`(() => {
+          window.__stalePaint = false;
+          new MutationObserver(() => {
+            if (document.getElementById("device-id")) window.__stalePaint = true;
+          }).observe(document.getElementById("main"), { childList: true, subtree: true });
+        })()`);
+        release = true;
+        for (const r of held.splice(0)) await r.continue();
+        // Every read the device page made has answered, and no new one started for a while: its
+        // draw is over (it paints synchronously after its last read).
+        let quietSince = Date.now();
+        let last = -1;
+        await waitFor("the device page's reads to finish", async () => {
+          if (started !== last || started !== ended) [last, quietSince] = [started, Date.now()];
+          return started > 0 && started === ended && Date.now() - quietSince > 1000;
+        });
+        expect(await op.evaluate("window.__stalePaint")).toBe(false);
+        expect(await status(op)).toBe("completed");
+        expect(new URL(op.url()).hash).toBe(`#/rollouts/${done.id}`);
+      } finally {
+        await op.unroute(isDeviceRead);
+      }
+    },
+    T,
+  );
+
+  it(
     "a failing rollout stops at its gate; the operator aborts it from the page and the devices stay on 1.0.0",
     async () => {
       const [, bad] = await Promise.all([logInOnce(op, tokens.operator), badRolloutPaused()]);
@@ -232,6 +281,8 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
       await op.waitForSelector("dialog[open]");
       await op.click("#confirm-action");
       await waitFor("the page to show the rollout aborted", async () => (await status(op)) === "aborted", T);
+      // The command's answer outlives the redraw that follows it.
+      await op.waitForSelector('#action-result:text-is("abort: done")');
       await shot(op, "rollout-aborted");
       for (const id of AGENTS) {
         const d = await h.api.getDevice(id);

@@ -9,6 +9,8 @@ export interface PageContext {
   query: URLSearchParams;
   /** Changes the hash query without a reload (filters, paging). */
   setQuery(q: URLSearchParams): void;
+  /** Draws the page again from fresh data (after a command); the newest draw wins (main.ts). */
+  redraw(): void;
 }
 
 /** A page: draws once, and `refresh` is called again on live events that concern it. */

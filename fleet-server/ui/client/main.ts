@@ -32,6 +32,17 @@ let who: { actor: string; role: ApiRole } | null = null;
 let stopEvents: (() => void) | null = null;
 let current: { page: Page; ctx: PageContext } | null = null;
 let redraw: ReturnType<typeof setTimeout> | null = null;
+/**
+ * Draw ordering. Invariant: only the newest draw paints #main. Every draw renders into a detached
+ * element and swaps it in only if no draw started after it; otherwise a slow answer for the page just
+ * left (the device page's telemetry reads) would paint over the page just opened, and stay there
+ * until an event that page follows arrived (stop 15's CI run: the rollout page replaced by the device
+ * page, its buttons gone). `drawing`/`dirty` keep live refreshes from superseding each other forever
+ * on a slow link: an event during a draw asks for one more draw after it, not a new one now.
+ */
+let drawSeq = 0;
+let drawing = false;
+let dirty = false;
 let liveDot: HTMLElement | null = null;
 
 function logout(): void {
@@ -124,6 +135,7 @@ async function route(): Promise<void> {
       ctx.query = q;
       void draw();
     },
+    redraw: () => void draw(),
   };
   current = { page: hit.page, ctx };
   await draw();
@@ -132,12 +144,35 @@ async function route(): Promise<void> {
 async function draw(): Promise<void> {
   if (!current) return;
   const { page, ctx } = current;
+  const mine = ++drawSeq;
+  drawing = true;
+  dirty = false;
+  const staging = document.createElement("div");
   try {
-    await page.render(ctx);
+    await page.render({ ...ctx, root: staging });
   } catch (err) {
-    clear(ctx.root);
-    ctx.root.appendChild(el("p", { class: "error", role: "alert" }, err instanceof Error ? err.message : String(err)));
+    clear(staging);
+    staging.appendChild(el("p", { class: "error", role: "alert" }, err instanceof Error ? err.message : String(err)));
   }
+  // A later draw (another route, a query change, a refresh) owns #main now; it paints, not this one.
+  if (mine !== drawSeq) return;
+  drawing = false;
+  ctx.root.replaceChildren(...staging.childNodes);
+  if (dirty) scheduleRefresh();
+}
+
+/** A live event for the current page: one re-read after a short burst, or after the draw in flight. */
+function scheduleRefresh(): void {
+  if (drawing) {
+    dirty = true;
+    return;
+  }
+  // Several changes in a burst (a stage advancing) are one re-read.
+  if (redraw) return;
+  redraw = setTimeout(() => {
+    redraw = null;
+    void draw();
+  }, 250);
 }
 
 function start(): void {
@@ -167,12 +202,7 @@ function start(): void {
       if (!current) return;
       const follows = current.page.follows as readonly string[];
       if (e.type !== "reset" && !follows.includes(e.type)) return;
-      // Several changes in a burst (a stage advancing) are one re-read.
-      if (redraw) return;
-      redraw = setTimeout(() => {
-        redraw = null;
-        void draw();
-      }, 250);
+      scheduleRefresh();
     },
     (live) => {
       liveDot?.classList.toggle("on", live);

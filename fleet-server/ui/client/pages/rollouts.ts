@@ -85,15 +85,19 @@ function gateRows(r: RolloutView): HTMLElement {
   );
 }
 
-async function act(ctx: PageContext, r: RolloutView, cmd: RolloutCommand, out: HTMLElement): Promise<void> {
+/** The last command's answer, kept across the redraw that follows it (a redraw builds a new page). */
+let lastAnswer: { rollout: string; text: string } | null = null;
+
+async function act(ctx: PageContext, r: RolloutView, cmd: RolloutCommand): Promise<void> {
   if (!(await confirmDialog(`${cmd} rollout ${r.id} (${r.model} ${r.version})?`))) return;
   try {
     await api(`/v1/rollouts/${encodeURIComponent(r.id)}/${cmd}`, { method: "POST" });
-    out.textContent = `${cmd}: done`;
+    lastAnswer = { rollout: r.id, text: `${cmd}: done` };
   } catch (err) {
-    out.textContent = err instanceof ApiError ? `${cmd} refused: ${err.code} ${err.message}` : String(err);
+    const text = err instanceof ApiError ? `${cmd} refused: ${err.code} ${err.message}` : String(err);
+    lastAnswer = { rollout: r.id, text };
   }
-  await rolloutPage.render(ctx);
+  ctx.redraw();
 }
 
 export const rolloutPage: Page = {
@@ -113,7 +117,8 @@ export const rolloutPage: Page = {
         r.reason ? ` — ${r.reason}` : "",
       ),
     );
-    const out = el("p", { class: "muted", id: "action-result", role: "status" });
+    const answer = lastAnswer?.rollout === r.id ? lastAnswer.text : "";
+    const out = el("p", { class: "muted", id: "action-result", role: "status" }, answer);
     if (canAct(ctx.role)) {
       const buttons = commandsFor(r.status).map((cmd) =>
         on(
@@ -123,7 +128,7 @@ export const rolloutPage: Page = {
             cmd,
           ),
           "click",
-          () => void act(ctx, r, cmd, out),
+          () => void act(ctx, r, cmd),
         ),
       );
       root.appendChild(el("div", { class: "actions" }, ...buttons));
