@@ -5,6 +5,7 @@ import { jsonToRaw } from "../../shared/tensors.js";
 import { type ClientProcess, startClientProcess } from "./client-process.js";
 import { realModels } from "./quantize.js";
 import { startServingFixture } from "./serving-fixture.js";
+import { createStageRecorder, stageMedians } from "./stages.js";
 import { ratio } from "./stats.js";
 
 /**
@@ -25,11 +26,19 @@ export async function benchServingConcurrency(
   const input = model.samples[0]!.inputs;
   const raw = jsonToRaw("x", input.x!);
   const dims = [...raw.dims];
-  const fx = await startServingFixture();
+  const rec = createStageRecorder();
+  const fx = await startServingFixture({ onInferStages: rec.onHttp });
+  fx.runtime.observe(rec.onRecord);
   const clients: ClientProcess[] = [];
   try {
     const options = sessionOptionsFromProfile(fx.profile);
     await fx.install("cls", "1.0.0", new Uint8Array(bytes), dims, { outputs: ["softmax_0.tmp_0"] });
+    // Where one request's time goes (one client in this process, requests one at a time): the
+    // breakdown the throughput rows below cannot show.
+    const traces = await rec.time(Math.max(50, perClient), 10, () =>
+      fx.client.inferBinary("cls", { x: { type: "float32", data: raw.data as Float32Array, dims } }),
+    );
+    const stagesP50Ms = stageMedians(traces);
     const rows: Record<string, unknown>[] = [];
     for (const c of levels) {
       const sessions = await Promise.all(Array.from({ length: c }, () => ort.InferenceSession.create(bytes, options)));
@@ -65,6 +74,7 @@ export async function benchServingConcurrency(
       anchor: "in-process onnxruntime-node sessions, one per client",
       figure: "app processes over the agent socket, one agent and one model host",
       perClient,
+      stagesP50Ms,
       rows,
     };
   } finally {
