@@ -14,6 +14,7 @@ import type { AgentConfig } from "./config/agent-config.js";
 import { packageRoot } from "./config/package-root.js";
 import { registerFeedbackMetrics } from "./feedback/feedback-metrics.js";
 import { conceptDriftEvent, createFeedback } from "./feedback/feedback-routes.js";
+import { reportedFigures } from "./feedback/feedback-stats.js";
 import { createJobScheduler } from "./jobs/job-scheduler.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
@@ -213,6 +214,27 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   });
   // Apps' update locks (issue 8): the updater's swap step waits for them.
   const locks = createLockManager({ log: log.child({ c: "locks" }), clock });
+  // Ground truth joined to predictions that carried an `id` (issue 22, docs/protocol.md "Feedback").
+  // Joined counts ride in `reported` (the fleet's accuracy gate), republished at most every
+  // `feedback.reportSeconds`: a stream of labels must not become a stream of retained documents.
+  let feedbackReport: { cancel(): void } | null = null;
+  const feedback = createFeedback({
+    clock,
+    config: {
+      ...(config.feedback.capacity !== undefined ? { capacity: config.feedback.capacity } : {}),
+      ...(config.feedback.horizonSeconds !== undefined ? { horizonMs: config.feedback.horizonSeconds * 1000 } : {}),
+    },
+    onConceptDrift: (d) => {
+      log.warn({ model: d.model, version: d.version, drift: d }, "concept drift: the joined error rate rose");
+      publishEvent(conceptDriftEvent(d, config.deviceId, store.nextEventSeq()));
+    },
+    onJoined: () => {
+      feedbackReport ??= clock.setTimeout(() => {
+        feedbackReport = null;
+        updater?.publishReported();
+      }, config.feedback.reportSeconds * 1000);
+    },
+  });
   const up = createUpdater({
     log: log.child({ c: "updater" }),
     clock,
@@ -237,6 +259,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     locks,
     serving,
     storage: monitor,
+    feedback: () => reportedFigures(feedback.stats.snapshot()),
     ...(config.storage ? { storageBackoff: config.storage } : {}),
     ...(deps.random ? { random: deps.random } : {}),
     ...faultInjection(process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, log),
@@ -273,14 +296,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       })),
     };
   };
-  // Ground truth joined to predictions that carried an `id` (issue 22, docs/protocol.md "Feedback").
-  const feedback = createFeedback({
-    clock,
-    onConceptDrift: (d) => {
-      log.warn({ model: d.model, version: d.version, drift: d }, "concept drift: the joined error rate rose");
-      publishEvent(conceptDriftEvent(d, config.deviceId, store.nextEventSeq()));
-    },
-  });
   registerFeedbackMetrics(telemetry.metrics.registry, feedback);
   const api = createSocketApi({
     log: log.child({ c: "api" }),
@@ -360,6 +375,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     close() {
       closing ??= (async () => {
         locks.close(); // first: a swap waiting for a lock must not hold up the shutdown
+        feedbackReport?.cancel();
         await up.close();
         await link.close(); // publishes `offline` presence
         await api.close();

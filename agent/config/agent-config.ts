@@ -63,6 +63,23 @@ export const AgentConfigSchema = z
     socketGroup: z.union([z.string().min(1).max(64), z.number().int().min(0)]).optional(),
     /** Scheduled batch jobs (issue 8, agent/jobs/job-config.ts; docs/operations.md "Batch jobs"). */
     jobs: JobsConfigSchema,
+    /**
+     * Ground-truth feedback (issue 22, docs/operations.md "Accuracy gate"): the prediction window's
+     * size and horizon, and how often joined figures may republish the `reported` document.
+     */
+    feedback: z
+      .object({
+        capacity: z.number().int().min(1).max(1_000_000).optional(),
+        horizonSeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(7 * 24 * 3600)
+          .optional(),
+        reportSeconds: z.number().min(1).max(3600).default(30),
+      })
+      .strict()
+      .default({ reportSeconds: 30 }),
     /** Retries after a storage fault (issue 20 §2): full-jitter backoff bounds; defaults 1 s .. 60 s. */
     storage: z
       .object({ baseMs: z.number().int().min(10).max(600_000), capMs: z.number().int().min(10).max(3_600_000) })

@@ -74,6 +74,8 @@ export function createFeedback(opts: {
   config?: Partial<FeedbackConfig>;
   /** A version's joined error rate rose (Page-Hinkley alarm): the agent publishes a `concept.drift` event. */
   onConceptDrift?: (d: ConceptDrift) => void;
+  /** Classification feedback was joined (the figures in `reported` changed). */
+  onJoined?: () => void;
 }): Feedback {
   const config = { ...DEFAULT_FEEDBACK, ...opts.config };
   const window: PredictionWindow = createPredictionWindow({ clock: opts.clock, ...config });
@@ -106,6 +108,7 @@ export function createFeedback(opts: {
     const status = stats.add(found.prediction, truth);
     if (status === "correct" || status === "wrong") {
       watchErrors(model, found.prediction.version, status === "wrong");
+      opts.onJoined?.();
     }
     return { id: item.id, status };
   };

@@ -1,3 +1,4 @@
+import type { FeedbackFigures } from "../../shared/schemas/device-state.js";
 import type { Prediction } from "./prediction-window.js";
 
 /** Ground truth for one prediction: a class label, or a target for a regression output. */
@@ -127,4 +128,21 @@ export function createFeedbackStats(): FeedbackStats {
         }));
     },
   };
+}
+
+/**
+ * The classification counts per model for the `reported` document (issue 22): what the fleet's
+ * accuracy gate pools across devices. Versions and arms with no joined label are left out; at most
+ * `max` entries per model, the most recently created kept (the schema's bound). Pure.
+ */
+export function reportedFigures(stats: readonly ArmStats[], max = 16): Map<string, FeedbackFigures[]> {
+  const out = new Map<string, FeedbackFigures[]>();
+  for (const s of stats) {
+    if (s.classification.count === 0) continue;
+    const list = out.get(s.model) ?? [];
+    list.push({ version: s.version, arm: s.arm, joined: s.classification.count, correct: s.classification.correct });
+    out.set(s.model, list);
+  }
+  for (const [m, list] of out) if (list.length > max) out.set(m, list.slice(-max));
+  return out;
 }

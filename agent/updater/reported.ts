@@ -1,5 +1,6 @@
 import type { ErrorJson } from "../../shared/errors.js";
 import type {
+  FeedbackFigures,
   ProbationReport,
   ReportedModel,
   ReportedSide,
@@ -26,6 +27,8 @@ export interface ReportedInputs {
   sides?: ReadonlyMap<string, ReportedSide>;
   /** Storage faults and telemetry losses (issue 20 §2). */
   storage?: ReportedStorage;
+  /** Joined ground-truth counts per model (issue 22). */
+  feedback?: ReadonlyMap<string, FeedbackFigures[]>;
 }
 
 /** The retained `reported` document (architecture.md §4/§5): always the current truth, built from the store. Pure. */
@@ -47,6 +50,8 @@ export function buildReported(i: ReportedInputs): ReportedState {
     if (deferring && m.state === "swapping") out.deferring = deferring;
     const side = i.sides?.get(m.model);
     if (side) out.side = side;
+    const feedback = i.feedback?.get(m.model);
+    if (feedback && feedback.length > 0) out.feedback = feedback;
     return out;
   });
   return {

@@ -1,7 +1,7 @@
 import type { Clock } from "../../shared/clock.js";
 import type { ErrorJson } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
-import type { DeviceEvent, ReportedState } from "../../shared/schemas/device-state.js";
+import type { DeviceEvent, FeedbackFigures, ReportedState } from "../../shared/schemas/device-state.js";
 import type { Root } from "../../shared/schemas/trust.js";
 import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
@@ -46,6 +46,8 @@ export interface UpdaterDeps {
   /** Retry cadence after a storage fault failed an update (full jitter; tests shorten it). */
   storageBackoff?: BackoffOptions;
   random?: () => number;
+  /** Ground-truth feedback counts per model (issue 22), shown in `reported` for the accuracy gate. */
+  feedback?: () => ReadonlyMap<string, FeedbackFigures[]>;
 }
 
 export interface Updater {

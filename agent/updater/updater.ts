@@ -86,6 +86,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       deferring,
       sides: sides.reported(),
       ...(deps.storage ? { storage: deps.storage.snapshot() } : {}),
+      ...(deps.feedback ? { feedback: deps.feedback() } : {}),
     });
   const publishReported = () => deps.publish.reported(reported());
 

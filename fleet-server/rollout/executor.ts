@@ -263,6 +263,13 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           state = { ...state, soakStartedAt: now };
           setState(row, engine.status, state, { type: "soak-started", detail: {} });
           break;
+        case "accuracy-verdict":
+          state = { ...state, accuracy: a.decision };
+          setState(row, engine.status, state, {
+            type: "accuracy-decided",
+            detail: { verdict: a.decision.verdict, detail: a.decision.detail },
+          });
+          break;
         case "advance-stage":
           state = { ...state, stage: a.to, stageStartedAt: now, soakStartedAt: null };
           setState(row, "running", state, { type: "stage-advanced", detail: {} });

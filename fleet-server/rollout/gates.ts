@@ -1,11 +1,33 @@
 import { type HealthSummary, MIN_LATENCY_PAIRS, type ProbationReport } from "../../shared/schemas/device-state.js";
+import {
+  type AccuracyDecision,
+  type AccuracyEstimate,
+  decideAccuracy,
+  estimateAccuracy,
+  type FeedbackCounts,
+} from "./accuracy-gate.js";
 import type { Gates } from "./definition.js";
 
 /** One device as the gates see it: its sticky outcome and, when reported, its probation numbers. */
 export interface GateInput {
   outcome: "passed" | "failed" | null;
   probation: ProbationReport | null;
+  /** Joined ground-truth counts of the candidate and of the version before it (issue 22). */
+  feedback?: { candidate: FeedbackCounts; baseline: FeedbackCounts } | undefined;
 }
+
+/** What the accuracy gate knows beyond the devices: its decision so far and the time waited. */
+export interface AccuracyContext {
+  /** The stage's decision, once made (EngineState.accuracy): a fixed-sample test looks once. */
+  decided: AccuracyDecision | null;
+  /** Seconds since the stage's soak started; null before it starts. */
+  waitedSeconds: number | null;
+}
+
+export type AccuracyGateView = (AccuracyDecision | (AccuracyEstimate & { verdict: "waiting"; detail: string })) & {
+  /** False when this evaluation made the decision (the planner persists it). */
+  decided: boolean;
+};
 
 export interface GateEvaluation {
   /** Devices with a known outcome (passed or failed). */
@@ -26,6 +48,8 @@ export interface GateEvaluation {
   errorDevices: number;
   shadowAgreementPercent: number | null;
   shadowDevices: number;
+  /** The accuracy gate (issue 22), when the stage has one. */
+  accuracy: AccuracyGateView | null;
   /** A gate is tripped: the rollout must stop (the abort action applies). */
   breached: string | null;
   /** Every gate passes now. */
@@ -49,7 +73,11 @@ const enough = (h: HealthSummary | null | undefined, min: number): h is HealthSu
  * devices' probation reports (candidate against the device's own baseline), each device counted
  * only with `minRequestsPerDevice` samples. Nothing trips or passes below `minDevices`.
  */
-export function evaluateGates(gates: Gates, devices: readonly GateInput[]): GateEvaluation {
+export function evaluateGates(
+  gates: Gates,
+  devices: readonly GateInput[],
+  ctx: AccuracyContext = { decided: null, waitedSeconds: null },
+): GateEvaluation {
   const executed = devices.filter((d) => d.outcome !== null).length;
   const failed = devices.filter((d) => d.outcome === "failed").length;
   const failedPercent = executed === 0 ? null : (failed / executed) * 100;
@@ -97,6 +125,7 @@ export function evaluateGates(gates: Gates, devices: readonly GateInput[]): Gate
     errorDevices,
     shadowAgreementPercent,
     shadowDevices: agreements.length,
+    accuracy: null as AccuracyGateView | null,
   };
   const pct = (x: number) => `${Math.round(x * 10) / 10}%`;
   const breach: string[] = [];
@@ -129,10 +158,42 @@ export function evaluateGates(gates: Gates, devices: readonly GateInput[]): Gate
       );
     }
   }
+  if (gates.accuracy) {
+    const view = accuracyView(gates.accuracy, devices, ctx);
+    base.accuracy = view;
+    if (view.verdict === "waiting") waiting.push(view.detail);
+    else if (view.verdict !== "pass") breach.push(view.detail);
+  }
   return {
     ...base,
     breached: breach.length > 0 ? breach.join("; ") : null,
     passing: breach.length === 0 && waiting.length === 0,
     waitingFor: waiting.length > 0 ? waiting.join("; ") : null,
+  };
+}
+
+/** The accuracy gate over the counted devices: their counts pooled, decided once (accuracy-gate.ts). */
+function accuracyView(
+  gate: NonNullable<Gates["accuracy"]>,
+  devices: readonly GateInput[],
+  ctx: AccuracyContext,
+): AccuracyGateView {
+  if (ctx.decided) return { ...ctx.decided, decided: true };
+  const candidate = { joined: 0, correct: 0 };
+  const baseline = { joined: 0, correct: 0 };
+  for (const d of devices) {
+    if (!d.feedback) continue;
+    candidate.joined += d.feedback.candidate.joined;
+    candidate.correct += d.feedback.candidate.correct;
+    baseline.joined += d.feedback.baseline.joined;
+    baseline.correct += d.feedback.baseline.correct;
+  }
+  const decision = decideAccuracy(gate, candidate, baseline, ctx.waitedSeconds);
+  if (decision) return { ...decision, decided: false };
+  return {
+    ...estimateAccuracy(candidate, baseline, gate.confidence),
+    verdict: "waiting",
+    detail: `accuracy: ${candidate.joined}/${gate.minSamples} candidate and ${baseline.joined}/${gate.minSamples} baseline joined samples`,
+    decided: false,
   };
 }

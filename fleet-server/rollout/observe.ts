@@ -1,5 +1,12 @@
 import type { DisplayState } from "../../shared/rollout-display.js";
-import type { DeviceEvent, ProbationReport, ReportedState, UpdateState } from "../../shared/schemas/device-state.js";
+import type {
+  DeviceEvent,
+  FeedbackFigures,
+  ProbationReport,
+  ReportedState,
+  UpdateState,
+} from "../../shared/schemas/device-state.js";
+import type { FeedbackCounts } from "./accuracy-gate.js";
 
 export interface Observation {
   /** The agent's update state for this bundle, or `pending` when the device has not started. */
@@ -9,6 +16,23 @@ export interface Observation {
   error?: { code: string; message: string };
   /** The device's probation report for this bundle, when the agent sends one (issue 3). */
   probation: ProbationReport | null;
+  /**
+   * Joined ground-truth counts (issue 22) of this bundle's version and of the version the device ran
+   * before it (the probation baseline), for the accuracy gate; absent when the device reports none.
+   */
+  feedback?: { candidate: FeedbackCounts; baseline: FeedbackCounts };
+}
+
+/** Sums a device's reported feedback entries of `version` (all A/B arms). Pure. */
+function countsOf(entries: readonly FeedbackFigures[], version: string): FeedbackCounts {
+  let joined = 0;
+  let correct = 0;
+  for (const e of entries) {
+    if (e.version !== version) continue;
+    joined += e.joined;
+    correct += e.correct;
+  }
+  return { joined, correct };
 }
 
 const INSTALLING: ReadonlySet<string> = new Set(["staging", "loading", "smoke-testing", "swapping"]);
@@ -44,12 +68,17 @@ export function observeDevice(input: {
       }
     }
   }
-  const make = (state: UpdateState | "pending", extra: Partial<Observation> = {}): Observation => ({
-    state,
-    display: displayOf(state),
-    probation,
-    ...extra,
-  });
+  const make = (state: UpdateState | "pending", extra: Partial<Observation> = {}): Observation => {
+    const o: Observation = { state, display: displayOf(state), probation, ...extra };
+    const base = probation?.baseline;
+    if (rm?.feedback && probation && base) {
+      o.feedback = {
+        candidate: countsOf(rm.feedback, probation.candidate.version),
+        baseline: countsOf(rm.feedback, base.version),
+      };
+    }
+    return o;
+  };
 
   if (rm?.committed?.sha256 === input.bundle) return make("committed");
   // A side candidate (shadow / A-B, issue 4/8) runs beside the active version and is never the

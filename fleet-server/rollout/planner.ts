@@ -59,6 +59,7 @@ export type RolloutAction =
   | { kind: "device-phase"; deviceId: string; phase: Exclude<Phase, "done"> }
   | { kind: "device-outcome"; deviceId: string; outcome: "passed" | "failed"; reason: string; message: string }
   | { kind: "start-soak" }
+  | { kind: "accuracy-verdict"; decision: NonNullable<EngineState["accuracy"]> }
   | { kind: "advance-stage"; to: number }
   | { kind: "complete" }
   | { kind: "pause"; reason: string }
@@ -114,12 +115,26 @@ function deadlineSeconds(def: RolloutDefinition, phase: Exclude<Phase, "done">):
 }
 
 /** The gates of the current stage over every counted device of the rollout so far. */
-export function currentGates(rollout: PlannerRollout, devices: readonly PlannerDevice[]): GateEvaluation {
-  const stage = rollout.definition.stages[Math.min(rollout.state.stage, rollout.definition.stages.length - 1)]!;
+export function currentGates(
+  rollout: PlannerRollout,
+  devices: readonly PlannerDevice[],
+  now: number | null = null,
+): GateEvaluation {
+  const stageIndex = Math.min(rollout.state.stage, rollout.definition.stages.length - 1);
+  const stage = rollout.definition.stages[stageIndex]!;
   const counted = devices.filter((d) => d.member !== null && !d.member.acknowledged);
+  const { accuracy, soakStartedAt } = rollout.state;
   return evaluateGates(
     stage.gates,
-    counted.map((d) => ({ outcome: d.member!.outcome, probation: d.observation?.probation ?? null })),
+    counted.map((d) => ({
+      outcome: d.member!.outcome,
+      probation: d.observation?.probation ?? null,
+      feedback: d.observation?.feedback,
+    })),
+    {
+      decided: accuracy && accuracy.stage === stageIndex ? accuracy : null,
+      waitedSeconds: now === null || soakStartedAt === null ? null : (now - soakStartedAt) / 1000,
+    },
   );
 }
 
@@ -174,7 +189,13 @@ export function planRolloutStep(
         return actions;
       }
     }
-    const gates = currentGates(rollout, view);
+    const gates = currentGates(rollout, view, now);
+    // The accuracy gate decided at this evaluation: kept for the stage (it looks once).
+    const acc = gates.accuracy;
+    if (acc && !acc.decided && acc.verdict !== "waiting") {
+      const { decided: _, verdict, ...rest } = acc;
+      actions.push({ kind: "accuracy-verdict", decision: { stage: state.stage, verdict, ...rest } });
+    }
     if (gates.breached !== null) {
       actions.push({ kind: abort.action, reason: `stage ${state.stage + 1} gate: ${gates.breached}` });
       return actions;
@@ -205,7 +226,7 @@ export function planRolloutStep(
   const soakStart = state.soakStartedAt ?? now;
   if (state.soakStartedAt === null) actions.push({ kind: "start-soak" });
   if (now - soakStart < stage.soakSeconds * 1000) return actions;
-  if (!currentGates(rollout, view).passing) return actions;
+  if (!currentGates(rollout, view, now).passing) return actions;
   if (state.stage + 1 < def.stages.length) actions.push({ kind: "advance-stage", to: state.stage + 1 });
   else actions.push({ kind: "complete" });
   return actions;

@@ -159,8 +159,10 @@ export function createRolloutService(deps: RolloutDeps) {
           break;
         case "resume": {
           // Resuming means "go on despite the failures so far": they stop counting against gates.
+          // The accuracy gate's decision goes too: the operator asks for a new look (issue 22).
           const acknowledged = rollouts.acknowledgeFailures(id);
-          executor.setState(row, "running", { ...s, reason: null }, { type: "resumed", detail: { acknowledged } });
+          const next = { ...s, reason: null, accuracy: null };
+          executor.setState(row, "running", next, { type: "resumed", detail: { acknowledged } });
           break;
         }
         case "abort":
@@ -213,6 +215,7 @@ export function createRolloutService(deps: RolloutDeps) {
           stageStartedAt: now,
           soakStartedAt: null,
           servingMode: def.strategy === "shadow" ? "shadow" : def.strategy === "ab" ? "ab" : "active",
+          accuracy: null,
           reason: null,
         };
         rollouts.transaction(() => {

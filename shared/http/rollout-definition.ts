@@ -48,6 +48,28 @@ export const GatesSchema = z.strictObject({
   minShadowAgreementPercent: z.number().min(0).max(100).optional(),
   /** A device's probation summary counts for the metric gates only with this many requests. */
   minRequestsPerDevice: z.number().int().min(1).default(20),
+  /**
+   * Candidate accuracy from the devices' joined ground-truth feedback against the version they ran
+   * before: a one-sided non-inferiority test, decided once (fleet-server/rollout/accuracy-gate.ts,
+   * docs/operations.md "Accuracy gate").
+   */
+  accuracy: z
+    .strictObject({
+      /** δ: how many accuracy points worse than the baseline the candidate may be. */
+      maxDropPercent: z.number().min(0).max(100),
+      /** One-sided confidence of the decision. */
+      confidence: z.number().min(0.5).max(0.999).default(0.95),
+      /** Joined samples per arm (pooled over the stage's devices) before the one look. */
+      minSamples: z.number().int().min(30).default(1000),
+      /** From the soak's start: without `minSamples` by then the outcome is "insufficient", a stop. */
+      maxWaitSeconds: z
+        .number()
+        .int()
+        .min(0)
+        .max(30 * 24 * 3600)
+        .default(24 * 3600),
+    })
+    .optional(),
 });
 export type Gates = z.infer<typeof GatesSchema>;
 

@@ -29,6 +29,11 @@ const event = <const T extends string, D extends z.ZodType>(type: T, detail: D) 
 /** Kinds written with the stage the rollout was at (`detail.stage`, 0-based). */
 const STAGE_EVENTS = [
   event("soak-started", z.strictObject({ stage: StageIndexSchema })),
+  /** The accuracy gate's one decision for the stage (issue 22); `detail` has the figures in words. */
+  event(
+    "accuracy-decided",
+    z.strictObject({ stage: StageIndexSchema, verdict: z.enum(["pass", "fail", "insufficient"]), detail: z.string() }),
+  ),
   event("stage-advanced", z.strictObject({ stage: StageIndexSchema })),
   event("completed", z.strictObject({ stage: StageIndexSchema })),
   event("paused", z.union([ByOperatorSchema, ByPlannerSchema])),

@@ -105,6 +105,24 @@ export const GateEvaluationSchema = z.object({
   errorDevices: CountSchema,
   shadowAgreementPercent: z.number().nullable(),
   shadowDevices: CountSchema,
+  /**
+   * The accuracy gate (issue 22), when the stage has one: pooled joined samples and accuracy per
+   * arm, the difference and its one-sided bounds in accuracy points, the verdict (`waiting` until
+   * the one look), and whether the verdict was already decided before this evaluation.
+   */
+  accuracy: z
+    .object({
+      verdict: z.enum(["waiting", "pass", "fail", "insufficient"]),
+      detail: z.string(),
+      decided: z.boolean(),
+      candidate: z.object({ n: CountSchema, accuracy: z.number().nullable() }),
+      baseline: z.object({ n: CountSchema, accuracy: z.number().nullable() }),
+      differencePercent: z.number().nullable(),
+      lowerPercent: z.number().nullable(),
+      upperPercent: z.number().nullable(),
+    })
+    .nullable()
+    .default(null),
   /** A gate is tripped: the rollout must stop (the abort action applies). */
   breached: z.string().nullable(),
   passing: z.boolean(),

@@ -110,6 +110,15 @@ export const ReportedSideSchema = z.object({
 });
 export type ReportedSide = z.infer<typeof ReportedSideSchema>;
 
+/** Classification feedback counts of one version (and arm) on one device (issue 22). */
+export const FeedbackFiguresSchema = z.object({
+  version: SemverSchema,
+  arm: z.string().max(32).nullable(),
+  joined: z.number().int().min(0),
+  correct: z.number().int().min(0),
+});
+export type FeedbackFigures = z.infer<typeof FeedbackFiguresSchema>;
+
 export const ReportedModelSchema = z.object({
   model: ModelNameSchema,
   state: UpdateStateSchema,
@@ -135,6 +144,11 @@ export const ReportedModelSchema = z.object({
     .optional(),
   /** The side candidate of this model, when the desired state assigns one (optional field). */
   side: ReportedSideSchema.optional(),
+  /**
+   * Ground-truth feedback joined to this model's predictions since the agent started (issue 22),
+   * per version and A/B arm: what the fleet's accuracy gate pools. Optional; absent with none.
+   */
+  feedback: z.array(FeedbackFiguresSchema).max(16).optional(),
 });
 export type ReportedModel = z.infer<typeof ReportedModelSchema>;
 

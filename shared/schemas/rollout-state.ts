@@ -17,6 +17,23 @@ export const EngineStateSchema = z.object({
   servingMode: z.enum(["active", "shadow", "ab"]),
   /** Why the rollout is paused, aborted or rolled back. */
   reason: z.string().nullable(),
+  /**
+   * The accuracy gate's one decision for `stage` (issue 22: a fixed-sample test looks once; see
+   * fleet-server/rollout/accuracy-gate.ts). Null until decided; cleared by resume.
+   */
+  accuracy: z
+    .object({
+      stage: z.number().int().min(0),
+      verdict: z.enum(["pass", "fail", "insufficient"]),
+      detail: z.string(),
+      candidate: z.object({ n: z.number(), accuracy: z.number().nullable() }),
+      baseline: z.object({ n: z.number(), accuracy: z.number().nullable() }),
+      differencePercent: z.number().nullable(),
+      lowerPercent: z.number().nullable(),
+      upperPercent: z.number().nullable(),
+    })
+    .nullable()
+    .default(null),
 });
 export type EngineState = z.infer<typeof EngineStateSchema>;
 

@@ -31,7 +31,15 @@ export function rollout(
     id: "r-test",
     status,
     definition: def,
-    state: { stage: 0, stageStartedAt: T0, soakStartedAt: null, servingMode: "active", reason: null, ...state },
+    state: {
+      stage: 0,
+      stageStartedAt: T0,
+      soakStartedAt: null,
+      servingMode: "active",
+      reason: null,
+      accuracy: null,
+      ...state,
+    },
   };
 }
 
