@@ -1,3 +1,4 @@
+import { compareIds } from "../../shared/compare-ids.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 
 /** What the agent knows about the machine it runs on (gathered by `readDeviceFacts`). */
@@ -47,7 +48,7 @@ export function detectProfile(facts: DeviceFacts, profiles: readonly DeviceProfi
     (a, b) =>
       b.specificity - a.specificity ||
       a.profile.priority - b.profile.priority ||
-      a.profile.id.localeCompare(b.profile.id),
+      compareIds(a.profile.id, b.profile.id),
   );
   return matches[0]?.profile ?? null;
 }

@@ -1,6 +1,5 @@
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import cron from "node-cron";
 import type { Clock } from "../../shared/clock.js";
 import type { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
@@ -13,6 +12,7 @@ import { type AgentMetrics, createAgentMetrics } from "../metrics/agent-metrics.
 import type { InferRecord } from "../runtime/model-runtime.js";
 import type { RawInferRequest, RawInferResult } from "../runtime/runtime-types.js";
 import type { DbMode } from "../store/fallback-db.js";
+import { scheduleFlush } from "./flush-schedule.js";
 import { createFlusher, type Flusher } from "./flusher.js";
 import { createInferenceRecorder } from "./inference-recorder.js";
 import { type BufferStats, openTelemetryBuffer, type TelemetryBuffer } from "./telemetry-buffer.js";
@@ -121,10 +121,10 @@ export function createTelemetryService(deps: TelemetryServiceDeps): TelemetrySer
     flusher.kick();
     return { stats: buffer.stats(), inFlight: flusher.inFlight() };
   };
-  // noOverlap: a slow flush (a big backlog read) never stacks a second one on top.
-  const task = cron.schedule(config.flushCron, () => void flush(), {
-    noOverlap: true,
+  // Never overlapping: a slow flush (a big backlog read) never stacks a second one on top.
+  const task = scheduleFlush(config.flushCron, () => void flush(), {
     name: `telemetry-${deps.deviceId}`,
+    onError: (err) => log.warn({ err }, "scheduled telemetry flush failed"),
   });
   log.info({ caps, durability: config.durability, flushCron: config.flushCron }, "telemetry buffer open");
 

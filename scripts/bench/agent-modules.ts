@@ -24,6 +24,16 @@ const MODULES = [
   "yaml",
 ] as const;
 
+/**
+ * Built-ins whose first use maps ICU data out of the node binary, resident for the life of the
+ * process (issue 16, fourth pass: node-cron formatted the clock with Intl on every tick, profile
+ * ids were sorted with localeCompare). The idle agent must use neither.
+ */
+const ICU_PROBES = {
+  "Intl.DateTimeFormat (ICU date data)": "new Intl.DateTimeFormat('en-US', { weekday: 'short' }).format(0);",
+  "String#localeCompare (ICU collation)": "'a'.localeCompare('b');",
+} as const;
+
 interface Cost {
   rssMiB: number;
   /** Anonymous memory and brk heap: what this process owns (V8 heaps, malloc). */
@@ -74,9 +84,12 @@ export async function benchAgentModules(): Promise<Record<string, unknown>> {
   for (const m of MODULES) {
     modules[m] = minus(await costOf(`await import(${JSON.stringify(m)}); ${keepAlive}`), bare);
   }
+  const icu: Record<string, Cost> = {};
+  for (const [what, code] of Object.entries(ICU_PROBES)) icu[what] = minus(await costOf(`${code} ${keepAlive}`), bare);
   return {
     scenario: "agent-modules",
     anchor: { what: "bare node (setInterval)", ...bare },
     figure: { what: "each module imported alone, cost over the anchor", modules },
+    icu: { what: "first use of an ICU-backed built-in, cost over the anchor", ...icu },
   };
 }

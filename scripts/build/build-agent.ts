@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { AGENT_NODE_FLAGS } from "../../agent/service/node-flags.js";
+import { MQTT_TRANSPORT_STUBS, mqttTransportStubs } from "./lazy-transports.js";
 
 /**
  * `npm run build:agent` (issue 16): the agent and its model host as two bundled ES modules in
@@ -27,6 +28,7 @@ export async function buildAgent(
   // Only what this build writes: dist/ui (npm run build:dashboard) and dist/packages stay.
   for (const dir of ["agent", "native"]) await rm(join(outRoot, dir), { recursive: true, force: true });
   await mkdir(OUT, { recursive: true });
+  const lazyTransports = mqttTransportStubs();
   const result = await build({
     absWorkingDir: ROOT,
     entryPoints: { "edge-agent": "agent/cli.ts", "model-host-main": "agent/runtime/model-host-main.ts" },
@@ -51,7 +53,10 @@ export async function buildAgent(
     legalComments: "external",
     metafile: true,
     logLevel: "warning",
+    plugins: [lazyTransports.plugin],
   });
+  const missed = MQTT_TRANSPORT_STUBS.filter((s) => !lazyTransports.applied.has(s));
+  if (missed.length > 0) throw new Error(`mqtt's layout changed: no lazy stub applied for ${missed.join(", ")}`);
   // Read by the package's launcher and by install-agent.sh's unit (agent/service/node-flags.ts).
   await writeFile(join(OUT, "node-flags"), `${AGENT_NODE_FLAGS.join(" ")}\n`);
   for (const addon of ADDONS) {

@@ -1,5 +1,6 @@
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
+import { compareIds } from "../compare-ids.js";
 import { EdgeFleetError } from "../errors.js";
 import { type DeviceProfile, DeviceProfileSchema } from "../schemas/device-profile.js";
 
@@ -47,5 +48,5 @@ export async function loadProfiles(dir: string): Promise<DeviceProfile[]> {
     seen.set(profile.id, file);
     profiles.push(profile);
   }
-  return profiles.sort((a, b) => a.id.localeCompare(b.id));
+  return profiles.sort((a, b) => compareIds(a.id, b.id));
 }

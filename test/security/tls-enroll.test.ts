@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -7,6 +7,7 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SocketClient } from "../../agent/client/socket-client.js";
 import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
+import { buildAgent } from "../../scripts/build/build-agent.js";
 import { sileroInputs, sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
 import { type AgentProcess, type AgentProcessConfig, spawnAgent, waitFor } from "../helpers/agent-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
@@ -42,6 +43,11 @@ describe("security: TLS with a pinned CA, token enrollment, socket directory", (
   let ca: Buffer;
   let rogueCa: Buffer;
   const agents: AgentProcess[] = [];
+  // The esbuild bundle devices run (npm run build:agent), built inside the repository where its
+  // externals resolve from node_modules: its mqtt transports are stubbed (issue 16), so the mqtts
+  // path is checked on the bundle. The rogue-CA case runs the sources.
+  const bundleRoot = join(REPO, `.test-dist-tls-${process.pid}`);
+  let bundleEntry: string;
 
   const api = (path: string, o: { method?: string; json?: unknown; bytes?: Buffer } = {}) =>
     httpsRequest(new URL(path, server.httpUrl).toString(), { ca, token: server.adminToken, ...o });
@@ -61,6 +67,7 @@ describe("security: TLS with a pinned CA, token enrollment, socket directory", (
 
   beforeAll(async () => {
     tmp = await makeTempDir("ef-tls-");
+    bundleEntry = (await buildAgent(bundleRoot)).entry;
     pki = await makeTestPki(tmp.path);
     ca = await readFile(pki.ca.caPath);
     rogueCa = await readFile(pki.rogue.caPath);
@@ -91,6 +98,7 @@ describe("security: TLS with a pinned CA, token enrollment, socket directory", (
     await Promise.all(agents.map((a) => a.kill("SIGTERM")));
     await server?.close();
     await tmp?.cleanup();
+    await rm(bundleRoot, { recursive: true, force: true });
   });
 
   it("the HTTPS API answers a client pinned to the CA and fails the TLS handshake for one pinned to a rogue CA", async () => {
@@ -103,7 +111,7 @@ describe("security: TLS with a pinned CA, token enrollment, socket directory", (
     ).rejects.toThrow(/certificate/i);
   });
 
-  it("edge-agent enroll spends a token over HTTPS, the agent connects over mqtts pinned to the CA and commits; socket dir 0750, socket 0660", async () => {
+  it("edge-agent enroll spends a token over HTTPS, the agent (bundle) connects over mqtts pinned to the CA and commits; socket dir 0750, socket 0660", async () => {
     const id = "tls-dev";
     const grant = await api("/v1/enrollment-tokens", { method: "POST", json: { deviceId: id } });
     expect(grant.status).toBe(201);
@@ -120,7 +128,7 @@ describe("security: TLS with a pinned CA, token enrollment, socket directory", (
     expect(again.out).toContain("UNAUTHORIZED");
     await expect(stat(join(tmp.path, "creds", "again.password"))).rejects.toThrow();
 
-    const agent = await spawnAgent(agentConfig(id, passwordFile, pki.ca.caPath));
+    const agent = await spawnAgent(agentConfig(id, passwordFile, pki.ca.caPath), { entry: bundleEntry });
     agents.push(agent);
     const rollout = await api("/v1/rollouts", {
       method: "POST",
