@@ -67,6 +67,19 @@ function confirmDialog(text: string): Promise<boolean> {
   });
 }
 
+/** The accuracy gate (issue 22): each arm's accuracy and samples, the difference and its lower bound. */
+function accuracyRows(a: RolloutView["gates"]["accuracy"], limit: { maxDropPercent?: number } | undefined): string[][] {
+  if (!a) return [];
+  const acc = (x: { n: number; accuracy: number | null }) =>
+    x.accuracy === null ? `— (n=${x.n})` : `${(x.accuracy * 100).toFixed(1)}% (n=${x.n})`;
+  const diff =
+    a.differencePercent === null ? "—" : `${a.differencePercent.toFixed(2)} (lower ${a.lowerPercent!.toFixed(2)})`;
+  return [
+    ["Accuracy, candidate / baseline", `${acc(a.candidate)} / ${acc(a.baseline)}`, ""],
+    [`Accuracy difference, points: ${a.verdict}`, diff, `min −${limit?.maxDropPercent ?? "—"}`],
+  ];
+}
+
 function gateRows(r: RolloutView): HTMLElement {
   const g = r.gates;
   const stage = r.stages[r.stage.index];
@@ -81,6 +94,7 @@ function gateRows(r: RolloutView): HTMLElement {
       ["p95 latency ratio", val(g.p95LatencyRatio), `max ${limit("maxP95LatencyRatio")}`],
       ["Error rate %", val(g.errorRatePercent, "%"), `max ${limit("maxErrorRatePercent")}`],
       ["Shadow agreement %", val(g.shadowAgreementPercent, "%"), `min ${limit("minShadowAgreementPercent")}`],
+      ...accuracyRows(g.accuracy, th.accuracy as { maxDropPercent?: number } | undefined),
     ],
   );
 }
