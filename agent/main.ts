@@ -14,10 +14,11 @@ import type { AgentConfig } from "./config/agent-config.js";
 import { packageRoot } from "./config/package-root.js";
 import { registerFeedbackMetrics } from "./feedback/feedback-metrics.js";
 import { conceptDriftEvent, createFeedback } from "./feedback/feedback-routes.js";
-import { reportedFigures } from "./feedback/feedback-stats.js";
+import { armRewards, reportedFigures } from "./feedback/feedback-stats.js";
 import { createJobScheduler } from "./jobs/job-scheduler.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
+import { createBanditWeights } from "./serving/bandit.js";
 import { createServingLayer } from "./serving/serving-layer.js";
 import { registerServingRoutes } from "./serving/serving-routes.js";
 import { createLockManager } from "./serving/update-locks.js";
@@ -201,8 +202,17 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   // Strategies, batching and cache between the API and the runtime (agent/serving, issue 8). JSON
   // requests without batching/cache go through the telemetry tap; typed ones use the runtime's raw path.
   // Built before the updater: it attaches side candidates (shadow / A-B) and serving options.
+  // Bandit A/B (issue 22): the two arms' rewards are the feedback window's counts for the split's
+  // versions (`feedback` is built further down; this runs only when a request is served).
+  const bandit = createBanditWeights({
+    now: () => clock.now(),
+    random: deps.random ?? Math.random,
+    rewards: (model) =>
+      armRewards(feedback.stats.snapshot(model), runtime.serving().get(model), serving.strategy(model)),
+  });
   const serving = createServingLayer({
     log: log.child({ c: "serving" }),
+    bandit,
     backend: {
       // Client traffic on the typed path is telemetry too; shadow runs are marked `internal` by the serving layer.
       inferRaw: (r) => (r.internal ? runtime.inferRaw(r) : tappedRaw(r)),

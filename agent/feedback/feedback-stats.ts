@@ -146,3 +146,22 @@ export function reportedFigures(stats: readonly ArmStats[], max = 16): Map<strin
   for (const [m, list] of out) if (list.length > max) out.set(m, list.slice(-max));
   return out;
 }
+
+/**
+ * The rewards of an A/B split's two arms for the bandit (issue 22): joined classification labels of
+ * the serving version on the control arm and of the split's candidate on the candidate arm. Pure.
+ */
+export function armRewards(
+  stats: readonly ArmStats[],
+  serving: { installed: { version: string } } | undefined,
+  strategy: { mode: string; candidate: { version: string } } | null,
+): { control: { joined: number; correct: number }; candidate: { joined: number; correct: number } } {
+  const of = (version: string | undefined, arm: string) => {
+    const s = stats.find((x) => x.version === version && x.arm === arm);
+    return { joined: s?.classification.count ?? 0, correct: s?.classification.correct ?? 0 };
+  };
+  return {
+    control: of(serving?.installed.version, "control"),
+    candidate: of(strategy?.candidate.version, "candidate"),
+  };
+}

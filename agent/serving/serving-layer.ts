@@ -4,6 +4,7 @@ import type { JsonTensor } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor } from "../../shared/tensors.js";
 import type { InferRequest, InferResult, LoadedVersion } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime, RawInferResult } from "../runtime/runtime.js";
+import type { BanditPolicy, BanditWeights } from "./bandit.js";
 import { batchSignature } from "./batch-assembly.js";
 import { createDynamicBatcher, type DynamicBatcher } from "./dynamic-batcher.js";
 import { cacheKey, createLruCache, type LruCache, rawBytes } from "./response-cache.js";
@@ -15,7 +16,13 @@ import { type Arm, chooseArm, DEFAULT_TOLERANCE, outputsAgree, sampleShadow } fr
 /** A candidate running beside the serving version of its model (shadow or A/B). */
 export type ModelStrategy =
   | { mode: "shadow"; sampleRate: number; candidate: { version: string; sha256: string } }
-  | { mode: "ab"; weight: number; candidate: { version: string; sha256: string } };
+  | {
+      mode: "ab";
+      weight: number;
+      candidate: { version: string; sha256: string };
+      /** Bandit A/B (issue 22, bandit.ts): the split follows the feedback reward, each arm kept ≥ minShare. */
+      bandit?: BanditPolicy;
+    };
 
 export type ServingBackend = Pick<AgentModelRuntime, "inferRaw" | "serving" | "loaded" | "stateOf"> & {
   /** The JSON path, when a JSON request needs nothing raw (telemetry's tap wraps this one). */
@@ -50,6 +57,8 @@ export interface ServingLayer {
   serve(req: ServeRequest): Promise<ServeResult>;
   setStrategy(model: string, strategy: ModelStrategy | null): void;
   strategy(model: string): ModelStrategy | null;
+  /** The bandit's current candidate share for `model`, when its A/B split is a bandit. */
+  banditWeight(model: string): number | null;
   configure(model: string, config: ServingConfig | null): void;
   /** Shadow/A-B figures per candidate version. */
   figures(): ShadowFigures[];
@@ -66,6 +75,8 @@ export interface ServingLayerDeps {
   random?: () => number;
   /** When sampled shadow requests may run (default: idle time only, see shadow-scheduler.ts). */
   shadowPolicy?: Partial<ShadowPolicy>;
+  /** Bandit weights from the feedback reward (issue 22); without it a bandit split keeps its start weight. */
+  bandit?: BanditWeights;
   /** Timers and a sub-millisecond monotonic `now` for the shadow scheduler (default: performance.now). */
   clock?: Pick<Clock, "now" | "setTimeout">;
 }
@@ -241,7 +252,8 @@ export function createServingLayer(deps: ServingLayerDeps): ServingLayer {
   const serveOnce = async (req: ServeRequest): Promise<ServeResult> => {
     const s = req.version === undefined ? strategies.get(req.model) : undefined;
     if (s?.mode === "ab") {
-      const arm = chooseArm(s.weight, req.key, random);
+      const weight = s.bandit && deps.bandit ? deps.bandit.weight(req.model, s.bandit) : s.weight;
+      const arm = chooseArm(weight, req.key, random);
       const started = performance.now();
       const res = await call(req, arm === "candidate" ? s.candidate.version : undefined);
       const ms = performance.now() - started;
@@ -273,11 +285,17 @@ export function createServingLayer(deps: ServingLayerDeps): ServingLayer {
     setStrategy(model, strategy) {
       const prev = strategies.get(model);
       if (prev && prev.candidate.sha256 !== strategy?.candidate.sha256) stats.reset(prev.candidate.sha256);
+      if (prev?.candidate.sha256 !== strategy?.candidate.sha256) deps.bandit?.forget(model);
       if (strategy) strategies.set(model, strategy);
       else strategies.delete(model);
       log.info({ model, strategy }, "serving strategy set");
     },
     strategy: (model) => strategies.get(model) ?? null,
+    banditWeight(model) {
+      const s = strategies.get(model);
+      if (s?.mode !== "ab" || !s.bandit) return null;
+      return deps.bandit?.last(model) ?? s.weight;
+    },
     configure(model, config) {
       for (const [k, b] of batchers) {
         if (k.startsWith(`${model}@`)) {

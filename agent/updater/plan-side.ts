@@ -5,7 +5,9 @@ import { type ServingConfig, ServingConfigSchema } from "../serving/serving-conf
 import { isStorageCode } from "../store/storage-faults.js";
 
 /** The strategy of a side assignment (issue 4/8): a candidate beside the model's active version. */
-export type SideMode = { mode: "shadow"; sampleRate: number } | { mode: "ab"; weight: number };
+export type SideMode =
+  | { mode: "shadow"; sampleRate: number }
+  | { mode: "ab"; weight: number; bandit?: { minShare: number } };
 
 /**
  * A side candidate as the agent persists it (one per model). `state` follows the update state
@@ -59,13 +61,16 @@ export function activeAssignments(desired: DesiredState): DesiredState {
 
 export function sideModeOf(a: Assignment): SideMode | null {
   if (a.strategy.mode === "shadow") return { mode: "shadow", sampleRate: a.strategy.sampleRate };
-  if (a.strategy.mode === "ab") return { mode: "ab", weight: a.strategy.weight };
+  if (a.strategy.mode === "ab")
+    return { mode: "ab", weight: a.strategy.weight, ...(a.strategy.bandit ? { bandit: a.strategy.bandit } : {}) };
   return null;
 }
 
 const sameMode = (a: SideMode, b: SideMode) =>
   a.mode === b.mode &&
-  (a.mode === "shadow" ? a.sampleRate === (b as typeof a).sampleRate : a.weight === (b as typeof a).weight);
+  (a.mode === "shadow"
+    ? a.sampleRate === (b as typeof a).sampleRate
+    : a.weight === (b as typeof a).weight && a.bandit?.minShare === (b as typeof a).bandit?.minShare);
 
 /**
  * Decides what happens to side candidates (architecture.md §5, issue 4 `shadow`/`ab`). Pure. Removals come

@@ -17,7 +17,7 @@ import type { HealthRecorder } from "./probation-monitor.js";
 import { marksBundleBad, type PipelineStep } from "./verdicts.js";
 
 /** What the updater needs of the serving layer (agent/serving/serving-layer.ts). */
-export type SideServing = Pick<ServingLayer, "setStrategy" | "configure" | "figuresFor">;
+export type SideServing = Pick<ServingLayer, "setStrategy" | "configure" | "figuresFor" | "banditWeight">;
 
 export interface SideDeps {
   log: Logger;
@@ -113,7 +113,12 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
     const candidate = { version: rec.ref.version, sha256: rec.ref.sha256 };
     return rec.strategy.mode === "shadow"
       ? { mode: "shadow", sampleRate: rec.strategy.sampleRate, candidate }
-      : { mode: "ab", weight: rec.strategy.weight, candidate };
+      : {
+          mode: "ab",
+          weight: rec.strategy.weight,
+          candidate,
+          ...(rec.strategy.bandit ? { bandit: rec.strategy.bandit } : {}),
+        };
   };
 
   const tick = () => {
@@ -296,6 +301,8 @@ export function createSideCandidates(deps: SideDeps): SideCandidates {
           baseline,
         };
         if (rec.error) side.error = rec.error;
+        const bw = deps.serving?.banditWeight(rec.model) ?? null;
+        if (bw !== null) side.banditWeight = bw;
         out.set(rec.model, side);
       }
       return out;

@@ -54,6 +54,7 @@ export function normalizeDefinition(r: CreateRolloutRequest): RolloutDefinition 
     strategy,
     stages,
     abWeight: r.abWeight ?? 0.5,
+    abBandit: r.abBandit ?? null,
     shadowSampleRate: r.shadowSampleRate ?? 1,
     rate: r.rate ?? null,
     abort: AbortSchema.parse(r.abort ?? {}),
@@ -71,4 +72,15 @@ export function matchesSelector(
   if (target.deviceIds && !target.deviceIds.includes(device.id)) return false;
   if (target.profiles && (device.profile === null || !target.profiles.includes(device.profile))) return false;
   return Object.entries(target.tags ?? {}).every(([k, v]) => device.tags[k] === v);
+}
+
+/** The strategy a device's assignment carries in a serving mode (shadow / A-B / active). Pure. */
+export function assignmentStrategy(d: RolloutDefinition, mode: "active" | "shadow" | "ab") {
+  if (mode === "shadow") return { mode: "shadow" as const, sampleRate: d.shadowSampleRate };
+  if (mode === "ab") {
+    // Bandit A/B (issue 22): the device moves the split by the feedback reward, from abWeight.
+    const bandit = d.abBandit ? { bandit: { minShare: d.abBandit.minSharePercent / 100 } } : {};
+    return { mode: "ab" as const, weight: d.abWeight, ...bandit };
+  }
+  return { mode: "active" as const };
 }

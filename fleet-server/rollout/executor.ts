@@ -12,7 +12,7 @@ import type { ReReleaser } from "../registry/re-release.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
-import { matchesSelector } from "./definition.js";
+import { assignmentStrategy, matchesSelector } from "./definition.js";
 import {
   assignmentsForMode,
   buildDesiredState,
@@ -182,12 +182,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     if (signed) await send(args[0], signed);
   }
 
-  function servingMode(engine: PlannerRollout) {
-    const d = engine.definition;
-    if (engine.state.servingMode === "shadow") return { mode: "shadow" as const, sampleRate: d.shadowSampleRate };
-    if (engine.state.servingMode === "ab") return { mode: "ab" as const, weight: d.abWeight };
-    return { mode: "active" as const };
-  }
+  const strategyOf = (e: PlannerRollout) => assignmentStrategy(e.definition, e.state.servingMode);
 
   function newAssignment(bundle: BundleRow) {
     return {
@@ -208,7 +203,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     await publishDesired(
       deviceId,
       engine,
-      (prev) => assignmentsForMode(prev, newAssignment(chosen.bundle), servingMode(engine)),
+      (prev) => assignmentsForMode(prev, newAssignment(chosen.bundle), strategyOf(engine)),
       (seq, device) => {
         const at = iso(clock.now());
         rollouts.addDevice(row.id, {
@@ -397,7 +392,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         await publishDesired(
           m.deviceId,
           engine,
-          (prev) => assignmentsForMode(prev, newAssignment(bundle), servingMode(engine)),
+          (prev) => assignmentsForMode(prev, newAssignment(bundle), strategyOf(engine)),
           (seq) => rollouts.setDesiredSeq(row.id, m.deviceId, seq),
         );
       }

@@ -157,6 +157,12 @@ export const CreateRolloutRequestSchema = z
     stages: z.array(StageSchema).min(1).max(20).optional(),
     /** Share of each device's requests on the new version (`ab` only). */
     abWeight: z.number().gt(0).max(1).optional(),
+    /**
+     * `ab` only: run the split as a bandit (issue 22): Thompson sampling on the devices' feedback
+     * reward moves traffic to the more accurate arm, each arm keeping `minSharePercent`; `abWeight`
+     * is the share before any feedback.
+     */
+    abBandit: z.strictObject({ minSharePercent: z.number().min(0).max(50).default(10) }).optional(),
     /** Share of requests mirrored to the shadow (`shadow` only). */
     shadowSampleRate: z.number().gt(0).max(1).optional(),
     rate: RateSchema.optional(),
@@ -190,6 +196,9 @@ export const CreateRolloutRequestSchema = z
     }
     if (r.abWeight !== undefined && strategy !== "ab") {
       ctx.addIssue({ code: "custom", path: ["abWeight"], message: "abWeight applies to the ab strategy only" });
+    }
+    if (r.abBandit !== undefined && strategy !== "ab") {
+      ctx.addIssue({ code: "custom", path: ["abBandit"], message: "abBandit applies to the ab strategy only" });
     }
     if (r.shadowSampleRate !== undefined && strategy !== "shadow") {
       ctx.addIssue({ code: "custom", path: ["shadowSampleRate"], message: "shadowSampleRate applies to shadow only" });
@@ -234,6 +243,11 @@ export const RolloutDefinitionSchema = z.object({
   strategy: z.enum(STRATEGIES),
   stages: z.array(StageSchema).min(1),
   abWeight: z.number().gt(0).max(1),
+  /** Null: a fixed split; stored definitions from before issue 22 have none. */
+  abBandit: z
+    .object({ minSharePercent: z.number().min(0).max(50) })
+    .nullable()
+    .default(null),
   shadowSampleRate: z.number().gt(0).max(1),
   rate: RateSchema.nullable(),
   abort: AbortSchema,

@@ -6,7 +6,12 @@ import { envelopeSchema } from "./trust.js";
 export const StrategySchema = z.discriminatedUnion("mode", [
   z.object({ mode: z.literal("active") }),
   z.object({ mode: z.literal("shadow"), sampleRate: z.number().min(0).max(1).default(1) }),
-  z.object({ mode: z.literal("ab"), weight: z.number().min(0).max(1) }),
+  z.object({
+    mode: z.literal("ab"),
+    weight: z.number().min(0).max(1),
+    /** Bandit A/B (issue 22): the split follows the feedback reward; `weight` is the start. */
+    bandit: z.object({ minShare: z.number().min(0).max(0.5) }).optional(),
+  }),
 ]);
 
 export const HealthPolicySchema = z.object({

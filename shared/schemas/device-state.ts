@@ -107,6 +107,8 @@ export const ReportedSideSchema = z.object({
   health: HealthSummarySchema,
   baseline: HealthSummarySchema.nullable().default(null),
   error: ErrorPayloadSchema.optional(),
+  /** A bandit A/B split (issue 22): the candidate's current share of requests on this device. */
+  banditWeight: z.number().min(0).max(1).optional(),
 });
 export type ReportedSide = z.infer<typeof ReportedSideSchema>;
 
