@@ -6,6 +6,7 @@ import { EdgeFleetError } from "../../shared/errors.js";
 import { modelRoutes, VersionViewSchema } from "../../shared/http/models.js";
 import { assignedBundles } from "../bundles/chunk-server.js";
 import { parseRange } from "../bundles/range.js";
+import { summariseFeedback } from "../registry/feedback-summary.js";
 import { summariseBundleSamples } from "../registry/sample-summary.js";
 import type { CallerOf, HttpDeps } from "./app.js";
 import { contractRoute } from "./contract-route.js";
@@ -65,6 +66,17 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
     if (!fp32?.bundle) throw new EdgeFleetError("NOT_FOUND", `${params.name} ${params.version} has no fp32 bundle yet`);
     const path = deps.blobs.bundlePath(fp32.bundle.sha256);
     return { variant: "fp32" as const, bundle: fp32.bundle.sha256, samples: await summariseBundleSamples(path) };
+  });
+
+  contractRoute(app, modelRoutes.getModelFeedback, "viewer", async ({ params, query }) => {
+    deps.models.get(params.name); // NOT_FOUND for an unknown model
+    const tags = query.tag
+      ? Object.fromEntries(query.tag.map((t) => [t.slice(0, t.indexOf("=")), t.slice(t.indexOf("=") + 1)]))
+      : undefined;
+    const devices = tags
+      ? deps.deviceRepo.listPage({ limit: Number.MAX_SAFE_INTEGER, tags })
+      : deps.deviceRepo.listSummaries();
+    return summariseFeedback(params.name, devices);
   });
 
   contractRoute(

@@ -12,6 +12,7 @@ import {
 import { SampleInputSchema } from "../schemas/tensor.js";
 import { SignatureSchema } from "../schemas/trust.js";
 import { defineRoute } from "./contract.js";
+import { ListDevicesQuerySchema } from "./devices.js";
 
 /** Model registry routes: uploads, model versions and their variants, tracked builds, bundle downloads. */
 
@@ -177,6 +178,34 @@ export const ModelViewSchema = z.object({
 const NameParams = z.object({ name: ModelNameSchema });
 export const VersionParams = z.object({ name: ModelNameSchema, version: SemverSchema });
 
+/** `GET /v1/models/{n}/feedback` (issue 22, fleet-server/registry/feedback-summary.ts). */
+export const FeedbackSummarySchema = z.object({
+  model: z.string(),
+  /** Devices considered (all, or the cohort's) and how many reported any joined label. */
+  devices: z.number().int().min(0),
+  reportingDevices: z.number().int().min(0),
+  versions: z.array(
+    z.object({
+      version: z.string(),
+      arm: z.string().nullable(),
+      devices: z.number().int().min(0),
+      joined: z.number().int().min(0),
+      correct: z.number().int().min(0),
+      accuracy: z.number().min(0).max(1).nullable(),
+    }),
+  ),
+  /** The bandit A/B splits devices run now (their candidate share), when any. */
+  bandit: z
+    .object({
+      devices: z.number().int().min(1),
+      meanCandidateShare: z.number(),
+      minCandidateShare: z.number(),
+      maxCandidateShare: z.number(),
+    })
+    .nullable(),
+});
+export type FeedbackSummary = z.infer<typeof FeedbackSummarySchema>;
+
 export const modelRoutes = {
   upload: defineRoute({
     operationId: "upload",
@@ -240,6 +269,17 @@ export const modelRoutes = {
     summary: "The samples in a version's fp32 bundle: input shapes and the outputs devices check against",
     params: VersionParams,
     responses: { 200: VersionSamplesSchema },
+  }),
+  getModelFeedback: defineRoute({
+    operationId: "getModelFeedback",
+    method: "GET",
+    path: "/v1/models/:name/feedback",
+    tag: "models",
+    summary:
+      "Ground-truth feedback the devices joined to this model's predictions, per version and A/B arm, for all devices or a cohort (tag=key=value)",
+    params: NameParams,
+    query: z.object({ tag: ListDevicesQuerySchema.shape.tag }),
+    responses: { 200: FeedbackSummarySchema },
   }),
   getBundle: defineRoute({
     operationId: "getBundle",
