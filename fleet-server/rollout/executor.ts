@@ -8,6 +8,7 @@ import type { Envelope, Root } from "../../shared/schemas/trust.js";
 import type { Topics } from "../../shared/topics.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 import type { Transport } from "../broker/transport.js";
+import type { GovernanceService } from "../registry/governance-service.js";
 import type { ReReleaser } from "../registry/re-release.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
@@ -49,6 +50,8 @@ export interface ExecutorDeps {
   rootChain?: readonly Envelope<Root>[];
   /** Which bundle (variant) of the rollout's version each device gets (issue 5). */
   variants: VariantAssignment;
+  /** Issue 21: holds an unapproved version at its canary share; a completed 100 % rollout makes it production. */
+  governance?: Pick<GovernanceService, "holdBefore" | "rolloutCompleted">;
 }
 
 /** What a device ran for the model before a rollout assigned it: the rollback target. */
@@ -263,12 +266,19 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           state = { ...state, soakStartedAt: now };
           setState(row, engine.status, state, { type: "soak-started", detail: {} });
           break;
-        case "advance-stage":
+        case "advance-stage": {
+          const hold = deps.governance?.holdBefore({ ...row, stage: a.to }) ?? null;
+          if (hold !== null) {
+            setState(row, "paused", { ...state, reason: hold }, { type: "paused", detail: { reason: hold } });
+            break;
+          }
           state = { ...state, stage: a.to, stageStartedAt: now, soakStartedAt: null };
           setState(row, "running", state, { type: "stage-advanced", detail: {} });
           break;
+        }
         case "complete":
           setState(row, "completed", { ...state, soakStartedAt: null }, { type: "completed", detail: {} });
+          deps.governance?.rolloutCompleted({ ...row, ...state, rolloutId: row.id });
           break;
         case "pause":
           log.warn({ rollout: row.id, reason: a.reason }, "rollout paused");
