@@ -9,6 +9,7 @@ import {
   type StageCause,
 } from "../../shared/http/governance.js";
 import type { Logger } from "../../shared/logger.js";
+import type { RolloutAction } from "../rollout/planner.js";
 import type { DeviceRow } from "../store/device-repo.js";
 import type { GovernanceRepo } from "../store/governance-repo.js";
 import { approvalsMet, checkTransition, type StagePercents, stagePastCanary, tallyReviews } from "./lifecycle.js";
@@ -191,15 +192,22 @@ export function createGovernanceService(deps: GovernanceDeps) {
       return policyView(model);
     },
 
-    /** Before a stage advance of a running rollout: why it must hold instead (null: go on). */
-    holdBefore(r: GovernedRollout): string | null {
-      try {
-        checkRollout(r, `stage ${r.stage + 1}`);
-        return null;
-      } catch (err) {
-        if (err instanceof EdgeFleetError) return `${err.code}: ${err.message}`;
-        throw err;
-      }
+    /**
+     * A running rollout's planned actions, with a stage advance the version may not make (retired,
+     * or past the canary share while unapproved) turned into a pause whose reason says why; the
+     * operator resumes once it is approved. The planner stays pure and knows nothing of approvals.
+     */
+    holdAtCanary(r: Omit<GovernedRollout, "stage">, actions: readonly RolloutAction[]): RolloutAction[] {
+      return actions.map((a) => {
+        if (a.kind !== "advance-stage") return a;
+        try {
+          checkRollout({ ...r, stage: a.to }, `stage ${a.to + 1}`);
+          return a;
+        } catch (err) {
+          if (err instanceof EdgeFleetError) return { kind: "pause", reason: `${err.code}: ${err.message}` };
+          throw err;
+        }
+      });
     },
 
     /**

@@ -51,7 +51,7 @@ export interface ExecutorDeps {
   /** Which bundle (variant) of the rollout's version each device gets (issue 5). */
   variants: VariantAssignment;
   /** Issue 21: holds an unapproved version at its canary share; a completed 100 % rollout makes it production. */
-  governance?: Pick<GovernanceService, "holdBefore" | "rolloutCompleted">;
+  governance?: Pick<GovernanceService, "holdAtCanary" | "rolloutCompleted">;
 }
 
 /** What a device ran for the model before a rollout assigned it: the rollback target. */
@@ -266,16 +266,10 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           state = { ...state, soakStartedAt: now };
           setState(row, engine.status, state, { type: "soak-started", detail: {} });
           break;
-        case "advance-stage": {
-          const hold = deps.governance?.holdBefore({ ...row, stage: a.to }) ?? null;
-          if (hold !== null) {
-            setState(row, "paused", { ...state, reason: hold }, { type: "paused", detail: { reason: hold } });
-            break;
-          }
+        case "advance-stage":
           state = { ...state, stage: a.to, stageStartedAt: now, soakStartedAt: null };
           setState(row, "running", state, { type: "stage-advanced", detail: {} });
           break;
-        }
         case "complete":
           setState(row, "completed", { ...state, soakStartedAt: null }, { type: "completed", detail: {} });
           deps.governance?.rolloutCompleted({ ...row, ...state, rolloutId: row.id });
@@ -387,7 +381,8 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     async step(row: RolloutRow): Promise<void> {
       if (row.status === "rolling-back") return rollback(row);
       const engine = engineOf(row);
-      const actions = planRolloutStep(engine, plannerDevices(row, engine), clock.now());
+      const planned = planRolloutStep(engine, plannerDevices(row, engine), clock.now());
+      const actions = deps.governance ? deps.governance.holdAtCanary(row, planned) : planned;
       if (actions.length > 0) await apply(row, engine, actions);
     },
     /** Re-issues every member's assignment in the current serving mode (promote of shadow/ab). */

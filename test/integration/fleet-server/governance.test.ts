@@ -194,9 +194,10 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
   });
 
   it("approvals: never the pusher, the same approver once, a refusal holds, two distinct approvers clear it", async () => {
-    const own = await cli("pusher", "models", "approve", "vad", "1.0.0", "--comment", "looks good to me");
-    expect(own.code).toBe(1);
-    expect(own.stderr).toMatch(/FORBIDDEN.*pushed vad 1\.0\.0 and may not review it/);
+    // Through the API (fleetctl is run below for the others; each process costs a second or two).
+    const own = await refusal(as("pusher").reviewVersion("vad", "1.0.0", "approve", "looks good to me"));
+    expect([own.status, own.code]).toEqual([403, "FORBIDDEN"]);
+    expect(own.message).toMatch(/pushed vad 1\.0\.0 and may not review it/);
 
     let g = await cliJson("alice", "models", "approve", "vad", "1.0.0", "--comment", "eval set passed");
     expect(g).toMatchObject({ stage: "candidate", approvedBy: [actor("alice")], approved: false });
@@ -218,7 +219,7 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
     const byViewer = await refusal(as("viewer").reviewVersion("vad", "1.0.0", "approve", "me too"));
     expect(byViewer.status).toBe(403);
 
-    g = await cliJson("bob", "models", "approve", "vad", "1.0.0", "--comment", "fixed by the new profile");
+    g = await as("bob").reviewVersion("vad", "1.0.0", "approve", "fixed by the new profile");
     expect(g).toMatchObject({
       stage: "approved",
       approvedBy: [actor("alice"), actor("bob")],
