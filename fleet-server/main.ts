@@ -29,6 +29,7 @@ import { describeIssues } from "./http/validate.js";
 import { loadOrCreateKeys } from "./keys/key-store.js";
 import { createBrokerMetrics } from "./metrics/broker-metrics.js";
 import { createBuildTracker } from "./registry/build-tracker.js";
+import { createGovernanceService } from "./registry/governance-service.js";
 import { createModelService } from "./registry/model-service.js";
 import { createReReleaser } from "./registry/re-release.js";
 import { createReleaseSigning } from "./registry/release-signing.js";
@@ -40,6 +41,7 @@ import { createVariantRecorder } from "./rollout/variant-recorder.js";
 import { createBuildRepo } from "./store/build-repo.js";
 import { openDatabase } from "./store/db.js";
 import { createDeviceRepo } from "./store/device-repo.js";
+import { createGovernanceRepo } from "./store/governance-repo.js";
 import { createModelRepo } from "./store/model-repo.js";
 import { createPendingReleaseRepo } from "./store/pending-release-repo.js";
 import { createRolloutRepo } from "./store/rollout-repo.js";
@@ -232,6 +234,14 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       blobs,
       releaseKey: keys.release,
     });
+    // Lifecycle stages and approvals (issue 21): consulted by rollouts, moved by routes and rollouts.
+    const governance = createGovernanceService({
+      log: registryLog,
+      clock,
+      repo: createGovernanceRepo(db),
+      hasVersion: (name, version) => modelRepo.hasVersion(name, version),
+      listDevices: () => deviceRepo.list(),
+    });
     const rolloutRepo = createRolloutRepo(db);
     const rolloutLog = log.child({ component: "rollouts" });
     const executor = createRolloutExecutor({
@@ -253,6 +263,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       director: keys.director,
       rootChain: keys.rootChain,
       variants: createVariantAssignment({ models: modelRepo, measurements: measurementRepo, profiles }),
+      governance,
     });
     const variantRecorder = createVariantRecorder({
       log: rolloutLog,
@@ -275,6 +286,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       isPendingSignature: (model, version, variant) =>
         pendingRepo.uploadsOf(model, version).some((p) => p.variant === variant),
       isRevoked: (id) => security.isRevoked(id),
+      governance,
     });
 
     const route = (handler: (deviceId: string, payload: Buffer) => void) => (topic: string, payload: Buffer) => {
@@ -348,6 +360,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       builds: createBuildTracker({ log: registryLog, clock, repo: createBuildRepo(db) }),
       signing,
       rollouts,
+      governance,
       security,
       health: { liveness: () => livenessOf(brokerLink.state()), readiness: () => readinessOf(brokerLink.state()) },
       checkResponses: config.checkResponses,

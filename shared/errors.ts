@@ -71,6 +71,13 @@ export const ERROR_CODES = [
   // registry
   /** A model build was running when the fleet server stopped; nothing of it can finish (upload again). */
   "BUILD_INTERRUPTED",
+  // governance (issue 21, docs/operations.md "Lifecycle and approvals")
+  /** The model version is retired: no rollout may start, resume or be promoted with it. */
+  "MODEL_VERSION_RETIRED",
+  /** The rollout would take an unapproved version past its model's canary share (the approval policy). */
+  "APPROVAL_REQUIRED",
+  /** The lifecycle table does not allow this stage change (or not by this cause). */
+  "STAGE_TRANSITION_INVALID",
   // generic
   "INTERNAL",
 ] as const;

@@ -65,6 +65,10 @@ const STATUS: Record<ErrorCode, number> = {
   TELEMETRY_SEQ_BACKWARDS: 500,
   // Not the caller's fault and gone by retrying (a new upload): the server restarted under the build.
   BUILD_INTERRUPTED: 503,
+  // governance: the request is fine, the version's state refuses it (approve it, or pick another).
+  MODEL_VERSION_RETIRED: 409,
+  APPROVAL_REQUIRED: 409,
+  STAGE_TRANSITION_INVALID: 409,
   INTERNAL: 500,
 };
 

@@ -223,6 +223,10 @@ export const CONDEMNS_BUNDLE: Readonly<Record<ErrorCode, boolean>> = {
   TELEMETRY_TOO_LARGE: false,
   TELEMETRY_SEQ_BACKWARDS: false,
   BUILD_INTERRUPTED: false,
+  // governance (issue 21): the fleet server's refusals of a rollout, never a device's verdict
+  MODEL_VERSION_RETIRED: false,
+  APPROVAL_REQUIRED: false,
+  STAGE_TRANSITION_INVALID: false,
   INTERNAL: false,
 };
 

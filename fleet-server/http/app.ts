@@ -11,6 +11,7 @@ import type { BlobStore } from "../bundles/bundle-store.js";
 import type { DeviceService } from "../devices/device-service.js";
 import type { ProbeAnswer } from "../health/health-decision.js";
 import type { BuildTracker } from "../registry/build-tracker.js";
+import type { GovernanceService } from "../registry/governance-service.js";
 import type { ModelService } from "../registry/model-service.js";
 import type { ReleaseSigning } from "../registry/release-signing.js";
 import type { RolloutService } from "../rollout/rollout-service.js";
@@ -28,6 +29,7 @@ import {
 } from "./route-access.js";
 import { registerDashboardRoutes } from "./routes-dashboard.js";
 import { registerDeviceRoutes } from "./routes-devices.js";
+import { registerGovernanceRoutes } from "./routes-governance.js";
 import { registerModelRoutes } from "./routes-models.js";
 import { registerReleaseRoutes } from "./routes-releases.js";
 import { registerRolloutRoutes } from "./routes-rollouts.js";
@@ -46,6 +48,8 @@ export interface HttpDeps {
   /** Offline release signing: pending releases and signature uploads (routes-releases.ts). */
   signing?: ReleaseSigning;
   rollouts: RolloutService;
+  /** Lifecycle stages, approvals and their policy (issue 21); the pusher of each version is recorded here. */
+  governance: GovernanceService;
   /** Tokens with roles, audit log, enrollment tokens, revocation (issue 7, docs/security.md). */
   security: SecurityService;
   /** Operator-supplied certificate and key: serve HTTPS only. */
@@ -224,6 +228,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
   if (deps.signing) registerReleaseRoutes(app, deps.signing);
   registerDeviceRoutes(app, deps);
   registerRolloutRoutes(app, deps);
+  registerGovernanceRoutes(app, deps.governance, callerOf);
   if (deps.telemetry) registerTelemetryRoutes(app, deps.telemetry);
   // The operator dashboard (issue 15): its page, who a token is, and the change stream.
   registerDashboardRoutes(app, deps, (req) => principals.get(req));

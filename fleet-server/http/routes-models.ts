@@ -34,10 +34,17 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
   });
 
   contractRoute(app, modelRoutes.createModel, "operator", async ({ body, query, req, reply }) => {
+    // The pusher is recorded once the version exists: approvals must come from someone else (issue 21).
+    const caller = callerOf(req);
+    const pushedBy = caller.kind === "token" ? caller.principal.actor : "unknown";
+    const created = <T>(v: T): T => {
+      deps.governance.recordPush(body.name, body.version, pushedBy);
+      return v;
+    };
     if (wantsAsync(query.async, req.headers.prefer)) {
       // Cheap refusals (bad body, existing version, unknown upload) still come back at once.
       await deps.models.precheck(body);
-      const build = deps.builds.start((onProgress) => deps.models.create(body, onProgress), {
+      const build = deps.builds.start((onProgress) => deps.models.create(body, onProgress).then(created), {
         name: body.name,
         version: body.version,
       });
@@ -47,7 +54,7 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
         .header("Preference-Applied", "respond-async")
         .send({ buildId: build.id, status: build.status, links: { self: `/v1/model-builds/${build.id}` } });
     }
-    return reply.status(201).send(await deps.models.create(body));
+    return reply.status(201).send(created(await deps.models.create(body)));
   });
   contractRoute(app, modelRoutes.getModelBuild, "viewer", async ({ params }) => {
     const { result, ...build } = deps.builds.get(params.id);

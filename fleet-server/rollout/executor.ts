@@ -8,6 +8,7 @@ import type { Envelope, Root } from "../../shared/schemas/trust.js";
 import type { Topics } from "../../shared/topics.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 import type { Transport } from "../broker/transport.js";
+import type { GovernanceService } from "../registry/governance-service.js";
 import type { ReReleaser } from "../registry/re-release.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
@@ -49,6 +50,8 @@ export interface ExecutorDeps {
   rootChain?: readonly Envelope<Root>[];
   /** Which bundle (variant) of the rollout's version each device gets (issue 5). */
   variants: VariantAssignment;
+  /** Issue 21: holds an unapproved version at its canary share; a completed 100 % rollout makes it production. */
+  governance?: Pick<GovernanceService, "holdAtCanary" | "rolloutCompleted">;
 }
 
 /** What a device ran for the model before a rollout assigned it: the rollback target. */
@@ -271,6 +274,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
           break;
         case "complete":
           setState(row, "completed", { ...state, soakStartedAt: null }, { type: "completed", detail: {} });
+          deps.governance?.rolloutCompleted({ ...row, ...state, rolloutId: row.id });
           break;
         case "pause":
           log.warn({ rollout: row.id, reason: a.reason }, "rollout paused");
@@ -379,7 +383,8 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     async step(row: RolloutRow): Promise<void> {
       if (row.status === "rolling-back") return rollback(row);
       const engine = engineOf(row);
-      const actions = planRolloutStep(engine, plannerDevices(row, engine), clock.now());
+      const planned = planRolloutStep(engine, plannerDevices(row, engine), clock.now());
+      const actions = deps.governance ? deps.governance.holdAtCanary(row, planned) : planned;
       if (actions.length > 0) await apply(row, engine, actions);
     },
     /** Re-issues every member's assignment in the current serving mode (promote of shadow/ab). */

@@ -4,6 +4,7 @@ import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { Topics } from "../../shared/topics.js";
 import type { Transport } from "../broker/transport.js";
+import type { GovernanceService } from "../registry/governance-service.js";
 import { isVariantPublished } from "../registry/model-service.js";
 import type { DeviceRepo } from "../store/device-repo.js";
 import type { ModelRepo } from "../store/model-repo.js";
@@ -31,6 +32,8 @@ export interface RolloutDeps {
   isPendingSignature?: (model: string, version: string, variant: string) => boolean;
   /** Revoked devices get no retained desired state back (revocation cleared it; issue 20 §4 review). */
   isRevoked?: (deviceId: string) => boolean;
+  /** Lifecycle and approvals (issue 21): retired versions and the canary share of unapproved ones. */
+  governance?: Pick<GovernanceService, "checkRollout" | "rolloutCompleted">;
 }
 
 export type RolloutCommand = "pause" | "resume" | "abort" | "rollback" | "promote";
@@ -61,6 +64,9 @@ export function createRolloutService(deps: RolloutDeps) {
     if (!models.hasVersion(req.model, req.version)) {
       throw invalid(`model ${req.model} version ${req.version} is not in the registry`, "version");
     }
+    // Governance first (issue 21): a retired or unapproved version is refused whatever else is wrong.
+    const def = normalizeDefinition(req);
+    deps.governance?.checkRollout({ model: def.model, version: def.version, definition: def, stage: 0 }, "rollout");
     // `auto` chooses per device at assignment (variant-assignment.ts); the rollout's own bundle is
     // then fp32, the variant every version has and the fallback of the choice.
     const variant = req.variant === AUTO_VARIANT ? "fp32" : req.variant;
@@ -81,7 +87,6 @@ export function createRolloutService(deps: RolloutDeps) {
     const known = new Set(all.map((d) => d.id));
     const unknown = (req.target.deviceIds ?? []).filter((d) => !known.has(d));
     if (unknown.length > 0) throw invalid(`unknown device(s): ${unknown.join(", ")}`, "target.deviceIds");
-    const def = normalizeDefinition(req);
     const matched = all.filter((d) => matchesSelector(d, def.target));
     if (matched.length === 0) throw invalid("target matches no devices", "target");
     def.stages.forEach((s, i) => {
@@ -146,6 +151,18 @@ export function createRolloutService(deps: RolloutDeps) {
           },
         });
       }
+      // Both carry the rollout on from where it stands: past the canary share only once approved.
+      if (cmd === "resume" || cmd === "promote") {
+        deps.governance?.checkRollout(
+          {
+            model: row.model,
+            version: row.version,
+            definition: engine.definition,
+            stage: engine.status === "completed" ? engine.definition.stages.length - 1 : engine.state.stage,
+          },
+          cmd,
+        );
+      }
       const now = clock.now();
       const s: EngineState = { ...engine.state };
       switch (cmd) {
@@ -195,6 +212,17 @@ export function createRolloutService(deps: RolloutDeps) {
             detail: { from: { stage: s.stage, servingMode: s.servingMode }, acknowledged },
           });
           if (modeChanged) await executor.republishMembers(row);
+          // A completed shadow/ab rollout promoted: the version is now active on its whole target.
+          if (row.status === "completed") {
+            deps.governance?.rolloutCompleted({
+              model: row.model,
+              version: row.version,
+              definition: engine.definition,
+              stage: last,
+              servingMode: "active",
+              rolloutId: id,
+            });
+          }
           break;
         }
       }

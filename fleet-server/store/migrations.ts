@@ -1,5 +1,6 @@
 import { AUDIT_ROUTE_MIGRATION_SQL, SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
 import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
+import { GOVERNANCE_MIGRATION_SQL } from "./governance-repo.js";
 import { BUILD_MIGRATION_SQL, PENDING_SIGNATURES_MIGRATION_SQL, VARIANT_MIGRATION_SQL } from "./migration-sql.js";
 
 /**
@@ -151,4 +152,7 @@ CREATE INDEX pending_releases_by_model ON pending_releases(name, version, varian
   // 10: a device's rollouts by device (issue 14): the telemetry cohort lookup runs once per batch and
   // scanned every rollout's members without it (10,000 devices: the ingest's largest cost).
   { version: 10, sql: "CREATE INDEX rollout_devices_by_device ON rollout_devices(device_id);" },
+  // 11: model version governance (issue 21): lifecycle stages, approval policies, reviews and stage
+  // history (append-only). See fleet-server/store/governance-repo.ts.
+  { version: 11, sql: GOVERNANCE_MIGRATION_SQL },
 ];

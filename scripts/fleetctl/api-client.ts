@@ -268,6 +268,27 @@ export class ApiClient {
     return this.call("revokeDevice", { params: { id }, body });
   }
   /** `GET /v1/openapi.json`: this API as an OpenAPI 3.1 document. */
+  // Governance (issue 21): lifecycle stages, reviews, the approval policy.
+  versionGovernance(name: string, version: string): Promise<Answer<"getVersionGovernance">> {
+    return this.call("getVersionGovernance", { params: { name, version } });
+  }
+  setVersionStage(name: string, version: string, body: RequestBodyOf<HttpRoutes["setVersionStage"]>) {
+    return this.call("setVersionStage", { params: { name, version }, body });
+  }
+  reviewVersion(name: string, version: string, decision: "approve" | "refuse", comment: string) {
+    const op = decision === "approve" ? "approveVersion" : "refuseVersion";
+    return this.call(op, { params: { name, version }, body: { comment } });
+  }
+  approvalPolicy(name: string): Promise<Answer<"getApprovalPolicy">> {
+    return this.call("getApprovalPolicy", { params: { name } });
+  }
+  setApprovalPolicy(name: string, body: RequestBodyOf<HttpRoutes["setApprovalPolicy"]>) {
+    return this.call("setApprovalPolicy", { params: { name }, body });
+  }
+  staleDevices(model?: string): Promise<Answer<"listStaleDevices">> {
+    return this.call("listStaleDevices", model === undefined ? {} : { query: { model } });
+  }
+
   openApi(): Promise<Answer<"getOpenApi">> {
     return this.call("getOpenApi");
   }

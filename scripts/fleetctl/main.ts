@@ -8,6 +8,7 @@ import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
 import { formatDeviceLine } from "./device-format.js";
 import { importDevices } from "./device-import.js";
+import { registerGovernanceCommands } from "./governance-commands.js";
 import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
 import { registerReleaseCommands } from "./release-commands.js";
@@ -188,6 +189,8 @@ export function buildProgram(): Command {
     .action(async (_o: unknown, cmd: Command) => {
       console.log(JSON.stringify(await client(cmd).listModels(), null, 2));
     });
+
+  registerGovernanceCommands(models, { client, isJson });
 
   registerRolloutCommands(program, { client, isJson });
   registerTokenCommands(program, { client });

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { defineRoute, type RouteContract } from "./contract.js";
 import { dashboardRoutes } from "./dashboard.js";
 import { deviceRoutes } from "./devices.js";
+import { governanceRoutes } from "./governance.js";
 import { modelRoutes } from "./models.js";
 import { releaseRoutes } from "./releases.js";
 import { rolloutRoutes } from "./rollouts.js";
@@ -43,6 +44,7 @@ export const HTTP_ROUTES = {
   ...securityRoutes,
   ...metaRoutes,
   ...dashboardRoutes,
+  ...governanceRoutes,
 } as const;
 export type HttpRoutes = typeof HTTP_ROUTES;
 export type OperationId = keyof HttpRoutes;

@@ -98,6 +98,18 @@ describe("security: route × caller × spelling matrix (issue 20 §1)", () => {
     ] as const) {
       expect(level(m, u), `${m} ${u}`).toBe("admin");
     }
+    // Governance (issue 21): reviews and stage moves are the operators', the approval policy the admin's.
+    for (const [m, u, a] of [
+      ["GET", "/v1/models/:name/versions/:version/governance", "viewer"],
+      ["POST", "/v1/models/:name/versions/:version/stage", "operator"],
+      ["POST", "/v1/models/:name/versions/:version/approvals", "operator"],
+      ["POST", "/v1/models/:name/versions/:version/refusals", "operator"],
+      ["GET", "/v1/models/:name/approval-policy", "viewer"],
+      ["POST", "/v1/models/:name/approval-policy", "admin"],
+      ["GET", "/v1/model-lifecycle/stale-devices", "viewer"],
+    ] as const) {
+      expect(level(m, u), `${m} ${u}`).toBe(a);
+    }
     // Nothing mutating is open to a viewer (the onRoute check refuses it, so this can only hold).
     expect(table.filter((r) => !["GET", "HEAD"].includes(r.method) && r.access === "viewer")).toEqual([]);
     for (const r of table) {
