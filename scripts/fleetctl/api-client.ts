@@ -99,10 +99,12 @@ export class ApiClient {
    */
   private async call<K extends OperationId>(
     op: K,
-    req: { params?: Record<string, string>; query?: Record<string, string>; body?: unknown } = {},
+    // Query pairs as a list when a key repeats (`tag=a=1&tag=b=2`).
+    req: { params?: Record<string, string>; query?: Record<string, string> | [string, string][]; body?: unknown } = {},
   ): Promise<Answer<K>> {
     const contract: RouteContract = HTTP_ROUTES[op];
-    const query = req.query ? `?${new URLSearchParams(req.query).toString()}` : "";
+    const search = req.query ? new URLSearchParams(req.query).toString() : "";
+    const query = search ? `?${search}` : "";
     const method = typeof contract.method === "string" ? contract.method : contract.method[0]!;
     const headers: Record<string, string> = { authorization: `Bearer ${this.opts.token}` };
     if (req.body !== undefined) headers["content-type"] = "application/json";
@@ -284,6 +286,9 @@ export class ApiClient {
   }
   setApprovalPolicy(name: string, body: RequestBodyOf<HttpRoutes["setApprovalPolicy"]>) {
     return this.call("setApprovalPolicy", { params: { name }, body });
+  }
+  modelFeedback(name: string, tags: string[] = []): Promise<Answer<"getModelFeedback">> {
+    return this.call("getModelFeedback", { params: { name }, query: tags.map((t): [string, string] => ["tag", t]) });
   }
   staleDevices(model?: string): Promise<Answer<"listStaleDevices">> {
     return this.call("listStaleDevices", model === undefined ? {} : { query: { model } });

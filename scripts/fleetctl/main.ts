@@ -8,6 +8,7 @@ import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
 import { formatDeviceLine } from "./device-format.js";
 import { importDevices } from "./device-import.js";
+import { registerFeedbackCommand } from "./feedback-command.js";
 import { registerGovernanceCommands } from "./governance-commands.js";
 import { registerKeysCommands } from "./keys-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
@@ -191,6 +192,7 @@ export function buildProgram(): Command {
     });
 
   registerGovernanceCommands(models, { client, isJson });
+  registerFeedbackCommand(models, { client, isJson });
 
   registerRolloutCommands(program, { client, isJson });
   registerTokenCommands(program, { client });

@@ -1,3 +1,6 @@
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
 import type { FeedbackSummary } from "../../shared/http/models.js";
@@ -16,6 +19,14 @@ import { serverGet } from "./telemetry-support.js";
  * verdicts deterministic: an equal candidate passes, one at 60 % is stopped.
  */
 const AGENTS = ["acc-a", "acc-b"];
+const FLEETCTL = fileURLToPath(new URL("../../bin/fleetctl.js", import.meta.url));
+/** fleetctl as a real process with the server's admin token; its stdout. */
+const fleetctl = async (h: Harness, args: string[]) =>
+  (
+    await promisify(execFile)(process.execPath, [FLEETCTL, "--server", h.server.httpUrl, ...args], {
+      env: { ...process.env, EDGEFLEET_TOKEN: h.server.adminToken },
+    })
+  ).stdout;
 const PER_AGENT = 100;
 const argmax = (v: number[]) => v.reduce((best, x, i) => (x > v[best]! ? i : best), 0);
 
@@ -195,5 +206,10 @@ describe("e2e: ground truth from the devices judges rollouts and drives a bandit
     expect(arm("3.0.0", "control")).toMatchObject({ devices: 2 });
     expect(arm("4.0.0", "candidate")!.joined + arm("3.0.0", "control")!.joined).toBe(2 * 170);
     expect(arm("4.0.0", "candidate")!.accuracy).toBeGreaterThan(0.9);
+    // The same view from fleetctl, as an operator reads it, and for a cohort with two tags.
+    const out = await fleetctl(h, ["models", "feedback", MODEL, "--tag", "suite=e2e", "--tag", "suite=e2e"]);
+    expect(out).toMatch(/2 of 2 devices report joined feedback/);
+    expect(out).toMatch(/4\.0\.0 \(candidate\)\s+accuracy 9\d\.\d%/);
+    expect(out).toMatch(/bandit: candidate share 90\.0% on average/);
   }, 120_000);
 });
