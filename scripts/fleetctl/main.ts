@@ -8,6 +8,7 @@ import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
 import { formatDeviceLine } from "./device-format.js";
 import { importDevices } from "./device-import.js";
+import { exitForError } from "./exit-codes.js";
 import { registerFeedbackCommand } from "./feedback-command.js";
 import { registerGovernanceCommands } from "./governance-commands.js";
 import { registerKeysCommands } from "./keys-commands.js";
@@ -258,12 +259,9 @@ export async function runFleetctl(argv: string[]): Promise<number> {
     await buildProgram().parseAsync(argv);
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
-    if (err instanceof ApiError) {
-      console.error(`error ${err.code}: ${err.message}`);
-      return err.status === 0 ? 2 : 1;
-    }
-    console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
-    return 1;
+    if (err instanceof ApiError) console.error(`error ${err.code}: ${err.message}`);
+    else console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+    return exitForError(err);
   }
 }
 

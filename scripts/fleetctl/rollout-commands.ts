@@ -12,6 +12,7 @@ import {
   type RolloutMemberView,
   type RolloutView,
 } from "./api-client.js";
+import { exitForRollout } from "./exit-codes.js";
 import { bar, formatBytes } from "./progress.js";
 
 /**
@@ -201,22 +202,37 @@ function print(s: RolloutView, json: boolean): void {
  * Redraws the display in place on a terminal; elsewhere prints one line per change and, at the
  * end, the whole display once.
  */
-async function watch(api: ApiClient, id: string, json: boolean): Promise<RolloutView> {
+async function watch(api: ApiClient, id: string, json: boolean, timeoutSeconds?: number): Promise<RolloutView> {
   // With --json the progress goes to stderr, so stdout holds one JSON document.
   const out = json ? process.stderr : process.stdout;
   const tty = out.isTTY === true;
   let last = "";
-  const final = await api.waitForRollout(id, {
-    intervalMs: 1000,
-    timeoutMs: 7 * 24 * 3600 * 1000,
-    onUpdate: (s) => {
-      const text = tty ? formatRollout(s).join("\n") : formatRolloutChange(s);
-      if (text === last) return;
-      last = text;
-      out.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n`);
-    },
-  });
-  return final;
+  let seen: RolloutView | null = null;
+  try {
+    return await api.waitForRollout(id, {
+      intervalMs: 1000,
+      timeoutMs: (timeoutSeconds ?? 7 * 24 * 3600) * 1000,
+      onUpdate: (s) => {
+        seen = s;
+        const text = tty ? formatRollout(s).join("\n") : formatRolloutChange(s);
+        if (text === last) return;
+        last = text;
+        out.write(tty ? `\x1b[H\x1b[2J${text}\n` : `${text}\n`);
+      },
+    });
+  } catch (err) {
+    // `--timeout` passed: the rollout as last seen (still moving: exit TIMED_OUT).
+    if (err instanceof ApiError && err.code === "TIMEOUT" && seen) return seen;
+    throw err;
+  }
+}
+
+/** Follows a rollout until it stops moving (or `timeout`), prints it, and sets the pipeline exit code. */
+async function waitAndExit(api: ApiClient, id: string, json: boolean, timeout?: number): Promise<void> {
+  const s = await watch(api, id, json, timeout);
+  // On a terminal the last redraw is the display; in a log, the change lines end with it.
+  if (json || process.stdout.isTTY !== true) print(s, json);
+  process.exitCode = exitForRollout(s);
 }
 
 export function registerRolloutCommands(program: Command, deps: RolloutCommandDeps): void {
@@ -246,15 +262,16 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
     .option("--supersedes <ids>", "in-flight rollouts this one replaces", collect)
     .option("--watch", "follow the rollout with a live display")
     .option("--wait", "same as --watch")
+    .option("--timeout <seconds>", "with --wait: give up after this long (exit 7, the rollout goes on)", num)
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const api = deps.client(cmd);
       const path = o.file as string | undefined;
       const file = path ? parseDefinitionFile(path, await readFile(path, "utf8")) : {};
       const created = await api.createRolloutDraft(rolloutBodyFromFlags(o, file));
       const follow = o.watch === true || o.wait === true;
-      const final = follow ? await watch(api, created.id, deps.isJson(cmd)) : created;
+      const final = follow ? await watch(api, created.id, deps.isJson(cmd), o.timeout as number | undefined) : created;
       print(final, deps.isJson(cmd));
-      if (follow && final.status !== "completed") process.exitCode = 1;
+      if (follow) process.exitCode = exitForRollout(final);
     });
   rollouts
     .command("list")
@@ -274,17 +291,19 @@ export function registerRolloutCommands(program: Command, deps: RolloutCommandDe
     .command("status <id>")
     .description("show a rollout: stages, gates and devices")
     .option("--watch", "live per-stage progress until the rollout stops moving")
-    .action(async (id: string, o: { watch?: boolean }, cmd: Command) => {
+    .option("--timeout <seconds>", "with --watch: give up after this long (exit 7)", num)
+    .action(async (id: string, o: { watch?: boolean; timeout?: number }, cmd: Command) => {
       const api = deps.client(cmd);
-      if (o.watch) {
-        const s = await watch(api, id, deps.isJson(cmd));
-        // On a terminal the last redraw is the display; in a log, the change lines end with it.
-        if (deps.isJson(cmd) || process.stdout.isTTY !== true) print(s, deps.isJson(cmd));
-        if (ROLLOUT_MOVING.has(s.status)) process.exitCode = 1;
-        return;
-      }
+      if (o.watch) return waitAndExit(api, id, deps.isJson(cmd), o.timeout);
       print(await api.getRollout(id), deps.isJson(cmd));
     });
+  rollouts
+    .command("wait <id>")
+    .description("wait until a rollout stops moving; exit 0 completed, 5 stopped by a gate, 6 rolled back, 7 timed out")
+    .option("--timeout <seconds>", "give up after this long (exit 7, the rollout goes on)", num)
+    .action((id: string, o: { timeout?: number }, cmd: Command) =>
+      waitAndExit(deps.client(cmd), id, deps.isJson(cmd), o.timeout),
+    );
   const commands: [RolloutCommand, string][] = [
     ["pause", "stop assigning devices (devices already assigned carry on)"],
     ["resume", "continue a paused rollout; failures so far stop counting against the gates"],

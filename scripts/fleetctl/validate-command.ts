@@ -5,14 +5,8 @@ import { checkModel } from "../../fleet-server/registry/model-checks.js";
 import { AccuracyPolicySchema, CreateModelRequestSchema } from "../../shared/http/models.js";
 import { SampleInputSchema } from "../../shared/schemas/tensor.js";
 import { ApiError } from "./api-client.js";
+import { EXIT } from "./exit-codes.js";
 import { createProgressLine } from "./progress.js";
-
-/**
- * fleetctl's exit codes (issue 21, docs/operations.md "fleetctl in a pipeline"), so a CI job can
- * branch on why a step failed. `models validate` uses 0, 3 and 4 so far; the other commands still
- * exit 1 on any failure (2 for input refused before a request).
- */
-export const EXIT = { OK: 0, ERROR: 1, INPUT: 2, VALIDATION_FAILED: 3, GATE_FAILED: 4 } as const;
 
 type ReadJson = <S extends z.ZodType>(path: string, schema: S, flag: string) => Promise<z.output<S>>;
 
@@ -101,6 +95,6 @@ export function registerValidateCommand(models: Command, readJsonFile: ReadJson,
         }
       }
       // The int8 variant is what the accuracy gate guards; fp32 alone is still deployable.
-      if (int8 !== null && !int8Passed) process.exitCode = EXIT.GATE_FAILED;
+      if (int8 !== null && !int8Passed) process.exitCode = EXIT.ACCEPTED_FP32_ONLY;
     });
 }

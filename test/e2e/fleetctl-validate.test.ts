@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { realModels } from "../../scripts/bench/quantize.js";
 import { sileroModelPath, sileroSamples } from "../../scripts/demo/silero.js";
-import { EXIT } from "../../scripts/fleetctl/validate-command.js";
+import { EXIT } from "../../scripts/fleetctl/exit-codes.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { type Harness, startHarness } from "./fleet-harness.js";
 
@@ -86,7 +86,7 @@ describe("fleetctl models validate (offline pre-deploy gate)", () => {
     const det = realModels().find((m) => m.id === "ppocr-det-v4")!;
     const samples = await samplesFile("det", det.samples);
     const offline = await cli(false, "--json", "models", "validate", det.path, "--samples", samples);
-    expect(offline.code).toBe(EXIT.GATE_FAILED);
+    expect(offline.code).toBe(EXIT.ACCEPTED_FP32_ONLY);
     const verdict = JSON.parse(offline.stdout) as {
       verdict: string;
       int8: { passed: boolean; validation: { failures: string[] } };
