@@ -1,6 +1,11 @@
 import { AUDIT_ROUTE_MIGRATION_SQL, SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
 import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
-import { BUILD_MIGRATION_SQL, PENDING_SIGNATURES_MIGRATION_SQL, VARIANT_MIGRATION_SQL } from "./migration-sql.js";
+import {
+  BUILD_MIGRATION_SQL,
+  BUNDLE_DELIVERIES_MIGRATION_SQL,
+  PENDING_SIGNATURES_MIGRATION_SQL,
+  VARIANT_MIGRATION_SQL,
+} from "./migration-sql.js";
 
 /**
  * Numbered, append-only schema migrations. Never edit a released migration: add a new one.
@@ -151,4 +156,6 @@ CREATE INDEX pending_releases_by_model ON pending_releases(name, version, varian
   // 10: a device's rollouts by device (issue 14): the telemetry cohort lookup runs once per batch and
   // scanned every rollout's members without it (10,000 devices: the ingest's largest cost).
   { version: 10, sql: "CREATE INDEX rollout_devices_by_device ON rollout_devices(device_id);" },
+  // 11: bundle bytes sent per bundle, device and channel (issue 22, cost per prediction). See cost/delivery-counter.ts.
+  { version: 11, sql: BUNDLE_DELIVERIES_MIGRATION_SQL },
 ];

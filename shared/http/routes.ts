@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { defineRoute, type RouteContract } from "./contract.js";
+import { costRoutes } from "./cost.js";
 import { dashboardRoutes } from "./dashboard.js";
 import { deviceRoutes } from "./devices.js";
 import { modelRoutes } from "./models.js";
@@ -43,6 +44,7 @@ export const HTTP_ROUTES = {
   ...securityRoutes,
   ...metaRoutes,
   ...dashboardRoutes,
+  ...costRoutes,
 } as const;
 export type HttpRoutes = typeof HTTP_ROUTES;
 export type OperationId = keyof HttpRoutes;
