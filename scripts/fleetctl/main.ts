@@ -6,6 +6,7 @@ import { LineageSchema } from "../../shared/schemas/manifest.js";
 import { SampleInputSchema } from "../../shared/schemas/tensor.js";
 import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
+import { registerCostCommand } from "./cost-command.js";
 import { formatDeviceLine } from "./device-format.js";
 import { importDevices } from "./device-import.js";
 import { registerKeysCommands } from "./keys-commands.js";
@@ -189,6 +190,7 @@ export function buildProgram(): Command {
       console.log(JSON.stringify(await client(cmd).listModels(), null, 2));
     });
 
+  registerCostCommand(models, { client, isJson });
   registerRolloutCommands(program, { client, isJson });
   registerTokenCommands(program, { client });
   registerKeysCommands(program);
