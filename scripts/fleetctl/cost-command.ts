@@ -6,7 +6,7 @@ import { formatBytes } from "./progress.js";
 type Line = ModelCost["versions"][number];
 
 const num = (x: number | null, digits: number) => (x === null ? "-" : x.toFixed(digits));
-const money = (l: Line) => (l.money ? `${l.money.total.toFixed(4)} ${l.money.currency}` : "-");
+const money = (l: Line) => (l.money ? `${l.money.total.toFixed(6)} ${l.money.currency}` : "-");
 const moneyPer1k = (l: Line) => (l.money ? num(l.money.per1kPredictions, 6) : "-");
 
 /** Left-aligned columns, widths from the content. Pure. */

@@ -51,7 +51,7 @@ describe("cost math (server)", () => {
       rollouts: [],
     });
     // 1 CPU-s at 3.6/hour = 0.001 USD; 0.5 CPU-s per 1k.
-    expect(text).toMatch(/^1\.0\.0\s+1\s+2000\s+1\.000\s+0\.5000\s+-\s+0 B\s+0\.0010 USD\s+0\.000500$/m);
+    expect(text).toMatch(/^1\.0\.0\s+1\s+2000\s+1\.000\s+0\.5000\s+-\s+0 B\s+0\.001000 USD\s+0\.000500$/m);
     expect(text).toContain("no rollouts");
   });
 });
