@@ -20,6 +20,8 @@ import { MODEL, modelOf, pushTiny, rollout, servingHosts, status, waitStatus } f
  */
 const ID = "cost-a";
 const N = 100;
+/** Runs of the tiny model: ~0.4 ms of host CPU each with spinning, so the window holds ~0.6 CPU-s. */
+const TINY_N = 1500;
 const PRICES = { cpuHour: 0.05, gbTransferred: 0.09, currency: "USD" };
 const run = promisify(execFile);
 const FLEETCTL = fileURLToPath(new URL("../../bin/fleetctl.js", import.meta.url));
@@ -62,33 +64,40 @@ describe("e2e: cost per prediction (issue 22)", () => {
     await tmp?.cleanup();
   });
 
-  it(`the CPU the agent reports for ${N} inferences is within 10 % of the host's CPU in /proc`, async () => {
-    const pid = servingHosts(await status(client))[0]!.pid!;
+  /**
+   * `n` inferences on the serving host of `version`, between two quiet reads of /proc and of the
+   * agent's reported figure. What the host spends outside inference in the window: decoding request
+   * frames and encoding replies, answering the agent's `rss` samples (every 0.5 s here), its idle
+   * event loop, and onnxruntime's thread pool spin-waiting after each run (generic-x64 leaves spinning
+   * on). The host attributes all of it to the next run (model-host-main.ts `cpuSince`), so the two
+   * only differ by what the host spent after the last reply at each end of the window (a spin tail
+   * of ~1 ms) and the kernel's accounting granularity (utime and stime in 10 ms ticks).
+   */
+  async function measure(version: string, n: number) {
+    const pid = servingHosts(await status(client)).find((x) => x.version === version)!.pid!;
+    const figure = async () => modelOf(await status(client))?.cost?.find((c) => c.version === version);
     for (let i = 0; i < 5; i++) await infer(i);
-    // The window: /proc and the reported figure read at the same quiet point before and after.
-    // What the host spends outside inference in it: decoding request frames and encoding replies,
-    // answering the agent's `rss` samples (every 0.5 s here), its idle event loop, and onnxruntime's
-    // thread pool spin-waiting after each run (generic-x64 leaves spinning on). The host attributes all
-    // of it to the next run (model-host-main.ts `cpuSince`), so the two only differ by what the host
-    // spent after the last reply of each end of the window (a spin tail of ~1 ms) and the kernel's
-    // accounting granularity; ~1 s of MatMuls dominates.
-    const before = { proc: await procCpuSeconds(pid), reported: (await cost())! };
-    for (let i = 0; i < N; i++) await infer(i);
-    const after = { proc: await procCpuSeconds(pid), reported: (await cost())! };
-
+    const before = { proc: await procCpuSeconds(pid), reported: (await figure())! };
+    for (let i = 0; i < n; i++) await infer(i);
+    const after = { proc: await procCpuSeconds(pid), reported: (await figure())! };
     const procDelta = after.proc - before.proc;
     const reportedDelta = after.reported.cpuSeconds - before.reported.cpuSeconds;
     console.log(
-      `cost e2e: ${N} runs, reported ${reportedDelta.toFixed(3)} CPU-s, /proc ${procDelta.toFixed(3)} CPU-s ` +
+      `cost e2e ${version}: ${n} runs, reported ${reportedDelta.toFixed(3)} CPU-s, /proc ${procDelta.toFixed(3)} CPU-s ` +
         `(${((reportedDelta / procDelta - 1) * 100).toFixed(1)} %), CLK_TCK ${CLK_TCK}`,
     );
-    expect(after.reported.predictions - before.reported.predictions).toBe(N);
-    // Meaningful only if the window holds real inference work (ticks are 10 ms).
+    expect(after.reported.predictions - before.reported.predictions).toBe(n);
+    // Meaningful only if the window holds enough CPU for the 10 ms ticks (±2 ticks = ±0.02 s).
     expect(procDelta).toBeGreaterThan(0.2);
     expect(Math.abs(reportedDelta - procDelta) / procDelta).toBeLessThan(0.1);
+    return after.reported;
+  }
+
+  it(`a ~7 ms model: the CPU the agent reports for ${N} inferences is within 10 % of the host's CPU in /proc`, async () => {
+    const reported = await measure("1.0.0", N);
     // Memory was sampled: a host with onnxruntime loaded is tens of MB.
-    expect(after.reported.rssBytes).toBeGreaterThan(10 * 2 ** 20);
-    expect(after.reported.rssMaxBytes).toBeGreaterThanOrEqual(after.reported.rssBytes!);
+    expect(reported.rssBytes).toBeGreaterThan(10 * 2 ** 20);
+    expect(reported.rssMaxBytes).toBeGreaterThanOrEqual(reported.rssBytes!);
   }, 120_000);
 
   it("the server's cost route and fleetctl show the reported figures, bundle bytes and money", async () => {
@@ -127,4 +136,13 @@ describe("e2e: cost per prediction (issue 22)", () => {
     expect(table).toContain(view.rollouts[0]!.rolloutId);
     console.log(table);
   }, 120_000);
+
+  it("a ~0.02 ms model: still within 10 %, because the pool's spin-wait between runs is attributed too", async () => {
+    // Measured on 2 cores: counting only around session.run reported 0.111 CPU-s of 0.420 (-74 %)
+    // for 1,000 runs of this model; reply to reply, -1.7 %.
+    await pushTiny(h, tmp.path, "2.0.0", "linear");
+    await rollout(h, ID, "2.0.0", { probationSeconds: 0 });
+    await waitStatus(client, "2.0.0 committed", (s) => modelOf(s)?.committed?.version === "2.0.0");
+    await measure("2.0.0", TINY_N);
+  }, 180_000);
 });
