@@ -36,6 +36,10 @@ export function createCostService(deps: CostServiceDeps) {
         if (cost && cost.length > 0) reported.set(d.id, cost);
       }
       const deliveries = deps.deliveries.ofModel(name);
+      // Per device and bundle, both channels: a rollout's member looks up its own bundle in O(1).
+      const sent = new Map<string, number>();
+      for (const d of deliveries)
+        sent.set(`${d.deviceId} ${d.sha256}`, (sent.get(`${d.deviceId} ${d.sha256}`) ?? 0) + d.bytes);
 
       const versionLines = wanted.map((v) => {
         const figures = [...reported.values()].flatMap((c) => figuresOf(c, v) ?? []);
@@ -50,14 +54,7 @@ export function createCostService(deps: CostServiceDeps) {
           const members = deps.rollouts.devices(r.id);
           const figures = members.flatMap((m) => figuresOf(reported.get(m.deviceId), r.version) ?? []);
           // The bundle each member was assigned (its variant), as sent to that member.
-          const bytes = members.reduce(
-            (s, m) =>
-              s +
-              deliveries
-                .filter((x) => x.deviceId === m.deviceId && x.sha256 === m.bundleSha256)
-                .reduce((t, x) => t + x.bytes, 0),
-            0,
-          );
+          const bytes = members.reduce((s, m) => s + (sent.get(`${m.deviceId} ${m.bundleSha256}`) ?? 0), 0);
           return {
             rolloutId: r.id,
             version: r.version,
