@@ -12,6 +12,7 @@ import { createSocketApi } from "./api/socket-api.js";
 import { prepareSocketDir } from "./api/socket-dir.js";
 import type { AgentConfig } from "./config/agent-config.js";
 import { packageRoot } from "./config/package-root.js";
+import { registerCostMetrics } from "./cost/cost-metrics.js";
 import { startCostSampling } from "./cost/cost-sampling.js";
 import { registerFeedbackMetrics } from "./feedback/feedback-metrics.js";
 import { conceptDriftEvent, createFeedback } from "./feedback/feedback-routes.js";
@@ -309,6 +310,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     };
   };
   registerFeedbackMetrics(telemetry.metrics.registry, feedback);
+  registerCostMetrics(telemetry.metrics.registry, () => cost.snapshot());
   const api = createSocketApi({
     log: log.child({ c: "api" }),
     runtime: tapped,

@@ -98,6 +98,10 @@ describe("e2e: cost per prediction (issue 22)", () => {
     // Memory was sampled: a host with onnxruntime loaded is tens of MB.
     expect(reported.rssBytes).toBeGreaterThan(10 * 2 ** 20);
     expect(reported.rssMaxBytes).toBeGreaterThanOrEqual(reported.rssBytes!);
+    // The same figures on the agent's /metrics.
+    const metrics = (await client.raw("GET", "/metrics")).body.toString("utf8");
+    expect(metrics).toContain(`edgefleet_cost_predictions{model="${MODEL}",version="1.0.0"} ${reported.predictions}`);
+    expect(metrics).toMatch(/edgefleet_cost_cpu_seconds\{model="tiny",version="1\.0\.0"\} \d/);
   }, 120_000);
 
   it("the server's cost route and fleetctl show the reported figures, bundle bytes and money", async () => {
