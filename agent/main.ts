@@ -12,6 +12,8 @@ import { createSocketApi } from "./api/socket-api.js";
 import { prepareSocketDir } from "./api/socket-dir.js";
 import type { AgentConfig } from "./config/agent-config.js";
 import { packageRoot } from "./config/package-root.js";
+import { registerCostMetrics } from "./cost/cost-metrics.js";
+import { startCostSampling } from "./cost/cost-sampling.js";
 import { registerFeedbackMetrics } from "./feedback/feedback-metrics.js";
 import { conceptDriftEvent, createFeedback } from "./feedback/feedback-routes.js";
 import { armRewards, reportedFigures } from "./feedback/feedback-stats.js";
@@ -245,6 +247,16 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       }, config.feedback.reportSeconds * 1000);
     },
   });
+  // Cost per prediction (issue 22): CPU per run from the hosts' replies, memory sampled. The figures
+  // ride in `reported`, republished at most every `cost.reportSeconds` (like feedback above).
+  const cost = startCostSampling({
+    clock,
+    log: log.child({ c: "cost" }),
+    runtime,
+    rssSampleMs: config.cost.rssSampleSeconds * 1000,
+    reportMs: config.cost.reportSeconds * 1000,
+    publish: () => updater?.publishReported(),
+  });
   const up = createUpdater({
     log: log.child({ c: "updater" }),
     clock,
@@ -270,6 +282,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     serving,
     storage: monitor,
     feedback: () => reportedFigures(feedback.stats.snapshot()),
+    cost: () => cost.snapshot(),
     ...(config.storage ? { storageBackoff: config.storage } : {}),
     ...(deps.random ? { random: deps.random } : {}),
     ...faultInjection(process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, log),
@@ -307,6 +320,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     };
   };
   registerFeedbackMetrics(telemetry.metrics.registry, feedback);
+  registerCostMetrics(telemetry.metrics.registry, () => cost.snapshot());
   const api = createSocketApi({
     log: log.child({ c: "api" }),
     runtime: tapped,
@@ -386,6 +400,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
       closing ??= (async () => {
         locks.close(); // first: a swap waiting for a lock must not hold up the shutdown
         feedbackReport?.cancel();
+        cost.close();
         await up.close();
         await link.close(); // publishes `offline` presence
         await api.close();

@@ -9,6 +9,17 @@ function port(value: string): number {
   return n;
 }
 
+/** `--prices 0.05,0.09,USD`: per CPU-hour, per GB transferred, currency (issue 22, cost per prediction). */
+function prices(value: string): { cpuHour: number; gbTransferred: number; currency: string } {
+  const [cpu, gb, currency] = value.split(",").map((x) => x.trim());
+  const cpuHour = Number(cpu);
+  const gbTransferred = Number(gb);
+  if (!cpu || !gb || !currency || !(cpuHour >= 0) || !(gbTransferred >= 0)) {
+    throw new InvalidArgumentError("must be <per CPU-hour>,<per GB transferred>,<currency>, e.g. 0.05,0.09,USD");
+  }
+  return { cpuHour, gbTransferred, currency };
+}
+
 /** `fleet-server` command: flags → startFleetServer, and a clean stop on SIGINT/SIGTERM. */
 export async function runCli(argv: readonly string[]): Promise<void> {
   if (argv[2] === "broker-config") return runBrokerConfigCli([argv[0]!, argv[1]!, ...argv.slice(3)]);
@@ -31,7 +42,8 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--tls-ca <file>", "PEM CA bundle the server trusts for its own MQTT connection")
     .option("--device-bandwidth <bytesPerSec>", "cap on bundle bytes/s served to each device over MQTT", Number)
     .option("--profiles-dir <dir>", "device profiles used to choose each device's variant (default: bundled)")
-    .option("--offline-release", "hold no release key: releases wait for signatures made with fleetctl release sign");
+    .option("--offline-release", "hold no release key: releases wait for signatures made with fleetctl release sign")
+    .option("--prices <cpuHour,gb,currency>", "prices for cost per prediction, e.g. 0.05,0.09,USD", prices);
   program.parse([...argv]);
   const o = program.opts<{
     dataDir: string;
@@ -49,6 +61,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     tlsKey?: string;
     tlsCa?: string;
     offlineRelease?: boolean;
+    prices?: { cpuHour: number; gbTransferred: number; currency: string };
   }>();
   const log = createLogger({ name: "fleet-server" });
   const password = o.mqttPassword ?? process.env.EDGEFLEET_MQTT_PASSWORD;
@@ -68,6 +81,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.tlsKey !== undefined ? { tlsKeyPath: o.tlsKey } : {}),
     ...(o.tlsCa !== undefined ? { tlsCaPath: o.tlsCa } : {}),
     offlineRelease: o.offlineRelease === true,
+    ...(o.prices ? { prices: o.prices } : {}),
     checkResponses: process.env.EDGEFLEET_CHECK_RESPONSES === "1",
     log,
   });

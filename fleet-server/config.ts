@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { PricesSchema } from "../shared/http/cost.js";
 import type { Logger } from "../shared/logger.js";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/topics.js";
 import { ServerTelemetryConfigSchema } from "./telemetry/telemetry-config.js";
@@ -71,6 +72,11 @@ export const FleetServerConfigSchema = z.object({
    * for tests and development; the CLI turns it on with `EDGEFLEET_CHECK_RESPONSES=1`.
    */
   checkResponses: z.boolean().default(false),
+  /**
+   * Prices for cost per prediction (issue 22, docs/operations.md "Cost per prediction"): per CPU-hour
+   * on the devices and per GB (10^9 bytes) of bundles sent. Unset: the cost route shows no money.
+   */
+  prices: PricesSchema.optional(),
 });
 export type FleetServerConfig = z.infer<typeof FleetServerConfigSchema>;
 export type FleetServerOptions = z.input<typeof FleetServerConfigSchema> & { log?: Logger };

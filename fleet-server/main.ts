@@ -20,6 +20,8 @@ import { connectTransport, type Transport } from "./broker/transport.js";
 import { createBlobStore } from "./bundles/bundle-store.js";
 import { createChunkServer } from "./bundles/chunk-server.js";
 import { dialHost, FleetServerConfigSchema, type FleetServerOptions } from "./config.js";
+import { createCostService } from "./cost/cost-service.js";
+import { createDeliveryCounter } from "./cost/delivery-counter.js";
 import { createDeviceService } from "./devices/device-service.js";
 import { createBrokerLink } from "./health/broker-link.js";
 import { livenessOf, readinessOf } from "./health/health-decision.js";
@@ -203,6 +205,9 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     // The trust root chain (oldest first), retained so a device can walk rotations (architecture.md §3).
     await transport.publish(topics.trustRoot(), JSON.stringify(keys.rootChain), { qos: 1, retain: true });
 
+    // Bundle bytes sent per bundle and device (issue 22, cost per prediction), kept in SQLite.
+    const deliveries = createDeliveryCounter({ db, clock, log: log.child({ component: "cost" }) });
+    closers.push(() => deliveries.close());
     const chunks = createChunkServer({
       log: log.child({ component: "chunks" }),
       clock,
@@ -210,6 +215,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       transport,
       blobs,
       devices: deviceRepo,
+      onServed: (deviceId, sha256, bytes) => deliveries.add(sha256, deviceId, "mqtt", bytes),
       ...(config.deviceBandwidthBytesPerSec !== undefined
         ? { bandwidthBytesPerSec: config.deviceBandwidthBytesPerSec }
         : {}),
@@ -364,6 +370,14 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       security,
       health: { liveness: () => livenessOf(brokerLink.state()), readiness: () => readinessOf(brokerLink.state()) },
       checkResponses: config.checkResponses,
+      deliveries,
+      cost: createCostService({
+        devices: deviceRepo,
+        models: modelRepo,
+        rollouts: rolloutRepo,
+        deliveries,
+        prices: config.prices ?? null,
+      }),
       ...(tls ? { https: tls } : {}),
       telemetry: {
         ingest: telemetry,

@@ -80,6 +80,19 @@ export const AgentConfigSchema = z
       })
       .strict()
       .default({ reportSeconds: 30 }),
+    /**
+     * Cost per prediction (issue 22, docs/operations.md "Cost per prediction"): how often each
+     * host's resident memory is sampled, and how often new figures may republish `reported`. Unlike
+     * feedback, inference is nearly always flowing, so this period is every busy device's `reported`
+     * rate: 300 s keeps 10,000 devices at ~33 documents/s on the server (each a write and a planner poke).
+     */
+    cost: z
+      .object({
+        rssSampleSeconds: z.number().min(0.1).max(3600).default(30),
+        reportSeconds: z.number().min(1).max(3600).default(300),
+      })
+      .strict()
+      .default({ rssSampleSeconds: 30, reportSeconds: 300 }),
     /** Retries after a storage fault (issue 20 §2): full-jitter backoff bounds; defaults 1 s .. 60 s. */
     storage: z
       .object({ baseMs: z.number().int().min(10).max(600_000), capMs: z.number().int().min(10).max(3_600_000) })

@@ -24,7 +24,15 @@ export interface RunRequestHeader {
 }
 
 export type RunReplyHeader =
-  | { id: number; ok: true; computeMs: number; timing: HostRunTiming; tensors: TensorEntry[] }
+  | {
+      id: number;
+      ok: true;
+      computeMs: number;
+      /** Host process CPU attributed to this run (ms; model-host-main.ts `cpuSince`); null from a host that sent none. */
+      cpuMs: number | null;
+      timing: HostRunTiming;
+      tensors: TensorEntry[];
+    }
   | { id: number; ok: false; error: ErrorJson; tensors: TensorEntry[] };
 
 const TYPES = new Set<string>([
@@ -111,10 +119,16 @@ export function parseRunReply(h: unknown): RunReplyHeader {
   if (typeof t.ortStart !== "number") throw bad("run reply timing.ortStart is not a number");
   if (typeof t.ortEnd !== "number") throw bad("run reply timing.ortEnd is not a number");
   if (typeof t.replying !== "number") throw bad("run reply timing.replying is not a number");
+  // Optional on the wire (issue 22 added it); when present it must be a usable CPU figure.
+  const cpuMs = h.cpuMs;
+  if (cpuMs !== undefined && (typeof cpuMs !== "number" || !Number.isFinite(cpuMs) || cpuMs < 0)) {
+    throw bad("run reply cpuMs is not a number ≥ 0");
+  }
   return {
     id: replyId,
     ok: true,
     computeMs: h.computeMs,
+    cpuMs: cpuMs ?? null,
     timing: { received: t.received, ortStart: t.ortStart, ortEnd: t.ortEnd, replying: t.replying },
     tensors: parseTensorEntries(h.tensors),
   };

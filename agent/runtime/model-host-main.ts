@@ -28,6 +28,25 @@ import type { HostSessionOptions } from "./session-options.js";
 
 interface HostState {
   session: InferenceSession | null;
+  /**
+   * Process CPU (process.cpuUsage) when the last successful run replied, or the load ended: each
+   * run's `cpuMs` is the CPU since then (issue 22, cost per prediction). See `cpuSince`.
+   */
+  cpuMark: NodeJS.CpuUsage;
+}
+
+/**
+ * CPU of this whole process since `mark`, in ms (user + system, every thread: onnxruntime's intra-op
+ * pool included, which a per-thread clock would miss). Taken from one run's reply to the next rather than
+ * around `session.run` alone, so what serving costs between runs is attributed too: the pool's
+ * spin-wait after a run (by default ORT spins for a while: measured 1.18 ms of CPU per 0.02 ms run on a
+ * 2-core VM, docs/benchmarks.md "shadow"), decoding frames, answering `rss`. Runs never overlap (one
+ * request at a time, see the invariant above), so no CPU is counted twice; a failed run's CPU rolls
+ * into the next successful one (the mark only moves on success).
+ */
+function cpuSince(mark: NodeJS.CpuUsage): { ms: number; now: NodeJS.CpuUsage } {
+  const now = process.cpuUsage();
+  return { ms: (now.user - mark.user + now.system - mark.system) / 1000, now };
 }
 
 function send(msg: HostResponse): void {
@@ -86,8 +105,10 @@ async function run(state: HostState, frame: Frame, received: number): Promise<Bu
     const ortEnd = monoMs();
     const outputs: Record<string, RawTensor> = {};
     for (const [name, value] of Object.entries(results)) outputs[name] = toRaw(value as Tensor);
+    const cpu = cpuSince(state.cpuMark);
+    state.cpuMark = cpu.now;
     const timing = { received, ortStart, ortEnd, replying: monoMs() };
-    return encodeFrame({ id, ok: true, computeMs: ortEnd - ortStart, timing }, outputs);
+    return encodeFrame({ id, ok: true, computeMs: ortEnd - ortStart, cpuMs: cpu.ms, timing }, outputs);
   } catch (err) {
     return encodeFrame({ id, ok: false, error: toEdgeFleetError(err).toJSON() });
   }
@@ -113,6 +134,8 @@ async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
       } catch (err) {
         throw toEdgeFleetError(err, "MODEL_LOAD_FAILED");
       }
+      // Loading is not a prediction's cost: the first run counts from here.
+      state.cpuMark = process.cpuUsage();
       const metadata: HostMetadata = {
         inputs: state.session.inputMetadata.map(valueInfo),
         outputs: state.session.outputMetadata.map(valueInfo),
@@ -133,7 +156,7 @@ function main(): void {
     process.stderr.write("model-host-main must be started with an IPC channel (child_process.fork)\n");
     process.exit(2);
   }
-  const state: HostState = { session: null };
+  const state: HostState = { session: null, cpuMark: process.cpuUsage() };
   let chain: Promise<void> = Promise.resolve();
   // The bulk channel (host-protocol.ts): run frames in on stdin, replies out on fd 4. Either failing
   // means the agent is gone or the stream is corrupt; nothing can be answered any more.

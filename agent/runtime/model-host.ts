@@ -60,6 +60,8 @@ export interface HostRun {
   outputs: Record<string, RawTensor>;
   /** Time spent in `session.run` inside the host (ms). */
   computeMs: number;
+  /** Host process CPU attributed to this run (ms, all threads; model-host-main.ts `cpuSince`). Issue 22. */
+  cpuMs: number | null;
   /** Stage timestamps of this run (benchmarks' breakdown; a few clock reads per run). */
   timing: RunTiming;
 }
@@ -214,7 +216,7 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
       sent: 0,
       answered,
     };
-    p.resolve({ outputs, computeMs: h.computeMs, timing });
+    p.resolve({ outputs, computeMs: h.computeMs, cpuMs: h.cpuMs, timing });
   }
 
   function deadError(): EdgeFleetError | null {

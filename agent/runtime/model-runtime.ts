@@ -62,6 +62,11 @@ export interface InferRecord {
   at: number;
   /** Time inside `session.run` in the host: the model's own latency, independent of queueing. Null on failure. */
   computeMs: number | null;
+  /**
+   * CPU of the host process attributed to this run (ms, onnxruntime's threads included; host-protocol.ts):
+   * what cost per prediction sums (issue 22). Null on failure (its CPU rolls into the next run's).
+   */
+  cpuMs?: number | null;
   /** Routing to reply, including IPC and waiting behind other requests on the same host. */
   totalMs: number;
   ok: boolean;

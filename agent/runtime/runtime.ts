@@ -171,6 +171,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         installed: v.installed,
         at: deps.clock.now(),
         computeMs: res.computeMs,
+        cpuMs: res.cpuMs,
         totalMs,
         ok: true,
         nonFinite,

@@ -1,5 +1,6 @@
 import type { ErrorJson } from "../../shared/errors.js";
 import type {
+  CostFigures,
   FeedbackFigures,
   ProbationReport,
   ReportedModel,
@@ -29,6 +30,8 @@ export interface ReportedInputs {
   storage?: ReportedStorage;
   /** Joined ground-truth counts per model (issue 22). */
   feedback?: ReadonlyMap<string, FeedbackFigures[]>;
+  /** CPU, predictions and memory per model version (issue 22, cost per prediction). */
+  cost?: ReadonlyMap<string, CostFigures[]>;
 }
 
 /** The retained `reported` document (architecture.md §4/§5): always the current truth, built from the store. Pure. */
@@ -52,6 +55,8 @@ export function buildReported(i: ReportedInputs): ReportedState {
     if (side) out.side = side;
     const feedback = i.feedback?.get(m.model);
     if (feedback && feedback.length > 0) out.feedback = feedback;
+    const cost = i.cost?.get(m.model);
+    if (cost && cost.length > 0) out.cost = cost;
     return out;
   });
   return {

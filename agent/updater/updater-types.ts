@@ -1,7 +1,7 @@
 import type { Clock } from "../../shared/clock.js";
 import type { ErrorJson } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
-import type { DeviceEvent, FeedbackFigures, ReportedState } from "../../shared/schemas/device-state.js";
+import type { CostFigures, DeviceEvent, FeedbackFigures, ReportedState } from "../../shared/schemas/device-state.js";
 import type { Root } from "../../shared/schemas/trust.js";
 import type { InstalledModel, ModelRuntime } from "../runtime/model-runtime.js";
 import type { LockManager } from "../serving/update-locks.js";
@@ -48,6 +48,8 @@ export interface UpdaterDeps {
   random?: () => number;
   /** Ground-truth feedback counts per model (issue 22), shown in `reported` for the accuracy gate. */
   feedback?: () => ReadonlyMap<string, FeedbackFigures[]>;
+  /** Cost figures per model and version (issue 22, agent/cost/cost-meter.ts), shown in `reported`. */
+  cost?: () => ReadonlyMap<string, CostFigures[]>;
 }
 
 export interface Updater {

@@ -87,6 +87,7 @@ export function createUpdater(deps: UpdaterDeps): Updater {
       sides: sides.reported(),
       ...(deps.storage ? { storage: deps.storage.snapshot() } : {}),
       ...(deps.feedback ? { feedback: deps.feedback() } : {}),
+      ...(deps.cost ? { cost: deps.cost() } : {}),
     });
   const publishReported = () => deps.publish.reported(reported());
 

@@ -23,6 +23,8 @@ export interface ChunkServerDeps {
   bandwidthBytesPerSec?: number;
   /** Memory and open-file bounds of the bundles kept ready for chunk requests (hot-bundles.ts). */
   hot?: Pick<HotBundlesOptions, "maxBytes" | "maxOpen" | "idleMs">;
+  /** Called with every chunk's payload bytes once published (issue 22: bundle bytes delivered). */
+  onServed?: (deviceId: string, sha256: string, bytes: number) => void;
 }
 
 /**
@@ -116,6 +118,7 @@ export function createChunkServer(deps: ChunkServerDeps) {
       size: bundle.size,
     };
     await reply(deviceId, header, bytes);
+    deps.onServed?.(deviceId, req.bundle, bytes.length);
     if (tIn > 0) {
       const tSent = traceNow();
       traceChunk({

@@ -8,6 +8,8 @@ import type { Logger } from "../../shared/logger.js";
 import { registerSecurityRoutes } from "../auth/routes-security.js";
 import type { Principal, SecurityService } from "../auth/security-service.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
+import type { CostService } from "../cost/cost-service.js";
+import type { DeliveryCounter } from "../cost/delivery-counter.js";
 import type { DeviceService } from "../devices/device-service.js";
 import type { ProbeAnswer } from "../health/health-decision.js";
 import type { BuildTracker } from "../registry/build-tracker.js";
@@ -27,6 +29,7 @@ import {
   type RouteAccess,
   RouteAccessSchema,
 } from "./route-access.js";
+import { registerCostRoutes } from "./routes-cost.js";
 import { registerDashboardRoutes } from "./routes-dashboard.js";
 import { registerDeviceRoutes } from "./routes-devices.js";
 import { registerGovernanceRoutes } from "./routes-governance.js";
@@ -65,6 +68,10 @@ export interface HttpDeps {
    * (docs/http-api.md "Responses").
    */
   checkResponses?: boolean;
+  /** Bundle bytes sent over HTTP are counted here (issue 22, cost per prediction). */
+  deliveries?: Pick<DeliveryCounter, "add">;
+  /** `GET /v1/models/{name}/cost` (issue 22): answers 503 UNAVAILABLE without it. */
+  cost?: CostService;
 }
 
 /**
@@ -225,6 +232,7 @@ export async function buildHttpApp(deps: HttpDeps): Promise<FastifyInstance> {
     return openApi;
   });
   registerModelRoutes(app, deps, callerOf);
+  registerCostRoutes(app, deps);
   if (deps.signing) registerReleaseRoutes(app, deps.signing);
   registerDeviceRoutes(app, deps);
   registerRolloutRoutes(app, deps);

@@ -1,6 +1,6 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import type { Readable } from "node:stream";
+import { pipeline, type Readable, Transform } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { modelRoutes, VersionViewSchema } from "../../shared/http/models.js";
@@ -120,7 +120,19 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
         reply.status(200).header("Content-Length", size);
       }
       if (req.method === "HEAD") return reply.send();
-      return reply.send(createReadStream(path, range ? { start: range.start, end: range.end } : {}));
+      const file = createReadStream(path, range ? { start: range.start, end: range.end } : {});
+      const deliveries = deps.deliveries;
+      if (!deliveries) return reply.send(file);
+      // Bytes delivered (issue 22, cost per prediction): counted as they are handed to the response.
+      const who = caller.kind === "device" ? caller.deviceId : "";
+      const counted = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          deliveries.add(sha256, who, "http", chunk.length);
+          done(null, chunk);
+        },
+      });
+      pipeline(file, counted, () => {}); // errors reach the response through `counted` being destroyed
+      return reply.send(counted);
     },
     { exposeHeadRoute: false },
   );

@@ -53,3 +53,19 @@ CREATE INDEX model_builds_by_status ON model_builds(status, ended_at);
 export const PENDING_SIGNATURES_MIGRATION_SQL = `
 ALTER TABLE pending_releases ADD COLUMN signatures TEXT NOT NULL DEFAULT '[]';
 `;
+
+/**
+ * Migration 11 (issue 22, cost per prediction): bundle bytes the server sent, per bundle, device
+ * and channel (`http` Range downloads, `mqtt` chunks; `device_id` '' for operators' downloads).
+ * Counted as sent, so resumes and retries are included: what the transfer actually cost.
+ */
+export const BUNDLE_DELIVERIES_MIGRATION_SQL = `
+CREATE TABLE bundle_deliveries (
+  sha256 TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (sha256, device_id, channel)
+);
+`;

@@ -1,7 +1,12 @@
 import { AUDIT_ROUTE_MIGRATION_SQL, SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
 import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
 import { GOVERNANCE_MIGRATION_SQL } from "./governance-repo.js";
-import { BUILD_MIGRATION_SQL, PENDING_SIGNATURES_MIGRATION_SQL, VARIANT_MIGRATION_SQL } from "./migration-sql.js";
+import {
+  BUILD_MIGRATION_SQL,
+  BUNDLE_DELIVERIES_MIGRATION_SQL,
+  PENDING_SIGNATURES_MIGRATION_SQL,
+  VARIANT_MIGRATION_SQL,
+} from "./migration-sql.js";
 
 /**
  * Numbered, append-only schema migrations. Never edit a released migration: add a new one.
@@ -155,4 +160,6 @@ CREATE INDEX pending_releases_by_model ON pending_releases(name, version, varian
   // 11: model version governance (issue 21): lifecycle stages, approval policies, reviews and stage
   // history (append-only). See fleet-server/store/governance-repo.ts.
   { version: 11, sql: GOVERNANCE_MIGRATION_SQL },
+  // 12: bundle bytes sent per bundle, device and channel (issue 22, cost per prediction). See cost/delivery-counter.ts.
+  { version: 12, sql: BUNDLE_DELIVERIES_MIGRATION_SQL },
 ];

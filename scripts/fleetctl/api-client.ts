@@ -182,6 +182,10 @@ export class ApiClient {
   getModelVersion(name: string, version: string): Promise<VersionView> {
     return this.call("getModelVersion", { params: { name, version } });
   }
+  /** Cost per prediction (issue 22): per version and rollout; one version with `version`. */
+  getModelCost(name: string, version?: string): Promise<Answer<"getModelCost">> {
+    return this.call("getModelCost", { params: { name }, ...(version ? { query: { version } } : {}) });
+  }
   enrollDevice(body: RequestBodyOf<HttpRoutes["enrollDevice"]>): Promise<Answer<"enrollDevice">> {
     return this.call("enrollDevice", { body });
   }

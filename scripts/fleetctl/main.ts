@@ -6,6 +6,7 @@ import { LineageSchema } from "../../shared/schemas/manifest.js";
 import { SampleInputSchema } from "../../shared/schemas/tensor.js";
 import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
+import { registerCostCommand } from "./cost-command.js";
 import { formatDeviceLine } from "./device-format.js";
 import { importDevices } from "./device-import.js";
 import { exitForError } from "./exit-codes.js";
@@ -194,6 +195,7 @@ export function buildProgram(): Command {
 
   registerGovernanceCommands(models, { client, isJson });
   registerFeedbackCommand(models, { client, isJson });
+  registerCostCommand(models, { client, isJson });
 
   registerRolloutCommands(program, { client, isJson });
   registerTokenCommands(program, { client });

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { defineRoute, type RouteContract } from "./contract.js";
+import { costRoutes } from "./cost.js";
 import { dashboardRoutes } from "./dashboard.js";
 import { deviceRoutes } from "./devices.js";
 import { governanceRoutes } from "./governance.js";
@@ -45,6 +46,7 @@ export const HTTP_ROUTES = {
   ...metaRoutes,
   ...dashboardRoutes,
   ...governanceRoutes,
+  ...costRoutes,
 } as const;
 export type HttpRoutes = typeof HTTP_ROUTES;
 export type OperationId = keyof HttpRoutes;

@@ -121,6 +121,20 @@ export const FeedbackFiguresSchema = z.object({
 });
 export type FeedbackFigures = z.infer<typeof FeedbackFiguresSchema>;
 
+/**
+ * What serving one version cost on one device since its agent started (issue 22, docs/operations.md
+ * "Cost per prediction"): successful runs, the host CPU attributed to them, and the host's resident
+ * memory (time-weighted mean and maximum of periodic samples; null before the first sample).
+ */
+export const CostFiguresSchema = z.object({
+  version: SemverSchema,
+  predictions: z.number().int().min(0),
+  cpuSeconds: z.number().min(0),
+  rssBytes: z.number().int().min(0).nullable(),
+  rssMaxBytes: z.number().int().min(0).nullable(),
+});
+export type CostFigures = z.infer<typeof CostFiguresSchema>;
+
 export const ReportedModelSchema = z.object({
   model: ModelNameSchema,
   state: UpdateStateSchema,
@@ -151,6 +165,8 @@ export const ReportedModelSchema = z.object({
    * per version and A/B arm: what the fleet's accuracy gate pools. Optional; absent with none.
    */
   feedback: z.array(FeedbackFiguresSchema).max(16).optional(),
+  /** Cost per version on this device (issue 22, cost per prediction). Optional; absent before any run. */
+  cost: z.array(CostFiguresSchema).max(16).optional(),
 });
 export type ReportedModel = z.infer<typeof ReportedModelSchema>;
 

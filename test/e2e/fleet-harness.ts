@@ -32,6 +32,8 @@ export async function startHarness(
     deviceBandwidthBytesPerSec?: number;
     /** The server's credentials on an external broker administered through dynamic security. */
     mosquittoDynsec?: { username: string; password: string };
+    /** Prices for cost per prediction (issue 22). */
+    prices?: { cpuHour: number; gbTransferred: number; currency: string };
   } = {},
 ): Promise<Harness> {
   const server = await startFleetServer({
@@ -45,6 +47,7 @@ export async function startHarness(
     ...(opts.deviceBandwidthBytesPerSec !== undefined
       ? { deviceBandwidthBytesPerSec: opts.deviceBandwidthBytesPerSec }
       : {}),
+    ...(opts.prices ? { prices: opts.prices } : {}),
     ...(opts.mosquittoDynsec
       ? {
           mosquittoDynsec: true,

@@ -39,6 +39,8 @@ let sha: string;
 let transport: Transport;
 /** Offsets of the data frames the chunk server published, in order. */
 let servedOffsets: number[];
+/** Bytes the chunk server reported as delivered (issue 22, `onServed`), per device and bundle. */
+let delivered: Map<string, number>;
 const cleanups: (() => Promise<unknown>)[] = [];
 
 beforeEach(async () => {
@@ -50,6 +52,7 @@ beforeEach(async () => {
   bundle = randomBytes(CHUNK * 20 + 999);
   sha = sha256Hex(bundle);
   servedOffsets = [];
+  delivered = new Map();
 });
 
 afterEach(async () => {
@@ -84,6 +87,8 @@ async function startChunkServer(opts: { bytes?: Buffer; bandwidthBytesPerSec?: n
     transport: counting,
     blobs,
     devices,
+    onServed: (deviceId, sha256, bytes) =>
+      delivered.set(`${deviceId} ${sha256}`, (delivered.get(`${deviceId} ${sha256}`) ?? 0) + bytes),
     ...(opts.bandwidthBytesPerSec !== undefined ? { bandwidthBytesPerSec: opts.bandwidthBytesPerSec } : {}),
   });
   await transport.subscribe(topics.allDevices("chunks/req"), (topic, payload) => {
@@ -156,6 +161,8 @@ describe("chunk delivery through the real chunk server", () => {
     expect(sha256Hex(await readFile(path))).toBe(sha);
     expect(servedOffsets.length).toBe(Math.ceil(bundle.length / CHUNK));
     expect(reSent()).toBe(0);
+    // Every byte sent counts once as delivered (cost per prediction, issue 22).
+    expect(delivered).toEqual(new Map([[`${DEVICE} ${sha}`, bundle.length]]));
   });
 
   it("survives a dropped link mid-window and re-sends at most one window", async () => {

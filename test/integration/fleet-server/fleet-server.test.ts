@@ -214,6 +214,7 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
     await rollout(); // dev-a may read its assigned bundle, dev-b may not
     const { bundle } = await model();
     const passwords = await enrolled();
+    const costBefore = await api.ok("getModelCost", { params: { name: "vad" }, query: { version: "1.0.0" } });
     const full = await fetch(`${server.httpUrl}/v1/bundles/${bundle.sha256}`, {
       headers: { authorization: `Bearer ${server.adminToken}` },
     });
@@ -245,6 +246,9 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
       headers: { authorization: basic("dev-b") },
     });
     expect(asB.status).toBe(403);
+    // Issue 22: bytes sent over HTTP count as delivered (the whole bundle and the 100-byte range; HEADs send none).
+    const costAfter = await api.ok("getModelCost", { params: { name: "vad" }, query: { version: "1.0.0" } });
+    expect(costAfter.versions[0]!.bundleBytes - costBefore.versions[0]!.bundleBytes).toBe(bundle.size + 100);
   });
 
   it("tracks reported state and completes the rollout", async () => {

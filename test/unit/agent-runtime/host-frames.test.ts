@@ -184,7 +184,15 @@ describe("host frame headers: checked field by field", () => {
       outputs: ["y"],
       tensors: [entry],
     });
-    expect(parseRunReply({ id: 3, ok: true, computeMs: 0.2, timing, tensors: [entry] })).toMatchObject({ ok: true });
+    expect(parseRunReply({ id: 3, ok: true, computeMs: 0.2, timing, tensors: [entry] })).toMatchObject({
+      ok: true,
+      cpuMs: null,
+    });
+    // Issue 22: the host's CPU attributed to the run, optional on the wire.
+    expect(parseRunReply({ id: 3, ok: true, computeMs: 0.2, cpuMs: 0.7, timing, tensors: [entry] })).toMatchObject({
+      ok: true,
+      cpuMs: 0.7,
+    });
     expect(parseRunReply({ id: 3, ok: false, error: { code: "INFERENCE_FAILED", message: "m" }, tensors: [] })).toEqual(
       { id: 3, ok: false, error: { code: "INFERENCE_FAILED", message: "m" }, tensors: [] },
     );
@@ -211,6 +219,8 @@ describe("host frame headers: checked field by field", () => {
       { id: 1, ok: true, computeMs: 1, timing: { ...timing, ortEnd: "3" }, tensors: [] },
       /ortEnd/,
     ],
+    ["cpuMs negative", { id: 1, ok: true, computeMs: 1, cpuMs: -1, timing, tensors: [] }, /cpuMs/],
+    ["cpuMs not a number", { id: 1, ok: true, computeMs: 1, cpuMs: "1", timing, tensors: [] }, /cpuMs/],
     ["error without code", { id: 1, ok: false, error: { message: "m" }, tensors: [] }, /code and message/],
     // The code is one of ours, not any string (it becomes an EdgeFleetError's stable code).
     [
