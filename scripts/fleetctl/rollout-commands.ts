@@ -7,7 +7,6 @@ import { formatFromPath, parseStructuredText, sniffFormat } from "../../shared/s
 import {
   type ApiClient,
   ApiError,
-  ROLLOUT_MOVING,
   type RolloutCommand,
   type RolloutMemberView,
   type RolloutView,
