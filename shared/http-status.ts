@@ -66,6 +66,9 @@ const STATUS: Record<ErrorCode, number> = {
   // Not the caller's fault and gone by retrying (a new upload): the server restarted under the build.
   BUILD_INTERRUPTED: 503,
   INTERNAL: 500,
+  DELTA_INVALID: 500,
+  DELTA_BASE_MISMATCH: 409,
+  DELTA_RESULT_MISMATCH: 500,
 };
 
 export function httpStatusFor(code: ErrorCode): number {
