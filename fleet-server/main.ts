@@ -19,6 +19,7 @@ import { startEmbeddedBroker } from "./broker/embedded-broker.js";
 import { connectTransport, type Transport } from "./broker/transport.js";
 import { createBlobStore } from "./bundles/bundle-store.js";
 import { createChunkServer } from "./bundles/chunk-server.js";
+import { createDeltaService } from "./bundles/delta-service.js";
 import { dialHost, FleetServerConfigSchema, type FleetServerOptions } from "./config.js";
 import { createDeviceService } from "./devices/device-service.js";
 import { createBrokerLink } from "./health/broker-link.js";
@@ -253,6 +254,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       director: keys.director,
       rootChain: keys.rootChain,
       variants: createVariantAssignment({ models: modelRepo, measurements: measurementRepo, profiles }),
+      deltas: createDeltaService({ store: blobs, log: rolloutLog.child({ component: "deltas" }) }),
     });
     const variantRecorder = createVariantRecorder({
       log: rolloutLog,
