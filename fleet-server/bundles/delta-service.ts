@@ -71,9 +71,9 @@ export function createDeltaService(deps: { store: BlobStore; log: Logger }) {
     const { bytes } = encodeDelta({
       baseModel: baseModel.bytes,
       targetModel: targetModel.bytes,
-      // Every other entry as it is in the bundle (manifest.json included), so the device gets the same files
-      // it would have extracted, each still checked against the signed manifest.
-      files: targetEntries.filter((e) => e.path !== MODEL_ENTRY),
+      // Every other payload file as it is in the bundle, each checked on the device against the signed
+      // manifest. Not manifest.json: the device writes that from the signed manifest in its assignment.
+      files: targetEntries.filter((e) => e.path !== MODEL_ENTRY && e.path !== "manifest.json"),
     });
     const fullSize = (await readFile(store.bundlePath(target))).length;
     if (bytes.length > fullSize * MAX_DELTA_SHARE) {
