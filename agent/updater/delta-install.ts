@@ -30,6 +30,8 @@ export interface DeltaInstallOptions {
   download: Omit<DownloadOptions, "sha256" | "size" | "dir">;
   /** Receives the download's abort, as the bundle download's does (agent shutdown). */
   setAbort(abort: (() => Promise<void>) | null): void;
+  /** Fault injection for the crash test: awaited with every file staged and synced, before the rename. */
+  beforeRename?: () => Promise<void>;
 }
 
 const MODEL_FILE = "model.onnx";
@@ -109,6 +111,7 @@ async function stage(opts: DeltaInstallOptions, dest: string, files: Map<string,
       }
     }
     await fsyncDir(staging);
+    await opts.beforeRename?.();
     await mkdir(dirname(dest), { recursive: true, mode: 0o755 });
     await rename(staging, dest);
     await fsyncDir(dirname(dest));

@@ -120,6 +120,9 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
         dirs: deps.dirs,
         download: { store, channel: deps.channel, clock, log, ...deps.download },
         setAbort: ctx.setAbortDownload,
+        ...(deps.pauseInDelta
+          ? { beforeRename: () => new Promise<void>((r) => clock.setTimeout(r, deps.pauseInDelta ?? 0)) }
+          : {}),
       });
     } catch (err) {
       if (ctx.isClosed()) throw err; // shutting down: resume (and retry the delta) after the restart

@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
@@ -16,7 +16,9 @@ import { MODEL, modelOf, rollout, status, waitStatus } from "./runtime-support.j
  * Issue 17, tensor-level deltas with a real agent process: a device with 1.0.0 committed gets 2.0.0 as a delta
  * (a few KB instead of the ~260 KB bundle, counted by the server's chunk accounting) and commits it; then a
  * delta whose stored bytes are corrupted makes the agent fall back to the full bundle, with the reason in an
- * `update.delta` event, and 3.0.0 still commits.
+ * `update.delta` event, and 3.0.0 still commits. Last, SIGKILL with 4.0.0 rebuilt from a delta and staged but
+ * not yet in place (fault injection `EDGEFLEET_FAULT_PAUSE_IN_DELTA`): the committed 3.0.0 serves after the
+ * restart, and the update then completes.
  *
  * The model: the tiny `slow` model with its 256×256 matrix made incompressible (random weights, stored as
  * raw_data as exporters do), so the full bundle is not gzipped away; versions differ only in the 4×4 `W`.
@@ -117,5 +119,49 @@ describe("delta bundles (issue 17)", () => {
     expect(event.error?.code).toMatch(/^(BUNDLE_HASH_MISMATCH|DOWNLOAD_FAILED|DELTA_)/);
     expect(served).toBeGreaterThanOrEqual(full.size);
     expect(modelOf(await status(client))?.state).toBe("committed");
+  });
+
+  it("SIGKILL with a rebuilt delta staged: the committed model serves, then the update completes", async () => {
+    const infer = async () => {
+      const out = await client.inferTensors(MODEL, { x: { datatype: "FP32", shape: [1, 4], data: [1, 1, 1, 1] } });
+      return { version: out.model_version, y: out.outputs.find((o) => o.name === "y")?.data };
+    };
+    const full = await push("4.0.0", 4);
+    const staging = join(tmp.path, ID, "staging");
+    const staged = () =>
+      waitFor("a delta staged", async () => {
+        const dirs = await readdir(staging).catch(() => [] as string[]);
+        for (const d of dirs.filter((x) => x.startsWith("delta-"))) {
+          if (await stat(join(staging, d, "manifest.json")).catch(() => null)) return d;
+        }
+        return null;
+      });
+    process.env.EDGEFLEET_FAULT_PAUSE_IN_DELTA = "60000";
+    try {
+      let agent = await h.restartAgent(ID);
+      client = await waitForServing(agent, MODEL);
+      await rollout(h, ID, "4.0.0", { probationSeconds: 0 });
+      await staged();
+      await h.agents.get(ID)!.kill("SIGKILL");
+      const installed = join(tmp.path, ID, "models", MODEL, full.sha256);
+      expect(await stat(installed).catch(() => null)).toBeNull();
+      // Back up, still paused in the (resumed) delta: the committed version serves meanwhile.
+      agent = await h.restartAgent(ID);
+      client = await waitForServing(agent, MODEL);
+      await staged();
+      expect(await infer()).toEqual({ version: "3.0.0", y: [3.5, 2.75, 3.125, 4] });
+      expect(modelOf(await status(client))?.committed?.version).toBe("3.0.0");
+      await h.agents.get(ID)!.kill("SIGKILL");
+    } finally {
+      delete process.env.EDGEFLEET_FAULT_PAUSE_IN_DELTA;
+    }
+    const agent = await h.restartAgent(ID);
+    client = await waitForServing(agent, MODEL);
+    await waitStatus(client, "4.0.0 committed", (s) => modelOf(s)?.committed?.version === "4.0.0");
+    expect((await infer()).y).toEqual([4.5, 3.75, 4.125, 5]);
+    const d = (await h.api.getDevice(ID)) as DeviceView;
+    expect(d.events.some((e) => e.type === "update.delta" && e.bundle === full.sha256 && e.outcome === "applied")).toBe(
+      true,
+    );
   });
 });
