@@ -9,6 +9,15 @@ export interface Observation {
   error?: { code: string; message: string };
   /** The device's probation report for this bundle, when the agent sends one (issue 3). */
   probation: ProbationReport | null;
+  /** How a delta for this bundle went (issue 17), from the newest `update.delta` event; absent: none tried. */
+  delta?: DeltaOutcome;
+}
+
+export interface DeltaOutcome {
+  outcome: "applied" | "fallback";
+  bytes: number;
+  fullBytes: number;
+  error?: { code: string; message: string };
 }
 
 const INSTALLING: ReadonlySet<string> = new Set(["staging", "loading", "smoke-testing", "swapping"]);
@@ -44,10 +53,21 @@ export function observeDevice(input: {
       }
     }
   }
+  const deltaEvent = input.events.find((ev) => ev.type === "update.delta" && ev.bundle === input.bundle);
+  const delta: DeltaOutcome | null =
+    deltaEvent?.type === "update.delta"
+      ? {
+          outcome: deltaEvent.outcome,
+          bytes: deltaEvent.bytes,
+          fullBytes: deltaEvent.fullBytes,
+          ...(deltaEvent.error ? { error: { code: deltaEvent.error.code, message: deltaEvent.error.message } } : {}),
+        }
+      : null;
   const make = (state: UpdateState | "pending", extra: Partial<Observation> = {}): Observation => ({
     state,
     display: displayOf(state),
     probation,
+    ...(delta ? { delta } : {}),
     ...extra,
   });
 

@@ -30,7 +30,9 @@ function model(scale: number): Uint8Array {
     .bytes;
 }
 
-type DeviceView = { events: { type: string; outcome?: string; error?: { code: string }; bundle?: string }[] };
+type DeviceView = {
+  events: { type: string; outcome?: string; error?: { code: string }; bundle?: string; bytes?: number }[];
+};
 type VersionInfo = { variants: { variant: string; bundle: { sha256: string; size: number } }[] };
 
 describe("delta bundles (issue 17)", () => {
@@ -54,9 +56,18 @@ describe("delta bundles (issue 17)", () => {
     });
   }
 
-  async function commit(version: string) {
-    await rollout(h, ID, version, { probationSeconds: 0 });
+  async function commit(version: string): Promise<string> {
+    const r = await rollout(h, ID, version, { probationSeconds: 0 });
     await waitStatus(client, `${version} committed`, (s) => modelOf(s)?.committed?.version === version);
+    return r.id;
+  }
+
+  /** The rollout status's delta figures (issue 17), once the server has the device's event. */
+  function delivery(id: string) {
+    return waitFor(`rollout ${id} shows its delta`, async () => {
+      const v = await h.api.getRollout(id);
+      return v.delivery && v.delivery.deltasApplied + v.delivery.deltaFallbacks > 0 ? v.delivery : null;
+    });
   }
 
   beforeAll(async () => {
@@ -77,9 +88,11 @@ describe("delta bundles (issue 17)", () => {
   it("a device on 1.0.0 gets 2.0.0 as a delta: a small share of the bytes, same signed model", async () => {
     const full = await push("2.0.0", 2);
     const before = h.server.stats.chunkBytesServed(ID);
-    await commit("2.0.0");
+    const id = await commit("2.0.0");
     const served = h.server.stats.chunkBytesServed(ID) - before;
     const event = await deltaEvent(full.sha256);
+    expect(event.bytes).toBeGreaterThan(0);
+    expect(await delivery(id)).toEqual({ deltasApplied: 1, deltaFallbacks: 0, bytesSaved: full.size - event.bytes! });
     console.info(JSON.stringify({ figure: "delta-e2e", full: full.size, served }));
     expect(event).toMatchObject({ outcome: "applied" });
     expect(full.size).toBeGreaterThan(200_000);
@@ -111,9 +124,10 @@ describe("delta bundles (issue 17)", () => {
     await writeFile(join(bundles, sha256Hex(bytes)), corrupted);
 
     const before = h.server.stats.chunkBytesServed(ID);
-    await commit("3.0.0");
+    const id = await commit("3.0.0");
     const served = h.server.stats.chunkBytesServed(ID) - before;
     const event = await deltaEvent(full.sha256);
+    expect(await delivery(id)).toEqual({ deltasApplied: 0, deltaFallbacks: 1, bytesSaved: 0 });
     console.info(JSON.stringify({ figure: "delta-fallback-e2e", full: full.size, served, reason: event.error }));
     expect(event).toMatchObject({ outcome: "fallback" });
     expect(event.error?.code).toMatch(/^(BUNDLE_HASH_MISMATCH|DOWNLOAD_FAILED|DELTA_)/);
