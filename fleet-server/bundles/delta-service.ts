@@ -21,6 +21,11 @@ export interface DeltaRef {
  * the device's extra work (hashing the base, rebuilding) and the second artifact on the server.
  */
 export const MAX_DELTA_SHARE = 0.5;
+/**
+ * ... and only when it saves at least this much: a small bundle costs little airtime anyway, and a full
+ * download leaves the device its `.bundle` copy, which repairs re-extract from without a network.
+ */
+export const MIN_DELTA_SAVING = 64 * 1024;
 /** Built deltas (and refusals) remembered per (base, target); deterministic, so a restart rebuilds the same bytes. */
 const MAX_REMEMBERED = 1024;
 
@@ -76,7 +81,7 @@ export function createDeltaService(deps: { store: BlobStore; log: Logger }) {
       files: targetEntries.filter((e) => e.path !== MODEL_ENTRY && e.path !== "manifest.json"),
     });
     const fullSize = (await readFile(store.bundlePath(target))).length;
-    if (bytes.length > fullSize * MAX_DELTA_SHARE) {
+    if (bytes.length > fullSize * MAX_DELTA_SHARE || fullSize - bytes.length < MIN_DELTA_SAVING) {
       log.info({ base, target, delta: bytes.length, full: fullSize }, "delta saves too little; not offered");
       return null;
     }
