@@ -5,7 +5,7 @@ import { applyDelta, decodeDelta, deltaFile } from "../../shared/delta/model-del
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import { sha256Hex } from "../../shared/hash.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
-import { MANIFEST_ENTRY } from "../bundle/entry-checks.js";
+import { listedFiles, MANIFEST_ENTRY } from "../bundle/entry-checks.js";
 import { checkExternalData } from "../bundle/onnx-external-data.js";
 import { classifyError } from "../store/storage-faults.js";
 import { type DownloadOptions, startDownload } from "./downloader.js";
@@ -53,6 +53,8 @@ export function errorPayload(err: unknown): { code: string; message: string } {
  */
 export async function installFromDelta(opts: DeltaInstallOptions): Promise<void> {
   const dest = join(opts.dirs.models, opts.model, opts.bundle);
+  // The same path rules as extraction (relative, no traversal, no duplicates): staged paths come from here.
+  listedFiles(opts.manifest.files);
   const baseModelPath = join(opts.dirs.models, opts.model, opts.delta.base, MODEL_FILE);
   const baseModel = await readFile(baseModelPath).catch(() => {
     throw new EdgeFleetError("DELTA_BASE_MISMATCH", `no committed base ${opts.delta.base} on this device`);
@@ -102,6 +104,7 @@ async function stage(opts: DeltaInstallOptions, dest: string, files: Map<string,
     // manifest.json as extraction writes it: the canonical form of the signed manifest in the assignment.
     const all: [string, Uint8Array][] = [...files, [MANIFEST_ENTRY, Buffer.from(canonicalJson(opts.rawManifest))]];
     for (const [path, bytes] of all) {
+      if (path.includes("/")) await mkdir(dirname(join(staging, path)), { recursive: true, mode: 0o700 });
       const fh = await open(join(staging, path), "wx", 0o600);
       try {
         await fh.writeFile(bytes);
