@@ -73,6 +73,11 @@ export async function installFromDelta(opts: DeltaInstallOptions): Promise<void>
     opts.setAbort(null);
   }
   const decoded = decodeDelta(await readFile(deltaPath));
+  // Before allocating anything the header asks for: its target must be the signed model.
+  const signedModel = opts.manifest.files.find((f) => f.path === MODEL_FILE);
+  if (decoded.header.target.size !== signedModel?.size || decoded.header.target.sha256 !== signedModel.sha256) {
+    throw new EdgeFleetError("DELTA_RESULT_MISMATCH", "the delta's target is not the signed model.onnx");
+  }
   const files = new Map<string, Buffer>();
   for (const f of opts.manifest.files) {
     const bytes = f.path === MODEL_FILE ? applyDelta(baseModel, decoded) : deltaFile(decoded, f.path);
