@@ -286,6 +286,10 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     ...(config.storage ? { storageBackoff: config.storage } : {}),
     ...(deps.random ? { random: deps.random } : {}),
     ...faultInjection(process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, log),
+    // Issue 17 crash test: pause with a rebuilt delta staged but not yet renamed into place (testing only).
+    ...(Number(process.env.EDGEFLEET_FAULT_PAUSE_IN_DELTA) > 0
+      ? { pauseInDelta: Number(process.env.EDGEFLEET_FAULT_PAUSE_IN_DELTA) }
+      : {}),
   });
   updater = up;
   monitor.onChange(() => up.publishReported());

@@ -19,6 +19,7 @@ import { startEmbeddedBroker } from "./broker/embedded-broker.js";
 import { connectTransport, type Transport } from "./broker/transport.js";
 import { createBlobStore } from "./bundles/bundle-store.js";
 import { createChunkServer } from "./bundles/chunk-server.js";
+import { createDeltaService } from "./bundles/delta-service.js";
 import { dialHost, FleetServerConfigSchema, type FleetServerOptions } from "./config.js";
 import { createCostService } from "./cost/cost-service.js";
 import { createDeliveryCounter } from "./cost/delivery-counter.js";
@@ -270,6 +271,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       rootChain: keys.rootChain,
       variants: createVariantAssignment({ models: modelRepo, measurements: measurementRepo, profiles }),
       governance,
+      deltas: createDeltaService({ store: blobs, log: rolloutLog.child({ component: "deltas" }) }),
     });
     const variantRecorder = createVariantRecorder({
       log: rolloutLog,

@@ -80,6 +80,13 @@ export const ERROR_CODES = [
   "STAGE_TRANSITION_INVALID",
   // generic
   "INTERNAL",
+  // delta bundles (issue 17): the agent falls back to the full bundle; never condemns a bundle
+  /** A delta artifact does not parse, exceeds its bounds, or refers to tensors the base lacks. */
+  "DELTA_INVALID",
+  /** The device's committed model is not the base the delta was built on. */
+  "DELTA_BASE_MISMATCH",
+  /** The model rebuilt from a delta does not hash to the target's signed SHA-256. */
+  "DELTA_RESULT_MISMATCH",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -70,6 +70,9 @@ const STATUS: Record<ErrorCode, number> = {
   APPROVAL_REQUIRED: 409,
   STAGE_TRANSITION_INVALID: 409,
   INTERNAL: 500,
+  DELTA_INVALID: 500,
+  DELTA_BASE_MISMATCH: 409,
+  DELTA_RESULT_MISMATCH: 500,
 };
 
 export function httpStatusFor(code: ErrorCode): number {

@@ -46,6 +46,7 @@ export function createJobSource(store: Pick<AgentStore, "lastDesired" | "model">
       model,
       ref,
       size: a.bundle.size,
+      delta: a.delta ?? null,
       manifest,
       rawManifest,
       policy: acc.desired.healthPolicy,

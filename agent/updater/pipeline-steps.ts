@@ -11,6 +11,7 @@ import { readVerified } from "../bundle/read-verified.js";
 import { extractBundle } from "../bundle/safe-extract.js";
 import type { InstalledModel, LoadedVersion } from "../runtime/model-runtime.js";
 import { waitForUpdateLocks } from "../serving/swap-gate.js";
+import { type DeltaOffer, errorPayload, installFromDelta } from "./delta-install.js";
 import { bundleFilePath, startDownload } from "./downloader.js";
 import { summarize } from "./health-summary.js";
 import { type HealthRecorder, type MonitorDeps, measureBaseline, runProbation } from "./probation-monitor.js";
@@ -25,6 +26,8 @@ export interface Job {
   ref: InstalledRef;
   /** Size of the whole bundle file, from the signed assignment. */
   size: number;
+  /** A delta from the committed bundle offered instead of the full download (issue 17); null: none. */
+  delta?: DeltaOffer | null;
   manifest: Manifest;
   rawManifest: Envelope<unknown>;
   policy: HealthPolicy;
@@ -85,8 +88,55 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
       ...(ctx.collectGarbage ? { collectGarbage: ctx.collectGarbage } : {}),
     });
   };
+  /**
+   * Issue 17: install from the offered delta when the device still has its base. True when it did; on any
+   * failure the reason goes out as an `update.delta` event and the full bundle follows (never a verdict
+   * against the bundle: the delta is only a shortcut to the same signed bytes).
+   */
+  const tryDelta = async (job: Job, delta: DeltaOffer): Promise<boolean> => {
+    const dest = join(deps.dirs.models, job.model, job.ref.sha256);
+    if ((await exists(dest)) || (await exists(bundleFilePath(deps.dirs.downloads, job.ref.sha256)))) return false;
+    const event = (outcome: "applied" | "fallback", error?: unknown) =>
+      deps.publish.event({
+        type: "update.delta",
+        deviceId: deps.identity.deviceId,
+        ts: new Date(clock.now()).toISOString(),
+        eventSeq: store.nextEventSeq(),
+        model: job.model,
+        bundle: job.ref.sha256,
+        delta: delta.sha256,
+        outcome,
+        bytes: delta.size,
+        fullBytes: job.size,
+        ...(error === undefined ? {} : { error: errorPayload(error) }),
+      });
+    try {
+      await installFromDelta({
+        model: job.model,
+        bundle: job.ref.sha256,
+        manifest: job.manifest,
+        rawManifest: job.rawManifest,
+        delta,
+        dirs: deps.dirs,
+        download: { store, channel: deps.channel, clock, log, ...deps.download },
+        setAbort: ctx.setAbortDownload,
+        ...(deps.pauseInDelta
+          ? { beforeRename: () => new Promise<void>((r) => clock.setTimeout(r, deps.pauseInDelta ?? 0)) }
+          : {}),
+      });
+    } catch (err) {
+      if (ctx.isClosed()) throw err; // shutting down: resume (and retry the delta) after the restart
+      log.warn({ model: job.model, delta: delta.sha256, err }, "delta failed; downloading the full bundle");
+      event("fallback", err);
+      return false;
+    }
+    log.info({ model: job.model, delta: delta.sha256, bytes: delta.size, full: job.size }, "installed from delta");
+    event("applied");
+    return true;
+  };
   return {
     downloading: async (job) => {
+      if (job.delta && (await tryDelta(job, job.delta))) return;
       await checkSpace(job, "downloading");
       const dl = startDownload({
         sha256: job.ref.sha256,

@@ -37,6 +37,8 @@ export interface UpdaterDeps {
    * known step. Never set in production (see docs/operations.md).
    */
   pauseBeforeStep?: Partial<Record<PipelineStep, number>>;
+  /** Fault injection likewise (`EDGEFLEET_FAULT_PAUSE_IN_DELTA`): pause with a delta's files staged, before the rename. */
+  pauseInDelta?: number;
   /** Apps' update locks (issue 8): the swap step waits for them up to the policy's lock deadline. */
   locks?: Pick<LockManager, "waitForSwap">;
   /** The serving layer (issue 8): side candidates (shadow / A-B) and per-model serving options. */

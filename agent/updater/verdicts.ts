@@ -228,6 +228,10 @@ export const CONDEMNS_BUNDLE: Readonly<Record<ErrorCode, boolean>> = {
   APPROVAL_REQUIRED: false,
   STAGE_TRANSITION_INVALID: false,
   INTERNAL: false,
+  // a delta is only a shortcut: on any failure the agent falls back to the full bundle (issue 17)
+  DELTA_INVALID: false,
+  DELTA_BASE_MISMATCH: false,
+  DELTA_RESULT_MISMATCH: false,
 };
 
 /** Failures that condemn the bundle itself (never retried) rather than the circumstances. */

@@ -36,10 +36,14 @@ export interface ChunkServerDeps {
 const AUTHORIZATION_MEMO_MS = 1000;
 const MAX_MEMOS = 10_000;
 
-/** Bundles named by the device's current desired state — the only ones it may pull. */
+/** Bundles (and deltas, issue 17) named by the device's current desired state — the only ones it may pull. */
 export function assignedBundles(desired: SignedDesiredState | null): Set<string> {
   // The store decoded the stored envelope with `SignedDesiredStateSchema`.
-  return new Set((desired?.signed.assignments ?? []).map((a) => a.bundle.sha256));
+  const assignments = desired?.signed.assignments ?? [];
+  return new Set([
+    ...assignments.map((a) => a.bundle.sha256),
+    ...assignments.flatMap((a) => (a.delta ? [a.delta.sha256] : [])),
+  ]);
 }
 
 /**

@@ -14,6 +14,7 @@ import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
 import { assignmentStrategy, matchesSelector } from "./definition.js";
+import { type DeltaLookup, prepareDelta, withDeltas } from "./delta-offer.js";
 import {
   assignmentsForMode,
   buildDesiredState,
@@ -52,6 +53,8 @@ export interface ExecutorDeps {
   variants: VariantAssignment;
   /** Issue 21: holds an unapproved version at its canary share; a completed 100 % rollout makes it production. */
   governance?: Pick<GovernanceService, "holdAtCanary" | "rolloutCompleted">;
+  /** Tensor-level deltas offered beside the full bundle (issue 17); absent: full bundles only. */
+  deltas?: DeltaLookup;
 }
 
 /** What a device ran for the model before a rollout assigned it: the rollback target. */
@@ -83,7 +86,7 @@ export function currentAssignments(desired: SignedDesiredState | null | undefine
  * rollout forgot it assigned.
  */
 export function createRolloutExecutor(deps: ExecutorDeps) {
-  const { log, clock, topics, transport, devices, rollouts, models, reRelease, director, variants } = deps;
+  const { log, clock, topics, transport, devices, rollouts, models, reRelease, director, variants, deltas } = deps;
   const iso = (t: number) => new Date(t).toISOString();
 
   /** Where the device stands with its own bundle of the rollout (or `bundle`, e.g. a rollback's). */
@@ -164,7 +167,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         deviceId,
         seq,
         now,
-        assignments: next(currentAssignments(device.desired)),
+        assignments: withDeltas(next(currentAssignments(device.desired)), device.reported, deltas),
         healthPolicy: engine.definition.healthPolicy,
         rollout: { id: engine.id, stage: engine.state.stage },
       });
@@ -203,6 +206,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     // Chosen once, at assignment, and stored with the member: a later measurement or profile
     // change applies to the next rollout, never to a device already on its way.
     const chosen = variants.pick(row, device);
+    await prepareDelta(deltas, device.reported, row.model, chosen.bundle.sha256); // built before it is offered
     await publishDesired(
       deviceId,
       engine,

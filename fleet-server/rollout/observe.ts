@@ -21,6 +21,15 @@ export interface Observation {
    * before it (the probation baseline), for the accuracy gate; absent when the device reports none.
    */
   feedback?: { candidate: FeedbackCounts; baseline: FeedbackCounts };
+  /** How a delta for this bundle went (issue 17), from the newest `update.delta` event; absent: none tried. */
+  delta?: DeltaOutcome;
+}
+
+export interface DeltaOutcome {
+  outcome: "applied" | "fallback";
+  bytes: number;
+  fullBytes: number;
+  error?: { code: string; message: string };
 }
 
 /** Sums a device's reported feedback entries of `version` (all A/B arms). Pure. */
@@ -68,8 +77,18 @@ export function observeDevice(input: {
       }
     }
   }
+  const deltaEvent = input.events.find((ev) => ev.type === "update.delta" && ev.bundle === input.bundle);
+  const delta: DeltaOutcome | null =
+    deltaEvent?.type === "update.delta"
+      ? {
+          outcome: deltaEvent.outcome,
+          bytes: deltaEvent.bytes,
+          fullBytes: deltaEvent.fullBytes,
+          ...(deltaEvent.error ? { error: { code: deltaEvent.error.code, message: deltaEvent.error.message } } : {}),
+        }
+      : null;
   const make = (state: UpdateState | "pending", extra: Partial<Observation> = {}): Observation => {
-    const o: Observation = { state, display: displayOf(state), probation, ...extra };
+    const o: Observation = { state, display: displayOf(state), probation, ...(delta ? { delta } : {}), ...extra };
     const base = probation?.baseline;
     if (rm?.feedback && probation && base) {
       o.feedback = {

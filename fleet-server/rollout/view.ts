@@ -64,11 +64,29 @@ export function memberView(
         ? { error: { code: "TIMEOUT", message: "deadline passed" } }
         : {}),
     ...(obs.probation ? { probation: obs.probation } : {}),
+    ...(obs.delta ? { delta: obs.delta } : {}),
     rollback,
     runningNow,
     ...(note ? { note } : {}),
     updatedAt: dev?.lastSeen ?? m.assignedAt,
   };
+}
+
+/**
+ * Pure: what deltas did for the rollout's devices (issue 17). `bytesSaved` counts applied deltas only (a
+ * fallback downloads the delta's bytes and then the full bundle, so it costs `bytes` extra).
+ */
+export function deliveryOf(members: readonly { delta?: Observation["delta"] }[]) {
+  let deltasApplied = 0;
+  let deltaFallbacks = 0;
+  let bytesSaved = 0;
+  for (const m of members) {
+    if (m.delta?.outcome === "applied") {
+      deltasApplied++;
+      bytesSaved += Math.max(0, m.delta.fullBytes - m.delta.bytes);
+    } else if (m.delta?.outcome === "fallback") deltaFallbacks++;
+  }
+  return { deltasApplied, deltaFallbacks, bytesSaved };
 }
 
 /**
@@ -118,6 +136,7 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       createdAt: row.createdAt,
       devices: perDevice,
       counts,
+      delivery: deliveryOf(perDevice),
     };
     const def: RolloutDefinition = engine.definition;
     const plannerDevices: PlannerDevice[] = members.map((m, i) => ({

@@ -2,6 +2,7 @@ import { cpus, totalmem } from "node:os";
 import { benchAgentIdle } from "./agent-idle.js";
 import { benchAgentModules } from "./agent-modules.js";
 import { benchBundleDelivery } from "./bundle-delivery.js";
+import { benchBundleDelta } from "./bundle-delta.js";
 import { benchBundleSizes } from "./bundle-sizes.js";
 import { benchEventLoop } from "./event-loop.js";
 import { benchFanout } from "./fanout.js";
@@ -46,6 +47,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   fanout: () => benchFanout(Number(process.env.BENCH_FANOUT_N ?? 200)),
   "fleet-scale": () =>
     benchFleetScale(Number(process.env.BENCH_SCALE_N ?? 1000), process.env.BENCH_SCALE_BROKER ?? "both"),
+  "bundle-delta": () => benchBundleDelta(),
 };
 
 const only = process.argv.slice(2);

@@ -82,6 +82,15 @@ export const RolloutMemberViewSchema = z.looseObject({
   progress: z.object({ bytes: z.number(), total: z.number() }).optional(),
   error: ErrorSchema.optional(),
   probation: ProbationReportSchema.optional(),
+  /** How a delta for the bundle went (issue 17): `applied` (`bytes` pulled instead of `fullBytes`) or `fallback`. */
+  delta: z
+    .object({
+      outcome: z.enum(["applied", "fallback"]),
+      bytes: z.number(),
+      fullBytes: z.number(),
+      error: ErrorSchema.optional(),
+    })
+    .optional(),
   rollback: z
     .object({ bundle: Sha256Schema.nullable(), state: MemberStateSchema, error: ErrorSchema.optional() })
     .nullable(),
@@ -184,6 +193,10 @@ export const RolloutViewSchema = z.looseObject({
   history: z.array(RolloutHistoryEntrySchema),
   devices: z.array(RolloutMemberViewSchema),
   counts: RolloutCountsSchema,
+  /** Delta bundles (issue 17): devices that installed from a delta, fell back, and the bytes saved. */
+  delivery: z
+    .object({ deltasApplied: z.number().int(), deltaFallbacks: z.number().int(), bytesSaved: z.number().int() })
+    .optional(),
 });
 export type RolloutView = z.infer<typeof RolloutViewSchema>;
 

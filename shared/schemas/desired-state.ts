@@ -41,6 +41,13 @@ export const AssignmentSchema = z.object({
   /** The release-signed manifest, carried here so the agent can check compatibility before downloading. */
   manifest: SignedManifestSchema,
   /**
+   * A tensor-level delta from the device's committed bundle `base` to this bundle (issue 17, docs/protocol.md
+   * "Delta bundles"). Optional: the device may use it instead of downloading `bundle`, which stays the
+   * fallback. Its hash is signed here, by the director; what it rebuilds is checked against the
+   * release-signed manifest, so a bad delta can cost a download but never install anything unsigned.
+   */
+  delta: z.object({ sha256: Sha256Schema, size: z.number().int().min(1), base: Sha256Schema }).optional(),
+  /**
    * Per-model serving options on the device (issue 8: dynamic batching, response cache). Optional;
    * absent means plain serving. Shape: agent/serving/serving-config.ts (checked by the agent).
    */

@@ -221,6 +221,23 @@ export const UpdateEventSchema = z.object({
   to: UpdateStateSchema,
   error: ErrorPayloadSchema.optional(),
 });
+/**
+ * `update.delta` (issue 17): the device tried a delta for `bundle`: `applied` (rebuilt and verified; `bytes`
+ * downloaded instead of `fullBytes`) or `fallback` (the full bundle follows; `error` says why).
+ */
+export const DeltaEventSchema = z.object({
+  type: z.literal("update.delta"),
+  deviceId: DeviceIdSchema,
+  ts: IsoTimeSchema,
+  eventSeq: z.number().int().min(0),
+  model: ModelNameSchema,
+  bundle: Sha256Schema,
+  delta: Sha256Schema,
+  outcome: z.enum(["applied", "fallback"]),
+  bytes: z.number().int().min(0),
+  fullBytes: z.number().int().min(0),
+  error: ErrorPayloadSchema.optional(),
+});
 export const DesiredRejectedEventSchema = z.object({
   type: z.literal("desired.rejected"),
   deviceId: DeviceIdSchema,
@@ -274,6 +291,7 @@ export const DeviceEventSchema = z.discriminatedUnion("type", [
   ProbationEventSchema,
   StorageEventSchema,
   ConceptDriftEventSchema,
+  DeltaEventSchema,
 ]);
 export type DeviceEvent = z.infer<typeof DeviceEventSchema>;
 
