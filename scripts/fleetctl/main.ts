@@ -134,6 +134,12 @@ export function buildProgram(): Command {
       "JSON file overriding the int8 accuracy policy (docs/operations.md, example docs/examples/accuracy-policy.json)",
     )
     .option("--calibration <file>", "JSON file: extra inputs to validate int8 against fp32 (same format as samples)")
+    .option(
+      "--arch <arch>",
+      "only devices of this CPU architecture may run it (repeatable: x64, arm64)",
+      (v: string, acc: string[]) => [...acc, v],
+      [],
+    )
     .action(async (file: string, o: Record<string, string>, cmd: Command) => {
       const api = client(cmd);
       // The same schemas the server parses the request with (shared/http/models.ts), so a bad file
@@ -157,6 +163,7 @@ export function buildProgram(): Command {
         ? await readJsonFile(o.calibration, z.array(SampleInputSchema), "--calibration")
         : undefined;
       const quantize = o.quantize as "int8" | "none";
+      const arch = (o.arch as unknown as string[] | undefined) ?? [];
       const line = createProgressLine();
       const up = await api.upload(file, (p) =>
         line.update(
@@ -180,6 +187,7 @@ export function buildProgram(): Command {
           quantize,
           accuracyPolicy,
           calibration,
+          ...(arch.length > 0 ? { compatibility: { arch } } : {}),
         }),
       );
       line.done(`model ${o.name}@${o.version} registered in ${((Date.now() - started) / 1000).toFixed(1)}s`);
