@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { z } from "zod";
 import { AccuracyPolicySchema, CreateModelRequestSchema, type VersionView } from "../../shared/http/models.js";
-import { LineageSchema } from "../../shared/schemas/manifest.js";
+import { LineageInputSchema } from "../../shared/schemas/manifest.js";
 import { SampleInputSchema } from "../../shared/schemas/tensor.js";
 import { ApiClient, ApiError } from "./api-client.js";
 import { waitForBuild } from "./build-wait.js";
@@ -13,6 +13,7 @@ import { exitForError } from "./exit-codes.js";
 import { registerFeedbackCommand } from "./feedback-command.js";
 import { registerGovernanceCommands } from "./governance-commands.js";
 import { registerKeysCommands } from "./keys-commands.js";
+import { registerModelViewCommands } from "./model-commands.js";
 import { bar, createProgressLine, formatBytes } from "./progress.js";
 import { registerReleaseCommands } from "./release-commands.js";
 import { registerRolloutCommands } from "./rollout-commands.js";
@@ -154,7 +155,7 @@ export function buildProgram(): Command {
             'only with real --samples/--calibration or --allow-synthetic-int8. Recording real samples: docs/operations.md, "Samples".',
         );
       }
-      const lineage = o.lineage ? await readJsonFile(o.lineage, LineageSchema, "--lineage") : undefined;
+      const lineage = o.lineage ? await readJsonFile(o.lineage, LineageInputSchema, "--lineage") : undefined;
       const modelCard = o.modelCard ? await readFile(o.modelCard, "utf8") : undefined;
       const accuracyPolicy = o.accuracyPolicy
         ? await readJsonFile(o.accuracyPolicy, AccuracyPolicySchema.partial(), "--accuracy-policy")
@@ -203,6 +204,7 @@ export function buildProgram(): Command {
 
   registerGovernanceCommands(models, { client, isJson });
   registerFeedbackCommand(models, { client, isJson });
+  registerModelViewCommands(models, { client, isJson });
   registerCostCommand(models, { client, isJson });
 
   registerRolloutCommands(program, { client, isJson });

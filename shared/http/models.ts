@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { BaselineSchema } from "../schemas/baseline.js";
 import { ModelNameSchema, SemverSchema, Sha256Schema, VariantSchema } from "../schemas/common.js";
-import { CompatibilitySchema, LineageSchema, ManifestSchema } from "../schemas/manifest.js";
+import { CompatibilitySchema, LineageInputSchema, LineageSchema, ManifestSchema } from "../schemas/manifest.js";
 import {
   type AccuracyPolicy,
   AccuracyPolicySchema,
@@ -36,7 +36,7 @@ export const CreateModelRequestSchema = z.object({
   samples: z.array(SampleInputSchema).min(1).max(64).optional(),
   /** Publish an int8 variant even when it was validated on synthetic inputs only (no samples, no calibration). */
   allowSyntheticInt8: z.boolean().default(false),
-  lineage: LineageSchema.optional(),
+  lineage: LineageInputSchema.optional(),
   modelCard: z
     .string()
     .max(256 * 1024)

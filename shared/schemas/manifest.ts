@@ -33,12 +33,42 @@ export const CompatibilitySchema = z.object({
   executionProviders: z.array(z.string()).default(["cpu"]),
 });
 
-export const LineageSchema = z.object({
+/**
+ * Where a model version came from (issue 21, docs/operations.md "Lineage"): given at push, signed into
+ * every variant's manifest, so a device and an auditor can trust it. Devices read it leniently (a
+ * newer server may add fields); the push request uses `LineageInputSchema`, which refuses unknown keys
+ * by name.
+ */
+const lineageShape = {
+  /** Training data: a dataset version and the hash of its content (`sha256:…` or any digest text). */
+  trainingData: z.object({ version: z.string().max(128).optional(), hash: z.string().max(256).optional() }).optional(),
+  /** Older single-field form of `trainingData.hash`, still accepted. */
   trainingDataHash: z.string().max(256).optional(),
+  /** The code that trained it: repository URL and commit. */
+  code: z.object({ repository: z.string().max(512).optional(), commit: z.string().max(64).optional() }).optional(),
   hyperparameters: z.record(z.string(), z.unknown()).optional(),
+  /** Training/evaluation metrics (numbers). */
   metrics: z.record(z.string(), z.number()).optional(),
+  /** The version this one was derived from (fine-tune, re-export). */
   parentVersion: SemverSchema.optional(),
   source: z.string().max(512).optional(),
+  /** Free-form labels (team, ticket, dataset split…). */
+  labels: z.record(z.string().max(64), z.string().max(256)).optional(),
+};
+export const LineageSchema = z.object(lineageShape);
+/** The push request's lineage: the same fields, unknown keys refused with their path. */
+export const LineageInputSchema = z.strictObject({
+  ...lineageShape,
+  trainingData: z
+    .strictObject({ version: z.string().max(128).optional(), hash: z.string().max(256).optional() })
+    .optional(),
+  code: z
+    .strictObject({ repository: z.string().max(512).optional(), commit: z.string().max(64).optional() })
+    .optional(),
+  labels: z
+    .record(z.string().max(64), z.string().max(256))
+    .refine((l) => Object.keys(l).length <= 64, "at most 64 labels")
+    .optional(),
 });
 
 export const ManifestSchema = z.object({

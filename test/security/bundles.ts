@@ -71,11 +71,13 @@ export async function buildValidBundle(
   silero: SileroRelease,
   r: ReleaseInfo,
   signer: KeyPair,
+  /** Manifest fields over the base (e.g. a lineage to sign). */
+  extra: Partial<Manifest> = {},
 ): Promise<ServedBundle> {
   const workDir = await mkdtemp(join(workParent, "build-"));
   try {
     const built = await buildBundle({
-      manifest: manifestBase(silero, r),
+      manifest: { ...manifestBase(silero, r), ...extra },
       modelPath: silero.modelPath,
       samples: { samples: silero.samples },
       releaseKey: signer,

@@ -141,6 +141,39 @@ describe("security: the agent refuses desired states it must not trust", () => {
     await expectRefused(bundle, before);
   });
 
+  it("11b. a release manifest whose signed lineage was altered afterwards (issue 21) → SIGNATURE_THRESHOLD_NOT_MET", async () => {
+    const lineage = {
+      trainingData: { version: "2026-11", hash: "sha256:abc" },
+      code: { repository: "git@example.com:vad.git", commit: "0123abc" },
+      metrics: { accuracy: 0.91 },
+      labels: { team: "audio" },
+    };
+    const bundle = await buildValidBundle(
+      d.adv.dir,
+      d.silero,
+      { version: "5.4.1", releaseCounter: 3 },
+      d.adv.keys.release,
+      {
+        lineage,
+      },
+    );
+    d.adv.serve(bundle);
+    const before = (await deviceStatus(d)).lastDesiredSeq;
+    // The same envelope with a better accuracy claimed: the release signature no longer covers it.
+    const forged = {
+      ...bundle,
+      manifest: {
+        ...bundle.manifest,
+        signed: { ...bundle.manifest.signed, lineage: { ...lineage, metrics: { accuracy: 0.99 } } },
+      },
+    };
+    const doc = d.adv.desired([forged]);
+    const ev = await rejectionOf(doc, doc.signed.seq);
+    expect(ev.error?.code).toBe("SIGNATURE_THRESHOLD_NOT_MET");
+    expect(ev.error?.message).toMatch(/manifest/);
+    await expectRefused(bundle, before);
+  });
+
   it("12. a release whose counter is lower than the installed one → RELEASE_COUNTER_ROLLBACK", async () => {
     const bundle = await lure({ version: "4.9.0", releaseCounter: 1 });
     const before = (await deviceStatus(d)).lastDesiredSeq;
