@@ -203,6 +203,11 @@ export function keysIdentify(files: readonly string[], root: Root | null): KeyId
   });
 }
 
+/** One result line: JSON with fleetctl's global --json (issue 21: every command), else the human text. */
+function say(cmd: Command, human: string, json: Record<string, unknown>): void {
+  console.log(cmd.optsWithGlobals<{ json?: boolean }>().json === true ? JSON.stringify(json, null, 2) : human);
+}
+
 export function registerKeysCommands(program: Command): void {
   const keys = program.command("keys").description("offline key management (files, not the API)");
   keys
@@ -235,11 +240,17 @@ export function registerKeysCommands(program: Command): void {
     .option("--root-threshold <k>", "root signatures required", int, 1)
     .option("--validity-days <days>", "root expiry", int, 365)
     .action(
-      (o: { dataDir: string; rootKeys?: string; rootCount: number; rootThreshold: number; validityDays: number }) => {
+      (
+        o: { dataDir: string; rootKeys?: string; rootCount: number; rootThreshold: number; validityDays: number },
+        cmd: Command,
+      ) => {
         const root = keysInit({ ...o, ...(o.rootKeys ? { rootKeysDir: o.rootKeys } : {}) });
-        console.log(
-          `root v1: ${root.roles.root.threshold} of ${root.roles.root.keyids.length} root keys; root.json written`,
-        );
+        const { threshold, keyids } = root.roles.root;
+        say(cmd, `root v1: ${threshold} of ${keyids.length} root keys; root.json written`, {
+          rootVersion: root.version,
+          rootThreshold: threshold,
+          rootKeyIds: keyids,
+        });
       },
     );
   keys
@@ -265,6 +276,7 @@ export function registerKeysCommands(program: Command): void {
           validityDays: number;
           outDir?: string;
         },
+        cmd: Command,
       ) => {
         if (role !== "root" && role !== "release" && role !== "director")
           throw new InvalidArgumentError(`unknown role ${role}`);
@@ -276,7 +288,12 @@ export function registerKeysCommands(program: Command): void {
           ...(o.rootKeys ? { rootKeysDir: o.rootKeys } : {}),
           ...(o.outDir !== undefined ? { outDir: o.outDir } : {}),
         });
-        console.log(`root v${root.version} written; restart the fleet server to publish it`);
+        say(cmd, `root v${root.version} written; restart the fleet server to publish it`, {
+          role,
+          rootVersion: root.version,
+          keyIds: root.roles[role].keyids,
+          threshold: root.roles[role].threshold,
+        });
       },
     );
 
@@ -285,18 +302,18 @@ export function registerKeysCommands(program: Command): void {
     .command("sign <file>")
     .description("add a signature to a signed root document (each key holder signs in turn)")
     .requiredOption("--key <file>", "root key file")
-    .action((file: string, o: { key: string }) => {
+    .action((file: string, o: { key: string }, cmd: Command) => {
       const env = addSignatures(readEnvelope(file), [readKey(o.key)]);
       writePublic(file, env);
-      console.log(`${file}: ${env.signatures.length} signatures`);
+      say(cmd, `${file}: ${env.signatures.length} signatures`, { file, signatures: env.signatures.length });
     });
   root
     .command("publish <file>")
     .description("verify a new root version chains from the current one and make it current")
     .requiredOption("--data-dir <dir>", "the fleet server's data directory")
-    .action((file: string, o: { dataDir: string }) => {
+    .action((file: string, o: { dataDir: string }, cmd: Command) => {
       const r = rootPublish(o.dataDir, readEnvelope(file));
-      console.log(`root v${r.version} is current; restart the fleet server to publish it`);
+      say(cmd, `root v${r.version} is current; restart the fleet server to publish it`, { rootVersion: r.version });
     });
 
   program
@@ -308,11 +325,12 @@ export function registerKeysCommands(program: Command): void {
     )
     .requiredOption("--key <file>", "release key file (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
     .option("--out <file>", "signed envelope to write (default: rewrite <manifest> in place)")
-    .action((manifest: string, o: { key: string[]; out?: string }) => {
+    .action((manifest: string, o: { key: string[]; out?: string }, cmd: Command) => {
       const env = releaseSign(JSON.parse(readFileSync(manifest, "utf8")) as unknown, o.key.map(readKey));
       const out = o.out ?? manifest;
       writePublic(out, env);
-      console.log(`${out}: ${env.signatures.length} signature(s); upload it with fleetctl release upload ${out}`);
+      const human = `${out}: ${env.signatures.length} signature(s); upload it with fleetctl release upload ${out}`;
+      say(cmd, human, { file: out, signatures: env.signatures.length });
     });
 }
 

@@ -1,0 +1,77 @@
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
+import { ApiClient } from "../../scripts/fleetctl/api-client.js";
+import { EXIT } from "../../scripts/fleetctl/exit-codes.js";
+import { makeTempDir } from "../helpers/temp-dir.js";
+
+const run = promisify(execFile);
+const FLEETCTL = fileURLToPath(new URL("../../bin/fleetctl.js", import.meta.url));
+
+/**
+ * Issue 21, "every command has --json output and documented exit codes": fleetctl as real processes,
+ * the read commands against a real server and the offline key commands on files, each with --json:
+ * stdout must be one JSON document and the exit 0; a viewer token on an admin command exits 8.
+ */
+describe("fleetctl --json and exit codes", () => {
+  let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  let server: FleetServer;
+  let viewer = "";
+  const cli = (args: string[], token = server.adminToken) =>
+    run(process.execPath, [FLEETCTL, "--server", server.httpUrl, ...args], {
+      env: { ...process.env, EDGEFLEET_TOKEN: token },
+    }).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+
+  beforeAll(async () => {
+    tmp = await makeTempDir("ef-json-");
+    server = await startFleetServer({
+      dataDir: join(tmp.path, "server"),
+      httpPort: 0,
+      mqttPort: 0,
+      log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
+    });
+    const api = new ApiClient({ baseUrl: server.httpUrl, token: server.adminToken });
+    viewer = (await api.createToken({ name: "viewer", role: "viewer" })).token;
+  }, 60_000);
+  afterAll(async () => {
+    await server?.close();
+    await tmp?.cleanup();
+  });
+
+  const keysDir = () => join(tmp.path, "offline");
+  const COMMANDS: string[][] = [
+    ["models", "list"],
+    ["rollouts", "list"],
+    ["devices", "list"],
+    ["tokens", "list"],
+    ["audit"],
+    ["models", "stale-devices"],
+    ["keys", "init", "--data-dir", "OFFLINE"],
+    ["keys", "rotate", "director", "--data-dir", "OFFLINE"],
+  ];
+
+  it("each command's --json output is one JSON document, exit 0", async () => {
+    for (const args of COMMANDS) {
+      const r = await cli(["--json", ...args.map((a) => (a === "OFFLINE" ? keysDir() : a))]);
+      expect(r.code, `${args.join(" ")}: ${r.stderr}`).toBe(EXIT.OK);
+      expect(() => JSON.parse(r.stdout), `${args.join(" ")} printed: ${r.stdout}`).not.toThrow();
+    }
+    const rotated = JSON.parse((await cli(["--json", "keys", "rotate", "release", "--data-dir", keysDir()])).stdout);
+    expect(rotated).toMatchObject({ role: "release", rootVersion: 3, threshold: 1 });
+  }, 120_000);
+
+  it("a viewer token on an admin command: exit 8 (unauthorized), with the server's code", async () => {
+    const r = await cli(["tokens", "list"], viewer);
+    expect(r.code).toBe(EXIT.UNAUTHORIZED);
+    expect(r.stderr).toMatch(/FORBIDDEN/);
+    const none = await cli(["models", "list"], "ef_not-a-token");
+    expect(none.code).toBe(EXIT.UNAUTHORIZED);
+  }, 60_000);
+});
