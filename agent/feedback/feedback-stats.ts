@@ -138,9 +138,17 @@ export function createFeedbackStats(): FeedbackStats {
 export function reportedFigures(stats: readonly ArmStats[], max = 16): Map<string, FeedbackFigures[]> {
   const out = new Map<string, FeedbackFigures[]>();
   for (const s of stats) {
-    if (s.classification.count === 0) continue;
+    const r = s.regression;
+    if (s.classification.count === 0 && r.count === 0) continue;
     const list = out.get(s.model) ?? [];
-    list.push({ version: s.version, arm: s.arm, joined: s.classification.count, correct: s.classification.correct });
+    const f: FeedbackFigures = {
+      version: s.version,
+      arm: s.arm,
+      joined: s.classification.count,
+      correct: s.classification.correct,
+    };
+    if (r.count > 0 && r.mae !== null && r.rmse !== null) f.regression = { count: r.count, mae: r.mae, rmse: r.rmse };
+    list.push(f);
     out.set(s.model, list);
   }
   for (const [m, list] of out) if (list.length > max) out.set(m, list.slice(-max));

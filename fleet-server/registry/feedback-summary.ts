@@ -30,10 +30,20 @@ export function summariseFeedback(
         joined: 0,
         correct: 0,
         accuracy: null,
+        regression: null,
       };
       row.devices++;
       row.joined += f.joined;
       row.correct += f.correct;
+      // Pooled over devices by element count: sums of |e| and e² are what add up.
+      if (f.regression) {
+        const r = row.regression ?? { count: 0, mae: 0, rmse: 0 };
+        const n = r.count + f.regression.count;
+        r.mae = (r.mae * r.count + f.regression.mae * f.regression.count) / n;
+        r.rmse = Math.sqrt((r.rmse ** 2 * r.count + f.regression.rmse ** 2 * f.regression.count) / n);
+        r.count = n;
+        row.regression = r;
+      }
       byKey.set(key, row);
     }
   }

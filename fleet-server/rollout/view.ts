@@ -1,3 +1,4 @@
+import type { RolloutView } from "../../shared/http/rollouts.js";
 import { type DisplayState, emptyDisplayCounts, type MemberState } from "../../shared/rollout-display.js";
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
@@ -65,6 +66,7 @@ export function memberView(
         : {}),
     ...(obs.probation ? { probation: obs.probation } : {}),
     ...(obs.delta ? { delta: obs.delta } : {}),
+    ...(obs.feedback ? { feedback: obs.feedback } : {}),
     rollback,
     runningNow,
     ...(note ? { note } : {}),
@@ -137,6 +139,7 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       devices: perDevice,
       counts,
       delivery: deliveryOf(perDevice),
+      feedback: pooledFeedback(perDevice),
     };
     const def: RolloutDefinition = engine.definition;
     const plannerDevices: PlannerDevice[] = members.map((m, i) => ({
@@ -151,9 +154,15 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
         outcome: m.outcome,
         acknowledged: m.acknowledged,
       },
-      observation: perDevice[i]?.probation
-        ? { state: "pending", display: "pending", probation: perDevice[i]!.probation! }
-        : null,
+      observation:
+        perDevice[i]?.probation || perDevice[i]?.feedback
+          ? {
+              state: "pending",
+              display: "pending",
+              probation: perDevice[i]!.probation ?? null,
+              ...(perDevice[i]!.feedback ? { feedback: perDevice[i]!.feedback } : {}),
+            }
+          : null,
     }));
     const stageIndex = Math.min(engine.state.stage, def.stages.length - 1);
     const stage = def.stages[stageIndex]!;
@@ -185,4 +194,27 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
       history: rollouts.events(row.id, HISTORY),
     };
   };
+}
+
+/** The members' joined ground truth, pooled (issue 22); null when none reports any. Pure. */
+type MemberFeedback = { joined: number; correct: number };
+function pooledFeedback(
+  members: readonly { feedback?: { candidate: MemberFeedback; baseline: MemberFeedback } }[],
+): RolloutView["feedback"] {
+  const sum = { candidate: { joined: 0, correct: 0 }, baseline: { joined: 0, correct: 0 } };
+  let devices = 0;
+  for (const m of members) {
+    if (!m.feedback) continue;
+    devices++;
+    for (const arm of ["candidate", "baseline"] as const) {
+      sum[arm].joined += m.feedback[arm].joined;
+      sum[arm].correct += m.feedback[arm].correct;
+    }
+  }
+  if (devices === 0) return null;
+  const acc = (c: { joined: number; correct: number }) => ({
+    ...c,
+    accuracy: c.joined > 0 ? c.correct / c.joined : null,
+  });
+  return { devices, candidate: acc(sum.candidate), baseline: acc(sum.baseline) };
 }

@@ -33,8 +33,10 @@ export function printSummary(s: FeedbackSummary): void {
   const pct = (x: number | null) => (x === null ? "—" : `${(x * 100).toFixed(1)}%`);
   for (const v of s.versions) {
     const arm = v.arm ? ` (${v.arm})` : "";
+    const r = v.regression;
+    const reg = r ? `  MAE ${r.mae.toPrecision(4)} RMSE ${r.rmse.toPrecision(4)} over ${r.count} values` : "";
     console.log(
-      `  ${v.version}${arm}  accuracy ${pct(v.accuracy)}  ${v.correct}/${v.joined} right  from ${v.devices} device(s)`,
+      `  ${v.version}${arm}  accuracy ${pct(v.accuracy)}  ${v.correct}/${v.joined} right${reg}  from ${v.devices} device(s)`,
     );
   }
   if (s.bandit) {

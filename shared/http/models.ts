@@ -192,6 +192,8 @@ export const FeedbackSummarySchema = z.object({
       joined: z.number().int().min(0),
       correct: z.number().int().min(0),
       accuracy: z.number().min(0).max(1).nullable(),
+      /** Regression feedback pooled over the devices (element-weighted), when any. */
+      regression: z.object({ count: z.number().int().min(1), mae: z.number(), rmse: z.number() }).nullable(),
     }),
   ),
   /** The bandit A/B splits devices run now (their candidate share), when any. */

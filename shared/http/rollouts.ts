@@ -82,6 +82,13 @@ export const RolloutMemberViewSchema = z.looseObject({
   progress: z.object({ bytes: z.number(), total: z.number() }).optional(),
   error: ErrorSchema.optional(),
   probation: ProbationReportSchema.optional(),
+  /** Joined ground truth on this device (issue 22): the rollout's version and the one before it. */
+  feedback: z
+    .object({
+      candidate: z.object({ joined: CountSchema, correct: CountSchema }),
+      baseline: z.object({ joined: CountSchema, correct: CountSchema }),
+    })
+    .optional(),
   /** How a delta for the bundle went (issue 17): `applied` (`bytes` pulled instead of `fullBytes`) or `fallback`. */
   delta: z
     .object({
@@ -197,6 +204,18 @@ export const RolloutViewSchema = z.looseObject({
   delivery: z
     .object({ deltasApplied: z.number().int(), deltaFallbacks: z.number().int(), bytesSaved: z.number().int() })
     .optional(),
+  /**
+   * Ground truth the rollout's devices joined (issue 22), pooled: the rollout's version against the
+   * version each device ran before it, whatever the gates; null when no device reports any.
+   */
+  feedback: z
+    .object({
+      devices: CountSchema,
+      candidate: z.object({ joined: CountSchema, correct: CountSchema, accuracy: z.number().nullable() }),
+      baseline: z.object({ joined: CountSchema, correct: CountSchema, accuracy: z.number().nullable() }),
+    })
+    .nullable()
+    .default(null),
 });
 export type RolloutView = z.infer<typeof RolloutViewSchema>;
 

@@ -118,6 +118,8 @@ export const FeedbackFiguresSchema = z.object({
   arm: z.string().max(32).nullable(),
   joined: z.number().int().min(0),
   correct: z.number().int().min(0),
+  /** Regression feedback: target elements compared, and their mean absolute and root-mean-square error. */
+  regression: z.object({ count: z.number().int().min(1), mae: z.number().min(0), rmse: z.number().min(0) }).optional(),
 });
 export type FeedbackFigures = z.infer<typeof FeedbackFiguresSchema>;
 

@@ -147,12 +147,18 @@ describe("e2e: ground truth from the devices judges rollouts and drives a bandit
       baseline: { n: 2 * PER_AGENT, accuracy: 0.9 },
     });
     expect(view.history.find((e) => e.type === "accuracy-decided")).toMatchObject({ detail: { verdict: "pass" } });
+    // The rollout's own pooled view of the same labels, whatever its gates.
+    expect(view.feedback).toEqual({
+      devices: 2,
+      candidate: { joined: 200, correct: 180, accuracy: 0.9 },
+      baseline: { joined: 200, correct: 180, accuracy: 0.9 },
+    });
     // The fleet's view: both versions' joined labels summed over the two devices; a cohort filter.
     const all = await serverGet<FeedbackSummary>(h.server, `/v1/models/${MODEL}/feedback`);
     expect(all).toMatchObject({ devices: 2, reportingDevices: 2, bandit: null });
     expect(all.versions).toEqual([
-      { version: "1.0.0", arm: null, devices: 2, joined: 200, correct: 180, accuracy: 0.9 },
-      { version: "2.0.0", arm: null, devices: 2, joined: 200, correct: 180, accuracy: 0.9 },
+      { version: "1.0.0", arm: null, devices: 2, joined: 200, correct: 180, accuracy: 0.9, regression: null },
+      { version: "2.0.0", arm: null, devices: 2, joined: 200, correct: 180, accuracy: 0.9, regression: null },
     ]);
     expect(await serverGet(h.server, `/v1/models/${MODEL}/feedback?tag=suite=e2e`)).toEqual(all);
     const none = await serverGet<FeedbackSummary>(h.server, `/v1/models/${MODEL}/feedback?tag=suite=elsewhere`);
