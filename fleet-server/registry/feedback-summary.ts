@@ -14,11 +14,17 @@ export function summariseFeedback(
 ): FeedbackSummary {
   const byKey = new Map<string, FeedbackSummary["versions"][number]>();
   const weights: number[] = [];
+  const traffic = { candidate: 0, control: 0 };
   let reporting = 0;
   for (const d of devices) {
     const m = d.reported?.models.find((x) => x.model === model);
     if (!m) continue;
-    if (m.side?.banditWeight !== undefined) weights.push(m.side.banditWeight);
+    if (m.side?.banditWeight !== undefined) {
+      weights.push(m.side.banditWeight);
+      // Each arm's requests since the split started: the side's health and its serving baseline.
+      traffic.candidate += m.side.health.requests;
+      traffic.control += m.side.baseline?.requests ?? 0;
+    }
     if (!m.feedback || m.feedback.length === 0) continue;
     reporting++;
     for (const f of m.feedback) {
@@ -66,6 +72,8 @@ export function summariseFeedback(
             meanCandidateShare: weights.reduce((a, b) => a + b, 0) / weights.length,
             minCandidateShare: Math.min(...weights),
             maxCandidateShare: Math.max(...weights),
+            candidateRequests: traffic.candidate,
+            controlRequests: traffic.control,
           },
   };
 }

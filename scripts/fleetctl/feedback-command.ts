@@ -42,7 +42,7 @@ export function printSummary(s: FeedbackSummary): void {
   if (s.bandit) {
     const b = s.bandit;
     console.log(
-      `  bandit: candidate share ${pct(b.meanCandidateShare)} on average (${pct(b.minCandidateShare)}–${pct(b.maxCandidateShare)}) over ${b.devices} device(s)`,
+      `  bandit: candidate share ${pct(b.meanCandidateShare)} on average (${pct(b.minCandidateShare)}–${pct(b.maxCandidateShare)}) over ${b.devices} device(s); requests ${b.candidateRequests} candidate / ${b.controlRequests} control`,
     );
   }
 }

@@ -203,6 +203,9 @@ export const FeedbackSummarySchema = z.object({
       meanCandidateShare: z.number(),
       minCandidateShare: z.number(),
       maxCandidateShare: z.number(),
+      /** Requests each arm served on those devices since their split started, summed. */
+      candidateRequests: z.number().int().min(0),
+      controlRequests: z.number().int().min(0),
     })
     .nullable(),
 });

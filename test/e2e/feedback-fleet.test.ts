@@ -203,10 +203,15 @@ describe("e2e: ground truth from the devices judges rollouts and drives a bandit
     await predictAndLabel("ab2", wrong, 20);
     const summary = await waitFor("the bandit splits reported", async () => {
       const s = await serverGet<FeedbackSummary>(h.server, `/v1/models/${MODEL}/feedback`);
-      return s.bandit && s.bandit.devices === 2 && s.bandit.minCandidateShare > 0.8 ? s : null;
+      // The splits and every label of both rounds (the last ones ride in the next republish).
+      const joined = s.versions.reduce((n, v) => n + (v.version === "4.0.0" || v.arm === "control" ? v.joined : 0), 0);
+      return s.bandit && s.bandit.devices === 2 && s.bandit.minCandidateShare > 0.8 && joined === 2 * 170 ? s : null;
     });
     // Clipped at 1 − 10 %: the control keeps its floor.
     expect(summary.bandit).toMatchObject({ devices: 2, maxCandidateShare: 0.9 });
+    // Both arms' traffic, summed over the devices: the candidate took most, the control its floor.
+    expect(summary.bandit!.candidateRequests).toBeGreaterThan(summary.bandit!.controlRequests);
+    expect(summary.bandit!.controlRequests).toBeGreaterThan(0);
     const arm = (version: string, a: string) => summary.versions.find((v) => v.version === version && v.arm === a);
     expect(arm("4.0.0", "candidate")).toMatchObject({ devices: 2 });
     expect(arm("3.0.0", "control")).toMatchObject({ devices: 2 });

@@ -81,6 +81,13 @@ describe("summariseFeedback", () => {
     expect(reg.mae).toBeCloseTo(2.5, 12);
     expect(reg.rmse).toBeCloseTo(Math.sqrt(13), 12);
     expect(s.versions[1]!.accuracy).toBeNull();
-    expect(s.bandit).toEqual({ devices: 1, meanCandidateShare: 0.8, minCandidateShare: 0.8, maxCandidateShare: 0.8 });
+    expect(s.bandit).toEqual({
+      devices: 1,
+      meanCandidateShare: 0.8,
+      minCandidateShare: 0.8,
+      maxCandidateShare: 0.8,
+      candidateRequests: 0,
+      controlRequests: 0,
+    });
   });
 });
