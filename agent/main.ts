@@ -1,7 +1,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { arch } from "node:os";
 import { join } from "node:path";
-import { type Clock, offsetClock, systemClock } from "../shared/clock.js";
+import type { Clock } from "../shared/clock.js";
 import type { EdgeFleetError } from "../shared/errors.js";
 import { createLogger, type Logger } from "../shared/logger.js";
 import type { DeviceProfile } from "../shared/schemas/device-profile.js";
@@ -14,12 +14,13 @@ import type { AgentConfig } from "./config/agent-config.js";
 import { packageRoot } from "./config/package-root.js";
 import { registerCostMetrics } from "./cost/cost-metrics.js";
 import { startCostSampling } from "./cost/cost-sampling.js";
+import { createAgentFeedback } from "./feedback/agent-feedback.js";
 import { registerFeedbackMetrics } from "./feedback/feedback-metrics.js";
-import { conceptDriftEvent, createFeedback } from "./feedback/feedback-routes.js";
 import { armRewards, reportedFigures } from "./feedback/feedback-stats.js";
 import { createJobScheduler } from "./jobs/job-scheduler.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
+import { clockWithFault, faultInjection } from "./service/fault-injection.js";
 import { createBanditWeights } from "./serving/bandit.js";
 import { createServingLayer } from "./serving/serving-layer.js";
 import { registerServingRoutes } from "./serving/serving-routes.js";
@@ -35,8 +36,7 @@ import { checkTlsUrl, loadTlsOptions } from "./transport/tls.js";
 import { applyRootChain, applyRootPayload, loadPinnedRoot } from "./trust/pinned-root.js";
 import { decodeDesired } from "./updater/accept-desired.js";
 import { createUpdater } from "./updater/updater.js";
-import type { Updater, UpdaterDeps } from "./updater/updater-types.js";
-import { PIPELINE, type PipelineStep } from "./updater/verdicts.js";
+import type { Updater } from "./updater/updater-types.js";
 
 /** Optional overrides, mainly for tests; everything else is built here (architecture.md §1 composition root). */
 export interface AgentDeps {
@@ -63,34 +63,6 @@ const ROOT_KEY = "trusted_root";
 async function agentVersion(): Promise<string> {
   const pkg = join(packageRoot(import.meta.url), "package.json");
   return (JSON.parse(await readFile(pkg, "utf8")) as { version: string }).version;
-}
-
-/**
- * `EDGEFLEET_FAULT_PAUSE_BEFORE_STEP=loading:8000,probation:5000`: crash-safety tests pause the
- * updater before a step so they can SIGKILL the agent there. Loudly logged; never for production.
- */
-function faultInjection(spec: string | undefined, log: Logger): Pick<UpdaterDeps, "pauseBeforeStep"> {
-  if (!spec) return {};
-  const pauseBeforeStep: Partial<Record<PipelineStep, number>> = {};
-  for (const part of spec.split(",")) {
-    const [step, ms] = part.split(":");
-    if (step && (PIPELINE as readonly string[]).includes(step) && Number(ms) > 0) {
-      pauseBeforeStep[step as PipelineStep] = Number(ms);
-    }
-  }
-  log.warn({ pauseBeforeStep }, "FAULT INJECTION enabled: updater pauses before steps (testing only)");
-  return { pauseBeforeStep };
-}
-
-/**
- * `EDGEFLEET_FAULT_CLOCK_OFFSET_MS=<ms>`: the security suite moves the device's clock (issue 7,
- * "clock moved forward") to show that freshness checks hold. Loudly logged; never for production.
- */
-function clockWithFault(spec: string | undefined, log: Logger): Clock {
-  const offset = Number(spec);
-  if (!spec || !Number.isFinite(offset) || offset === 0) return systemClock;
-  log.warn({ offsetMs: offset }, "FAULT INJECTION enabled: the agent's clock is shifted (testing only)");
-  return offsetClock(systemClock, offset);
 }
 
 /**
@@ -226,26 +198,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   });
   // Apps' update locks (issue 8): the updater's swap step waits for them.
   const locks = createLockManager({ log: log.child({ c: "locks" }), clock });
-  // Ground truth joined to predictions that carried an `id` (issue 22, docs/protocol.md "Feedback").
-  // Joined counts ride in `reported` (the fleet's accuracy gate), republished at most every
-  // `feedback.reportSeconds`: a stream of labels must not become a stream of retained documents.
-  let feedbackReport: { cancel(): void } | null = null;
-  const feedback = createFeedback({
+  // Ground truth joined to predictions that carried an `id` (issue 22, agent/feedback/agent-feedback.ts).
+  const { feedback, close: closeFeedback } = createAgentFeedback({
     clock,
-    config: {
-      ...(config.feedback.capacity !== undefined ? { capacity: config.feedback.capacity } : {}),
-      ...(config.feedback.horizonSeconds !== undefined ? { horizonMs: config.feedback.horizonSeconds * 1000 } : {}),
-    },
-    onConceptDrift: (d) => {
-      log.warn({ model: d.model, version: d.version, drift: d }, "concept drift: the joined error rate rose");
-      publishEvent(conceptDriftEvent(d, config.deviceId, store.nextEventSeq()));
-    },
-    onJoined: () => {
-      feedbackReport ??= clock.setTimeout(() => {
-        feedbackReport = null;
-        updater?.publishReported();
-      }, config.feedback.reportSeconds * 1000);
-    },
+    log,
+    config: config.feedback,
+    deviceId: config.deviceId,
+    nextEventSeq: () => store.nextEventSeq(),
+    publishEvent,
+    republish: () => updater?.publishReported(),
   });
   // Cost per prediction (issue 22): CPU per run from the hosts' replies, memory sampled. The figures
   // ride in `reported`, republished at most every `cost.reportSeconds` (like feedback above).
@@ -285,11 +246,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     cost: () => cost.snapshot(),
     ...(config.storage ? { storageBackoff: config.storage } : {}),
     ...(deps.random ? { random: deps.random } : {}),
-    ...faultInjection(process.env.EDGEFLEET_FAULT_PAUSE_BEFORE_STEP, log),
-    // Issue 17 crash test: pause with a rebuilt delta staged but not yet renamed into place (testing only).
-    ...(Number(process.env.EDGEFLEET_FAULT_PAUSE_IN_DELTA) > 0
-      ? { pauseInDelta: Number(process.env.EDGEFLEET_FAULT_PAUSE_IN_DELTA) }
-      : {}),
+    ...faultInjection(process.env, log),
   });
   updater = up;
   monitor.onChange(() => up.publishReported());
@@ -403,7 +360,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     close() {
       closing ??= (async () => {
         locks.close(); // first: a swap waiting for a lock must not hold up the shutdown
-        feedbackReport?.cancel();
+        closeFeedback();
         cost.close();
         await up.close();
         await link.close(); // publishes `offline` presence

@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
@@ -9,14 +8,8 @@ import { loadProfiles } from "../shared/profiles/load-profiles.js";
 import { createTopics } from "../shared/topics.js";
 import { createSecurityRepo } from "./auth/security-repo.js";
 import { createSecurityService } from "./auth/security-service.js";
-import {
-  type BrokerAccess,
-  dynsecBrokerAccess,
-  embeddedBrokerAccess,
-  unmanagedBrokerAccess,
-} from "./broker/broker-access.js";
-import { startEmbeddedBroker } from "./broker/embedded-broker.js";
-import { connectTransport, type Transport } from "./broker/transport.js";
+import { type BrokerAccess, dynsecBrokerAccess, unmanagedBrokerAccess } from "./broker/broker-access.js";
+import { connectBroker } from "./broker/connect-broker.js";
 import { createBlobStore } from "./bundles/bundle-store.js";
 import { createChunkServer } from "./bundles/chunk-server.js";
 import { createDeltaService } from "./bundles/delta-service.js";
@@ -144,45 +137,17 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     if (config.mosquittoDynsec && config.mqttUrl === undefined) {
       throw new EdgeFleetError("VALIDATION_FAILED", "mosquittoDynsec administers an external Mosquitto: give mqttUrl");
     }
-    let mqttUrl: string;
-    let transport: Transport;
-    let mqttInProcess: FleetServer["mqttInProcess"] = null;
-    const clientId = `fleet-server-${randomBytes(6).toString("hex")}`;
-    if (config.mqttUrl === undefined) {
-      const host = config.mqttHost ?? config.httpHost;
-      const broker = await startEmbeddedBroker({
-        host,
-        port: config.mqttPort,
-        topics,
-        log: log.child({ component: "broker" }),
-        server: keys.serverMqtt,
-        authenticateDevice: devices.authenticate,
-        ...(tls ? { tls } : {}),
-      });
-      closers.push(() => broker.close());
-      brokerAccess = embeddedBrokerAccess(broker.disconnect);
-      mqttUrl = `${tls ? "mqtts" : "mqtt"}://${dialHost(host)}:${broker.port}`;
-      mqttInProcess = () => broker.connectInProcess();
-      transport = await connectTransport({
-        url: mqttUrl,
-        // The server's identity is accepted only in-process (issue 20 §5), not over the listener.
-        stream: mqttInProcess,
-        username: keys.serverMqtt.username,
-        password: keys.serverMqtt.password,
-        clientId,
-        log: log.child({ component: "mqtt" }),
-      });
-    } else {
-      mqttUrl = config.mqttUrl;
-      transport = await connectTransport({
-        url: mqttUrl,
-        ...(config.mqttUsername !== undefined ? { username: config.mqttUsername } : {}),
-        ...(config.mqttPassword !== undefined ? { password: config.mqttPassword } : {}),
-        ...(tlsCa ? { ca: tlsCa } : {}),
-        clientId,
-        log: log.child({ component: "mqtt" }),
-      });
-    }
+    const { mqttUrl, transport, clientId, mqttInProcess, embeddedAccess } = await connectBroker({
+      config,
+      topics,
+      log,
+      serverMqtt: keys.serverMqtt,
+      authenticateDevice: devices.authenticate,
+      closers,
+      ...(tls ? { tls } : {}),
+      ...(tlsCa ? { tlsCa } : {}),
+    });
+    if (embeddedAccess) brokerAccess = embeddedAccess;
     brokerLink.up();
     transport.onLink((e) => (e.up ? brokerLink.up() : brokerLink.down(e.error)));
     closers.push(() => {

@@ -23,6 +23,7 @@ import {
   withoutModel,
   withoutSide,
 } from "./desired-state.js";
+import { currentAssignments, previousOf } from "./device-assignments.js";
 import { type Observation, observeDevice } from "./observe.js";
 import { createPacedPublisher } from "./paced-publish.js";
 import {
@@ -73,10 +74,6 @@ const releaseRef = (b: BundleRow) => ({ sha256: b.sha256, version: b.version, re
 /** The planner's view of a stored rollout (the store decoded every column with its schema). */
 export function engineOf(row: RolloutRow): PlannerRollout {
   return { id: row.id, status: row.status, definition: row.definition, state: row.state };
-}
-
-export function currentAssignments(desired: SignedDesiredState | null | undefined): Assignment[] {
-  return desired?.signed.assignments ?? [];
 }
 
 /**
@@ -135,20 +132,6 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
       };
     });
     return out;
-  }
-
-  function previousOf(device: DeviceRow, model: string): PreviousRef | null {
-    const committed = device.reported?.models.find((m) => m.model === model)?.committed;
-    if (committed) return { ...committed };
-    const a = currentAssignments(device.desired).find((x) => x.model === model && x.strategy.mode === "active");
-    if (!a) return null;
-    const m = a.manifest.signed;
-    return {
-      sha256: a.bundle.sha256,
-      version: m.model.version,
-      variant: m.model.variant,
-      releaseCounter: a.releaseCounter,
-    };
   }
 
   /** Signs and stores the device's next desired state; `persist` runs in the same transaction as the seq. */
