@@ -4,6 +4,7 @@ import type { Browser, BrowserContext, Page, Request, Route } from "playwright-c
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
 import { waitFor } from "../helpers/agent-process.js";
+import { memo } from "../helpers/memo.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { tinyInput } from "../helpers/tiny-models.js";
 import { insertDeviceRecords, launchBrowser, logIn, MODEL, OUTPUT, pushTinyVersion } from "./dashboard-support.js";
@@ -42,14 +43,6 @@ describe("e2e: operator dashboard in Chromium (issue 15)", () => {
   const shot = (p: Page, name: string) => p.screenshot({ path: join(OUTPUT, `${name}.png`), fullPage: true });
   const status = (p: Page) => p.getAttribute("#rollout-status", "data-status");
 
-  /**
-   * Fixtures shared by the cases, each built once on first use: run in order the cases reuse them,
-   * run alone (issue 23, scripts/ci/tests-alone.ts) a case builds what it needs.
-   */
-  const memo = <T>(f: () => Promise<T>) => {
-    let p: Promise<T> | null = null;
-    return () => (p ??= f());
-  };
   const xssDevice = memo(() => h.api.enrollDevice({ id: "xss-device", profile: "generic-x64", tags: { note: XSS } }));
   const loggedIn = new Map<Page, Promise<void>>();
   const logInOnce = (p: Page, token: string) => {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SocketClient } from "../../agent/client/socket-client.js";
 import type { FeedbackSummary } from "../../shared/http/models.js";
 import { waitFor } from "../helpers/agent-process.js";
+import { memo } from "../helpers/memo.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { type Harness, startHarness, waitForServing } from "./fleet-harness.js";
 import { MODEL, pushTiny } from "./runtime-support.js";
@@ -34,14 +35,6 @@ describe("e2e: ground truth from the devices judges rollouts and drives a bandit
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
   let h: Harness;
   const clients = new Map<string, SocketClient>();
-  /**
-   * Each case's prerequisites, built once on first use: run in order the cases share them, run
-   * alone (`vitest -t`, scripts/ci/tests-alone.ts) a case builds what it needs.
-   */
-  const memo = <T>(f: () => Promise<T>) => {
-    let p: Promise<T> | null = null;
-    return () => (p ??= f());
-  };
 
   /**
    * `n` predictions with ids on every agent, then their labels: wrong when `wrong(i, arm)` (`arm`:

@@ -1,16 +1,11 @@
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
 import { ApiClient } from "../../scripts/fleetctl/api-client.js";
 import { EXIT } from "../../scripts/fleetctl/exit-codes.js";
+import { runFleetctl } from "../helpers/fleetctl-cli.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
-
-const run = promisify(execFile);
-const FLEETCTL = fileURLToPath(new URL("../../bin/fleetctl.js", import.meta.url));
 
 /**
  * Issue 21, "every command has --json output and documented exit codes": fleetctl as real processes,
@@ -21,13 +16,7 @@ describe("fleetctl --json and exit codes", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
   let server: FleetServer;
   let viewer = "";
-  const cli = (args: string[], token = server.adminToken) =>
-    run(process.execPath, [FLEETCTL, "--server", server.httpUrl, ...args], {
-      env: { ...process.env, EDGEFLEET_TOKEN: token },
-    }).then(
-      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-    );
+  const cli = (args: string[], token = server.adminToken) => runFleetctl(server, token, args);
 
   beforeAll(async () => {
     tmp = await makeTempDir("ef-json-");

@@ -1,17 +1,12 @@
-import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
 import type { VersionView } from "../../shared/http/models.js";
+import { runFleetctl } from "../helpers/fleetctl-cli.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { tinySamples, writeTinyModel } from "../helpers/tiny-models.js";
-
-const run = promisify(execFile);
-const FLEETCTL = fileURLToPath(new URL("../../bin/fleetctl.js", import.meta.url));
 
 /**
  * Issue 21, signed lineage: `fleetctl models push --lineage` with the documented fields, the lineage
@@ -22,13 +17,7 @@ const FLEETCTL = fileURLToPath(new URL("../../bin/fleetctl.js", import.meta.url)
 describe("fleetctl models push --lineage / show / diff", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
   let server: FleetServer;
-  const cli = (...args: string[]) =>
-    run(process.execPath, [FLEETCTL, "--server", server.httpUrl, ...args], {
-      env: { ...process.env, EDGEFLEET_TOKEN: server.adminToken },
-    }).then(
-      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-    );
+  const cli = (...args: string[]) => runFleetctl(server, server.adminToken, args);
   const LINEAGE_1 = {
     trainingData: { version: "2026-10", hash: "sha256:1111" },
     code: { repository: "https://git.example.com/ml/lin.git", commit: "aaaa111" },

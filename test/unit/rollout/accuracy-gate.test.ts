@@ -6,18 +6,8 @@ import {
   type FeedbackCounts,
   normalQuantile,
 } from "../../../fleet-server/rollout/accuracy-gate.js";
+import { seededRandom } from "../../../shared/seeded-random.js";
 
-/** Seeded PRNG (mulberry32): every simulated fleet below is reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 /** n joined predictions of a model that is right with probability p. */
 const draw = (r: () => number, n: number, p: number): FeedbackCounts => {
   let correct = 0;
@@ -31,7 +21,7 @@ const GATE: AccuracyGateConfig = { maxDropPercent: 3, confidence: 0.95, minSampl
 function simulate(seeds: number, n: number, pBaseline: number, pCandidate: number) {
   const verdicts = { pass: 0, fail: 0, insufficient: 0 };
   for (let s = 1; s <= seeds; s++) {
-    const r = rng(s);
+    const r = seededRandom(s);
     const d = decideAccuracy(GATE, draw(r, n, pCandidate), draw(r, n, pBaseline), 0);
     verdicts[d!.verdict]++;
   }
