@@ -6,6 +6,7 @@ import { readBundleEntries } from "../../fleet-server/bundles/delta-service.js";
 import { encodeDelta } from "../../shared/delta/model-delta.js";
 import { sha256Hex } from "../../shared/hash.js";
 import { waitFor } from "../helpers/agent-process.js";
+import { memo } from "../helpers/memo.js";
 import { perturbFinalMatMul, withRawData } from "../helpers/onnx-perturb.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { buildTinyModel, tinySamples } from "../helpers/tiny-models.js";
@@ -85,26 +86,19 @@ describe("delta bundles (issue 17)", () => {
     await tmp?.cleanup();
   });
 
-  it("a device on 1.0.0 gets 2.0.0 as a delta: a small share of the bytes, same signed model", async () => {
+  /**
+   * Each case's prerequisite, run once: 2.0.0 through a delta, then 3.0.0 through a fallback. In order
+   * the cases share them; a case run alone (`vitest -t`, scripts/ci/tests-alone.ts) builds them first.
+   */
+  const deltaApplied = memo(async () => {
     const full = await push("2.0.0", 2);
     const before = h.server.stats.chunkBytesServed(ID);
     const id = await commit("2.0.0");
     const served = h.server.stats.chunkBytesServed(ID) - before;
-    const event = await deltaEvent(full.sha256);
-    expect(event.bytes).toBeGreaterThan(0);
-    expect(await delivery(id)).toEqual({ deltasApplied: 1, deltaFallbacks: 0, bytesSaved: full.size - event.bytes! });
-    console.info(JSON.stringify({ figure: "delta-e2e", full: full.size, served }));
-    expect(event).toMatchObject({ outcome: "applied" });
-    expect(full.size).toBeGreaterThan(200_000);
-    expect(served).toBeGreaterThan(0);
-    expect(served).toBeLessThan(full.size * 0.1);
-    const out = await client.inferTensors(MODEL, { x: { datatype: "FP32", shape: [1, 4], data: [1, 1, 1, 1] } });
-    expect(out.model_version).toBe("2.0.0");
-    expect(out.outputs.find((o) => o.name === "y")?.data).toEqual([2.5, 1.75, 2.125, 3]); // scale 2
-    expect(modelOf(await status(client))?.state).toBe("committed");
+    return { full, id, served, event: await deltaEvent(full.sha256) };
   });
-
-  it("a corrupted delta falls back to the full bundle, with the reason in an update.delta event", async () => {
+  const deltaFellBack = memo(async () => {
+    await deltaApplied();
     const committed = modelOf(await status(client))?.committed;
     expect(committed).toBeDefined();
     const full = await push("3.0.0", 3);
@@ -126,7 +120,26 @@ describe("delta bundles (issue 17)", () => {
     const before = h.server.stats.chunkBytesServed(ID);
     const id = await commit("3.0.0");
     const served = h.server.stats.chunkBytesServed(ID) - before;
-    const event = await deltaEvent(full.sha256);
+    return { full, id, served, event: await deltaEvent(full.sha256) };
+  });
+
+  it("a device on 1.0.0 gets 2.0.0 as a delta: a small share of the bytes, same signed model", async () => {
+    const { full, id, served, event } = await deltaApplied();
+    expect(event.bytes).toBeGreaterThan(0);
+    expect(await delivery(id)).toEqual({ deltasApplied: 1, deltaFallbacks: 0, bytesSaved: full.size - event.bytes! });
+    console.info(JSON.stringify({ figure: "delta-e2e", full: full.size, served }));
+    expect(event).toMatchObject({ outcome: "applied" });
+    expect(full.size).toBeGreaterThan(200_000);
+    expect(served).toBeGreaterThan(0);
+    expect(served).toBeLessThan(full.size * 0.1);
+    const out = await client.inferTensors(MODEL, { x: { datatype: "FP32", shape: [1, 4], data: [1, 1, 1, 1] } });
+    expect(out.model_version).toBe("2.0.0");
+    expect(out.outputs.find((o) => o.name === "y")?.data).toEqual([2.5, 1.75, 2.125, 3]); // scale 2
+    expect(modelOf(await status(client))?.state).toBe("committed");
+  });
+
+  it("a corrupted delta falls back to the full bundle, with the reason in an update.delta event", async () => {
+    const { full, id, served, event } = await deltaFellBack();
     expect(await delivery(id)).toEqual({ deltasApplied: 0, deltaFallbacks: 1, bytesSaved: 0 });
     console.info(JSON.stringify({ figure: "delta-fallback-e2e", full: full.size, served, reason: event.error }));
     expect(event).toMatchObject({ outcome: "fallback" });
@@ -136,6 +149,7 @@ describe("delta bundles (issue 17)", () => {
   });
 
   it("SIGKILL with a rebuilt delta staged: the committed model serves, then the update completes", async () => {
+    await deltaFellBack();
     const infer = async () => {
       const out = await client.inferTensors(MODEL, { x: { datatype: "FP32", shape: [1, 4], data: [1, 1, 1, 1] } });
       return { version: out.model_version, y: out.outputs.find((o) => o.name === "y")?.data };

@@ -11,6 +11,7 @@ import type { GovernanceView } from "../../../shared/http/governance.js";
 import type { ReportedState } from "../../../shared/schemas/device-state.js";
 import type { SampleInput } from "../../../shared/schemas/tensor.js";
 import { createTopics } from "../../../shared/topics.js";
+import { memo } from "../../helpers/memo.js";
 import { makeTempDir } from "../../helpers/temp-dir.js";
 import { connectDevice, eventually, publish } from "./device-client.js";
 
@@ -115,7 +116,12 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
     await tmp?.cleanup();
   });
 
-  it("a pushed version is a candidate, its pusher recorded; the policy is the admin's to set", async () => {
+  /**
+   * The cases are one story (a version pushed, held at the canary, approved, in production, then
+   * retired), so each step runs once, after the steps before it: in order the cases share them,
+   * and a case run alone (`vitest -t`, scripts/ci/tests-alone.ts) runs the story up to itself.
+   */
+  const step1 = memo(async () => {
     const g = await admin.versionGovernance("vad", "1.0.0");
     expect(g).toMatchObject({ stage: "candidate", pushedBy: actor("pusher"), approved: true });
     expect(g.policy).toMatchObject({ requiredApprovals: 0, updatedAt: null });
@@ -143,8 +149,8 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
     });
     expect(await as("viewer").approvalPolicy("vad")).toEqual(p);
   });
-
-  it("an unapproved version does not go past the canary share: create, promote, the planner, resume", async () => {
+  const step2 = memo(async () => {
+    await step1();
     const wide = await refusal(
       admin.createRollout({
         model: "vad",
@@ -192,8 +198,8 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
     const resume = await refusal(admin.rolloutCommand(canary, "resume"));
     expect([resume.status, resume.code]).toEqual([409, "APPROVAL_REQUIRED"]);
   });
-
-  it("approvals: never the pusher, the same approver once, a refusal holds, two distinct approvers clear it", async () => {
+  const step3 = memo(async () => {
+    await step2();
     // Through the API (fleetctl is run below for the others; each process costs a second or two).
     const own = await refusal(as("pusher").reviewVersion("vad", "1.0.0", "approve", "looks good to me"));
     expect([own.status, own.code]).toEqual([403, "FORBIDDEN"]);
@@ -236,8 +242,8 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
     const resumed = await admin.rolloutCommand(canary, "resume");
     expect(resumed.status).toBe("running");
   });
-
-  it("a completed 100 % rollout makes the version production", async () => {
+  const step4 = memo(async () => {
+    await step3();
     const r = await admin.createRollout({
       model: "vad",
       version: "1.0.0",
@@ -258,8 +264,8 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
       actor: `rollout:${r.id}`,
     });
   });
-
-  it("deprecated and retired: an illegal step refused, the devices listed, a retired version never rolled out", async () => {
+  const step5 = memo(async () => {
+    await step4();
     const skip = await refusal(as("alice").setVersionStage("vad", "1.0.0", { stage: "retired" }));
     expect([skip.status, skip.code]).toEqual([409, "STAGE_TRANSITION_INVALID"]);
     expect(skip.message).toMatch(/production → retired is not a lifecycle transition/);
@@ -284,8 +290,8 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
     const final = await refusal(as("alice").setVersionStage("vad", "1.0.0", { stage: "deprecated" }));
     expect(final.code).toBe("STAGE_TRANSITION_INVALID");
   });
-
-  it("every review and stage command is in the audit log, with its actor and outcome", async () => {
+  const step6 = memo(async () => {
+    await step5();
     const { entries } = await admin.listAudit(0);
     const of = (route: string) =>
       entries
@@ -304,4 +310,13 @@ describe("governance: approvals and lifecycle stages (issue 21)", () => {
     ]);
     expect(of("stage").map((e) => e[1])).toEqual([409, 409, 200, 200, 409]);
   });
+
+  it("a pushed version is a candidate, its pusher recorded; the policy is the admin's to set", () => step1());
+  it("an unapproved version does not go past the canary share: create, promote, the planner, resume", () => step2());
+  it("approvals: never the pusher, the same approver once, a refusal holds, two distinct approvers clear it", () =>
+    step3());
+  it("a completed 100 % rollout makes the version production", () => step4());
+  it("deprecated and retired: an illegal step refused, the devices listed, a retired version never rolled out", () =>
+    step5());
+  it("every review and stage command is in the audit log, with its actor and outcome", () => step6());
 });
