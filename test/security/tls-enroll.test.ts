@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -170,6 +170,8 @@ describe("security: TLS with a pinned CA, token enrollment, socket directory", (
     const enrolled = await api("/v1/devices", { method: "POST", json: { id } });
     expect(enrolled.status).toBe(201);
     const passwordFile = join(tmp.path, "creds", `${id}.password`);
+    // The folder `edge-agent enroll` makes in the case before; this case also runs alone (issue 23).
+    await mkdir(join(tmp.path, "creds"), { recursive: true });
     await writeFile(passwordFile, (enrolled.body as { password: string }).password, { mode: 0o600 });
     const rollout = await api("/v1/rollouts", {
       method: "POST",
