@@ -47,21 +47,16 @@ export function startCostSampling(deps: CostSamplingDeps) {
       if (bytes !== null) meter.sampleRss(l.installed.model, l.installed.version, bytes, clock.now());
     }
   };
-  const loop = () => {
-    sampler = clock.setTimeout(() => {
-      sample()
-        .catch((err: unknown) => deps.log.warn({ err }, "host RSS sample failed"))
-        .finally(() => {
-          if (!closed) loop();
-        });
-    }, deps.rssSampleMs);
+  // A sample now (a version's memory is known before the first period ends), then one per period;
+  // the next is armed only once this one is over, so samples never overlap.
+  const tick = (): void => {
+    sample()
+      .catch((err: unknown) => deps.log.warn({ err }, "host RSS sample failed"))
+      .finally(() => {
+        if (!closed) sampler = clock.setTimeout(tick, deps.rssSampleMs);
+      });
   };
-  // A first sample right away: a version's memory is known before the first period ends.
-  void sample()
-    .catch((err: unknown) => deps.log.warn({ err }, "host RSS sample failed"))
-    .finally(() => {
-      if (!closed) loop();
-    });
+  tick();
 
   return {
     snapshot: (): ReadonlyMap<string, CostFigures[]> => meter.snapshot(clock.now()),

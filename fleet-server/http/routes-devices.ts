@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { deviceRoutes } from "../../shared/http/devices.js";
+import { deviceRoutes, tagsFromQuery } from "../../shared/http/devices.js";
 import type { HttpDeps } from "./app.js";
 import { contractRoute } from "./contract-route.js";
 
@@ -11,9 +11,7 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: HttpDeps): void
   );
   contractRoute(app, deviceRoutes.importDevices, "operator", async ({ body }) => deps.devices.enrollMany(body.devices));
   contractRoute(app, deviceRoutes.listDevices, "viewer", async ({ query }) => {
-    const tags = query.tag
-      ? Object.fromEntries(query.tag.map((t) => [t.slice(0, t.indexOf("=")), t.slice(t.indexOf("=") + 1)]))
-      : undefined;
+    const tags = tagsFromQuery(query.tag);
     const filtered = query.profile !== undefined || query.presence !== undefined || tags !== undefined;
     if (query.limit === undefined && query.after === undefined && !filtered) return { devices: deps.devices.list() };
     const q = {

@@ -3,6 +3,7 @@ import { stat } from "node:fs/promises";
 import { pipeline, type Readable, Transform } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { EdgeFleetError } from "../../shared/errors.js";
+import { tagsFromQuery } from "../../shared/http/devices.js";
 import { modelRoutes, VersionViewSchema } from "../../shared/http/models.js";
 import { assignedBundles } from "../bundles/chunk-server.js";
 import { parseRange } from "../bundles/range.js";
@@ -77,9 +78,7 @@ export function registerModelRoutes(app: FastifyInstance, deps: HttpDeps, caller
 
   contractRoute(app, modelRoutes.getModelFeedback, "viewer", async ({ params, query }) => {
     deps.models.get(params.name); // NOT_FOUND for an unknown model
-    const tags = query.tag
-      ? Object.fromEntries(query.tag.map((t) => [t.slice(0, t.indexOf("=")), t.slice(t.indexOf("=") + 1)]))
-      : undefined;
+    const tags = tagsFromQuery(query.tag);
     const devices = tags
       ? deps.deviceRepo.listPage({ limit: Number.MAX_SAFE_INTEGER, tags })
       : deps.deviceRepo.listSummaries();

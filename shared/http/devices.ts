@@ -74,6 +74,12 @@ export const DeviceRevokedSchema = z.object({
 
 const IdParams = z.object({ id: DeviceIdSchema });
 
+/** `tag=key=value` query values (checked by `ListDevicesQuerySchema.shape.tag`) as a tag selector. */
+export function tagsFromQuery(tags: readonly string[] | undefined): Record<string, string> | undefined {
+  if (!tags) return undefined;
+  return Object.fromEntries(tags.map((t) => [t.slice(0, t.indexOf("=")), t.slice(t.indexOf("=") + 1)]));
+}
+
 /**
  * `GET /v1/devices` filters and keyset paging (issue 14): ordered by id; `after` is the `next` of the
  * previous page. Without `limit` every matching device is answered (what fleetctl and the dashboard

@@ -1,11 +1,10 @@
 import { join } from "node:path";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
-import { ApiClient } from "../../scripts/fleetctl/api-client.js";
+import type { FleetServer } from "../../fleet-server/main.js";
 import { EXIT } from "../../scripts/fleetctl/exit-codes.js";
 import { runFleetctl } from "../helpers/fleetctl-cli.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
+import { type Harness, startHarness } from "./fleet-harness.js";
 
 /**
  * Issue 21, "every command has --json output and documented exit codes": fleetctl as real processes,
@@ -14,23 +13,19 @@ import { makeTempDir } from "../helpers/temp-dir.js";
  */
 describe("fleetctl --json and exit codes", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  let h: Harness;
   let server: FleetServer;
   let viewer = "";
   const cli = (args: string[], token = server.adminToken) => runFleetctl(server, token, args);
 
   beforeAll(async () => {
     tmp = await makeTempDir("ef-json-");
-    server = await startFleetServer({
-      dataDir: join(tmp.path, "server"),
-      httpPort: 0,
-      mqttPort: 0,
-      log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    });
-    const api = new ApiClient({ baseUrl: server.httpUrl, token: server.adminToken });
-    viewer = (await api.createToken({ name: "viewer", role: "viewer" })).token;
+    h = await startHarness(tmp.path);
+    server = h.server;
+    viewer = (await h.api.createToken({ name: "viewer", role: "viewer" })).token;
   }, 60_000);
   afterAll(async () => {
-    await server?.close();
+    await h?.close();
     await tmp?.cleanup();
   });
 

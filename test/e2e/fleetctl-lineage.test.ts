@@ -1,12 +1,12 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FleetServer, startFleetServer } from "../../fleet-server/main.js";
+import type { FleetServer } from "../../fleet-server/main.js";
 import type { VersionView } from "../../shared/http/models.js";
 import { runFleetctl } from "../helpers/fleetctl-cli.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { tinySamples, writeTinyModel } from "../helpers/tiny-models.js";
+import { type Harness, startHarness } from "./fleet-harness.js";
 
 /**
  * Issue 21, signed lineage: `fleetctl models push --lineage` with the documented fields, the lineage
@@ -16,6 +16,7 @@ import { tinySamples, writeTinyModel } from "../helpers/tiny-models.js";
  */
 describe("fleetctl models push --lineage / show / diff", () => {
   let tmp: Awaited<ReturnType<typeof makeTempDir>>;
+  let h: Harness;
   let server: FleetServer;
   const cli = (...args: string[]) => runFleetctl(server, server.adminToken, args);
   const LINEAGE_1 = {
@@ -58,18 +59,14 @@ describe("fleetctl models push --lineage / show / diff", () => {
 
   beforeAll(async () => {
     tmp = await makeTempDir("ef-lineage-");
-    server = await startFleetServer({
-      dataDir: join(tmp.path, "server"),
-      httpPort: 0,
-      mqttPort: 0,
-      log: pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
-    });
+    h = await startHarness(tmp.path);
+    server = h.server;
     const [a, b] = [await push("1.0.0", 1, LINEAGE_1), await push("1.1.0", 2, LINEAGE_2)];
     expect(a.code, a.stderr).toBe(0);
     expect(b.code, b.stderr).toBe(0);
   }, 120_000);
   afterAll(async () => {
-    await server?.close();
+    await h?.close();
     await tmp?.cleanup();
   });
 
