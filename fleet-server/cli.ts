@@ -43,7 +43,13 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--device-bandwidth <bytesPerSec>", "cap on bundle bytes/s served to each device over MQTT", Number)
     .option("--profiles-dir <dir>", "device profiles used to choose each device's variant (default: bundled)")
     .option("--offline-release", "hold no release key: releases wait for signatures made with fleetctl release sign")
-    .option("--prices <cpuHour,gb,currency>", "prices for cost per prediction, e.g. 0.05,0.09,USD", prices);
+    .option("--prices <cpuHour,gb,currency>", "prices for cost per prediction, e.g. 0.05,0.09,USD", prices)
+    .option(
+      "--share-group <name>",
+      "replicas: device messages go to one replica of this MQTT shared-subscription group",
+    )
+    .option("--advertise-url <url>", "replicas: this server's API URL as the other replicas reach it")
+    .option("--lease-ttl-ms <ms>", "replicas: how long a dead leader keeps the rollouts lease", Number);
   program.parse([...argv]);
   const o = program.opts<{
     dataDir: string;
@@ -62,6 +68,9 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     tlsCa?: string;
     offlineRelease?: boolean;
     prices?: { cpuHour: number; gbTransferred: number; currency: string };
+    shareGroup?: string;
+    advertiseUrl?: string;
+    leaseTtlMs?: number;
   }>();
   const log = createLogger({ name: "fleet-server" });
   const password = o.mqttPassword ?? process.env.EDGEFLEET_MQTT_PASSWORD;
@@ -82,6 +91,11 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.tlsCa !== undefined ? { tlsCaPath: o.tlsCa } : {}),
     offlineRelease: o.offlineRelease === true,
     ...(o.prices ? { prices: o.prices } : {}),
+    replicas: {
+      ...(o.shareGroup !== undefined ? { shareGroup: o.shareGroup } : {}),
+      ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl } : {}),
+      ...(o.leaseTtlMs !== undefined ? { leaseTtlMs: o.leaseTtlMs } : {}),
+    },
     checkResponses: process.env.EDGEFLEET_CHECK_RESPONSES === "1",
     log,
   });

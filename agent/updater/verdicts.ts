@@ -232,6 +232,8 @@ export const CONDEMNS_BUNDLE: Readonly<Record<ErrorCode, boolean>> = {
   DELTA_INVALID: false,
   DELTA_BASE_MISMATCH: false,
   DELTA_RESULT_MISMATCH: false,
+  // a server-side answer (replicas): never the bundle's fault
+  NO_LEADER: false,
 };
 
 /** Failures that condemn the bundle itself (never retried) rather than the circumstances. */
