@@ -11,6 +11,7 @@ import { createTopics } from "../../shared/topics.js";
 import { sileroModelPath, sileroSamples } from "../demo/silero.js";
 import { ApiClient } from "../fleetctl/api-client.js";
 import { killChild, waitUntil } from "./fleet-fixture.js";
+import { type GatePhaseResult, runGatePhase } from "./fleet-sim/gate-phase.js";
 import { createFleetSim, type SimDevice } from "./fleet-sim/simulator.js";
 import { benchRecord } from "./telemetry-ingest.js";
 
@@ -269,6 +270,26 @@ async function scaleOnce(root: string, broker: "aedes" | "mosquitto", n: number)
     t0 = performance.now();
     const view = await api.getRollout(rollout.id);
     const statusMs = performance.now() - t0;
+    // Staged cohorts with a failing share: the gate trips and the rollout rolls back (issue 14).
+    let gate: GatePhaseResult | null = null;
+    if (process.env.BENCH_SCALE_GATE !== "0") {
+      poller.setPhase("gate");
+      await api.createModel({ name: "silero-vad", version: "5.0.1", upload: up.sha256, samples: sileroSamples() });
+      const v2 = await api.getModelVersion("silero-vad", "5.0.1");
+      const sha2 = v2.variants.find((v) => v.variant === "fp32")?.bundle?.sha256;
+      if (!sha2) throw new Error("fp32 bundle of 5.0.1 missing");
+      gate = await runGatePhase({
+        api,
+        server: { url: info.httpUrl, token: info.adminToken },
+        sim,
+        model: "silero-vad",
+        version: "5.0.1",
+        sha256: sha2,
+        failPercent: 20,
+        devices: n,
+        timeoutMs: Number(process.env.BENCH_SCALE_GATE_TIMEOUT_MS ?? 300_000),
+      });
+    }
     const api99 = await poller.stop();
     const rawRate = rawInsertRowsPerSec(dir, n);
     const ingestRate = (storm.acked * RECORDS_PER_DEVICE) / (storm.ms / 1000);
@@ -298,6 +319,7 @@ async function scaleOnce(root: string, broker: "aedes" | "mosquitto", n: number)
         eventLoop: eldStorm,
       },
       rolloutStatus: { ms: r1(statusMs), counts: (view as { counts?: unknown }).counts ?? null },
+      gate,
       api: api99,
       serverRssMiB: (eldStorm as { rssMiB?: number }).rssMiB,
     };

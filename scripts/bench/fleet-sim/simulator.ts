@@ -37,6 +37,8 @@ interface DeviceState {
   client: MqttClient | null;
   lastSeq: number;
   telemetrySeq: number;
+  /** What the device runs per model (its committed assignment). */
+  installed: Map<string, Committed>;
   /** Called on a telemetry ack (the storm waits on it). */
   onAck: ((lastSeq: number) => void) | null;
 }
@@ -48,6 +50,13 @@ export interface FleetSim {
   awaitDesired(sha256: string, since: bigint, timeoutMs: number): Promise<{ times: number[]; received: number }>;
   /** Every device flushes one batch of `records`, at most `window` batches unacknowledged at once. */
   telemetryStorm(records: number, window: number, timeoutMs: number): Promise<{ ms: number; acked: number }>;
+  /**
+   * From now on, devices for which `failing(id)` holds fail the probation of every new assignment
+   * (they report it reverted, keeping what they had), the others commit it (issue 14's gate scenario).
+   */
+  setFailing(failing: (deviceId: string) => boolean): void;
+  /** Devices that were assigned bundle `sha256`, and those of them that failed it (ground truth for the counts). */
+  outcomes(sha256: string): { assigned: ReadonlySet<string>; failed: ReadonlySet<string> };
   /** Devices whose sampled signature check failed (must stay 0). */
   verifyFailures(): number;
   verified(): number;
@@ -66,13 +75,18 @@ interface Committed {
   releaseCounter: number;
 }
 
-/** A reported state (shared/schemas/device-state.ts): nothing installed, or `committed` after a passed probation. */
+/**
+ * A reported state (shared/schemas/device-state.ts): nothing installed, `committed` after a passed
+ * probation, or (a failing device, issue 14's gate scenario) `reverted` after a failed one, with the
+ * version it had before still committed.
+ */
 function reported(
   id: string,
   lastDesiredSeq: number,
   model: string | null,
   committed: Committed | null,
   rolloutId: string | null,
+  failedCandidate: Committed | null = null,
 ): string {
   const now = new Date().toISOString();
   const health = (c: Committed) => ({
@@ -87,25 +101,44 @@ function reported(
     rssBytes: 50_000_000,
     shadowAgreementPercent: null,
   });
+  const failedEntry = (c: Committed) => ({
+    model,
+    state: "reverted",
+    committed,
+    candidate: c,
+    error: { code: "ERROR_RATE_EXCEEDED", message: "simulated: the candidate failed its probation" },
+    rolloutId,
+    probation: {
+      verdict: "failed",
+      reason: "ERROR_RATE_EXCEEDED",
+      message: "simulated",
+      startedAt: now,
+      endedAt: now,
+      candidate: { ...health(c), errors: 100 },
+      baseline: committed ? health(committed) : null,
+    },
+  });
   const models =
-    model && committed
-      ? [
-          {
-            model,
-            state: "committed",
-            committed,
-            candidate: null,
-            rolloutId,
-            probation: {
-              verdict: "passed",
-              startedAt: now,
-              endedAt: now,
-              candidate: health(committed),
-              baseline: null,
+    model && failedCandidate
+      ? [failedEntry(failedCandidate)]
+      : model && committed
+        ? [
+            {
+              model,
+              state: "committed",
+              committed,
+              candidate: null,
+              rolloutId,
+              probation: {
+                verdict: "passed",
+                startedAt: now,
+                endedAt: now,
+                candidate: health(committed),
+                baseline: null,
+              },
             },
-          },
-        ]
-      : [];
+          ]
+        : [];
   return JSON.stringify({
     deviceId: id,
     agentVersion: "0.1.0",
@@ -126,6 +159,7 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
     client: null,
     lastSeq: 0,
     telemetrySeq: 0,
+    installed: new Map(),
     onAck: null,
   }));
   /** sha256 → (device index → hrtime ns of receipt) for the rollout being watched. */
@@ -134,6 +168,13 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
   let failures = 0;
   let verifiedCount = 0;
   const deliveries = new Map<string, Map<number, number>>();
+  let failing: (deviceId: string) => boolean = () => false;
+  const assignedTo = new Map<string, { assigned: Set<string>; failed: Set<string> }>();
+  const outcomeOf = (sha: string) => {
+    const o = assignedTo.get(sha) ?? { assigned: new Set<string>(), failed: new Set<string>() };
+    assignedTo.set(sha, o);
+    return o;
+  };
 
   function countDelivery(id: string, seq: number | undefined): void {
     if (seq === undefined) return;
@@ -181,6 +222,17 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
       verifiedCount++;
     }
     s.lastSeq = signed.seq ?? s.lastSeq;
+    // A model the document no longer assigns is removed (a rollback to "nothing"): report it gone.
+    const assigned = new Set(signed.assignments.map((a) => a.model));
+    for (const model of [...s.installed.keys()]) {
+      if (assigned.has(model)) continue;
+      s.installed.delete(model);
+      s.client?.publish(
+        topics.device(s.dev.id, "reported"),
+        reported(s.dev.id, s.lastSeq, null, null, signed.rollout?.id ?? null),
+        { qos: 1, retain: true },
+      );
+    }
     for (const a of signed.assignments) {
       const seen = received.get(a.bundle.sha256);
       if (seen && !seen.has(s.index)) seen.set(s.index, at);
@@ -191,10 +243,19 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
         sha256: a.bundle.sha256,
         releaseCounter: a.releaseCounter,
       };
-      // What a healthy agent reports after installing: the new version committed.
+      const before = s.installed.get(a.model) ?? null;
+      if (before?.sha256 === committed.sha256) continue;
+      // A healthy agent commits the new version; a failing one reverts to what it had.
+      const fails = failing(s.dev.id);
+      if (!fails) s.installed.set(a.model, committed);
+      const o = outcomeOf(committed.sha256);
+      o.assigned.add(s.dev.id);
+      if (fails) o.failed.add(s.dev.id);
       s.client?.publish(
         topics.device(s.dev.id, "reported"),
-        reported(s.dev.id, s.lastSeq, a.model, committed, signed.rollout?.id ?? null),
+        fails
+          ? reported(s.dev.id, s.lastSeq, a.model, before, signed.rollout?.id ?? null, committed)
+          : reported(s.dev.id, s.lastSeq, a.model, committed, signed.rollout?.id ?? null),
         { qos: 1, retain: true },
       );
     }
@@ -242,6 +303,10 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
 
   return {
     desiredDeliveries: () => deliveries,
+    setFailing(f) {
+      failing = f;
+    },
+    outcomes: (sha) => outcomeOf(sha),
 
     async connectAll() {
       const t0 = performance.now();
