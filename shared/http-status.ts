@@ -73,6 +73,8 @@ const STATUS: Record<ErrorCode, number> = {
   DELTA_INVALID: 500,
   DELTA_BASE_MISMATCH: 409,
   DELTA_RESULT_MISMATCH: 500,
+  // the fleet server's PostgreSQL store is down or too slow: retry later (issue 14)
+  STORE_UNAVAILABLE: 503,
 };
 
 export function httpStatusFor(code: ErrorCode): number {
