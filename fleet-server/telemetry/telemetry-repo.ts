@@ -57,7 +57,9 @@ export interface AlertRow {
 /**
  * SQL of the telemetry store (migration 3). `ingest` is one transaction: records are inserted
  * with INSERT OR IGNORE on the (device_id, seq) primary key, so a re-sent batch stores nothing
- * twice whatever the interleaving, and the counters move in the same transaction.
+ * twice whatever the interleaving, and the counters move in the same transaction. Columns on the
+ * right of an upsert's SET are qualified with their table: PostgreSQL finds a bare name ambiguous
+ * between the row and `excluded` (issue 14).
  */
 export function createTelemetryRepo(db: Db) {
   const insert = db.prepare(
@@ -68,9 +70,10 @@ export function createTelemetryRepo(db: Db) {
   const upsertDevice = db.prepare(
     `INSERT INTO telemetry_devices (device_id, high_seq, stored, duplicates, batches, device_dropped, last_batch_at)
      VALUES (@id, @high, @stored, @dups, 1, @dropped, @now)
-     ON CONFLICT(device_id) DO UPDATE SET high_seq = MAX(high_seq, @high), stored = stored + @stored,
-       duplicates = duplicates + @dups, batches = batches + 1,
-       device_dropped = MAX(device_dropped, @dropped), last_batch_at = @now`,
+     ON CONFLICT(device_id) DO UPDATE SET high_seq = MAX(telemetry_devices.high_seq, @high),
+       stored = telemetry_devices.stored + @stored, duplicates = telemetry_devices.duplicates + @dups,
+       batches = telemetry_devices.batches + 1, device_dropped = MAX(telemetry_devices.device_dropped, @dropped),
+       last_batch_at = @now`,
   );
   const upsertDrift = db.prepare(
     `INSERT INTO telemetry_drift_latest (device_id, model, version, cohort, seq, features, ts) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -79,7 +82,7 @@ export function createTelemetryRepo(db: Db) {
   );
   const rejectStmt = db.prepare(
     `INSERT INTO telemetry_devices (device_id, rejected, last_rejection) VALUES (?, 1, ?)
-     ON CONFLICT(device_id) DO UPDATE SET rejected = rejected + 1, last_rejection = excluded.last_rejection`,
+     ON CONFLICT(device_id) DO UPDATE SET rejected = telemetry_devices.rejected + 1, last_rejection = excluded.last_rejection`,
   );
   const cohortStmt = db.prepare(
     `SELECT rd.stage AS stage FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
@@ -270,7 +273,7 @@ export function createTelemetryRepo(db: Db) {
     saveAlert: db.transaction((a: Omit<AlertRow, "id">, alerting: boolean | null, current: { value: number }) => {
       db.prepare(
         `INSERT INTO telemetry_alert_state (model, version, cohort, feature, drift, alerting, value) VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT(model, version, cohort, feature) DO UPDATE SET alerting = COALESCE(?, alerting), value = excluded.value`,
+           ON CONFLICT(model, version, cohort, feature) DO UPDATE SET alerting = COALESCE(?, telemetry_alert_state.alerting), value = excluded.value`,
       ).run(
         a.model,
         a.version,

@@ -108,14 +108,42 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh, empty database on the test server. */
-export async function createTestDatabase(): Promise<TestDatabase> {
-  const name = `ef_${randomBytes(6).toString("hex")}`;
-  await admin((c) => c.query(`CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8'`));
+const templates = new Map<string, Promise<string>>();
+
+async function urlOf(name: string): Promise<string> {
   const u = new URL(await postgresAdminUrl());
   u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/**
+ * A fresh database on the test server: empty, or a copy of a template made once per process by
+ * `template.prepare` (e.g. the store's migrations: copying is about half the time of migrating).
+ * FILE_COPY: with fsync off it is faster than PostgreSQL 15's default of logging every page.
+ */
+export async function createTestDatabase(template?: {
+  key: string;
+  prepare(url: string): void | Promise<void>;
+}): Promise<TestDatabase> {
+  let from = "template0";
+  if (template) {
+    let made = templates.get(template.key);
+    if (!made) {
+      made = (async () => {
+        const t = `ef_tpl_${template.key}_${process.pid}_${randomBytes(3).toString("hex")}`;
+        await admin((c) => c.query(`CREATE DATABASE ${t} TEMPLATE template0 ENCODING 'UTF8' STRATEGY FILE_COPY`));
+        await template.prepare(await urlOf(t));
+        if (externalUrl) process.once("beforeExit", () => void admin((c) => c.query(`DROP DATABASE IF EXISTS ${t}`)));
+        return t;
+      })();
+      templates.set(template.key, made);
+    }
+    from = await made;
+  }
+  const name = `ef_${randomBytes(6).toString("hex")}`;
+  await admin((c) => c.query(`CREATE DATABASE ${name} TEMPLATE ${from} ENCODING 'UTF8' STRATEGY FILE_COPY`));
   return {
-    url: u.toString(),
+    url: await urlOf(name),
     name,
     drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}),
   };
