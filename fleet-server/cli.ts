@@ -43,7 +43,12 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--device-bandwidth <bytesPerSec>", "cap on bundle bytes/s served to each device over MQTT", Number)
     .option("--profiles-dir <dir>", "device profiles used to choose each device's variant (default: bundled)")
     .option("--offline-release", "hold no release key: releases wait for signatures made with fleetctl release sign")
-    .option("--prices <cpuHour,gb,currency>", "prices for cost per prediction, e.g. 0.05,0.09,USD", prices);
+    .option("--prices <cpuHour,gb,currency>", "prices for cost per prediction, e.g. 0.05,0.09,USD", prices)
+    .option(
+      "--database-url <url>",
+      "PostgreSQL store (postgres://…) instead of {data-dir}/fleet.db (or EDGEFLEET_DATABASE_URL)",
+      process.env.EDGEFLEET_DATABASE_URL,
+    );
   program.parse([...argv]);
   const o = program.opts<{
     dataDir: string;
@@ -62,6 +67,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     tlsCa?: string;
     offlineRelease?: boolean;
     prices?: { cpuHour: number; gbTransferred: number; currency: string };
+    databaseUrl?: string;
   }>();
   const log = createLogger({ name: "fleet-server" });
   const password = o.mqttPassword ?? process.env.EDGEFLEET_MQTT_PASSWORD;
@@ -82,6 +88,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.tlsCa !== undefined ? { tlsCaPath: o.tlsCa } : {}),
     offlineRelease: o.offlineRelease === true,
     ...(o.prices ? { prices: o.prices } : {}),
+    ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
     checkResponses: process.env.EDGEFLEET_CHECK_RESPONSES === "1",
     log,
   });

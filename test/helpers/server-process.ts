@@ -4,8 +4,16 @@ import { fileURLToPath } from "node:url";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
-/** A real fleet server process (`bin/fleet-server.js`) on `dataDir`, for tests that kill and restart it. */
-export function startServerProcess(dataDir: string, httpPort: number, mqttPort: number): ChildProcess {
+/**
+ * A real fleet server process (`bin/fleet-server.js`) on `dataDir`, for tests that kill and restart
+ * it; `databaseUrl`: its store on PostgreSQL (issue 14).
+ */
+export function startServerProcess(
+  dataDir: string,
+  httpPort: number,
+  mqttPort: number,
+  opts: { databaseUrl?: string } = {},
+): ChildProcess {
   return spawn(
     process.execPath,
     [
@@ -16,6 +24,7 @@ export function startServerProcess(dataDir: string, httpPort: number, mqttPort: 
       String(httpPort),
       "--mqtt-port",
       String(mqttPort),
+      ...(opts.databaseUrl !== undefined ? ["--database-url", opts.databaseUrl] : []),
     ],
     { cwd: REPO, env: { ...process.env, LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] },
   );
