@@ -531,6 +531,13 @@ describe.each(engines)("store contract on $name", (engine) => {
       now: TS,
     });
     expect(security.usableEnrollmentToken(SHA("2"), TS)?.tags).toEqual({ a: "b" });
+    // Check-then-spend in one transaction (security-service): a throw after the spend undoes it.
+    expect(() =>
+      security.transaction(() => {
+        security.spendEnrollmentToken("e1", "d1", TS);
+        throw new Error("enrollment failed");
+      }),
+    ).toThrow("enrollment failed");
     expect(security.spendEnrollmentToken("e1", "d1", TS)).toBe(true);
     expect(security.spendEnrollmentToken("e1", "d1", TS)).toBe(false);
     expect(security.usableEnrollmentToken(SHA("2"), TS)).toBeNull();
