@@ -8,6 +8,7 @@ import {
 } from "../../shared/schemas/telemetry.js";
 import type { Db } from "../store/db.js";
 import { decodeJson } from "../store/row-codec.js";
+import { dialectOf } from "../store/sql-db.js";
 
 const DriftFeaturesSchema = z.array(DriftFeatureReportSchema);
 
@@ -89,15 +90,39 @@ export function createTelemetryRepo(db: Db) {
      WHERE rd.device_id = ? AND r.model = ? AND r.version = ? ORDER BY r.created_at DESC LIMIT 1`,
   );
 
+  // PostgreSQL: the whole batch in one statement (columns as arrays, unnested), returning the seqs
+  // it stored — one round trip instead of one per record, which through the synchronous bridge
+  // blocked the event loop ~16 ms per 100 records (docs/benchmarks.md "Store engines (issue 14)").
+  // SQLite keeps its prepared single-row insert: in-process, a row costs a few µs.
+  const insertBatchPg =
+    dialectOf(db) === "postgres"
+      ? db.prepare(
+          `INSERT INTO telemetry_records
+           (device_id, seq, kind, ts, model, version, cohort, ok, latency_ms, non_finite, source, body, received_at)
+           SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[],
+             ?::bigint[], ?::double precision[], ?::bigint[], ?::text[], ?::text[], ?::bigint[])
+           ON CONFLICT DO NOTHING RETURNING seq`,
+        )
+      : null;
+  /** Inserts rows (INSERT OR IGNORE); true for each row stored, false for a duplicate. */
+  const storeRows = (rows: unknown[][]): boolean[] => {
+    if (!insertBatchPg || rows.length === 0) return rows.map((row) => insert.run(...row).changes > 0);
+    const columns = rows[0]!.map((_, c) => rows.map((row) => row[c]));
+    const seqs = new Set((insertBatchPg.all(...columns) as { seq: number }[]).map((r) => r.seq));
+    return rows.map((row) => seqs.has(row[1] as number));
+  };
+
   const ingestTx = db.transaction(
     (deviceId: string, batch: TelemetryBatch, cohortOf: (m: string, v: string) => string, now: number) => {
       const result: IngestResult = { stored: 0, duplicates: 0, driftTouched: [], inferences: [] };
-      for (const r of batch.records) {
+      const cohorts: (string | null)[] = [];
+      const rows = batch.records.map((r) => {
         const model = "model" in r ? r.model : null;
         const version = "version" in r ? r.version : null;
         const cohort = model && version ? cohortOf(model, version) : null;
+        cohorts.push(cohort);
         const inf = r.kind === "inference" ? r : null;
-        const changes = insert.run(
+        return [
           deviceId,
           r.seq,
           r.kind,
@@ -111,8 +136,13 @@ export function createTelemetryRepo(db: Db) {
           inf ? (inf.probe ? "probe" : inf.source) : null,
           JSON.stringify(r),
           now,
-        ).changes;
-        if (changes === 0) {
+        ];
+      });
+      const stored = storeRows(rows);
+      for (const [i, r] of batch.records.entries()) {
+        const cohort = cohorts[i] ?? null;
+        const inf = r.kind === "inference" ? r : null;
+        if (!stored[i]) {
           result.duplicates += 1;
           continue;
         }

@@ -451,11 +451,24 @@ describe.each(engines)("store contract on $name", (engine) => {
       ],
     };
     expect(telemetry.ingest("t1", batch("t1", [drift]), () => "stage-0", 7000).driftTouched).toHaveLength(1);
+    // Quotes, backslashes, braces and non-ASCII survive PostgreSQL's array path (one INSERT per batch).
+    const capture = {
+      seq: 103,
+      ts: 1,
+      kind: "capture" as const,
+      model: "vad",
+      version: "1.0.0",
+      truncated: false,
+      inputs: { x: { shape: [3], data: ['a"b', "c\\d", "{e,f} ü\n"] } },
+      outputs: {},
+    };
+    expect(telemetry.ingest("t1", batch("t1", [capture]), () => "stage-0", 7000)).toMatchObject({ stored: 1 });
+    expect(telemetry.records("t1", { kind: "capture", limit: 5 }).records).toEqual([{ ...capture, cohort: "stage-0" }]);
     expect(telemetry.deviceStats("t1")).toEqual({
-      highSeq: 102,
-      stored: 102,
+      highSeq: 103,
+      stored: 103,
       duplicates: 10,
-      batches: 3,
+      batches: 4,
       rejected: 0,
       lastRejection: null,
       deviceDropped: 3,
@@ -493,9 +506,9 @@ describe.each(engines)("store contract on $name", (engine) => {
     telemetry.saveAlert(alert, null, { value: 0.6 });
     expect(telemetry.alertState("vad", "1.0.0", "stage-0", "f")).toBe(true);
     expect(telemetry.alerts({ model: "vad", version: "1.0.0" }, 10)).toMatchObject([{ id: 1, value: 0.5 }]);
-    expect(telemetry.count()).toBe(102);
-    // 100 received before 5500 go by age, then the oldest of the two left by count.
-    expect(telemetry.trim(1, 5500)).toBe(101);
+    expect(telemetry.count()).toBe(103);
+    // 100 received before 5500 go by age, then the oldest two of the three left by count.
+    expect(telemetry.trim(1, 5500)).toBe(102);
     expect(telemetry.count()).toBe(1);
   });
 
