@@ -154,10 +154,18 @@ async function rawPgFigures(url: string, n: number) {
   const page = q(
     "SELECT id, tags, profile, presence, reported, last_seen, desired_seq, created_at FROM devices WHERE id > ? ORDER BY id LIMIT ?",
   );
+  // The statements the repository sends on PostgreSQL for a batch: one unnest INSERT and the counters.
   const ins = q(
-    `INSERT OR IGNORE INTO telemetry_records
+    `INSERT INTO telemetry_records
      (device_id, seq, kind, ts, model, version, cohort, ok, latency_ms, non_finite, source, body, received_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+     SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[],
+       ?::bigint[], ?::double precision[], ?::bigint[], ?::text[], ?::text[], ?::bigint[])
+     ON CONFLICT DO NOTHING RETURNING seq`,
+  );
+  const counters = q(
+    `INSERT INTO telemetry_devices (device_id, high_seq, stored, duplicates, batches, device_dropped, last_batch_at)
+     VALUES (?, ?, ?, 0, 1, 0, ?) ON CONFLICT(device_id) DO UPDATE SET high_seq = GREATEST(telemetry_devices.high_seq, excluded.high_seq),
+       stored = telemetry_devices.stored + excluded.stored, batches = telemetry_devices.batches + 1`,
   );
   const phase = q("UPDATE rollout_devices SET phase = ?, phase_since = ? WHERE rollout_id = ? AND device_id = ?");
   const seq = q("UPDATE rollout_devices SET desired_seq = ? WHERE rollout_id = ? AND device_id = ?");
@@ -169,13 +177,24 @@ async function rawPgFigures(url: string, n: number) {
     ),
     telemetryBatch100Us: await timeAsync(Math.max(20, n / 10), async () => {
       const b = batchOf(++batch);
+      const rows = b.records.map((r) => [
+        "dev-00001",
+        r.seq,
+        r.kind,
+        r.ts,
+        "vad",
+        "1.0.0",
+        "stage-0",
+        1,
+        2,
+        0,
+        "api",
+        JSON.stringify(r),
+        1,
+      ]);
       await c.query("BEGIN");
-      for (const r of b.records)
-        await c.query({
-          name: "i",
-          text: ins,
-          values: ["dev-00001", r.seq, r.kind, r.ts, "vad", "1.0.0", "stage-0", 1, 2, 0, "api", JSON.stringify(r), 1],
-        });
+      await c.query({ name: "i", text: ins, values: rows[0]!.map((_, k) => rows.map((row) => row[k])) });
+      await c.query({ name: "c", text: counters, values: ["dev-00001", b.lastSeq, 100, 1] });
       await c.query("COMMIT");
     }),
     rolloutMemberTxUs: await timeAsync(n, async (i) => {
