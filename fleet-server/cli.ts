@@ -45,6 +45,12 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     .option("--offline-release", "hold no release key: releases wait for signatures made with fleetctl release sign")
     .option("--prices <cpuHour,gb,currency>", "prices for cost per prediction, e.g. 0.05,0.09,USD", prices)
     .option(
+      "--share-group <name>",
+      "replicas: device messages go to one replica of this MQTT shared-subscription group",
+    )
+    .option("--advertise-url <url>", "replicas: this server's API URL as the other replicas reach it")
+    .option("--lease-ttl-ms <ms>", "replicas: how long a dead leader keeps the rollouts lease", Number)
+    .option(
       "--database-url <url>",
       "PostgreSQL store (postgres://…) instead of {data-dir}/fleet.db (or EDGEFLEET_DATABASE_URL)",
       process.env.EDGEFLEET_DATABASE_URL,
@@ -67,6 +73,9 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     tlsCa?: string;
     offlineRelease?: boolean;
     prices?: { cpuHour: number; gbTransferred: number; currency: string };
+    shareGroup?: string;
+    advertiseUrl?: string;
+    leaseTtlMs?: number;
     databaseUrl?: string;
   }>();
   const log = createLogger({ name: "fleet-server" });
@@ -88,6 +97,11 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     ...(o.tlsCa !== undefined ? { tlsCaPath: o.tlsCa } : {}),
     offlineRelease: o.offlineRelease === true,
     ...(o.prices ? { prices: o.prices } : {}),
+    replicas: {
+      ...(o.shareGroup !== undefined ? { shareGroup: o.shareGroup } : {}),
+      ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl } : {}),
+      ...(o.leaseTtlMs !== undefined ? { leaseTtlMs: o.leaseTtlMs } : {}),
+    },
     ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
     checkResponses: process.env.EDGEFLEET_CHECK_RESPONSES === "1",
     log,

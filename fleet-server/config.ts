@@ -86,6 +86,23 @@ export const FleetServerConfigSchema = z.object({
    * on the devices and per GB (10^9 bytes) of bundles sent. Unset: the cost route shows no money.
    */
   prices: PricesSchema.optional(),
+  /**
+   * Several servers on one store and one external broker (issue 14, docs/operations.md "Replicas").
+   * `shareGroup`: device messages reach one replica of the group (MQTT shared subscriptions) instead
+   * of every replica. `advertiseUrl`: how the other replicas reach this one's API (rollout commands
+   * are forwarded to the leader); default: the URL it listens on. `leaseTtlMs`: how long a dead
+   * leader keeps the rollouts lease (its successor waits this long at most).
+   */
+  replicas: z
+    .object({
+      shareGroup: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, _ and - only (it becomes a topic level)")
+        .optional(),
+      advertiseUrl: z.url({ protocol: /^https?$/ }).optional(),
+      leaseTtlMs: z.number().int().min(1000).max(600_000).default(6000),
+    })
+    .default({ leaseTtlMs: 6000 }),
 });
 export type FleetServerConfig = z.infer<typeof FleetServerConfigSchema>;
 export type FleetServerOptions = z.input<typeof FleetServerConfigSchema> & { log?: Logger };

@@ -13,9 +13,12 @@ import { connectBroker } from "./broker/connect-broker.js";
 import { createBlobStore } from "./bundles/bundle-store.js";
 import { createChunkServer } from "./bundles/chunk-server.js";
 import { createDeltaService } from "./bundles/delta-service.js";
+import { createLeaderForwarder } from "./cluster/forward-to-leader.js";
+import { createLeadership, newReplicaId } from "./cluster/leadership.js";
 import { dialHost, FleetServerConfigSchema, type FleetServerOptions } from "./config.js";
 import { createCostService } from "./cost/cost-service.js";
 import { createDeliveryCounter } from "./cost/delivery-counter.js";
+import { subscribeDevicePlane } from "./devices/device-plane.js";
 import { createDeviceService } from "./devices/device-service.js";
 import { createBrokerLink } from "./health/broker-link.js";
 import { livenessOf, readinessOf } from "./health/health-decision.js";
@@ -59,6 +62,9 @@ export interface FleetServer {
   app: FastifyInstance;
   /** The server's own MQTT client id (random per start; a takeover of it is logged and counted). */
   mqttClientId: string;
+  /** This process's replica id and whether it executes rollouts now (issue 14, replicas). */
+  replicaId: string;
+  isLeader(): boolean;
   /** In-process connection to the embedded broker with the server's identity; null with an external one. */
   mqttInProcess: (() => Duplex) | null;
   stats: {
@@ -77,6 +83,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
   const log = givenLog ?? createLogger({ name: "fleet-server" });
   const clock = systemClock;
   const topics = createTopics(config.topicPrefix);
+  const replicaId = newReplicaId();
 
   // Everything started so far, closed in reverse if a later step fails or on close().
   const closers: (() => Promise<void> | void)[] = [];
@@ -95,6 +102,16 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     const db = openStore(config);
     closers.push(() => {
       db.close();
+    });
+    // Which replica executes rollouts (issue 14): a lone server simply always holds the lease.
+    let advertised: string | null = config.replicas.advertiseUrl ?? null;
+    const leadership = createLeadership({
+      log,
+      clock,
+      db,
+      replicaId,
+      leaseTtlMs: config.replicas.leaseTtlMs,
+      advertiseUrl: () => advertised,
     });
     const deviceRepo = createDeviceRepo(db);
     // Per-device variant choice (issue 5): the profiles, and what devices measured per variant.
@@ -245,7 +262,13 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       models: modelRepo,
       measurements: measurementRepo,
     });
-    const scheduler = createRolloutScheduler({ log: rolloutLog, clock, rollouts: rolloutRepo, executor });
+    const scheduler = createRolloutScheduler({
+      log: rolloutLog,
+      clock,
+      rollouts: rolloutRepo,
+      executor,
+      mayRun: leadership.isLeader,
+    });
     const rollouts = createRolloutService({
       log: rolloutLog,
       clock,
@@ -262,31 +285,6 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       governance,
     });
 
-    const route = (handler: (deviceId: string, payload: Buffer) => void) => (topic: string, payload: Buffer) => {
-      const t = topics.parse(topic);
-      if (t) handler(t.deviceId, payload);
-    };
-    // Probation reports also feed the per-device variant measurements (issue 5).
-    const alsoTo =
-      (...handlers: ((deviceId: string, payload: Buffer) => void)[]) =>
-      (deviceId: string, payload: Buffer) => {
-        for (const h of handlers) h(deviceId, payload);
-      };
-    // Device news may move a rollout on (a verdict, a failure): plan right away, not at the next tick.
-    const thenPlan = (handler: (deviceId: string, payload: Buffer) => void) => (deviceId: string, payload: Buffer) => {
-      handler(deviceId, payload);
-      scheduler.poke();
-    };
-    await transport.subscribe(
-      topics.allDevices("reported"),
-      route(thenPlan(alsoTo(devices.onReported, variantRecorder.onReported))),
-    );
-    await transport.subscribe(topics.allDevices("presence"), route(devices.onPresence));
-    await transport.subscribe(
-      topics.allDevices("events"),
-      route(thenPlan(alsoTo(devices.onEvent, variantRecorder.onEvent))),
-    );
-    await transport.subscribe(topics.allDevices("chunks/req"), route(chunks.handle));
     const telemetry = createTelemetryIngest({
       log: log.child({ component: "telemetry" }),
       clock,
@@ -300,25 +298,29 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
         maxAgeMs: config.telemetry.retentionDays * 86_400_000,
       },
     });
-    await transport.subscribe(topics.allDevices("telemetry"), route(telemetry.onTelemetry));
-    // Every stored desired document is retained again at start. The embedded broker keeps retained
-    // messages in memory only; an external one may have lost them (restarted without persistence),
-    // or this server may have died between committing a document to SQLite and publishing it.
-    // Same seq: an agent that already holds a document sees a retained re-delivery and ignores it.
-    await rollouts.republishDesired();
+    // Device messages (issue 14: with replicas each reaches one of them, MQTT shared subscriptions).
+    await subscribeDevicePlane({
+      transport,
+      topics,
+      ...(config.replicas.shareGroup ? { shareGroup: config.replicas.shareGroup } : {}),
+      onReported: [devices.onReported, variantRecorder.onReported],
+      onPresence: devices.onPresence,
+      onEvent: [devices.onEvent, variantRecorder.onEvent],
+      onChunkRequest: chunks.handle,
+      onTelemetry: telemetry.onTelemetry,
+      // Device news may move a rollout on (a verdict, a failure): plan right away, not at the next tick.
+      poke: scheduler.poke,
+    });
     // A broker that restarted without persistence lost every retained message: after a reconnect
-    // the trust root and desired documents are retained again, as at start (same seq: no effect on
-    // an agent that holds them). Retained presence and reports come back by themselves: mqtt.js
-    // subscribes again and the broker re-sends them.
+    // the trust root and (by the leader) desired documents the broker lacks are retained again.
+    // Retained presence and reports come back by themselves: mqtt.js subscribes again and the
+    // broker re-sends them.
     brokerLink.onReconnect(() => {
       void transport
         .publish(topics.trustRoot(), JSON.stringify(keys.rootChain), { qos: 1, retain: true })
-        .then(() => rollouts.republishDesired())
+        .then(() => leadership.onBrokerReconnect())
         .catch((err: unknown) => log.warn({ err }, "re-retaining after a broker reconnect failed"));
     });
-    // Rollouts resume from what SQLite holds: the planner has no other memory.
-    scheduler.start();
-    closers.push(() => scheduler.stop());
 
     const brokerMetrics = createBrokerMetrics(brokerLink);
     const app = await buildHttpApp({
@@ -337,6 +339,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       security,
       health: { liveness: () => livenessOf(brokerLink.state()), readiness: () => readinessOf(brokerLink.state()) },
       checkResponses: config.checkResponses,
+      leader: createLeaderForwarder({ log: log.child({ component: "replicas" }), replicaId, leader: leadership }),
       deliveries,
       cost: createCostService({
         devices: deviceRepo,
@@ -357,7 +360,19 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     const addr = app.server.address();
     const httpPort = typeof addr === "object" && addr ? addr.port : config.httpPort;
     const httpUrl = `${tls ? "https" : "http"}://${dialHost(config.httpHost)}:${httpPort}`;
-    log.info({ httpUrl, mqttUrl, dataDir: config.dataDir }, "fleet server started");
+    advertised ??= httpUrl;
+    // Rollouts resume from what the store holds (the planner has no other memory) once this replica
+    // holds the lease: at once when alone. Taking it first retains again every desired document the
+    // broker lacks (a server may die between storing a document and publishing it).
+    await leadership.start({
+      transport,
+      topics,
+      scheduler,
+      republishDesired: (retained) => rollouts.republishDesired(retained),
+      freshBroker: config.mqttUrl === undefined,
+    });
+    closers.push(() => leadership.stop());
+    log.info({ httpUrl, mqttUrl, dataDir: config.dataDir, replicaId }, "fleet server started");
 
     let closing: Promise<void> | null = null;
     return {
@@ -369,6 +384,8 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       topicPrefix: config.topicPrefix,
       app,
       mqttClientId: clientId,
+      replicaId,
+      isLeader: leadership.isLeader,
       mqttInProcess,
       stats: { chunkBytesServed: (id) => chunks.bytesServed(id) },
       close() {

@@ -87,6 +87,9 @@ export const ERROR_CODES = [
   "DELTA_BASE_MISMATCH",
   /** The model rebuilt from a delta does not hash to the target's signed SHA-256. */
   "DELTA_RESULT_MISMATCH",
+  // replicas (issue 14, docs/operations.md "Replicas")
+  /** A rollout command reached a standby replica and no leader is known (or it was already forwarded once). */
+  "NO_LEADER",
   // fleet server store (issue 14)
   /** The fleet server's PostgreSQL store did not answer in time or the connection is gone (docs/operations.md). */
   "STORE_UNAVAILABLE",

@@ -7,12 +7,23 @@ export type MessageHandler = (topic: string, payload: Buffer) => void;
 /** The server's only view of MQTT, the same for the embedded and an external broker. */
 export interface Transport {
   publish(topic: string, payload: string | Buffer, opts: { qos: 0 | 1; retain: boolean }): Promise<void>;
-  subscribe(filter: string, handler: MessageHandler): Promise<void>;
+  /**
+   * `shareGroup` (issue 14, replicas): subscribe as `$share/{group}/{filter}`, so the broker hands
+   * each message to one subscriber of the group instead of to every replica. Messages still arrive
+   * under their own topic, matched against `filter`.
+   */
+  subscribe(filter: string, handler: MessageHandler, opts?: { shareGroup?: string }): Promise<void>;
   /**
    * Connection changes after the first connect (issue 20 §4): `up` on each reconnect (mqtt.js then
    * subscribes again, so retained messages are re-read), `up: false` on each loss and failed retry.
    */
   onLink(listener: (event: { up: boolean; error?: string }) => void): void;
+  /**
+   * The retained messages under `filter` (topic → payload), read by a temporary subscription. MQTT
+   * has no end-of-retained marker: the read ends once `quietMs` pass without one after the SUBACK
+   * (or at `maxMs`), so a retained message slower than that is missed (callers must tolerate it).
+   */
+  readRetained(filter: string, opts: { quietMs: number; maxMs: number }): Promise<Map<string, Buffer>>;
   close(): Promise<void>;
 }
 
@@ -120,17 +131,48 @@ export async function connectTransport(opts: {
         client.publish(topic, payload, { qos, retain }, (err) => (err ? reject(err) : resolve()));
       });
     },
-    subscribe(filter, handler) {
+    subscribe(filter, handler, subOpts) {
       handlers.push({ filter, handler });
+      const wire = subOpts?.shareGroup ? `$share/${subOpts.shareGroup}/${filter}` : filter;
       return new Promise((resolve, reject) => {
-        client.subscribe(filter, { qos: 1 }, (err, granted) => {
+        client.subscribe(wire, { qos: 1 }, (err, granted) => {
           if (err) return reject(err);
-          if (granted?.some((g) => g.qos === 128)) return reject(new Error(`subscription to ${filter} refused`));
+          if (granted?.some((g) => g.qos === 128)) return reject(new Error(`subscription to ${wire} refused`));
           resolve();
         });
       });
     },
     onLink: (listener) => void linkListeners.push(listener),
+    readRetained(filter, { quietMs, maxMs }) {
+      const found = new Map<string, Buffer>();
+      let last = Date.now();
+      const onMessage = (topic: string, payload: Buffer, packet: { retain?: boolean }) => {
+        if (!packet.retain || !topicMatches(filter, topic)) return;
+        found.set(topic, payload);
+        last = Date.now();
+      };
+      client.on("message", onMessage);
+      return new Promise<Map<string, Buffer>>((resolve, reject) => {
+        client.subscribe(filter, { qos: 1 }, (err) => {
+          if (err) {
+            client.off("message", onMessage);
+            return reject(err);
+          }
+          const started = Date.now();
+          last = started;
+          const poll = setInterval(
+            () => {
+              const now = Date.now();
+              if (now - last < quietMs && now - started < maxMs) return;
+              clearInterval(poll);
+              client.off("message", onMessage);
+              client.unsubscribe(filter, () => resolve(found));
+            },
+            Math.max(10, Math.floor(quietMs / 4)),
+          );
+        });
+      });
+    },
     close() {
       ending = true;
       return new Promise((resolve) => client.end(false, {}, () => resolve()));

@@ -8,6 +8,7 @@ import type { Logger } from "../../shared/logger.js";
 import { registerSecurityRoutes } from "../auth/routes-security.js";
 import type { Principal, SecurityService } from "../auth/security-service.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
+import type { LeaderForwarder } from "../cluster/forward-to-leader.js";
 import type { CostService } from "../cost/cost-service.js";
 import type { DeliveryCounter } from "../cost/delivery-counter.js";
 import type { DeviceService } from "../devices/device-service.js";
@@ -72,6 +73,8 @@ export interface HttpDeps {
   deliveries?: Pick<DeliveryCounter, "add">;
   /** `GET /v1/models/{name}/cost` (issue 22): answers 503 UNAVAILABLE without it. */
   cost?: CostService;
+  /** Replicas (issue 14): a standby forwards rollout commands to the leader. Absent: this server leads. */
+  leader?: LeaderForwarder;
 }
 
 /**

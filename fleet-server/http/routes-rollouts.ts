@@ -29,14 +29,25 @@ export function registerRolloutRoutes(app: FastifyInstance, deps: HttpDeps): voi
       },
     );
     // The same schema for both formats, so a YAML definition gets the same 400s with the same paths.
-    contractRoute(scope, rolloutRoutes.createRollout, "operator", async ({ body, reply }) =>
-      reply.status(201).send(await deps.rollouts.create(body)),
+    contractRoute(
+      scope,
+      rolloutRoutes.createRollout,
+      "operator",
+      async ({ body, req, reply }) =>
+        (await deps.leader?.forward(req, reply, body)) ?? reply.status(201).send(await deps.rollouts.create(body)),
     );
   });
   contractRoute(app, rolloutRoutes.listRollouts, "viewer", async () => deps.rollouts.list());
   contractRoute(app, rolloutRoutes.getRollout, "viewer", async ({ params }) => deps.rollouts.get(params.id));
   // Operator commands: POST /v1/rollouts/{id}/{pause|resume|abort|rollback|promote}, no body.
   for (const cmd of ROLLOUT_COMMANDS) {
-    contractRoute(app, COMMAND_ROUTES[cmd], "operator", async ({ params }) => deps.rollouts[cmd](params.id));
+    // A standby replica passes commands to the leader (issue 14): only it executes rollouts.
+    contractRoute(
+      app,
+      COMMAND_ROUTES[cmd],
+      "operator",
+      async ({ params, req, reply }) =>
+        (await deps.leader?.forward(req, reply, undefined)) ?? deps.rollouts[cmd](params.id),
+    );
   }
 }

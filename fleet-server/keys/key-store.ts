@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
@@ -32,13 +32,25 @@ const ROOT_VALIDITY_MS = 10 * 365 * 24 * 3600 * 1000;
 
 const ServerMqttSchema = z.object({ username: z.string().min(1), password: z.string().min(16) });
 
-/** Writes a secret atomically with mode 0600 (chmod too: the umask may have widened nothing, but a
- * pre-existing file from an older run might carry looser bits). */
-function writeSecret(path: string, content: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, content, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+/**
+ * Creates `path` holding `content` unless it already exists, and returns what the file holds: ours,
+ * or what a replica starting at the same moment on the same shared data directory wrote first
+ * (issue 14). `link` fails when the name exists, so of two creators exactly one wins and the other
+ * adopts its keys, where a rename would let the last one silently replace keys the first already
+ * uses. Mode 0600 for secrets (chmod too: the umask might have narrowed nothing).
+ */
+function createOnce(path: string, content: string, mode = 0o600): string {
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
+  writeFileSync(tmp, content, { mode });
+  chmodSync(tmp, mode);
+  try {
+    linkSync(tmp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  } finally {
+    unlinkSync(tmp);
+  }
+  return readFileSync(path, "utf8");
 }
 
 function loadOrCreateKey(path: string): KeyPair {
@@ -50,15 +62,12 @@ function loadOrCreateKey(path: string): KeyPair {
     }
   }
   const kp = generateKeyPair();
-  writeSecret(path, `${kp.secretKeyHex}\n`);
-  return kp;
+  return keyPairFromSecretHex(createOnce(path, `${kp.secretKeyHex}\n`).trim());
 }
 
 function loadOrCreateSecret(path: string): string {
   if (existsSync(path)) return readFileSync(path, "utf8").trim();
-  const value = randomBytes(32).toString("base64url");
-  writeSecret(path, `${value}\n`);
-  return value;
+  return createOnce(path, `${randomBytes(32).toString("base64url")}\n`).trim();
 }
 
 /**
@@ -122,9 +131,10 @@ export function loadOrCreateKeys(dataDir: string, now: Date, opts: { offlineRele
         director: { keyids: [director.keyid], threshold: 1 },
       },
     };
-    signedRoot = signEnvelope(root, [rootKey]);
-    // root.json is public (devices pin it at provisioning), so ordinary permissions.
-    writeFileSync(rootJsonPath, `${JSON.stringify(signedRoot, null, 2)}\n`, { mode: 0o644 });
+    // root.json is public (devices pin it at provisioning), so ordinary permissions. A replica that
+    // lost the race reads the winner's (same keys, another `expires`).
+    const written = createOnce(rootJsonPath, `${JSON.stringify(signEnvelope(root, [rootKey]), null, 2)}\n`, 0o644);
+    signedRoot = SignedRootSchema.parse(JSON.parse(written));
   }
   const rootChain = loadRootChain(join(dataDir, ROOT_CHAIN_FILE), signedRoot);
   if (release && !signedRoot.signed.roles.release.keyids.includes(release.keyid)) {
@@ -140,8 +150,8 @@ export function loadOrCreateKeys(dataDir: string, now: Date, opts: { offlineRele
   if (existsSync(mqttPath)) {
     serverMqtt = ServerMqttSchema.parse(JSON.parse(readFileSync(mqttPath, "utf8")));
   } else {
-    serverMqtt = { username: SERVER_MQTT_USERNAME, password: randomBytes(32).toString("base64url") };
-    writeSecret(mqttPath, `${JSON.stringify(serverMqtt)}\n`);
+    const fresh = { username: SERVER_MQTT_USERNAME, password: randomBytes(32).toString("base64url") };
+    serverMqtt = ServerMqttSchema.parse(JSON.parse(createOnce(mqttPath, `${JSON.stringify(fresh)}\n`)));
   }
   return { release, director, root: signedRoot.signed, signedRoot, rootChain, rootJsonPath, adminToken, serverMqtt };
 }

@@ -2,8 +2,10 @@ import { randomBytes } from "node:crypto";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
+import type { SignedDesiredState } from "../../shared/schemas/desired-state.js";
 import type { Topics } from "../../shared/topics.js";
 import type { Transport } from "../broker/transport.js";
+import { planRepublish } from "../cluster/republish-plan.js";
 import type { GovernanceService } from "../registry/governance-service.js";
 import { isVariantPublished } from "../registry/model-service.js";
 import type { DeviceRepo } from "../store/device-repo.js";
@@ -304,12 +306,25 @@ export function createRolloutService(deps: RolloutDeps) {
     abort: (id: string) => command(id, "abort"),
     rollback: (id: string) => command(id, "rollback"),
     promote: (id: string) => command(id, "promote"),
-    /** Re-publishes every device's last desired state (retained), e.g. to a fresh broker after a restart. */
-    async republishDesired(): Promise<void> {
+    /**
+     * Re-publishes devices' last desired states (retained), e.g. to a fresh broker after a restart.
+     * With `retained` (the seqs the broker holds, issue 14) only the documents it lacks are sent.
+     * Returns how many were published.
+     */
+    async republishDesired(retained?: ReadonlyMap<string, number | null>): Promise<number> {
+      const stored: { deviceId: string; seq: number; doc: SignedDesiredState }[] = [];
       for (const d of devices.list()) {
         if (d.desired === null || deps.isRevoked?.(d.id)) continue;
-        await transport.publish(topics.device(d.id, "desired"), JSON.stringify(d.desired), { qos: 1, retain: true });
+        stored.push({ deviceId: d.id, seq: d.desired.signed.seq, doc: d.desired });
       }
+      const wanted = retained ? new Set(planRepublish(stored, retained)) : null;
+      let published = 0;
+      for (const d of stored) {
+        if (wanted && !wanted.has(d.deviceId)) continue;
+        await transport.publish(topics.device(d.deviceId, "desired"), JSON.stringify(d.doc), { qos: 1, retain: true });
+        published += 1;
+      }
+      return published;
     },
   };
 }

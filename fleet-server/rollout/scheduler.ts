@@ -10,6 +10,11 @@ export interface SchedulerDeps {
   executor: RolloutExecutor;
   /** Period of the planning tick; device messages also trigger a tick. */
   tickMs?: number;
+  /**
+   * Checked before each rollout step (issue 14, replicas): false once this replica is no longer
+   * sure it holds the rollouts lease, so a replica that lost it mid-tick stops at the next rollout.
+   */
+  mayRun?: () => boolean;
 }
 
 /** A tick shorter than this never delays the next one (small fleets, the tests). */
@@ -63,6 +68,7 @@ export function createRolloutScheduler(deps: SchedulerDeps) {
 
   async function tickRollouts(): Promise<void> {
     for (const row of rollouts.listByStatus(PLANNED)) {
+      if (deps.mayRun && !deps.mayRun()) return;
       try {
         await executor.step(row);
       } catch (err) {
@@ -74,6 +80,8 @@ export function createRolloutScheduler(deps: SchedulerDeps) {
 
   function schedule(): void {
     if (stopped) return;
+    // start() after stop() while a tick was in flight: that tick's finally() schedules too.
+    timer?.cancel();
     // A long tick spaces the periodic ones too (at most a fifth of the loop, see pokeDelayMs).
     const paced = lastTick.tookMs < PACE_ABOVE_MS ? tickMs : Math.max(tickMs, lastTick.tookMs * 4);
     timer = clock.setTimeout(() => {

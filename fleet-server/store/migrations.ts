@@ -1,4 +1,5 @@
 import { AUDIT_ROUTE_MIGRATION_SQL, SECURITY_MIGRATION_SQL } from "../auth/security-schema.js";
+import { LEASES_MIGRATION_SQL } from "../cluster/lease-repo.js";
 import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
 import { GOVERNANCE_MIGRATION_SQL } from "./governance-repo.js";
 import {
@@ -162,4 +163,6 @@ CREATE INDEX pending_releases_by_model ON pending_releases(name, version, varian
   { version: 11, sql: GOVERNANCE_MIGRATION_SQL },
   // 12: bundle bytes sent per bundle, device and channel (issue 22, cost per prediction). See cost/delivery-counter.ts.
   { version: 12, sql: BUNDLE_DELIVERIES_MIGRATION_SQL },
+  // 13: leases (issue 14, replicas): which fleet-server replica executes rollouts. See cluster/lease-plan.ts.
+  { version: 13, sql: LEASES_MIGRATION_SQL },
 ];

@@ -41,7 +41,7 @@ describe.skipIf(postgresSkipReason !== null)("fleet server on PostgreSQL", () =>
       const httpPort = await freePort();
       const mqttPort = await freePort();
       const start = async () => {
-        server = startServerProcess(dataDir, httpPort, mqttPort, { databaseUrl: pg!.url });
+        server = startServerProcess(dataDir, httpPort, mqttPort, ["--database-url", pg!.url]);
         await waitForPort(httpPort, 60_000);
       };
       await start();

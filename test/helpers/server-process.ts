@@ -6,13 +6,13 @@ const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 /**
  * A real fleet server process (`bin/fleet-server.js`) on `dataDir`, for tests that kill and restart
- * it; `databaseUrl`: its store on PostgreSQL (issue 14).
+ * it; `extraArgs` are further CLI flags (an external broker, replicas, a database URL).
  */
 export function startServerProcess(
   dataDir: string,
   httpPort: number,
   mqttPort: number,
-  opts: { databaseUrl?: string } = {},
+  extraArgs: readonly string[] = [],
 ): ChildProcess {
   return spawn(
     process.execPath,
@@ -24,7 +24,7 @@ export function startServerProcess(
       String(httpPort),
       "--mqtt-port",
       String(mqttPort),
-      ...(opts.databaseUrl !== undefined ? ["--database-url", opts.databaseUrl] : []),
+      ...extraArgs,
     ],
     { cwd: REPO, env: { ...process.env, LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] },
   );

@@ -51,6 +51,11 @@ export interface FleetSim {
   /** Devices whose sampled signature check failed (must stay 0). */
   verifyFailures(): number;
   verified(): number;
+  /**
+   * Every desired message each device received, as device id → seq → count: retained re-deliveries
+   * and duplicates included (issue 14: a replica failover must not deliver a document twice).
+   */
+  desiredDeliveries(): ReadonlyMap<string, ReadonlyMap<number, number>>;
   close(): Promise<void>;
 }
 
@@ -128,6 +133,14 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
   let watchers: (() => void)[] = [];
   let failures = 0;
   let verifiedCount = 0;
+  const deliveries = new Map<string, Map<number, number>>();
+
+  function countDelivery(id: string, seq: number | undefined): void {
+    if (seq === undefined) return;
+    const perSeq = deliveries.get(id) ?? new Map<number, number>();
+    deliveries.set(id, perSeq);
+    perSeq.set(seq, (perSeq.get(seq) ?? 0) + 1);
+  }
 
   function onDesired(s: DeviceState, payload: Buffer): void {
     const at = process.hrtime.bigint();
@@ -150,6 +163,7 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
       return;
     }
     const signed = doc.signed;
+    countDelivery(s.dev.id, signed?.seq);
     if (!signed?.assignments || (signed.seq ?? 0) <= s.lastSeq) return;
     if (s.index % verifyEvery === 0) {
       const r = verifyDesiredState(doc, {
@@ -227,6 +241,8 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
   }
 
   return {
+    desiredDeliveries: () => deliveries,
+
     async connectAll() {
       const t0 = performance.now();
       await pool(states, opts.connectWindow ?? 200, connectOne);

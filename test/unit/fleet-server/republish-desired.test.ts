@@ -49,6 +49,7 @@ describe("republishDesired (start and broker reconnect)", () => {
         void published.push({ topic, payload: String(payload), retain: opts.retain }),
       subscribe: async () => {},
       onLink: () => {},
+      readRetained: async () => new Map(),
       close: async () => {},
     };
     const revoked = new Set(["dev-b"]);
@@ -71,6 +72,30 @@ describe("republishDesired (start and broker reconnect)", () => {
     expect(published).toEqual([
       { topic: topics.device("dev-a", "desired"), payload: JSON.stringify(desired("dev-a")), retain: true },
     ]);
+
+    // Issue 14: given what the broker retains, only documents it lacks (or holds at another seq) go out.
+    devices.setDesired("dev-c", { ...desired("dev-c"), signed: { ...desired("dev-c").signed, seq: 2 } });
+    published.length = 0;
+    expect(await service.republishDesired(new Map([["dev-a", 1]]))).toBe(1);
+    expect(published.map((p) => p.topic)).toEqual([topics.device("dev-c", "desired")]);
+    published.length = 0;
+    expect(
+      await service.republishDesired(
+        new Map([
+          ["dev-a", 1],
+          ["dev-c", 1],
+        ]),
+      ),
+    ).toBe(1);
+    expect(published.map((p) => p.topic)).toEqual([topics.device("dev-c", "desired")]);
+    expect(
+      await service.republishDesired(
+        new Map([
+          ["dev-a", 1],
+          ["dev-c", 2],
+        ]),
+      ),
+    ).toBe(0);
     db.close();
   });
 });
