@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createSecurityRepo } from "../../../fleet-server/auth/security-repo.js";
+import { createLeaseRepo } from "../../../fleet-server/cluster/lease-repo.js";
 import { createDeliveryCounter } from "../../../fleet-server/cost/delivery-counter.js";
 import { createBuildRepo } from "../../../fleet-server/store/build-repo.js";
 import { type Db, migrate, openDatabase, openStore } from "../../../fleet-server/store/db.js";
@@ -27,6 +28,8 @@ import { definition } from "../../unit/rollout/fixtures.js";
  */
 interface Opened {
   db: Db;
+  /** Another connection to the same store (a second replica). */
+  another(): Db;
   close(): Promise<void>;
 }
 const engines: { name: string; open(): Promise<Opened> }[] = [
@@ -34,11 +37,12 @@ const engines: { name: string; open(): Promise<Opened> }[] = [
     name: "sqlite",
     async open() {
       const tmp = await makeTempDir("ef-store-");
-      const db = openDatabase(tmp.path);
+      const dbs = [openDatabase(tmp.path)];
       return {
-        db,
+        db: dbs[0]!,
+        another: () => dbs[dbs.push(openDatabase(tmp.path)) - 1]!,
         close: async () => {
-          db.close();
+          for (const d of dbs) d.close();
           await tmp.cleanup();
         },
       };
@@ -50,11 +54,13 @@ const engines: { name: string; open(): Promise<Opened> }[] = [
           name: "postgres",
           async open(): Promise<Opened> {
             const t = await createTestDatabase(MIGRATED);
-            const db = openStore({ dataDir: "unused", databaseUrl: t.url });
+            const open = () => openStore({ dataDir: "unused", databaseUrl: t.url });
+            const dbs = [open()];
             return {
-              db,
+              db: dbs[0]!,
+              another: () => dbs[dbs.push(open()) - 1]!,
               close: async () => {
-                db.close();
+                for (const d of dbs) d.close();
                 await t.drop();
               },
             };
@@ -614,5 +620,20 @@ describe.each(engines)("store contract on $name", (engine) => {
       { deviceId: "g1", sha256: SHA("b"), channel: "mqtt", version: "1.0.0", bytes: 150 },
     ]);
     counter.close();
+  });
+
+  it("leases (replicas): one holder at a time across two connections; renewal keeps the epoch, a successor bumps it", () => {
+    const a = createLeaseRepo(db);
+    const b = createLeaseRepo(opened.another());
+    expect(a.claim("rollouts", "r1", "http://r1", 1000, 0)).toBe(true);
+    expect(b.claim("rollouts", "r2", "http://r2", 2000, 500)).toBe(false);
+    expect(a.claim("rollouts", "r1", "http://r1", 3000, 900)).toBe(true);
+    expect(b.get("rollouts")).toEqual({ holder: "r1", holderUrl: "http://r1", epoch: 1, expiresAt: 3000 });
+    // Expired: the other connection takes it over, once.
+    expect(b.claim("rollouts", "r2", "http://r2", 6000, 3000)).toBe(true);
+    expect(a.claim("rollouts", "r1", "http://r1", 6000, 3001)).toBe(false);
+    expect(a.get("rollouts")).toMatchObject({ holder: "r2", epoch: 2 });
+    b.release("rollouts", "r2");
+    expect(a.claim("rollouts", "r1", null, 9000, 3002)).toBe(true);
   });
 });
