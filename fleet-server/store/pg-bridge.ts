@@ -52,9 +52,12 @@ export class PgStoreError extends Error {
 }
 
 function isUnavailable(e: BridgeError): boolean {
-  // No SQLSTATE: the error came from the socket or the driver (refused, reset, terminated).
-  if (e.code === undefined || !/^[0-9A-Z]{5}$/.test(e.code)) return true;
-  return UNAVAILABLE_CLASSES.includes(e.code.slice(0, 2));
+  if (e.code !== undefined && /^[0-9A-Z]{5}$/.test(e.code)) return UNAVAILABLE_CLASSES.includes(e.code.slice(0, 2));
+  // A Node socket error (ECONNREFUSED, ECONNRESET, ETIMEDOUT, ENOTFOUND, …).
+  if (e.code !== undefined) return /^E[A-Z]+$/.test(e.code);
+  // The driver's own words for a connection that failed, ended or timed out; anything else without
+  // a code is a bug on this side (a value the driver cannot send), not an outage.
+  return /connect|terminated|timeout|timed out|ended|not queryable/i.test(e.message);
 }
 
 /**
