@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { EdgeFleetError } from "../shared/errors.js";
 import { PricesSchema } from "../shared/http/cost.js";
 import type { Logger } from "../shared/logger.js";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/topics.js";
@@ -106,6 +108,25 @@ export const FleetServerConfigSchema = z.object({
 });
 export type FleetServerConfig = z.infer<typeof FleetServerConfigSchema>;
 export type FleetServerOptions = z.input<typeof FleetServerConfigSchema> & { log?: Logger };
+
+/**
+ * The operator's certificate, key and CA, read once at start, after the checks that span several
+ * options (a certificate needs its key; dynsec administers an external Mosquitto only).
+ */
+export function readTlsFiles(config: FleetServerConfig): { tls?: { cert: Buffer; key: Buffer }; tlsCa?: Buffer } {
+  if ((config.tlsCertPath === undefined) !== (config.tlsKeyPath === undefined)) {
+    throw new EdgeFleetError("VALIDATION_FAILED", "tlsCertPath and tlsKeyPath go together");
+  }
+  if (config.mosquittoDynsec && config.mqttUrl === undefined) {
+    throw new EdgeFleetError("VALIDATION_FAILED", "mosquittoDynsec administers an external Mosquitto: give mqttUrl");
+  }
+  const tls =
+    config.tlsCertPath && config.tlsKeyPath
+      ? { cert: readFileSync(config.tlsCertPath), key: readFileSync(config.tlsKeyPath) }
+      : undefined;
+  const tlsCa = config.tlsCaPath ? readFileSync(config.tlsCaPath) : tls?.cert;
+  return { ...(tls ? { tls } : {}), ...(tlsCa ? { tlsCa } : {}) };
+}
 
 /** A host to put in a URL others can dial: wildcard binds are reached via loopback locally. */
 export function dialHost(host: string): string {

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { systemClock } from "../shared/clock.js";
@@ -15,7 +14,7 @@ import { createChunkServer } from "./bundles/chunk-server.js";
 import { createDeltaService } from "./bundles/delta-service.js";
 import { createLeaderForwarder } from "./cluster/forward-to-leader.js";
 import { createLeadership, newReplicaId } from "./cluster/leadership.js";
-import { dialHost, FleetServerConfigSchema, type FleetServerOptions } from "./config.js";
+import { dialHost, FleetServerConfigSchema, type FleetServerOptions, readTlsFiles } from "./config.js";
 import { createCostService } from "./cost/cost-service.js";
 import { createDeliveryCounter } from "./cost/delivery-counter.js";
 import { subscribeDevicePlane } from "./devices/device-plane.js";
@@ -143,17 +142,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       variantMeasurements: (id) => measurementRepo.forDevice(id),
       presence: createPresenceTracker({ clock, link: brokerLink }),
     });
-    if ((config.tlsCertPath === undefined) !== (config.tlsKeyPath === undefined)) {
-      throw new EdgeFleetError("VALIDATION_FAILED", "tlsCertPath and tlsKeyPath go together");
-    }
-    const tls = config.tlsCertPath
-      ? { cert: readFileSync(config.tlsCertPath), key: readFileSync(config.tlsKeyPath!) }
-      : undefined;
-    const tlsCa = config.tlsCaPath ? readFileSync(config.tlsCaPath) : tls?.cert;
-
-    if (config.mosquittoDynsec && config.mqttUrl === undefined) {
-      throw new EdgeFleetError("VALIDATION_FAILED", "mosquittoDynsec administers an external Mosquitto: give mqttUrl");
-    }
+    const { tls, tlsCa } = readTlsFiles(config);
     const { mqttUrl, transport, clientId, mqttInProcess, embeddedAccess } = await connectBroker({
       config,
       topics,
@@ -323,6 +312,15 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
     });
 
     const brokerMetrics = createBrokerMetrics(brokerLink);
+    // Builds run on the replica that took the upload; another replica's are not interrupted while it lives.
+    const builds = createBuildTracker({
+      log: registryLog,
+      clock,
+      repo: createBuildRepo(db),
+      owner: replicaId,
+      ownerGone: leadership.isReplicaGone,
+    });
+    closers.push(() => builds.stop());
     const app = await buildHttpApp({
       log,
       adminToken: keys.adminToken,
@@ -331,8 +329,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
       devices,
       deviceRepo,
       models,
-      // Builds live in SQLite; creating the tracker marks builds a previous process left running as interrupted.
-      builds: createBuildTracker({ log: registryLog, clock, repo: createBuildRepo(db) }),
+      builds,
       signing,
       rollouts,
       governance,

@@ -18,6 +18,8 @@ export interface LeaderLeaseDeps {
   onAcquired(epoch: number): Promise<void> | void;
   /** Stopped being leader (lost the race, renewals failed, or stop()). */
   onLost(reason: string): Promise<void> | void;
+  /** Runs at the start of every tick (store I/O that shares its period: the replica heartbeat). */
+  onTick?: () => void;
 }
 
 /**
@@ -51,6 +53,7 @@ export function createLeaderLease(deps: LeaderLeaseDeps) {
   async function tick(): Promise<void> {
     const now = clock.now();
     try {
+      deps.onTick?.();
       const action = planLease(repo.get(name), replicaId, now, timing);
       if (action.kind === "follow") {
         leader = action.leader;

@@ -7,6 +7,7 @@ import type { Transport } from "../broker/transport.js";
 import type { Db } from "../store/db.js";
 import { createLeaderLease } from "./leader-lease.js";
 import { createLeaseRepo } from "./lease-repo.js";
+import { createReplicaLiveness } from "./replica-liveness.js";
 import { retainedSeq } from "./republish-plan.js";
 
 /** A replica's id: readable in logs and in the lease row, unique per process start. */
@@ -64,10 +65,14 @@ export function createLeadership(deps: {
   }
 
   const timing = { ttlMs: deps.leaseTtlMs, renewMs: Math.max(250, Math.floor(deps.leaseTtlMs / 3)) };
+  const repo = createLeaseRepo(deps.db);
+  // Every replica says it is alive on each lease tick (its model builds are not interrupted by others).
+  const liveness = createReplicaLiveness({ repo, clock: deps.clock, replicaId: deps.replicaId, ttlMs: timing.ttlMs });
   const lease = createLeaderLease({
     log,
     clock: deps.clock,
-    repo: createLeaseRepo(deps.db),
+    repo,
+    onTick: () => liveness.heartbeat(),
     name: "rollouts",
     replicaId: deps.replicaId,
     advertiseUrl: deps.advertiseUrl,
@@ -86,6 +91,8 @@ export function createLeadership(deps: {
   return {
     replicaId: deps.replicaId,
     isLeader: () => lease.isLeader(),
+    /** Whether the replica `id` stopped (its running model builds are then interrupted). */
+    isReplicaGone: (id: string | null) => liveness.isGone(id),
     leaderUrl: () => lease.leaderUrl(),
     async start(d: LeaderDuties): Promise<void> {
       duties = d;
@@ -95,7 +102,14 @@ export function createLeadership(deps: {
     onBrokerReconnect(): void {
       if (lease.isLeader()) void republish("broker reconnected");
     },
-    stop: () => lease.stop(),
+    async stop(): Promise<void> {
+      await lease.stop();
+      try {
+        liveness.release();
+      } catch (err) {
+        log.warn({ err }, "releasing the replica heartbeat failed; it expires by itself");
+      }
+    },
   };
 }
 export type Leadership = ReturnType<typeof createLeadership>;

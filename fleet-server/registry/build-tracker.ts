@@ -210,12 +210,21 @@ export interface BuildTrackerDeps {
   /** Minimum time between two progress-only writes of one build (`shouldPersist`). */
   progressPersistMs?: number;
   newId?: () => string;
+  /** Replicas (issue 14): this process's replica id, stored with each build it runs. */
+  owner?: string;
+  /**
+   * Whether the replica that stored a running build is gone. Default: always, which is right for
+   * one server (every build stored as running at start belongs to a previous process).
+   */
+  ownerGone?: (owner: string | null) => boolean;
+  /** With `ownerGone`: how often running builds of other replicas are checked again. */
+  sweepEveryMs?: number;
 }
 
 /**
- * Creating the tracker claims the builds table for this process: every build still stored as
- * running belonged to a process that is gone, so it is marked interrupted at once; then old
- * records are pruned.
+ * Creating the tracker sweeps the builds table: a build stored as running whose replica is gone
+ * (with one server: every one, it belonged to a previous process) is marked interrupted at once;
+ * then old records are pruned. With replicas the sweep repeats, for replicas that die later.
  */
 export function createBuildTracker(deps: BuildTrackerDeps) {
   const { log, clock, repo } = deps;
@@ -269,19 +278,38 @@ export function createBuildTracker(deps: BuildTrackerDeps) {
     return parsed.data;
   }
 
-  const interrupted: string[] = [];
-  for (const doc of repo.running()) {
-    const parsed = BuildStateSchema.safeParse(doc);
-    if (!parsed.success) {
-      log.error({ issues: parsed.error.issues.slice(0, 5) }, "skipping an unreadable running model build");
-      continue;
+  const owner = deps.owner ?? null;
+  const ownerGone = deps.ownerGone ?? (() => true);
+  function sweep(): void {
+    const interrupted: string[] = [];
+    try {
+      for (const row of repo.running()) {
+        if (owner !== null && row.owner === owner) continue;
+        const parsed = BuildStateSchema.safeParse(row.doc);
+        if (!parsed.success) {
+          log.error({ issues: parsed.error.issues.slice(0, 5) }, "skipping an unreadable running model build");
+          continue;
+        }
+        if (!ownerGone(row.owner)) continue;
+        if (write(interruptBuild(parsed.data, clock.now()))) interrupted.push(parsed.data.id);
+      }
+    } catch (err) {
+      log.warn({ err }, "could not sweep model builds");
     }
-    if (write(interruptBuild(parsed.data, clock.now()))) interrupted.push(parsed.data.id);
+    if (interrupted.length > 0) {
+      log.warn({ builds: interrupted }, "model builds of a stopped server marked failed (BUILD_INTERRUPTED)");
+    }
   }
-  if (interrupted.length > 0) {
-    log.warn({ builds: interrupted }, "model builds interrupted by a server restart marked failed (BUILD_INTERRUPTED)");
-  }
+  sweep();
   prune();
+  let sweepTimer: { cancel(): void } | null = null;
+  const resweep = () => {
+    sweepTimer = clock.setTimeout(() => {
+      sweep();
+      resweep();
+    }, deps.sweepEveryMs ?? 10_000);
+  };
+  if (deps.ownerGone) resweep();
 
   return {
     /**
@@ -293,7 +321,7 @@ export function createBuildTracker(deps: BuildTrackerDeps) {
       const id = newId();
       const now = clock.now();
       const state = newBuild(id, now, model);
-      repo.save(state);
+      repo.save(state, owner);
       live.set(id, { state, writtenAt: now });
       const onProgress: BuildProgressFn = (phase, done, total) =>
         update(id, (s) => applyProgress(s, phase, done, total, clock.now()));
@@ -324,6 +352,10 @@ export function createBuildTracker(deps: BuildTrackerDeps) {
         );
       }
       return buildView(parseStored(doc, id));
+    },
+    /** Ends the periodic sweep (server shutdown). */
+    stop(): void {
+      sweepTimer?.cancel();
     },
   };
 }

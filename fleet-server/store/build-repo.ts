@@ -20,7 +20,7 @@ export interface BuildRetention {
 
 export function createBuildRepo(db: Db) {
   const upsert = db.prepare(
-    `INSERT INTO model_builds (id, status, created_at, ended_at, state) VALUES (?, ?, ?, ?, ?)
+    `INSERT INTO model_builds (id, status, created_at, ended_at, state, owner) VALUES (?, ?, ?, ?, ?, ?)
      ON CONFLICT(id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at, state = excluded.state`,
   );
   const byId = db.prepare("SELECT id, state FROM model_builds WHERE id = ?");
@@ -29,7 +29,7 @@ export function createBuildRepo(db: Db) {
   const pg = dialectOf(db) === "postgres";
   const tieBreak = pg ? "id" : "rowid";
   const running = db.prepare(
-    `SELECT id, state FROM model_builds WHERE status = 'running' ORDER BY created_at, ${tieBreak}`,
+    `SELECT id, state, owner FROM model_builds WHERE status = 'running' ORDER BY created_at, ${tieBreak}`,
   );
   // The tracker owns the document's schema (it parses it with zod); the store checks it is a
   // JSON object, so a corrupt row names its table and id instead of failing inside the tracker.
@@ -44,18 +44,21 @@ export function createBuildRepo(db: Db) {
   );
 
   return {
-    /** Inserts or replaces a build document. */
-    save(build: BuildRecordKeys): void {
-      upsert.run(build.id, build.status, build.createdAt, build.endedAt ?? null, JSON.stringify(build));
+    /** Inserts or replaces a build document; `owner` (the replica running it) is kept from the insert. */
+    save(build: BuildRecordKeys, owner: string | null = null): void {
+      upsert.run(build.id, build.status, build.createdAt, build.endedAt ?? null, JSON.stringify(build), owner);
     },
     /** The stored document, unparsed (the tracker owns its schema). */
     get(id: string): unknown {
       const r = byId.get(id) as { id: string; state: string } | undefined;
       return r ? state(r) : null;
     },
-    /** Builds stored as running: at start-up, exactly those a previous process did not finish. */
-    running(): unknown[] {
-      return (running.all() as { id: string; state: string }[]).map(state);
+    /** Builds stored as running, with the replica that runs them (null: stored before migration 14). */
+    running(): { doc: unknown; owner: string | null }[] {
+      return (running.all() as { id: string; state: string; owner: string | null }[]).map((r) => ({
+        doc: state(r),
+        owner: r.owner,
+      }));
     },
     /** Drops finished builds beyond the retention; running ones are never dropped. Returns how many went. */
     prune(retention: BuildRetention, now: number): number {

@@ -59,6 +59,12 @@ ALTER TABLE pending_releases ADD COLUMN signatures TEXT NOT NULL DEFAULT '[]';
  * and channel (`http` Range downloads, `mqtt` chunks; `device_id` '' for operators' downloads).
  * Counted as sent, so resumes and retries are included: what the transfer actually cost.
  */
+/**
+ * Migration 14 (issue 14, replicas): which replica runs each build, so a replica starting up (or the
+ * periodic sweep) interrupts only builds whose replica is gone, not those another live one runs.
+ */
+export const BUILD_OWNER_MIGRATION_SQL = "ALTER TABLE model_builds ADD COLUMN owner TEXT;";
+
 export const BUNDLE_DELIVERIES_MIGRATION_SQL = `
 CREATE TABLE bundle_deliveries (
   sha256 TEXT NOT NULL,

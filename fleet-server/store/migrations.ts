@@ -4,6 +4,7 @@ import { TELEMETRY_MIGRATION_SQL } from "../telemetry/telemetry-schema.js";
 import { GOVERNANCE_MIGRATION_SQL } from "./governance-repo.js";
 import {
   BUILD_MIGRATION_SQL,
+  BUILD_OWNER_MIGRATION_SQL,
   BUNDLE_DELIVERIES_MIGRATION_SQL,
   PENDING_SIGNATURES_MIGRATION_SQL,
   VARIANT_MIGRATION_SQL,
@@ -165,4 +166,6 @@ CREATE INDEX pending_releases_by_model ON pending_releases(name, version, varian
   { version: 12, sql: BUNDLE_DELIVERIES_MIGRATION_SQL },
   // 13: leases (issue 14, replicas): which fleet-server replica executes rollouts. See cluster/lease-plan.ts.
   { version: 13, sql: LEASES_MIGRATION_SQL },
+  // 14: the replica running each model build (issue 14). See registry/build-tracker.ts.
+  { version: 14, sql: BUILD_OWNER_MIGRATION_SQL },
 ];

@@ -350,11 +350,11 @@ describe.each(engines)("store contract on $name", (engine) => {
     expect(models.anyBundle(SHA("e"))?.releaseCounter).toBe(4);
 
     const builds = createBuildRepo(db);
-    builds.save({ id: "b1", status: "running", createdAt: TS });
+    builds.save({ id: "b1", status: "running", createdAt: TS }, "replica-1");
     builds.save({ id: "b2", status: "failed", createdAt: TS, endedAt: "2026-01-01T00:00:01.000Z" });
     builds.save({ id: "b3", status: "succeeded", createdAt: TS, endedAt: "2026-01-01T00:00:02.000Z" });
     expect(builds.get("b2")).toMatchObject({ id: "b2", status: "failed" });
-    expect(builds.running()).toEqual([{ id: "b1", status: "running", createdAt: TS }]);
+    expect(builds.running()).toEqual([{ doc: { id: "b1", status: "running", createdAt: TS }, owner: "replica-1" }]);
     expect(builds.prune({ maxFinished: 1, maxAgeMs: 1e12 }, Date.parse(TS))).toBe(1);
     expect(builds.get("b2")).toBeNull();
     expect(builds.get("b3")).not.toBeNull();

@@ -212,6 +212,34 @@ describe("build tracker on SQLite", () => {
     expect(createBuildRepo(db).running()).toEqual([]);
   });
 
+  it("replicas (issue 14): another replica's running build is left alone while it lives, interrupted once it is gone", async () => {
+    const clock = createFakeClock(5000);
+    const gone = new Set<string>();
+    const replica = (owner: string) =>
+      createBuildTracker({
+        log,
+        clock,
+        repo: createBuildRepo(db),
+        newId: () => `${owner}-build`,
+        owner,
+        ownerGone: (id) => id === null || gone.has(id),
+        sweepEveryMs: 1000,
+      });
+    const a = replica("a");
+    const running = a.start(() => new Promise(() => {}));
+    const b = replica("b");
+    // b started while a lives: a's build keeps running, and b reads it from the shared store.
+    expect(b.get(running.id).status).toBe("running");
+    clock.advance(1000);
+    expect(stored(running.id)?.status).toBe("running");
+    gone.add("a");
+    clock.advance(1000);
+    await settle();
+    expect(b.get(running.id)).toMatchObject({ status: "failed", error: { code: "BUILD_INTERRUPTED" } });
+    a.stop();
+    b.stop();
+  });
+
   it("throttles progress-only writes, but the live view is always current", async () => {
     const clock = createFakeClock(0);
     const t = tracker(clock, { progressPersistMs: 1000 });
