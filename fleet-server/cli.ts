@@ -49,7 +49,12 @@ export async function runCli(argv: readonly string[]): Promise<void> {
       "replicas: device messages go to one replica of this MQTT shared-subscription group",
     )
     .option("--advertise-url <url>", "replicas: this server's API URL as the other replicas reach it")
-    .option("--lease-ttl-ms <ms>", "replicas: how long a dead leader keeps the rollouts lease", Number);
+    .option("--lease-ttl-ms <ms>", "replicas: how long a dead leader keeps the rollouts lease", Number)
+    .option(
+      "--database-url <url>",
+      "PostgreSQL store (postgres://…) instead of {data-dir}/fleet.db (or EDGEFLEET_DATABASE_URL)",
+      process.env.EDGEFLEET_DATABASE_URL,
+    );
   program.parse([...argv]);
   const o = program.opts<{
     dataDir: string;
@@ -71,6 +76,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     shareGroup?: string;
     advertiseUrl?: string;
     leaseTtlMs?: number;
+    databaseUrl?: string;
   }>();
   const log = createLogger({ name: "fleet-server" });
   const password = o.mqttPassword ?? process.env.EDGEFLEET_MQTT_PASSWORD;
@@ -96,6 +102,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
       ...(o.advertiseUrl !== undefined ? { advertiseUrl: o.advertiseUrl } : {}),
       ...(o.leaseTtlMs !== undefined ? { leaseTtlMs: o.leaseTtlMs } : {}),
     },
+    ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
     checkResponses: process.env.EDGEFLEET_CHECK_RESPONSES === "1",
     log,
   });

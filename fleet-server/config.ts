@@ -67,6 +67,15 @@ export const FleetServerConfigSchema = z.object({
    * threshold of release signatures made with `fleetctl release sign`.
    */
   offlineRelease: z.boolean().default(false),
+  /**
+   * PostgreSQL instead of the embedded SQLite file `{dataDir}/fleet.db` (issue 14,
+   * docs/operations.md "PostgreSQL"): `postgres://user:password@host:5432/db`. Keys and bundles stay
+   * in `dataDir` either way.
+   */
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "a postgres:// or postgresql:// URL")
+    .optional(),
   /** Telemetry retention and drift alert thresholds (issue 6). */
   telemetry: ServerTelemetryConfigSchema,
   /**

@@ -37,7 +37,7 @@ import { createRolloutScheduler } from "./rollout/scheduler.js";
 import { createVariantAssignment } from "./rollout/variant-assignment.js";
 import { createVariantRecorder } from "./rollout/variant-recorder.js";
 import { createBuildRepo } from "./store/build-repo.js";
-import { openDatabase } from "./store/db.js";
+import { openStore } from "./store/db.js";
 import { createDeviceRepo } from "./store/device-repo.js";
 import { createGovernanceRepo } from "./store/governance-repo.js";
 import { createModelRepo } from "./store/model-repo.js";
@@ -98,7 +98,7 @@ export async function startFleetServer(options: FleetServerOptions): Promise<Fle
 
   try {
     const keys = loadOrCreateKeys(config.dataDir, new Date(clock.now()), { offlineRelease: config.offlineRelease });
-    const db = openDatabase(config.dataDir);
+    const db = openStore(config);
     closers.push(() => {
       db.close();
     });

@@ -90,6 +90,9 @@ export const ERROR_CODES = [
   // replicas (issue 14, docs/operations.md "Replicas")
   /** A rollout command reached a standby replica and no leader is known (or it was already forwarded once). */
   "NO_LEADER",
+  // fleet server store (issue 14)
+  /** The fleet server's PostgreSQL store did not answer in time or the connection is gone (docs/operations.md). */
+  "STORE_UNAVAILABLE",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -75,6 +75,8 @@ const STATUS: Record<ErrorCode, number> = {
   DELTA_RESULT_MISMATCH: 500,
   // Gone by retrying: a replica takes the rollouts lease within its TTL (seconds).
   NO_LEADER: 503,
+  // the fleet server's PostgreSQL store is down or too slow: retry later (issue 14)
+  STORE_UNAVAILABLE: 503,
 };
 
 export function httpStatusFor(code: ErrorCode): number {

@@ -234,6 +234,8 @@ export const CONDEMNS_BUNDLE: Readonly<Record<ErrorCode, boolean>> = {
   DELTA_RESULT_MISMATCH: false,
   // a server-side answer (replicas): never the bundle's fault
   NO_LEADER: false,
+  // the fleet server's store, never seen by an agent as a verdict (issue 14)
+  STORE_UNAVAILABLE: false,
 };
 
 /** Failures that condemn the bundle itself (never retried) rather than the circumstances. */

@@ -5,7 +5,7 @@ import { z } from "zod";
 import { EdgeFleetError } from "../../shared/errors.js";
 import { createTopics, DEFAULT_TOPIC_PREFIX } from "../../shared/topics.js";
 import { createSecurityRepo } from "../auth/security-repo.js";
-import { openDatabase } from "../store/db.js";
+import { openStore } from "../store/db.js";
 import { findDynsecPlugin, mosquittoHash, writeMosquittoConfig } from "./mosquitto-config.js";
 
 const ServerMqttSchema = z.object({ username: z.string().min(1), password: z.string().min(16) });
@@ -19,6 +19,8 @@ const ServerMqttSchema = z.object({ username: z.string().min(1), password: z.str
  */
 export function generateMosquittoFiles(opts: {
   dataDir: string;
+  /** The server's PostgreSQL store, when it has one (`--database-url`). */
+  databaseUrl?: string;
   outDir: string;
   topicPrefix?: string;
   listener?: { port: number; host: string };
@@ -34,7 +36,7 @@ export function generateMosquittoFiles(opts: {
     throw new EdgeFleetError("NOT_FOUND", `${mqttPath} missing: start the fleet server once to create it`);
   }
   const server = ServerMqttSchema.parse(JSON.parse(readFileSync(mqttPath, "utf8")));
-  const db = openDatabase(opts.dataDir);
+  const db = openStore(opts);
   try {
     const devices = createSecurityRepo(db)
       .activeBrokerCredentials()
@@ -70,7 +72,8 @@ export async function runBrokerConfigCli(argv: readonly string[]): Promise<void>
     .option("--topic-prefix <prefix>", "MQTT topic prefix", DEFAULT_TOPIC_PREFIX)
     .option("--listener-port <port>", "also emit a `listener` line for this port", port)
     .option("--listener-host <host>", "listener bind address", "0.0.0.0")
-    .option("--dynsec-plugin <path>", "path of mosquitto_dynamic_security.so (default: found in the usual places)");
+    .option("--dynsec-plugin <path>", "path of mosquitto_dynamic_security.so (default: found in the usual places)")
+    .option("--database-url <url>", "the server's PostgreSQL store, if it has one", process.env.EDGEFLEET_DATABASE_URL);
   program.parse([...argv]);
   const o = program.opts<{
     dataDir: string;
@@ -79,10 +82,12 @@ export async function runBrokerConfigCli(argv: readonly string[]): Promise<void>
     listenerPort?: number;
     listenerHost: string;
     dynsecPlugin?: string;
+    databaseUrl?: string;
   }>();
   const r = generateMosquittoFiles({
     dataDir: o.dataDir,
     outDir: o.mosquitto,
+    ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}),
     topicPrefix: o.topicPrefix,
     ...(o.dynsecPlugin ? { plugin: o.dynsecPlugin } : {}),
     ...(o.listenerPort ? { listener: { port: o.listenerPort, host: o.listenerHost } } : {}),

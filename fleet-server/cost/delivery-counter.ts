@@ -35,7 +35,7 @@ export function createDeliveryCounter(deps: { db: Db; clock: Clock; log: Logger;
   const pending = new Map<string, { sha256: string; deviceId: string; channel: DeliveryChannel; bytes: number }>();
   const upsert = db.prepare(
     `INSERT INTO bundle_deliveries (sha256, device_id, channel, bytes, updated_at) VALUES (?, ?, ?, ?, ?)
-     ON CONFLICT (sha256, device_id, channel) DO UPDATE SET bytes = bytes + excluded.bytes, updated_at = excluded.updated_at`,
+     ON CONFLICT (sha256, device_id, channel) DO UPDATE SET bytes = bundle_deliveries.bytes + excluded.bytes, updated_at = excluded.updated_at`,
   );
   const byModel = db.prepare(
     `SELECT d.device_id AS deviceId, d.sha256, d.channel, b.version, d.bytes FROM bundle_deliveries d

@@ -50,6 +50,10 @@ export function createRolloutScheduler(deps: SchedulerDeps) {
     const started = performance.now();
     try {
       await tickRollouts();
+    } catch (err) {
+      // The store itself failed (issue 14: PostgreSQL unreachable, STORE_UNAVAILABLE): the next tick
+      // retries. Left to the callers' `void` promises it was an unhandled rejection, ending the process.
+      log.error({ err }, "rollout tick failed");
     } finally {
       const endedAt = performance.now();
       lastTick = { endedAt, tookMs: endedAt - started };

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Db } from "./db.js";
 import { decodeJson } from "./row-codec.js";
+import { dialectOf } from "./sql-db.js";
 
 /** The columns the store needs; the rest of the document is opaque here. */
 export interface BuildRecordKeys {
@@ -23,8 +24,12 @@ export function createBuildRepo(db: Db) {
      ON CONFLICT(id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at, state = excluded.state`,
   );
   const byId = db.prepare("SELECT id, state FROM model_builds WHERE id = ?");
+  // PostgreSQL has no rowid (insertion order, the tie-break among builds created in the same
+  // millisecond) nor `LIMIT -1` (no limit): there the tie-break is the id and the limit `ALL`.
+  const pg = dialectOf(db) === "postgres";
+  const tieBreak = pg ? "id" : "rowid";
   const running = db.prepare(
-    "SELECT id, state, owner FROM model_builds WHERE status = 'running' ORDER BY created_at, rowid",
+    `SELECT id, state, owner FROM model_builds WHERE status = 'running' ORDER BY created_at, ${tieBreak}`,
   );
   // The tracker owns the document's schema (it parses it with zod); the store checks it is a
   // JSON object, so a corrupt row names its table and id instead of failing inside the tracker.
@@ -34,7 +39,7 @@ export function createBuildRepo(db: Db) {
   const pruneAge = db.prepare("DELETE FROM model_builds WHERE status != 'running' AND ended_at < ?");
   const pruneCount = db.prepare(
     `DELETE FROM model_builds WHERE id IN (
-       SELECT id FROM model_builds WHERE status != 'running' ORDER BY ended_at DESC, rowid DESC LIMIT -1 OFFSET ?
+       SELECT id FROM model_builds WHERE status != 'running' ORDER BY ended_at DESC, ${tieBreak} DESC LIMIT ${pg ? "ALL" : "-1"} OFFSET ?
      )`,
   );
 

@@ -8,6 +8,7 @@ import {
 } from "../../shared/schemas/device-state.js";
 import type { Db } from "./db.js";
 import { decodeJson, decodeJsonOrNull, decodeSignedJsonOrNull, decodeValue } from "./row-codec.js";
+import { dialectOf } from "./sql-db.js";
 
 const TagsSchema = z.record(z.string(), z.string());
 const PresenceSchema = z.enum(["online", "offline"]);
@@ -135,13 +136,14 @@ export function createDeviceRepo(db: Db) {
        SELECT e.device_id, e.event_seq, e.body,
               ROW_NUMBER() OVER (PARTITION BY e.device_id ORDER BY e.event_seq DESC) AS n
        FROM device_events e JOIN rollout_devices rd ON rd.device_id = e.device_id AND rd.rollout_id = ?
-     ) WHERE n <= ? ORDER BY device_id, event_seq DESC`,
+     ) AS ranked WHERE n <= ? ORDER BY device_id, event_seq DESC`,
   );
   const presenceStmt = db.prepare("UPDATE devices SET presence = ?, last_seen = ? WHERE id = ?");
   const reportedStmt = db.prepare("UPDATE devices SET reported = ?, last_seen = ? WHERE id = ?");
   const nextSeqStmt = db.prepare("UPDATE devices SET desired_seq = desired_seq + 1 WHERE id = ? RETURNING desired_seq");
   const setDesiredStmt = db.prepare("UPDATE devices SET desired = ? WHERE id = ?");
   const reported = createReportedMemo();
+  const pg = dialectOf(db) === "postgres";
   return {
     /** Returns false when the id is taken. */
     insert(d: { id: string; passwordHash: string; tags: Record<string, string>; profile: string | null; now: string }) {
@@ -194,7 +196,12 @@ export function createDeviceRepo(db: Db) {
       }
       for (const [k, v] of Object.entries(q.tags ?? {})) {
         // json_each rather than a JSON path: a tag key may hold any character, a path would need quoting.
-        where.push("EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE json_each.key = ? AND json_each.value = ?)");
+        // PostgreSQL's own table function differs in name and needs the TEXT column cast (issue 14).
+        where.push(
+          pg
+            ? "EXISTS (SELECT 1 FROM jsonb_each_text(devices.tags::jsonb) AS t(key, value) WHERE t.key = ? AND t.value = ?)"
+            : "EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE json_each.key = ? AND json_each.value = ?)",
+        );
         args.push(k, v);
       }
       const sql = `SELECT ${LIST_COLUMNS} FROM devices${where.length > 0 ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY id${q.limit !== undefined ? " LIMIT ?" : ""}`;

@@ -85,7 +85,7 @@ export function createModelRepo(db: Db) {
           `SELECT MAX(m) AS m FROM (
              SELECT MAX(release_counter) AS m FROM bundles WHERE name = ?
              UNION ALL SELECT MAX(release_counter) AS m FROM re_releases WHERE name = ?
-             UNION ALL SELECT MAX(release_counter) AS m FROM pending_releases WHERE name = ?)`,
+             UNION ALL SELECT MAX(release_counter) AS m FROM pending_releases WHERE name = ?) AS counters`,
         )
         .get(name, name, name) as { m: number | null };
       return (r.m ?? 0) + 1;

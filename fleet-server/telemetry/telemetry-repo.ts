@@ -8,6 +8,7 @@ import {
 } from "../../shared/schemas/telemetry.js";
 import type { Db } from "../store/db.js";
 import { decodeJson } from "../store/row-codec.js";
+import { dialectOf } from "../store/sql-db.js";
 
 const DriftFeaturesSchema = z.array(DriftFeatureReportSchema);
 
@@ -57,7 +58,9 @@ export interface AlertRow {
 /**
  * SQL of the telemetry store (migration 3). `ingest` is one transaction: records are inserted
  * with INSERT OR IGNORE on the (device_id, seq) primary key, so a re-sent batch stores nothing
- * twice whatever the interleaving, and the counters move in the same transaction.
+ * twice whatever the interleaving, and the counters move in the same transaction. Columns on the
+ * right of an upsert's SET are qualified with their table: PostgreSQL finds a bare name ambiguous
+ * between the row and `excluded` (issue 14).
  */
 export function createTelemetryRepo(db: Db) {
   const insert = db.prepare(
@@ -68,9 +71,10 @@ export function createTelemetryRepo(db: Db) {
   const upsertDevice = db.prepare(
     `INSERT INTO telemetry_devices (device_id, high_seq, stored, duplicates, batches, device_dropped, last_batch_at)
      VALUES (@id, @high, @stored, @dups, 1, @dropped, @now)
-     ON CONFLICT(device_id) DO UPDATE SET high_seq = MAX(high_seq, @high), stored = stored + @stored,
-       duplicates = duplicates + @dups, batches = batches + 1,
-       device_dropped = MAX(device_dropped, @dropped), last_batch_at = @now`,
+     ON CONFLICT(device_id) DO UPDATE SET high_seq = MAX(telemetry_devices.high_seq, @high),
+       stored = telemetry_devices.stored + @stored, duplicates = telemetry_devices.duplicates + @dups,
+       batches = telemetry_devices.batches + 1, device_dropped = MAX(telemetry_devices.device_dropped, @dropped),
+       last_batch_at = @now`,
   );
   const upsertDrift = db.prepare(
     `INSERT INTO telemetry_drift_latest (device_id, model, version, cohort, seq, features, ts) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -79,22 +83,46 @@ export function createTelemetryRepo(db: Db) {
   );
   const rejectStmt = db.prepare(
     `INSERT INTO telemetry_devices (device_id, rejected, last_rejection) VALUES (?, 1, ?)
-     ON CONFLICT(device_id) DO UPDATE SET rejected = rejected + 1, last_rejection = excluded.last_rejection`,
+     ON CONFLICT(device_id) DO UPDATE SET rejected = telemetry_devices.rejected + 1, last_rejection = excluded.last_rejection`,
   );
   const cohortStmt = db.prepare(
     `SELECT rd.stage AS stage FROM rollout_devices rd JOIN rollouts r ON r.id = rd.rollout_id
      WHERE rd.device_id = ? AND r.model = ? AND r.version = ? ORDER BY r.created_at DESC LIMIT 1`,
   );
 
+  // PostgreSQL: the whole batch in one statement (columns as arrays, unnested), returning the seqs
+  // it stored — one round trip instead of one per record, which through the synchronous bridge
+  // blocked the event loop ~16 ms per 100 records (docs/benchmarks.md "Store engines (issue 14)").
+  // SQLite keeps its prepared single-row insert: in-process, a row costs a few µs.
+  const insertBatchPg =
+    dialectOf(db) === "postgres"
+      ? db.prepare(
+          `INSERT INTO telemetry_records
+           (device_id, seq, kind, ts, model, version, cohort, ok, latency_ms, non_finite, source, body, received_at)
+           SELECT * FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[],
+             ?::bigint[], ?::double precision[], ?::bigint[], ?::text[], ?::text[], ?::bigint[])
+           ON CONFLICT DO NOTHING RETURNING seq`,
+        )
+      : null;
+  /** Inserts rows (INSERT OR IGNORE); true for each row stored, false for a duplicate. */
+  const storeRows = (rows: unknown[][]): boolean[] => {
+    if (!insertBatchPg || rows.length === 0) return rows.map((row) => insert.run(...row).changes > 0);
+    const columns = rows[0]!.map((_, c) => rows.map((row) => row[c]));
+    const seqs = new Set((insertBatchPg.all(...columns) as { seq: number }[]).map((r) => r.seq));
+    return rows.map((row) => seqs.has(row[1] as number));
+  };
+
   const ingestTx = db.transaction(
     (deviceId: string, batch: TelemetryBatch, cohortOf: (m: string, v: string) => string, now: number) => {
       const result: IngestResult = { stored: 0, duplicates: 0, driftTouched: [], inferences: [] };
-      for (const r of batch.records) {
+      const cohorts: (string | null)[] = [];
+      const rows = batch.records.map((r) => {
         const model = "model" in r ? r.model : null;
         const version = "version" in r ? r.version : null;
         const cohort = model && version ? cohortOf(model, version) : null;
+        cohorts.push(cohort);
         const inf = r.kind === "inference" ? r : null;
-        const changes = insert.run(
+        return [
           deviceId,
           r.seq,
           r.kind,
@@ -108,8 +136,13 @@ export function createTelemetryRepo(db: Db) {
           inf ? (inf.probe ? "probe" : inf.source) : null,
           JSON.stringify(r),
           now,
-        ).changes;
-        if (changes === 0) {
+        ];
+      });
+      const stored = storeRows(rows);
+      for (const [i, r] of batch.records.entries()) {
+        const cohort = cohorts[i] ?? null;
+        const inf = r.kind === "inference" ? r : null;
+        if (!stored[i]) {
           result.duplicates += 1;
           continue;
         }
@@ -270,7 +303,7 @@ export function createTelemetryRepo(db: Db) {
     saveAlert: db.transaction((a: Omit<AlertRow, "id">, alerting: boolean | null, current: { value: number }) => {
       db.prepare(
         `INSERT INTO telemetry_alert_state (model, version, cohort, feature, drift, alerting, value) VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT(model, version, cohort, feature) DO UPDATE SET alerting = COALESCE(?, alerting), value = excluded.value`,
+           ON CONFLICT(model, version, cohort, feature) DO UPDATE SET alerting = COALESCE(?, telemetry_alert_state.alerting), value = excluded.value`,
       ).run(
         a.model,
         a.version,

@@ -15,6 +15,7 @@ import { benchServingBinary } from "./serving-binary.js";
 import { benchServingConcurrency } from "./serving-concurrency.js";
 import { benchServingShadow } from "./serving-shadow.js";
 import { benchSessionOptions } from "./session-options.js";
+import { benchStoreEngines } from "./store-engines.js";
 import { benchSwapUnderLoad } from "./swap-under-load.js";
 import { benchTelemetryFlush } from "./telemetry-flush.js";
 import { benchTelemetryIngest } from "./telemetry-ingest.js";
@@ -48,6 +49,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "fleet-scale": () =>
     benchFleetScale(Number(process.env.BENCH_SCALE_N ?? 1000), process.env.BENCH_SCALE_BROKER ?? "both"),
   "bundle-delta": () => benchBundleDelta(),
+  "store-engines": () => benchStoreEngines(Number(process.env.BENCH_STORE_N ?? 500)),
 };
 
 const only = process.argv.slice(2);

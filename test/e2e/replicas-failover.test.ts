@@ -1,4 +1,5 @@
 import type { ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,6 +9,7 @@ import { ApiClient } from "../../scripts/fleetctl/api-client.js";
 import { createTopics, DEFAULT_TOPIC_PREFIX } from "../../shared/topics.js";
 import { findMosquitto, type MosquittoHandle, startMosquitto } from "../helpers/mosquitto.js";
 import { freePort, waitForPort } from "../helpers/ports.js";
+import { createTestDatabase, postgresSkipReason, type TestDatabase } from "../helpers/postgres.js";
 import { startServerProcess, stopProcess } from "../helpers/server-process.js";
 import { makeTempDir } from "../helpers/temp-dir.js";
 import { tinySamples, writeTinyModel } from "../helpers/tiny-models.js";
@@ -18,6 +20,8 @@ import { tinySamples, writeTinyModel } from "../helpers/tiny-models.js";
  * rollouts run on the lease holder. The holder is SIGKILLed in the middle of a stage's soak; the
  * other takes the lease once it expires and finishes the rollout at the same stage, and no device
  * receives any desired document twice (counted at the devices, retained re-deliveries included).
+ * The shared store is PostgreSQL when it is installed (always in CI: EDGEFLEET_REQUIRE_POSTGRES),
+ * else the shared data directory's SQLite file.
  */
 const N = 8;
 const LEASE_TTL_MS = 3000;
@@ -32,6 +36,8 @@ describe.skipIf(!mosquitto && !needed)("replicas: the rollout leader is killed m
   const apis: ApiClient[] = [];
   let sim: FleetSim;
   let devices: SimDevice[] = [];
+  let pg: TestDatabase | undefined;
+  let storeArgs: string[] = [];
 
   const replica = async (): Promise<{ server: ChildProcess; api: ApiClient }> => {
     const port = await freePort();
@@ -42,6 +48,7 @@ describe.skipIf(!mosquitto && !needed)("replicas: the rollout leader is killed m
       "edgefleet",
       "--lease-ttl-ms",
       String(LEASE_TTL_MS),
+      ...storeArgs,
     ]);
     servers.push(server);
     await waitForPort(port, 60_000);
@@ -52,6 +59,10 @@ describe.skipIf(!mosquitto && !needed)("replicas: the rollout leader is killed m
   beforeAll(async () => {
     tmp = await makeTempDir("ef-replicas-");
     broker = await startMosquitto(tmp.path);
+    if (postgresSkipReason === null) {
+      pg = await createTestDatabase();
+      storeArgs = ["--database-url", pg.url];
+    }
     // The first replica creates the keys and the store; it leads (the first to claim the lease).
     for (let i = 0; i < 2; i++) apis.push((await replica()).api);
     const res = await apis[1]!.importDevices({
@@ -77,6 +88,7 @@ describe.skipIf(!mosquitto && !needed)("replicas: the rollout leader is killed m
     await sim?.close();
     await Promise.all(servers.map((s) => stopProcess(s, "SIGTERM")));
     await broker?.stop();
+    await pg?.drop();
     await tmp?.cleanup();
   });
 
@@ -120,6 +132,8 @@ describe.skipIf(!mosquitto && !needed)("replicas: the rollout leader is killed m
       }
       expect(sim.verifyFailures()).toBe(0);
       expect(sim.verified()).toBe(N);
+      // The store the replicas shared: PostgreSQL leaves no SQLite file in the data directory.
+      expect(existsSync(join(tmp.path, "shared", "fleet.db"))).toBe(pg === undefined);
     },
     TIMEOUT,
   );

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
 import { createBuildRepo } from "../../../fleet-server/store/build-repo.js";
-import { type Db, openDatabase } from "../../../fleet-server/store/db.js";
+import { openDatabase, type SqliteDb } from "../../../fleet-server/store/db.js";
 import { createDeviceRepo } from "../../../fleet-server/store/device-repo.js";
 import { createModelRepo } from "../../../fleet-server/store/model-repo.js";
 import { createPendingReleaseRepo } from "../../../fleet-server/store/pending-release-repo.js";
@@ -34,7 +34,7 @@ const MANIFEST = {
   opset: 17,
   compatibility: {},
 };
-let db: Db;
+let db: SqliteDb;
 let n = 0;
 beforeEach(() => {
   db = openDatabase(join(tmp, String(n++)));
