@@ -87,6 +87,13 @@ export const ERROR_CODES = [
   "DELTA_BASE_MISMATCH",
   /** The model rebuilt from a delta does not hash to the target's signed SHA-256. */
   "DELTA_RESULT_MISMATCH",
+  // sequences (issue 18, docs/protocol.md "Sequences")
+  /** The model already has its maximum of live sequences: a new one can start once another ends or expires. */
+  "SEQUENCE_LIMIT",
+  /** A frame of a sequence that was never started, already ended, or expired. */
+  "SEQUENCE_UNKNOWN",
+  /** The sequence's state is gone (its model host crashed or was stopped): start a new sequence. */
+  "SEQUENCE_LOST",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -73,6 +73,10 @@ const STATUS: Record<ErrorCode, number> = {
   DELTA_INVALID: 500,
   DELTA_BASE_MISMATCH: 409,
   DELTA_RESULT_MISMATCH: 500,
+  // sequences: the limit is back-pressure (retry later); the other two need a new sequence_start.
+  SEQUENCE_LIMIT: 429,
+  SEQUENCE_UNKNOWN: 409,
+  SEQUENCE_LOST: 409,
 };
 
 export function httpStatusFor(code: ErrorCode): number {

@@ -232,6 +232,10 @@ export const CONDEMNS_BUNDLE: Readonly<Record<ErrorCode, boolean>> = {
   DELTA_INVALID: false,
   DELTA_BASE_MISMATCH: false,
   DELTA_RESULT_MISMATCH: false,
+  // Sequences (issue 18): a caller's limit or bookkeeping, or a host crash already counted as one.
+  SEQUENCE_LIMIT: false,
+  SEQUENCE_UNKNOWN: false,
+  SEQUENCE_LOST: false,
 };
 
 /** Failures that condemn the bundle itself (never retried) rather than the circumstances. */

@@ -1,0 +1,58 @@
+import { z } from "zod";
+import { DatatypeSchema } from "./common.js";
+
+/**
+ * A stateful model's implicit state (issue 18, docs/protocol.md "Sequences"): declared in the
+ * manifest so the model host keeps the state tensors between the frames of a sequence and the app
+ * sends only the new frame (Triton's sequence batcher with implicit state). Optional: a manifest
+ * without it is an ordinary stateless model, and nothing else changes.
+ */
+const InitialValueSchema = z
+  .object({
+    datatype: DatatypeSchema,
+    /** Concrete dims (no -1): the value fed at `sequence_start`. */
+    shape: z.array(z.number().int().min(0)).max(16),
+    /** Every element equal to `fill` (default 0), unless `data` gives them all. */
+    fill: z.number().optional(),
+    data: z.array(z.number()).optional(),
+  })
+  .refine((v) => v.data === undefined || v.data.length === v.shape.reduce((n, d) => n * d, 1), {
+    message: "data must have as many elements as the shape",
+  });
+export type InitialValue = z.infer<typeof InitialValueSchema>;
+
+export const SequenceStateSchema = z.object({
+  /** The input the state is fed to (e.g. Silero's `state`). */
+  input: z.string().min(1),
+  /** The output whose value becomes that input at the next frame (e.g. `stateN`). */
+  output: z.string().min(1),
+  initial: InitialValueSchema,
+});
+
+export const SequenceSpecSchema = z
+  .object({
+    state: z.array(SequenceStateSchema).min(1).max(32),
+    /** Inputs with a fixed value for every frame (e.g. Silero's `sr` = 16000): the app does not send them. */
+    constants: z
+      .array(z.object({ input: z.string().min(1), value: InitialValueSchema }))
+      .max(32)
+      .default([]),
+    /** Idle time after which a sequence is dropped (default: the agent's, 60 s). */
+    idleTimeoutSeconds: z.number().positive().max(86_400).optional(),
+    /** Live sequences per model at most (default: the agent's, 64); past it a start gets SEQUENCE_LIMIT. */
+    maxSequences: z.number().int().min(1).max(100_000).optional(),
+    /**
+     * The state of this version can continue a sequence started on `stateCompatibleWith`'s versions: on
+     * a hot swap, live sequences then move to the new version instead of finishing on the old one.
+     */
+    stateCompatibleWith: z.array(z.string()).max(64).default([]),
+  })
+  .refine(
+    (s) =>
+      new Set([...s.state.map((x) => x.input), ...s.constants.map((c) => c.input)]).size ===
+      s.state.length + s.constants.length,
+    {
+      message: "an input is declared twice in the sequence spec",
+    },
+  );
+export type SequenceSpec = z.infer<typeof SequenceSpecSchema>;
