@@ -33,7 +33,13 @@ export type HostRequest =
   | { id: number; type: "rss" }
   /** Forgets these sequences' state (expired, or restarted elsewhere); unknown ids are ignored. */
   | { id: number; type: "sequence-drop"; ids: string[] }
+  /** A compatible swap moves sequences (issue 18): their state out of the old host, into the new one. */
+  | { id: number; type: "sequence-export"; ids: string[] }
+  | { id: number; type: "sequence-import"; states: SequenceStates }
   | { id: number; type: "stop" };
+
+/** Live sequences' state tensors by sequence id, then by input name (structured-cloned over IPC). */
+export type SequenceStates = Record<string, Record<string, RawTensor>>;
 
 export interface ValueInfo {
   name: string;
@@ -52,6 +58,8 @@ export type HostResult =
   | { type: "load"; metadata: HostMetadata }
   | { type: "rss"; rss: number }
   | { type: "sequence-drop"; dropped: number }
+  | { type: "sequence-export"; states: SequenceStates }
+  | { type: "sequence-import"; imported: number }
   | { type: "stop" };
 
 export type HostResponse = { id: number; ok: true; result: HostResult } | { id: number; ok: false; error: ErrorJson };

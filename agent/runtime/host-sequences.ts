@@ -31,6 +31,10 @@ export interface HostSequences {
     wanted: string[] | undefined,
   ): Record<string, RawTensor>;
   drop(ids: readonly string[]): number;
+  /** The state of these sequences (unknown ids are left out), to continue them in another host. */
+  export(ids: readonly string[]): Record<string, Record<string, RawTensor>>;
+  /** Takes sequences over from another host; their state must have this spec's inputs. */
+  import(states: Record<string, Record<string, RawTensor>>): number;
   size(): number;
 }
 
@@ -90,6 +94,29 @@ export function createHostSequences(spec: SequenceSpec): HostSequences {
     drop(ids) {
       let n = 0;
       for (const id of ids) if (live.delete(id)) n++;
+      return n;
+    },
+    export(ids) {
+      const out: Record<string, Record<string, RawTensor>> = {};
+      for (const id of ids) {
+        const s = live.get(id);
+        if (s) out[id] = s;
+      }
+      return out;
+    },
+    import(states) {
+      let n = 0;
+      for (const [id, s] of Object.entries(states)) {
+        for (const name of Object.keys(initial)) {
+          const t = s[name];
+          const want = initial[name]!;
+          if (!t || t.type !== want.type || t.dims.join() !== want.dims.join()) {
+            throw new EdgeFleetError("INVALID_TENSOR", `sequence ${id}: state "${name}" does not fit this model`);
+          }
+        }
+        live.set(id, s);
+        n++;
+      }
       return n;
     },
     size: () => live.size,

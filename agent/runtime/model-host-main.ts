@@ -158,6 +158,12 @@ async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
       return { type: "rss", rss: process.memoryUsage.rss() };
     case "sequence-drop":
       return { type: "sequence-drop", dropped: state.sequences?.drop(req.ids) ?? 0 };
+    case "sequence-export":
+      return { type: "sequence-export", states: state.sequences?.export(req.ids) ?? {} };
+    case "sequence-import": {
+      if (!state.sequences) throw new EdgeFleetError("BAD_REQUEST", "this model declares no sequence state");
+      return { type: "sequence-import", imported: state.sequences.import(req.states) };
+    }
     case "stop":
       await state.session?.release();
       state.session = null;

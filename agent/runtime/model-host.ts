@@ -19,6 +19,7 @@ import {
   type HostResult,
   monoMs,
   type RunTiming,
+  type SequenceStates,
 } from "./host-protocol.js";
 import type { SequenceStep } from "./host-sequences.js";
 import { createSideDir, removeSideDir, sidePayloadsIn } from "./host-side-payloads.js";
@@ -79,6 +80,8 @@ export interface ModelHost {
   rss(): Promise<number | null>;
   /** Forgets these sequences' state in the host (expiry, restart); resolves with how many it had. */
   dropSequences(ids: string[]): Promise<number>;
+  exportSequences(ids: string[]): Promise<SequenceStates>;
+  importSequences(states: SequenceStates): Promise<number>;
   /** Graceful stop (releases the session), SIGKILL after the stop timeout. Idempotent. */
   stop(): Promise<void>;
   /** Resolves once when the process has exited, for any reason. */
@@ -345,6 +348,14 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
     async dropSequences(ids) {
       const res = await call({ type: "sequence-drop", ids });
       return res.type === "sequence-drop" ? res.dropped : 0;
+    },
+    async exportSequences(ids) {
+      const res = await call({ type: "sequence-export", ids });
+      return res.type === "sequence-export" ? res.states : {};
+    },
+    async importSequences(states) {
+      const res = await call({ type: "sequence-import", states });
+      return res.type === "sequence-import" ? res.imported : 0;
     },
     stop,
   };

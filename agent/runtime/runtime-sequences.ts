@@ -23,7 +23,7 @@ interface Runtime {
  */
 export function sequenceMethods(
   rt: Runtime,
-): Pick<AgentModelRuntime, "runSequenceStep" | "dropSequences" | "holdForSequences"> {
+): Pick<AgentModelRuntime, "runSequenceStep" | "dropSequences" | "holdForSequences" | "moveSequences"> {
   return {
     async runSequenceStep(loaded, req) {
       const v = rt.own(loaded);
@@ -34,6 +34,15 @@ export function sequenceMethods(
     async dropSequences(loaded, ids) {
       const v = loaded as Version;
       if (rt.versions.has(v) && v.host.alive()) await v.host.dropSequences(ids);
+    },
+
+    async moveSequences(from, to, ids) {
+      const a = rt.own(from);
+      const b = rt.own(to);
+      const states = await a.host.exportSequences(ids);
+      await b.host.importSequences(states);
+      await a.host.dropSequences(ids);
+      return Object.keys(states);
     },
 
     holdForSequences(loaded) {

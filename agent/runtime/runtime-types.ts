@@ -56,6 +56,8 @@ export interface AgentModelRuntime extends ModelRuntime {
   ): Promise<RawInferResult>;
   /** Forgets sequences' state in `loaded`'s host (expiry); nothing when the host is gone. */
   dropSequences(loaded: LoadedVersion, ids: string[]): Promise<void>;
+  /** Moves sequences' state from one version's host to another's (a state-compatible swap). */
+  moveSequences(from: LoadedVersion, to: LoadedVersion, ids: string[]): Promise<string[]>;
   /** Keeps `loaded`'s host up while a sequence lives on it (up to `sequenceDrainMs` once retiring); returns the release. */
   holdForSequences(loaded: LoadedVersion): () => void;
 }

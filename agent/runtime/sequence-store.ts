@@ -17,7 +17,14 @@ import {
 
 export type SequenceRuntime = Pick<
   AgentModelRuntime,
-  "serving" | "loaded" | "stateOf" | "hostPid" | "runSequenceStep" | "dropSequences" | "holdForSequences"
+  | "serving"
+  | "loaded"
+  | "stateOf"
+  | "hostPid"
+  | "runSequenceStep"
+  | "dropSequences"
+  | "holdForSequences"
+  | "moveSequences"
 >;
 
 export interface SequenceStepRequest {
@@ -191,6 +198,7 @@ export function createSequenceStore(deps: SequenceStoreDeps): SequenceStore {
     const entry = e!;
     entry.busy++;
     try {
+      if (!req.start && req.version === undefined) await followCompatibleSwap(entry);
       const res = await deps.runtime.runSequenceStep(entry.version, {
         inputs: req.inputs,
         ...(req.outputs ? { outputs: req.outputs } : {}),
@@ -217,6 +225,25 @@ export function createSequenceStore(deps: SequenceStoreDeps): SequenceStore {
       entry.busy--;
       arm();
     }
+  }
+
+  /**
+   * A swap to a version whose manifest says its state is compatible with this sequence's version
+   * (`sequence.stateCompatibleWith`): the sequence moves there, state and all, at its next frame, and
+   * releases the old host. Otherwise it stays where it started.
+   */
+  async function followCompatibleSwap(e: Live): Promise<void> {
+    const to = deps.runtime.serving().get(e.model);
+    if (!to || to === e.version) return;
+    if (!to.installed.manifest.sequence?.stateCompatibleWith.includes(e.version.installed.version)) return;
+    const moved = await deps.runtime.moveSequences(e.version, to, [e.id]);
+    if (!moved.includes(e.id)) throw new EdgeFleetError("SEQUENCE_UNKNOWN", `no state for ${e.id} in the old host`);
+    const release = deps.runtime.holdForSequences(to);
+    e.release();
+    e.release = release;
+    e.version = to;
+    e.pid = safePid(to) ?? -1;
+    log.debug({ model: e.model, id: e.id, to: to.installed.version }, "sequence moved to a state-compatible version");
   }
 
   function safePid(v: LoadedVersion): number | null {

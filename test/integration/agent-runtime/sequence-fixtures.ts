@@ -1,9 +1,16 @@
+import { readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
 import { request } from "node:http";
+import path from "node:path";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import type { InstalledModel } from "../../../agent/runtime/model-runtime.js";
+import { sha256Hex } from "../../../shared/hash.js";
 import type { SequenceSpec } from "../../../shared/schemas/sequence.js";
+import type { SamplesFile } from "../../../shared/schemas/tensor.js";
 import { seededRandom } from "../../../shared/seeded-random.js";
 import { SILERO_V5, sileroManifest, type TempModels } from "./fixtures.js";
+
+const SILERO_LEGACY = SILERO_V5.replace("silero_vad_v5.onnx", "silero_vad_legacy.onnx");
 
 /** Silero VAD v5's implicit state (issue 18): `state` ← `stateN`, zeros at the start; `sr` = 16 kHz. */
 export const SILERO_SEQUENCE: SequenceSpec = {
@@ -22,6 +29,68 @@ export async function installStateful(
 ): Promise<InstalledModel> {
   const base = await models.install(version);
   return { ...base, manifest: { ...sileroManifest(version), sequence: { ...SILERO_SEQUENCE, ...extra } } };
+}
+
+/**
+ * The older Silero VAD (another graph, another state: `h`←`hn`, `c`←`cn`, [2,1,64] each) as a stateful
+ * version of the same model "vad": a swap between it and v5 can only keep sequences right if each
+ * finishes where it started.
+ */
+export async function installLegacy(models: TempModels, version: string): Promise<InstalledModel> {
+  const bytes = readFileSync(SILERO_LEGACY);
+  const dir = path.join(models.root, `vad-legacy-${version}`);
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, "model.onnx"), bytes);
+  const zeros = (n: number) => new Array(n).fill(0);
+  const warm: SamplesFile = {
+    samples: [
+      {
+        inputs: {
+          input: { datatype: "FP32", shape: [1, FRAME], data: zeros(FRAME) },
+          sr: { datatype: "INT64", shape: [], data: [16000] },
+          h: { datatype: "FP32", shape: [2, 1, 64], data: zeros(128) },
+          c: { datatype: "FP32", shape: [2, 1, 64], data: zeros(128) },
+        },
+        outputs: {},
+        tolerance: { abs: 1e-4, rel: 1e-3 },
+      },
+    ],
+  };
+  await writeFile(path.join(dir, "samples.json"), JSON.stringify(warm));
+  const base = sileroManifest(version);
+  const state = (input: string, output: string) => ({
+    input,
+    output,
+    initial: { datatype: "FP32" as const, shape: [2, 1, 64], fill: 0 },
+  });
+  return {
+    model: "vad",
+    version,
+    variant: "fp32",
+    sha256: "1".repeat(64),
+    releaseCounter: 1,
+    dir,
+    manifest: {
+      ...base,
+      files: [{ path: "model.onnx", size: bytes.length, sha256: sha256Hex(bytes) }],
+      inputs: [
+        { name: "input", datatype: "FP32", shape: [1, -1] },
+        { name: "sr", datatype: "INT64", shape: [] },
+        { name: "h", datatype: "FP32", shape: [2, -1, 64] },
+        { name: "c", datatype: "FP32", shape: [2, -1, 64] },
+      ],
+      outputs: [
+        { name: "output", datatype: "FP32", shape: [-1, 1] },
+        { name: "hn", datatype: "FP32", shape: [2, -1, 64] },
+        { name: "cn", datatype: "FP32", shape: [2, -1, 64] },
+      ],
+      sequence: {
+        state: [state("h", "hn"), state("c", "cn")],
+        constants: [{ input: "sr", value: { datatype: "INT64", shape: [], data: [16000] } }],
+        stateCompatibleWith: [],
+      },
+    },
+  };
 }
 
 /**
@@ -61,8 +130,8 @@ export const frameOf = (wave: Float32Array, n: number) => wave.subarray(n * FRAM
  * The in-process reference: onnxruntime in this process, the loop carrying the state itself, with the
  * session options the test profile gives the model host (one thread, sequential, all optimizations).
  */
-export async function referenceProbabilities(waves: Float32Array[]): Promise<number[][]> {
-  const session = await InferenceSession.create(SILERO_V5, {
+export async function referenceProbabilities(waves: Float32Array[], legacy = false): Promise<number[][]> {
+  const session = await InferenceSession.create(legacy ? SILERO_LEGACY : SILERO_V5, {
     intraOpNumThreads: 1,
     interOpNumThreads: 1,
     executionMode: "sequential",
@@ -73,12 +142,17 @@ export async function referenceProbabilities(waves: Float32Array[]): Promise<num
   const all: number[][] = [];
   for (const wave of waves) {
     let state: Tensor = new Tensor("float32", new Float32Array(256), [2, 1, 128]);
+    let h: Tensor = new Tensor("float32", new Float32Array(128), [2, 1, 64]);
+    let c: Tensor = new Tensor("float32", new Float32Array(128), [2, 1, 64]);
     const probs: number[] = [];
     for (let n = 0; n < wave.length / FRAME; n++) {
       const input = new Tensor("float32", frameOf(wave, n).slice(), [1, FRAME]);
-      const r = await session.run({ input, state, sr });
+      const r = await session.run(legacy ? { input, h, c, sr } : { input, state, sr });
       probs.push((r.output!.data as Float32Array)[0]!);
-      state = r.stateN as Tensor;
+      if (legacy) {
+        h = r.hn as Tensor;
+        c = r.cn as Tensor;
+      } else state = r.stateN as Tensor;
     }
     all.push(probs);
   }

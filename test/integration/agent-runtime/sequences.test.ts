@@ -69,6 +69,11 @@ describe("sequences with implicit state (Silero VAD over the agent socket)", () 
     const flat = expected.flat();
     expect(Math.max(...flat)).toBeGreaterThan(0.5);
     expect(Math.min(...flat)).toBeLessThan(0.1);
+    // Sequence frames are recorded like any request (telemetry, drift, cost and probation read these).
+    let recorded = 0;
+    const stop = runtime.observe((r) => {
+      if (r.ok && r.installed.version === "1.0.0" && !r.probe) recorded++;
+    });
     // Every sequence sends its frames one after the other; the 10 sequences run at the same time.
     const got = await Promise.all(
       waves.map(async (wave, s) => {
@@ -80,7 +85,9 @@ describe("sequences with implicit state (Silero VAD over the agent socket)", () 
         return probs;
       }),
     );
+    stop();
     expect(got).toEqual(expected);
+    expect(recorded).toBe(SEQUENCES * FRAMES);
     expect(store.live("vad")).toBe(0);
   });
 

@@ -126,4 +126,16 @@ describe("host-side sequence state", () => {
     h.commit({ id: "a", start: false, end: true }, { stateN: f32(1, 1), output: f32(0.1) }, ["output"]);
     expect(h.size()).toBe(0);
   });
+
+  it("exports a sequence's state and imports it elsewhere only when it fits the spec", () => {
+    const a = createHostSequences(SPEC);
+    const b = createHostSequences(SPEC);
+    a.commit({ id: "s", start: true, end: false }, { stateN: f32(3, 4), output: f32(1) }, undefined);
+    const states = a.export(["s", "absent"]);
+    expect(Object.keys(states)).toEqual(["s"]);
+    expect(b.import(states)).toBe(1);
+    expect(Array.from(b.feeds({ id: "s", start: false, end: false }, {}).state!.data as Float32Array)).toEqual([3, 4]);
+    expect(() => b.import({ t: { state: f32(1, 2, 3) } })).toThrow(/does not fit/);
+    expect(() => b.import({ t: {} })).toThrow(/does not fit/);
+  });
 });
