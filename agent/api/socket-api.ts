@@ -177,6 +177,7 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
     ...(deps.onInferStages ? { onInferStages: deps.onInferStages } : {}),
     ...(deps.feedback ? { feedback: deps.feedback } : {}),
     ...(deps.sequences ? { sequences: deps.sequences } : {}),
+    log,
     shm,
   });
   if (shm) registerShmRoutes(server, shm);

@@ -14,6 +14,7 @@ import { HEADER_LENGTH, headerBytes, splitBody } from "./binary-tensors.js";
 import type { ShmRegistry } from "./shm-regions.js";
 import { callerRegions } from "./shm-routes.js";
 import { decodeInferRequest, encodeInferResponse } from "./v2-infer.js";
+import { registerStreamRoutes } from "./v2-stream.js";
 
 export type V2Runtime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf"> &
   Partial<Pick<AgentModelRuntime, "inferRaw">>;
@@ -174,6 +175,7 @@ export function registerV2InferRoutes(
     feedback?: Pick<Feedback, "recordPrediction"> | null;
     /** Sequences with implicit state (issue 18); without it a request with `sequence_id` is refused. */
     sequences?: SequenceStore | null;
+    log?: Logger;
   },
 ): void {
   const { runtime, serving } = deps;
@@ -224,6 +226,7 @@ export function registerV2InferRoutes(
     return Readable.from([head, ...enc.parts], { objectMode: false });
   };
   server.post<{ Params: ModelParams }>("/v2/models/:model/infer", infer);
+  registerStreamRoutes(server, { sequences: deps.sequences ?? null, ...(deps.log ? { log: deps.log } : {}) });
   server.post<{ Params: ModelParams }>("/v2/models/:model/versions/:version/infer", infer);
 
   server.get("/v2/models", async () => {

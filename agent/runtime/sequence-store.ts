@@ -40,6 +40,8 @@ export interface SequenceStepRequest {
 
 export interface SequenceStore {
   step(req: SequenceStepRequest): Promise<RawInferResult>;
+  /** Ends a sequence without a frame (a stream whose app closed it), after its queued frames. */
+  end(model: string, id: string): Promise<void>;
   /** Live sequences of `model` (all models when omitted). */
   live(model?: string): number;
   /** Drops every sequence (agent shutdown); their hosts are stopping anyway. */
@@ -254,17 +256,27 @@ export function createSequenceStore(deps: SequenceStoreDeps): SequenceStore {
     }
   }
 
+  /** Runs `fn` after every earlier operation on the same sequence (arrival order). */
+  function inOrder<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const before = chains.get(key) ?? Promise.resolve();
+    const p = before.then(fn);
+    const settled = p.catch(() => undefined);
+    chains.set(key, settled);
+    void settled.then(() => {
+      if (chains.get(key) === settled) chains.delete(key);
+    });
+    return p;
+  }
+
   return {
-    step(req) {
-      const key = keyOf(req.model, req.id);
-      const before = chains.get(key) ?? Promise.resolve();
-      const p = before.then(() => run(req));
-      const settled = p.catch(() => undefined);
-      chains.set(key, settled);
-      void settled.then(() => {
-        if (chains.get(key) === settled) chains.delete(key);
+    step: (req) => inOrder(keyOf(req.model, req.id), () => run(req)),
+    end(model, id) {
+      const key = keyOf(model, id);
+      return inOrder(key, async () => {
+        const e = table.get(key);
+        if (e) forget(key, e, e.lost === null);
+        arm();
       });
-      return p;
     },
     live: (model) => (model === undefined ? table.size : liveOf(model)),
     close() {
