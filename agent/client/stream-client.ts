@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { once } from "node:events";
 import { type IncomingMessage, request } from "node:http";
 import { createInterface } from "node:readline";
 import { SocketApiError, type SocketClient, type V2InferInput, type V2InferResponse } from "./socket-client.js";
@@ -76,8 +75,17 @@ export function openStream(client: SocketClient, model: string, opts: { version?
     async write(inputs, o = {}) {
       const body: Record<string, unknown> = { inputs };
       if (o.outputs) body.outputs = o.outputs.map((name) => ({ name }));
-      if (!req.write(`${JSON.stringify(body)}\n`))
-        await Promise.race([once(req, "drain"), response.then(() => undefined)]);
+      if (req.write(`${JSON.stringify(body)}\n`)) return;
+      // Back-pressure: wait until the socket takes more (or the request is over, e.g. the agent ended it).
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          req.off("drain", done);
+          req.off("close", done);
+          resolve();
+        };
+        req.once("drain", done);
+        req.once("close", done);
+      });
     },
     async end() {
       req.end();

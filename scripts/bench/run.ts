@@ -14,6 +14,7 @@ import { benchServingBatching } from "./serving-batching.js";
 import { benchServingBinary } from "./serving-binary.js";
 import { benchServingConcurrency } from "./serving-concurrency.js";
 import { benchServingShadow } from "./serving-shadow.js";
+import { benchServingStreams } from "./serving-streams.js";
 import { benchSessionOptions } from "./session-options.js";
 import { benchSwapUnderLoad } from "./swap-under-load.js";
 import { benchTelemetryFlush } from "./telemetry-flush.js";
@@ -48,6 +49,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "fleet-scale": () =>
     benchFleetScale(Number(process.env.BENCH_SCALE_N ?? 1000), process.env.BENCH_SCALE_BROKER ?? "both"),
   "bundle-delta": () => benchBundleDelta(),
+  "serving-streams": () => benchServingStreams(Number(process.env.BENCH_STREAM_FRAMES ?? 2000)),
 };
 
 const only = process.argv.slice(2);
