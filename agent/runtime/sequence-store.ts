@@ -3,7 +3,7 @@ import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
 import type { RawTensor } from "../../shared/tensors.js";
 import type { LoadedVersion } from "./model-runtime.js";
-import type { AgentModelRuntime, RawInferResult } from "./runtime-types.js";
+import type { AgentModelRuntime, RawInferRequest, RawInferResult } from "./runtime-types.js";
 import {
   DEFAULT_MAX_SEQUENCES,
   DEFAULT_SEQUENCE_IDLE_MS,
@@ -284,5 +284,29 @@ export function createSequenceStore(deps: SequenceStoreDeps): SequenceStore {
       sweep = null;
       for (const [key, e] of table) forget(key, e, false);
     },
+  };
+}
+
+type RawRecorder = (
+  inferRaw: (req: RawInferRequest) => Promise<RawInferResult>,
+) => (req: RawInferRequest) => Promise<RawInferResult>;
+
+/**
+ * `runtime` whose sequence frames are recorded as the app's requests (`source: api`) by the telemetry
+ * recorder's typed-array tap, like binary requests: without it they would count as the agent's own
+ * work. The tap only wraps the call in its context, so the frame rides along on the request object.
+ */
+export function recordedAsApi(runtime: SequenceRuntime, tapRaw: RawRecorder): SequenceRuntime {
+  type Carried = RawInferRequest & { frame: Parameters<SequenceRuntime["runSequenceStep"]> };
+  const run = tapRaw((req) => runtime.runSequenceStep(...(req as Carried).frame));
+  return {
+    serving: () => runtime.serving(),
+    loaded: () => runtime.loaded(),
+    stateOf: (v) => runtime.stateOf(v),
+    hostPid: (v) => runtime.hostPid(v),
+    dropSequences: (v, ids) => runtime.dropSequences(v, ids),
+    holdForSequences: (v) => runtime.holdForSequences(v),
+    moveSequences: (a, b, ids) => runtime.moveSequences(a, b, ids),
+    runSequenceStep: (v, req) => run({ model: v.installed.model, inputs: req.inputs, frame: [v, req] } as Carried),
   };
 }

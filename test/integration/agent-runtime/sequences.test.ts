@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSocketApi, type SocketApi } from "../../../agent/api/socket-api.js";
 import type { LoadedVersion } from "../../../agent/runtime/model-runtime.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
-import { createSequenceStore, type SequenceStore } from "../../../agent/runtime/sequence-store.js";
+import { createSequenceStore, recordedAsApi, type SequenceStore } from "../../../agent/runtime/sequence-store.js";
+import { createInferenceRecorder } from "../../../agent/telemetry/inference-recorder.js";
+import { openTelemetryBuffer } from "../../../agent/telemetry/telemetry-buffer.js";
 import { createFakeClock, systemClock } from "../../../shared/clock.js";
 import { type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
 import {
@@ -154,5 +156,44 @@ describe("sequences with implicit state (Silero VAD over the agent socket)", () 
     for (let n = 0; n < 4; n++)
       fresh.push(probability(await post(sock, INFER, frameBody("k-a", frameOf(wave, n), n === 0, n === 3))));
     expect(fresh).toEqual(expected);
+  });
+
+  it("records sequence frames as the app's requests in telemetry (source api), as the agent wires it", async () => {
+    await serving();
+    const buffer = openTelemetryBuffer({
+      path: path.join(models.root, "telemetry.db"),
+      durability: "full",
+      caps: { maxRows: 1000, maxBytes: 1 << 20 },
+      log: testLog,
+    });
+    const sources: string[] = [];
+    const recorder = createInferenceRecorder({
+      buffer,
+      drift: { observe: () => undefined, snapshot: () => [], gauges: () => [] },
+      onInference: (_r, source) => sources.push(source),
+      captureRate: 0,
+      random: Math.random,
+    });
+    const off = runtime.observe((r) => recorder.listener(r));
+    try {
+      const recorded = createSequenceStore({ runtime: recordedAsApi(runtime, recorder.tapRaw), clock, log: testLog });
+      const wave = speechLikeWave(13, 3);
+      for (let n = 0; n < 3; n++) {
+        await recorded.step({
+          model: "vad",
+          id: "telemetry",
+          start: n === 0,
+          end: n === 2,
+          inputs: { input: { type: "float32", dims: [1, 512], data: frameOf(wave, n).slice() } },
+        });
+      }
+      await buffer.durable();
+      expect(sources).toEqual(["api", "api", "api"]);
+      const rows = buffer.readAfter(0, 100).map((r) => JSON.parse(r.json) as { kind: string; source: string });
+      expect(rows.filter((r) => r.kind === "inference").map((r) => r.source)).toEqual(["api", "api", "api"]);
+    } finally {
+      off();
+      buffer.close();
+    }
   });
 });
