@@ -89,6 +89,23 @@ describe("idle unload (profile idleUnloadSeconds)", () => {
     expect(alive(pid)).toBe(false);
   });
 
+  it("never parks a host that holds live sequences (issue 18), and parks it once they are gone", async () => {
+    const clock3 = createFakeClock(0);
+    const rt = createModelRuntime({ log: testLog, clock: clock3, profile: { ...testProfile, idleUnloadSeconds: 60 } });
+    try {
+      const loaded = await rt.load(await models.install("3.0.0"));
+      await rt.activate(loaded);
+      const release = rt.holdForSequences(loaded);
+      clock3.advance(120_000);
+      expect(rt.idleState(loaded).parked).toBe(false);
+      release();
+      clock3.advance(61_000);
+      expect(rt.idleState(loaded).parked).toBe(true);
+    } finally {
+      await rt.close();
+    }
+  });
+
   it("a profile without idleUnloadSeconds never parks", async () => {
     const clock2 = createFakeClock(0);
     const plain = createModelRuntime({ log: testLog, clock: clock2, profile: testProfile });
