@@ -1,6 +1,7 @@
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { InitialValue, SequenceSpec } from "../../shared/schemas/sequence.js";
 import { jsonToRaw, type RawTensor } from "../../shared/tensors.js";
+import { slideWindow } from "./sequence-window.js";
 
 /** One frame of a sequence as the agent tells the host (run frame header `seq`, host-headers.ts). */
 export interface SequenceStep {
@@ -47,6 +48,10 @@ export function createHostSequences(spec: SequenceSpec): HostSequences {
   // Built once: onnxruntime never writes into its feeds, so every sequence can start from the same tensors.
   const initial: Record<string, RawTensor> = {};
   for (const s of spec.state) initial[s.input] = tensorOf(s.input, s.initial);
+  const windows = new Map(spec.windows.map((w) => [w.input, w.axis]));
+  for (const w of spec.windows) initial[w.input] = tensorOf(w.input, w.initial);
+  /** The windows `feeds` built for the run under way (runs never overlap); `commit` keeps them. */
+  let slid: Record<string, RawTensor> = {};
   const constants: Record<string, RawTensor> = {};
   for (const c of spec.constants) constants[c.input] = tensorOf(c.input, c.value);
   const implicit = new Set([...Object.keys(initial), ...Object.keys(constants)]);
@@ -58,7 +63,14 @@ export function createHostSequences(spec: SequenceSpec): HostSequences {
       const state = step.start ? initial : live.get(step.id);
       if (!state) throw new EdgeFleetError("SEQUENCE_UNKNOWN", `sequence ${step.id} has no state in this model host`);
       const out: Record<string, RawTensor> = {};
+      slid = {};
+      for (const [name, axis] of windows) {
+        const frame = app[name];
+        if (!frame) throw new EdgeFleetError("INVALID_TENSOR", `missing input "${name}" (the window's new steps)`);
+        slid[name] = slideWindow(name, state[name]!, frame, axis);
+      }
       for (const name in app) {
+        if (windows.has(name)) continue;
         if (implicit.has(name)) {
           throw new EdgeFleetError(
             "INVALID_TENSOR",
@@ -67,7 +79,7 @@ export function createHostSequences(spec: SequenceSpec): HostSequences {
         }
         out[name] = app[name]!;
       }
-      for (const name in state) out[name] = state[name]!;
+      for (const name in state) out[name] = slid[name] ?? state[name]!;
       for (const name in constants) out[name] = constants[name]!;
       return out;
     },
@@ -84,6 +96,7 @@ export function createHostSequences(spec: SequenceSpec): HostSequences {
           if (!t) throw new EdgeFleetError("INFERENCE_FAILED", `the model returned no "${s.output}" (sequence state)`);
           next[s.input] = t;
         }
+        for (const name in slid) next[name] = slid[name]!;
         live.set(step.id, next);
       }
       const reply: Record<string, RawTensor> = {};

@@ -117,5 +117,12 @@ export function appInputSpecs(manifest: Manifest): TensorSpec[] {
   const s = manifest.sequence;
   if (!s) return manifest.inputs;
   const implicit = new Set([...s.state.map((x) => x.input), ...s.constants.map((c) => c.input)]);
-  return manifest.inputs.filter((i) => !implicit.has(i.name));
+  // A window's input is sent as k new steps along its axis: that dim is free in the request.
+  const axes = new Map(s.windows.map((w) => [w.input, w.axis]));
+  return manifest.inputs
+    .filter((i) => !implicit.has(i.name))
+    .map((i) => {
+      const axis = axes.get(i.name);
+      return axis === undefined ? i : { ...i, shape: i.shape.map((d, k) => (k === axis ? -1 : d)) };
+    });
 }

@@ -53,6 +53,7 @@ export async function benchServingStreams(frames = 2000): Promise<Record<string,
           { input: "state", output: "stateN", initial: { datatype: "FP32" as const, shape: [2, 1, 128], fill: 0 } },
         ],
         constants: [{ input: "sr", value: { datatype: "INT64" as const, shape: [], data: [16000] } }],
+        windows: [],
         stateCompatibleWith: [],
       },
     };

@@ -29,9 +29,21 @@ export const SequenceStateSchema = z.object({
   initial: InitialValueSchema,
 });
 
+/**
+ * A sliding window over an input (e.g. openWakeWord's classifier over its last embeddings): the app
+ * sends k new steps along `axis` under the input's own name, the host feeds the whole window (the k
+ * oldest steps dropped, the new ones at the end). Its length and start value: `initial`.
+ */
+export const SequenceWindowSchema = z.object({
+  input: z.string().min(1),
+  axis: z.number().int().min(0).max(15),
+  initial: InitialValueSchema,
+});
+
 export const SequenceSpecSchema = z
   .object({
-    state: z.array(SequenceStateSchema).min(1).max(32),
+    state: z.array(SequenceStateSchema).max(32).default([]),
+    windows: z.array(SequenceWindowSchema).max(32).default([]),
     /** Inputs with a fixed value for every frame (e.g. Silero's `sr` = 16000): the app does not send them. */
     constants: z
       .array(z.object({ input: z.string().min(1), value: InitialValueSchema }))
@@ -49,10 +61,13 @@ export const SequenceSpecSchema = z
   })
   .refine(
     (s) =>
-      new Set([...s.state.map((x) => x.input), ...s.constants.map((c) => c.input)]).size ===
-      s.state.length + s.constants.length,
-    {
-      message: "an input is declared twice in the sequence spec",
-    },
-  );
+      new Set([...s.state.map((x) => x.input), ...s.windows.map((w) => w.input), ...s.constants.map((c) => c.input)])
+        .size ===
+      s.state.length + s.windows.length + s.constants.length,
+    { message: "an input is declared twice in the sequence spec" },
+  )
+  .refine((s) => s.state.length + s.windows.length > 0, { message: "a sequence needs a state or a window" })
+  .refine((s) => s.windows.every((w) => w.axis < w.initial.shape.length), {
+    message: "a window's axis must be one of its initial value's dims",
+  });
 export type SequenceSpec = z.infer<typeof SequenceSpecSchema>;

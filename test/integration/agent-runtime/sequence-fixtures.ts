@@ -16,6 +16,7 @@ const SILERO_LEGACY = SILERO_V5.replace("silero_vad_v5.onnx", "silero_vad_legacy
 export const SILERO_SEQUENCE: SequenceSpec = {
   state: [{ input: "state", output: "stateN", initial: { datatype: "FP32", shape: [2, 1, 128], fill: 0 } }],
   constants: [{ input: "sr", value: { datatype: "INT64", shape: [], data: [16000] } }],
+  windows: [],
   stateCompatibleWith: [],
 };
 
@@ -87,6 +88,7 @@ export async function installLegacy(models: TempModels, version: string): Promis
       sequence: {
         state: [state("h", "hn"), state("c", "cn")],
         constants: [{ input: "sr", value: { datatype: "INT64", shape: [], data: [16000] } }],
+        windows: [],
         stateCompatibleWith: [],
       },
     },

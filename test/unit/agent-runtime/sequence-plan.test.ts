@@ -8,6 +8,7 @@ import {
   planStep,
   type SequenceEntry,
 } from "../../../agent/runtime/sequence-plan.js";
+import { slideWindow } from "../../../agent/runtime/sequence-window.js";
 import { createFakeClock } from "../../../shared/clock.js";
 import { ManifestSchema } from "../../../shared/schemas/manifest.js";
 import type { SequenceSpec } from "../../../shared/schemas/sequence.js";
@@ -74,6 +75,7 @@ describe("sequence planner (issue 18)", () => {
 const SPEC: SequenceSpec = {
   state: [{ input: "state", output: "stateN", initial: { datatype: "FP32", shape: [2], fill: 0.5 } }],
   constants: [{ input: "sr", value: { datatype: "INT64", shape: [], data: [16000] } }],
+  windows: [],
   stateCompatibleWith: [],
 };
 
@@ -137,5 +139,28 @@ describe("host-side sequence state", () => {
     expect(Array.from(b.feeds({ id: "s", start: false, end: false }, {}).state!.data as Float32Array)).toEqual([3, 4]);
     expect(() => b.import({ t: { state: f32(1, 2, 3) } })).toThrow(/does not fit/);
     expect(() => b.import({ t: {} })).toThrow(/does not fit/);
+  });
+});
+
+describe("sliding window", () => {
+  it("drops the k oldest steps along the axis and appends the frame, per outer block", () => {
+    // dims [2, 3, 2]: two outer blocks of a 3-step window of pairs.
+    const window: RawTensor = {
+      type: "float32",
+      dims: [2, 3, 2],
+      data: Float32Array.from([1, 1, 2, 2, 3, 3, 10, 10, 20, 20, 30, 30]),
+    };
+    const frame: RawTensor = {
+      type: "float32",
+      dims: [2, 2, 2],
+      data: Float32Array.from([4, 4, 5, 5, 40, 40, 50, 50]),
+    };
+    const out = slideWindow("x", window, frame, 1);
+    expect(Array.from(out.data as Float32Array)).toEqual([3, 3, 4, 4, 5, 5, 30, 30, 40, 40, 50, 50]);
+    expect(Array.from(window.data as Float32Array)).toEqual([1, 1, 2, 2, 3, 3, 10, 10, 20, 20, 30, 30]);
+    const tooLong: RawTensor = { type: "float32", dims: [2, 4, 2], data: new Float32Array(16) };
+    expect(() => slideWindow("x", window, tooLong, 1)).toThrow(/1 to 3 steps/);
+    const otherDim: RawTensor = { type: "float32", dims: [2, 1, 3], data: new Float32Array(6) };
+    expect(() => slideWindow("x", window, otherDim, 1)).toThrow(/must be float32/);
   });
 });
