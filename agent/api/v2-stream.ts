@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { once } from "node:events";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { EdgeFleetError, toEdgeFleetError } from "../../shared/errors.js";
 import { httpStatusFor } from "../../shared/http-status.js";
@@ -65,6 +64,19 @@ const FATAL = new Set([
   "MODEL_NOT_READY",
   "PAYLOAD_TOO_LARGE",
 ]);
+
+/** Until `res` takes more, or is gone (an app that hung up must not leave the stream waiting). */
+function writable(res: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.once("drain", done);
+    res.once("close", done);
+  });
+}
 
 const errorLine = (e: EdgeFleetError) => `${JSON.stringify({ error: e.message, code: e.code })}\n`;
 
@@ -138,7 +150,7 @@ export function registerStreamRoutes(
       }
       const text = r.ok ? r.line : errorLine(r.error);
       if (!r.ok && FATAL.has(r.error.code)) stopped = true;
-      if (!res.write(text) && !res.destroyed) await once(res, "drain");
+      if (!res.write(text) && !res.destroyed) await writable(res);
     };
 
     const queue = (p: Promise<Result>) => {

@@ -207,6 +207,8 @@ export function createSequenceStore(deps: SequenceStoreDeps): SequenceStore {
         step: { id: req.id, start: req.start, end: req.end },
       });
       entry.lastUsed = deps.clock.now();
+      // The start ran on the host that has the state now (a parked host was reloaded by it).
+      if (req.start) entry.pid = safePid(entry.version) ?? -1;
       if (req.end) forget(key, entry, false);
       return res;
     } catch (err) {
