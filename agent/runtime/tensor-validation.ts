@@ -1,5 +1,6 @@
 import { EdgeFleetError } from "../../shared/errors.js";
 import type { Manifest } from "../../shared/schemas/manifest.js";
+import { sequenceSpecProblems } from "../../shared/schemas/sequence.js";
 import type { JsonTensor, TensorSpec } from "../../shared/schemas/tensor.js";
 import { datatypeOf, elementCount, type RawTensor } from "../../shared/tensors.js";
 
@@ -109,4 +110,7 @@ export function checkSessionInputs(manifest: Manifest, metadata: { inputs: reado
       `manifest inputs [${manifest.inputs.map((s) => s.name).join(",")}] do not match the model's [${[...sessionInputs].join(",")}]`,
     );
   }
+  // A sequence spec that names what the model lacks would fail at the first frame: refuse the load.
+  const problems = manifest.sequence ? sequenceSpecProblems(manifest.sequence, manifest.inputs, manifest.outputs) : [];
+  if (problems.length > 0) throw new EdgeFleetError("MODEL_LOAD_FAILED", `manifest sequence: ${problems.join("; ")}`);
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DatatypeSchema } from "./common.js";
+import type { TensorSpec } from "./tensor.js";
 
 /**
  * A stateful model's implicit state (issue 18, docs/protocol.md "Sequences"): declared in the
@@ -71,3 +72,34 @@ export const SequenceSpecSchema = z
     message: "a window's axis must be one of its initial value's dims",
   });
 export type SequenceSpec = z.infer<typeof SequenceSpecSchema>;
+
+/**
+ * What in `spec` does not fit the model's inputs and outputs (names, datatypes, fixed dims of the
+ * initial values); empty when it fits. Checked by the server at push and by the agent at load. Pure.
+ */
+export function sequenceSpecProblems(
+  spec: SequenceSpec,
+  inputs: readonly TensorSpec[],
+  outputs: readonly TensorSpec[],
+): string[] {
+  const problems: string[] = [];
+  const byName = new Map(inputs.map((i) => [i.name, i]));
+  const outNames = new Set(outputs.map((o) => o.name));
+  const fits = (what: string, input: string, v: InitialValue) => {
+    const i = byName.get(input);
+    if (!i) return problems.push(`${what} "${input}" is not an input of the model`);
+    if (i.datatype !== v.datatype)
+      problems.push(`${what} "${input}" is ${v.datatype}, the model's input is ${i.datatype}`);
+    const fixedMismatch =
+      i.shape.length !== v.shape.length || i.shape.some((d, k) => typeof d === "number" && d >= 0 && d !== v.shape[k]);
+    if (fixedMismatch) problems.push(`${what} "${input}": shape [${v.shape.join(",")}] does not fit the model's`);
+    return 0;
+  };
+  for (const s of spec.state) {
+    fits("state", s.input, s.initial);
+    if (!outNames.has(s.output)) problems.push(`state output "${s.output}" is not an output of the model`);
+  }
+  for (const w of spec.windows) fits("window", w.input, w.initial);
+  for (const c of spec.constants) fits("constant", c.input, c.value);
+  return problems;
+}

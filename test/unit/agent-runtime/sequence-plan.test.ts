@@ -11,7 +11,7 @@ import {
 import { slideWindow } from "../../../agent/runtime/sequence-window.js";
 import { createFakeClock } from "../../../shared/clock.js";
 import { ManifestSchema } from "../../../shared/schemas/manifest.js";
-import type { SequenceSpec } from "../../../shared/schemas/sequence.js";
+import { type SequenceSpec, sequenceSpecProblems } from "../../../shared/schemas/sequence.js";
 import type { RawTensor } from "../../../shared/tensors.js";
 
 const limits = { idleMs: 1_000, maxLive: 2 };
@@ -162,5 +162,32 @@ describe("sliding window", () => {
     expect(() => slideWindow("x", window, tooLong, 1)).toThrow(/1 to 3 steps/);
     const otherDim: RawTensor = { type: "float32", dims: [2, 1, 3], data: new Float32Array(6) };
     expect(() => slideWindow("x", window, otherDim, 1)).toThrow(/must be float32/);
+  });
+});
+
+describe("sequence spec against the model", () => {
+  const inputs = [
+    { name: "input", datatype: "FP32" as const, shape: [1, -1] },
+    { name: "state", datatype: "FP32" as const, shape: [2, "batch", 128] },
+    { name: "sr", datatype: "INT64" as const, shape: [] },
+  ];
+  const outputs = [{ name: "stateN", datatype: "FP32" as const, shape: [2, -1, 128] }];
+  const spec: SequenceSpec = {
+    state: [{ input: "state", output: "stateN", initial: { datatype: "FP32", shape: [2, 1, 128], fill: 0 } }],
+    windows: [],
+    constants: [{ input: "sr", value: { datatype: "INT64", shape: [], data: [16000] } }],
+    stateCompatibleWith: [],
+  };
+
+  it("finds nothing wrong with a spec that fits, and names each misfit", () => {
+    expect(sequenceSpecProblems(spec, inputs, outputs)).toEqual([]);
+    const bad: SequenceSpec = {
+      ...spec,
+      state: [{ input: "state", output: "hn", initial: { datatype: "FP32", shape: [2, 1, 64], fill: 0 } }],
+      constants: [{ input: "rate", value: { datatype: "FP32", shape: [], data: [1] } }],
+    };
+    const problems = sequenceSpecProblems(bad, inputs, outputs);
+    expect(problems).toHaveLength(3);
+    expect(problems.join("\n")).toMatch(/shape \[2,1,64\][\s\S]*"hn" is not an output[\s\S]*"rate" is not an input/);
   });
 });
