@@ -324,13 +324,10 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         if (prev.state === "serving") prev.state = "loaded";
         return;
       }
-      // Live sequences finish on `prev` in the background (issue 18): the swap, and the probation after
-      // it, do not wait for them; its host stops when they end or at `sequenceDrainMs`.
-      if (prev.holds > 0) {
-        retire(prev, `replaced by ${next.installed.version}`).catch((err) => log.error({ err }, "retire failed"));
-        return;
-      }
-      await retire(prev, `replaced by ${next.installed.version}`);
+      const retiring = retire(prev, `replaced by ${next.installed.version}`);
+      // Live sequences end on `prev` in the background (issue 18): the swap and its probation do not wait.
+      if (prev.holds === 0) await retiring;
+      else retiring.catch((err) => log.error({ err }, "retire failed"));
     },
 
     async unload(loaded) {
