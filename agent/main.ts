@@ -20,6 +20,7 @@ import { armRewards, reportedFigures } from "./feedback/feedback-stats.js";
 import { createJobScheduler } from "./jobs/job-scheduler.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
+import { createSequenceStore, recordedAsApi } from "./runtime/sequence-store.js";
 import { clockWithFault, faultInjection } from "./service/fault-injection.js";
 import { createBanditWeights } from "./serving/bandit.js";
 import { createServingLayer } from "./serving/serving-layer.js";
@@ -293,6 +294,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     serving,
     registerRoutes: (server) => registerServingRoutes(server, { locks, serving }),
     feedback,
+    // Sequence frames: recorded as the app's requests (telemetry, probation), like binary ones.
+    sequences: createSequenceStore({ runtime: recordedAsApi(runtime, telemetry.tapRaw), clock, log }),
   });
   telemetry.registerRoutes(api.server);
   // Scheduled batch jobs (issue 8): offline runs against the runtime, resumed after a restart.

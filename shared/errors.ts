@@ -93,6 +93,13 @@ export const ERROR_CODES = [
   // fleet server store (issue 14)
   /** The fleet server's PostgreSQL store did not answer in time or the connection is gone (docs/operations.md). */
   "STORE_UNAVAILABLE",
+  // sequences (issue 18, docs/protocol.md "Sequences")
+  /** The model already has its maximum of live sequences: a new one can start once another ends or expires. */
+  "SEQUENCE_LIMIT",
+  /** A frame of a sequence that was never started, already ended, or expired. */
+  "SEQUENCE_UNKNOWN",
+  /** The sequence's state is gone (its model host crashed or was stopped): start a new sequence. */
+  "SEQUENCE_LOST",
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

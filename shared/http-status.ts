@@ -77,6 +77,10 @@ const STATUS: Record<ErrorCode, number> = {
   NO_LEADER: 503,
   // the fleet server's PostgreSQL store is down or too slow: retry later (issue 14)
   STORE_UNAVAILABLE: 503,
+  // sequences: the limit is back-pressure (retry later); the other two need a new sequence_start.
+  SEQUENCE_LIMIT: 429,
+  SEQUENCE_UNKNOWN: 409,
+  SEQUENCE_LOST: 409,
 };
 
 export function httpStatusFor(code: ErrorCode): number {

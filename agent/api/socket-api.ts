@@ -5,6 +5,7 @@ import type { Logger } from "../../shared/logger.js";
 import type { Feedback } from "../feedback/feedback-routes.js";
 import type { LoadedVersion } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime } from "../runtime/runtime.js";
+import type { SequenceStore } from "../runtime/sequence-store.js";
 import type { ServingLayer } from "../serving/serving-layer.js";
 import { apiErrorReply } from "./api-errors.js";
 import { modelMetadata } from "./model-metadata.js";
@@ -51,6 +52,8 @@ export interface SocketApiDeps {
   shm?: ShmRegistry | false;
   /** Ground-truth feedback (issue 22): predictions with an `id` are remembered and joinable. */
   feedback?: Feedback;
+  /** Sequences with implicit state (issue 18, runtime/sequence-store.ts); none: `sequence_id` is refused. */
+  sequences?: SequenceStore;
 }
 
 export interface SocketApi {
@@ -173,6 +176,8 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
     serving: deps.serving ?? defaultServingLayer(log, runtime),
     ...(deps.onInferStages ? { onInferStages: deps.onInferStages } : {}),
     ...(deps.feedback ? { feedback: deps.feedback } : {}),
+    ...(deps.sequences ? { sequences: deps.sequences } : {}),
+    log,
     shm,
   });
   if (shm) registerShmRoutes(server, shm);
@@ -200,6 +205,7 @@ export function createSocketApi(deps: SocketApiDeps): SocketApi {
     },
     async close() {
       await server.close();
+      deps.sequences?.close();
       shm?.close();
       if (listening) {
         listening = false;

@@ -24,6 +24,8 @@ export interface DecodedInfer {
   abKey?: string;
   /** Outputs the caller asked to receive in a shared-memory region (checked to lie inside it). */
   regionOutputs: Map<string, OutputRegion>;
+  /** A frame of a sequence (`sequence_id`, `sequence_start`, `sequence_end`; docs/protocol.md "Sequences"). */
+  sequence?: { id: string; start: boolean; end: boolean };
 }
 
 /**
@@ -40,6 +42,11 @@ const SUPPORTED: Record<"request" | "input" | "output", Record<string, (v: unkno
   request: {
     binary_data_output: (v) => typeof v === "boolean",
     ab_key: (v) => typeof v === "string" || typeof v === "number",
+    // Triton's sequence parameters (issue 18); an id is a non-empty string or an integer ≥ 1.
+    sequence_id: (v) =>
+      (typeof v === "string" && v.length > 0 && v.length <= 256) || (typeof v === "number" && count(v) && v > 0),
+    sequence_start: (v) => typeof v === "boolean",
+    sequence_end: (v) => typeof v === "boolean",
   },
   input: {
     binary_data_size: count,
@@ -159,6 +166,15 @@ export function decodeInferRequest(
   // An empty `outputs` list means what an absent one does (all outputs), as in Triton; passed on,
   // it reached onnxruntime as an empty fetch list and failed as a server error.
   if (req.outputs && req.outputs.length > 0) out.outputs = req.outputs.map((o) => o.name);
+  if (parameters.sequence_id !== undefined) {
+    out.sequence = {
+      id: String(parameters.sequence_id),
+      start: parameters.sequence_start === true,
+      end: parameters.sequence_end === true,
+    };
+  } else if (parameters.sequence_start !== undefined || parameters.sequence_end !== undefined) {
+    throw new EdgeFleetError("BAD_REQUEST", "sequence_start/sequence_end need a sequence_id");
+  }
   const key = str(parameters.ab_key);
   if (key !== undefined) out.abKey = key;
   if (anyBinary) {

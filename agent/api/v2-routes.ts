@@ -8,11 +8,13 @@ import type { Feedback } from "../feedback/feedback-routes.js";
 import { monoMs } from "../runtime/host-protocol.js";
 import type { InferRequest, InferResult } from "../runtime/model-runtime.js";
 import type { AgentModelRuntime, RawInferRequest, RawInferResult } from "../runtime/runtime.js";
-import { createServingLayer, type ServingLayer } from "../serving/serving-layer.js";
+import type { SequenceStore } from "../runtime/sequence-store.js";
+import { createServingLayer, type ServeResult, type ServingLayer } from "../serving/serving-layer.js";
 import { HEADER_LENGTH, headerBytes, splitBody } from "./binary-tensors.js";
 import type { ShmRegistry } from "./shm-regions.js";
 import { callerRegions } from "./shm-routes.js";
 import { decodeInferRequest, encodeInferResponse } from "./v2-infer.js";
+import { registerStreamRoutes } from "./v2-stream.js";
 
 export type V2Runtime = Pick<AgentModelRuntime, "serving" | "infer" | "loaded" | "stateOf"> &
   Partial<Pick<AgentModelRuntime, "inferRaw">>;
@@ -132,6 +134,32 @@ function traceInferStages(
 }
 
 /**
+ * A frame of a sequence: straight to the sequence store, past the serving layer (no A/B arm, shadow,
+ * batching or cache: the state makes a frame's answer depend on every frame before it).
+ */
+async function sequenceStep(
+  sequences: SequenceStore | null,
+  params: ModelParams,
+  decoded: ReturnType<typeof decodeInferRequest>,
+): Promise<ServeResult> {
+  const seq = decoded.sequence!;
+  if (!sequences) throw new EdgeFleetError("BAD_REQUEST", "this agent does not serve sequences");
+  let inputs = decoded.raw;
+  if (!inputs) {
+    inputs = {};
+    for (const [n, t] of Object.entries(decoded.json ?? {})) inputs[n] = jsonToRaw(n, t);
+  }
+  const res = await sequences.step({
+    model: params.model,
+    ...(params.version !== undefined ? { version: params.version } : {}),
+    ...seq,
+    inputs,
+    ...(decoded.outputs ? { outputs: decoded.outputs } : {}),
+  });
+  return { model: res.model, version: res.version, outputs: res.outputs };
+}
+
+/**
  * `POST /v2/models/{m}[/versions/{v}]/infer` (JSON and binary), `GET /v2/models` (our extension:
  * every model with its versions, the serving one and its strategy) and `POST /v2/repository/index`.
  */
@@ -145,6 +173,9 @@ export function registerV2InferRoutes(
     shm?: ShmRegistry | null;
     /** Remembers predictions that carry an `id`, for ground-truth feedback (issue 22). */
     feedback?: Pick<Feedback, "recordPrediction"> | null;
+    /** Sequences with implicit state (issue 18); without it a request with `sequence_id` is refused. */
+    sequences?: SequenceStore | null;
+    log?: Logger;
   },
 ): void {
   const { runtime, serving } = deps;
@@ -158,14 +189,16 @@ export function registerV2InferRoutes(
     const decoded = decodeInferRequest(header, binary, regions);
     const hdrKey = req.headers["x-ab-key"];
     const key = decoded.abKey ?? (typeof hdrKey === "string" ? hdrKey : undefined);
-    const res = await serving.serve({
-      model: req.params.model,
-      ...(req.params.version !== undefined ? { version: req.params.version } : {}),
-      ...(decoded.json ? { json: decoded.json } : {}),
-      ...(decoded.raw ? { inputs: decoded.raw } : {}),
-      ...(decoded.outputs ? { outputs: decoded.outputs } : {}),
-      ...(key !== undefined ? { key } : {}),
-    });
+    const res = decoded.sequence
+      ? await sequenceStep(deps.sequences ?? null, req.params, decoded)
+      : await serving.serve({
+          model: req.params.model,
+          ...(req.params.version !== undefined ? { version: req.params.version } : {}),
+          ...(decoded.json ? { json: decoded.json } : {}),
+          ...(decoded.raw ? { inputs: decoded.raw } : {}),
+          ...(decoded.outputs ? { outputs: decoded.outputs } : {}),
+          ...(key !== undefined ? { key } : {}),
+        });
     if (stages) stages.served = monoMs();
     if (decoded.id !== undefined && deps.feedback) {
       deps.feedback.recordPrediction({
@@ -193,6 +226,7 @@ export function registerV2InferRoutes(
     return Readable.from([head, ...enc.parts], { objectMode: false });
   };
   server.post<{ Params: ModelParams }>("/v2/models/:model/infer", infer);
+  registerStreamRoutes(server, { sequences: deps.sequences ?? null, ...(deps.log ? { log: deps.log } : {}) });
   server.post<{ Params: ModelParams }>("/v2/models/:model/versions/:version/infer", infer);
 
   server.get("/v2/models", async () => {

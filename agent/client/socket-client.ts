@@ -3,6 +3,13 @@ import type { Datatype } from "../../shared/schemas/common.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
 import { datatypeOf, type RawTensor } from "../../shared/tensors.js";
 import { HEADER_LENGTH, joinBody, splitBody, tensorFromBytes, tensorToBytes } from "../api/binary-tensors.js";
+import {
+  type InferSequence,
+  type InferStream,
+  openSequence,
+  openStream,
+  type SequenceOptions,
+} from "./stream-client.js";
 
 /**
  * Small typed client for the agent's Unix-socket API (Open Inference Protocol v2 + /v1/status).
@@ -211,6 +218,16 @@ export class SocketClient {
 
   status<T = Record<string, unknown>>(): Promise<T> {
     return this.json("GET", "/v1/status");
+  }
+
+  /** A sequence with state kept by the agent (issue 18; stream-client.ts). */
+  sequence(model: string, opts: SequenceOptions = {}): InferSequence {
+    return openSequence(this, model, opts);
+  }
+
+  /** A stream: frames in, answers out, on one connection with back-pressure (issue 18; stream-client.ts). */
+  stream(model: string, opts: { version?: string } = {}): InferStream {
+    return openStream(this, model, opts);
   }
 
   async ready(): Promise<boolean> {

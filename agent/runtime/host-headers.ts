@@ -1,6 +1,7 @@
 import { EdgeFleetError, type ErrorJson, isErrorCode } from "../../shared/errors.js";
 import type { OrtTensorType } from "../../shared/tensors.js";
 import type { HostRunTiming } from "./host-protocol.js";
+import type { SequenceStep } from "./host-sequences.js";
 
 /**
  * Headers of the bulk channel's `run` frames (host-protocol.ts), checked field by field. The channel
@@ -20,6 +21,8 @@ export interface TensorEntry {
 export interface RunRequestHeader {
   id: number;
   outputs?: string[];
+  /** Set when the run is a frame of a sequence (issue 18): the host adds and keeps its state. */
+  seq?: SequenceStep;
   tensors: TensorEntry[];
 }
 
@@ -91,6 +94,13 @@ export function parseRunRequest(h: unknown): RunRequestHeader {
       throw bad('"outputs" must be an array of names');
     }
     out.outputs = h.outputs as string[];
+  }
+  if (h.seq !== undefined) {
+    const q = h.seq;
+    if (!isObject(q) || typeof q.id !== "string" || typeof q.start !== "boolean" || typeof q.end !== "boolean") {
+      throw bad('"seq" must be { id: string, start: boolean, end: boolean }');
+    }
+    out.seq = { id: q.id, start: q.start, end: q.end };
   }
   return out;
 }

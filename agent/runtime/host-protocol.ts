@@ -1,4 +1,5 @@
 import type { ErrorJson } from "../../shared/errors.js";
+import type { SequenceSpec } from "../../shared/schemas/sequence.js";
 import type { RawTensor } from "../../shared/tensors.js";
 import type { HostSessionOptions } from "./session-options.js";
 
@@ -20,9 +21,25 @@ export type HostRequest =
    * `modelSha256`: when set, the host reads the file once, checks its hash and builds the session
    * from those very bytes, so nothing can swap the file between verification and use (issue 7).
    */
-  | { id: number; type: "load"; modelPath: string; modelSha256?: string; options: HostSessionOptions }
+  | {
+      id: number;
+      type: "load";
+      modelPath: string;
+      modelSha256?: string;
+      options: HostSessionOptions;
+      /** The manifest's implicit state: the host keeps live sequences' state (host-sequences.ts, issue 18). */
+      sequence?: SequenceSpec;
+    }
   | { id: number; type: "rss" }
+  /** Forgets these sequences' state (expired, or restarted elsewhere); unknown ids are ignored. */
+  | { id: number; type: "sequence-drop"; ids: string[] }
+  /** A compatible swap moves sequences (issue 18): their state out of the old host, into the new one. */
+  | { id: number; type: "sequence-export"; ids: string[] }
+  | { id: number; type: "sequence-import"; states: SequenceStates }
   | { id: number; type: "stop" };
+
+/** Live sequences' state tensors by sequence id, then by input name (structured-cloned over IPC). */
+export type SequenceStates = Record<string, Record<string, RawTensor>>;
 
 export interface ValueInfo {
   name: string;
@@ -37,7 +54,13 @@ export interface HostMetadata {
   outputs: ValueInfo[];
 }
 
-export type HostResult = { type: "load"; metadata: HostMetadata } | { type: "rss"; rss: number } | { type: "stop" };
+export type HostResult =
+  | { type: "load"; metadata: HostMetadata }
+  | { type: "rss"; rss: number }
+  | { type: "sequence-drop"; dropped: number }
+  | { type: "sequence-export"; states: SequenceStates }
+  | { type: "sequence-import"; imported: number }
+  | { type: "stop" };
 
 export type HostResponse = { id: number; ok: true; result: HostResult } | { id: number; ok: false; error: ErrorJson };
 

@@ -10,8 +10,8 @@ import type { Version } from "./runtime-types.js";
  * not change, only the first request's latency does.
  *
  * Invariants (single event loop):
- * - Only a version that is serving, idle (`inFlight` 0), not background, not retiring and not
- *   restarting is parked, decided synchronously at the timer's firing.
+ * - Only a version that is serving, idle (`inFlight` 0, no live sequence), not background, not
+ *   retiring and not restarting is parked, decided synchronously at the timer's firing.
  * - A request increments `inFlight` before `awake`, so no version is parked under a request; a
  *   request that arrives while a park is stopping the host waits for the stop, then reloads.
  * - Concurrent requests to a parked version share one reload (`waking`); a failed reload leaves it
@@ -73,8 +73,15 @@ export function createIdleUnload(deps: IdleUnloadDeps): IdleUnload {
     return s;
   };
 
+  // A host with live sequences (`holds`, issue 18) holds their state: parking it would lose them.
   const eligible = (v: Version) =>
-    v.state === "serving" && v.inFlight === 0 && !v.background && !v.retiring && !v.restarting && v.host.alive();
+    v.state === "serving" &&
+    v.inFlight === 0 &&
+    v.holds === 0 &&
+    !v.background &&
+    !v.retiring &&
+    !v.restarting &&
+    v.host.alive();
 
   function arm(v: Version, s: ParkState, ms: number): void {
     s.timer = clock.setTimeout(() => {

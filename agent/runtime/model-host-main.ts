@@ -23,6 +23,7 @@ import {
   monoMs,
   type ValueInfo,
 } from "./host-protocol.js";
+import { createHostSequences, type HostSequences } from "./host-sequences.js";
 import { sidePayloadsIn } from "./host-side-payloads.js";
 import type { HostSessionOptions } from "./session-options.js";
 
@@ -33,6 +34,8 @@ interface HostState {
    * run's `cpuMs` is the CPU since then (issue 22, cost per prediction). See `cpuSince`.
    */
   cpuMark: NodeJS.CpuUsage;
+  /** Live sequences' implicit state, when the manifest declares one (host-sequences.ts, issue 18). */
+  sequences: HostSequences | null;
 }
 
 /**
@@ -87,24 +90,32 @@ function toRaw(t: Tensor): RawTensor {
  */
 async function run(state: HostState, frame: Frame, received: number): Promise<Buffer[]> {
   // A header without a usable id cannot be answered: the caller (main) treats that as fatal.
-  const { id, outputs: wanted, tensors } = parseRunRequest(frame.header);
+  const { id, outputs: wanted, tensors, seq } = parseRunRequest(frame.header);
   try {
     const session = state.session;
     if (!session) throw new EdgeFleetError("MODEL_NOT_READY", "model host has no session");
+    let raws = decodeTensors(tensors, frame.payload);
+    let fetches = wanted;
+    if (seq) {
+      if (!state.sequences) throw new EdgeFleetError("BAD_REQUEST", "this model declares no sequence state");
+      raws = state.sequences.feeds(seq, raws);
+      fetches = state.sequences.fetches(wanted);
+    }
     const feeds: Record<string, Tensor> = {};
-    for (const [name, raw] of Object.entries(decodeTensors(tensors, frame.payload))) {
+    for (const [name, raw] of Object.entries(raws)) {
       feeds[name] = new Tensor(raw.type, raw.data as Tensor.DataType, raw.dims);
     }
     let results: InferenceSession.ReturnType;
     const ortStart = monoMs();
     try {
-      results = wanted ? await session.run(feeds, wanted) : await session.run(feeds);
+      results = fetches ? await session.run(feeds, fetches) : await session.run(feeds);
     } catch (err) {
       throw toEdgeFleetError(err, "INFERENCE_FAILED");
     }
     const ortEnd = monoMs();
-    const outputs: Record<string, RawTensor> = {};
+    let outputs: Record<string, RawTensor> = {};
     for (const [name, value] of Object.entries(results)) outputs[name] = toRaw(value as Tensor);
+    if (seq && state.sequences) outputs = state.sequences.commit(seq, outputs, wanted);
     const cpu = cpuSince(state.cpuMark);
     state.cpuMark = cpu.now;
     const timing = { received, ortStart, ortEnd, replying: monoMs() };
@@ -134,6 +145,7 @@ async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
       } catch (err) {
         throw toEdgeFleetError(err, "MODEL_LOAD_FAILED");
       }
+      state.sequences = req.sequence ? createHostSequences(req.sequence) : null;
       // Loading is not a prediction's cost: the first run counts from here.
       state.cpuMark = process.cpuUsage();
       const metadata: HostMetadata = {
@@ -144,6 +156,14 @@ async function handle(state: HostState, req: HostRequest): Promise<HostResult> {
     }
     case "rss":
       return { type: "rss", rss: process.memoryUsage.rss() };
+    case "sequence-drop":
+      return { type: "sequence-drop", dropped: state.sequences?.drop(req.ids) ?? 0 };
+    case "sequence-export":
+      return { type: "sequence-export", states: state.sequences?.export(req.ids) ?? {} };
+    case "sequence-import": {
+      if (!state.sequences) throw new EdgeFleetError("BAD_REQUEST", "this model declares no sequence state");
+      return { type: "sequence-import", imported: state.sequences.import(req.states) };
+    }
     case "stop":
       await state.session?.release();
       state.session = null;
@@ -156,7 +176,7 @@ function main(): void {
     process.stderr.write("model-host-main must be started with an IPC channel (child_process.fork)\n");
     process.exit(2);
   }
-  const state: HostState = { session: null, cpuMark: process.cpuUsage() };
+  const state: HostState = { session: null, cpuMark: process.cpuUsage(), sequences: null };
   let chain: Promise<void> = Promise.resolve();
   // The bulk channel (host-protocol.ts): run frames in on stdin, replies out on fd 4. Either failing
   // means the agent is gone or the stream is corrupt; nothing can be answered any more.

@@ -6,6 +6,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError, type ErrorJson, isErrorCode } from "../../shared/errors.js";
 import type { Logger } from "../../shared/logger.js";
+import type { SequenceSpec } from "../../shared/schemas/sequence.js";
 import type { RawTensor } from "../../shared/tensors.js";
 import { hostExecArgv } from "../service/node-flags.js";
 import { readFrames, writeFrame } from "./host-channel.js";
@@ -18,7 +19,9 @@ import {
   type HostResult,
   monoMs,
   type RunTiming,
+  type SequenceStates,
 } from "./host-protocol.js";
+import type { SequenceStep } from "./host-sequences.js";
 import { createSideDir, removeSideDir, sidePayloadsIn } from "./host-side-payloads.js";
 import type { HostSessionOptions } from "./session-options.js";
 
@@ -47,6 +50,8 @@ export interface SpawnOptions {
   options: HostSessionOptions;
   /** For logs: "model@version". */
   label: string;
+  /** The manifest's implicit state (issue 18): the host keeps live sequences' state. */
+  sequence?: SequenceSpec;
 }
 
 export interface HostExit {
@@ -70,8 +75,13 @@ export interface ModelHost {
   readonly pid: number;
   readonly metadata: HostMetadata;
   alive(): boolean;
-  run(feeds: Record<string, RawTensor>, outputs?: string[]): Promise<HostRun>;
+  /** `seq`: the run is a frame of a sequence; the host adds its state and keeps the new one (issue 18). */
+  run(feeds: Record<string, RawTensor>, outputs?: string[], seq?: SequenceStep): Promise<HostRun>;
   rss(): Promise<number | null>;
+  /** Forgets these sequences' state in the host (expiry, restart); resolves with how many it had. */
+  dropSequences(ids: string[]): Promise<number>;
+  exportSequences(ids: string[]): Promise<SequenceStates>;
+  importSequences(states: SequenceStates): Promise<number>;
   /** Graceful stop (releases the session), SIGKILL after the stop timeout. Idempotent. */
   stop(): Promise<void>;
   /** Resolves once when the process has exited, for any reason. */
@@ -227,7 +237,7 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
   }
 
   /** One run over the bulk channel: the feeds' own memory is written, the outputs are views of the reply. */
-  function runCall(feeds: Record<string, RawTensor>, outputs?: string[]): Promise<HostRun> {
+  function runCall(feeds: Record<string, RawTensor>, outputs?: string[], seq?: SequenceStep): Promise<HostRun> {
     const dead = deadError();
     if (dead) return Promise.reject(dead);
     const id = nextId++;
@@ -242,7 +252,9 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
         reject,
       });
       try {
-        writeFrame(bulkOut, encodeFrame(outputs ? { id, outputs } : { id }, feeds), side);
+        const header: Record<string, unknown> = outputs ? { id, outputs } : { id };
+        if (seq) header.seq = seq;
+        writeFrame(bulkOut, encodeFrame(header, feeds), side);
       } catch (err) {
         // Nothing was written (encoding failed before the first byte): this request alone fails.
         pending.delete(id);
@@ -291,6 +303,7 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
       modelPath: spawn.modelPath,
       options: spawn.options,
       ...(spawn.modelSha256 !== undefined ? { modelSha256: spawn.modelSha256 } : {}),
+      ...(spawn.sequence ? { sequence: spawn.sequence } : {}),
     });
     if (res.type !== "load") throw new EdgeFleetError("INTERNAL", "unexpected host response to load");
     metadata = res.metadata;
@@ -331,6 +344,18 @@ export async function spawnModelHost(deps: ModelHostDeps, spawn: SpawnOptions): 
       } catch {
         return null;
       }
+    },
+    async dropSequences(ids) {
+      const res = await call({ type: "sequence-drop", ids });
+      return res.type === "sequence-drop" ? res.dropped : 0;
+    },
+    async exportSequences(ids) {
+      const res = await call({ type: "sequence-export", ids });
+      return res.type === "sequence-export" ? res.states : {};
+    },
+    async importSequences(states) {
+      const res = await call({ type: "sequence-import", states });
+      return res.type === "sequence-import" ? res.imported : 0;
     },
     stop,
   };

@@ -3,6 +3,7 @@ import type { Logger } from "../../shared/logger.js";
 import type { DeviceProfile } from "../../shared/schemas/device-profile.js";
 import type { RawTensor } from "../../shared/tensors.js";
 import type { HostPlacement } from "./host-placement.js";
+import type { SequenceStep } from "./host-sequences.js";
 import type { HostExit, ModelHost, ModelHostDeps, SpawnOptions } from "./model-host.js";
 import type { InstalledModel, LoadedVersion, ModelRuntime } from "./model-runtime.js";
 
@@ -19,6 +20,11 @@ export interface ModelRuntimeDeps {
   onHostExit?: (installed: InstalledModel, exit: HostExit) => void;
   /** How long a request routed to a crashed version waits for its restarted host (default 15 s). */
   restartWaitMs?: number;
+  /**
+   * How long a replaced version's host stays up for its live sequences to end (issue 18; default 60 s,
+   * never less than `drainTimeoutMs`); then it stops and they are lost.
+   */
+  sequenceDrainMs?: number;
 }
 
 export type VersionState = "loaded" | "serving" | "retiring" | "stopped" | "crashed";
@@ -40,6 +46,20 @@ export interface AgentModelRuntime extends ModelRuntime {
   idleState(loaded: LoadedVersion): { parked: boolean; reloads: number; lastReloadMs: number | null };
   /** `infer` on typed arrays (binary extension, batching, jobs); same routing, records and validation. */
   inferRaw(req: RawInferRequest): Promise<RawInferResult>;
+  /**
+   * One frame of a sequence on `loaded` (even retiring: a sequence finishes where it started), state
+   * kept by its host (issue 18, sequence-store.ts). Recorded like any request (telemetry, probation).
+   */
+  runSequenceStep(
+    loaded: LoadedVersion,
+    req: { inputs: Record<string, RawTensor>; outputs?: string[]; step: SequenceStep },
+  ): Promise<RawInferResult>;
+  /** Forgets sequences' state in `loaded`'s host (expiry); nothing when the host is gone. */
+  dropSequences(loaded: LoadedVersion, ids: string[]): Promise<void>;
+  /** Moves sequences' state from one version's host to another's (a state-compatible swap). */
+  moveSequences(from: LoadedVersion, to: LoadedVersion, ids: string[]): Promise<string[]>;
+  /** Keeps `loaded`'s host up while a sequence lives on it (up to `sequenceDrainMs` once retiring); returns the release. */
+  holdForSequences(loaded: LoadedVersion): () => void;
 }
 
 export interface RawInferRequest {
@@ -76,6 +96,8 @@ export interface Version extends LoadedVersion {
   /** Cuts the restart backoff short when the version retires. */
   cancelBackoff: (() => void) | null;
   inFlight: number;
+  /** Live sequences on this version (holdForSequences): a retiring version waits for them too. */
+  holds: number;
   onIdle: (() => void) | null;
   /** Priority and CPUs to (re)apply to every host of this version (host-placement.ts); undefined = inherited. */
   placement?: HostPlacement;

@@ -4,16 +4,19 @@ import type { JsonTensor } from "../../shared/schemas/tensor.js";
 import { jsonToRaw, type RawTensor, rawToJson } from "../../shared/tensors.js";
 import { bounded, countNonFinite } from "./host-health.js";
 import { allowedCpus, applyPlacement, backgroundPlacement, backgroundSessionOptions } from "./host-placement.js";
+import type { SequenceStep } from "./host-sequences.js";
 import { createHostSupervisor } from "./host-supervisor.js";
 import { createIdleUnload } from "./idle-unload.js";
 import { type ModelHostDeps, type SpawnOptions, spawnModelHost } from "./model-host.js";
 import type { InferRecord, InferRequest, InferResult, InstalledModel, LoadedVersion } from "./model-runtime.js";
 import { routeVersion } from "./route-version.js";
 import { attributeRunFailure, createShapeMemory, shapeSignature } from "./run-failures.js";
+import { sequenceMethods } from "./runtime-sequences.js";
 import type { AgentModelRuntime, ModelRuntimeDeps, RawInferRequest, RawInferResult, Version } from "./runtime-types.js";
+import { appInputSpecs } from "./sequence-plan.js";
 import { sessionOptionsFromProfile } from "./session-options.js";
 import { runSmokeTest } from "./smoke-test.js";
-import { validateInputs, validateOutputNames, validateRawInputs } from "./tensor-validation.js";
+import { checkSessionInputs, validateInputs, validateOutputNames, validateRawInputs } from "./tensor-validation.js";
 import { warmUp } from "./warm-up.js";
 
 export type {
@@ -51,6 +54,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
   const hostDeps: ModelHostDeps = { ...deps.host, log: deps.log, clock: deps.clock };
   const sessionOptions = sessionOptionsFromProfile(deps.profile);
   const drainTimeoutMs = deps.drainTimeoutMs ?? 30_000;
+  const sequenceDrainMs = deps.sequenceDrainMs ?? 60_000;
   /** Every version whose host is not stopped, in load order. */
   const versions = new Set<Version>();
   const servingByModel = new Map<string, Version>();
@@ -150,9 +154,11 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     feeds: Record<string, RawTensor>,
     outputs?: string[],
     probe = false,
+    seq?: SequenceStep,
   ): Promise<{ outputs: Record<string, RawTensor>; computeMs: number }> {
     const manifest = v.installed.manifest;
-    validateRawInputs(manifest.inputs, feeds);
+    // A sequence's frame carries the app's inputs only; its state and constants are the host's (issue 18).
+    validateRawInputs(seq ? appInputSpecs(manifest) : manifest.inputs, feeds);
     const wanted = validateOutputNames(manifest.outputs, outputs);
     v.inFlight++;
     const started = performance.now();
@@ -162,7 +168,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       // A host that just died (IPC closed, exit not yet seen) is about to be restarted: wait for that too.
       if (!v.restarting && !v.retiring && !v.host.alive()) await bounded(deps.clock, v.host.exited.then(noop), 2_000);
       if (v.restarting) await bounded(deps.clock, v.restarting, restartWaitMs);
-      const res = await v.host.run(feeds, wanted);
+      const res = await v.host.run(feeds, wanted, seq);
       provenShapes.remember(v.installed.model, shapeSignature(feeds));
       const nonFinite = countNonFinite(res.outputs);
       const out = res.outputs;
@@ -199,7 +205,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     } finally {
       v.inFlight--;
       idle.touch(v);
-      if (v.inFlight === 0) v.onIdle?.();
+      if (v.inFlight === 0 && v.holds === 0) v.onIdle?.();
     }
   }
 
@@ -211,12 +217,17 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
 
   async function drainAndStop(v: Version, why: string): Promise<void> {
     if (v.state !== "crashed") v.state = "retiring";
-    if (v.inFlight > 0) {
+    if (v.inFlight > 0 || v.holds > 0) {
       await new Promise<void>((resolve) => {
+        // Live sequences (holds) finish on the version they started on, up to their own deadline (issue 18).
+        const deadline = v.holds > 0 ? Math.max(sequenceDrainMs, drainTimeoutMs) : drainTimeoutMs;
         const timer = deps.clock.setTimeout(() => {
-          log.warn({ version: label(v.installed), inFlight: v.inFlight }, "drain timed out; stopping host anyway");
+          log.warn(
+            { version: label(v.installed), inFlight: v.inFlight, sequences: v.holds },
+            "drain timed out; stopping host anyway",
+          );
           resolve();
-        }, drainTimeoutMs);
+        }, deadline);
         v.onIdle = () => {
           timer.cancel();
           resolve();
@@ -245,6 +256,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         // Kept in `spawn`, so a crash restart of a background host stays non-spinning.
         options: opts.background ? backgroundSessionOptions(sessionOptions) : sessionOptions,
         label: label(installed),
+        ...(installed.manifest.sequence ? { sequence: installed.manifest.sequence } : {}),
       };
       const host = await spawnModelHost(hostDeps, spawn);
       const v: Version = {
@@ -258,6 +270,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         restarting: null,
         cancelBackoff: null,
         inFlight: 0,
+        holds: 0,
         onIdle: null,
         retiring: null,
         rss: () => (idle.info(v).parked ? Promise.resolve(0) : v.host.rss()),
@@ -269,14 +282,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
           v.placement = backgroundPlacement(await allowedCpus());
           await place(v);
         }
-        const sessionInputs = new Set(host.metadata.inputs.map((i) => i.name));
-        const missing = installed.manifest.inputs.filter((s) => !sessionInputs.has(s.name)).map((s) => s.name);
-        if (missing.length > 0 || sessionInputs.size !== installed.manifest.inputs.length) {
-          throw new EdgeFleetError(
-            "MODEL_LOAD_FAILED",
-            `manifest inputs [${installed.manifest.inputs.map((s) => s.name).join(",")}] do not match the model's [${[...sessionInputs].join(",")}]`,
-          );
-        }
+        checkSessionInputs(installed.manifest, host.metadata);
         await warm(v);
       } catch (err) {
         await retire(v, "load failed");
@@ -318,7 +324,10 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         if (prev.state === "serving") prev.state = "loaded";
         return;
       }
-      await retire(prev, `replaced by ${next.installed.version}`);
+      const retiring = retire(prev, `replaced by ${next.installed.version}`);
+      // Live sequences end on `prev` in the background (issue 18): the swap and its probation do not wait.
+      if (prev.holds === 0) await retiring;
+      else retiring.catch((err) => log.error({ err }, "retire failed"));
     },
 
     async unload(loaded) {
@@ -344,6 +353,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
       return { model: v.installed.model, version: v.installed.version, sha256: v.installed.sha256, outputs };
     },
 
+    ...sequenceMethods({ own, versions, runRaw: runRawOn }),
+
     async probe(loaded, inputs) {
       const v = own(loaded);
       const { outputs, computeMs } = await runTimedOn(v, inputs, undefined, true);
@@ -366,6 +377,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
 
     async close() {
       servingByModel.clear();
+      // Shutting down: live sequences do not hold their hosts up (holdForSequences).
+      for (const v of versions) v.holds = 0;
       await Promise.all([...versions].map((v) => retire(v, "runtime closing")));
     },
 

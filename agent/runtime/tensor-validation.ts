@@ -1,4 +1,6 @@
 import { EdgeFleetError } from "../../shared/errors.js";
+import type { Manifest } from "../../shared/schemas/manifest.js";
+import { sequenceSpecProblems } from "../../shared/schemas/sequence.js";
 import type { JsonTensor, TensorSpec } from "../../shared/schemas/tensor.js";
 import { datatypeOf, elementCount, type RawTensor } from "../../shared/tensors.js";
 
@@ -96,4 +98,19 @@ export function validateRawInputs(specs: readonly TensorSpec[], inputs: Record<s
     asJson[name] = { datatype: datatypeOf(t.type), shape: t.dims, data: [] };
   }
   validateInputs(specs, asJson);
+}
+
+/** The manifest's inputs must be exactly the session's (names), or the version does not load. */
+export function checkSessionInputs(manifest: Manifest, metadata: { inputs: readonly { name: string }[] }): void {
+  const sessionInputs = new Set(metadata.inputs.map((i) => i.name));
+  const missing = manifest.inputs.filter((s) => !sessionInputs.has(s.name)).map((s) => s.name);
+  if (missing.length > 0 || sessionInputs.size !== manifest.inputs.length) {
+    throw new EdgeFleetError(
+      "MODEL_LOAD_FAILED",
+      `manifest inputs [${manifest.inputs.map((s) => s.name).join(",")}] do not match the model's [${[...sessionInputs].join(",")}]`,
+    );
+  }
+  // A sequence spec that names what the model lacks would fail at the first frame: refuse the load.
+  const problems = manifest.sequence ? sequenceSpecProblems(manifest.sequence, manifest.inputs, manifest.outputs) : [];
+  if (problems.length > 0) throw new EdgeFleetError("MODEL_LOAD_FAILED", `manifest sequence: ${problems.join("; ")}`);
 }

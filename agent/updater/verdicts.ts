@@ -236,6 +236,10 @@ export const CONDEMNS_BUNDLE: Readonly<Record<ErrorCode, boolean>> = {
   NO_LEADER: false,
   // the fleet server's store, never seen by an agent as a verdict (issue 14)
   STORE_UNAVAILABLE: false,
+  // Sequences (issue 18): a caller's limit or bookkeeping, or a host crash already counted as one.
+  SEQUENCE_LIMIT: false,
+  SEQUENCE_UNKNOWN: false,
+  SEQUENCE_LOST: false,
 };
 
 /** Failures that condemn the bundle itself (never retried) rather than the circumstances. */

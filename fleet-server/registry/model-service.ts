@@ -2,11 +2,12 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Clock } from "../../shared/clock.js";
 import { EdgeFleetError } from "../../shared/errors.js";
-// The request schema is part of the HTTP contract (shared/http/models.ts).
 import { type CreateModelRequest, CreateModelRequestSchema, DEFAULT_API_QUANTIZE } from "../../shared/http/models.js";
 import type { Logger } from "../../shared/logger.js";
 import { type Variant, VariantSchema } from "../../shared/schemas/common.js";
 import { CompatibilitySchema } from "../../shared/schemas/manifest.js";
+// The request schema is part of the HTTP contract (shared/http/models.ts).
+import { sequenceSpecProblems } from "../../shared/schemas/sequence.js";
 import type { KeyPair } from "../../shared/trust/keys.js";
 import type { BlobStore } from "../bundles/bundle-store.js";
 import type { BundleRow, ModelRepo } from "../store/model-repo.js";
@@ -87,6 +88,15 @@ export function createModelService(deps: ModelDeps) {
     const createdAt = new Date(clock.now()).toISOString();
     const compatibility = CompatibilitySchema.parse(req.compatibility ?? {});
     const lineage = req.lineage ?? {};
+    // A stateful model's spec must name the model's own inputs and outputs (issue 18).
+    const sequenceProblems = req.sequence
+      ? sequenceSpecProblems(req.sequence, inspection.inputs, inspection.outputs)
+      : [];
+    if (sequenceProblems.length > 0) {
+      throw new EdgeFleetError("VALIDATION_FAILED", `sequence: ${sequenceProblems.join("; ")}`, {
+        details: { problems: sequenceProblems },
+      });
+    }
     const prepared: PreparedVariant[] = [
       { variant: "fp32", modelPath: uploadPath, samples: inspection.samples, quantization: null },
     ];
@@ -127,6 +137,7 @@ export function createModelService(deps: ModelDeps) {
             opset: inspection.opset,
             compatibility,
             lineage,
+            ...(req.sequence ? { sequence: req.sequence } : {}),
           },
           ...(req.modelCard !== undefined ? { modelCard: req.modelCard } : {}),
           ...(req.baseline !== undefined ? { baseline: req.baseline } : {}),

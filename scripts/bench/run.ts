@@ -14,6 +14,7 @@ import { benchServingBatching } from "./serving-batching.js";
 import { benchServingBinary } from "./serving-binary.js";
 import { benchServingConcurrency } from "./serving-concurrency.js";
 import { benchServingShadow } from "./serving-shadow.js";
+import { benchServingStreams } from "./serving-streams.js";
 import { benchSessionOptions } from "./session-options.js";
 import { benchStoreEngines } from "./store-engines.js";
 import { benchSwapUnderLoad } from "./swap-under-load.js";
@@ -50,6 +51,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
     benchFleetScale(Number(process.env.BENCH_SCALE_N ?? 1000), process.env.BENCH_SCALE_BROKER ?? "both"),
   "bundle-delta": () => benchBundleDelta(),
   "store-engines": () => benchStoreEngines(Number(process.env.BENCH_STORE_N ?? 500)),
+  "serving-streams": () => benchServingStreams(Number(process.env.BENCH_STREAM_FRAMES ?? 2000)),
 };
 
 const only = process.argv.slice(2);

@@ -9,6 +9,7 @@ import {
   type ValidationReport,
   ValidationReportSchema,
 } from "../schemas/quantization-report.js";
+import { SequenceSpecSchema } from "../schemas/sequence.js";
 import { SampleInputSchema } from "../schemas/tensor.js";
 import { SignatureSchema } from "../schemas/trust.js";
 import { defineRoute } from "./contract.js";
@@ -50,6 +51,8 @@ export const CreateModelRequestSchema = z.object({
   calibration: z.array(SampleInputSchema).max(256).optional(),
   /** Drift baseline put in every variant's bundle as `baseline.json`. */
   baseline: BaselineSchema.optional(),
+  /** A stateful model's implicit state (issue 18, docs/protocol.md "Sequences"), put in every variant's manifest. */
+  sequence: SequenceSpecSchema.optional(),
 });
 export type CreateModelRequest = z.infer<typeof CreateModelRequestSchema>;
 

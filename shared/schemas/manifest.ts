@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { IsoTimeSchema, ModelNameSchema, SemverSchema, Sha256Schema, VariantSchema } from "./common.js";
 import { QuantizationReportSchema } from "./quantization-report.js";
+import { SequenceSpecSchema } from "./sequence.js";
 import { TensorSpecSchema } from "./tensor.js";
 import { envelopeSchema } from "./trust.js";
 
@@ -84,6 +85,8 @@ export const ManifestSchema = z.object({
   lineage: LineageSchema.default({}),
   /** The int8 quantizer's report with its validation (shared/schemas/quantization-report.ts); null for fp32. */
   quantization: QuantizationReportSchema.nullable().default(null),
+  /** Implicit state for sequences (issue 18, shared/schemas/sequence.ts); absent for stateless models. */
+  sequence: SequenceSpecSchema.optional(),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
 export const SignedManifestSchema = envelopeSchema(ManifestSchema);

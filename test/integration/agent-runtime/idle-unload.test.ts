@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoadedVersion } from "../../../agent/runtime/model-runtime.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
+import { createSequenceStore } from "../../../agent/runtime/sequence-store.js";
 import { createFakeClock } from "../../../shared/clock.js";
 import { isAlive as alive } from "../../helpers/process-alive.js";
 import { sileroInputs, type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
+import { installStateful } from "./sequence-fixtures.js";
 
 /**
  * Issue 16, low-power profiles: `idleUnloadSeconds` stops the host of a serving model nobody asked
@@ -87,6 +89,42 @@ describe("idle unload (profile idleUnloadSeconds)", () => {
     await runtime.unload(v);
     expect(runtime.loaded()).toEqual([]);
     expect(alive(pid)).toBe(false);
+  });
+
+  it("never parks a host that holds live sequences (issue 18), and parks it once they are gone", async () => {
+    const clock3 = createFakeClock(0);
+    const rt = createModelRuntime({ log: testLog, clock: clock3, profile: { ...testProfile, idleUnloadSeconds: 60 } });
+    try {
+      const loaded = await rt.load(await models.install("3.0.0"));
+      await rt.activate(loaded);
+      const release = rt.holdForSequences(loaded);
+      clock3.advance(120_000);
+      expect(rt.idleState(loaded).parked).toBe(false);
+      release();
+      clock3.advance(61_000);
+      expect(rt.idleState(loaded).parked).toBe(true);
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it("a sequence started on a parked host goes on after the reload (issue 18)", async () => {
+    const clock4 = createFakeClock(0);
+    const rt = createModelRuntime({ log: testLog, clock: clock4, profile: { ...testProfile, idleUnloadSeconds: 60 } });
+    const store = createSequenceStore({ runtime: rt, clock: clock4, log: testLog });
+    try {
+      const loaded = await rt.load(await installStateful(models, "4.0.0"));
+      await rt.activate(loaded);
+      clock4.advance(61_000);
+      expect(rt.idleState(loaded).parked).toBe(true);
+      const input = { type: "float32" as const, dims: [1, 512], data: new Float32Array(512).fill(0.1) };
+      await store.step({ model: "vad", id: "p", start: true, end: false, inputs: { input } });
+      const next = await store.step({ model: "vad", id: "p", start: false, end: true, inputs: { input } });
+      expect(next.outputs.output).toBeDefined();
+    } finally {
+      store.close();
+      await rt.close();
+    }
   });
 
   it("a profile without idleUnloadSeconds never parks", async () => {

@@ -129,6 +129,30 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
     expect(v.samplesCount).toBe(1);
   });
 
+  it("registers a stateful version with its sequence spec in the signed manifest, and refuses a spec that does not fit (issue 18)", async () => {
+    const { up } = await model();
+    const sequence = {
+      state: [
+        { input: "state", output: "stateN", initial: { datatype: "FP32" as const, shape: [2, 1, 128], fill: 0 } },
+      ],
+      constants: [{ input: "sr", value: { datatype: "INT64" as const, shape: [], data: [16000] } }],
+    };
+    const body = {
+      name: "vad-seq",
+      version: "1.0.0",
+      upload: up.sha256,
+      samples: [vadSample],
+      quantize: "none" as const,
+      sequence,
+    };
+    const r = VersionViewSchema.parse(await api.ok("createModel", { body }, 201));
+    expect(ManifestSchema.parse(r.manifest!.signed).sequence).toMatchObject(sequence);
+    const wrong = { ...sequence, state: [{ ...sequence.state[0]!, output: "stateOut" }] };
+    const refused = await api.fail("createModel", { body: { ...body, version: "1.0.1", sequence: wrong } });
+    expect(refused).toMatchObject({ status: 400, code: "VALIDATION_FAILED" });
+    expect(refused.message).toContain('"stateOut" is not an output');
+  });
+
   it("rejects bad model requests precisely", async () => {
     const malformed = await api.fail("createModel", { raw: { payload: "{not json", contentType: "application/json" } });
     expect(malformed).toMatchObject({ status: 400, code: "BAD_REQUEST" });

@@ -160,7 +160,9 @@ describe("parameters the agent does not implement are refused at every level", (
 
   it.each([
     ["request classification", { inputs: [x], parameters: { classification: 2 } }],
-    ["request sequence_id", { inputs: [x], parameters: { sequence_id: 1 } }],
+    // Sequences are implemented (issue 18), but a start or end needs the sequence it belongs to.
+    ["request sequence_start without sequence_id", { inputs: [x], parameters: { sequence_start: true } }],
+    ["request sequence_id of the wrong type", { inputs: [x], parameters: { sequence_id: true } }],
     ["request unknown", { inputs: [x], parameters: { priority: 1 } }],
     // Shared memory is implemented (v2-shm.ts) but these name no registered region or lack a region.
     [
