@@ -49,6 +49,8 @@ export async function buildInt8Variant(args: {
   options?: Partial<QuantizeOptions>;
   /** Static int8 tuning; false: build weight-only only (the pre-issue-17 behaviour). */
   staticOptions?: Partial<StaticOptions> | false;
+  /** false: skip the weight-only build (benchmarks comparing the two kinds). */
+  weights?: boolean;
   /** fp32 outputs of `calibration`, when the caller already recorded them (same order). */
   fp32Calibration?: Sample[];
   /** Phases `quantizing` (weights processed) and `validating-int8` (inputs run on int8). */
@@ -62,13 +64,15 @@ export async function buildInt8Variant(args: {
   const built: Built[] = [];
   let weightsReason: string | null = null;
   let result: QuantizationResult | null = null;
-  try {
-    result = quantizeModel(decodeModel(fp32Bytes), args.options, (done, total) =>
-      onProgress?.("quantizing", done, total),
-    );
-  } catch (err) {
-    weightsReason = `int8 transform failed: ${(err as Error).message}`;
-  }
+  if (args.weights === false) weightsReason = "weight-only build not requested";
+  else
+    try {
+      result = quantizeModel(decodeModel(fp32Bytes), args.options, (done, total) =>
+        onProgress?.("quantizing", done, total),
+      );
+    } catch (err) {
+      weightsReason = `int8 transform failed: ${(err as Error).message}`;
+    }
   if (result && result.report.totals.weightsQuantized === 0) {
     weightsReason = "no weight qualified for int8 (all too small, computed, or in sensitive positions)";
   } else if (result) {

@@ -10,6 +10,7 @@ import { benchFeedbackWindow } from "./feedback-window.js";
 import { benchFleetScale } from "./fleet-scale.js";
 import { benchInferOverhead } from "./infer-overhead.js";
 import { benchQuantize } from "./quantize.js";
+import { benchQuantizeStatic } from "./quantize-static.js";
 import { benchServingBatching } from "./serving-batching.js";
 import { benchServingBinary } from "./serving-binary.js";
 import { benchServingConcurrency } from "./serving-concurrency.js";
@@ -48,6 +49,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "fleet-scale": () =>
     benchFleetScale(Number(process.env.BENCH_SCALE_N ?? 1000), process.env.BENCH_SCALE_BROKER ?? "both"),
   "bundle-delta": () => benchBundleDelta(),
+  "quantize-static": () => benchQuantizeStatic(),
 };
 
 const only = process.argv.slice(2);

@@ -43,7 +43,12 @@ export interface StaticPlan {
  * Plans targets. `keepFp32` holds node labels (graph-scan `nodeLabel`) the operator or the
  * accuracy fallback wants left in fp32.
  */
-export function planStatic(scan: GraphScan, keepFp32: ReadonlySet<string>, minWeightElements = 64): StaticPlan {
+export function planStatic(
+  scan: GraphScan,
+  keepFp32: ReadonlySet<string>,
+  opts: { minWeightElements?: number; depthwise?: boolean } = {},
+): StaticPlan {
+  const minWeightElements = opts.minWeightElements ?? 64;
   const targets: StaticTarget[] = [];
   const decisions: StaticDecision[] = [];
   const isConst = (name: string | undefined) => {
@@ -69,6 +74,12 @@ export function planStatic(scan: GraphScan, keepFp32: ReadonlySet<string>, minWe
     }
     if (op === "Conv" && (dims.length < 3 || (bias !== null && !isConst(bias)))) {
       keep("Conv weight of rank < 3 or a bias that is not a constant");
+      continue;
+    }
+    if (op === "Conv" && !opts.depthwise && intAttr(node, "group", 1) > 1) {
+      // Measured (benchmarks.md "Static int8"): onnxruntime's uint8 depthwise kernel is slower
+      // than its fp32 one at these sizes, and depthwise layers carry most of the int8 error.
+      keep("grouped/depthwise Conv: kept fp32 (slower and less accurate in int8 here)");
       continue;
     }
     if (op !== "Conv" && dims.length !== 2) {

@@ -11,7 +11,7 @@ import {
   type U8Params,
   u8Params,
 } from "./calibration.js";
-import { ensureOpset10 } from "./opset.js";
+import { ensureOpset11 } from "./opset.js";
 import {
   type NodeError,
   planStatic,
@@ -32,6 +32,8 @@ export interface StaticOptions {
   keepFp32Nodes: string[];
   /** Rebuilds with more nodes in fp32 after an accuracy failure (0: no fallback). */
   maxFallbacks: number;
+  /** Quantize grouped/depthwise Convs too (default false: slower and less accurate in int8 here). */
+  depthwise: boolean;
 }
 
 export const DEFAULT_STATIC_OPTIONS: StaticOptions = {
@@ -39,6 +41,7 @@ export const DEFAULT_STATIC_OPTIONS: StaticOptions = {
   percentile: 99.99,
   keepFp32Nodes: [],
   maxFallbacks: 8,
+  depthwise: false,
 };
 
 export interface StaticAttempt {
@@ -79,11 +82,11 @@ export async function quantizeStatic(
   const opts = { ...DEFAULT_STATIC_OPTIONS, ...options };
   if (calibration.length === 0) return { skipped: "no samples or calibration inputs to calibrate on" };
   const prepared = decodeModel(fp32Bytes);
-  const opset = ensureOpset10(prepared, scanModel(prepared));
+  const opset = ensureOpset11(prepared, scanModel(prepared));
   if ("refused" in opset) return { skipped: opset.refused };
   const bnFolded = foldConvBatchNorms(prepared);
   const preparedBytes = encodeModel(prepared);
-  const full = planStatic(scanModel(prepared), new Set());
+  const full = planStatic(scanModel(prepared), new Set(), { depthwise: opts.depthwise });
   if (full.targets.length === 0) return { skipped: "no Conv, MatMul or Gemm with a constant weight" };
   const observed = [...new Set([...full.calibrate, ...full.targets.map((t) => t.output)])];
   const fp32 = await runExposed(preparedBytes, observed, calibration);
@@ -102,7 +105,7 @@ export async function quantizeStatic(
   const attempts: StaticAttempt[] = [];
   const build = (keep: ReadonlySet<string>) => {
     const model = decodeModel(preparedBytes);
-    const plan = planStatic(scanModel(model), keep);
+    const plan = planStatic(scanModel(model), keep, { depthwise: opts.depthwise });
     const stats = applyStatic(model, scanModel(model), plan.targets, params);
     return { bytes: encodeModel(model), stats, plan };
   };
@@ -152,7 +155,9 @@ async function nodeErrors(
 ): Promise<NodeError[]> {
   const model = decodeModel(preparedBytes);
   const scan = scanModel(model);
-  const targets = planStatic(scan, new Set()).targets.filter((t) => plan.targets.some((p) => p.label === t.label));
+  const targets = planStatic(scan, new Set(), { depthwise: true }).targets.filter((t) =>
+    plan.targets.some((p) => p.label === t.label),
+  );
   applyStatic(model, scan, targets, params, "shadow");
   const shadows = targets.map((t) => shadowName(t.output));
   exposeOutputs(model, shadows);

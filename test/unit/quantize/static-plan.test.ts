@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { scanModel } from "../../../fleet-server/quantize/graph-scan.js";
-import { decodeModel } from "../../../fleet-server/quantize/onnx-model.js";
+import { decodeModel, readFloats } from "../../../fleet-server/quantize/onnx-model.js";
 import { foldConvBatchNorms } from "../../../fleet-server/quantize/static/bn-fold.js";
-import { ensureOpset10 } from "../../../fleet-server/quantize/static/opset.js";
+import { ensureOpset11 } from "../../../fleet-server/quantize/static/opset.js";
 import { planStatic, sensitivityOrder, smallestPassing } from "../../../fleet-server/quantize/static/plan.js";
 import { convNetModel } from "../../helpers/conv-net.js";
 import { buildModel, floatTensor, mlpModel, node, randomFloats, valueInfo } from "../../helpers/onnx-builder.js";
@@ -42,6 +42,32 @@ describe("static int8 planner", () => {
     ]);
   });
 
+  it("keeps grouped (depthwise) Convs in fp32 unless asked", () => {
+    const model = decodeModel(
+      buildModel({
+        opset: 13,
+        inputs: [valueInfo("x", [1, 8, 4, 4])],
+        outputs: [valueInfo("y", [1, 8, 4, 4])],
+        initializers: [floatTensor("w", [8, 1, 3, 3], randomFloats(72, 1))],
+        nodes: [
+          node(
+            "Conv",
+            ["x", "w"],
+            ["y"],
+            [
+              { name: "group", type: 2, i: 8 },
+              { name: "pads", type: 7, ints: [1, 1, 1, 1] },
+            ],
+            "dw",
+          ),
+        ],
+      }),
+    );
+    const scan = scanModel(model);
+    expect(planStatic(scan, new Set()).decisions[0]).toMatchObject({ node: "dw", action: "kept-fp32" });
+    expect(planStatic(scan, new Set(), { depthwise: true }).targets.map((t) => t.label)).toEqual(["dw"]);
+  });
+
   it("leaves a Gemm with alpha/beta to fp32 (not a plain x·W + C)", () => {
     const plan = planStatic(scanModel(decodeModel(mlpModel())), new Set());
     const gemm = plan.decisions.find((d) => d.op === "Gemm")!;
@@ -49,20 +75,36 @@ describe("static int8 planner", () => {
   });
 });
 
-describe("opset 9 -> 10 for static int8", () => {
-  it("moves Slice's starts/ends/axes attributes to int64 inputs and raises the import", () => {
+describe("opset 9 -> 11 for static int8", () => {
+  it("moves Slice's starts/ends/axes attributes to int64 inputs and raises the import to 11", () => {
     const model = decodeModel(convNetModel(9));
-    expect(ensureOpset10(model, scanModel(model))).toEqual({ from: 9, to: 10 });
+    expect(ensureOpset11(model, scanModel(model))).toEqual({ from: 9, to: 11 });
     const slice = model.graph!.node!.find((n) => n.opType === "Slice")!;
     expect(slice.attribute).toEqual([]);
     expect(slice.input).toHaveLength(4);
     const axes = model.graph!.initializer!.find((t) => t.name === slice.input![3])!;
     expect(axes.dataType).toBe(7);
     expect(new DataView(axes.rawData!.buffer, axes.rawData!.byteOffset).getBigInt64(0, true)).toBe(1n);
-    expect(Number(model.opsetImport![0]!.version)).toBe(10);
+    expect(Number(model.opsetImport![0]!.version)).toBe(11);
   });
 
-  it("refuses an opset 9 model with an op whose meaning changed in 10", () => {
+  it("moves Clip's min/max attributes to inputs (an absent bound stays an empty input)", () => {
+    const model = decodeModel(
+      buildModel({
+        opset: 9,
+        inputs: [valueInfo("x", [1, 4])],
+        outputs: [valueInfo("y", [1, 4])],
+        nodes: [node("Clip", ["x"], ["y"], [{ name: "max", type: 1, f: 6 }], "clip")],
+      }),
+    );
+    ensureOpset11(model, scanModel(model));
+    const clip = model.graph!.node![0]!;
+    expect(clip.attribute).toEqual([]);
+    expect(clip.input).toEqual(["x", "", "clip/max"]);
+    expect(readFloats(model.graph!.initializer!.find((t) => t.name === "clip/max")!)[0]).toBe(6);
+  });
+
+  it("refuses an opset 9 model with an op whose meaning changed by 11", () => {
     const model = decodeModel(
       buildModel({
         opset: 9,
@@ -71,8 +113,8 @@ describe("opset 9 -> 10 for static int8", () => {
         nodes: [node("Dropout", ["x"], ["y"])],
       }),
     );
-    expect(ensureOpset10(model, scanModel(model))).toEqual({
-      refused: "opset 9 model uses Dropout, whose definition changed in opset 10",
+    expect(ensureOpset11(model, scanModel(model))).toEqual({
+      refused: "opset 9 model uses Dropout, whose definition changed by opset 11",
     });
   });
 });
