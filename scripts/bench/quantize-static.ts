@@ -2,9 +2,12 @@ import { readFile } from "node:fs/promises";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import * as ort from "onnxruntime-node";
 import { AccuracyPolicySchema } from "../../fleet-server/quantize/compare.js";
+import { quantizeStatic } from "../../fleet-server/quantize/static/quantize-static.js";
 import { buildInt8Variant } from "../../fleet-server/registry/int8-variant.js";
 import { inspectModel } from "../../fleet-server/registry/onnx-inspect.js";
+import { buildModel, floatTensor, node, randomFloats, valueInfo } from "../../test/helpers/onnx-builder.js";
 import { type RealModel, realModels, textImage } from "./quantize.js";
 
 /**
@@ -67,6 +70,47 @@ async function one(m: RealModel, kind: "int8-weights" | "int8-static"): Promise<
   };
 }
 
+/**
+ * How much faster onnxruntime's integer Conv is than fp32 on this CPU, with nothing else in the
+ * way: two 1x1 Convs with a Relu between them (int8 end to end, one Q and one DQ), per size.
+ * This bounds what static int8 can gain on a model whose Convs have that many channels.
+ */
+async function kernelCheck(cin: number, cout: number, hw: number): Promise<Record<string, unknown>> {
+  const k = { name: "kernel_shape", type: 7, ints: [1, 1] };
+  const bytes = buildModel({
+    opset: 13,
+    inputs: [valueInfo("x", [1, cin, hw, hw])],
+    outputs: [valueInfo("y", [1, cout, hw, hw])],
+    initializers: [
+      floatTensor("w1", [cout, cin, 1, 1], randomFloats(cout * cin, 1, 0.3)),
+      floatTensor("w2", [cout, cout, 1, 1], randomFloats(cout * cout, 2, 0.3)),
+    ],
+    nodes: [
+      node("Conv", ["x", "w1"], ["a"], [k], "c1"),
+      node("Relu", ["a"], ["r"], [], "r1"),
+      node("Conv", ["r", "w2"], ["y"], [k], "c2"),
+    ],
+  });
+  const x = new ort.Tensor("float32", randomFloats(cin * hw * hw, 3), [1, cin, hw, hw]);
+  const out = await quantizeStatic(bytes, [{ x }], async () => [], { maxFallbacks: 0 });
+  if ("skipped" in out) return { cin, cout, hw, error: out.skipped };
+  const opts = { intraOpNumThreads: 1, graphOptimizationLevel: "all" as const, logSeverityLevel: 3 as const };
+  const sessions = [await ort.InferenceSession.create(bytes, opts), await ort.InferenceSession.create(out.bytes, opts)];
+  const times: [number[], number[]] = [[], []];
+  for (let r = 0; r < 40; r++) {
+    for (const [i, s] of sessions.entries()) {
+      const t0 = performance.now();
+      await s.run({ x });
+      if (r >= 5) times[i as 0 | 1].push(performance.now() - t0);
+    }
+  }
+  const med = (a: number[]) => [...a].sort((p, q) => p - q)[a.length >> 1]!;
+  const [fp32Ms, int8Ms] = [med(times[0]), med(times[1])];
+  return { cin, cout, hw, fp32Ms: round3(fp32Ms), int8Ms: round3(int8Ms), ratio: round3(int8Ms / fp32Ms) };
+}
+
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
 export async function benchQuantizeStatic(): Promise<Record<string, unknown>> {
   const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
   const loadAtStart = load();
@@ -75,10 +119,20 @@ export async function benchQuantizeStatic(): Promise<Record<string, unknown>> {
   for (const m of models) {
     results.push({ model: m.id, kind: m.kind, runs: [await one(m, "int8-static"), await one(m, "int8-weights")] });
   }
+  const kernels = [];
+  for (const [cin, cout, hw] of [
+    [16, 32, 48],
+    [64, 128, 40],
+    [128, 256, 40],
+    [256, 256, 80],
+  ] as const) {
+    kernels.push(await kernelCheck(cin, cout, hw));
+  }
   return {
     scenario: "quantize-static-int8-vs-fp32",
     anchor: "fp32 model, same inputs, same run",
     loadAverage: { start: loadAtStart, end: load() },
     results,
+    kernels,
   };
 }

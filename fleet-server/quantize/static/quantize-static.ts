@@ -69,9 +69,9 @@ const QUIET: ort.InferenceSession.SessionOptions = { logSeverityLevel: 3, intraO
  * Static int8 with calibration and automatic fp32 fallback. Prepares the fp32 graph (opset 10,
  * BatchNorm folded), measures activation ranges on `calibration` feeds, rewrites the targets,
  * and asks `judge` whether the result meets the accuracy policy. On failure it measures every
- * quantized node's output against fp32 (same feeds), puts the worst contributors back in fp32
- * (plan.ts `nextKeepSet`) and retries. Returns null when the model has nothing to quantize
- * statically (with the reason).
+ * quantized node's own error in one shadow run, ranks the nodes (plan.ts `sensitivityOrder`) and
+ * binary-searches the fewest most sensitive ones to keep in fp32 (`smallestPassing`, at most
+ * `maxFallbacks` more judged builds). `{ skipped }` says why a model gets no static build.
  */
 export async function quantizeStatic(
   fp32Bytes: Uint8Array,
