@@ -20,9 +20,11 @@ export const LATENCY_TIE = 0.05;
 
 /**
  * 1. a build that passes the policy beats one that does not;
- * 2. between two that pass (or two that fail), the faster on the server's CPU, unless they are
- *    within LATENCY_TIE of each other;
- * 3. then the smaller; then weight-only (the older, simpler graph).
+ * 2. when neither passes, weight-only (the variant is not published either way; its report is
+ *    the one operators know, and the answer must not depend on timing noise: `models validate`
+ *    offline and the server must report the same failures);
+ * 3. between two that pass, the faster on the server's CPU, unless they are within LATENCY_TIE
+ *    of each other; then the smaller; then weight-only (the older, simpler graph).
  * Returns the winner and, for the loser, why it lost (recorded in the report).
  */
 export function chooseInt8<C extends Int8Candidate>(
@@ -37,6 +39,7 @@ export function chooseInt8<C extends Int8Candidate>(
 
 function compare(a: Int8Candidate, b: Int8Candidate): number {
   if (a.passed !== b.passed) return a.passed ? -1 : 1;
+  if (!a.passed && a.method !== b.method) return a.method === "int8-weights" ? -1 : 1;
   const faster = Math.min(a.latencyRatio, b.latencyRatio);
   if (Math.abs(a.latencyRatio - b.latencyRatio) > LATENCY_TIE * faster) return a.latencyRatio - b.latencyRatio;
   if (a.sizeRatio !== b.sizeRatio) return a.sizeRatio - b.sizeRatio;
@@ -45,6 +48,7 @@ function compare(a: Int8Candidate, b: Int8Candidate): number {
 
 function whyLost(c: Int8Candidate, chosen: Int8Candidate): string {
   if (!c.passed && chosen.passed) return "failed the accuracy policy";
+  if (!c.passed) return "neither build passed the policy: weight-only is reported";
   const faster = Math.min(c.latencyRatio, chosen.latencyRatio);
   if (Math.abs(c.latencyRatio - chosen.latencyRatio) > LATENCY_TIE * faster) {
     return `slower on the server's CPU (${c.latencyRatio} vs ${chosen.latencyRatio} of fp32)`;

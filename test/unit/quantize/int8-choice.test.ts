@@ -20,6 +20,12 @@ describe("choice between the weight-only and the static int8 build", () => {
     expect(r.others[0]!.reason).toBe("failed the accuracy policy");
   });
 
+  it("when neither passes, weight-only, whatever the timing (offline and server agree)", () => {
+    const r = chooseInt8([c("int8-static", false, 0.5, 0.2), c("int8-weights", false, 1.4, 0.3)])!;
+    expect(r.chosen.method).toBe("int8-weights");
+    expect(r.others[0]!.reason).toBe("neither build passed the policy: weight-only is reported");
+  });
+
   it("between two that pass, the faster on the server's CPU", () => {
     const r = chooseInt8([c("int8-weights", true, 1.2, 0.26), c("int8-static", true, 0.7, 0.3)])!;
     expect(r.chosen.method).toBe("int8-static");
