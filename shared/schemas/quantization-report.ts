@@ -104,7 +104,7 @@ export const QuantizationTotalsSchema = z.object({
  */
 export const StaticDetailsSchema = z.object({
   calibration: z.object({
-    method: z.enum(["minmax", "percentile"]),
+    method: z.enum(["minmax", "percentile", "entropy"]),
     percentile: z.number().optional(),
     inputs: CountSchema,
   }),

@@ -5,7 +5,7 @@
  * element of each batch), from which a percentile range is read: clipping the rare outliers
  * buys resolution for the bulk of the distribution, which MinMax spends on a few extremes.
  */
-export type CalibrationMethod = "minmax" | "percentile";
+export type CalibrationMethod = "minmax" | "percentile" | "entropy";
 
 export interface RangeStats {
   min: number;
@@ -57,7 +57,72 @@ export function calibratedRange(
     lo = Math.max(lo, sorted[Math.floor(tail * last)]!);
     hi = Math.min(hi, sorted[Math.ceil((1 - tail) * last)]!);
   }
+  if (method === "entropy" && stats.sample.length > 0) {
+    const t = entropyThreshold(stats.sample);
+    lo = Math.max(lo, -t);
+    hi = Math.min(hi, t);
+  }
   return { lo: Math.min(0, lo), hi: Math.max(0, hi) };
+}
+
+/**
+ * KL-divergence ("entropy") clipping threshold over |x|, as TensorRT's and onnxruntime's entropy
+ * calibrators do: histogram |x| in `bins` bins, and for each candidate threshold i (from
+ * `levels` bins up) compare the reference distribution P (bins below i, the clipped tail folded
+ * into the last one) with Q (the same bins without the tail, merged into `levels` buckets and
+ * spread back over the non-empty bins of each); the threshold with the smallest KL(P || Q) loses the least information when
+ * `levels` steps cover [0, threshold]. Pure.
+ */
+export function entropyThreshold(values: readonly number[], bins = 512, levels = 128): number {
+  let maxAbs = 0;
+  for (const v of values) maxAbs = Math.max(maxAbs, Math.abs(v));
+  if (maxAbs === 0) return 0;
+  const hist = new Float64Array(bins);
+  for (const v of values) hist[Math.min(bins - 1, Math.floor((Math.abs(v) / maxAbs) * bins))]!++;
+  let best = bins;
+  let bestKl = Number.POSITIVE_INFINITY;
+  for (let i = levels; i <= bins; i++) {
+    const p = Float64Array.from(hist.subarray(0, i));
+    for (let j = i; j < bins; j++) p[i - 1]! += hist[j]!;
+    const q = new Float64Array(i);
+    const width = i / levels;
+    for (let l = 0; l < levels; l++) {
+      const start = Math.floor(l * width);
+      const end = l === levels - 1 ? i : Math.floor((l + 1) * width);
+      let sum = 0;
+      let nonEmpty = 0;
+      // Q comes from the bins without the folded tail (P has it): at i = levels Q would
+      // otherwise equal P and the smallest threshold would always win.
+      for (let j = start; j < end; j++) {
+        sum += hist[j]!;
+        if (hist[j]! > 0) nonEmpty++;
+      }
+      for (let j = start; j < end; j++) if (hist[j]! > 0) q[j] = sum / nonEmpty;
+    }
+    const kl = klDivergence(p, q);
+    if (kl < bestKl) {
+      bestKl = kl;
+      best = i;
+    }
+  }
+  return (best / bins) * maxAbs;
+}
+
+function klDivergence(p: Float64Array, q: Float64Array): number {
+  let ps = 0;
+  let qs = 0;
+  for (let i = 0; i < p.length; i++) {
+    ps += p[i]!;
+    qs += q[i]!;
+  }
+  let kl = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i]! === 0) continue;
+    // A bin P has and Q lacks makes KL infinite; a tiny floor keeps the comparison finite.
+    const qi = q[i]! > 0 ? q[i]! / qs : 1e-12;
+    kl += (p[i]! / ps) * Math.log(p[i]! / ps / qi);
+  }
+  return kl;
 }
 
 export interface U8Params {

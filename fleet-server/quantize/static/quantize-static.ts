@@ -25,6 +25,10 @@ import { applyStatic, type StaticTransformStats, shadowName } from "./transform.
 export type Feeds = Record<string, ort.Tensor>;
 
 export interface StaticOptions {
+  /**
+   * percentile (default): int8 nodes left after the fallback, percentile / entropy / MinMax —
+   * cls 41 / 31 / 41, rec 8 / 7 / 4, det 8 / 10 / 8 (benchmarks.md "Static int8").
+   */
   calibration: CalibrationMethod;
   /** For `percentile`: the share of values kept inside the range, both tails clipped. */
   percentile: number;

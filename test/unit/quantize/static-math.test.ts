@@ -3,6 +3,7 @@ import { foldBatchNorm } from "../../../fleet-server/quantize/static/bn-fold.js"
 import {
   calibratedRange,
   emptyStats,
+  entropyThreshold,
   observe,
   quantizeBias,
   u8Params,
@@ -26,6 +27,16 @@ describe("static int8 calibration statistics", () => {
     const p = calibratedRange(s, "percentile", 99.9);
     expect(p.hi).toBeCloseTo(0.99, 5);
     expect(p.lo).toBe(0);
+  });
+
+  it("entropy (KL) clips a far outlier but keeps the range of a spread-out distribution", () => {
+    const uniform = Array.from({ length: 20000 }, (_, i) => (i % 1000) / 1000);
+    expect(entropyThreshold(uniform)).toBeGreaterThan(0.9);
+    const outliers = [...uniform, 100, -100, 100];
+    const t = entropyThreshold(outliers);
+    expect(t).toBeLessThanOrEqual(25); // at most `levels` of 512 bins over [0, 100]
+    const s = observe(emptyStats(), outliers);
+    expect(calibratedRange(s, "entropy")).toEqual({ lo: -t, hi: t });
   });
 
   it("ignores non-finite values and reports an empty tensor as [0, 0]", () => {
