@@ -18,6 +18,11 @@ export interface VariantCandidate {
   minMemoryMB: number;
   /** Size of `model.onnx` in the bundle: the session holds at least the weights in memory. */
   modelBytes: number;
+  /**
+   * int8 / fp32 median latency measured on the fleet server's own CPU when the variant was built
+   * (the signed report's `validation.latency.ratio`); null/absent for fp32 or when unknown.
+   */
+  serverLatencyRatio?: number | null;
 }
 
 /** What one device measured for one variant of the model (recorded from probation reports). */
@@ -27,7 +32,10 @@ export interface VariantMeasurement {
   requests: number;
 }
 
-export type VariantProfile = Pick<DeviceProfile, "id" | "preferredVariants" | "memoryBudgetMB">;
+export type VariantProfile = Pick<DeviceProfile, "id" | "preferredVariants" | "memoryBudgetMB"> & {
+  /** The profile's CPU architectures: the server's own timing speaks for this class when they include its arch. */
+  match?: { arch?: string[] };
+};
 
 export type VariantChoiceReason =
   /** First variant of the profile's `preferredVariants` that is published and fits. */
@@ -37,7 +45,12 @@ export type VariantChoiceReason =
   /** No preferred variant is published and fits: fp32, the variant every version has. */
   | "fallback"
   /** The device has no profile, or one the server does not know: fp32. */
-  | "unknown-profile";
+  | "unknown-profile"
+  /**
+   * The profile's first choice was slower than fp32 on the server's CPU, which is of this
+   * device's class (same arch), and the device has not measured both itself: the next one.
+   */
+  | "server-measured-slower";
 
 export interface VariantChoice {
   variant: Variant;
@@ -65,7 +78,10 @@ export function variantFits(c: VariantCandidate, profile: VariantProfile): boole
  *    (manifest `minMemoryMB` and model size), the one this device measured faster (lower p50),
  *    when at least two of them were measured there with `minRequests` requests each — what the
  *    device saw beats what the profile guessed for its class;
- * 3. else the first of them in the profile's order;
+ * 3. else the first of them in the profile's order, skipping a quantized variant that was slower
+ *    than fp32 on the fleet server's own CPU when the server is of the device's class
+ *    (`serverArch` among the profile's `match.arch`; issue 17) — a slower variant is not the
+ *    default there; the next preferred one, or fp32, is;
  * 4. else fp32.
  */
 export function chooseVariant(
@@ -73,6 +89,7 @@ export function chooseVariant(
   profile: VariantProfile | null,
   measured: readonly VariantMeasurement[],
   minRequests = MIN_MEASURED_REQUESTS,
+  serverArch: string = process.arch,
 ): VariantChoice {
   if (profile === null) return { variant: "fp32", reason: "unknown-profile" };
   const eligible = profile.preferredVariants
@@ -87,8 +104,21 @@ export function chooseVariant(
     // Stable sort keeps the profile's order on equal p50s: a tie is no reason to switch.
     const fastest = [...timed].sort((a, b) => a.p50 - b.p50)[0]!;
     if (fastest.variant !== eligible[0]!.variant) return { variant: fastest.variant, reason: "measured-faster" };
+    return { variant: eligible[0]!.variant, reason: "profile" };
+  }
+  if (slowerOnServer(eligible[0]!, profile, serverArch)) {
+    const next = eligible.find((c) => !slowerOnServer(c, profile, serverArch));
+    const fp32 = variants.find((c) => c.variant === "fp32" && variantFits(c, profile));
+    const pick = next ?? fp32;
+    if (pick) return { variant: pick.variant, reason: "server-measured-slower" };
   }
   return { variant: eligible[0]!.variant, reason: "profile" };
+}
+
+/** A quantized variant the server timed slower than fp32, on a CPU of this profile's class. Pure. */
+export function slowerOnServer(c: VariantCandidate, profile: VariantProfile, serverArch: string): boolean {
+  const sameClass = profile.match?.arch?.includes(serverArch) ?? false;
+  return c.variant !== "fp32" && sameClass && (c.serverLatencyRatio ?? 0) > 1;
 }
 
 /**
@@ -100,6 +130,7 @@ export function whyNotPreferred(
   variants: readonly VariantCandidate[],
   profile: VariantProfile | null,
   chosen: Variant,
+  serverArch: string = process.arch,
 ): string | null {
   if (profile === null) return "the device's profile is unknown to the server: fp32";
   const notes: string[] = [];
@@ -112,6 +143,8 @@ export function whyNotPreferred(
       notes.push(`${v} needs ${c.minMemoryMB} MB > profile budget ${profile.memoryBudgetMB} MB`);
     else if (c.modelBytes > profile.memoryBudgetMB * MIB)
       notes.push(`${v} model ${Math.ceil(c.modelBytes / MIB)} MB > profile budget ${profile.memoryBudgetMB} MB`);
+    else if (slowerOnServer(c, profile, serverArch))
+      notes.push(`${v} ran x${c.serverLatencyRatio} of fp32's time on the server's CPU (${serverArch}, this class)`);
     else notes.push(`${v} measured slower on this device`);
   }
   return notes.length > 0 ? notes.join("; ") : null;
@@ -131,6 +164,7 @@ export function candidatesOf(bundles: readonly BundleRow[]): VariantCandidate[] 
       published: isVariantPublished(b),
       minMemoryMB: m.compatibility.minMemoryMB,
       modelBytes: m.files.find((f) => f.path === "model.onnx")?.size ?? 0,
+      serverLatencyRatio: m.quantization?.validation.latency.ratio ?? null,
     };
   });
 }

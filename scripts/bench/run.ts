@@ -10,6 +10,7 @@ import { benchFeedbackWindow } from "./feedback-window.js";
 import { benchFleetScale } from "./fleet-scale.js";
 import { benchInferOverhead } from "./infer-overhead.js";
 import { benchQuantize } from "./quantize.js";
+import { benchQuantizeStatic } from "./quantize-static.js";
 import { benchServingBatching } from "./serving-batching.js";
 import { benchServingBinary } from "./serving-binary.js";
 import { benchServingConcurrency } from "./serving-concurrency.js";
@@ -52,6 +53,7 @@ const SCENARIOS: Record<string, () => Promise<Record<string, unknown>>> = {
   "bundle-delta": () => benchBundleDelta(),
   "store-engines": () => benchStoreEngines(Number(process.env.BENCH_STORE_N ?? 500)),
   "serving-streams": () => benchServingStreams(Number(process.env.BENCH_STREAM_FRAMES ?? 2000)),
+  "quantize-static": () => benchQuantizeStatic(),
 };
 
 const only = process.argv.slice(2);

@@ -77,9 +77,13 @@ function printVariants(v: VersionView): void {
     const q = x.quantization;
     if (q) {
       const skipped = q.nodes.filter((n) => n.action === "skipped").length;
+      const st = q.static;
       console.log(
-        `        nodes: ${q.totals.dynamicNodes} dynamic int8 MatMul, ${q.totals.weightOnlyNodes} int8 weight-only, ${skipped} kept fp32`,
+        st
+          ? `        static int8 (${st.calibration.method}): ${st.convNodes} QLinearConv, ${st.matmulNodes} integer MatMul, ${skipped} kept fp32 (${st.keptFp32.length} by the accuracy fallback or on request)`
+          : `        nodes: ${q.totals.dynamicNodes} dynamic int8 MatMul, ${q.totals.weightOnlyNodes} int8 weight-only, ${skipped} kept fp32`,
       );
+      for (const a of q.alternatives ?? []) console.log(`        not chosen: ${a.method}: ${a.reason}`);
     }
     const val = x.validation;
     if (!val) continue;

@@ -67,7 +67,7 @@ export type WeightEncoding = z.infer<typeof WeightEncodingSchema>;
 export const NodeDecisionSchema = z.object({
   node: z.string(),
   op: z.string(),
-  action: z.enum(["dynamic-int8", "weight-only-int8", "skipped"]),
+  action: z.enum(["dynamic-int8", "weight-only-int8", "skipped", "static-int8"]),
   /** Why a use was skipped (too small, computed, kept on request, a sensitive position). */
   reason: z.string().optional(),
   weight: z.string().optional(),
@@ -97,9 +97,45 @@ export const QuantizationTotalsSchema = z.object({
   bytesAfter: BytesSchema,
 });
 
+/**
+ * Static int8 (issue 17, fleet-server/quantize/static/): activations calibrated on the samples
+ * and calibration inputs, Conv as QLinearConv and MatMul/Gemm as MatMulInteger on static uint8
+ * inputs; nodes the accuracy fallback kept in fp32 are listed.
+ */
+export const StaticDetailsSchema = z.object({
+  calibration: z.object({
+    method: z.enum(["minmax", "percentile", "entropy"]),
+    percentile: z.number().optional(),
+    inputs: CountSchema,
+  }),
+  /** Opset before/after: opset 9 models are raised to 10 (QuantizeLinear, QLinearConv). */
+  opset: z.object({ from: z.number().int(), to: z.number().int() }),
+  batchNormsFolded: CountSchema,
+  reluFused: CountSchema,
+  convNodes: CountSchema,
+  matmulNodes: CountSchema,
+  /** Node names left in fp32 by the operator (keepFp32Nodes) or by the accuracy fallback. */
+  keptFp32: z.array(z.string()),
+  /** Every build tried, in order: nodes kept in fp32 and the policy failures it had. */
+  attempts: z.array(z.object({ keptFp32: CountSchema, failures: z.array(z.string()) })),
+});
+export type StaticDetails = z.infer<typeof StaticDetailsSchema>;
+
+/** An int8 build that was made and validated but not chosen for the variant (and why it lost). */
+export const Int8AlternativeSchema = z.object({
+  method: z.enum(["int8-weights", "int8-static"]),
+  passed: z.boolean(),
+  sizeRatio: z.number().min(0).optional(),
+  latencyRatio: z.number().min(0).optional(),
+  reason: z.string(),
+});
+
 /** The quantizer's part of the report (fleet-server/quantize/transform.ts `quantizeModel`). */
 export const QuantizerReportSchema = z.object({
-  method: z.literal("int8-weights"),
+  /** Weight-only/dynamic int8 (transform.ts) or static int8 with calibration (static/). */
+  method: z.enum(["int8-weights", "int8-static"]),
+  static: StaticDetailsSchema.optional(),
+  alternatives: z.array(Int8AlternativeSchema).optional(),
   opset: z.number().int().min(1),
   /** Weight-only encoding chosen for this opset (no opset is ever raised). */
   weightOnlyEncoding: WeightEncodingSchema,

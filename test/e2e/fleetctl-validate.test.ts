@@ -85,7 +85,21 @@ describe("fleetctl models validate (offline pre-deploy gate)", () => {
   it("a model whose int8 fails the policy: exit 4 offline with the failure; the server keeps int8 unpublished", async () => {
     const det = realModels().find((m) => m.id === "ppocr-det-v4")!;
     const samples = await samplesFile("det", det.samples);
-    const offline = await cli(false, "--json", "models", "validate", det.path, "--samples", samples);
+    // Static int8 with its fp32 fallback passes det's accuracy at 0.99x fp32's size (issue 17),
+    // so a size limit makes both int8 builds fail: weight-only on accuracy, static on size.
+    const policy = join(tmp.path, "det-policy.json");
+    await writeFile(policy, JSON.stringify({ maxSizeRatio: 0.5 }));
+    const offline = await cli(
+      false,
+      "--json",
+      "models",
+      "validate",
+      det.path,
+      "--samples",
+      samples,
+      "--accuracy-policy",
+      policy,
+    );
     expect(offline.code).toBe(EXIT.ACCEPTED_FP32_ONLY);
     const verdict = JSON.parse(offline.stdout) as {
       verdict: string;
@@ -107,6 +121,8 @@ describe("fleetctl models validate (offline pre-deploy gate)", () => {
       "1.0.0",
       "--samples",
       samples,
+      "--accuracy-policy",
+      policy,
     );
     expect(push.code, push.stderr).toBe(0);
     const variants = (

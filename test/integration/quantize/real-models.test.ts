@@ -15,7 +15,15 @@ async function int8Of(id: string) {
   const m = byId[id]!;
   const fp32Bytes = await readFile(m.path);
   const fp32 = await inspectModel(fp32Bytes, m.samples);
-  const out = await buildInt8Variant({ fp32Bytes, fp32Samples: fp32.samples, calibration: [], policy });
+  // These cases are about the weight-only/dynamic transform; static int8 has its own file
+  // (static-int8.test.ts), and with both built the choice would depend on timing.
+  const out = await buildInt8Variant({
+    fp32Bytes,
+    fp32Samples: fp32.samples,
+    calibration: [],
+    policy,
+    staticOptions: false,
+  });
   if (!out.built) throw new Error(out.reason);
   // Every real model's report is signed into its manifest and read back with the one schema
   // (shared/schemas/quantization-report.ts): it must survive canonical JSON and parse, or the

@@ -216,3 +216,47 @@ describe("whyNotPreferred: the rollout view says why (issue 20 §7)", () => {
     expect(whyNotPreferred(BOTH, X64, "fp32")).toBeNull();
   });
 });
+
+describe("chooseVariant: the server's own int8 timing (issue 17)", () => {
+  const X64_INT8: VariantProfile = {
+    id: "x64-int8",
+    preferredVariants: ["int8", "fp32"],
+    memoryBudgetMB: 2048,
+    match: { arch: ["x64"] },
+  };
+  const ARM_INT8: VariantProfile = { ...X64_INT8, id: "arm-int8", match: { arch: ["arm64"] } };
+  const slowInt8 = [variant("fp32"), variant("int8", { serverLatencyRatio: 1.3 })];
+  const fastInt8 = [variant("fp32"), variant("int8", { serverLatencyRatio: 0.7 })];
+
+  it("does not default a class of the server's arch to an int8 variant the server timed slower than fp32", () => {
+    expect(chooseVariant(slowInt8, X64_INT8, [], enough, "x64")).toEqual({
+      variant: "fp32",
+      reason: "server-measured-slower",
+    });
+    expect(whyNotPreferred(slowInt8, X64_INT8, "fp32", "x64")).toBe(
+      "int8 ran x1.3 of fp32's time on the server's CPU (x64, this class)",
+    );
+    expect(chooseVariant(fastInt8, X64_INT8, [], enough, "x64")).toEqual({ variant: "int8", reason: "profile" });
+  });
+
+  it("leaves other classes to their profile: the server's CPU says nothing about an arm64 board", () => {
+    expect(chooseVariant(slowInt8, ARM_INT8, [], enough, "x64")).toEqual({ variant: "int8", reason: "profile" });
+    expect(chooseVariant(slowInt8, PI4, [], enough, "x64")).toEqual({ variant: "int8", reason: "profile" });
+  });
+
+  it("lets the device's own measurements of both variants override the server's", () => {
+    const measured = [
+      { variant: "int8" as const, p50Ms: 1, requests: enough },
+      { variant: "fp32" as const, p50Ms: 2, requests: enough },
+    ];
+    expect(chooseVariant(slowInt8, X64_INT8, measured, enough, "x64")).toEqual({ variant: "int8", reason: "profile" });
+    const slower = [
+      { variant: "int8" as const, p50Ms: 3, requests: enough },
+      { variant: "fp32" as const, p50Ms: 2, requests: enough },
+    ];
+    expect(chooseVariant(fastInt8, X64_INT8, slower, enough, "x64")).toEqual({
+      variant: "fp32",
+      reason: "measured-faster",
+    });
+  });
+});
