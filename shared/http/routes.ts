@@ -11,7 +11,7 @@ import { securityRoutes } from "./security.js";
 import { telemetryRoutes } from "./telemetry.js";
 
 /** Version of the `/v1` contract in the OpenAPI document's `info.version`: minor for additions, major for breaks. */
-export const HTTP_API_VERSION = "1.1.0";
+export const HTTP_API_VERSION = "1.2.0";
 
 /** `GET /v1/openapi.json`: the OpenAPI 3.1 document of this contract (fleet-server/http/openapi.ts). */
 export const OpenApiDocumentSchema = z.looseObject({
