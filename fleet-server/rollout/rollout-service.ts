@@ -119,10 +119,11 @@ export function createRolloutService(deps: RolloutDeps) {
     const replaced: RolloutRow[] = [];
     for (const other of rollouts.listByStatus(["running", "paused", "completed"])) {
       if (other.model !== req.model || other.id === id) continue;
+      // Members read once per rollout (issue 14): per device, a 10,000-member rollout made this
+      // 10^8 rows and a superseding create took minutes.
+      const members = new Set(rollouts.devices(other.id).map((m) => m.deviceId));
       const overlap = all.filter(
-        (d) =>
-          matchedIds.has(d.id) &&
-          (rollouts.devices(other.id).some((m) => m.deviceId === d.id) || matchesSelector(d, other.definition.target)),
+        (d) => matchedIds.has(d.id) && (members.has(d.id) || matchesSelector(d, other.definition.target)),
       );
       if (overlap.length === 0) continue;
       const inFlight = IN_FLIGHT_STATUSES.includes(other.status);

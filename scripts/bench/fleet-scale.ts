@@ -259,11 +259,15 @@ async function scaleOnce(root: string, broker: "aedes" | "mosquitto", n: number)
 
     poller.setPhase("telemetry");
     await server.ask("eld-reset");
-    const storm = await sim.telemetryStorm(
-      RECORDS_PER_DEVICE,
-      1000,
-      Number(process.env.BENCH_SCALE_STORM_TIMEOUT_MS ?? 180_000),
-    );
+    // BENCH_SCALE_STORM=0 skips the storm (e.g. to profile the gate phase alone).
+    const storm =
+      process.env.BENCH_SCALE_STORM === "0"
+        ? { ms: 1, acked: 0 }
+        : await sim.telemetryStorm(
+            RECORDS_PER_DEVICE,
+            1000,
+            Number(process.env.BENCH_SCALE_STORM_TIMEOUT_MS ?? 180_000),
+          );
     const eldStorm = await server.ask("eld");
     poller.setPhase("after");
     // Rollout status with the counts over the whole fleet (the view every operator polls).
