@@ -284,8 +284,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   };
   registerFeedbackMetrics(telemetry.metrics.registry, feedback);
   registerCostMetrics(telemetry.metrics.registry, () => cost.snapshot());
-  // Sequence frames: recorded as the app's requests (telemetry, probation), like binary ones.
-  const sequences = createSequenceStore({ runtime: recordedAsApi(runtime, telemetry.tapRaw), clock, log });
+  // Sequence frames: recorded as the app's requests (telemetry, probation), with outputs and drift like JSON ones.
+  const sequences = createSequenceStore({ runtime: recordedAsApi(runtime, telemetry.tapFrames), clock, log });
   const api = createSocketApi({
     log: log.child({ c: "api" }),
     runtime: tapped,
