@@ -18,6 +18,7 @@ import { createAgentFeedback } from "./feedback/agent-feedback.js";
 import { registerFeedbackMetrics } from "./feedback/feedback-metrics.js";
 import { armRewards, reportedFigures } from "./feedback/feedback-stats.js";
 import { createJobScheduler } from "./jobs/job-scheduler.js";
+import { startStreamJobs } from "./jobs/stream-jobs.js";
 import { resolveProfile } from "./profile/load-profiles.js";
 import { type AgentModelRuntime, createModelRuntime } from "./runtime/runtime.js";
 import { createSequenceStore, recordedAsApi } from "./runtime/sequence-store.js";
@@ -283,6 +284,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   };
   registerFeedbackMetrics(telemetry.metrics.registry, feedback);
   registerCostMetrics(telemetry.metrics.registry, () => cost.snapshot());
+  // Sequence frames: recorded as the app's requests (telemetry, probation), with outputs and drift like JSON ones.
+  const sequences = createSequenceStore({ runtime: recordedAsApi(runtime, telemetry.tapFrames), clock, log });
   const api = createSocketApi({
     log: log.child({ c: "api" }),
     runtime: tapped,
@@ -294,8 +297,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
     serving,
     registerRoutes: (server) => registerServingRoutes(server, { locks, serving }),
     feedback,
-    // Sequence frames: recorded as the app's requests (telemetry, probation), like binary ones.
-    sequences: createSequenceStore({ runtime: recordedAsApi(runtime, telemetry.tapRaw), clock, log }),
+    sequences,
   });
   telemetry.registerRoutes(api.server);
   // Scheduled batch jobs (issue 8): offline runs against the runtime, resumed after a restart.
@@ -311,6 +313,9 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
   await prepareSocketDir({ socketPath: config.socketPath, dataDir: config.dataDir, group: config.socketGroup, log });
   await api.listen();
   jobs.start();
+  // Stream jobs (issue 18): supervised, resumed from their progress files (agent/jobs/stream-jobs.ts).
+  const isServed = (m: string) => runtime.serving().has(m);
+  const streamJobs = startStreamJobs({ jobs: config.streamJobs, sequences, isServed, clock, log });
 
   /** Moves to a newer trusted root when `walk` reaches one; a bad chain changes nothing (architecture.md §3). */
   const adoptRoot = (walk: () => Root): void => {
@@ -367,6 +372,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps = {}): Pro
         cost.close();
         await up.close();
         await link.close(); // publishes `offline` presence
+        await streamJobs.close(); // before the API closes the sequence store
         await api.close();
         await jobs.close(); // stops between chunks; an unfinished run resumes at the next start
         serving.close();

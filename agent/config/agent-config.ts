@@ -5,6 +5,7 @@ import { EdgeFleetError } from "../../shared/errors.js";
 import { DeviceIdSchema } from "../../shared/schemas/common.js";
 import { DEFAULT_TOPIC_PREFIX } from "../../shared/topics.js";
 import { JobsConfigSchema } from "../jobs/job-config.js";
+import { StreamJobsConfigSchema } from "../jobs/stream-jobs.js";
 import { TelemetryConfigSchema } from "../telemetry/telemetry-config.js";
 import { MqttTimingSchema } from "../transport/mqtt-config.js";
 import { AgentTlsSchema } from "../transport/tls.js";
@@ -63,6 +64,8 @@ export const AgentConfigSchema = z
     socketGroup: z.union([z.string().min(1).max(64), z.number().int().min(0)]).optional(),
     /** Scheduled batch jobs (issue 8, agent/jobs/job-config.ts; docs/operations.md "Batch jobs"). */
     jobs: JobsConfigSchema,
+    /** Stream jobs over local NDJSON files (issue 18, agent/jobs/stream-jobs.ts; docs/operations.md "Stream jobs"). */
+    streamJobs: StreamJobsConfigSchema,
     /**
      * Ground-truth feedback (issue 22, docs/operations.md "Accuracy gate"): the prediction window's
      * size and horizon, and how often joined figures may republish the `reported` document.

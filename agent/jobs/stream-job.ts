@@ -42,6 +42,8 @@ interface Progress {
 export interface StreamJob {
   /** Frames done so far (across restarts). */
   frames(): number;
+  /** Settles when the job ends: fulfilled after `stop()`, rejected when it died of a fault (supervised: stream-jobs.ts). */
+  done: Promise<void>;
   /** Stops after the batch under way; its progress is recorded. */
   stop(): Promise<void>;
 }
@@ -162,6 +164,7 @@ export async function startStreamJob(def: StreamJobDefinition, deps: StreamJobDe
 
   return {
     frames: () => progress.frames,
+    done: loop,
     async stop() {
       stopped = true;
       (wake as (() => void) | null)?.();

@@ -88,6 +88,11 @@ export interface ActivateOptions {
    * stopping it after its in-flight requests drain. It no longer receives default-routed requests.
    */
   keepPrevious?: boolean;
+  /**
+   * How long sequences live on the replaced version may go on there before its host stops (issue 18:
+   * the rollout's `sequenceDrainSeconds`); absent: the runtime's `sequenceDrainMs`.
+   */
+  sequenceDrainMs?: number;
 }
 
 export interface LoadOptions {

@@ -98,6 +98,8 @@ export interface Version extends LoadedVersion {
   inFlight: number;
   /** Live sequences on this version (holdForSequences): a retiring version waits for them too. */
   holds: number;
+  /** Set when replaced by a rollout that gives its own sequence drain deadline; else the runtime's. */
+  sequenceDrainMs?: number;
   onIdle: (() => void) | null;
   /** Priority and CPUs to (re)apply to every host of this version (host-placement.ts); undefined = inherited. */
   placement?: HostPlacement;

@@ -220,7 +220,7 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
     if (v.inFlight > 0 || v.holds > 0) {
       await new Promise<void>((resolve) => {
         // Live sequences (holds) finish on the version they started on, up to their own deadline (issue 18).
-        const deadline = v.holds > 0 ? Math.max(sequenceDrainMs, drainTimeoutMs) : drainTimeoutMs;
+        const deadline = v.holds > 0 ? Math.max(v.sequenceDrainMs ?? sequenceDrainMs, drainTimeoutMs) : drainTimeoutMs;
         const timer = deps.clock.setTimeout(() => {
           log.warn(
             { version: label(v.installed), inFlight: v.inFlight, sequences: v.holds },
@@ -319,6 +319,8 @@ export function createModelRuntime(deps: ModelRuntimeDeps): AgentModelRuntime {
         "serving version switched",
       );
       if (!prev) return;
+      // Kept on the version: a blue-green standby retired later still honours the rollout's deadline.
+      if (opts.sequenceDrainMs !== undefined) prev.sequenceDrainMs = opts.sequenceDrainMs;
       if (opts.keepPrevious && !prev.retiring) {
         // Blue-green: the previous host stays up, unrouted, for an instant revert.
         if (prev.state === "serving") prev.state = "loaded";

@@ -295,8 +295,9 @@ type RawRecorder = (
 
 /**
  * `runtime` whose sequence frames are recorded as the app's requests (`source: api`) by the telemetry
- * recorder's typed-array tap, like binary requests: without it they would count as the agent's own
- * work. The tap only wraps the call in its context, so the frame rides along on the request object.
+ * recorder's frame tap (telemetry's `tapFrames`: output summaries and drift, like JSON requests):
+ * without it they would count as the agent's own work. The tap only wraps the call in its context, so
+ * the frame rides along on the request object.
  */
 export function recordedAsApi(runtime: SequenceRuntime, tapRaw: RawRecorder): SequenceRuntime {
   type Carried = RawInferRequest & { frame: Parameters<SequenceRuntime["runSequenceStep"]> };

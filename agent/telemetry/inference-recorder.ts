@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import type { DeviceEvent } from "../../shared/schemas/device-state.js";
 import type { UnsequencedRecord } from "../../shared/schemas/telemetry.js";
 import type { JsonTensor } from "../../shared/schemas/tensor.js";
+import { type RawTensor, rawToJson } from "../../shared/tensors.js";
 import type { SocketApiRuntime } from "../api/socket-api.js";
 import type { DriftMonitor } from "../drift/drift-monitor.js";
 import type { InferRecord, InferRequest, InferResult } from "../runtime/model-runtime.js";
@@ -29,6 +30,15 @@ export interface InferenceRecorder {
    * large binary tensor would cost the caller what the binary path saves (docs/operations.md).
    */
   tapRaw(
+    inferRaw: (req: RawInferRequest) => Promise<RawInferResult>,
+  ): (req: RawInferRequest) => Promise<RawInferResult>;
+  /**
+   * Sequence and stream frames (issue 18: socket sequences, NDJSON streams, stream jobs) recorded as
+   * client requests like `tapRaw`, and, like JSON requests, with an output summary and fed to the drift
+   * windows: a frame is small (one audio or sensor frame), so its JSON copy costs little, and a
+   * streaming model's drift is only ever seen through its frames.
+   */
+  tapFrames(
     inferRaw: (req: RawInferRequest) => Promise<RawInferResult>,
   ): (req: RawInferRequest) => Promise<RawInferResult>;
   recordEvent(e: DeviceEvent): void;
@@ -165,6 +175,31 @@ export function createInferenceRecorder(deps: RecorderDeps): InferenceRecorder {
             await buffer.durable();
           }
         }
+      };
+    },
+    tapFrames(inferRaw) {
+      const json = (ts: Record<string, RawTensor>) =>
+        Object.fromEntries(Object.entries(ts).map(([name, t]) => [name, rawToJson(t)]));
+      return async (req) => {
+        const ctx: ApiContext = {};
+        let res: RawInferResult;
+        try {
+          res = await als.run(ctx, () => inferRaw(req));
+        } catch (err) {
+          if (ctx.record) {
+            buffer.append(toRecord(ctx.record, "api"));
+            await buffer.durable();
+          }
+          throw err;
+        }
+        if (ctx.record) {
+          const { model, version, dir } = ctx.record.installed;
+          const outputs = json(res.outputs);
+          deps.drift.observe({ model, version, dir }, json(req.inputs), outputs);
+          buffer.append(toRecord(ctx.record, "api", outputs));
+          await buffer.durable();
+        }
+        return res;
       };
     },
     recordEvent(e) {

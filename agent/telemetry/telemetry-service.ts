@@ -50,6 +50,8 @@ export interface TelemetryService {
   tapRaw(
     inferRaw: (req: RawInferRequest) => Promise<RawInferResult>,
   ): (req: RawInferRequest) => Promise<RawInferResult>;
+  /** See InferenceRecorder.tapFrames: sequence/stream frames, recorded with outputs and drift. */
+  tapFrames: TelemetryService["tapRaw"];
   recordEvent(e: DeviceEvent): void;
   /** A batch job's progress (agent/jobs): start/resume, every 10 %, end. */
   recordJobProgress(r: Omit<JobTelemetry, "seq" | "kind" | "ts">): void;
@@ -135,6 +137,7 @@ export function createTelemetryService(deps: TelemetryServiceDeps): TelemetrySer
     onInference: (r) => recorder.listener(r),
     tap: (runtime) => recorder.tap(runtime),
     tapRaw: (inferRaw) => recorder.tapRaw(inferRaw),
+    tapFrames: (inferRaw) => recorder.tapFrames(inferRaw),
     recordEvent: (e) => recorder.recordEvent(e),
     recordJobProgress: (r) => buffer.append({ kind: "job", ts: deps.clock.now(), ...r }),
     onAck: (payload) => flusher.onAck(payload),

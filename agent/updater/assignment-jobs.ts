@@ -50,6 +50,7 @@ export function createJobSource(store: Pick<AgentStore, "lastDesired" | "model">
       manifest,
       rawManifest,
       policy: acc.desired.healthPolicy,
+      ...(a.sequenceDrainSeconds !== undefined ? { sequenceDrainMs: a.sequenceDrainSeconds * 1000 } : {}),
       rolloutId: acc.desired.rollout?.id ?? null,
       loaded: null,
       samples: null,

@@ -31,6 +31,8 @@ export interface Job {
   manifest: Manifest;
   rawManifest: Envelope<unknown>;
   policy: HealthPolicy;
+  /** Deadline for live sequences on the version this candidate replaces (the assignment's, issue 18). */
+  sequenceDrainMs?: number;
   rolloutId: string | null;
   loaded: LoadedVersion | null;
   /** Load as background work (a shadow candidate): see LoadOptions.background. */
@@ -238,7 +240,8 @@ export function createPipelineSteps(ctx: StepContext): Record<PipelineStep, (job
         if (ctx.isClosed()) throw new EdgeFleetError("INTERNAL", "agent closing while waiting for update locks");
       }
       log.info({ model: job.model, keepPrevious, rssBytes: rss }, "swapping to candidate");
-      await runtime.activate(job.loaded, { keepPrevious });
+      const drain = job.sequenceDrainMs;
+      await runtime.activate(job.loaded, { keepPrevious, ...(drain !== undefined ? { sequenceDrainMs: drain } : {}) });
       job.previous = keepPrevious ? prev : null;
     },
     probation: async (job) => {

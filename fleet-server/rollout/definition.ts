@@ -61,6 +61,7 @@ export function normalizeDefinition(r: CreateRolloutRequest): RolloutDefinition 
     deadlines,
     maintenanceWindow: r.maintenanceWindow ?? null,
     healthPolicy,
+    sequenceDrainSeconds: r.sequenceDrainSeconds ?? null,
   };
 }
 

@@ -173,12 +173,13 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
 
   const strategyOf = (e: PlannerRollout) => assignmentStrategy(e.definition, e.state.servingMode);
 
-  function newAssignment(bundle: BundleRow) {
+  function newAssignment(bundle: BundleRow, def: PlannerRollout["definition"]) {
     return {
       model: bundle.name,
       bundle: { sha256: bundle.sha256, size: bundle.size },
       releaseCounter: bundle.releaseCounter,
       manifest: bundle.manifest,
+      ...(def.sequenceDrainSeconds !== null ? { sequenceDrainSeconds: def.sequenceDrainSeconds } : {}),
     };
   }
 
@@ -193,7 +194,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
     await publishDesired(
       deviceId,
       engine,
-      (prev) => assignmentsForMode(prev, newAssignment(chosen.bundle), strategyOf(engine)),
+      (prev) => assignmentsForMode(prev, newAssignment(chosen.bundle, engine.definition), strategyOf(engine)),
       (seq, device) => {
         const at = iso(clock.now());
         rollouts.addDevice(row.id, {
@@ -314,7 +315,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
       if (a.kind === "re-release") {
         const target = released.get(a.previousSha256) ?? (await reRelease(a.previousSha256));
         released.set(a.previousSha256, target);
-        next = (prev) => assignmentsForMode(prev, newAssignment(target), { mode: "active" });
+        next = (prev) => assignmentsForMode(prev, newAssignment(target, engine.definition), { mode: "active" });
         marker = target.sha256;
       } else if (a.kind === "remove-side") {
         next = (prev) => withoutSide(prev, row.model, members.get(a.deviceId)!.bundleSha256);
@@ -384,7 +385,7 @@ export function createRolloutExecutor(deps: ExecutorDeps) {
         await publishDesired(
           m.deviceId,
           engine,
-          (prev) => assignmentsForMode(prev, newAssignment(bundle), strategyOf(engine)),
+          (prev) => assignmentsForMode(prev, newAssignment(bundle, engine.definition), strategyOf(engine)),
           (seq) => rollouts.setDesiredSeq(row.id, m.deviceId, seq),
         );
       }

@@ -140,6 +140,10 @@ export function buildProgram(): Command {
     )
     .option("--calibration <file>", "JSON file: extra inputs to validate int8 against fp32 (same format as samples)")
     .option(
+      "--sequence <file>",
+      'JSON file: the sequence spec of a stateful model (state, constants, windows; docs/protocol.md "Sequences")',
+    )
+    .option(
       "--arch <arch>",
       "only devices of this CPU architecture may run it (repeatable: x64, arm64)",
       (v: string, acc: string[]) => [...acc, v],
@@ -167,6 +171,7 @@ export function buildProgram(): Command {
       const calibration = o.calibration
         ? await readJsonFile(o.calibration, z.array(SampleInputSchema), "--calibration")
         : undefined;
+      const sequence = o.sequence ? await readJsonFile(o.sequence, fields.sequence, "--sequence") : undefined;
       const quantize = o.quantize as "int8" | "none";
       const arch = (o.arch as unknown as string[] | undefined) ?? [];
       const line = createProgressLine();
@@ -192,6 +197,7 @@ export function buildProgram(): Command {
           quantize,
           accuracyPolicy,
           calibration,
+          sequence,
           ...(arch.length > 0 ? { compatibility: { arch } } : {}),
         }),
       );

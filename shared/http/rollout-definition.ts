@@ -1,7 +1,7 @@
 import cron from "node-cron";
 import { z } from "zod";
 import { DeviceIdSchema, ModelNameSchema, SemverSchema, VariantSchema } from "../schemas/common.js";
-import { HealthPolicySchema } from "../schemas/desired-state.js";
+import { HealthPolicySchema, SequenceDrainSecondsSchema } from "../schemas/desired-state.js";
 
 /**
  * The rollout definition operators send to `POST /v1/rollouts` (issue 4), part of the HTTP
@@ -170,6 +170,12 @@ export const CreateRolloutRequestSchema = z
     deadlines: DeadlinesSchema.optional(),
     maintenanceWindow: MaintenanceWindowSchema.optional(),
     healthPolicy: HealthPolicySchema.partial().optional(),
+    /**
+     * Issue 18: how long sequences live on a replaced version may go on there before its host is
+     * stopped anyway (their next frames then fail with SEQUENCE_LOST). Carried in each device's
+     * assignment; absent: the agent's own default (60 s).
+     */
+    sequenceDrainSeconds: SequenceDrainSecondsSchema.optional(),
     /** In-flight rollouts of the same model this one replaces (explicit, never implied). */
     supersedes: z.array(z.string().min(1).max(64)).max(20).optional(),
   })
@@ -254,5 +260,7 @@ export const RolloutDefinitionSchema = z.object({
   deadlines: DeadlinesSchema,
   maintenanceWindow: MaintenanceWindowSchema.nullable(),
   healthPolicy: HealthPolicySchema,
+  /** Null: the agent's default; stored definitions from before issue 18 have none. */
+  sequenceDrainSeconds: SequenceDrainSecondsSchema.nullable().default(null),
 });
 export type StoredRolloutDefinition = z.output<typeof RolloutDefinitionSchema>;

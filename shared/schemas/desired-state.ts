@@ -33,6 +33,9 @@ export const HealthPolicySchema = z.object({
 });
 export type HealthPolicy = z.infer<typeof HealthPolicySchema>;
 
+/** Deadline for live sequences on a replaced version (issue 18): whole seconds, at most a day. */
+export const SequenceDrainSecondsSchema = z.number().int().min(0).max(86_400);
+
 export const AssignmentSchema = z.object({
   model: ModelNameSchema,
   bundle: z.object({ sha256: Sha256Schema, size: z.number().int().min(1) }),
@@ -65,6 +68,11 @@ export const AssignmentSchema = z.object({
         .optional(),
     })
     .optional(),
+  /**
+   * How long sequences live on the version this assignment replaces may finish there before its host
+   * stops (issue 18, the rollout's `sequenceDrainSeconds`). Optional; absent: the agent's default.
+   */
+  sequenceDrainSeconds: SequenceDrainSecondsSchema.optional(),
 });
 export type Assignment = z.infer<typeof AssignmentSchema>;
 

@@ -169,4 +169,26 @@ describe("sequences across a hot swap", () => {
       await close();
     }
   });
+
+  it("takes the deadline the rollout's assignment gives the swap over the runtime's own (issue 18)", async () => {
+    // The runtime's default would keep the old host up for a minute: only the swap's deadline stops it.
+    const { runtime, sock, close } = await agent(models, "rollout-deadline", {
+      sequenceDrainMs: 60_000,
+      drainTimeoutMs: 100,
+    });
+    try {
+      const v1 = await runtime.load(await installStateful(models, "1.0.0"));
+      await runtime.activate(v1);
+      const wave = speechLikeWave(10, 3);
+      expect((await post(sock, INFER, frameBody("held", frameOf(wave, 0), true, false))).status).toBe(200);
+      const v2 = await runtime.load(await installStateful(models, "2.0.0"));
+      await runtime.activate(v2, { sequenceDrainMs: 200 });
+      expect(runtime.stateOf(v1)).toBe("retiring");
+      await vi.waitFor(() => expect(runtime.stateOf(v1)).toBe("stopped"), { timeout: 10_000 });
+      const lost = await post(sock, INFER, frameBody("held", frameOf(wave, 1), false, false));
+      expect(lost).toMatchObject({ status: 409, body: { code: "SEQUENCE_LOST" } });
+    } finally {
+      await close();
+    }
+  });
 });

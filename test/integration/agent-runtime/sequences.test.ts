@@ -1,6 +1,8 @@
+import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSocketApi, type SocketApi } from "../../../agent/api/socket-api.js";
+import { createDriftMonitor } from "../../../agent/drift/drift-monitor.js";
 import type { LoadedVersion } from "../../../agent/runtime/model-runtime.js";
 import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
 import { createSequenceStore, recordedAsApi, type SequenceStore } from "../../../agent/runtime/sequence-store.js";
@@ -176,7 +178,11 @@ describe("sequences with implicit state (Silero VAD over the agent socket)", () 
     });
     const off = runtime.observe((r) => recorder.listener(r));
     try {
-      const recorded = createSequenceStore({ runtime: recordedAsApi(runtime, recorder.tapRaw), clock, log: testLog });
+      const recorded = createSequenceStore({
+        runtime: recordedAsApi(runtime, recorder.tapFrames),
+        clock,
+        log: testLog,
+      });
       const wave = speechLikeWave(13, 3);
       for (let n = 0; n < 3; n++) {
         await recorded.step({
@@ -191,6 +197,75 @@ describe("sequences with implicit state (Silero VAD over the agent socket)", () 
       expect(sources).toEqual(["api", "api", "api"]);
       const rows = buffer.readAfter(0, 100).map((r) => JSON.parse(r.json) as { kind: string; source: string });
       expect(rows.filter((r) => r.kind === "inference").map((r) => r.source)).toEqual(["api", "api", "api"]);
+    } finally {
+      off();
+      buffer.close();
+    }
+  });
+
+  it("feeds sequence frames to the drift monitor and output summaries, as JSON requests are", async () => {
+    const v = await serving();
+    // A baseline on the frame's input (one RMS per frame) and on the speech probability.
+    const baseline = {
+      version: 1,
+      features: [
+        {
+          name: "audio-rms",
+          source: "input",
+          tensor: "input",
+          reduce: "rms",
+          edges: [0, 0.1, 0.3, 1],
+          counts: [1, 1, 1],
+        },
+        { name: "speech", source: "output", tensor: "output", edges: [0, 0.5, 1], counts: [1, 1] },
+      ],
+    };
+    await writeFile(path.join(v.installed.dir, "baseline.json"), JSON.stringify(baseline));
+    const drift = createDriftMonitor({ log: testLog, now: () => 1, window: 100, minSamples: 3 });
+    const buffer = openTelemetryBuffer({
+      path: path.join(models.root, "telemetry-drift.db"),
+      durability: "full",
+      caps: { maxRows: 1000, maxBytes: 1 << 20 },
+      log: testLog,
+    });
+    const recorder = createInferenceRecorder({
+      buffer,
+      drift,
+      onInference: () => undefined,
+      captureRate: 0,
+      random: Math.random,
+    });
+    const off = runtime.observe((r) => recorder.listener(r));
+    try {
+      const recorded = createSequenceStore({
+        runtime: recordedAsApi(runtime, recorder.tapFrames),
+        clock,
+        log: testLog,
+      });
+      const wave = speechLikeWave(21, 4);
+      for (let n = 0; n < 4; n++) {
+        await recorded.step({
+          model: "vad",
+          id: "drift",
+          start: n === 0,
+          end: n === 3,
+          inputs: { input: { type: "float32", dims: [1, 512], data: frameOf(wave, n).slice() } },
+        });
+      }
+      const [report] = drift.snapshot();
+      expect(report).toMatchObject({ kind: "drift", model: "vad", version: v.installed.version });
+      const features = (report as { features: { name: string; n: number }[] }).features;
+      expect(features.map((f) => [f.name, f.n])).toEqual([
+        ["audio-rms", 4],
+        ["speech", 4],
+      ]);
+      await buffer.durable();
+      const rows = buffer
+        .readAfter(0, 100)
+        .map((r) => JSON.parse(r.json) as { kind: string; outputs?: Record<string, { mean: number }> });
+      const [expected] = await referenceProbabilities([wave]);
+      const means = rows.filter((r) => r.kind === "inference").map((r) => r.outputs?.output?.mean);
+      expect(means).toEqual(expected!.map((p) => Math.round(p * 1e6) / 1e6));
     } finally {
       off();
       buffer.close();

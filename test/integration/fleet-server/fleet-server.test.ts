@@ -93,7 +93,9 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
   const rollout = once(async () => {
     await enrolled();
     await model();
-    return api.ok("createRollout", { body: { model: "vad", version: "1.0.0", target: { deviceIds: ["dev-a"] } } }, 201);
+    // sequenceDrainSeconds (issue 18) rides in the device's assignment.
+    const body = { model: "vad", version: "1.0.0", target: { deviceIds: ["dev-a"] }, sequenceDrainSeconds: 20 };
+    return api.ok("createRollout", { body }, 201);
   });
   const deviceA = once(async () => device("dev-a", (await enrolled())["dev-a"]!));
 
@@ -190,6 +192,7 @@ describe("fleet server end to end (embedded broker, SQLite, onnxruntime)", () =>
     expect(desired.signed.seq).toBe(1);
     const assignment = desired.signed.assignments[0]!;
     expect(assignment.bundle).toEqual(bundle);
+    expect(assignment.sequenceDrainSeconds).toBe(20);
     expect(() => verifyRoleSignatures(assignment.manifest, root, "release")).not.toThrow();
 
     // Pull the bundle in 256 KiB chunks; the first half, then "resume" for the rest.
