@@ -61,7 +61,7 @@ export interface ExecutorDeps {
 /** What a device ran for the model before a rollout assigned it: the rollback target. */
 export type { PreviousRef };
 
-const EVENTS_PER_DEVICE = 200;
+export const EVENTS_PER_DEVICE = 200;
 /** Desired-state publishes of one step in flight at once (each waits for its QoS 1 PUBACK). */
 const PUBLISH_WINDOW = 256;
 /** Longest run of planner actions without a turn of the event loop. */

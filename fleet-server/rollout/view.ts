@@ -3,7 +3,7 @@ import { type DisplayState, emptyDisplayCounts, type MemberState } from "../../s
 import type { DeviceRepo, DeviceRow } from "../store/device-repo.js";
 import type { MemberRow, RolloutRepo, RolloutRow } from "../store/rollout-repo.js";
 import type { RolloutDefinition } from "./definition.js";
-import { engineOf, ROLLBACK_REMOVED, type RolloutExecutor } from "./executor.js";
+import { EVENTS_PER_DEVICE, engineOf, ROLLBACK_REMOVED, type RolloutExecutor } from "./executor.js";
 import type { Observation } from "./observe.js";
 import { currentGates, type PlannerDevice } from "./planner.js";
 import { runningNowOf, verdictNote } from "./running-now.js";
@@ -104,15 +104,20 @@ export function rolloutView(deps: { rollouts: RolloutRepo; devices: DeviceRepo; 
   return function view(row: RolloutRow) {
     const engine = engineOf(row);
     const members = rollouts.devices(row.id);
+    // Issue 14: each member's device without its signed desired state, and all members' recent
+    // events in one query, as the planner reads them. Full rows and one events query per member made
+    // this view 3.6 s at 10,000 members (most of the server's CPU while an operator watched).
+    const events = devices.recentEventsOfMembers(row.id, EVENTS_PER_DEVICE);
     const perDevice = members.map((m) => {
-      const dev = devices.get(m.deviceId);
+      const dev = devices.getSummary(m.deviceId);
+      const evs = events.get(m.deviceId) ?? [];
       const back =
         m.rollbackSha256 !== null && m.rollbackSha256 !== ROLLBACK_REMOVED
-          ? executor.observe(row, m, dev, m.rollbackSha256)
+          ? executor.observe(row, m, dev, m.rollbackSha256, evs)
           : null;
       // Why not the profile's preferred variant (issue 20 §7), from the registry and profile as they are now.
       const variantNote = executor.explainVariant(row, dev, m.variant);
-      return memberView(row, m, dev, executor.observe(row, m, dev), back, variantNote);
+      return memberView(row, m, dev, executor.observe(row, m, dev, m.bundleSha256, evs), back, variantNote);
     });
 
     const all = emptyDisplayCounts();
