@@ -37,6 +37,8 @@ interface DeviceState {
   client: MqttClient | null;
   lastSeq: number;
   telemetrySeq: number;
+  /** Last lifecycle event number sent (events are de-duplicated by it). */
+  eventSeq: number;
   /** What the device runs per model (its committed assignment). */
   installed: Map<string, Committed>;
   /** Called on a telemetry ack (the storm waits on it). */
@@ -160,6 +162,7 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
     lastSeq: 0,
     telemetrySeq: 0,
     installed: new Map(),
+    eventSeq: 0,
     onAck: null,
   }));
   /** sha256 → (device index → hrtime ns of receipt) for the rollout being watched. */
@@ -244,13 +247,41 @@ export function createFleetSim(opts: FleetSimOptions): FleetSim {
         releaseCounter: a.releaseCounter,
       };
       const before = s.installed.get(a.model) ?? null;
-      if (before?.sha256 === committed.sha256) continue;
+      if (before?.sha256 === committed.sha256) {
+        // Already running it (e.g. a rollback to what a failing device kept): acknowledge the new
+        // seq with the current state, as an agent does; a past failure stays in its events.
+        s.client?.publish(
+          topics.device(s.dev.id, "reported"),
+          reported(s.dev.id, s.lastSeq, a.model, before, signed.rollout?.id ?? null),
+          { qos: 1, retain: true },
+        );
+        continue;
+      }
       // A healthy agent commits the new version; a failing one reverts to what it had.
       const fails = failing(s.dev.id);
       if (!fails) s.installed.set(a.model, committed);
       const o = outcomeOf(committed.sha256);
       o.assigned.add(s.dev.id);
-      if (fails) o.failed.add(s.dev.id);
+      if (fails) {
+        o.failed.add(s.dev.id);
+        // The agent's lifecycle event: what the server still knows once the report moves on.
+        s.client?.publish(
+          topics.device(s.dev.id, "events"),
+          JSON.stringify({
+            type: "update.transition",
+            deviceId: s.dev.id,
+            ts: new Date().toISOString(),
+            eventSeq: ++s.eventSeq,
+            model: a.model,
+            bundle: committed.sha256,
+            rolloutId: signed.rollout?.id ?? null,
+            from: "probation",
+            to: "reverted",
+            error: { code: "ERROR_RATE_EXCEEDED", message: "simulated: the candidate failed its probation" },
+          }),
+          { qos: 1 },
+        );
+      }
       s.client?.publish(
         topics.device(s.dev.id, "reported"),
         fails
