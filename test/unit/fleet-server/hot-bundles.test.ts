@@ -56,7 +56,9 @@ describe("hot bundles", () => {
     ).toBe(true);
     const damaged = Buffer.from(bytes);
     damaged.writeUInt8(damaged.readUInt8(3_000_000) ^ 1, 3_000_000);
-    const bad = await stored(damaged, sha256Hex(bytes).replace(/^./, "0"));
+    // Another name than the genuine one (one sha in 16 starts with "0": the same name made this flaky).
+    const genuine = sha256Hex(bytes);
+    const bad = await stored(damaged, `${genuine.startsWith("0") ? "1" : "0"}${genuine.slice(1)}`);
     expect(await codeOf(hot.get(bad))).toBe("BUNDLE_HASH_MISMATCH");
     await hot.close();
   });
