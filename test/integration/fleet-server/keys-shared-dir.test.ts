@@ -62,13 +62,14 @@ describe("keys on a data directory shared by replicas (issue 14)", () => {
           stdio: ["pipe", "pipe", "inherit"],
         });
         children.push(c);
-        return { c, out: lines(c) };
+        // Listened for from the start: a child may exit before the others have answered.
+        return { c, out: lines(c), exited: once(c, "exit") };
       });
       for (const s of started) expect((await s.out.next()).value).toBe("ready");
       // Released together: each generates its own keys, then links them into place.
       for (const s of started) s.c.stdin!.write(`${dir.path}\n`);
       const seen = await Promise.all(started.map(async (s) => JSON.parse((await s.out.next()).value as string)));
-      await Promise.all(started.map((s) => once(s.c, "exit")));
+      await Promise.all(started.map((s) => s.exited));
       for (const k of seen.slice(1)) expect(k).toEqual(seen[0]);
     } finally {
       await dir.cleanup();
