@@ -3,12 +3,16 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import path from "node:path";
 import { InferenceSession, Tensor } from "onnxruntime-node";
+import { createSocketApi } from "../../../agent/api/socket-api.js";
 import type { InstalledModel } from "../../../agent/runtime/model-runtime.js";
+import { createModelRuntime } from "../../../agent/runtime/runtime.js";
+import { createSequenceStore } from "../../../agent/runtime/sequence-store.js";
+import { type Clock, systemClock } from "../../../shared/clock.js";
 import { sha256Hex } from "../../../shared/hash.js";
 import type { SequenceSpec } from "../../../shared/schemas/sequence.js";
 import type { SamplesFile } from "../../../shared/schemas/tensor.js";
 import { seededRandom } from "../../../shared/seeded-random.js";
-import { SILERO_V5, sileroManifest, type TempModels } from "./fixtures.js";
+import { SILERO_V5, sileroManifest, type TempModels, testLog, testProfile } from "./fixtures.js";
 
 const SILERO_LEGACY = SILERO_V5.replace("silero_vad_v5.onnx", "silero_vad_legacy.onnx");
 
@@ -205,4 +209,24 @@ export function probability(r: Reply): number {
   const out = r.body.outputs?.find((o) => o.name === "output");
   if (!out) throw new Error(`no "output" in ${JSON.stringify(r.body)}`);
   return out.data[0]!;
+}
+
+/**
+ * A model runtime, its sequence store (on `storeClock`: a fake one drives expiry in tests) and the
+ * agent's socket API serving both on `{models.root}/agent.sock`, listening.
+ */
+export async function serveSequences(models: TempModels, storeClock: Clock = systemClock) {
+  const socketPath = path.join(models.root, "agent.sock");
+  const runtime = createModelRuntime({ log: testLog, clock: systemClock, profile: testProfile });
+  const store = createSequenceStore({ runtime, clock: storeClock, log: testLog });
+  const api = createSocketApi({
+    log: testLog,
+    runtime,
+    socketPath,
+    version: "0.1.0",
+    status: () => ({}),
+    sequences: store,
+  });
+  await api.listen();
+  return { socketPath, runtime, store, api };
 }

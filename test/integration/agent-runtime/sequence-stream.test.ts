@@ -1,15 +1,20 @@
-import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSocketApi, type SocketApi } from "../../../agent/api/socket-api.js";
+import type { SocketApi } from "../../../agent/api/socket-api.js";
 import { SocketClient } from "../../../agent/client/socket-client.js";
 import type { StreamResult } from "../../../agent/client/stream-client.js";
 import type { LoadedVersion } from "../../../agent/runtime/model-runtime.js";
-import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
-import { createSequenceStore, type SequenceStore } from "../../../agent/runtime/sequence-store.js";
-import { systemClock } from "../../../shared/clock.js";
-import { type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
-import { FRAME, frameOf, installStateful, referenceProbabilities, speechLikeWave } from "./sequence-fixtures.js";
+import type { AgentModelRuntime } from "../../../agent/runtime/runtime.js";
+import type { SequenceStore } from "../../../agent/runtime/sequence-store.js";
+import { type TempModels, tempModels } from "./fixtures.js";
+import {
+  FRAME,
+  frameOf,
+  installStateful,
+  referenceProbabilities,
+  serveSequences,
+  speechLikeWave,
+} from "./sequence-fixtures.js";
 
 const input = (frame: Float32Array) => [
   { name: "input", datatype: "FP32", shape: [1, FRAME], data: Array.from(frame) },
@@ -34,18 +39,8 @@ describe("streams and the client's sequence helpers (Silero VAD)", () => {
 
   beforeAll(async () => {
     models = await tempModels();
-    const sock = path.join(models.root, "agent.sock");
-    runtime = createModelRuntime({ log: testLog, clock: systemClock, profile: testProfile });
-    store = createSequenceStore({ runtime, clock: systemClock, log: testLog });
-    api = createSocketApi({
-      log: testLog,
-      runtime,
-      socketPath: sock,
-      version: "0.1.0",
-      status: () => ({}),
-      sequences: store,
-    });
-    await api.listen();
+    let sock: string;
+    ({ socketPath: sock, runtime, store, api } = await serveSequences(models));
     client = new SocketClient(sock);
   });
   afterAll(async () => {

@@ -4,15 +4,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSocketApi, type SocketApi } from "../../../agent/api/socket-api.js";
+import type { SocketApi } from "../../../agent/api/socket-api.js";
 import { SocketClient } from "../../../agent/client/socket-client.js";
 import type { InstalledModel } from "../../../agent/runtime/model-runtime.js";
-import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
-import { createSequenceStore } from "../../../agent/runtime/sequence-store.js";
-import { systemClock } from "../../../shared/clock.js";
+import type { AgentModelRuntime } from "../../../agent/runtime/runtime.js";
 import { sha256Hex } from "../../../shared/hash.js";
 import { seededRandom } from "../../../shared/seeded-random.js";
-import { type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
+import { type TempModels, tempModels } from "./fixtures.js";
+import { serveSequences } from "./sequence-fixtures.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 /** openWakeWord's "hello deepa" classifier, from the openwakeword-js npm package: [1,25,96] embeddings → score. */
@@ -114,18 +113,8 @@ describe("sliding-window streams (openWakeWord hello_deepa)", () => {
 
   beforeAll(async () => {
     models = await tempModels();
-    const sock = path.join(models.root, "agent.sock");
-    runtime = createModelRuntime({ log: testLog, clock: systemClock, profile: testProfile });
-    const store = createSequenceStore({ runtime, clock: systemClock, log: testLog });
-    api = createSocketApi({
-      log: testLog,
-      runtime,
-      socketPath: sock,
-      version: "0.1.0",
-      status: () => ({}),
-      sequences: store,
-    });
-    await api.listen();
+    let sock: string;
+    ({ socketPath: sock, runtime, api } = await serveSequences(models));
     client = new SocketClient(sock);
     await runtime.activate(await runtime.load(await installWakeWord(models)));
   });

@@ -1,15 +1,15 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createSocketApi, type SocketApi } from "../../../agent/api/socket-api.js";
+import type { SocketApi } from "../../../agent/api/socket-api.js";
 import { createDriftMonitor } from "../../../agent/drift/drift-monitor.js";
 import type { LoadedVersion } from "../../../agent/runtime/model-runtime.js";
-import { type AgentModelRuntime, createModelRuntime } from "../../../agent/runtime/runtime.js";
+import type { AgentModelRuntime } from "../../../agent/runtime/runtime.js";
 import { createSequenceStore, recordedAsApi, type SequenceStore } from "../../../agent/runtime/sequence-store.js";
 import { createInferenceRecorder } from "../../../agent/telemetry/inference-recorder.js";
 import { openTelemetryBuffer } from "../../../agent/telemetry/telemetry-buffer.js";
-import { createFakeClock, systemClock } from "../../../shared/clock.js";
-import { type TempModels, tempModels, testLog, testProfile } from "./fixtures.js";
+import { createFakeClock } from "../../../shared/clock.js";
+import { type TempModels, tempModels, testLog } from "./fixtures.js";
 import {
   frameBody,
   frameOf,
@@ -17,6 +17,7 @@ import {
   post,
   probability,
   referenceProbabilities,
+  serveSequences,
   speechLikeWave,
 } from "./sequence-fixtures.js";
 
@@ -44,19 +45,8 @@ describe("sequences with implicit state (Silero VAD over the agent socket)", () 
 
   beforeAll(async () => {
     models = await tempModels();
-    sock = path.join(models.root, "agent.sock");
-    runtime = createModelRuntime({ log: testLog, clock: systemClock, profile: testProfile });
     // The store's clock is fake: expiry is driven by the test, never by waiting.
-    store = createSequenceStore({ runtime, clock, log: testLog });
-    api = createSocketApi({
-      log: testLog,
-      runtime,
-      socketPath: sock,
-      version: "0.1.0",
-      status: () => ({}),
-      sequences: store,
-    });
-    await api.listen();
+    ({ socketPath: sock, runtime, store, api } = await serveSequences(models, clock));
   });
   afterAll(async () => {
     await api?.close();
